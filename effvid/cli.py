@@ -1,0 +1,54 @@
+"""The ``effvid`` command line: one sub-command per module in :mod:`effvid.commands`.
+
+Each command module defines ``register(subparsers)``, which adds its parser and sets
+``func`` to the function that runs it. Errors a user can fix (a missing file, a bad value)
+are printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("quickstart", "train", "eval", "predict", "info", "stream", "export")
+
+
+class UserError(Exception):
+    """An error caused by the user's input, printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from effvid import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="effvid", description="Efficient video understanding: TSM recognisers and "
+        "parameter-efficient audio-visual transformers.")
+    parser.add_argument("--version", action="version", version=f"effvid {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"effvid.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"effvid.commands.{name}":
+                raise
+            continue  # command not available in this build
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (UserError, FileNotFoundError, ValueError) as e:
+        print(f"effvid {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"effvid {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

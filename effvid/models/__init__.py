@@ -1,0 +1,79 @@
+"""Model registry: ``create_model(name, **kwargs)`` over a small table of factories.
+
+Every recogniser takes the same keyword arguments::
+
+    model = effvid.create_model("tsm_resnet50", num_classes=400, num_segments=8)
+
+Names are ``tsm_<arch>`` (with temporal shift) and ``tsn_<arch>`` (without), for the archs in
+:data:`effvid.models.backbones.ARCHS`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from .backbones import ARCHS, build_backbone
+from .recognizer import Recognizer
+from .temporal_shift import TemporalShift, insert_temporal_shift, temporal_shift
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model by name; keyword arguments go to its factory."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _REGISTRY[name](**kwargs)
+
+
+def build_recognizer(
+    arch: str,
+    *,
+    shift: bool,
+    num_classes: int,
+    num_segments: int = 8,
+    dropout: float = 0.5,
+    shift_div: int = 8,
+    shift_direction: str = "bidirectional",
+    shift_place: str = "residual",
+    partial_bn: bool = False,
+    imagenet_weights: str | Path | None = None,
+) -> Recognizer:
+    """A TSN (``shift=False``) or TSM recogniser over a torchvision backbone."""
+    backbone, dim = build_backbone(
+        arch, num_segments=num_segments, shift=shift, shift_div=shift_div,
+        shift_direction=shift_direction, shift_place=shift_place,
+        imagenet_weights=imagenet_weights)
+    model = Recognizer(backbone, dim, num_classes, num_segments, dropout, partial_bn)
+    model.config = {
+        "name": f"{'tsm' if shift else 'tsn'}_{arch}", "num_classes": num_classes,
+        "num_segments": num_segments, "dropout": dropout, "partial_bn": partial_bn,
+    }
+    if shift:
+        model.config.update(shift_div=shift_div, shift_direction=shift_direction,
+                            shift_place=shift_place)
+    return model
+
+
+for _arch in ARCHS:
+    register_model(f"tsm_{_arch}", partial(build_recognizer, _arch, shift=True))
+    register_model(f"tsn_{_arch}", partial(build_recognizer, _arch, shift=False))
+
+__all__ = [
+    "ARCHS", "Recognizer", "TemporalShift", "build_backbone", "build_recognizer",
+    "create_model", "insert_temporal_shift", "list_models", "register_model", "temporal_shift",
+]

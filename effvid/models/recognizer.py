@@ -1,0 +1,60 @@
+"""The TSN/TSM recogniser: backbone -> dropout -> per-frame linear classifier -> average.
+
+TSN and TSM are the same class; TSM's backbone contains temporal shifts. Consensus is the
+average of per-frame logits (before softmax), as in the original code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Recognizer(nn.Module):
+    """Clip classifier over T frames.
+
+    Input ``video``: (N, T, 3, H, W). ``forward`` returns (N, num_classes) logits;
+    ``frame_logits`` returns the per-frame logits (N, T, num_classes) before the average.
+    """
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, num_segments: int,
+                 dropout: float = 0.5, partial_bn: bool = False):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.backbone = backbone
+        self.num_segments = num_segments
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(feature_dim, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, 0.001)
+        nn.init.zeros_(self.fc.bias)
+        self.partial_bn = partial_bn
+        self.config: dict = {}  # filled by create_model; saved with the weights
+
+    def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
+        if video.dim() != 5:
+            raise ValueError(f"expected video of shape (N, T, 3, H, W), got {tuple(video.shape)}")
+        n, t = video.shape[:2]
+        features = self.backbone(video.reshape(n * t, *video.shape[2:]))
+        return self.fc(self.dropout(features)).view(n, t, -1)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.frame_logits(video).mean(dim=1)
+
+    def train(self, mode: bool = True) -> "Recognizer":
+        super().train(mode)
+        if mode and self.partial_bn:
+            # Partial BN (TSN): only the first BatchNorm adapts; the rest keep ImageNet
+            # statistics and affine parameters, which helps small fine-tuning sets.
+            bns = [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+            for bn in bns[1:]:
+                bn.eval()
+                bn.weight.requires_grad_(False)
+                bn.bias.requires_grad_(False)
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return self.fc.out_features

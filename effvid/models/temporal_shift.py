@@ -1,0 +1,225 @@
+"""The Temporal Shift Module (Lin, Gan, Han, ICCV 2019).
+
+Activations of a clip are laid out as (N*T, C, H, W) with the time index T innermost. With
+``fold = C // fold_div``:
+
+* ``"bidirectional"`` (offline TSM): channels ``[0, fold)`` of frame t come from frame t+1,
+  channels ``[fold, 2*fold)`` come from frame t-1, the rest stay.
+* ``"causal"`` (online TSM): channels ``[0, fold)`` of frame t come from frame t-1, the rest
+  stay. Only the past is used, so a stream can be processed frame by frame (see
+  :mod:`effvid.models.online`).
+
+Missing neighbours at the ends of the clip are zeros.
+
+The result is built by concatenation in a single pass, never by slice-assignment into a zero
+tensor: that is faster (each element is written once) and it exports to ONNX as real data
+movement (slice-assignment into a fresh tensor is traced as constants by the TorchScript
+exporter, a known bug of the original code). The backward pass is the same shift with the
+offsets negated, written as a custom autograd function so that it is one pass too.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+DIRECTIONS = ("bidirectional", "causal")
+PLACEMENTS = ("residual", "inplace")
+
+# For each direction, the time offset each shifted channel group reads from: group g covers
+# channels [g*fold, (g+1)*fold) and takes frame t + offsets[g].
+_OFFSETS = {"bidirectional": (1, -1), "causal": (-1,)}
+
+
+def _check_direction(direction: str) -> tuple[int, ...]:
+    if direction not in _OFFSETS:
+        raise ValueError(f"shift direction must be one of {DIRECTIONS}, got {direction!r}")
+    return _OFFSETS[direction]
+
+
+def _shift_time(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """x: (N, T, c, H, W). Returns y with y[:, t] = x[:, t + offset], zeros outside [0, T)."""
+    n, t = x.shape[:2]
+    if abs(offset) >= t:
+        return torch.zeros_like(x)
+    pad = x.new_zeros((n, abs(offset)) + tuple(x.shape[2:]))
+    if offset > 0:
+        return torch.cat((x[:, offset:], pad), dim=1)
+    return torch.cat((pad, x[:, :offset]), dim=1)
+
+
+def _shift(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor:
+    nt, c, h, w = x.shape
+    x5 = x.view(nt // num_segments, num_segments, c, h, w)
+    parts = [_shift_time(x5[:, :, g * fold:(g + 1) * fold], off) for g, off in enumerate(offsets)]
+    parts.append(x5[:, :, len(offsets) * fold:])
+    return torch.cat(parts, dim=2).view(nt, c, h, w)
+
+
+class _ShiftFunction(torch.autograd.Function):
+    # The gradient of "read from t+k" is "send the gradient back to t+k", i.e. the same shift
+    # with the offset negated; one concatenation instead of autograd's chain of slice backward
+    # ops (each of which allocates a full-size zero tensor).
+    @staticmethod
+    def forward(ctx, x, num_segments, fold, offsets):
+        ctx.shift_args = (num_segments, fold, tuple(-o for o in offsets))
+        return _shift(x, num_segments, fold, offsets)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _shift(grad.contiguous(), *ctx.shift_args), None, None, None
+
+
+def temporal_shift(
+    x: torch.Tensor, num_segments: int, fold_div: int = 8, direction: str = "bidirectional"
+) -> torch.Tensor:
+    """Shift channels of ``x`` (N*T, C, H, W) along time; see the module docstring."""
+    offsets = _check_direction(direction)
+    if x.dim() != 4:
+        raise ValueError(f"temporal_shift expects (N*T, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[0] % num_segments:
+        raise ValueError(
+            f"batch dimension {x.shape[0]} is not a multiple of num_segments={num_segments}"
+        )
+    fold = x.shape[1] // fold_div
+    if fold == 0:
+        return x
+    x = x.contiguous()
+    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    if x.requires_grad and torch.is_grad_enabled() and not exporting:
+        return _ShiftFunction.apply(x, num_segments, fold, offsets)
+    return _shift(x, num_segments, fold, offsets)
+
+
+class TemporalShift(nn.Module):
+    """Shift the input along time, then apply ``net``.
+
+    The wrapped module is called ``net`` so that state-dict keys match the original TSM release
+    (``layer1.0.conv1.net.weight``).
+    """
+
+    def __init__(self, net: nn.Module, num_segments: int, fold_div: int = 8,
+                 direction: str = "bidirectional"):
+        super().__init__()
+        _check_direction(direction)
+        if num_segments < 1 or fold_div < 1:
+            raise ValueError(f"num_segments and fold_div must be >= 1, got {num_segments}, {fold_div}")
+        self.net = net
+        self.num_segments = num_segments
+        self.fold_div = fold_div
+        self.direction = direction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+
+    def extra_repr(self) -> str:
+        return f"num_segments={self.num_segments}, fold_div={self.fold_div}, direction={self.direction!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Inserting the shift into torchvision CNNs
+# ----------------------------------------------------------------------------------------------
+
+
+def _resnet_blocks(model: nn.Module) -> list[tuple[nn.Module, str]] | None:
+    """(parent, attribute) of every block to shift in a torchvision-style ResNet, or None."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    layers = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
+    if not all(isinstance(layer, nn.Sequential) for layer in layers):
+        return None
+    if not all(isinstance(b, (BasicBlock, Bottleneck)) for layer in layers for b in layer):
+        return None
+    # ResNet-101/152 (layer3 has >= 23 blocks): the original shifts every other block.
+    every = 2 if len(model.layer3) >= 23 else 1
+    return [(layer, str(i)) for layer in layers for i in range(0, len(layer), every)]
+
+
+def _mobilenet_v2_blocks(model: nn.Module) -> list[nn.Module] | None:
+    from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
+
+    if not isinstance(model, MobileNetV2):
+        return None
+    # Blocks with a residual connection and an expansion conv (10 in the standard network).
+    return [m for m in model.features if isinstance(m, InvertedResidual) and m.use_res_connect
+            and len(m.conv) == 4]
+
+
+def insert_temporal_shift(
+    model: nn.Module,
+    num_segments: int,
+    fold_div: int = 8,
+    direction: str = "bidirectional",
+    placement: str = "residual",
+    modules: Iterable[str] | None = None,
+) -> nn.Module:
+    """Turn a 2D CNN into a TSM, in place, and return it.
+
+    Rules, as in the original TSM:
+
+    * torchvision ResNet-18/34/50/101/152 (any model with ``layer1``..``layer4`` of
+      ``BasicBlock``/``Bottleneck``): every block (every other block when ``layer3`` has 23 or
+      more). ``placement="residual"`` shifts only the input of the block's first conv (the
+      identity path sees the unshifted input); ``"inplace"`` shifts the whole block input.
+    * torchvision MobileNetV2: the first 1x1 expansion conv of each inverted-residual block
+      that has a residual connection (10 blocks). Only residual placement is defined.
+    * Any other CNN (the generic rule): pass ``modules``, the dotted names of the modules whose
+      *input* should be shifted (e.g. the first conv of each residual branch). Without it, every
+      non-depthwise ``nn.Conv2d`` except the first one (the stem sees RGB) is shifted, which is
+      the in-place variant for plain CNNs.
+    """
+    _check_direction(direction)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")
+
+    def wrap(m: nn.Module) -> TemporalShift:
+        if isinstance(m, TemporalShift):
+            raise ValueError("the model already has a temporal shift at this position")
+        return TemporalShift(m, num_segments, fold_div, direction)
+
+    if modules is not None:
+        for name in modules:
+            parent_name, _, attr = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, attr, wrap(getattr(parent, attr)))
+        return model
+
+    blocks = _resnet_blocks(model)
+    if blocks is not None:
+        for parent, idx in blocks:
+            block = parent[int(idx)]
+            if placement == "residual":
+                block.conv1 = wrap(block.conv1)
+            else:
+                parent[int(idx)] = wrap(block)
+        return model
+
+    mb_blocks = _mobilenet_v2_blocks(model)
+    if mb_blocks is not None:
+        if placement != "residual":
+            raise ValueError("MobileNetV2 supports only residual shift placement")
+        for block in mb_blocks:
+            expand = block.conv[0]  # Conv2dNormActivation: [Conv2d, BatchNorm2d, ReLU6]
+            expand[0] = wrap(expand[0])
+        return model
+
+    convs = [name for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and m.groups == 1]
+    if len(convs) < 2:
+        raise ValueError(
+            f"no rule to insert a temporal shift into {type(model).__name__}: pass modules=[...]")
+    return insert_temporal_shift(model, num_segments, fold_div, direction, placement, convs[1:])
+
+
+def shift_modules(model: nn.Module) -> list[TemporalShift]:
+    """All TemporalShift modules of a model, in forward order of registration."""
+    return [m for m in model.modules() if isinstance(m, TemporalShift)]
+
+
+def set_shift_segments(model: nn.Module, num_segments: int) -> None:
+    """Change the clip length a TSM expects (e.g. to run a trained model on 16 frames)."""
+    for m in shift_modules(model):
+        m.num_segments = num_segments
+
