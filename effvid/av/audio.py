@@ -1,0 +1,362 @@
+"""Audio for the audio-visual model: decoding with PyAV, log-mel spectrograms, SpecAugment.
+
+Everything after decoding is plain torch, so spectrograms are computed in batches on whatever
+device the waveforms live on (move the :class:`LogMelSpectrogram` module to the GPU with the
+model).
+
+* :func:`read_audio` decodes a time window of a file's audio track, mixed to mono and resampled.
+* :func:`mel_filterbank` builds a triangular mel filterbank (HTK or Slaney mel scale).
+* :class:`LogMelSpectrogram` maps waveforms ``(..., samples)`` to ``(..., n_mels, frames)``.
+* :class:`SpecAugment` applies random frequency and time masks in training mode.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "AudioDecodeError",
+    "AudioWindow",
+    "read_audio",
+    "container_origin",
+    "hz_to_mel",
+    "mel_to_hz",
+    "mel_filterbank",
+    "LogMelSpectrogram",
+    "SpecAugment",
+]
+
+
+def _decode_error_base() -> type[Exception]:
+    try:  # the data pipeline's error type, so one ``except`` catches both video and audio problems
+        from effvid.data.video import VideoDecodeError
+
+        return VideoDecodeError
+    except ImportError:  # pragma: no cover - only while effvid.data.video does not exist
+        return RuntimeError
+
+
+class AudioDecodeError(_decode_error_base()):
+    """A file's audio could not be decoded (missing file, no audio stream, corrupt data).
+
+    A subclass of :class:`effvid.data.video.VideoDecodeError` (itself a ``RuntimeError``);
+    ``path`` holds the offending file.
+    """
+
+    def __init__(self, path, message: str):
+        self.path = os.fspath(path)
+        RuntimeError.__init__(self, f"{self.path}: {message}")
+
+    def __reduce__(self):  # keep it picklable for DataLoader workers
+        return (type(self), (self.path, str(self).split(": ", 1)[-1]))
+
+
+@dataclass
+class AudioWindow:
+    """A mono waveform window: ``waveform`` is float32 ``(samples,)`` in [-1, 1];
+    ``has_audio`` is False when the file has no audio track (waveform is then all zeros)."""
+
+    waveform: torch.Tensor
+    sample_rate: int
+    has_audio: bool
+
+
+def read_audio(
+    path,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    sample_rate: int = 16000,
+    missing_audio: str = "error",
+) -> AudioWindow:
+    """Decode ``[start, start + duration)`` seconds of a file's audio, mixed to mono.
+
+    Args:
+        path: a media file readable by FFmpeg (the same files the video frames come from).
+        start: window start in seconds, on the container's timeline (0 = first audio sample).
+        duration: window length in seconds; ``None`` reads to the end of the stream. The result
+            always has exactly ``round(duration * sample_rate)`` samples: audio past the end of
+            the stream is zero-padded.
+        sample_rate: output rate in Hz (the stream is resampled).
+        missing_audio: ``"error"`` raises :class:`AudioDecodeError` for a file without an audio
+            stream; ``"mask"`` returns zeros with ``has_audio=False`` so the caller can mask them.
+
+    Only the needed part of the stream is decoded: the demuxer seeks to ``start`` and decoding
+    stops once the window is filled.
+    """
+    import av
+
+    if missing_audio not in ("error", "mask"):
+        raise ValueError(f"missing_audio must be 'error' or 'mask', got {missing_audio!r}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    want = None if duration is None else int(round(duration * sample_rate))
+    if not os.path.exists(path):
+        raise AudioDecodeError(path, "no such file")
+    try:
+        container = av.open(os.fspath(path))
+    except Exception as exc:  # FFmpeg errors come in many classes
+        raise AudioDecodeError(path, f"cannot open ({exc})") from exc
+    try:
+        if not container.streams.audio:
+            if missing_audio == "mask":
+                n = want if want is not None else _video_samples(container, sample_rate, start)
+                return AudioWindow(torch.zeros(n), sample_rate, has_audio=False)
+            raise AudioDecodeError(path, "file has no audio stream (pass missing_audio='mask' to get a masked zero waveform)")
+        stream = container.streams.audio[0]
+        # Times are on the container's timeline, 0 = the container's start (the same origin
+        # effvid.av.sequence uses for frames), so audio and frames of a file stay aligned even
+        # when their streams start at different times.
+        t_begin = container_origin(container) + start
+        if start > 0:
+            # Seek a little before the window: audio packets are all key frames, but decoders
+            # such as AAC need the previous frame for their overlap-add.
+            seek_to = max(0.0, t_begin - 0.1)
+            container.seek(int(seek_to / stream.time_base), stream=stream, backward=True, any_frame=False)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        first_time = None  # time (s) of the first resampled sample we kept
+        have = 0
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    if first_time is None:
+                        first_time = float(out.pts * out.time_base) if out.pts is not None else t_begin
+                    arr = out.to_ndarray().reshape(-1)
+                    chunks.append(arr)
+                    have += arr.shape[0]
+                if want is not None and first_time is not None:
+                    if have - (t_begin - first_time) * sample_rate >= want:
+                        break
+            else:
+                for out in resampler.resample(None):
+                    if first_time is None:
+                        first_time = t_begin
+                    arr = out.to_ndarray().reshape(-1)
+                    chunks.append(arr)
+                    have += arr.shape[0]
+        except av.FFmpegError as exc:
+            raise AudioDecodeError(path, f"audio decoding failed ({exc})") from exc
+    finally:
+        container.close()
+
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    first_time = t_begin if first_time is None else first_time
+    offset = int(round((t_begin - first_time) * sample_rate))
+    if offset >= 0:
+        samples = samples[offset:]
+    else:  # the stream starts after the requested time: pad the gap with silence
+        samples = np.concatenate([np.zeros(-offset, np.float32), samples])
+    if want is not None:
+        if samples.shape[0] >= want:
+            samples = samples[:want]
+        else:
+            samples = np.concatenate([samples, np.zeros(want - samples.shape[0], np.float32)])
+    return AudioWindow(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, has_audio=True)
+
+
+def container_origin(container) -> float:
+    """Start time of a PyAV container in seconds (0 when the container does not say)."""
+    return container.start_time / 1_000_000 if container.start_time is not None else 0.0
+
+
+def _video_samples(container, sample_rate: int, start: float) -> int:
+    """Number of samples covering the container from ``start`` to its end (for missing audio)."""
+    duration = container.duration / 1_000_000 if container.duration else 0.0
+    return max(0, int(round((duration - start) * sample_rate)))
+
+
+# --------------------------------------------------------------------------------------------
+# Mel filterbank and log-mel spectrogram
+# --------------------------------------------------------------------------------------------
+
+
+def hz_to_mel(freq, mel_scale: str = "htk"):
+    """Hertz to mel. ``"htk"``: 2595·log10(1 + f/700). ``"slaney"``: linear below 1 kHz
+    (f / (200/3)), logarithmic above (15 + 27·ln(f/1000)/ln(6.4)). Works on floats and tensors."""
+    f = torch.as_tensor(freq, dtype=torch.float64)
+    if mel_scale == "htk":
+        mel = 2595.0 * torch.log10(1.0 + f / 700.0)
+    elif mel_scale == "slaney":
+        f_sp = 200.0 / 3
+        min_log_hz = 1000.0
+        min_log_mel = min_log_hz / f_sp
+        logstep = math.log(6.4) / 27.0
+        mel = torch.where(f >= min_log_hz, min_log_mel + torch.log(f.clamp_min(min_log_hz) / min_log_hz) / logstep, f / f_sp)
+    else:
+        raise ValueError(f"mel_scale must be 'htk' or 'slaney', got {mel_scale!r}")
+    return mel if isinstance(freq, torch.Tensor) else float(mel)
+
+
+def mel_to_hz(mel, mel_scale: str = "htk"):
+    """Inverse of :func:`hz_to_mel`."""
+    m = torch.as_tensor(mel, dtype=torch.float64)
+    if mel_scale == "htk":
+        f = 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    elif mel_scale == "slaney":
+        f_sp = 200.0 / 3
+        min_log_hz = 1000.0
+        min_log_mel = min_log_hz / f_sp
+        logstep = math.log(6.4) / 27.0
+        f = torch.where(m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), f_sp * m)
+    else:
+        raise ValueError(f"mel_scale must be 'htk' or 'slaney', got {mel_scale!r}")
+    return f if isinstance(mel, torch.Tensor) else float(f)
+
+
+def mel_filterbank(
+    n_freqs: int,
+    n_mels: int,
+    sample_rate: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    *,
+    mel_scale: str = "htk",
+    norm: str | None = None,
+) -> torch.Tensor:
+    """Triangular mel filterbank of shape ``(n_freqs, n_mels)``.
+
+    ``n_freqs = n_fft // 2 + 1`` STFT bins spanning 0 … sample_rate/2. Filter ``m`` rises
+    linearly from centre frequency ``c[m-1]`` to ``c[m]`` (value 1 at ``c[m]``) and falls to 0 at
+    ``c[m+1]``, where the ``n_mels + 2`` edges ``c`` are equally spaced on the mel scale between
+    ``f_min`` and ``f_max``. ``norm="slaney"`` scales each filter to unit area (2 / bandwidth).
+    Apply as ``power_spec.transpose(-1, -2) @ fb``.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got {f_min}, {f_max}, {sample_rate}")
+    bin_hz = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
+    mel_edges = torch.linspace(hz_to_mel(f_min, mel_scale), hz_to_mel(f_max, mel_scale), n_mels + 2, dtype=torch.float64)
+    hz_edges = mel_to_hz(mel_edges, mel_scale)
+    lower, centre, upper = hz_edges[:-2], hz_edges[1:-1], hz_edges[2:]
+    rising = (bin_hz[:, None] - lower) / (centre - lower)
+    falling = (upper - bin_hz[:, None]) / (upper - centre)
+    fb = torch.minimum(rising, falling).clamp_min(0.0)
+    if norm == "slaney":
+        fb = fb * (2.0 / (upper - lower))
+    elif norm is not None:
+        raise ValueError(f"norm must be None or 'slaney', got {norm!r}")
+    return fb.to(torch.float32)
+
+
+class LogMelSpectrogram(nn.Module):
+    """Waveform ``(..., samples)`` → log-mel spectrogram ``(..., n_mels, frames)``.
+
+    Power spectrum from ``torch.stft`` (Hann window, centred frames, reflect padding), projected
+    on :func:`mel_filterbank`, then ``log(max(mel, floor))``. With ``center=True`` the number
+    of frames is ``samples // hop_length + 1``. The window and filterbank are buffers, so the
+    module moves to the GPU with the model and runs on batches of any leading shape.
+
+    Defaults follow the paper's audio setup at 16 kHz: 80 mels, 25 ms window (400 samples, FFT
+    512), 10 ms hop (160 samples) — ~100 frames per 1-s clip.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        *,
+        n_mels: int = 80,
+        n_fft: int = 512,
+        win_length: int | None = 400,
+        hop_length: int = 160,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        floor: float = 1e-6,
+        power: float = 2.0,
+        mel_scale: str = "htk",
+        center: bool = True,
+    ):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.hop_length = hop_length
+        self.floor = floor
+        self.power = power
+        self.center = center
+        if self.win_length > n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({n_fft})")
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+        fb = mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate, f_min, f_max, mel_scale=mel_scale)
+        self.register_buffer("filterbank", fb, persistent=False)
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // self.hop_length + 1 if self.center else 1 + (num_samples - self.n_fft) // self.hop_length
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        lead = waveform.shape[:-1]
+        x = waveform.reshape(-1, waveform.shape[-1]).float()
+        spec = torch.stft(
+            x,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=self.center,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        power = spec.abs().pow(self.power)  # (B, n_freqs, frames)
+        mel = torch.matmul(power.transpose(-1, -2), self.filterbank).transpose(-1, -2)  # (B, n_mels, frames)
+        logmel = torch.log(mel.clamp_min(self.floor))
+        return logmel.reshape(*lead, self.n_mels, logmel.shape[-1])
+
+    def extra_repr(self) -> str:
+        return (f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, n_fft={self.n_fft}, "
+                f"win_length={self.win_length}, hop_length={self.hop_length}, floor={self.floor}")
+
+
+class SpecAugment(nn.Module):
+    """SpecAugment-style masking of ``(..., n_mels, frames)`` spectrograms (training mode only).
+
+    Each spectrogram (every leading index independently) gets ``num_freq_masks`` bands of
+    ``f ~ U{0..freq_mask_param}`` consecutive mel bins and ``num_time_masks`` spans of
+    ``t ~ U{0..time_mask_param}`` frames set to ``mask_value`` (``"mean"``: the spectrogram's own
+    mean, a neutral value for log-mels). Identity in eval mode.
+    """
+
+    def __init__(self, freq_mask_param: int = 16, time_mask_param: int = 20, num_freq_masks: int = 2,
+                 num_time_masks: int = 2, mask_value: float | str = "mean"):
+        super().__init__()
+        self.freq_mask_param = freq_mask_param
+        self.time_mask_param = time_mask_param
+        self.num_freq_masks = num_freq_masks
+        self.num_time_masks = num_time_masks
+        self.mask_value = mask_value
+
+    def _masks(self, count: int, size: int, max_width: int, n: int, device) -> torch.Tensor:
+        """Boolean ``(n, size)``: union of ``count`` random spans per row."""
+        keep = torch.zeros(n, size, dtype=torch.bool, device=device)
+        idx = torch.arange(size, device=device)
+        for _ in range(count):
+            width = torch.randint(0, min(max_width, size) + 1, (n, 1), device=device)
+            begin = (torch.rand(n, 1, device=device) * (size - width + 1)).floor().long()
+            keep |= (idx >= begin) & (idx < begin + width)
+        return keep
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return spec
+        lead, (n_mels, frames) = spec.shape[:-2], spec.shape[-2:]
+        x = spec.reshape(-1, n_mels, frames)
+        n = x.shape[0]
+        freq = self._masks(self.num_freq_masks, n_mels, self.freq_mask_param, n, x.device)
+        time = self._masks(self.num_time_masks, frames, self.time_mask_param, n, x.device)
+        mask = freq[:, :, None] | time[:, None, :]
+        if self.mask_value == "mean":
+            value = x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
+        else:
+            value = torch.full_like(x, float(self.mask_value))
+        return torch.where(mask, value, x).reshape(spec.shape)
+
+    def extra_repr(self) -> str:
+        return (f"freq_mask_param={self.freq_mask_param}, time_mask_param={self.time_mask_param}, "
+                f"num_freq_masks={self.num_freq_masks}, num_time_masks={self.num_time_masks}")

@@ -1,0 +1,223 @@
+"""Long-video sampling for the audio-visual model.
+
+A long video becomes a sequence of ``K`` consecutive clips of ``clip_seconds`` each (the paper:
+30 clips of 1 s, 16 frames per clip at 16 fps = 480 frames for a 30-second video). Every clip
+carries its frames and the audio of exactly the same time window. Videos shorter than ``K``
+clips are zero-padded and the padding is marked in ``mask`` (never dropped), so batches of
+sequences can be fed to :class:`effvid.av.model.AVModel` with an attention mask.
+
+All times are seconds on the container's timeline, 0 = the container's start; frame ``j`` of
+clip ``k`` is the frame displayed at ``start + k·clip_seconds + j·clip_seconds/frames_per_clip``
+(the last frame whose presentation time is at or before that instant), and the clip's audio is
+``[start + k·clip_seconds, start + (k+1)·clip_seconds)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .audio import AudioDecodeError, container_origin, read_audio
+
+__all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
+
+
+@dataclass
+class AVSequence:
+    """One long video as ``K`` time-aligned clips.
+
+    Attributes:
+        frames: uint8 ``(K, T, H, W, 3)``; padded clips are zeros.
+        audio: float32 ``(K, samples_per_clip)`` mono waveform per clip; zeros where padded.
+        mask: bool ``(K,)``, True for clips inside the video.
+        audio_mask: bool ``(K,)``, ``mask`` and the file has audio.
+        clip_starts: float64 ``(K,)`` clip start times in seconds (padded clips continue the grid).
+        has_audio: whether the file has an audio track.
+        path: the source file.
+    """
+
+    frames: torch.Tensor
+    audio: torch.Tensor
+    mask: torch.Tensor
+    audio_mask: torch.Tensor
+    clip_starts: torch.Tensor
+    has_audio: bool
+    path: str = ""
+    sample_rate: int = 16000
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_valid(self) -> int:
+        return int(self.mask.sum())
+
+
+class LongVideoSampler:
+    """Cut a video file into ``num_clips`` consecutive clips with frames and aligned audio.
+
+    Args:
+        num_clips: ``K``, clips per sequence (30 in the paper).
+        clip_seconds: length of a clip (1.0).
+        frames_per_clip: frames sampled uniformly in each clip (16, i.e. 16 fps for 1-s clips).
+        sample_rate: audio rate after resampling (Hz).
+        start: where the sequence starts: a number of seconds, or ``"random"`` (uniform over the
+            positions that keep the sequence inside the video; 0 for short videos).
+        size: optional ``(height, width)`` to resize frames to while decoding.
+        missing_audio: ``"error"`` (raise for files without audio) or ``"mask"`` (zero audio,
+            ``audio_mask`` all False).
+
+    ``sampler(path)`` returns an :class:`AVSequence`. Decoding errors raise
+    :class:`effvid.av.audio.AudioDecodeError` (a ``VideoDecodeError``) naming the file.
+    """
+
+    def __init__(
+        self,
+        num_clips: int = 30,
+        clip_seconds: float = 1.0,
+        frames_per_clip: int = 16,
+        sample_rate: int = 16000,
+        *,
+        start: float | str = 0.0,
+        size: tuple[int, int] | None = None,
+        missing_audio: str = "error",
+    ):
+        if num_clips < 1 or frames_per_clip < 1 or clip_seconds <= 0:
+            raise ValueError("num_clips, frames_per_clip must be >= 1 and clip_seconds > 0")
+        if not (start == "random" or isinstance(start, (int, float))):
+            raise ValueError(f"start must be seconds or 'random', got {start!r}")
+        self.num_clips = num_clips
+        self.clip_seconds = float(clip_seconds)
+        self.frames_per_clip = frames_per_clip
+        self.sample_rate = sample_rate
+        self.start = start
+        self.size = size
+        self.missing_audio = missing_audio
+
+    @property
+    def samples_per_clip(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    def __call__(self, path, start: float | str | None = None, rng: random.Random | None = None) -> AVSequence:
+        import av
+
+        path = os.fspath(path)
+        start = self.start if start is None else start
+        if not os.path.exists(path):
+            raise AudioDecodeError(path, "no such file")
+        try:
+            container = av.open(path)
+        except Exception as exc:
+            raise AudioDecodeError(path, f"cannot open ({exc})") from exc
+        try:
+            if not container.streams.video:
+                raise AudioDecodeError(path, "file has no video stream")
+            stream = container.streams.video[0]
+            origin = container_origin(container)
+            duration = _duration_seconds(container, stream, origin)
+            if start == "random":
+                slack = max(0.0, duration - self.num_clips * self.clip_seconds)
+                start = (rng or random).uniform(0.0, slack)
+            start = float(start)
+            # Clips that fit in the video (1 ms tolerance for rounded durations); a video shorter
+            # than one clip still yields one (partially repeated) clip rather than nothing.
+            fit = math.floor((duration - start) / self.clip_seconds + 1e-3)
+            num_valid = min(self.num_clips, max(fit, 1 if duration > start else 0))
+            if num_valid == 0:
+                raise AudioDecodeError(path, f"start {start:.3f}s is past the end of the video ({duration:.3f}s)")
+            frames = self._decode_frames(container, stream, origin, start, num_valid, path)
+        finally:
+            container.close()
+
+        K, T = self.num_clips, self.frames_per_clip
+        out_frames = torch.zeros((K, T, *frames.shape[1:]), dtype=torch.uint8)
+        out_frames[:num_valid] = torch.from_numpy(frames).view(num_valid, T, *frames.shape[1:])
+
+        audio = read_audio(path, start=start, duration=num_valid * self.clip_seconds,
+                           sample_rate=self.sample_rate, missing_audio=self.missing_audio)
+        out_audio = torch.zeros(K, self.samples_per_clip)
+        out_audio[:num_valid] = audio.waveform.view(num_valid, self.samples_per_clip)
+
+        mask = torch.arange(K) < num_valid
+        return AVSequence(
+            frames=out_frames,
+            audio=out_audio,
+            mask=mask,
+            audio_mask=mask & audio.has_audio,
+            clip_starts=start + self.clip_seconds * torch.arange(K, dtype=torch.float64),
+            has_audio=audio.has_audio,
+            path=path,
+            sample_rate=self.sample_rate,
+        )
+
+    def _decode_frames(self, container, stream, origin, start, num_valid, path) -> np.ndarray:
+        """Frames displayed at the target instants, as uint8 ``(num_valid * T, H, W, 3)``."""
+        import av
+
+        step = self.clip_seconds / self.frames_per_clip
+        targets = [start + i * step for i in range(num_valid * self.frames_per_clip)]
+        eps = 1e-6
+        if start > 0:
+            container.seek(int((origin + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
+        picked: list[np.ndarray | None] = [None] * len(targets)
+        nxt = 0  # next target to fill
+        prev = None  # last decoded frame not after the current target
+        reformat = {} if self.size is None else {"height": self.size[0], "width": self.size[1]}
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * stream.time_base) - origin
+                while nxt < len(targets) and t > targets[nxt] + eps:
+                    if prev is None:  # the first frame comes after the target: use it anyway
+                        prev = frame
+                    picked[nxt] = _rgb(prev, reformat)
+                    nxt += 1
+                if nxt == len(targets):
+                    break
+                prev = frame
+        except av.FFmpegError as exc:
+            raise AudioDecodeError(path, f"video decoding failed ({exc})") from exc
+        if prev is None:
+            raise AudioDecodeError(path, "no decodable video frames in the requested window")
+        last = None
+        for i in range(nxt, len(targets)):  # targets after the last frame: hold the last frame
+            last = _rgb(prev, reformat) if last is None else last
+            picked[i] = last
+        return np.stack(picked)
+
+
+def _rgb(frame, reformat: dict) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24", **reformat)
+
+
+def _duration_seconds(container, stream, origin: float) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        first = float(stream.start_time * stream.time_base) if stream.start_time is not None else origin
+        return first - origin + float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    raise AudioDecodeError(getattr(container, "name", "?"), "cannot determine the video's duration")
+
+
+def collate_av_sequences(batch: list[AVSequence]) -> dict[str, torch.Tensor]:
+    """Stack :class:`AVSequence` items: ``frames (B, K, T, H, W, 3)`` uint8, ``audio (B, K, S)``,
+    ``mask``/``audio_mask (B, K)`` bool, ``clip_starts (B, K)``."""
+    return {
+        "frames": torch.stack([b.frames for b in batch]),
+        "audio": torch.stack([b.audio for b in batch]),
+        "mask": torch.stack([b.mask for b in batch]),
+        "audio_mask": torch.stack([b.audio_mask for b in batch]),
+        "clip_starts": torch.stack([b.clip_starts for b in batch]),
+    }
+
+
+def frames_to_clips(frames: torch.Tensor, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> torch.Tensor:
+    """uint8 ``(..., T, H, W, 3)`` → normalised float ``(..., 3, T, H, W)``, the clip layout the
+    model's visual encoders take."""
+    x = frames.float().div_(255)
+    x = (x - x.new_tensor(mean)) / x.new_tensor(std)
+    return x.movedim(-1, -4).contiguous()

@@ -1,0 +1,79 @@
+"""``effvid quickstart``: see TSM beat TSN on an order-dependent task, on a CPU, in minutes.
+
+It writes a small synthetic dataset of real mp4 files whose classes depend on frame order
+(an object moving left vs right, up vs down, growing vs shrinking; colours, sizes, backgrounds
+and distractors random), trains a TSN and a TSM with the same small ResNet, and prints both
+accuracies side by side. A frame-order-blind TSN cannot tell the mirrored pairs apart; the
+temporal shift can. The TSM checkpoint it leaves works with ``effvid predict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
+TARGET_TSM = 0.90
+
+
+def pair_accuracy(confusion: list[list[int]], classes: list[str], pair: tuple[str, str]) -> float:
+    rows = [classes.index(c) for c in pair]
+    correct = sum(confusion[r][r] for r in rows)
+    total = sum(sum(confusion[r]) for r in rows)
+    return correct / max(total, 1)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.synthetic import make_synthetic_dataset
+    from ..training.config import TrainConfig
+    from ..training.loop import train
+
+    out = Path(args.output)
+    data = out / "data"
+    classes = [c for pair in PAIRS for c in pair]
+    print(f"[1/3] writing a synthetic order-dependent dataset to {data} ...", flush=True)
+    summary = make_synthetic_dataset(
+        data, classes=classes, videos_per_class_train=args.videos_per_class,
+        videos_per_class_val=max(args.videos_per_class // 3, 4), num_frames=16, size=args.size,
+        seed=args.seed)
+    print(f"      {summary['train']} training and {summary['val']} validation videos (mp4, H.264)")
+
+    results = {}
+    for step, kind in ((2, "tsn"), (3, "tsm")):
+        print(f"[{step}/3] training {kind.upper()} (resnet_tiny, 8 segments, {args.epochs} epochs) ...", flush=True)
+        cfg = TrainConfig(
+            data=str(data), model=f"{kind}_resnet_tiny", num_segments=8, size=args.crop,
+            scale_size=args.size, flip=False, epochs=args.epochs, batch_size=16, lr=args.lr,
+            weight_decay=1e-4, fc_lr_mult=1.0, dropout=0.2, warmup_epochs=1, schedule="cosine",
+            output=str(out / kind), seed=args.seed, workers=args.workers, progress=not args.quiet)
+        results[kind] = train(cfg)
+
+    print("\nvalidation accuracy (top-1)       TSN      TSM")
+    val = {k: r["history"][-1]["val"] for k, r in results.items()}
+    print(f"  all {len(classes)} classes                 {100 * val['tsn']['top1']:5.1f}%   {100 * val['tsm']['top1']:5.1f}%")
+    for pair in PAIRS:
+        accs = [pair_accuracy(val[k]["confusion"], results[k]["classes"], pair) for k in ("tsn", "tsm")]
+        print(f"  {pair[0]:>5} vs {pair[1]:<6}                {100 * accs[0]:5.1f}%   {100 * accs[1]:5.1f}%")
+    print("  (chance on a mirrored pair is 50%: a single frame carries no direction)")
+    ckpt = out / "tsm" / "best.safetensors"
+    example = next(iter(sorted((data / "val" / "left").glob("*.mp4"))))
+    print(f"\nTSM checkpoint: {ckpt}\ntry: effvid predict {example} --checkpoint {ckpt}")
+    if val["tsm"]["top1"] < TARGET_TSM:
+        print(f"TSM reached {100 * val['tsm']['top1']:.1f}%, below the expected {100 * TARGET_TSM:.0f}%")
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quickstart", help="synthetic order-dependent data: TSN vs TSM in minutes",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", default="effvid-quickstart", help="folder for data and runs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--videos-per-class", type=int, default=48, help="training videos per class")
+    p.add_argument("--size", type=int, default=64, help="video frame size in pixels")
+    p.add_argument("--crop", type=int, default=56, help="training crop size in pixels")
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)

@@ -1,0 +1,80 @@
+"""``effvid train DATA``: train a TSN/TSM recogniser on a folder-per-class root or a list file.
+
+Every field of :class:`effvid.training.config.TrainConfig` is a flag (``--num-segments 8``,
+``--no-flip``, ``--shift-direction causal``, ...); ``--config run/config.json`` starts from a
+saved configuration and flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from ..training.config import TrainConfig
+
+HELP = {
+    "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/) or a list file",
+    "val_data": "validation list file or folder (default: DATA/val, or a split of DATA)",
+    "data_root": "folder that relative paths in list files are resolved against",
+    "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
+    "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
+    "flip": "random horizontal flips (turn off when flipping changes labels)",
+    "imagenet_weights": "local torchvision ImageNet weights file (.pth or .safetensors)",
+    "init_weights": "effvid .safetensors to fine-tune from (its classifier is replaced)",
+    "resume": "continue the run in --output from its last checkpoint",
+    "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "seed": "random seed (runs with the same seed repeat exactly)",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field, with no default so a --config file can fill it."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()
+        kind = hints[f.name]
+        help_text = HELP.get(f.name, "") + f" (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) is list:
+            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
+        else:
+            base = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+            parser.add_argument(flag, type=base[0], default=None, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return TrainConfig.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.loop import train
+
+    cfg = config_from_args(args)
+    if not cfg.data:
+        raise ValueError("no training data given: pass DATA or a --config with 'data'")
+    result = train(cfg)
+    print(f"best val top-1 {100 * result['best_top1']:.1f}%; run folder: {result['output']} "
+          f"(best.safetensors, last.safetensors, curves.png, confusion.png, tensorboard/)")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a TSN/TSM recogniser", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", default=None, help=HELP["data"])
+    p.add_argument("--config", help="JSON configuration to start from (e.g. a run's config.json)")
+    add_config_arguments(p, skip=("data",))
+    p.set_defaults(func=run)

@@ -1,0 +1,640 @@
+"""Video I/O with PyAV: probing, sparse frame decoding and a small writer.
+
+Frames are decoded straight from the container (no frame extraction). For a
+sparse set of frame indices (e.g. the 8 frames of a TSN clip) :func:`read_frames`
+seeks to the keyframe before each target and decodes forward only as far as the
+target, reusing the decoder when the next target is close ahead. On a long video
+this is many times faster than decoding every frame.
+
+Frame index ``i`` means presentation time ``start + i / fps`` where ``fps`` is the
+stream's average frame rate; the returned frame is the first one whose timestamp
+is at or after that time (with half a frame of tolerance for timestamp rounding),
+which also gives sensible answers for variable-frame-rate files.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import av
+import numpy as np
+import torch
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "VideoDecodeError",
+    "VideoInfo",
+    "probe_video",
+    "read_frames",
+    "read_all_frames",
+    "write_video",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+
+# Errors PyAV/FFmpeg raise for unreadable data. av.FFmpegError covers the
+# libav* error codes; the others are raised by PyAV itself on odd inputs.
+_AV_ERRORS = (av.FFmpegError, EOFError, ValueError, IndexError, MemoryError)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video exists but cannot be opened/decoded. ``str(err)`` names the path and reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = str(reason)
+        super().__init__(f"cannot decode video {self.path!r}: {self.reason}")
+
+    def __reduce__(self):  # keep it picklable across DataLoader worker processes
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Metadata of the first video stream.
+
+    ``width``/``height`` are the *displayed* size, i.e. after applying ``rotation``
+    (swapped for +-90 degrees), which is the size :func:`read_frames` returns.
+    ``rotation`` is the counter-clockwise display rotation in degrees (0, 90, 180, -90).
+    ``num_frames_source`` says where ``num_frames`` came from: "header",
+    "duration" (duration x fps estimate) or "packets" (counted by demuxing).
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+    rotation: int
+    has_audio: bool
+    num_frames_source: str = "header"
+
+
+# ---------------------------------------------------------------------------
+# opening / probing
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, f"video file not found: {str(p)!r}", str(p))
+    if p.is_dir():
+        raise VideoDecodeError(p, "path is a directory, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoDecodeError(p, "file is empty (0 bytes)")
+    try:
+        container = av.open(str(p), mode="r")
+    except _AV_ERRORS as e:
+        raise VideoDecodeError(p, f"cannot open container ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(p, "no video stream in container")
+    # Frame+slice threading; must be set before the decoder is opened.
+    container.streams.video[0].thread_type = "AUTO"
+    return container
+
+
+def _stream_fps(stream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            fps = float(rate)
+            if 0 < fps < 1000:  # some containers report 1/time_base (e.g. 90000) as base rate
+                return fps
+    return None
+
+
+_DURATION_TAG = re.compile(r"^(\d+):(\d+):(\d+(?:\.\d+)?)$")
+
+
+def _stream_duration_s(container, stream) -> float | None:
+    if stream.duration is not None and stream.duration > 0 and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    # Matroska/WebM store a per-stream "DURATION" tag (HH:MM:SS.fffffffff).
+    for key, value in (stream.metadata or {}).items():
+        if key.lower() == "duration":
+            m = _DURATION_TAG.match(str(value).strip())
+            if m:
+                h, mi, s = m.groups()
+                return int(h) * 3600 + int(mi) * 60 + float(s)
+    # The container duration covers all streams; only trust it for video-only files
+    # (an audio track may be longer than the video).
+    if container.duration and len(container.streams) == len(container.streams.video):
+        return container.duration / 1_000_000
+    return None
+
+
+def _rotation_of(frame, stream) -> int:
+    """Counter-clockwise display rotation (multiple of 90) from side data or the legacy tag."""
+    rot = 0
+    try:
+        rot = frame.rotation or 0
+    except (AttributeError, av.FFmpegError):
+        rot = 0
+    if not rot:
+        tag = (stream.metadata or {}).get("rotate")
+        if tag:
+            try:
+                rot = -int(float(tag))  # the legacy tag is clockwise
+            except ValueError:
+                rot = 0
+    rot = int(round(rot / 90.0)) * 90 % 360
+    return rot - 360 if rot > 180 else rot
+
+
+def _count_packets(container, stream) -> int:
+    n = 0
+    for packet in container.demux(stream):
+        if packet.size > 0:  # skip the empty flush packet at EOF
+            n += 1
+    return n
+
+
+def _probe_open(container, path: str) -> VideoInfo:
+    stream = container.streams.video[0]
+    fps = _stream_fps(stream)
+    duration = _stream_duration_s(container, stream)
+    has_audio = len(container.streams.audio) > 0
+
+    # Decode the first frame: validates that the stream really decodes and gives
+    # the rotation side data (exported per frame by PyAV 18).
+    first = None
+    try:
+        for first in container.decode(stream):
+            break
+    except _AV_ERRORS as e:
+        raise VideoDecodeError(path, f"cannot decode first frame ({e})") from e
+    if first is None:
+        raise VideoDecodeError(path, "no decodable video frame")
+    rotation = _rotation_of(first, stream)
+
+    num = int(stream.frames or 0)
+    source = "header"
+    if num <= 0 and duration and fps:
+        num = int(round(duration * fps))
+        source = "duration"
+    if num <= 0:
+        try:
+            container.seek(0)
+        except _AV_ERRORS:
+            pass
+        try:
+            num = _count_packets(container, stream)
+        except _AV_ERRORS as e:
+            raise VideoDecodeError(path, f"cannot demux packets ({e})") from e
+        source = "packets"
+    num = max(num, 1)
+    if fps is None:
+        fps = num / duration if duration else 25.0
+    if not duration:
+        duration = num / fps
+
+    w, h = first.width, first.height
+    if rotation in (90, -90):
+        w, h = h, w
+    return VideoInfo(str(path), num, float(fps), float(duration), int(w), int(h), rotation,
+                     has_audio, source)
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read the metadata of ``path`` (decodes one frame, never the whole file).
+
+    ``num_frames`` is exact when the header stores it (mp4/mov/avi), else estimated
+    from duration x fps, else counted by demuxing packets (no decoding).
+    Raises FileNotFoundError (missing) or VideoDecodeError (empty/corrupt).
+    """
+    container = _open(path)
+    try:
+        return _probe_open(container, str(path))
+    finally:
+        container.close()
+
+
+# ---------------------------------------------------------------------------
+# decoding
+
+
+def _to_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
+    if size is not None and (frame.width, frame.height) != size:
+        arr = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+    else:
+        arr = frame.to_ndarray(format="rgb24")
+    if rotation:
+        # np.rot90 with k>0 turns the picture counter-clockwise, matching the
+        # display-matrix convention (FFmpeg's autorotate does the same).
+        arr = np.rot90(arr, k=rotation // 90, axes=(0, 1))
+    return arr
+
+
+def _frame_ts(frame) -> int | None:
+    if frame.pts is not None:
+        return frame.pts
+    return getattr(frame, "dts", None)
+
+
+class _SparseDecoder:
+    """Forward decoder over one stream that can jump (seek) when a target is far ahead."""
+
+    def __init__(self, container, stream, path: str, fps: float, seek_ahead_frames: int,
+                 skip_nonref: bool):
+        self.container = container
+        self.stream = stream
+        self.path = path
+        self.tb = stream.time_base or Fraction(1, 1000)
+        self.frame_pts = 1.0 / (fps * float(self.tb))  # one frame in pts units
+        self.start_pts = stream.start_time if stream.start_time is not None else 0
+        self.seek_ahead = seek_ahead_frames * self.frame_pts
+        self.skip_nonref = skip_nonref
+        self.keyframes = self._keyframe_table()
+        self.packets = None  # active demux iterator
+        self.buffer: list = []  # frames decoded but not yet consumed
+        self.last = None  # most recently consumed frame (our position)
+        self.skip_below = -math.inf  # packets before this pts cannot be a target
+        self.errors = 0
+        self.exhausted = False
+
+    def _keyframe_table(self) -> np.ndarray | None:
+        # mp4/mov/avi index every packet: then we know exactly where keyframes are.
+        # Matroska cues list only some keyframes, so they are not usable for this.
+        try:
+            entries = self.stream.index_entries
+            if entries is None or len(entries) < 2:
+                return None
+            flags = [(e.timestamp, e.is_keyframe) for e in entries]
+        except (AttributeError, av.FFmpegError):
+            return None
+        if all(k for _, k in flags) or not any(k for _, k in flags):
+            return None  # intra-only or cue-only tables say nothing useful
+        return np.array(sorted(t for t, k in flags if k), dtype=np.int64)
+
+    def pts_of(self, index: float) -> float:
+        return self.start_pts + index * self.frame_pts
+
+    # -- low level
+    def seek(self, pts: float) -> None:
+        ts = int(max(pts, self.start_pts))
+        try:
+            self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
+        except _AV_ERRORS:
+            # Some files cannot seek; restart from the beginning instead.
+            self.container.seek(0)
+        self.packets = None
+        self.buffer = []
+        self.last = None
+        self.exhausted = False
+
+    def _next_frame(self):
+        while not self.buffer:
+            if self.exhausted:
+                return None
+            if self.packets is None:
+                self.packets = self.container.demux(self.stream)
+            try:
+                packet = next(self.packets)
+            except StopIteration:
+                self.exhausted = True
+                return None
+            except _AV_ERRORS:
+                self.exhausted = True  # broken/truncated container: treat as EOF
+                return None
+            if self.skip_nonref:
+                # Frames before the current target are never returned, so the decoder
+                # may drop the ones nothing else refers to (B-frames mostly).
+                want = "NONREF" if (packet.pts is not None and packet.size > 0
+                                    and packet.pts < self.skip_below) else "DEFAULT"
+                cc = self.stream.codec_context
+                if cc.skip_frame != want:
+                    cc.skip_frame = want
+            try:
+                self.buffer.extend(packet.decode())
+            except _AV_ERRORS:
+                self.errors += 1
+                if self.errors > 50:
+                    self.exhausted = True
+                continue
+        return self.buffer.pop(0)
+
+    def needs_seek(self, target: float) -> bool:
+        if self.packets is None and self.last is None and not self.buffer:
+            return True
+        if self.last is None or _frame_ts(self.last) is None:
+            return False
+        pos = _frame_ts(self.last)
+        if target <= pos:
+            return False
+        if self.keyframes is not None:
+            # Seek only if a keyframe lies between where we are and the target
+            # (a few frames of margin: seeking has a fixed cost too).
+            lo = pos + 2 * self.frame_pts
+            i = np.searchsorted(self.keyframes, lo, side="right")
+            return i < len(self.keyframes) and self.keyframes[i] <= target
+        return target - pos > self.seek_ahead
+
+    def frame_at(self, index: int):
+        """First frame with pts >= time of ``index`` (minus half a frame), or the nearest fallback."""
+        threshold = self.pts_of(index - 0.5)
+        if self.last is not None and _frame_ts(self.last) is not None \
+                and _frame_ts(self.last) >= threshold:
+            return self.last
+        self.skip_below = threshold
+        if self.needs_seek(threshold):
+            # B-frame reordering means the keyframe found by a seek to the target pts
+            # can lie *after* the target; seek a few frames earlier to avoid that.
+            backoff = 4 * self.frame_pts
+            for attempt in range(4):
+                seek_to = self.pts_of(index) - backoff
+                self.seek(seek_to)
+                first = self._next_frame()
+                if first is None:
+                    break
+                ts = _frame_ts(first)
+                self.last = first
+                if ts is None or ts <= threshold + self.frame_pts or seek_to <= self.start_pts:
+                    break
+                # landed past the target: seek further back (1s, 4s, ..., start)
+                backoff = max(backoff * 4, 1.0 / float(self.tb))
+            if self.last is not None and _frame_ts(self.last) is not None \
+                    and _frame_ts(self.last) >= threshold:
+                return self.last
+        while True:
+            frame = self._next_frame()
+            if frame is None:  # EOF / truncated: nearest is the last frame we saw
+                return self.last
+            self.last = frame
+            ts = _frame_ts(frame)
+            if ts is None or ts >= threshold:
+                return frame
+
+
+def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
+    """Fallback for streams without timestamps: count frames from the start."""
+    out: dict[int, object] = {}
+    targets = iter(wanted)
+    tgt = next(targets, None)
+    last = None
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            last = frame
+            while tgt is not None and tgt == i:
+                out[tgt] = frame
+                tgt = next(targets, None)
+            if tgt is None:
+                break
+    except _AV_ERRORS:
+        pass
+    while tgt is not None and last is not None:
+        out[tgt] = last
+        tgt = next(targets, None)
+    return out
+
+
+def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo | None = None,
+                *, seek_ahead_frames: int | None = None, skip_nonref: bool = True) -> torch.Tensor:
+    """Decode the frames at ``indices`` from ``path`` as a uint8 tensor (T, H, W, 3), RGB, upright.
+
+    Indices may be unsorted and repeated; the output follows their order. Indices past
+    the end (or past where a truncated file stops) give the last decodable frame.
+    ``seek_ahead_frames``: when the container has no full keyframe index (mkv/webm),
+    seek rather than decode forward if the next target is more than this many frames
+    ahead (default: 2 s of video). ``skip_nonref`` lets the decoder drop
+    non-reference frames that lie before a target (faster; never changes results
+    except that a truncated file's fallback "last frame" may be a reference frame).
+    Raises FileNotFoundError, or VideoDecodeError only if no frame could be decoded.
+    """
+    idx = [int(i) for i in indices]
+    if any(i < 0 for i in idx):
+        raise ValueError(f"negative frame index in {idx} for {str(path)!r}")
+    container = _open(path)
+    try:
+        if info is None:
+            info = _probe_open(container, str(path))
+            container.seek(0)
+        stream = container.streams.video[0]
+        if not idx:
+            return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8)
+        wanted = sorted(set(idx))
+        fps = info.fps if info.fps and info.fps > 0 else 25.0
+        ahead = seek_ahead_frames if seek_ahead_frames is not None else max(16, int(2 * fps))
+        dec = _SparseDecoder(container, stream, str(path), fps, ahead, skip_nonref)
+        got: dict[int, object] = {}
+        try:
+            for i in wanted:
+                frame = dec.frame_at(i)
+                if frame is None:
+                    break
+                if _frame_ts(frame) is None:  # no timestamps at all: count frames instead
+                    container.seek(0)
+                    got = _read_sequential(container, stream, wanted)
+                    break
+                got[i] = frame
+        except _AV_ERRORS as e:
+            if not got:
+                raise VideoDecodeError(path, f"decoding failed ({e})") from e
+        if not got:
+            raise VideoDecodeError(path, "no frame could be decoded")
+        # Targets after a premature EOF get the last frame that did decode.
+        last = got[max(got)]
+        rotation = info.rotation
+        first = got[min(got)]
+        size = (first.width, first.height)
+        arrays = {}
+        for i in wanted:
+            frame = got.get(i, last)
+            key = id(frame)
+            if key not in arrays:
+                arrays[key] = _to_rgb(frame, rotation, size)
+            arrays[i] = arrays[key]
+        out = np.stack([arrays[i] for i in idx])
+        return torch.from_numpy(np.ascontiguousarray(out))
+    finally:
+        container.close()
+
+
+def read_all_frames(path: str | os.PathLike) -> torch.Tensor:
+    """Decode every frame of ``path`` (uint8 (T, H, W, 3), upright). For tests/baselines."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        frames, rotation, size = [], 0, None
+        try:
+            for frame in container.decode(stream):
+                if size is None:
+                    size = (frame.width, frame.height)
+                    rotation = _rotation_of(frame, stream)
+                frames.append(_to_rgb(frame, rotation, size))
+        except _AV_ERRORS as e:
+            if not frames:
+                raise VideoDecodeError(path, f"decoding failed ({e})") from e
+        if not frames:
+            raise VideoDecodeError(path, "no frame could be decoded")
+        return torch.from_numpy(np.ascontiguousarray(np.stack(frames)))
+    finally:
+        container.close()
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+# Default pixel format per encoder. yuv420p is the most widely decodable choice;
+# MJPEG wants the full-range "j" variant.
+_PIX_FMT = {
+    "libx264": "yuv420p",
+    "h264": "yuv420p",
+    "libx265": "yuv420p",
+    "hevc": "yuv420p",
+    "mpeg4": "yuv420p",
+    "libvpx-vp9": "yuv420p",
+    "libvpx": "yuv420p",
+    "mjpeg": "yuvj420p",
+    "ffv1": "yuv444p",
+    "png": "rgb24",
+}
+_SUBSAMPLED = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "nv12", "nv21")
+_AUDIO_CODEC = {".webm": "libopus", ".avi": "pcm_s16le"}  # everything else: aac
+
+
+def _frame_u8(frame) -> np.ndarray:
+    if isinstance(frame, torch.Tensor):
+        frame = frame.detach().cpu().numpy()
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"frames must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:  # grayscale
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"each frame must be (H, W, 3) or (H, W), got {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr
+
+
+def _iter_frames(frames):
+    """Yield (H, W, 3) uint8 frames from a (T, H, W[, 3]) array/tensor or an iterable of frames."""
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        if frames.ndim not in (3, 4):
+            raise ValueError(f"frames must be (T, H, W, 3) or (T, H, W), got {tuple(frames.shape)}")
+        for i in range(frames.shape[0]):
+            yield _frame_u8(frames[i])
+    else:
+        for f in frames:
+            yield _frame_u8(f)
+
+
+def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "libx264",
+                audio=None, audio_rate: int = 16000, *, pix_fmt: str | None = None,
+                crf: int | None = 18, preset: str | None = "veryfast", gop: int | None = None,
+                bit_rate: int | None = None, rotation: int = 0, threads: int | None = None,
+                options: dict | None = None) -> Path:
+    """Encode uint8 frames (T, H, W, 3) or grayscale (T, H, W) to ``path`` with PyAV.
+
+    ``frames`` may also be any iterable of (H, W, 3) frames (streamed, for long videos).
+
+    The container follows the extension. ``pix_fmt`` defaults per codec (yuv420p,
+    or yuvj420p for mjpeg); with a 4:2:0/4:2:2 format odd frame sizes are padded
+    to even by repeating the last row/column (the file is then 1 px larger; use
+    e.g. ``pix_fmt="yuv444p"`` or mjpeg to keep odd sizes). ``pix_fmt="gray"``
+    (libx264/libx265) writes a monochrome stream. ``crf``/``preset`` apply to
+    x264/x265 (``crf`` also to vp9), ``bit_rate`` to the others (default: high
+    quality), ``gop`` is the keyframe interval. ``rotation`` stores a display
+    rotation (counter-clockwise degrees, as :attr:`VideoInfo.rotation`).
+    ``audio``: optional mono float waveform in [-1, 1] at ``audio_rate`` Hz, encoded as
+    AAC (mp4/mov/mkv), Opus (webm) or 16-bit PCM (avi).
+    """
+    path = Path(path)
+    it = _iter_frames(frames)
+    first = next(it, None)
+    if first is None:
+        raise ValueError(f"no frames to write to {str(path)!r}")
+    h, w, _ = first.shape
+    fmt = pix_fmt or _PIX_FMT.get(codec, "yuv420p")
+    pad_h = pad_w = 0
+    if fmt in _SUBSAMPLED and codec != "mjpeg" and (h % 2 or w % 2):
+        pad_h, pad_w = h % 2, w % 2
+        h, w = h + pad_h, w + pad_w
+
+    rate = Fraction(fps).limit_denominator(1001)
+    opts = {}
+    if codec in ("libx264", "libx265"):
+        if crf is not None:
+            opts["crf"] = str(crf)
+        if preset:
+            opts["preset"] = preset
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=error"
+    elif codec in ("libvpx-vp9", "libvpx"):
+        if crf is not None:
+            opts.update({"crf": str(max(crf, 4)), "b": "0"})
+        opts.update({"deadline": "realtime", "cpu-used": "8"})
+    opts.update(options or {})
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container = av.open(str(path), mode="w")
+    try:
+        stream = container.add_stream(codec, rate=rate, options=opts)
+        stream.width, stream.height, stream.pix_fmt = w, h, fmt
+        cc = stream.codec_context
+        if fmt == "gray":
+            cc.color_range = 2  # full range, else decoders read it as 16..235 video range
+        if gop is not None:
+            cc.gop_size = int(gop)
+        if threads is not None:
+            cc.thread_count = int(threads)
+        if codec not in ("libx264", "libx265", "libvpx-vp9", "libvpx"):
+            cc.bit_rate = int(bit_rate) if bit_rate else max(1_000_000, int(w * h * float(fps) * 2))
+            if codec == "mjpeg":
+                cc.qmin, cc.qmax = 1, 3
+        elif bit_rate:
+            cc.bit_rate = int(bit_rate)
+        if rotation:
+            stream.set_display_rotation(int(rotation))
+
+        astream = None
+        if audio is not None:
+            acodec = _AUDIO_CODEC.get(path.suffix.lower(), "aac")
+            astream = container.add_stream(acodec, rate=int(audio_rate))
+            astream.layout = "mono"
+
+        def all_frames():
+            yield first
+            yield from it
+
+        for i, img in enumerate(all_frames()):
+            if img.shape[:2] != first.shape[:2]:
+                raise ValueError(f"frame {i} has shape {img.shape}, expected {first.shape}")
+            if pad_h or pad_w:
+                img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, 1) / rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+        if astream is not None:
+            wav = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+            wav = np.clip(wav.astype(np.float32).reshape(-1), -1.0, 1.0)
+            sfmt = astream.format.name
+            if sfmt.startswith("s16"):
+                data = (wav * 32767).round().astype(np.int16)[None]
+            else:
+                data = wav[None]
+            aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=sfmt, layout="mono")
+            aframe.sample_rate = int(audio_rate)
+            for packet in astream.encode(aframe):
+                container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    except BaseException:
+        container.close()
+        path.unlink(missing_ok=True)
+        raise
+    container.close()
+    return path

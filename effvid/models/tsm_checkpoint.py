@@ -1,0 +1,500 @@
+"""Load checkpoints of the original TSM release (``TSM_kinetics_RGB_resnet50_shift8_...pth``).
+
+The original code saves ``torch.save({"epoch", "arch", "state_dict", "optimizer",
+"best_prec1"})`` with the network wrapped in ``DataParallel`` and its TSN wrapper, so keys look
+like ``module.base_model.layer1.0.conv1.net.weight`` and ``module.new_fc.weight``. This module
+maps them onto an effvid :class:`~effvid.models.recognizer.Recognizer` (``backbone.*`` and
+``fc.*``).
+
+**Keys first.** Everything the weights can tell is read from the weights, not from the file
+name: the architecture (MobileNetV2 if there are ``features.*`` keys; the ResNet depth from the
+number of blocks per stage and whether blocks have a ``conv3``), whether there is a temporal
+shift (``.net`` wrappers), its placement (``conv1.net`` = residual/"blockres";
+``layerX.i.net.conv1`` = in-place/"block") and the number of classes (``new_fc``). Only what
+the weights cannot tell (the shift's ``fold_div`` and the number of segments) is taken from the
+caller, else from the file name (``shift8``, ``segment8``), else the defaults 8 and 8. So a
+renamed file loads the same.
+
+**Safety.** Files are read with ``torch.load(weights_only=True)`` only. ``best_prec1`` is
+sometimes a numpy scalar; for that case exactly numpy's scalar-reconstruction function and its
+numeric dtype classes are allowed, nothing else.
+
+**Strictness.** Every key of the file must map onto a parameter or buffer of the effvid model
+with the same shape, and every parameter of the model must be present (only BatchNorm's
+``num_batches_tracked`` counters may be absent, as in checkpoints of old PyTorch versions);
+otherwise the error lists the offending keys.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from .recognizer import Recognizer
+
+__all__ = [
+    "TSMCheckpointInfo",
+    "convert_tsm_checkpoint",
+    "inspect_tsm_checkpoint",
+    "load_tsm_checkpoint",
+    "read_tsm_checkpoint",
+    "tsm_to_effvid_state_dict",
+]
+
+DEFAULT_SHIFT_DIV = 8
+DEFAULT_NUM_SEGMENTS = 8
+
+# (block type, blocks per stage) -> effvid arch
+_RESNETS = {
+    ("basic", (2, 2, 2, 2)): "resnet18",
+    ("basic", (3, 4, 6, 3)): "resnet34",
+    ("bottleneck", (3, 4, 6, 3)): "resnet50",
+    ("bottleneck", (3, 4, 23, 3)): "resnet101",
+    ("bottleneck", (3, 8, 36, 3)): "resnet152",
+}
+
+# The original MobileNetV2's InvertedResidual ``conv`` Sequential indices -> torchvision's.
+# With expansion: [pw conv, bn, relu6, dw conv, bn, relu6, pw-linear conv, bn];
+# expand_ratio=1 (features.1): [dw conv, bn, relu6, pw-linear conv, bn].
+_MBV2_EXPAND = {0: "0.0", 1: "0.1", 3: "1.0", 4: "1.1", 6: "2", 7: "3"}
+_MBV2_NO_EXPAND = {0: "0.0", 1: "0.1", 3: "1", 4: "2"}
+_MBV2_BLOCK_KEY = re.compile(r"^features\.(\d+)\.conv\.(\d+)\.(.+)$")
+
+
+class TSMCheckpointError(ValueError):
+    """A file that is not a loadable original-TSM checkpoint (a ValueError, so the CLI prints it
+    as one line)."""
+
+
+@dataclass
+class TSMCheckpointInfo:
+    """What was inferred about an original TSM checkpoint, and from where.
+
+    ``sources`` maps each field to ``"keys"``, ``"file name"``, ``"caller"`` or ``"default"``.
+    """
+
+    path: str
+    arch: str
+    shift: bool
+    shift_place: str | None
+    shift_div: int
+    num_segments: int
+    num_classes: int
+    sources: dict[str, str] = field(default_factory=dict)
+    dataset: str | None = None
+    dense: bool = False
+    epoch: int | None = None
+    best_prec1: float | None = None
+
+    @property
+    def model_name(self) -> str:
+        return f"{'tsm' if self.shift else 'tsn'}_{self.arch}"
+
+    def create_kwargs(self) -> dict:
+        kwargs = {"num_classes": self.num_classes, "num_segments": self.num_segments}
+        if self.shift:
+            kwargs.update(shift_div=self.shift_div, shift_place=self.shift_place)
+        return kwargs
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["model_name"] = self.model_name
+        return d
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the file
+# ----------------------------------------------------------------------------------------------
+
+
+def _numpy_scalar_globals() -> list:
+    """numpy's scalar reconstruction function (under its numpy 1 and numpy 2 module paths) and
+    the numeric dtype classes: what a pickled ``np.float64`` needs, and nothing else."""
+    import numpy as np
+
+    try:
+        scalar = np._core.multiarray.scalar
+    except AttributeError:  # numpy 1.x
+        scalar = np.core.multiarray.scalar
+    allowed: list = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
+    numeric = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+               "float16", "float32", "float64", "longdouble", "complex64", "complex128")
+    for name in numeric:
+        cls = type(np.dtype(name))
+        if cls is not np.dtype:  # numpy >= 1.25 has one class per dtype (np.dtypes.Float64DType)
+            allowed.append((cls, f"numpy.dtypes.{cls.__name__}"))
+    return allowed
+
+
+def _is_refusal(err: Exception) -> bool:
+    """Whether torch.load refused an object type (as opposed to failing on a corrupt file)."""
+    return isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err)
+
+
+def _refusal_detail(err: Exception) -> str:
+    text = str(err)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it contains a pickled {m.group(1)}"
+    m = re.search(r"Unsupported operand \d+|Unsupported class [\w.]+", text)
+    if m:
+        return m.group(0)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Return (state_dict, extras) of a checkpoint file, read with ``weights_only=True``.
+
+    ``extras`` holds ``epoch``, ``arch`` and ``best_prec1`` (as a float) when present. A bare
+    state dict (no wrapper) is accepted too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as first:  # truncated or not a torch file: many exception types
+        if not _is_refusal(first):
+            raise TSMCheckpointError(
+                f"{path} is not a readable PyTorch checkpoint: {_refusal_detail(first)}") from first
+        # Perhaps only numpy scalars (best_prec1): allow exactly those and retry.
+        try:
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            if _is_refusal(e):
+                raise TSMCheckpointError(
+                    f"{path}: refused to load: {_refusal_detail(e)}; effvid reads checkpoints "
+                    "with torch.load(weights_only=True) and allows only tensors, plain Python "
+                    "values and numpy scalars") from e
+            raise TSMCheckpointError(
+                f"{path} is not a readable PyTorch checkpoint: {_refusal_detail(e)}") from e
+
+    extras: dict = {}
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state = obj["state_dict"]
+        for k in ("epoch", "arch", "best_prec1"):
+            if k in obj:
+                extras[k] = obj[k]
+    else:
+        state = obj
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise TSMCheckpointError(f"{path} does not hold a state dict of tensors")
+    if "best_prec1" in extras:
+        try:
+            extras["best_prec1"] = float(extras["best_prec1"])
+        except (TypeError, ValueError):
+            del extras["best_prec1"]
+    if "epoch" in extras:
+        try:
+            extras["epoch"] = int(extras["epoch"])
+        except (TypeError, ValueError):
+            del extras["epoch"]
+    return state, extras
+
+
+# ----------------------------------------------------------------------------------------------
+# Inference from the keys (and the file name for what keys cannot tell)
+# ----------------------------------------------------------------------------------------------
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DataParallel's ``module.`` prefix (present in the release files) if every key has it."""
+    if all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _parse_file_name(name: str) -> dict:
+    """Hints from a release-style file name; every field optional."""
+    stem = name.rsplit(".", 1)[0] if name.endswith((".pth", ".pt", ".tar")) else name
+    tokens = stem.split("_")
+    hints: dict = {}
+    for tok in tokens:
+        if m := re.fullmatch(r"shift(\d+)", tok):
+            hints["shift_div"] = int(m.group(1))
+        elif m := re.fullmatch(r"segment(\d+)", tok):
+            hints["num_segments"] = int(m.group(1))
+    if "dense" in tokens:
+        hints["dense"] = True
+    if len(tokens) > 2 and tokens[0].upper() in ("TSM", "TSN"):
+        hints["dataset"] = tokens[1]
+    return hints
+
+
+def _arch_from_keys(keys: list[str], where: str) -> str:
+    base = [k[len("base_model."):] for k in keys if k.startswith("base_model.")]
+    if not base:
+        raise TSMCheckpointError(
+            f"{where}: no 'base_model.*' keys; this is not a checkpoint of the original TSM code "
+            f"(first keys: {keys[:3]})")
+    if any(re.search(r"(^|\.)nl\.", k) for k in base) or any(
+            re.match(r"layer\d+\.\d+\.block\.", k) for k in base):
+        raise TSMCheckpointError(
+            f"{where}: non-local (_nl) TSM checkpoints are not supported by effvid")
+    if any(k.startswith("features.") for k in base):
+        blocks = {int(k.split(".")[1]) for k in base if k.startswith("features.")}
+        if blocks != set(range(19)):
+            raise TSMCheckpointError(
+                f"{where}: 'features.*' keys with {len(blocks)} blocks; only the standard "
+                "MobileNetV2 (19 feature blocks, width 1.0) is supported")
+        return "mobilenet_v2"
+    if any(k.startswith("layer1.") for k in base):
+        counts = []
+        for stage in range(1, 5):
+            idx = {int(m.group(1)) for k in base if (m := re.match(rf"layer{stage}\.(\d+)\.", k))}
+            counts.append(max(idx) + 1 if idx else 0)
+        kind = "bottleneck" if any(re.search(r"^layer\d+\.\d+\.(net\.)?conv3\.", k) for k in base) \
+            else "basic"
+        arch = _RESNETS.get((kind, tuple(counts)))
+        if arch is None:
+            raise TSMCheckpointError(
+                f"{where}: unknown ResNet variant ({kind} blocks, {counts} per stage); "
+                f"supported: {', '.join(sorted(_RESNETS.values()))}")
+        return arch
+    raise TSMCheckpointError(
+        f"{where}: unsupported architecture (keys like {base[:2]}); effvid loads the original "
+        "TSM/TSN ResNet-18/34/50/101/152 and MobileNetV2 checkpoints")
+
+
+def _stem_key(arch: str) -> str:
+    return "base_model.features.0.0.weight" if arch == "mobilenet_v2" else "base_model.conv1.weight"
+
+
+def inspect_tsm_checkpoint(
+    path: str | Path,
+    *,
+    num_segments: int | None = None,
+    shift_div: int | None = None,
+    _loaded: tuple[dict, dict] | None = None,
+) -> TSMCheckpointInfo:
+    """Infer the configuration of an original TSM checkpoint (keys first, then the file name)."""
+    path = Path(path)
+    state, extras = _loaded if _loaded is not None else read_tsm_checkpoint(path)
+    state = _strip_prefix(state)
+    keys = list(state)
+    where = str(path)
+    arch = _arch_from_keys(keys, where)
+
+    stem = state.get(_stem_key(arch))
+    if stem is None:
+        raise TSMCheckpointError(f"{where}: missing the first conv ({_stem_key(arch)})")
+    if stem.dim() != 4 or stem.shape[1] != 3:
+        raise TSMCheckpointError(
+            f"{where}: the first conv takes {stem.shape[1] if stem.dim() > 1 else '?'} input "
+            "channels, not 3 (RGB); Flow and RGBDiff modality checkpoints are not supported")
+
+    fc = state.get("new_fc.weight")
+    if fc is None or fc.dim() != 2:
+        raise TSMCheckpointError(f"{where}: no classifier 'new_fc.weight' [classes, features]")
+    num_classes = int(fc.shape[0])
+
+    shifted = [k for k in keys if ".net." in k]
+    shift = bool(shifted)
+    shift_place = None
+    if shift:
+        residual = any(re.search(r"(conv1|conv\.0)\.net\.", k) for k in shifted)
+        inplace = any(re.search(r"layer\d+\.\d+\.net\.", k) for k in shifted)
+        if residual and inplace:
+            raise TSMCheckpointError(f"{where}: mixes residual and in-place shift placements")
+        if not (residual or inplace):
+            raise TSMCheckpointError(
+                f"{where}: temporal shift at unexpected positions: {shifted[:4]}")
+        shift_place = "residual" if residual else "inplace"
+
+    hints = _parse_file_name(path.name)
+    sources = {"arch": "keys", "shift": "keys", "num_classes": "keys"}
+    if shift:
+        sources["shift_place"] = "keys"
+
+    def pick(name: str, given: int | None, default: int) -> int:
+        if given is not None:
+            sources[name] = "caller"
+            return int(given)
+        if name in hints:
+            sources[name] = "file name"
+            return hints[name]
+        sources[name] = "default"
+        return default
+
+    segs = pick("num_segments", num_segments, DEFAULT_NUM_SEGMENTS)
+    div = pick("shift_div", shift_div, DEFAULT_SHIFT_DIV)
+    if segs < 1 or div < 1:
+        raise ValueError(f"num_segments and shift_div must be >= 1, got {segs} and {div}")
+    return TSMCheckpointInfo(
+        path=str(path), arch=arch, shift=shift, shift_place=shift_place, shift_div=div,
+        num_segments=segs, num_classes=num_classes, sources=sources,
+        dataset=hints.get("dataset"), dense=hints.get("dense", False),
+        epoch=extras.get("epoch"), best_prec1=extras.get("best_prec1"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Key mapping
+# ----------------------------------------------------------------------------------------------
+
+
+def _mbv2_expansion_blocks(keys: Iterable[str]) -> set[int]:
+    """Feature blocks whose ``conv`` Sequential has the 8-module (expansion) layout."""
+    out = set()
+    for k in keys:
+        m = _MBV2_BLOCK_KEY.match(k[len("base_model."):]) if k.startswith("base_model.") else None
+        if m and int(m.group(2)) > 4:
+            out.add(int(m.group(1)))
+    return out
+
+
+def _map_key(key: str, arch: str, expansion: set[int]) -> str | None:
+    """effvid key of one (prefix-stripped) original key, or None if it has no counterpart."""
+    if key.startswith("new_fc."):
+        return "fc." + key[len("new_fc."):]
+    if not key.startswith("base_model."):
+        return None
+    rest = key[len("base_model."):]
+    if arch == "mobilenet_v2":
+        m = _MBV2_BLOCK_KEY.match(rest)
+        if m:
+            block, idx, tail = int(m.group(1)), int(m.group(2)), m.group(3)
+            table = _MBV2_EXPAND if block in expansion else _MBV2_NO_EXPAND
+            if idx not in table:
+                return None
+            rest = f"features.{block}.conv.{table[idx]}.{tail}"
+    return "backbone." + rest
+
+
+def tsm_to_effvid_state_dict(
+    state: dict[str, torch.Tensor], arch: str, target: dict[str, torch.Tensor], where: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Rename an original TSM state dict onto ``target`` (an effvid model's state dict), strictly.
+
+    Raises a :class:`TSMCheckpointError` listing every key of the file that maps nowhere (or to a
+    tensor of another shape) and every model key the file lacks (BatchNorm's
+    ``num_batches_tracked`` may be absent; the model's value is kept).
+    """
+    state = _strip_prefix(state)
+    expansion = _mbv2_expansion_blocks(state) if arch == "mobilenet_v2" else set()
+    out: dict[str, torch.Tensor] = {}
+    unmapped: list[str] = []
+    shape_mismatch: list[str] = []
+    for key, value in state.items():
+        new = _map_key(key, arch, expansion)
+        if new is None or new not in target or new in out:
+            unmapped.append(key)
+        elif tuple(target[new].shape) != tuple(value.shape):
+            shape_mismatch.append(f"{key} {tuple(value.shape)} -> {new} {tuple(target[new].shape)}")
+        else:
+            out[new] = value
+    missing = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
+    if unmapped or missing or shape_mismatch:
+        parts = []
+        if unmapped:
+            parts.append(f"{len(unmapped)} key(s) of the file map to nothing in effvid's "
+                         f"{arch}: {', '.join(unmapped[:20])}" + (" ..." if len(unmapped) > 20 else ""))
+        if shape_mismatch:
+            parts.append(f"shape mismatches: {'; '.join(shape_mismatch[:10])}")
+        if missing:
+            parts.append(f"{len(missing)} model key(s) not in the file: {', '.join(missing[:20])}"
+                         + (" ..." if len(missing) > 20 else ""))
+        raise TSMCheckpointError(f"{where}: cannot load strictly: " + "; ".join(parts))
+    for k in target:
+        if k not in out:  # num_batches_tracked of old checkpoints
+            out[k] = target[k]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Public entry points
+# ----------------------------------------------------------------------------------------------
+
+
+def load_tsm_checkpoint(
+    path: str | Path,
+    *,
+    num_segments: int | None = None,
+    shift_div: int | None = None,
+    **overrides,
+) -> Recognizer:
+    """Build the effvid recogniser of an original TSM/TSN release checkpoint and load its weights.
+
+    ``num_segments`` and ``shift_div`` override the file name (they cannot be read from the
+    weights); other ``overrides`` go to :func:`effvid.create_model` (e.g. ``dropout``,
+    ``partial_bn``, ``shift_direction="causal"`` to start an online model). ``num_classes`` and
+    ``shift_place`` are read from the weights and may only be passed if they agree.
+
+    The returned model is in eval mode; ``model.checkpoint_info`` is the
+    :class:`TSMCheckpointInfo`.
+    """
+    from . import create_model
+
+    loaded = read_tsm_checkpoint(path)
+    info = inspect_tsm_checkpoint(path, num_segments=num_segments, shift_div=shift_div,
+                                  _loaded=loaded)
+    kwargs = info.create_kwargs()
+    for name in ("num_classes", "shift_place"):
+        if name in overrides and overrides[name] != kwargs.get(name):
+            raise ValueError(
+                f"{path}: {name}={overrides[name]!r} disagrees with the weights "
+                f"({name}={kwargs.get(name)!r})")
+    if not info.shift:
+        for name in ("shift_div", "shift_place", "shift_direction"):
+            if overrides.pop(name, None) is not None:
+                raise ValueError(f"{path} is a TSN checkpoint (no temporal shift); {name} does not apply")
+    kwargs.update(overrides)
+    model = create_model(info.model_name, **kwargs)
+    state = tsm_to_effvid_state_dict(loaded[0], info.arch, model.state_dict(), where=str(path))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    model.checkpoint_info = info
+    return model
+
+
+def _read_classes(classes, num_classes: int) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, (str, Path)):
+        p = Path(classes)
+        if not p.is_file():
+            raise FileNotFoundError(f"class list not found: {p}")
+        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    else:
+        names = [str(c) for c in classes]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given but the checkpoint has {num_classes} classes")
+    return names
+
+
+def convert_tsm_checkpoint(
+    src: str | Path,
+    dst_safetensors: str | Path,
+    classes: Iterable[str] | str | Path | None = None,
+    **load_kwargs,
+) -> TSMCheckpointInfo:
+    """Convert an original TSM checkpoint to an effvid ``.safetensors`` weights file.
+
+    ``classes``: the class names (a list, or a text file with one name per line), stored in the
+    file's metadata; their number must match the checkpoint's. ``load_kwargs`` go to
+    :func:`load_tsm_checkpoint` (e.g. ``num_segments=16``). The result loads with
+    :func:`effvid.models.weights.load_model`. Returns what was inferred.
+    """
+    from .weights import save_weights
+
+    model = load_tsm_checkpoint(src, **load_kwargs)
+    info: TSMCheckpointInfo = model.checkpoint_info
+    meta: dict = {"extra": {"converted_from": Path(src).name, "epoch": info.epoch,
+                            "best_prec1": info.best_prec1, "dataset": info.dataset,
+                            "dense": info.dense}}
+    names = _read_classes(classes, info.num_classes)
+    if names is not None:
+        meta["classes"] = names
+    save_weights(model, dst_safetensors, metadata=meta)
+    return info

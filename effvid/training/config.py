@@ -1,0 +1,98 @@
+"""The configuration of a training run: one flat dataclass, saved as JSON in the run folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = ""                 # a class-folder root or a list file
+    val_data: str | None = None    # validation list/folder; default: root/val or a split
+    data_root: str | None = None   # base folder for relative paths in list files
+    val_fraction: float = 0.2      # used when the data has no train/ and val/ folders
+    # model
+    model: str = "tsm_resnet50"
+    num_segments: int = 8
+    shift_div: int = 8
+    shift_direction: str = "bidirectional"
+    shift_place: str = "residual"
+    dropout: float = 0.5
+    partial_bn: bool = False
+    imagenet_weights: str | None = None   # local torchvision ImageNet .pth/.safetensors
+    init_weights: str | None = None       # an effvid .safetensors to fine-tune from
+    # input
+    size: int = 224
+    scale_size: int | None = None  # test resize of the short side; default size * 256 / 224
+    flip: bool = True              # turn off when flipping changes labels (left vs right)
+    sampling: str = "segment"      # "segment" (TSN) or "dense"
+    # optimisation
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    clip_grad: float | None = 20.0
+    fc_lr_mult: float = 5.0        # classifier weight LR multiplier (its bias gets 2x this)
+    schedule: str = "cosine"       # "cosine" or "step"
+    lr_steps: list[int] = field(default_factory=lambda: [20, 40])
+    warmup_epochs: float = 0.0
+    # run
+    output: str = "runs/effvid"
+    seed: int | None = 0
+    workers: int = 2
+    device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True               # bfloat16 autocast on GPU; ignored on CPU
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name, why):
+            raise ValueError(f"bad config value {name}={getattr(self, name)!r}: {why}")
+
+        for name in ("num_segments", "epochs", "batch_size", "size", "shift_div"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        if self.lr <= 0:
+            bad("lr", "must be > 0")
+        if not 0 <= self.dropout < 1:
+            bad("dropout", "must be in [0, 1)")
+        if not 0 < self.val_fraction < 1:
+            bad("val_fraction", "must be in (0, 1)")
+        if self.workers < 0:
+            bad("workers", "must be >= 0")
+        if self.weight_decay < 0:
+            bad("weight_decay", "must be >= 0")
+        if self.warmup_epochs < 0:
+            bad("warmup_epochs", "must be >= 0")
+        choices = {"schedule": ("cosine", "step"), "sampling": ("segment", "dense"),
+                   "shift_direction": ("bidirectional", "causal"),
+                   "shift_place": ("residual", "inplace")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                bad(name, f"choose one of {', '.join(allowed)}")
+
+    @property
+    def test_scale_size(self) -> int:
+        return self.scale_size or round(self.size * 256 / 224)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,71 @@
+"""Process-group plumbing, kept in one place so the training loop runs unchanged under torchrun.
+
+A single process is the world of size 1: every helper here works without torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str) -> DistEnv:
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and join the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistEnv()
+    env = DistEnv(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return env
+
+
+def build_sampler(dataset, env: DistEnv, *, shuffle: bool, seed: int):
+    """The one place that decides which samples this process sees, in which order."""
+    if env.distributed:
+        return DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank,
+                                  shuffle=shuffle, seed=seed, drop_last=False)
+    if shuffle:
+        return RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    return SequentialSampler(dataset)
+
+
+def set_sampler_epoch(sampler, epoch: int, seed: int) -> None:
+    """Make each epoch's order depend only on (seed, epoch), so resumed runs repeat it."""
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    elif isinstance(sampler, RandomSampler):
+        sampler.generator.manual_seed(seed * 1000003 + epoch)
+
+
+def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_objects(obj, env: DistEnv) -> list:
+    if not env.distributed:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,46 @@
+"""Evaluation over a loader, with multi-view test protocols (clips x crops averaged)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .distributed import DistEnv, all_reduce_sum
+from .metrics import ClassificationMeter
+
+
+def predict_views(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
+    """Logits for a batch of clips (N, T, 3, H, W) or of views (N, V, T, 3, H, W); views
+    (clips x crops) are averaged, as in TSM's test protocol."""
+    if video.dim() == 5:
+        return model(video)
+    n, v = video.shape[:2]
+    return model(video.flatten(0, 1)).view(n, v, -1).mean(dim=1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *,
+             env: DistEnv | None = None, amp: bool = True, progress: bool = True) -> dict:
+    """Top-1/top-5, per-class accuracy, loss and the confusion matrix; ``bad`` lists the
+    videos that could not be read."""
+    env = env or DistEnv()
+    model.eval()
+    meter = ClassificationMeter(num_classes)
+    bad = []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    for batch in tqdm(loader, desc="eval", unit="batch", leave=False,
+                      disable=not (progress and env.is_main), dynamic_ncols=True):
+        bad.extend(batch["bad"])
+        if len(batch["label"]) == 0:
+            continue
+        labels = batch["label"].to(device)
+        with autocast:
+            logits = predict_views(model, batch["video"].to(device)).float()
+        meter.update(logits, labels, F.cross_entropy(logits, labels).item())
+    meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())
+    out = meter.summary()
+    out["confusion"] = meter.confusion.tolist()
+    out["bad"] = bad
+    return out
