@@ -49,7 +49,11 @@ def test_lr_schedule_values():
     assert [lr_factor(step, e * 10, 10) for e in (0, 3, 6)] == pytest.approx([1, 0.1, 0.01])
 
 
-def test_run_folder_and_resume_is_exact(tiny_data, tmp_path):
+class Crash(Exception):
+    pass
+
+
+def test_run_folder_and_resume_is_exact(tiny_data, tmp_path, monkeypatch):
     full = train(tiny_config(tiny_data, tmp_path / "full"))
     run = tmp_path / "full"
     for name in ("config.json", "history.json", "last.safetensors", "best.safetensors",
@@ -62,11 +66,21 @@ def test_run_folder_and_resume_is_exact(tiny_data, tmp_path):
     _, meta = load_weights(run / "best.safetensors")
     assert meta["classes"] == ["left", "right"] and meta["name"] == "tsm_resnet_tiny"
 
-    # An interrupted run (1 epoch) resumed to 2 epochs ends with the same weights.
+    # A run that crashes after its first epoch's checkpoint, resumed, ends with the same weights.
+    from effvid.training import loop
+
+    real_plots = loop.RunWriter.plots
+
+    def plots_then_crash(self, history, classes):
+        real_plots(self, history, classes)
+        raise Crash()
+
     half = tmp_path / "half"
-    train(tiny_config(tiny_data, half, epochs=1))
-    cfg = tiny_config(tiny_data, half, epochs=2, resume=True)
-    resumed = train(cfg)
+    monkeypatch.setattr(loop.RunWriter, "plots", plots_then_crash)
+    with pytest.raises(Crash):
+        train(tiny_config(tiny_data, half))
+    monkeypatch.setattr(loop.RunWriter, "plots", real_plots)
+    resumed = train(tiny_config(tiny_data, half, resume=True))
     a, _ = load_weights(run / "last.safetensors")
     b, _ = load_weights(half / "last.safetensors")
     assert a.keys() == b.keys()

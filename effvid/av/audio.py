@@ -12,6 +12,7 @@ model).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import dataclass
@@ -21,11 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effvid.data.video import VideoDecodeError
+
 __all__ = [
     "AudioDecodeError",
     "AudioWindow",
     "read_audio",
     "container_origin",
+    "open_media",
     "hz_to_mel",
     "mel_to_hz",
     "mel_filterbank",
@@ -34,28 +38,28 @@ __all__ = [
 ]
 
 
-def _decode_error_base() -> type[Exception]:
-    try:  # the data pipeline's error type, so one ``except`` catches both video and audio problems
-        from effvid.data.video import VideoDecodeError
-
-        return VideoDecodeError
-    except ImportError:  # pragma: no cover - only while effvid.data.video does not exist
-        return RuntimeError
+class AudioDecodeError(VideoDecodeError):
+    """A file's audio (or, from :class:`effvid.av.LongVideoSampler`, its frames) could not be
+    decoded: missing file, no audio stream, corrupt data. A :class:`effvid.data.video.VideoDecodeError`
+    (so a ``RuntimeError``); ``path`` names the file and ``reason`` says why."""
 
 
-class AudioDecodeError(_decode_error_base()):
-    """A file's audio could not be decoded (missing file, no audio stream, corrupt data).
+def open_media(path):
+    """Open ``path`` with PyAV: ``FileNotFoundError`` if it does not exist,
+    :class:`AudioDecodeError` naming it if FFmpeg cannot read it."""
+    import av
 
-    A subclass of :class:`effvid.data.video.VideoDecodeError` (itself a ``RuntimeError``);
-    ``path`` holds the offending file.
-    """
-
-    def __init__(self, path, message: str):
-        self.path = os.fspath(path)
-        RuntimeError.__init__(self, f"{self.path}: {message}")
-
-    def __reduce__(self):  # keep it picklable for DataLoader workers
-        return (type(self), (self.path, str(self).split(": ", 1)[-1]))
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"media file not found: {path!r}", path)
+    if os.path.isdir(path):
+        raise AudioDecodeError(path, "path is a directory, not a media file")
+    if os.path.getsize(path) == 0:
+        raise AudioDecodeError(path, "file is empty (0 bytes)")
+    try:
+        return av.open(path)
+    except Exception as exc:  # FFmpeg errors come in many classes
+        raise AudioDecodeError(path, f"cannot open container ({exc})") from exc
 
 
 @dataclass
@@ -76,7 +80,8 @@ def read_audio(
     sample_rate: int = 16000,
     missing_audio: str = "error",
 ) -> AudioWindow:
-    """Decode ``[start, start + duration)`` seconds of a file's audio, mixed to mono.
+    """Decode ``[start, start + duration)`` seconds of a file's audio, mixed to mono (the mean of
+    the channels) and resampled to ``sample_rate``.
 
     Args:
         path: a media file readable by FFmpeg (the same files the video frames come from).
@@ -98,12 +103,7 @@ def read_audio(
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     want = None if duration is None else int(round(duration * sample_rate))
-    if not os.path.exists(path):
-        raise AudioDecodeError(path, "no such file")
-    try:
-        container = av.open(os.fspath(path))
-    except Exception as exc:  # FFmpeg errors come in many classes
-        raise AudioDecodeError(path, f"cannot open ({exc})") from exc
+    container = open_media(path)
     try:
         if not container.streams.audio:
             if missing_audio == "mask":
@@ -120,7 +120,12 @@ def read_audio(
             # such as AAC need the previous frame for their overlap-add.
             seek_to = max(0.0, t_begin - 0.1)
             container.seek(int(seek_to / stream.time_base), stream=stream, backward=True, any_frame=False)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        if want is None and stream.duration is not None:  # read to the end of the stream
+            stream_end = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+            want = max(0, int(round((stream_end - t_begin) * sample_rate)))
+        # Resample keeping the channel layout, then mix to mono as the mean of the channels
+        # (FFmpeg's own downmix would scale a stereo pair by 1/sqrt(2) each instead).
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time = None  # time (s) of the first resampled sample we kept
         have = 0
@@ -129,7 +134,7 @@ def read_audio(
                 for out in resampler.resample(frame):
                     if first_time is None:
                         first_time = float(out.pts * out.time_base) if out.pts is not None else t_begin
-                    arr = out.to_ndarray().reshape(-1)
+                    arr = out.to_ndarray().mean(axis=0, dtype=np.float32)
                     chunks.append(arr)
                     have += arr.shape[0]
                 if want is not None and first_time is not None:
@@ -139,7 +144,7 @@ def read_audio(
                 for out in resampler.resample(None):
                     if first_time is None:
                         first_time = t_begin
-                    arr = out.to_ndarray().reshape(-1)
+                    arr = out.to_ndarray().mean(axis=0, dtype=np.float32)
                     chunks.append(arr)
                     have += arr.shape[0]
         except av.FFmpegError as exc:

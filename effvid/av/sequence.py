@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .audio import AudioDecodeError, container_origin, read_audio
+from .audio import AudioDecodeError, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
 
@@ -70,8 +70,10 @@ class LongVideoSampler:
         missing_audio: ``"error"`` (raise for files without audio) or ``"mask"`` (zero audio,
             ``audio_mask`` all False).
 
-    ``sampler(path)`` returns an :class:`AVSequence`. Decoding errors raise
-    :class:`effvid.av.audio.AudioDecodeError` (a ``VideoDecodeError``) naming the file.
+    ``sampler(path)`` returns an :class:`AVSequence`. A missing file raises
+    ``FileNotFoundError``; unreadable files, files without video (or without audio when
+    ``missing_audio="error"``) raise :class:`effvid.av.audio.AudioDecodeError`, a
+    ``VideoDecodeError`` naming the file. Display-rotation metadata is not applied.
     """
 
     def __init__(
@@ -102,20 +104,14 @@ class LongVideoSampler:
         return int(round(self.clip_seconds * self.sample_rate))
 
     def __call__(self, path, start: float | str | None = None, rng: random.Random | None = None) -> AVSequence:
-        import av
-
         path = os.fspath(path)
         start = self.start if start is None else start
-        if not os.path.exists(path):
-            raise AudioDecodeError(path, "no such file")
-        try:
-            container = av.open(path)
-        except Exception as exc:
-            raise AudioDecodeError(path, f"cannot open ({exc})") from exc
+        container = open_media(path)
         try:
             if not container.streams.video:
                 raise AudioDecodeError(path, "file has no video stream")
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
             origin = container_origin(container)
             duration = _duration_seconds(container, stream, origin)
             if start == "random":
@@ -200,7 +196,7 @@ def _duration_seconds(container, stream, origin: float) -> float:
         return first - origin + float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / 1_000_000
-    raise AudioDecodeError(getattr(container, "name", "?"), "cannot determine the video's duration")
+    raise AudioDecodeError(container.name, "cannot determine the video's duration")
 
 
 def collate_av_sequences(batch: list[AVSequence]) -> dict[str, torch.Tensor]:

@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         data, classes=classes, videos_per_class_train=args.videos_per_class,
         videos_per_class_val=max(args.videos_per_class // 3, 4), num_frames=16, size=args.size,
         seed=args.seed)
-    print(f"      {summary['train']} training and {summary['val']} validation videos (mp4, H.264)")
+    counts = {split: sum(n.values()) for split, n in summary["counts"].items()}
+    print(f"      {counts['train']} training and {counts['val']} validation videos (mp4, H.264) "
+          f"in {summary['seconds']:.0f} s")
 
     results = {}
     for step, kind in ((2, "tsn"), (3, "tsm")):

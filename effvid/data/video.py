@@ -239,6 +239,10 @@ def _frame_ts(frame) -> int | None:
     return getattr(frame, "dts", None)
 
 
+class _UnreliableTimestamps(Exception):
+    """The container's timestamps cannot map frames to indices (e.g. B-frames in AVI)."""
+
+
 class _SparseDecoder:
     """Forward decoder over one stream that can jump (seek) when a target is far ahead."""
 
@@ -259,10 +263,19 @@ class _SparseDecoder:
         self.skip_below = -math.inf  # packets before this pts cannot be a target
         self.errors = 0
         self.exhausted = False
+        self.decoded = 0
+        self.seeks = 0
+        # AVI has no presentation timestamps; FFmpeg invents them from decode order,
+        # which is wrong as soon as frames are reordered (B-frames).
+        self.check_reorder = container.format.name == "avi"
 
     def _keyframe_table(self) -> np.ndarray | None:
-        # mp4/mov/avi index every packet: then we know exactly where keyframes are.
-        # Matroska cues list only some keyframes, so they are not usable for this.
+        """Presentation timestamps of all keyframes, if the container indexes every packet.
+
+        mp4/mov/avi index every packet (by decode timestamp); Matroska cues list only
+        some keyframes, so they are not usable. With B-frames a keyframe's pts is its
+        dts plus the constant reorder delay, which is the first packet's dts offset.
+        """
         try:
             entries = self.stream.index_entries
             if entries is None or len(entries) < 2:
@@ -272,7 +285,16 @@ class _SparseDecoder:
             return None
         if all(k for _, k in flags) or not any(k for _, k in flags):
             return None  # intra-only or cue-only tables say nothing useful
-        return np.array(sorted(t for t, k in flags if k), dtype=np.int64)
+        offset = max(0, self.start_pts - min(t for t, _ in flags))
+        return np.array(sorted(t + offset for t, k in flags if k), dtype=np.int64)
+
+    def seek_point(self, threshold: float) -> float:
+        """Where to seek for a target: its keyframe's pts if known, else the target time."""
+        if self.keyframes is not None:
+            i = np.searchsorted(self.keyframes, threshold + 0.5 * self.frame_pts, side="right") - 1
+            if i >= 0:
+                return float(self.keyframes[i])
+        return threshold
 
     def pts_of(self, index: float) -> float:
         return self.start_pts + index * self.frame_pts
@@ -280,6 +302,7 @@ class _SparseDecoder:
     # -- low level
     def seek(self, pts: float) -> None:
         ts = int(max(pts, self.start_pts))
+        self.seeks += 1
         try:
             self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
         except _AV_ERRORS:
@@ -319,6 +342,11 @@ class _SparseDecoder:
                 if self.errors > 50:
                     self.exhausted = True
                 continue
+            self.decoded += len(self.buffer)
+            if self.check_reorder and self.buffer:
+                if self.stream.codec_context.has_b_frames:
+                    raise _UnreliableTimestamps()
+                self.check_reorder = False
         return self.buffer.pop(0)
 
     def needs_seek(self, target: float) -> bool:
@@ -345,11 +373,11 @@ class _SparseDecoder:
             return self.last
         self.skip_below = threshold
         if self.needs_seek(threshold):
-            # B-frame reordering means the keyframe found by a seek to the target pts
-            # can lie *after* the target; seek a few frames earlier to avoid that.
-            backoff = 4 * self.frame_pts
-            for attempt in range(4):
-                seek_to = self.pts_of(index) - backoff
+            # If the seek lands after the target (inexact index, odd container), seek
+            # again further back: 1 s, 4 s, 16 s, then the start.
+            seek_to = self.seek_point(threshold)
+            backoff = 1.0 / float(self.tb)
+            for attempt in range(5):
                 self.seek(seek_to)
                 first = self._next_frame()
                 if first is None:
@@ -358,8 +386,8 @@ class _SparseDecoder:
                 self.last = first
                 if ts is None or ts <= threshold + self.frame_pts or seek_to <= self.start_pts:
                     break
-                # landed past the target: seek further back (1s, 4s, ..., start)
-                backoff = max(backoff * 4, 1.0 / float(self.tb))
+                seek_to = max(self.start_pts, threshold - backoff) if attempt < 3 else self.start_pts
+                backoff *= 4
             if self.last is not None and _frame_ts(self.last) is not None \
                     and _frame_ts(self.last) >= threshold:
                 return self.last
@@ -396,7 +424,8 @@ def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
 
 
 def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo | None = None,
-                *, seek_ahead_frames: int | None = None, skip_nonref: bool = True) -> torch.Tensor:
+                *, seek_ahead_frames: int | None = None, skip_nonref: bool = True,
+                stats: dict | None = None) -> torch.Tensor:
     """Decode the frames at ``indices`` from ``path`` as a uint8 tensor (T, H, W, 3), RGB, upright.
 
     Indices may be unsorted and repeated; the output follows their order. Indices past
@@ -424,19 +453,27 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo
         ahead = seek_ahead_frames if seek_ahead_frames is not None else max(16, int(2 * fps))
         dec = _SparseDecoder(container, stream, str(path), fps, ahead, skip_nonref)
         got: dict[int, object] = {}
+        sequential = False
         try:
-            for i in wanted:
-                frame = dec.frame_at(i)
-                if frame is None:
-                    break
-                if _frame_ts(frame) is None:  # no timestamps at all: count frames instead
-                    container.seek(0)
-                    got = _read_sequential(container, stream, wanted)
-                    break
-                got[i] = frame
+            try:
+                for i in wanted:
+                    frame = dec.frame_at(i)
+                    if frame is None:
+                        break
+                    if _frame_ts(frame) is None:
+                        raise _UnreliableTimestamps()
+                    got[i] = frame
+            except _UnreliableTimestamps:
+                # No usable timestamps: decode from the start and count frames (exact, slower).
+                container.seek(0)
+                stream.codec_context.skip_frame = "DEFAULT"
+                sequential = True
+                got = _read_sequential(container, stream, wanted)
         except _AV_ERRORS as e:
             if not got:
                 raise VideoDecodeError(path, f"decoding failed ({e})") from e
+        if stats is not None:
+            stats.update(decoded=dec.decoded, seeks=dec.seeks, sequential=sequential)
         if not got:
             raise VideoDecodeError(path, "no frame could be decoded")
         # Targets after a premature EOF get the last frame that did decode.
@@ -531,7 +568,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
                 audio=None, audio_rate: int = 16000, *, pix_fmt: str | None = None,
                 crf: int | None = 18, preset: str | None = "veryfast", gop: int | None = None,
                 bit_rate: int | None = None, rotation: int = 0, threads: int | None = None,
-                options: dict | None = None) -> Path:
+                options: dict | None = None, timestamps: Sequence[float] | None = None) -> Path:
     """Encode uint8 frames (T, H, W, 3) or grayscale (T, H, W) to ``path`` with PyAV.
 
     ``frames`` may also be any iterable of (H, W, 3) frames (streamed, for long videos).
@@ -546,6 +583,8 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
     rotation (counter-clockwise degrees, as :attr:`VideoInfo.rotation`).
     ``audio``: optional mono float waveform in [-1, 1] at ``audio_rate`` Hz, encoded as
     AAC (mp4/mov/mkv), Opus (webm) or 16-bit PCM (avi).
+    ``timestamps``: optional per-frame presentation times in seconds (increasing) to
+    write a variable-frame-rate file (millisecond precision; ``fps`` is then nominal).
     """
     path = Path(path)
     it = _iter_frames(frames)
@@ -594,6 +633,10 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
             cc.bit_rate = int(bit_rate)
         if rotation:
             stream.set_display_rotation(int(rotation))
+        tb = Fraction(1, 1) / rate
+        if timestamps is not None:
+            tb = Fraction(1, 1000)
+            cc.time_base = tb
 
         astream = None
         if audio is not None:
@@ -611,8 +654,13 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
             if pad_h or pad_w:
                 img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, 1) / rate
+            if timestamps is not None:
+                if i >= len(timestamps):
+                    raise ValueError(f"got more frames than timestamps ({len(timestamps)})")
+                frame.pts = int(round(float(timestamps[i]) * 1000))
+            else:
+                frame.pts = i
+            frame.time_base = tb
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

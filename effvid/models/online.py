@@ -69,11 +69,12 @@ class OnlineShift(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cache = self._slots.inputs[self.index]
-        head = x[:, :self.fold]
+        # One split (views in PyTorch, a single Split node in ONNX), then a concatenation:
+        # never slice-assignment into a new tensor, so the export is real data movement.
+        head, rest = torch.split(x, [self.fold, x.shape[1] - self.fold], dim=1)
         if cache is None:
             cache = torch.zeros_like(head)
-        # Concatenation, never slice-assignment into a new tensor: exports as data movement.
-        shifted = torch.cat((cache, x[:, self.fold:]), dim=1)
+        shifted = torch.cat((cache, rest), dim=1)
         self._slots.outputs[self.index] = head
         return self.net(shifted)
 

@@ -11,11 +11,12 @@ Activations of a clip are laid out as (N*T, C, H, W) with the time index T inner
 
 Missing neighbours at the ends of the clip are zeros.
 
-The result is built by concatenation in a single pass, never by slice-assignment into a zero
-tensor: that is faster (each element is written once) and it exports to ONNX as real data
-movement (slice-assignment into a fresh tensor is traced as constants by the TorchScript
-exporter, a known bug of the original code). The backward pass is the same shift with the
-offsets negated, written as a custom autograd function so that it is one pass too.
+In eager mode the result is written into one uninitialised tensor by slice copies (each
+element written once; only the missing-neighbour slices are zeroed). When tracing, compiling or
+exporting it is built by concatenation instead: slice-assignment into a fresh tensor is traced
+as constants by the TorchScript exporter (a known bug of the original code), concatenation
+exports as real data movement. The backward pass is the same shift with the offsets negated,
+written as a custom autograd function so that it is one pass too.
 """
 
 from __future__ import annotations
@@ -58,18 +59,41 @@ def _shift(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ..
     return torch.cat(parts, dim=2).view(nt, c, h, w)
 
 
+def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor:
+    """Same result as :func:`_shift`, for eager mode: one allocation, each element written once
+    (slice copies into an uninitialised tensor; only the missing-neighbour slices are zeroed).
+    Not used when tracing/exporting, where slice assignment would be traced as constants."""
+    nt, c, h, w = x.shape
+    t = num_segments
+    x5 = x.view(nt // t, t, c, h, w)
+    out = torch.empty_like(x5)
+    for g, off in enumerate(offsets):
+        lo, hi = g * fold, (g + 1) * fold
+        k = min(abs(off), t)
+        if off > 0:
+            out[:, :t - k, lo:hi].copy_(x5[:, k:, lo:hi])
+            out[:, t - k:, lo:hi].zero_()
+        else:
+            out[:, k:, lo:hi].copy_(x5[:, :t - k, lo:hi])
+            out[:, :k, lo:hi].zero_()
+    rest = len(offsets) * fold
+    out[:, :, rest:].copy_(x5[:, :, rest:])
+    return out.view(nt, c, h, w)
+
+
 class _ShiftFunction(torch.autograd.Function):
     # The gradient of "read from t+k" is "send the gradient back to t+k", i.e. the same shift
-    # with the offset negated; one concatenation instead of autograd's chain of slice backward
-    # ops (each of which allocates a full-size zero tensor).
+    # with the offset negated; one pass instead of autograd's chain of slice backward ops (each
+    # of which allocates a full-size zero tensor). Backward goes through apply() again so that
+    # double backward works.
     @staticmethod
     def forward(ctx, x, num_segments, fold, offsets):
         ctx.shift_args = (num_segments, fold, tuple(-o for o in offsets))
-        return _shift(x, num_segments, fold, offsets)
+        return _shift_eager(x, num_segments, fold, offsets)
 
     @staticmethod
     def backward(ctx, grad):
-        return _shift(grad.contiguous(), *ctx.shift_args), None, None, None
+        return _ShiftFunction.apply(grad.contiguous(), *ctx.shift_args), None, None, None
 
 
 def temporal_shift(
@@ -88,9 +112,11 @@ def temporal_shift(
         return x
     x = x.contiguous()
     exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-    if x.requires_grad and torch.is_grad_enabled() and not exporting:
+    if exporting:
+        return _shift(x, num_segments, fold, offsets)
+    if x.requires_grad and torch.is_grad_enabled():
         return _ShiftFunction.apply(x, num_segments, fold, offsets)
-    return _shift(x, num_segments, fold, offsets)
+    return _shift_eager(x, num_segments, fold, offsets)
 
 
 class TemporalShift(nn.Module):

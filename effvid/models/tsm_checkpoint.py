@@ -381,20 +381,25 @@ def tsm_to_effvid_state_dict(
     tensor of another shape) and every model key the file lacks (BatchNorm's
     ``num_batches_tracked`` may be absent; the model's value is kept).
     """
+    prefix = "module." if all(k.startswith("module.") for k in state) else ""
     state = _strip_prefix(state)
     expansion = _mbv2_expansion_blocks(state) if arch == "mobilenet_v2" else set()
     out: dict[str, torch.Tensor] = {}
+    seen: set[str] = set()
     unmapped: list[str] = []
     shape_mismatch: list[str] = []
     for key, value in state.items():
         new = _map_key(key, arch, expansion)
-        if new is None or new not in target or new in out:
-            unmapped.append(key)
-        elif tuple(target[new].shape) != tuple(value.shape):
-            shape_mismatch.append(f"{key} {tuple(value.shape)} -> {new} {tuple(target[new].shape)}")
+        if new is None or new not in target or new in seen:
+            unmapped.append(prefix + key)
+            continue
+        seen.add(new)
+        if tuple(target[new].shape) != tuple(value.shape):
+            shape_mismatch.append(
+                f"{prefix + key} {tuple(value.shape)} vs {new} {tuple(target[new].shape)}")
         else:
             out[new] = value
-    missing = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
+    missing = [k for k in target if k not in seen and not k.endswith("num_batches_tracked")]
     if unmapped or missing or shape_mismatch:
         parts = []
         if unmapped:
@@ -440,15 +445,16 @@ def load_tsm_checkpoint(
     info = inspect_tsm_checkpoint(path, num_segments=num_segments, shift_div=shift_div,
                                   _loaded=loaded)
     kwargs = info.create_kwargs()
+    if not info.shift:
+        for name in ("shift_div", "shift_place", "shift_direction"):
+            if overrides.get(name) is not None:
+                raise ValueError(f"{path} is a TSN checkpoint (no temporal shift); {name} does not apply")
+            overrides.pop(name, None)
     for name in ("num_classes", "shift_place"):
         if name in overrides and overrides[name] != kwargs.get(name):
             raise ValueError(
                 f"{path}: {name}={overrides[name]!r} disagrees with the weights "
                 f"({name}={kwargs.get(name)!r})")
-    if not info.shift:
-        for name in ("shift_div", "shift_place", "shift_direction"):
-            if overrides.pop(name, None) is not None:
-                raise ValueError(f"{path} is a TSN checkpoint (no temporal shift); {name} does not apply")
     kwargs.update(overrides)
     model = create_model(info.model_name, **kwargs)
     state = tsm_to_effvid_state_dict(loaded[0], info.arch, model.state_dict(), where=str(path))

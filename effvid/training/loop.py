@@ -140,14 +140,22 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def build_datasets(cfg: TrainConfig):
-    from ..data import build_dataset
+    """Training and validation sets. A list file without --val-data is split like a folder."""
+    from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
+                        read_list_file, stratified_split)
 
-    common = dict(num_segments=cfg.num_segments, size=cfg.size, scale_size=cfg.test_scale_size,
-                  sampling=cfg.sampling, root=cfg.data_root, val_fraction=cfg.val_fraction,
-                  seed=cfg.seed or 0)
-    train_set = build_dataset(cfg.data, split="train", train=True, flip=cfg.flip, **common)
-    val_source = cfg.val_data or cfg.data
-    val_set = build_dataset(val_source, split="val", train=False, classes=train_set.classes, **common)
+    train_tf = TrainTransform(cfg.size, flip=cfg.flip)
+    val_tf = TestTransform(cfg.size, cfg.test_scale_size)
+    common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
+                  val_fraction=cfg.val_fraction, seed=cfg.seed or 0)
+    if Path(cfg.data).is_file() and cfg.val_data is None:
+        samples, classes = read_list_file(cfg.data, root=cfg.data_root)
+        train_samples, val_samples = stratified_split(samples, cfg.val_fraction, cfg.seed or 0)
+        return (VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling),
+                VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling))
+    train_set = build_dataset(cfg.data, split="train", train=True, transform=train_tf, **common)
+    val_set = build_dataset(cfg.val_data or cfg.data, split="val", train=False, transform=val_tf,
+                            classes=train_set.classes, **common)
     return train_set, val_set
 
 

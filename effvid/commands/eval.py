@@ -1,0 +1,82 @@
+"""``effvid eval DATA --checkpoint CKPT``: accuracy under TSM's test protocols.
+
+DATA is a list file, a class-folder root (its ``val/`` part if it has one) or a folder of
+class folders. Views are clips x crops, with logits averaged: 1 clip x 1 crop is TSM's
+single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
+Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..cli import UserError
+
+
+def eval_samples(source: str, classes: list[str], root: str | None):
+    from ..data import read_list_file, scan_class_folders
+
+    src = Path(source)
+    if src.is_file():
+        return read_list_file(src, root=root, classes=classes)[0]
+    if not src.is_dir():
+        raise UserError(f"dataset source not found: {source}")
+    if (src / "val").is_dir():
+        src = src / "val"
+    return scan_class_folders(src, classes=classes)[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from ..data import collate_clips
+    from ..inference import load_recognizer, test_dataset
+    from ..training.evaluate import evaluate
+
+    model, meta = load_recognizer(args.checkpoint, args.num_segments)
+    classes = meta["classes"]
+    samples = eval_samples(args.data, classes, args.data_root)
+    dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
+                           num_crops=args.crops, twice=args.twice, sampling=args.sampling,
+                           size=args.size, scale_size=args.scale_size)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
+                        collate_fn=collate_clips)
+    device = torch.device(args.device)
+    stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet)
+    views = (args.clips + int(args.twice)) * args.crops
+    print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
+          + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
+    for name, acc in zip(classes, stats["per_class"]):
+        print(f"  {name:<24} {100 * acc:6.2f}%")
+    if stats["bad"]:
+        print(f"skipped {len(stats['bad'])} unreadable video(s):")
+        for path, reason in stats["bad"]:
+            print(f"  {path}: {reason}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(stats | {"classes": classes}, indent=1) + "\n")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="list file or class-folder root")
+    p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
+    p.add_argument("--data-root", help="base folder for relative paths in a list file")
+    p.add_argument("--clips", type=int, default=1, help="clips per video")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
+    p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
+    p.add_argument("--sampling", choices=("segment", "dense"), default="segment")
+    p.add_argument("--num-segments", type=int, default=None, help="frames per clip (default: as trained)")
+    p.add_argument("--size", type=int, default=None, help="crop size (default: as trained)")
+    p.add_argument("--scale-size", type=int, default=None, help="short-side resize (default: as trained)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

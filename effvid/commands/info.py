@@ -1,0 +1,225 @@
+"""``effvid info MODEL``: parameters and FLOPs of a model.
+
+MODEL is one of
+
+* a registered recogniser name (``effvid info --list`` shows them), e.g. ``tsm_resnet50``;
+  built on the meta device (no weights allocated, nothing downloaded);
+* an effvid ``.safetensors`` weights file (its stored configuration is used);
+* an original TSM release checkpoint (``TSM_kinetics_RGB_resnet50_...pth``), read safely;
+* ``av``: the audio-visual transformer (:mod:`effvid.av`); prints its parameter report
+  (``--sharing``, ``--fusion``, ``--visual-cnn``, ``--audio-cnn``).
+
+FLOPs are given as multiply-adds ("GFLOPs" in the TSM paper's convention: TSM-ResNet-50 at
+8x224x224 is about 33 G) and as counted by torch (2 per multiply-add). The temporal shift costs
+no FLOPs, so a TSM and its TSN counterpart print the same.
+
+Examples::
+
+    effvid info tsm_resnet50
+    effvid info tsm_mobilenet_v2 --num-classes 174 --num-segments 16 --json
+    effvid info runs/best.safetensors
+    effvid info av --sharing partial
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..cli import UserError
+
+SHARING_CHOICES = ("none", "layers", "all", "partial")
+FUSION_CHOICES = ("early", "mid", "late")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "info", help="parameters and FLOPs of a model",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="registered model name, .safetensors file, original TSM .pth, or 'av'")
+    p.add_argument("--list", action="store_true", help="list the registered model names and exit")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes for a model name (default: 400; files use their own)")
+    p.add_argument("--num-segments", "--frames", type=int, default=None,
+                   help="frames per clip (default: 8, or the file's)")
+    p.add_argument("--size", type=int, default=224, help="frame height and width (default: 224)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    g = p.add_argument_group("audio-visual model (MODEL = av)")
+    g.add_argument("--sharing", choices=SHARING_CHOICES, default="partial",
+                   help="transformer weight sharing (default: partial)")
+    g.add_argument("--fusion", choices=FUSION_CHOICES, default="mid", help="fusion (default: mid)")
+    g.add_argument("--visual-cnn", default=None, help="visual clip encoder (default: the model's)")
+    g.add_argument("--audio-cnn", default=None, help="audio clip encoder (default: the model's)")
+    p.set_defaults(func=run)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"--{name} must be >= 1, got {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import list_models
+
+    if args.list:
+        print("\n".join(list_models() + ["av"]))
+        return 0
+    if not args.model:
+        raise UserError("give a MODEL (a name from 'effvid info --list', a .safetensors file, or 'av')")
+    _positive("num-classes", args.num_classes)
+    _positive("num-segments", args.num_segments)
+    _positive("size", args.size)
+
+    if args.model == "av":
+        return _run_av(args)
+    model, source = _build(args)
+    info = describe(model, num_segments=args.num_segments, size=args.size)
+    info["source"] = source
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(format_info(info))
+    return 0
+
+
+def _build(args: argparse.Namespace):
+    """(model, source description) for a model name or a weights file."""
+    import torch
+
+    from ..models import create_model, list_models
+
+    path = Path(args.model)
+    if args.model in list_models():
+        kwargs = {"num_classes": args.num_classes or 400, "num_segments": args.num_segments or 8}
+        try:
+            with torch.device("meta"):  # shapes only: fast, no memory, no weights
+                model = create_model(args.model, **kwargs)
+        except (RuntimeError, NotImplementedError):
+            model = create_model(args.model, **kwargs)
+        return model, "registry"
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise UserError(f"weights file not found: {path}")
+        from ..models.weights import load_model
+
+        overrides = {}
+        if args.num_segments is not None:
+            overrides["num_segments"] = args.num_segments
+        if args.num_classes is not None:
+            raise UserError("--num-classes does not apply to a weights file (it has its own)")
+        model, _ = load_model(path, **overrides)
+        return model, str(path)
+    if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
+        if not path.is_file():
+            raise UserError(f"checkpoint not found: {path}")
+        from ..models.tsm_checkpoint import load_tsm_checkpoint
+
+        model = load_tsm_checkpoint(path, num_segments=args.num_segments)
+        return model, f"{path} (original TSM checkpoint)"
+    raise UserError(
+        f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
+        "not a .safetensors file, and not 'av'")
+
+
+def describe(model, *, num_segments: int | None = None, size: int = 224) -> dict:
+    """Parameters and FLOPs of a recogniser on one clip of ``num_segments`` frames of
+    ``size`` x ``size`` (default: the model's own number of segments)."""
+    from ..models.complexity import count_flops, count_parameters
+
+    config = dict(getattr(model, "config", {}) or {})
+    t = num_segments or getattr(model, "num_segments", None) or config.get("num_segments") or 8
+    if num_segments is not None:
+        from ..models.temporal_shift import set_shift_segments
+
+        set_shift_segments(model, num_segments)
+        if hasattr(model, "num_segments"):
+            model.num_segments = num_segments
+        config["num_segments"] = num_segments
+    shape = (1, t, 3, size, size)
+    try:
+        flops = count_flops(model, shape)
+    except Exception as e:  # a model that cannot run this input: say which
+        raise UserError(f"cannot run {config.get('name', type(model).__name__)} on input "
+                        f"{shape}: {e}") from e
+    params = count_parameters(model)
+    return {
+        "model": config.get("name", type(model).__name__),
+        "config": config,
+        "input_shape": list(shape),
+        "parameters": params,
+        "trainable_parameters": count_parameters(model, trainable_only=True),
+        "macs": flops["macs"],
+        "gflops_multiply_adds": round(flops["gmacs"], 4),
+        "flops_torch": flops["flops"],
+        "gflops_torch": round(flops["gflops"], 4),
+        "gflops_per_frame_multiply_adds": round(flops["gmacs"] / t, 4),
+        "by_operator": flops["by_operator"],
+    }
+
+
+def format_info(info: dict) -> str:
+    cfg = info["config"]
+    details = []
+    if "num_classes" in cfg:
+        details.append(f"{cfg['num_classes']} classes")
+    if "shift_div" in cfg:
+        details.append(f"shift 1/{cfg['shift_div']} {cfg.get('shift_place', '')} "
+                       f"{cfg.get('shift_direction', '')}".rstrip())
+    elif str(info["model"]).startswith("tsn_"):
+        details.append("no shift")
+    shape = " x ".join(str(s) for s in info["input_shape"])
+    lines = [
+        f"model        {info['model']}" + (f"  ({', '.join(details)})" if details else ""),
+    ]
+    if info.get("source") not in (None, "registry"):
+        lines.append(f"from         {info['source']}")
+    lines += [
+        f"input        {shape}  (clips x frames x channels x height x width)",
+        f"parameters   {info['parameters']:,}  ({info['parameters'] / 1e6:.2f} M)",
+        f"GFLOPs       {info['gflops_multiply_adds']:.2f}  multiply-adds per clip "
+        "(the TSM paper's 'FLOPs')",
+        f"             {info['gflops_torch']:.2f}  FLOPs as counted by torch (2 per multiply-add)",
+        f"per frame    {info['gflops_per_frame_multiply_adds']:.3f} GFLOPs (multiply-adds)",
+        "counted      convolutions and matrix products; BatchNorm, activations, pooling and the "
+        "temporal shift count zero",
+    ]
+    return "\n".join(lines)
+
+
+def _run_av(args: argparse.Namespace) -> int:
+    # Hook into the audio-visual package (effvid.av): create_av_model + parameter_report.
+    try:
+        from ..av import create_av_model, format_parameter_report, parameter_report
+    except ImportError as e:
+        raise UserError(f"the audio-visual model is not available in this build ({e})") from e
+    kwargs = {"sharing": args.sharing, "fusion": args.fusion}
+    if args.visual_cnn:
+        kwargs["visual_cnn"] = args.visual_cnn
+    if args.audio_cnn:
+        kwargs["audio_cnn"] = args.audio_cnn
+    import torch
+
+    try:
+        try:
+            with torch.device("meta"):
+                model = create_av_model(**kwargs)
+        except (RuntimeError, NotImplementedError, TypeError):
+            model = create_av_model(**kwargs)  # e.g. a parametrisation without meta support
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    report = parameter_report(model)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_parameter_report(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from ..cli import main
+
+    sys.exit(main(["info", *sys.argv[1:]]))

@@ -1,0 +1,72 @@
+"""``effvid predict VIDEO... --checkpoint CKPT``: top-k labels with scores for each video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..cli import UserError
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.video import VIDEO_EXTENSIONS
+    from ..inference import load_recognizer, predict_paths, test_dataset
+
+    paths = []
+    for v in args.videos:
+        p = Path(v)
+        if p.is_dir():
+            paths += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS)
+        elif p.is_file():
+            paths.append(str(p))
+        else:
+            raise UserError(f"video not found: {v}")
+    if not paths:
+        raise UserError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {' '.join(args.videos)}")
+    model, meta = load_recognizer(args.checkpoint, args.num_segments)
+    classes = meta["classes"]
+    dataset = test_dataset([(p, 0) for p in paths], meta, num_segments=model.num_segments,
+                           num_clips=args.clips, num_crops=args.crops, twice=args.twice)
+    failures = 0
+    results = []
+    for path, out in predict_paths(model, dataset, batch_size=args.batch_size, device=args.device):
+        if isinstance(out, str):
+            failures += 1
+            print(f"effvid predict: cannot read {path}: {out}", file=sys.stderr)
+            results.append({"video": path, "error": out})
+            continue
+        scores, idx = out.topk(min(args.topk, len(classes)))
+        top = [{"label": classes[i], "score": round(float(s), 6)} for s, i in zip(scores, idx.tolist())]
+        results.append({"video": path, "top": top})
+        if not args.json:
+            print(path)
+            for rank, t in enumerate(top, 1):
+                print(f"  {rank}. {t['label']:<24} {t['score']:.3f}")
+    if args.json:
+        text = json.dumps(results, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+            print(f"wrote {args.json}")
+    return 1 if failures == len(paths) else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__)
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
+    p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
+    p.add_argument("--topk", "-k", type=int, default=5)
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write JSON (to FILE, or to standard output with no FILE)")
+    p.add_argument("--clips", type=int, default=1, help="clips per video, logits averaged")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
+    p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
+    p.add_argument("--num-segments", type=int, default=None, help="frames per clip (default: as trained)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.set_defaults(func=run)

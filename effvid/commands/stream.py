@@ -1,0 +1,196 @@
+"""``effvid stream SOURCE``: frame-by-frame recognition with an online (causal) TSM.
+
+SOURCE is a video file, a directory of videos (each one a new stream) or a camera index
+(``0`` for /dev/video0). Prints one JSON line per frame (source, frame, time, label, index,
+score, latency_ms) and, at the end, frames per second and per-frame latency on stderr.
+
+The model is an effvid checkpoint of a causal TSM (``--checkpoint run/best.safetensors``), an
+online ONNX export (``--checkpoint model.online.onnx``, run with ONNX Runtime), or, for a
+demo without training, ``--model tsm_mobilenet_v2 --num-classes 10`` (random weights).
+
+Examples::
+
+    effvid stream clip.mp4 --checkpoint best.safetensors --smooth 8 \\
+        --output-video annotated.mp4 --plot probs.png
+    effvid stream 0 --checkpoint model.online.onnx --max-frames 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import UserError
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (one of --checkpoint or --model)")
+    g.add_argument("--checkpoint", "-c", metavar="PATH",
+                   help="effvid .safetensors checkpoint (or, for stream, an online .onnx export)")
+    g.add_argument("--model", metavar="NAME",
+                   help="build this model with random weights instead (demos, benchmarks), "
+                   "e.g. tsm_mobilenet_v2")
+    g.add_argument("--num-classes", type=int, default=10, help="with --model (default: 10)")
+    g.add_argument("--num-segments", type=int, default=8, help="with --model (default: 8)")
+    g.add_argument("--shift-direction", default="causal", choices=("causal", "bidirectional"),
+                   help="with --model (default: causal)")
+    g.add_argument("--labels", metavar="FILE",
+                   help="class names, one per line (default: those stored in the checkpoint)")
+
+
+def load_model_from_args(args: argparse.Namespace):
+    """(Recognizer, class names or None) from --checkpoint / --model."""
+    import torch
+
+    from ..models import create_model
+
+    if bool(args.checkpoint) == bool(args.model):
+        raise UserError("give exactly one of --checkpoint PATH or --model NAME")
+    if args.checkpoint:
+        from ..models.weights import load_model
+
+        path = Path(args.checkpoint)
+        if not path.is_file():
+            raise UserError(f"checkpoint not found: {path}")
+        model, meta = load_model(path)
+        classes = meta.get("classes")
+    else:
+        torch.manual_seed(0)
+        kwargs = dict(num_classes=args.num_classes, num_segments=args.num_segments)
+        if args.model.startswith("tsm_"):
+            kwargs["shift_direction"] = args.shift_direction
+        model = create_model(args.model, **kwargs)
+        print(f"note: {args.model} has random weights (use --checkpoint for a trained model)",
+              file=sys.stderr)
+        classes = None
+    model.eval()
+    return model, read_labels(args.labels) if args.labels else classes
+
+
+def read_labels(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"labels file not found: {p}")
+    labels = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    if not labels:
+        raise UserError(f"labels file {p} is empty")
+    return labels
+
+
+def _recognizer(args: argparse.Namespace):
+    """(recogniser with step/reset, class names, input size)."""
+    if args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
+        if args.model:
+            raise UserError("give exactly one of --checkpoint PATH or --model NAME")
+        try:
+            from ..export.onnx import OnnxOnlineRunner
+        except ImportError as e:
+            raise UserError(str(e)) from None
+        try:
+            runner = OnnxOnlineRunner(args.checkpoint, threads=args.threads)
+        except ImportError as e:
+            raise UserError(str(e)) from None
+        if args.size and args.size != runner.height:
+            print(f"note: {args.checkpoint} was exported for {runner.height}x{runner.width} "
+                  "input; using that size", file=sys.stderr)
+        classes = read_labels(args.labels) if args.labels else runner.classes
+        return runner, classes, runner.height
+    import torch
+
+    from ..models.online import OnlineRecognizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, classes = load_model_from_args(args)
+    try:
+        online = OnlineRecognizer.from_model(model)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return online, classes, args.size or 224
+
+
+def _output_for(path: str | None, source: str, multi: bool, suffix: str) -> Path | None:
+    if not path:
+        return None
+    if multi:
+        name = "camera" + source if source.isdigit() else Path(source).stem
+        return Path(path) / f"{name}{suffix}"
+    return Path(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import stream as st
+
+    if args.smooth < 1:
+        raise UserError(f"--smooth must be >= 1, got {args.smooth}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
+    try:
+        sources = st.list_sources(args.source)
+    except st.StreamError as e:
+        raise UserError(str(e)) from None
+    recognizer, classes, size = _recognizer(args)
+    multi = Path(args.source).is_dir() if not st.is_camera(args.source) else False
+    out = open(args.jsonl, "w") if args.jsonl else sys.stdout
+    failed = []
+    try:
+        for source in sources:
+            video = _output_for(args.output_video, source, multi, ".mp4")
+            plot = _output_for(args.plot, source, multi, ".png")
+            fps = st.source_fps(source)
+            try:
+                frames = st.open_frames(source)
+                summary = st.run_stream(
+                    recognizer, frames, classes=classes, size=size, smooth=args.smooth,
+                    source=source, out=out, video_path=video, video_fps=fps, plot_path=plot,
+                    max_frames=args.max_frames)
+            except st.StreamError as e:
+                if not multi:
+                    raise UserError(str(e)) from None
+                print(f"effvid stream: skipping {source}: {e}", file=sys.stderr)
+                failed.append(source)
+                continue
+            print(st.format_summary(summary), file=sys.stderr)
+            for what, path in (("annotated video", video), ("plot", plot)):
+                if path is not None and summary.frames:
+                    print(f"  {what}: {path}", file=sys.stderr)
+            if summary.interrupted:
+                break
+    except BrokenPipeError:
+        # stdout closed by the reader (e.g. `| head`): stop quietly, like other CLI tools.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if failed:
+        if len(failed) == len(sources):
+            raise UserError(f"none of the {len(sources)} videos in {args.source} could be read")
+        print(f"effvid stream: {len(failed)} of {len(sources)} videos could not be read",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stream", help="frame-by-frame recognition of a video or camera "
+                       "with an online TSM", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="video file, directory of videos, or camera index (0 = /dev/video0)")
+    add_model_arguments(p)
+    p.add_argument("--size", type=int, default=None,
+                   help="input crop size (default: 224, or the size an .onnx was exported for)")
+    p.add_argument("--smooth", type=int, default=1, metavar="N",
+                   help="average class probabilities over the last N frames (default: 1, none)")
+    p.add_argument("--output-video", metavar="PATH",
+                   help="write an annotated video (a folder when SOURCE is a folder)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="write a PNG of class probabilities over time (a folder when SOURCE is "
+                   "a folder)")
+    p.add_argument("--jsonl", metavar="PATH", help="write the JSON lines here instead of stdout")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model")
+    p.set_defaults(func=run)

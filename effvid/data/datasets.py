@@ -1,0 +1,320 @@
+"""Video classification datasets decoding clips straight from video files.
+
+Sources:
+
+- a folder per class, ``root/<class>/<video>``; if ``root/train`` and ``root/val``
+  exist they are the splits, else a deterministic stratified split is made;
+- a list file with ``path label`` or TSM's ``path num_frames label`` per line
+  (label: int or class name; ``#`` comments and blank lines allowed; relative
+  paths resolved against ``root``, default the list's folder).
+
+Layouts are validated at construction (missing/empty folders, unknown
+extensions, bad lines, missing files raise with the offending path/line), but
+videos are only probed lazily in ``__getitem__``. An unreadable video does not
+raise there: it yields a :class:`BadSample` that :func:`collate_clips` drops and
+reports in ``batch["bad"]``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
+from .transforms import TestTransform, TrainTransform
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, probe_video, read_frames
+
+__all__ = [
+    "VideoSample",
+    "BadSample",
+    "scan_class_folders",
+    "read_list_file",
+    "stratified_split",
+    "VideoClipDataset",
+    "collate_clips",
+    "build_dataset",
+]
+
+
+class VideoSample(NamedTuple):
+    path: str
+    label: int
+    num_frames: int | None = None  # from a TSM list; informational only (refers to extracted frames)
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """Marker returned by the dataset for a video that cannot be decoded."""
+
+    path: str
+    reason: str
+
+
+def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
+    if path.suffix.lower() not in extensions:
+        raise ValueError(f"{where}: unsupported video extension {path.suffix!r} for {str(path)!r} "
+                         f"(expected one of {', '.join(extensions)})")
+
+
+def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
+                       classes: Sequence[str] | None = None) -> tuple[list[VideoSample], list[str]]:
+    """Samples from ``root/<class>/**/<video>``; classes are the sorted folder names.
+
+    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root,
+    ValueError for an empty class folder, a file with an unknown extension, a root
+    without class folders, or (when ``classes`` is given) an unknown class folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"dataset root not found: {str(root)!r}", str(root))
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
+        raise ValueError(f"no class folders in {str(root)!r}")
+    classes = list(classes) if classes is not None else folders
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for name in folders:
+        if name not in index:
+            raise ValueError(f"class folder {str(root / name)!r} is not one of the classes {classes}")
+        files = sorted(p for p in (root / name).rglob("*")
+                       if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ValueError(f"class folder {str(root / name)!r} contains no videos")
+        for f in files:
+            _check_ext(f, "dataset", extensions)
+            samples.append(VideoSample(str(f), index[name]))
+    return samples, classes
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                   classes: Sequence[str] | None = None,
+                   extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[VideoSample], list[str]]:
+    """Parse a list file into samples and the class list.
+
+    Class names: ``classes`` if given; else, if labels are names, their sorted set;
+    else (int labels) ``["0", ..., str(max)]``. Paths may contain spaces (the label,
+    and TSM's frame count, are taken from the end of the line).
+    """
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"list file not found: {str(list_path)!r}", str(list_path))
+    base = Path(root) if root is not None else list_path.parent
+    parsed: list[tuple[int, str, str, int | None]] = []
+    for lineno, raw in enumerate(list_path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{str(list_path)!r} line {lineno}"
+        parts = line.rsplit(None, 2)
+        if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
+            path, nf, label = parts[0], int(parts[1]), parts[2]  # TSM: path num_frames label
+        else:
+            parts = line.rsplit(None, 1)
+            if len(parts) != 2:
+                raise ValueError(f"{where}: cannot parse {raw!r} (expected 'path label' "
+                                 f"or 'path num_frames label')")
+            path, nf, label = parts[0], None, parts[1]
+        parsed.append((lineno, path, label, nf))
+    if not parsed:
+        raise ValueError(f"list file {str(list_path)!r} has no samples")
+
+    int_labels = [_is_int(lb) for _, _, lb, _ in parsed]
+    if classes is None:
+        if all(int_labels):
+            classes = [str(i) for i in range(max(int(lb) for _, _, lb, _ in parsed) + 1)]
+        elif not any(int_labels):
+            classes = sorted({lb for _, _, lb, _ in parsed})
+        else:
+            lineno = parsed[int_labels.index(not int_labels[0])][0]
+            raise ValueError(f"{str(list_path)!r} line {lineno}: labels mix class names and "
+                             f"integers; pass classes=")
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for lineno, path, label, nf in parsed:
+        where = f"{str(list_path)!r} line {lineno}"
+        if _is_int(label):
+            y = int(label)
+            if not 0 <= y < len(classes):
+                raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes")
+        elif label in index:
+            y = index[label]
+        else:
+            raise ValueError(f"{where}: unknown class {label!r}")
+        p = Path(path)
+        if not p.is_absolute():
+            p = base / p
+        _check_ext(p, where, extensions)
+        if not p.is_file():
+            raise FileNotFoundError(errno.ENOENT, f"{where}: video not found: {str(p)!r}", str(p))
+        samples.append(VideoSample(str(p), y, nf))
+    return samples, classes
+
+
+def stratified_split(samples: Sequence[VideoSample], val_fraction: float = 0.2,
+                     seed: int = 0) -> tuple[list[VideoSample], list[VideoSample]]:
+    """Deterministic per-class split: round(n * val_fraction) of each class go to val.
+
+    Classes with >= 2 videos keep at least one on each side when 0 < val_fraction < 1.
+    The result depends only on the samples (sorted by path) and ``seed``.
+    """
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    by_class: dict[int, list[VideoSample]] = {}
+    for s in sorted(samples, key=lambda s: (s.label, s.path)):
+        by_class.setdefault(s.label, []).append(s)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in sorted(by_class):
+        items = by_class[label]
+        order = rng.permutation(len(items))
+        n_val = int(round(len(items) * val_fraction))
+        if 0 < val_fraction < 1 and len(items) >= 2:
+            n_val = min(max(n_val, 1), len(items) - 1)
+        val += [items[i] for i in sorted(order[:n_val])]
+        train += [items[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+class VideoClipDataset(torch.utils.data.Dataset):
+    """Clips of ``num_segments`` frames decoded on the fly.
+
+    Item: ``{"video": float (T, 3, H, W) or (V, T, 3, H, W), "label": int, "path": str}``,
+    or a :class:`BadSample` if the video cannot be decoded.
+
+    - ``sampling="segment"``: TSN segments (random frame per segment when training,
+      centres otherwise); ``"dense"``: ``window``-frame span with stride window/T.
+    - Test-time multi-view: ``num_clips`` clips (``twice`` adds segment starts for
+      segment sampling) x the transform's crops, stacked as V = clips x crops views
+      (clip-major). A single clip and single crop gives (T, 3, H, W).
+    - ``transform``: called as ``transform(clip_uint8_THWC, rng)``; default
+      :class:`TrainTransform` (train) / :class:`TestTransform` (test) at ``size``.
+    - Randomness: a per-item numpy generator is seeded from torch's RNG, so
+      ``torch.manual_seed`` makes it reproducible and DataLoader workers differ.
+    """
+
+    def __init__(self, samples: Sequence[VideoSample | tuple], classes: Sequence[str],
+                 num_segments: int = 8, train: bool = True, transform: Callable | None = None,
+                 sampling: str = "segment", window: int = 64, num_clips: int = 1,
+                 twice: bool = False, size: int = 224, flip: bool = True):
+        if sampling not in ("segment", "dense"):
+            raise ValueError(f"sampling must be 'segment' or 'dense', got {sampling!r}")
+        self.samples = [s if isinstance(s, VideoSample) else VideoSample(*s) for s in samples]
+        self.classes = list(classes)
+        for s in self.samples:
+            if not 0 <= s.label < len(self.classes):
+                raise ValueError(f"label {s.label} of {s.path!r} out of range for {len(self.classes)} classes")
+        self.num_segments, self.train, self.sampling = num_segments, train, sampling
+        self.window, self.num_clips, self.twice = window, num_clips, twice
+        if transform is None:
+            transform = TrainTransform(size, flip=flip) if train else TestTransform(size, int(round(size * 256 / 224)))
+        self.transform = transform
+        self._info: dict[str, VideoInfo] = {}  # per-process probe cache
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def clip_indices(self, num_frames: int, rng) -> list[list[int]]:
+        """Frame indices of each clip for a video of ``num_frames`` frames."""
+        t = self.num_segments
+        if self.sampling == "segment":
+            if self.train:
+                return [segment_indices(num_frames, t, True, rng)]
+            return test_clips(num_frames, t, self.num_clips, self.twice)
+        if self.train:
+            return [dense_indices(num_frames, t, self.window, True, rng)]
+        return dense_test_clips(num_frames, t, self.window, self.num_clips)
+
+    def __getitem__(self, i: int):
+        sample = self.samples[i]
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        rng = np.random.default_rng(seed)
+        try:
+            info = self._info.get(sample.path)
+            if info is None:
+                info = probe_video(sample.path)
+                self._info[sample.path] = info
+            clips = self.clip_indices(info.num_frames, rng)
+            flat = [j for c in clips for j in c]
+            frames = read_frames(sample.path, flat, info)  # one pass over the file for all clips
+        except (VideoDecodeError, OSError) as e:
+            return BadSample(sample.path, str(e))
+        views = []
+        for k in range(len(clips)):
+            clip = frames[k * self.num_segments:(k + 1) * self.num_segments]
+            v = self.transform(clip, rng)
+            views.append(v if v.ndim == 5 else v.unsqueeze(0))
+        video = torch.cat(views) if len(views) > 1 or views[0].shape[0] > 1 else views[0][0]
+        return {"video": video, "label": sample.label, "path": sample.path}
+
+
+def collate_clips(batch: Sequence) -> dict:
+    """DataLoader ``collate_fn``: stack good items, drop and report :class:`BadSample` markers.
+
+    Returns ``{"video": (B, ...), "label": int64 (B,), "path": [str], "bad": [(path, reason)]}``.
+    If every item is bad, ``video`` is an empty float tensor of shape (0,) and ``label``
+    an empty int64 tensor; check ``batch["video"].shape[0] == 0`` and skip the step.
+    """
+    good = [b for b in batch if not isinstance(b, BadSample)]
+    bad = [(b.path, b.reason) for b in batch if isinstance(b, BadSample)]
+    if not good:
+        return {"video": torch.empty(0), "label": torch.empty(0, dtype=torch.long), "path": [], "bad": bad}
+    return {
+        "video": torch.stack([b["video"] for b in good]),
+        "label": torch.tensor([int(b["label"]) for b in good], dtype=torch.long),
+        "path": [b["path"] for b in good],
+        "bad": bad,
+    }
+
+
+def build_dataset(source: str | os.PathLike, split: str = "train", num_segments: int = 8,
+                  train: bool | None = None, transform: Callable | None = None,
+                  sampling: str = "segment", *, root: str | os.PathLike | None = None,
+                  classes: Sequence[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
+                  **kwargs) -> VideoClipDataset:
+    """Build a :class:`VideoClipDataset` from a class-folder root or a list file.
+
+    - folder with ``train/`` and ``val/``: uses ``source/<split>``; classes come from
+      ``train/`` (so both splits share label ids);
+    - other folder: class folders directly under ``source``, stratified
+      ``val_fraction`` split with ``seed``;
+    - file: a list file (the whole list is the split); ``root`` resolves relative paths.
+
+    ``train`` defaults to ``split == "train"``; other kwargs go to VideoClipDataset.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    train = (split == "train") if train is None else train
+    src = Path(source)
+    if src.is_file():
+        samples, classes = read_list_file(src, root=root, classes=classes)
+    elif src.is_dir():
+        if (src / "train").is_dir() and (src / "val").is_dir():
+            if classes is None:
+                _, classes = scan_class_folders(src / "train")
+            samples, classes = scan_class_folders(src / split, classes=classes)
+        else:
+            everything, classes = scan_class_folders(src, classes=classes)
+            tr, va = stratified_split(everything, val_fraction, seed)
+            samples = tr if split == "train" else va
+    else:
+        raise FileNotFoundError(errno.ENOENT, f"dataset source not found: {str(src)!r}", str(src))
+    return VideoClipDataset(samples, classes, num_segments, train, transform, sampling, **kwargs)

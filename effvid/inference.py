@@ -1,0 +1,48 @@
+"""Running a trained recogniser on videos: shared by ``effvid eval`` and ``effvid predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .data import TestTransform, VideoClipDataset, collate_clips
+from .models.weights import load_model
+from .training.evaluate import predict_views
+
+
+def load_recognizer(checkpoint: str | Path, num_segments: int | None = None):
+    """(model in eval mode, metadata) from an effvid .safetensors checkpoint."""
+    overrides = {"num_segments": num_segments} if num_segments else {}
+    model, meta = load_model(checkpoint, **overrides)
+    if "classes" not in meta:
+        meta["classes"] = [str(i) for i in range(model.num_classes)]
+    return model.eval(), meta
+
+
+def test_dataset(samples, meta: dict, *, num_segments: int, size: int | None = None,
+                 scale_size: int | None = None, num_clips: int = 1, num_crops: int = 1,
+                 twice: bool = False, sampling: str = "segment") -> VideoClipDataset:
+    """A dataset with the test protocol: clips x crops views, at the checkpoint's input size."""
+    extra = meta.get("extra", {})
+    size = size or extra.get("size", 224)
+    scale_size = scale_size or extra.get("scale_size", round(size * 256 / 224))
+    transform = TestTransform(size, scale_size, num_crops)
+    return VideoClipDataset(samples, meta["classes"], num_segments, train=False,
+                            transform=transform, sampling=sampling, num_clips=num_clips, twice=twice)
+
+
+@torch.no_grad()
+def predict_paths(model, dataset: VideoClipDataset, *, batch_size: int = 4, workers: int = 0,
+                  device: str | torch.device = "cpu"):
+    """Yield (path, probabilities) for readable videos and (path, error) for unreadable ones."""
+    device = torch.device(device)
+    model.to(device)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips)
+    for batch in loader:
+        for path, reason in batch["bad"]:
+            yield path, reason
+        if len(batch["path"]):
+            probs = predict_views(model, batch["video"].to(device)).float().softmax(dim=1).cpu()
+            yield from zip(batch["path"], probs)

@@ -1,0 +1,241 @@
+"""AV transformer model of effvid.av: factorised linear, sharing, parameter counts, masks."""
+
+import pytest
+import torch
+from torch import nn
+
+from effvid.av import (FactorizedLinear, TransformerLayer, build_transformers, create_av_model,
+                       format_parameter_report, parameter_report)
+from effvid.av.encoders import ResNet3D, build_audio_encoder, build_visual_encoder
+
+TINY = dict(visual_cnn="slow_tiny", audio_cnn="resnet_tiny", width=32, heads=4, ffn=64, rank=8, layers=3)
+MATRICES = ("query", "key", "value", "output", "ffn_in", "ffn_out")
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- factorised linear ------------------------------------------------------------------------------
+
+
+def test_factorized_linear_equals_dense_product():
+    torch.manual_seed(0)
+    fl = FactorizedLinear(24, 40, 6, normalize=False)
+    x = torch.randn(5, 7, 24)
+    u, s, v = fl.U.weight, fl.S.weight, fl.V.weight
+    assert u.shape == (40, 6) and s.shape == (6, 6) and v.shape == (6, 24)
+    expected = x @ (u @ s @ v).T + fl.U.bias
+    assert torch.allclose(fl(x), expected, atol=1e-5)
+    assert torch.allclose(fl.dense_weight(), u @ s @ v)
+    # the paper's variant L2-normalises V·x before S
+    fl.normalize = True
+    h = x @ v.T
+    assert torch.allclose(fl(x), (h / h.norm(dim=-1, keepdim=True)) @ s.T @ u.T + fl.U.bias, atol=1e-5)
+
+
+def test_S_stays_orthogonal_under_adamw():
+    torch.manual_seed(0)
+    fl = FactorizedLinear(16, 16, 12)
+    opt = torch.optim.AdamW(fl.parameters(), lr=0.05, weight_decay=0.1)
+    before = fl.S.weight.detach().clone()
+    for _ in range(20):
+        opt.zero_grad()
+        loss = (fl(torch.randn(32, 16)) - torch.randn(32, 16)).pow(2).mean()
+        loss.backward()
+        opt.step()
+    s = fl.S.weight.detach()
+    assert not torch.allclose(s, before, atol=1e-3)  # it did train
+    assert torch.allclose(s.T @ s, torch.eye(12), atol=1e-5)
+    assert torch.allclose(s @ s.T, torch.eye(12), atol=1e-5)
+
+
+# -- sharing ---------------------------------------------------------------------------------------
+
+
+def small_transformers(sharing, names=("visual", "audio", "multimodal")):
+    return build_transformers(names, sharing=sharing, width=32, heads=4, depth=3, ffn=64, rank=8, dropout=0.0)
+
+
+def test_partial_sharing_shares_U_and_norms_only():
+    torch.manual_seed(0)
+    ts = small_transformers("partial")
+    layers = [t.layers[0] for t in ts.values()]
+    assert all(len(t.layers) == 1 and t.depth == 3 for t in ts.values())
+    for m in MATRICES:
+        fls = [getattr(layer, m) for layer in layers]
+        assert fls[0].U.weight is fls[1].U.weight is fls[2].U.weight
+        assert fls[0].U.bias is fls[1].U.bias is fls[2].U.bias
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            assert fls[a].V.weight is not fls[b].V.weight and not torch.allclose(fls[a].V.weight, fls[b].V.weight)
+            assert fls[a].S.parametrizations.weight.original is not fls[b].S.parametrizations.weight.original
+            assert not torch.allclose(fls[a].S.weight, fls[b].S.weight)
+    assert layers[0].norm1.weight is layers[1].norm1.weight is layers[2].norm1.weight
+    assert layers[0].norm2.bias is layers[2].norm2.bias
+
+
+def test_shared_U_gradient_sums_over_transformers():
+    torch.manual_seed(0)
+    ts = small_transformers("partial")
+    inputs = {n: torch.randn(2, 5, 32) for n in ts}
+    targets = {n: torch.randn(2, 5, 32) for n in ts}
+    u = ts["visual"].layers[0].ffn_in.U.weight
+
+    def loss_of(name):
+        return (ts[name](inputs[name]) - targets[name]).pow(2).mean()
+
+    parts = []
+    for name in ts:  # each transformer's contribution, computed separately
+        u.grad = None
+        loss_of(name).backward()
+        assert u.grad is not None and u.grad.abs().sum() > 0
+        parts.append(u.grad.clone())
+    u.grad = None
+    sum(loss_of(n) for n in ts).backward()
+    assert torch.allclose(u.grad, parts[0] + parts[1] + parts[2], atol=1e-6)
+    assert not torch.allclose(parts[0], parts[1])
+
+
+def test_layers_and_all_sharing_identity():
+    ts = small_transformers("layers")
+    assert len({id(t) for t in ts.values()}) == 3 and all(len(t.layers) == 1 for t in ts.values())
+    ts = small_transformers("all")
+    assert len({id(t) for t in ts.values()}) == 1
+    ts = small_transformers("none")
+    assert all(len(t.layers) == 3 for t in ts.values())
+    assert ts["visual"].layers[0].query.weight is not ts["visual"].layers[1].query.weight
+
+
+# -- parameter counts at the paper configuration ---------------------------------------------------
+
+
+def test_bert_layer_arithmetic():
+    assert count(TransformerLayer(768, 12, 3072)) == 4 * (768**2 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768) + 4 * 768 == 7_087_872
+
+
+@pytest.mark.parametrize("sharing,total", [("none", 127_581_696), ("layers", 21_263_616), ("all", 7_087_872),
+                                           ("partial", 3_843_840)])
+def test_paper_transformer_parameter_counts(sharing, total):
+    model = create_av_model(visual_cnn="slow_tiny", audio_cnn="resnet_tiny", sharing=sharing)
+    report = parameter_report(model)
+    t = report["transformers"]
+    assert t["total"] == total
+    assert report["total"] == count(model)  # deduplicated like model.parameters()
+    comps = report["components"]
+    assert set(comps) == {"visual_cnn", "audio_cnn", "visual_projection", "audio_projection", "visual_embedding",
+                          "audio_embedding", "fusion_embedding", "visual_transformer", "audio_transformer",
+                          "multimodal_transformer"}
+    assert sum(c["total"] for n, c in comps.items() if not n.endswith("transformer")) + t["total"] == report["total"]
+    assert comps["visual_projection"]["total"] == 32 * 768 + 768 + 2 * 768  # Linear(32→768) + LayerNorm
+    if sharing == "partial":
+        # torch's orthogonal parametrisation stores S as a full 128×128 tensor: the count above.
+        # By degrees of freedom each of the 18 S matrices has 128·127/2 values.
+        assert t["orthogonal_matrices"] == 18
+        assert t["free"] == 3_843_840 - 18 * (128 * 128 - 128 * 127 // 2) == 3_695_232
+        # shared: 6 U matrices with bias + 2 LayerNorms
+        assert t["shared"] == 4 * (768 * 128 + 768) + (3072 * 128 + 3072) + (768 * 128 + 768) + 4 * 768
+        assert comps["visual_transformer"]["shared"] == t["shared"]
+    else:
+        assert t["free"] == total
+    if sharing == "all":
+        assert model.visual_transformer is model.audio_transformer is model.multimodal_transformer
+        assert t["unique_modules"] == 1 and comps["visual_transformer"]["private"] == total
+    text = format_parameter_report(report)
+    assert f"{total:,}" in text and "visual_cnn" in text
+
+
+def test_fusion_modes_transformer_sets():
+    late = parameter_report(create_av_model(sharing="layers", fusion="late", **TINY))
+    assert late["transformers"]["names"] == ["visual_transformer", "audio_transformer"]
+    early = create_av_model(sharing="none", fusion="early", **TINY)
+    assert not hasattr(early, "visual_transformer")
+    one_layer = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 4 * 32
+    assert parameter_report(early)["transformers"]["total"] == 3 * one_layer
+    assert late["transformers"]["total"] == 2 * one_layer
+
+
+# -- forward, masks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fusion", ["early", "mid", "late"])
+@pytest.mark.parametrize("sharing", ["none", "partial"])
+def test_padding_mask_makes_padded_clips_irrelevant(fusion, sharing):
+    torch.manual_seed(0)
+    model = create_av_model(sharing=sharing, fusion=fusion, **TINY).eval()
+    b, k = 2, 5
+    video = torch.randn(b, k, 3, 4, 32, 32)
+    audio = torch.randn(b, k, 4000)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    with torch.no_grad():
+        out = model(video, audio, mask)
+        garbage = video.clone()
+        garbage[1, 3:] = 100.0
+        noisy_audio = audio.clone()
+        noisy_audio[1, 3:] = 1.0
+        out2 = model(garbage, noisy_audio, mask)
+        short = model(video[1:, :3], audio[1:, :3])  # the same video cut to its 3 real clips
+    assert out.fused_summary.shape == (2, 64) and out.visual_tokens.shape == (2, 5, 32)
+    assert out.visual_features.shape == (2, 5, 32) and out.visual_features[1, 3:].abs().sum() == 0
+    assert torch.allclose(out.fused_summary, out2.fused_summary, atol=1e-5)
+    assert torch.allclose(out.fused_summary[1], short.fused_summary[0], atol=1e-4)
+    assert torch.allclose(out.visual_tokens[1, :3], short.visual_tokens[0], atol=1e-4)
+    if fusion == "late":
+        assert out.fused_visual_tokens is None
+    else:
+        assert torch.allclose(out.fused_audio_tokens[1, :3], short.fused_audio_tokens[0], atol=1e-4)
+
+
+def test_no_audio_mask_and_backward():
+    torch.manual_seed(0)
+    model = create_av_model(sharing="partial", spec_augment=True, **TINY).train()
+    video = torch.randn(2, 3, 3, 4, 32, 32)
+    audio = torch.randn(2, 3, 4000)
+    audio_mask = torch.tensor([[True] * 3, [False] * 3])  # second video has no audio
+    out = model(video, audio, audio_mask=audio_mask)
+    assert out.audio_features[1].abs().sum() == 0 and torch.isfinite(out.fused_summary).all()
+    out.fused_summary.sum().backward()
+    u = model.visual_transformer.layers[0].query.U.weight
+    assert u is model.multimodal_transformer.layers[0].query.U.weight and u.grad is not None
+    assert model.visual_cnn.stem[0].weight.grad is not None
+    # log-mel input is accepted as well
+    spec = model.audio_frontend[0](audio)
+    assert model.eval()(video, spec).fused_summary.shape == (2, 64)
+
+
+# -- clip encoders ------------------------------------------------------------------------------------
+
+
+def test_clip_encoders():
+    slow = ResNet3D()
+    assert slow.out_dim == 2048 and 31_000_000 < count(slow) < 33_000_000  # slow-only R50: 31.6M
+    half = build_audio_encoder("resnet50_half")
+    assert half.out_dim == 1024 and 5_500_000 < count(half) < 6_500_000
+    assert half(torch.randn(2, 1, 80, 101)).shape == (2, 1024)
+    r3d = build_visual_encoder("r3d_18")
+    assert r3d.out_dim == 512 and r3d(torch.randn(1, 3, 4, 32, 32)).shape == (1, 512)
+    tsm = build_visual_encoder("tsm_resnet_tiny", frames_per_clip=4)
+    clips = torch.randn(3, 3, 4, 32, 32)
+    feats = tsm(clips)
+    assert feats.shape == (3, tsm.out_dim)
+    # clip embedding = mean of the per-frame TSM features of that clip
+    per_frame = tsm.backbone(clips.transpose(1, 2).reshape(12, 3, 32, 32)).view(3, 4, -1)
+    assert torch.allclose(feats, per_frame.mean(1), atol=1e-5)
+    with pytest.raises(ValueError):
+        tsm(torch.randn(1, 3, 8, 32, 32))
+    model = create_av_model(visual_cnn="tsm_resnet_tiny", audio_cnn="resnet_tiny", frames_per_clip=4,
+                            sharing="all", width=32, heads=4, ffn=64, layers=2)
+    assert model(torch.randn(1, 2, 3, 4, 32, 32), torch.randn(1, 2, 4000)).fused_summary.shape == (1, 64)
+    with pytest.raises(ValueError):
+        create_av_model(sharing="some")
+
+
+def test_state_dict_round_trip_keeps_sharing():
+    torch.manual_seed(0)
+    a = create_av_model(sharing="partial", **TINY).eval()
+    torch.manual_seed(1)
+    b = create_av_model(sharing="partial", **TINY).eval()
+    b.load_state_dict(a.state_dict())  # includes each S's orthogonal base buffer
+    x = (torch.randn(1, 2, 3, 4, 32, 32), torch.randn(1, 2, 4000))
+    with torch.no_grad():
+        assert torch.allclose(a(*x).fused_summary, b(*x).fused_summary, atol=1e-6)
+    assert b.visual_transformer.layers[0].value.U is b.audio_transformer.layers[0].value.U

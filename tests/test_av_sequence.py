@@ -1,0 +1,150 @@
+"""Long-video sampler of effvid.av: clip/audio alignment, padding masks, bad files."""
+
+import random
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from effvid.av import AudioDecodeError, LongVideoSampler, collate_av_sequences, frames_to_clips
+from effvid.data.video import write_video
+
+SR = 16000
+FPS = 16
+TONES = [440.0, 622.0, 880.0, 1245.0, 1760.0]  # one per second
+LEVELS = [20, 70, 120, 170, 220]  # frame brightness per second
+
+
+def signal(seconds):
+    t = np.arange(SR) / SR
+    return np.concatenate([0.5 * np.sin(2 * np.pi * TONES[i] * t) for i in range(seconds)]).astype(np.float32)
+
+
+def write_av(path, frames, fps, audio, rate=SR):
+    """H.264 + AAC mp4, audio fed in codec-sized frames with explicit pts so the file's audio is
+    sample-exact (write_video hands PyAV one big frame, whose re-framing shifts it ~2 ms)."""
+    c = av.open(str(path), "w")
+    vs = c.add_stream("libx264", rate=fps)
+    vs.height, vs.width = frames.shape[1:3]
+    vs.pix_fmt = "yuv420p"
+    a_s = c.add_stream("aac", rate=rate)
+    a_s.layout = "mono"
+    for i, img in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        f.pts, f.time_base = i, Fraction(1, fps)
+        for p in vs.encode(f):
+            c.mux(p)
+    for p in vs.encode():
+        c.mux(p)
+    n = a_s.codec_context.frame_size
+    for pos in range(0, len(audio), n):
+        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, pos : pos + n]), format="fltp", layout="mono")
+        f.sample_rate, f.pts = rate, pos
+        for p in a_s.encode(f):
+            c.mux(p)
+    for p in a_s.encode():
+        c.mux(p)
+    c.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("av_seq")
+    n = len(TONES)
+    frames = np.stack([np.full((32, 48, 3), LEVELS[i // FPS], np.uint8) for i in range(n * FPS)])
+    five = write_av(d / "five.mp4", frames, FPS, signal(n))
+    silent = write_video(d / "silent.mp4", frames[: 2 * FPS], fps=FPS)
+    bad = d / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 50)
+    return {"five": five, "silent": silent, "bad": bad, "signal": signal(n)}
+
+
+def dominant_hz(x):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.argmax(spec) * SR / len(x)
+
+
+def best_lag(decoded, reference, max_lag=200):
+    """Lag (samples) maximising the correlation of ``decoded`` with ``reference``."""
+    n = len(decoded) - 2 * max_lag
+    core = decoded[max_lag : max_lag + n]
+    scores = [np.dot(core, reference[max_lag + lag : max_lag + lag + n]) for lag in range(-max_lag, max_lag + 1)]
+    return int(np.argmax(scores)) - max_lag
+
+
+@pytest.mark.parametrize("start", [0.0, 1.0, 1.25])
+def test_audio_and_frames_aligned(videos, start):
+    sampler = LongVideoSampler(num_clips=3, frames_per_clip=8, sample_rate=SR, start=start)
+    seq = sampler(videos["five"])
+    assert seq.frames.shape == (3, 8, 32, 48, 3) and seq.audio.shape == (3, SR)
+    assert seq.mask.all() and seq.audio_mask.all() and seq.has_audio
+    assert torch.allclose(seq.clip_starts, torch.tensor([start, start + 1, start + 2], dtype=torch.float64))
+    for k in range(3):
+        for j in range(8):  # frame j of clip k is the one shown at start + k + j/8
+            second = int(start + k + j / 8)
+            assert abs(int(seq.frames[k, j].float().mean()) - LEVELS[second]) <= 3, (k, j)
+        if start == int(start):  # whole-second clips hold one tone, also at their edges
+            clip = seq.audio[k].numpy()
+            expect = TONES[int(start) + k]
+            assert abs(dominant_hz(clip) - expect) < 2
+            assert abs(dominant_hz(clip[:800]) - expect) < 25 and abs(dominant_hz(clip[-800:]) - expect) < 25
+    # sample-accurate: the clips, concatenated, are the source signal from `start` on
+    decoded = seq.audio.reshape(-1).numpy()
+    reference = videos["signal"][int(start * SR) : int(start * SR) + len(decoded)]
+    assert best_lag(decoded, reference) == 0
+    assert np.abs(decoded[1000:-1000] - reference[1000:-1000]).mean() < 0.02
+
+
+def test_short_video_padded_with_mask(videos):
+    sampler = LongVideoSampler(num_clips=8, frames_per_clip=4, sample_rate=SR)
+    seq = sampler(videos["five"], start=2.0)
+    assert seq.mask.tolist() == [True, True, True, False, False, False, False, False]
+    assert seq.num_valid == 3 and seq.audio_mask.tolist() == seq.mask.tolist()
+    assert seq.frames[3:].abs().sum() == 0 and seq.audio[3:].abs().sum() == 0
+    assert abs(int(seq.frames[2].float().mean()) - LEVELS[4]) <= 3
+    assert abs(dominant_hz(seq.audio[2].numpy()) - TONES[4]) < 2
+    # random start on a video shorter than the sequence starts at 0
+    seq = sampler(videos["five"], start="random")
+    assert float(seq.clip_starts[0]) == 0.0 and seq.num_valid == 5
+
+
+def test_random_start_stays_inside(videos):
+    sampler = LongVideoSampler(num_clips=2, frames_per_clip=2, sample_rate=SR, start="random")
+    starts = [float(sampler(videos["five"], rng=random.Random(i)).clip_starts[0]) for i in range(4)]
+    assert all(0.0 <= s <= 3.0 for s in starts) and len(set(starts)) > 1
+    for i in range(2):
+        seq = sampler(videos["five"], rng=random.Random(i))
+        assert seq.mask.all()
+
+
+def test_missing_audio_and_bad_files(videos, tmp_path):
+    strict = LongVideoSampler(num_clips=4, frames_per_clip=2, sample_rate=SR)
+    with pytest.raises(AudioDecodeError, match="no audio stream") as err:
+        strict(videos["silent"])
+    assert err.value.path == str(videos["silent"])
+    lenient = LongVideoSampler(num_clips=4, frames_per_clip=2, sample_rate=SR, missing_audio="mask")
+    seq = lenient(videos["silent"])
+    assert not seq.has_audio
+    assert seq.mask.tolist() == [True, True, False, False] and not seq.audio_mask.any()
+    assert seq.audio.abs().sum() == 0
+    with pytest.raises(AudioDecodeError) as err:
+        strict(videos["bad"])
+    assert str(videos["bad"]) in str(err.value)
+    with pytest.raises(FileNotFoundError):
+        strict(tmp_path / "missing.mp4")
+    with pytest.raises(AudioDecodeError, match="past the end"):
+        strict(videos["five"], start=7.0)
+
+
+def test_collate_and_clip_layout(videos):
+    sampler = LongVideoSampler(num_clips=6, frames_per_clip=4, sample_rate=8000)
+    batch = collate_av_sequences([sampler(videos["five"]), sampler(videos["five"], start=3.0)])
+    assert batch["frames"].shape == (2, 6, 4, 32, 48, 3) and batch["audio"].shape == (2, 6, 8000)
+    assert batch["mask"].sum(1).tolist() == [5, 2]
+    clips = frames_to_clips(batch["frames"])
+    assert clips.shape == (2, 6, 3, 4, 32, 48) and clips.dtype == torch.float32
+    level = LEVELS[0] / 255
+    assert clips[0, 0, 0].mean().item() == pytest.approx((level - 0.485) / 0.229, abs=0.03)

@@ -1,0 +1,191 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from effvid.data import (BadSample, TestTransform, TrainTransform, VideoClipDataset, VideoSample,
+                         build_dataset, collate_clips, decode_frame_index,
+                         read_list_file, scan_class_folders, stratified_split, write_video)
+
+CLASSES = sorted(["down", "grow", "left", "right", "shrink", "up"])
+
+
+def _identity(clip, rng=None):
+    """Keep raw frames (as float, channels first) so tests can decode frame indices."""
+    return clip.permute(0, 3, 1, 2).float()
+
+
+def _frame_ids(video, n):
+    return [decode_frame_index(f.permute(1, 2, 0).numpy(), n) for f in video]
+
+
+@pytest.fixture
+def index_root(tmp_path, index_frames):
+    """root/<a|b>/<video>: 3 + 2 index videos (24 frames each)."""
+    for cls, n in (("a", 3), ("b", 2)):
+        for k in range(n):
+            write_video(tmp_path / "root" / cls / f"{cls}{k}.mp4", index_frames, fps=8, preset="ultrafast")
+    return tmp_path / "root"
+
+
+def test_build_from_train_val_folders(synthetic_root):
+    tr = build_dataset(synthetic_root, "train", num_segments=4, size=32)
+    va = build_dataset(synthetic_root, "val", num_segments=4, size=32)
+    assert tr.classes == va.classes == CLASSES
+    assert len(tr) == 18 and len(va) == 12
+    assert tr.train and not va.train
+    for ds in (tr, va):
+        for s in ds.samples:  # labels follow folder names
+            assert ds.classes[s.label] == s.path.split("/")[-2]
+    item = tr[0]
+    assert item["video"].shape == (4, 3, 32, 32) and item["video"].dtype == torch.float32
+    assert item["label"] == tr.samples[0].label and item["path"] == tr.samples[0].path
+    assert isinstance(tr.transform, TrainTransform) and isinstance(va.transform, TestTransform)
+    torch.manual_seed(0)
+    a = tr[3]["video"]
+    torch.manual_seed(0)
+    assert torch.equal(a, tr[3]["video"])  # reproducible under torch.manual_seed
+    # validation is deterministic regardless of seed
+    assert torch.equal(va[1]["video"], va[1]["video"])
+
+
+def test_segment_and_dense_indices_reach_decoder(index_root):
+    samples, classes = scan_class_folders(index_root)
+    test = VideoClipDataset(samples, classes, num_segments=4, train=False, transform=_identity)
+    assert _frame_ids(test[0]["video"], 24) == [3, 9, 15, 21]  # segment centres
+    dense = VideoClipDataset(samples, classes, num_segments=4, train=False, transform=_identity,
+                             sampling="dense", window=8)
+    assert _frame_ids(dense[0]["video"], 24) == [8, 10, 12, 14]  # centred 8-frame window
+    train = VideoClipDataset(samples, classes, num_segments=4, train=True, transform=_identity)
+    for _ in range(5):
+        ids = _frame_ids(train[1]["video"], 24)
+        assert all(6 * k <= i < 6 * k + 6 for k, i in enumerate(ids))
+
+
+def test_multi_clip_multi_crop_views(index_root):
+    samples, classes = scan_class_folders(index_root)
+    ds = VideoClipDataset(samples, classes, num_segments=4, train=False, transform=_identity,
+                          num_clips=2, twice=True)
+    v = ds[0]["video"]
+    assert v.shape == (3, 4, 3, 48, 64)
+    assert [_frame_ids(v[c], 24) for c in range(3)] == [[1, 7, 13, 19], [4, 10, 16, 22], [0, 6, 12, 18]]
+    ds3 = VideoClipDataset(samples, classes, num_segments=4, train=False, num_clips=2,
+                           transform=TestTransform(size=32, scale_size=32, num_crops=3))
+    assert ds3[0]["video"].shape == (6, 4, 3, 32, 32)  # clips x crops
+
+
+def test_stratified_split_from_flat_folder(index_root):
+    tr = build_dataset(index_root, "train", num_segments=2, val_fraction=0.5, seed=1)
+    va = build_dataset(index_root, "val", num_segments=2, val_fraction=0.5, seed=1)
+    assert tr.classes == va.classes == ["a", "b"]
+    assert not set(s.path for s in tr.samples) & set(s.path for s in va.samples)
+    assert len(tr) + len(va) == 5
+    assert sorted(s.label for s in va.samples) == [0, 0, 1]  # round(3 * .5) = 2 of a, 1 of b
+    # deterministic
+    again = build_dataset(index_root, "val", num_segments=2, val_fraction=0.5, seed=1)
+    assert again.samples == va.samples
+    samples, _ = scan_class_folders(index_root)
+    t2, v2 = stratified_split(samples, 0.5, seed=1)
+    assert v2 == va.samples and t2 == tr.samples
+
+
+def test_list_files(tmp_path, index_root):
+    lst = tmp_path / "list.txt"
+    lst.write_text("# comment\n\na/a0.mp4 a\n  b/b1.mp4   b  \n")
+    samples, classes = read_list_file(lst, root=index_root)
+    assert classes == ["a", "b"]
+    assert samples == [VideoSample(str(index_root / "a/a0.mp4"), 0), VideoSample(str(index_root / "b/b1.mp4"), 1)]
+    tsm = index_root / "tsm.txt"  # relative to the list's own folder by default
+    tsm.write_text("a/a1.mp4 24 0\nb/b0.mp4 24 2\n")
+    samples, classes = read_list_file(tsm)
+    assert classes == ["0", "1", "2"] and [s.label for s in samples] == [0, 2]
+    assert samples[0].num_frames == 24
+    ds = build_dataset(tsm, "val", num_segments=2, classes=["x", "y", "z"], size=32)
+    assert ds.classes == ["x", "y", "z"] and ds[1]["label"] == 2 and ds[1]["video"].shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("content,match", [
+    ("a/a0.mp4\n", "line 1"),                          # no label
+    ("a/a0.mp4 0\na/a1.mp4 cat\n", "line 2"),         # mixed label kinds
+    ("a/a0.mp4 5\n", "line 1: label 5 out of range"),  # with classes given below
+    ("a/a0.txt 0\n", "line 1.*a0.txt"),                # unknown extension
+])
+def test_list_file_errors(tmp_path, index_root, content, match):
+    lst = tmp_path / "bad.txt"
+    lst.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        read_list_file(lst, root=index_root, classes=["a", "b"] if "5" in content else None)
+
+
+def test_list_file_missing_video(tmp_path, index_root):
+    lst = tmp_path / "l.txt"
+    lst.write_text("a/a0.mp4 0\na/nope.mp4 0\n")
+    with pytest.raises(FileNotFoundError, match="line 2.*nope.mp4"):
+        read_list_file(lst, root=index_root)
+    with pytest.raises(FileNotFoundError, match="missing_list.txt"):
+        read_list_file(tmp_path / "missing_list.txt")
+
+
+def test_folder_errors(tmp_path, index_root):
+    with pytest.raises(FileNotFoundError, match="no_such_root"):
+        build_dataset(tmp_path / "no_such_root")
+    (index_root / "c").mkdir()
+    with pytest.raises(ValueError, match="c.*contains no videos"):
+        scan_class_folders(index_root)
+    (index_root / "c" / "clip.gif").write_bytes(b"GIF89a")
+    with pytest.raises(ValueError, match="clip.gif"):
+        scan_class_folders(index_root)
+    (index_root / "c" / "clip.gif").unlink()
+    (index_root / "c").rmdir()
+    (index_root / "a" / ".DS_Store").write_bytes(b"x")  # hidden files are ignored
+    assert len(scan_class_folders(index_root)[0]) == 5
+
+
+@pytest.fixture
+def bad_root(tmp_path, index_root):
+    """index_root plus a zero-byte, a random-bytes, a truncated video and a deleted one."""
+    good = (index_root / "a" / "a0.mp4").read_bytes()
+    (index_root / "a" / "zero.mp4").write_bytes(b"")
+    (index_root / "b" / "random.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    (index_root / "b" / "half.mp4").write_bytes(good[: len(good) // 2])
+    return index_root
+
+
+def test_bad_files_become_markers_and_are_reported(bad_root):
+    samples, classes = scan_class_folders(bad_root)
+    (bad_root / "a" / "a2.mp4").unlink()  # vanished after the scan
+    ds = VideoClipDataset(samples, classes, num_segments=4, train=True, size=32)
+    items = [ds[i] for i in range(len(ds))]
+    bad = {it.path.split("/")[-1]: it.reason for it in items if isinstance(it, BadSample)}
+    assert set(bad) == {"zero.mp4", "random.mp4", "half.mp4", "a2.mp4"}
+    for name, reason in bad.items():
+        assert name in reason  # reason names the file
+    assert "empty" in bad["zero.mp4"] and "not found" in bad["a2.mp4"]
+
+    batch = collate_clips(items)
+    assert batch["video"].shape == (4, 4, 3, 32, 32)
+    assert batch["label"].tolist() == [ds.samples[i].label for i, it in enumerate(items) if isinstance(it, dict)]
+    assert len(batch["path"]) == 4 and len(batch["bad"]) == 4
+
+    all_bad = collate_clips([it for it in items if isinstance(it, BadSample)])
+    assert all_bad["video"].shape[0] == 0 and all_bad["label"].shape == (0,)
+    assert len(all_bad["bad"]) == 4
+
+
+def test_dataloader_with_workers_reports_bad_files(bad_root):
+    samples, classes = scan_class_folders(bad_root)
+    ds = VideoClipDataset(samples, classes, num_segments=4, train=True, size=32)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_clips)
+    seen, bad = 0, []
+    for batch in loader:
+        seen += batch["video"].shape[0]
+        bad += batch["bad"]
+    assert seen == 5
+    assert sorted(p.split("/")[-1] for p, _ in bad) == ["half.mp4", "random.mp4", "zero.mp4"]
+
+
+def test_dataset_rejects_bad_labels(index_root):
+    with pytest.raises(ValueError, match="out of range"):
+        VideoClipDataset([(str(index_root / "a" / "a0.mp4"), 3)], ["a", "b"])
+    with pytest.raises(ValueError, match="sampling"):
+        VideoClipDataset([], ["a"], sampling="random")

@@ -1,0 +1,169 @@
+"""ONNX export of the offline and online TSM, and the ONNX Runtime online runner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import effvid
+from effvid.models.online import OnlineRecognizer, to_online_step
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from effvid.export import OnnxOnlineRunner, export_offline, export_online, read_metadata, run_offline  # noqa: E402
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is about as fast, and far less sensitive to other
+    processes competing for the CPUs (spinning OpenMP threads)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _model(direction: str = "causal", t: int = 4) -> nn.Module:
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=5, num_segments=t,
+                                shift_direction=direction)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():  # realistic BN statistics, O(1) logits
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, t, 3, SIZE, SIZE, generator=g))
+    model.fc.weight.data.normal_(0, 2 / model.fc.in_features ** 0.5, generator=g)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def causal_model():
+    return _model("causal")
+
+
+@pytest.fixture(scope="module", params=["dynamo", "torchscript"])
+def online_onnx(request, causal_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / f"online_{request.param}.onnx"
+    export_online(causal_model, path, height=SIZE, classes=list("abcde"), exporter=request.param)
+    return path
+
+
+def test_online_runner_matches_pytorch_over_a_stream(causal_model, online_onnx):
+    # A stream of 10 frames (longer than the 4-frame training clip), batch 3 (the export
+    # example had batch 2): ONNX Runtime vs PyTorch, frame by frame.
+    torch.manual_seed(5)
+    video = torch.randn(3, 10, 3, SIZE, SIZE)
+    expected = OnlineRecognizer.from_model(causal_model).run(video).numpy()
+    runner = OnnxOnlineRunner(online_onnx)
+    got = np.stack([runner.step(video[:, t].numpy()) for t in range(10)], axis=1)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    # Single frames (3, H, W), reset between streams.
+    runner.reset()
+    first = runner.step(video[0, 0].numpy())
+    assert first.shape == (5,)
+    np.testing.assert_allclose(first, expected[0, 0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(runner.run(video[1]), expected[1], atol=1e-4, rtol=0)
+
+
+def test_exported_shift_is_real_data_movement(causal_model, online_onnx):
+    """Feed caches and frames unlike the export example: the graph must read the cache inputs
+    (a shift traced as constants would ignore them) and move them into the right channels."""
+    import onnxruntime as ort
+
+    step = to_online_step(causal_model)
+    sess = ort.InferenceSession(str(online_onnx), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    assert names[0] == "frame" and len(names) == 1 + step.num_caches == 5
+    g = torch.Generator().manual_seed(7)
+    frame = torch.randn(1, 3, SIZE, SIZE, generator=g)
+    for trial in range(2):
+        caches = [torch.randn(c.shape, generator=g) * (trial + 1) for c in step.zero_caches(frame)]
+        with torch.no_grad():
+            expected = step(frame, *caches)
+        got = sess.run(None, {"frame": frame.numpy(),
+                              **{n: c.numpy() for n, c in zip(names[1:], caches)}})
+        for e, o in zip(expected, got):
+            np.testing.assert_allclose(o, e.numpy(), atol=1e-4, rtol=0)
+        # The cache outputs are the first fold channels of each shifted block's input; for the
+        # first block that input is the stem output, so check the channel count and values.
+        assert got[1].shape == (1, 16 // 8, SIZE // 2, SIZE // 2)
+    # Changing only the caches changes the logits: they are live inputs, not constants.
+    zero = sess.run(None, {"frame": frame.numpy(),
+                           **{n: np.zeros(c.shape, np.float32)
+                              for n, c in zip(names[1:], step.zero_caches(frame))}})[0]
+    assert np.abs(zero - got[0]).max() > 1e-2
+
+
+def test_online_metadata(online_onnx):
+    meta = read_metadata(online_onnx)
+    assert meta["kind"] == "online" and meta["classes"] == list("abcde")
+    assert meta["config"]["shift_direction"] == "causal" and meta["height"] == SIZE
+    assert len(meta["cache_inputs"]) == len(meta["cache_shapes"]) == 4
+    runner = OnnxOnlineRunner(online_onnx)
+    assert runner.classes == list("abcde") and runner.cache_names == meta["cache_inputs"]
+    with pytest.raises(ValueError, match="expected a frame"):
+        runner.step(np.zeros((3, SIZE + 1, SIZE), np.float32))
+
+
+def test_offline_export_dynamic_batch_bidirectional(tmp_path):
+    # The offline (bidirectional) model: frames differ, so both shifted channel groups carry
+    # different data; batches other than the export example's.
+    model = _model("bidirectional")
+    path = export_offline(model, tmp_path / "offline.onnx", height=SIZE)  # dynamo exporter
+    assert read_metadata(path)["kind"] == "offline"
+    for n in (1, 3):
+        video = torch.randn(n, 4, 3, SIZE, SIZE)
+        with torch.no_grad():
+            expected = model(video).numpy()
+        np.testing.assert_allclose(run_offline(path, video.numpy()), expected, atol=1e-4, rtol=0)
+    # A per-frame permutation changes the result (the shift mixes frames; a model that ignored
+    # time would not notice).
+    video = torch.randn(1, 4, 3, SIZE, SIZE)
+    a = run_offline(path, video.numpy())
+    b = run_offline(path, video[:, [1, 0, 3, 2]].numpy())
+    assert np.abs(a - b).max() > 1e-3
+    with pytest.raises(ValueError, match="online"):
+        OnnxOnlineRunner(path)
+
+
+def test_bidirectional_online_export_refused(tmp_path):
+    with pytest.raises(ValueError, match="bidirectional"):
+        export_online(_model("bidirectional"), tmp_path / "x.onnx", height=SIZE)
+
+
+def test_runner_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        OnnxOnlineRunner(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ValueError):
+        OnnxOnlineRunner(bad)
+
+
+def test_export_command(tmp_path, capsys):
+    from effvid.cli import main
+
+    out = tmp_path / "exp"
+    rc = main(["export", "--model", "tsm_resnet_tiny", "--num-classes", "4", "--num-segments", "4",
+               "--size", str(SIZE), "-o", str(out), "--exporter", "torchscript"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert (out / "tsm_resnet_tiny.offline.onnx").is_file()
+    assert (out / "tsm_resnet_tiny.online.onnx").is_file()
+    assert text.count("(ok)") == 2
+    # A bidirectional model: --mode online is refused with the reason; auto skips online.
+    rc = main(["export", "--model", "tsm_resnet_tiny", "--shift-direction", "bidirectional",
+               "--size", str(SIZE), "-o", str(out), "--mode", "online", "--no-verify",
+               "--exporter", "torchscript"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bidirectional" in err and "causal" in err
+    assert main(["export", "-o", str(out)]) == 2
+    assert "--checkpoint" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""Parameter and FLOP counting (effvid.models.complexity) and ``effvid info``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import effvid
+from effvid.cli import main
+from effvid.models.complexity import count_flops, count_parameters
+from effvid.models.weights import save_weights
+
+
+def _info_json(capsys, *argv) -> dict:
+    assert main(["info", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+# ----------------------------------------------------------------------------------------------
+# complexity
+# ----------------------------------------------------------------------------------------------
+
+
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(10, 10)
+        self.b = nn.Linear(10, 10)
+        self.b.weight = self.a.weight  # shared: counted once
+        self.c = self.a  # the same module twice
+
+
+def test_count_parameters_dedupes_shared():
+    m = _Tied()
+    assert count_parameters(m) == 100 + 10 + 10
+    m.b.bias.requires_grad_(False)
+    assert count_parameters(m, trainable_only=True) == 110
+
+
+class _Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 5)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        return self.fc(self.drop(y.mean((2, 3))))
+
+
+def test_count_flops_by_hand_meta_and_cpu_agree_and_mode_restored():
+    m = _Small().train()
+    # conv: 8 out x 3 in x 3x3 kernel x 16x16 outputs per image; fc: 8 x 5; batch 4
+    macs = 4 * (8 * 3 * 9 * 16 * 16 + 8 * 5)
+    meta = count_flops(m, (4, 3, 32, 32))
+    cpu = count_flops(m, (4, 3, 32, 32), meta=False)
+    assert meta["device"] == "meta" and cpu["device"] == "cpu"
+    assert meta["macs"] == cpu["macs"] == macs
+    assert meta["flops"] == 2 * macs
+    assert m.training and m.bn.training  # eval only during the count
+    assert m.conv.weight.device.type == "cpu"  # the model was not moved
+
+
+def test_tsm_and_tsn_have_equal_flops_and_parameters():
+    kw = dict(num_classes=10, num_segments=4)
+    tsm, tsn = effvid.create_model("tsm_resnet_tiny", **kw), effvid.create_model("tsn_resnet_tiny", **kw)
+    shape = (1, 4, 3, 64, 64)
+    a, b = count_flops(tsm, shape), count_flops(tsn, shape)
+    assert a["flops"] == b["flops"] > 0 and a["by_operator"] == b["by_operator"]
+    assert count_parameters(tsm) == count_parameters(tsn)
+    # on a real forward too (the shift runs, and costs nothing)
+    assert count_flops(tsm, shape, meta=False)["flops"] == a["flops"]
+
+
+def test_tsm_resnet50_matches_the_paper(capsys):
+    # TSM paper: TSM-ResNet-50, 8 frames at 224x224, Kinetics (400 classes): 24.3M params, 33G FLOPs
+    info = _info_json(capsys, "tsm_resnet50", "--num-classes", "400", "--num-segments", "8", "--size", "224")
+    assert info["parameters"] == pytest.approx(24.3e6, abs=0.05e6)
+    assert round(info["gflops_multiply_adds"]) == 33
+    assert info["flops_torch"] == 2 * info["macs"]
+    tsn = _info_json(capsys, "tsn_resnet50")
+    assert tsn["macs"] == info["macs"] and tsn["parameters"] == info["parameters"]
+    # 16 frames: twice the work (paper: 65 G)
+    assert _info_json(capsys, "tsm_resnet50", "--num-segments", "16")["macs"] == 2 * info["macs"]
+    assert main(["info", "tsm_resnet50"]) == 0
+    out = capsys.readouterr().out
+    assert "24.33 M" in out and "32.70  multiply-adds" in out and "65.41  FLOPs as counted by torch" in out
+
+
+def test_info_on_safetensors_file(tmp_path, capsys):
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=7, num_segments=4)
+    path = tmp_path / "tiny.safetensors"
+    save_weights(model, path, metadata={"classes": [str(i) for i in range(7)]})
+    info = _info_json(capsys, str(path), "--size", "64")
+    assert info["model"] == "tsm_resnet_tiny"
+    assert info["config"]["num_classes"] == 7 and info["input_shape"] == [1, 4, 3, 64, 64]
+    assert info["parameters"] == count_parameters(model)
+    assert info["macs"] == count_flops(model, (1, 4, 3, 64, 64))["macs"]
+    eight = _info_json(capsys, str(path), "--size", "64", "--num-segments", "8")
+    assert eight["input_shape"][1] == 8 and eight["macs"] == 2 * info["macs"]
+
+
+def test_info_user_errors(tmp_path, capsys):
+    assert main(["info", "no_such_model"]) == 2
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing.safetensors")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["info", "tsm_resnet_tiny", "--size", "0"]) == 2
+    assert "--size must be >= 1" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    assert main(["info", str(bad)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+    assert main(["info", "--list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "tsm_resnet50" in names and "av" in names
+
+
+def test_info_av_parameter_report(capsys):
+    pytest.importorskip("effvid.av")
+    # RESEARCH.md section 2: 3 transformers x 6 layers, D=768, F=3072, O=128
+    small = ("--visual-cnn", "tsm_resnet_tiny", "--audio-cnn", "resnet_tiny")  # transformers unchanged
+    all_shared = _info_json(capsys, "av", "--sharing", "all", *small)
+    assert all_shared["sharing"] == "all"
+    assert all_shared["transformers"]["total"] == 7_087_872
+    partial = _info_json(capsys, "av", "--sharing", "partial", *small)
+    assert partial["transformers"]["total"] == 3_843_840
+    assert main(["info", "av", "--sharing", "layers", *small]) == 0
+    assert "21,263,616" in capsys.readouterr().out

@@ -1,0 +1,234 @@
+"""The streaming loop and the ``effvid stream`` command on short generated videos."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import effvid
+from effvid import stream as st
+from effvid.cli import main
+from effvid.models.online import OnlineRecognizer
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is about as fast, and far less sensitive to other
+    processes competing for the CPUs (spinning OpenMP threads)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+KEYS = {"source", "frame", "time", "label", "index", "score", "latency_ms"}
+
+
+def _write_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
+    """A small H.264 file written with PyAV directly (frames: (T, H, W, 3) uint8)."""
+    with av.open(str(path), mode="w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.height, s.width = frames.shape[1:3]
+        s.pix_fmt = "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def _frames(n: int = 12, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, h, w, 3)) * 255).astype(np.uint8)
+
+
+def _decoded_frames(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return _write_video(tmp_path_factory.mktemp("v") / "clip.mp4", _frames())
+
+
+def _causal_model(num_classes: int = 3):
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=num_classes, num_segments=4,
+                                shift_direction="causal").eval()
+    model.fc.weight.data.normal_(0, 0.5)
+    return model
+
+
+def test_stream_command_outputs(video, tmp_path, capsys):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("walk\nrun\njump\n")
+    out_video, plot = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "probs.png"
+    rc = main(["stream", str(video), "--model", "tsm_resnet_tiny", "--num-classes", "3",
+               "--size", str(SIZE), "--smooth", "3", "--labels", str(labels),
+               "--output-video", str(out_video), "--plot", str(plot)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(lines) == 12
+    assert all(set(r) == KEYS for r in lines)
+    assert [r["frame"] for r in lines] == list(range(12))
+    assert all(r["label"] in ("walk", "run", "jump") and 0 < r["score"] <= 1 for r in lines)
+    times = [r["time"] for r in lines]
+    assert times == sorted(times) and times[1] == pytest.approx(0.1, abs=1e-3)
+    assert "fps" in captured.err and "latency" in captured.err
+    assert _decoded_frames(out_video) == 12
+    with av.open(str(out_video)) as c:
+        assert (c.streams.video[0].height, c.streams.video[0].width) == (48, 64)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stream_matches_online_model_from_checkpoint(video, tmp_path, capsys):
+    from effvid.models.weights import save_weights
+
+    model = _causal_model()
+    ckpt = tmp_path / "m.safetensors"
+    save_weights(model, ckpt, {"classes": ["a", "b", "c"]})
+    jsonl = tmp_path / "preds.jsonl"
+    rc = main(["stream", str(video), "--checkpoint", str(ckpt), "--size", str(SIZE),
+               "--jsonl", str(jsonl), "--max-frames", "6"])
+    assert rc == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 6
+    # Same labels as running the online model by hand on the same preprocessed frames.
+    online = OnlineRecognizer.from_model(model)
+    expected = []
+    for _, frame in st.open_frames(str(video)):
+        if len(expected) == 6:
+            break
+        expected.append("abc"[int(online.step(st.preprocess_frame(frame, SIZE)).argmax())])
+    assert [r["label"] for r in lines] == expected
+
+
+def test_bidirectional_checkpoint_refused(video, tmp_path, capsys):
+    from effvid.models.weights import save_weights
+
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=4)
+    save_weights(model, tmp_path / "bi.safetensors")
+    rc = main(["stream", str(video), "--checkpoint", str(tmp_path / "bi.safetensors")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bidirectional" in err and "causal" in err
+
+
+@pytest.mark.parametrize("source,message", [
+    ("7", "cannot open camera 7"),
+    ("missing.mp4", "no such file"),
+    ("notavideo.mp4", "cannot open video"),
+    ("emptydir", "no video files"),
+])
+def test_bad_sources_give_clean_errors(source, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notavideo.mp4").write_text("this is not a video")
+    (tmp_path / "emptydir").mkdir()
+    if source == "7" and Path("/dev/video7").exists():
+        pytest.skip("a camera is attached at /dev/video7")
+    rc = main(["stream", source, "--model", "tsm_resnet_tiny", "--size", str(SIZE)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_truncated_videos_end_cleanly(tmp_path, capsys):
+    # Matroska has its header first: half a file decodes some frames, then the stream ends.
+    data = _write_video(tmp_path / "full.mkv", _frames()).read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    rc = main(["stream", str(tmp_path / "cut.mkv"), "--model", "tsm_resnet_tiny",
+               "--size", str(SIZE)])
+    captured = capsys.readouterr()
+    assert rc == 0 and "Traceback" not in captured.err
+    assert 1 <= len(captured.out.splitlines()) < 12
+    assert "frames in" in captured.err  # the summary is still printed
+    # MP4 keeps its index at the end here: half a file cannot be opened; a one-line error.
+    data = _write_video(tmp_path / "full.mp4", _frames()).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    rc = main(["stream", str(tmp_path / "cut.mp4"), "--model", "tsm_resnet_tiny",
+               "--size", str(SIZE)])
+    captured = capsys.readouterr()
+    assert rc == 2 and "cannot open video" in captured.err and "Traceback" not in captured.err
+
+
+def test_directory_source_skips_unreadable_files(tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    _write_video(folder / "a.mp4", _frames(5, seed=1))
+    _write_video(folder / "b.mp4", _frames(4, 40, 40, seed=2))
+    (folder / "c.mp4").write_text("broken")
+    (folder / "notes.txt").write_text("ignored")
+    rc = main(["stream", str(folder), "--model", "tsm_resnet_tiny", "--size", str(SIZE),
+               "--output-video", str(tmp_path / "ann"), "--plot", str(tmp_path / "plots")])
+    captured = capsys.readouterr()
+    assert rc == 1  # clean exit, but one file could not be read
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [Path(r["source"]).name for r in lines] == ["a.mp4"] * 5 + ["b.mp4"] * 4
+    assert [r["frame"] for r in lines] == list(range(5)) + list(range(4))  # each a new stream
+    assert "skipping" in captured.err and "c.mp4" in captured.err
+    assert _decoded_frames(tmp_path / "ann" / "a.mp4") == 5
+    assert _decoded_frames(tmp_path / "ann" / "b.mp4") == 4
+    assert (tmp_path / "plots" / "a.png").is_file() and (tmp_path / "plots" / "b.png").is_file()
+
+
+def test_frames_of_another_size_are_resized(tmp_path):
+    online = OnlineRecognizer.from_model(_causal_model())
+    rng = np.random.default_rng(3)
+    sizes = [(48, 64), (48, 64), (30, 90), (100, 50), (48, 64)]
+    frames = [(i / 10, (rng.random((h, w, 3)) * 255).astype(np.uint8))
+              for i, (h, w) in enumerate(sizes)]
+    out = io.StringIO()
+    summary = st.run_stream(online, iter(frames), size=SIZE, out=out,
+                            video_path=tmp_path / "v.mp4", video_fps=10)
+    assert summary.frames == 5 and len(out.getvalue().splitlines()) == 5
+    assert summary.as_dict()["fps"] > 0
+    with av.open(str(tmp_path / "v.mp4")) as c:
+        decoded = [f.to_ndarray(format="rgb24").shape for f in c.decode(video=0)]
+    assert decoded == [(48, 64, 3)] * 5
+    assert online.caches is None  # run_stream leaves the recogniser reset
+
+
+def test_preprocess_and_smoother():
+    frame = np.full((120, 160, 3), 255, np.uint8)
+    x = st.preprocess_frame(frame, 64)
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+    expected = (1 - torch.tensor(st.IMAGENET_MEAN)) / torch.tensor(st.IMAGENET_STD)
+    torch.testing.assert_close(x[:, 10, 10], expected)
+    assert st.preprocess_frame(np.zeros((20, 500, 3), np.uint8), 64).shape == (3, 64, 64)
+
+    smoother = st.Smoother(2)
+    p1 = smoother(np.array([0.0, 0.0]))
+    np.testing.assert_allclose(p1, [0.5, 0.5])
+    p2 = smoother(np.array([10.0, 0.0]))
+    p3 = smoother(np.array([10.0, 0.0]))
+    assert p2[0] < p3[0] and p3[0] == pytest.approx(st.softmax(np.array([10.0, 0.0]))[0])
+    with pytest.raises(ValueError):
+        st.Smoother(0)
+
+
+def test_stream_with_onnx_runner(video, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from effvid.export import export_online
+
+    model = _causal_model()
+    path = export_online(model, tmp_path / "m.online.onnx", height=SIZE, classes=["x", "y", "z"],
+                         exporter="torchscript")
+    rc = main(["stream", str(video), "--checkpoint", str(path), "--max-frames", "5"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    online = OnlineRecognizer.from_model(model)
+    expected = []
+    for _, frame in st.open_frames(str(video)):
+        if len(expected) == 5:
+            break
+        expected.append("xyz"[int(online.step(st.preprocess_frame(frame, SIZE)).argmax())])
+    assert [r["label"] for r in lines] == expected

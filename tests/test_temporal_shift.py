@@ -1,0 +1,330 @@
+"""The temporal shift op and its insertion into CNNs (effvid.models.temporal_shift)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+import effvid
+from effvid.models.temporal_shift import (
+    TemporalShift,
+    insert_temporal_shift,
+    set_shift_segments,
+    shift_modules,
+    temporal_shift,
+)
+
+
+def reference_shift(x: torch.Tensor, t: int, fold_div: int = 8, direction: str = "bidirectional"):
+    """The original TSM formulation: a zero tensor and slice copies."""
+    nt, c, h, w = x.shape
+    v = x.view(nt // t, t, c, h, w)
+    out = torch.zeros_like(v)
+    fold = c // fold_div
+    if direction == "bidirectional":
+        out[:, :-1, :fold] = v[:, 1:, :fold]  # from the future
+        out[:, 1:, fold:2 * fold] = v[:, :-1, fold:2 * fold]  # from the past
+        out[:, :, 2 * fold:] = v[:, :, 2 * fold:]
+    else:
+        out[:, 1:, :fold] = v[:, :-1, :fold]
+        out[:, :, fold:] = v[:, :, fold:]
+    return out.view(nt, c, h, w)
+
+
+def _labelled(n: int, t: int, c: int, h: int = 2, w: int = 3) -> torch.Tensor:
+    """x[n*T + t, c, i, j] = a unique positive value (0 is reserved for padding)."""
+    return torch.arange(1, n * t * c * h * w + 1, dtype=torch.float64).view(n * t, c, h, w)
+
+
+def _expected(x: torch.Tensor, t: int, fold_div: int, direction: str) -> torch.Tensor:
+    """Element by element: which frame each channel of each output frame comes from."""
+    nt, c = x.shape[:2]
+    fold = c // fold_div
+    out = torch.empty_like(x)
+    for n in range(nt // t):
+        for ti in range(t):
+            for ch in range(c):
+                if direction == "bidirectional" and ch < fold:
+                    src = ti + 1
+                elif direction == "bidirectional" and ch < 2 * fold:
+                    src = ti - 1
+                elif direction == "causal" and ch < fold:
+                    src = ti - 1
+                else:
+                    src = ti
+                if 0 <= src < t:
+                    out[n * t + ti, ch] = x[n * t + src, ch]
+                else:
+                    out[n * t + ti, ch] = 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The op
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+@pytest.mark.parametrize("n,t,c,fold_div", [(2, 4, 16, 8), (1, 3, 16, 4), (2, 5, 10, 4), (1, 8, 32, 16),
+                                            (3, 2, 8, 8), (1, 1, 16, 8)])
+def test_every_element_goes_where_it_should(direction, n, t, c, fold_div):
+    x = _labelled(n, t, c)
+    y = temporal_shift(x, t, fold_div, direction)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.equal(y, _expected(x, t, fold_div, direction))
+    assert torch.equal(y, reference_shift(x, t, fold_div, direction))
+
+
+def test_explicit_small_case_and_zero_padding():
+    # N=1, T=3, C=8, fold_div=4 -> fold=2: channels 0,1 from t+1; 2,3 from t-1; 4..7 stay
+    x = _labelled(1, 3, 8, 1, 1)
+    y = temporal_shift(x, 3, 4).view(3, 8)
+    v = x.view(3, 8)
+    assert torch.equal(y[0, :2], v[1, :2]) and torch.equal(y[1, :2], v[2, :2])
+    assert torch.equal(y[2, :2], torch.zeros(2, dtype=y.dtype))  # last frame: no future
+    assert torch.equal(y[0, 2:4], torch.zeros(2, dtype=y.dtype))  # first frame: no past
+    assert torch.equal(y[1, 2:4], v[0, 2:4]) and torch.equal(y[2, 2:4], v[1, 2:4])
+    assert torch.equal(y[:, 4:], v[:, 4:])
+    c = temporal_shift(x, 3, 4, "causal").view(3, 8)
+    assert torch.equal(c[0, :2], torch.zeros(2, dtype=c.dtype))
+    assert torch.equal(c[1:, :2], v[:-1, :2]) and torch.equal(c[:, 2:], v[:, 2:])
+    # clips do not leak into each other
+    x2 = _labelled(2, 3, 8, 1, 1)
+    y2 = temporal_shift(x2, 3, 4).view(2, 3, 8)
+    assert torch.equal(y2[0, 2, :2], torch.zeros(2, dtype=y2.dtype))
+    assert torch.equal(y2[1, 0, 2:4], torch.zeros(2, dtype=y2.dtype))
+
+
+def test_fewer_channels_than_fold_div_is_identity():
+    x = torch.randn(8, 7, 3, 3)
+    assert torch.equal(temporal_shift(x, 4, 8), x)
+    assert torch.equal(temporal_shift(x, 4, 8, "causal"), x)
+
+
+def test_input_validation():
+    with pytest.raises(ValueError, match="multiple of num_segments"):
+        temporal_shift(torch.zeros(6, 8, 2, 2), 4)
+    with pytest.raises(ValueError, match="shift direction"):
+        temporal_shift(torch.zeros(8, 8, 2, 2), 4, direction="forward")
+    with pytest.raises(ValueError, match=r"\(N\*T, C, H, W\)"):
+        temporal_shift(torch.zeros(8, 8, 2), 4)
+
+
+def test_non_contiguous_input():
+    x = torch.randn(8, 3, 5, 16).permute(0, 3, 1, 2)  # (8, 16, 3, 5), not contiguous
+    assert torch.equal(temporal_shift(x, 4), reference_shift(x.contiguous(), 4))
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+def test_gradient_matches_autograd_through_reference(direction):
+    torch.manual_seed(0)
+    x = torch.randn(2 * 4, 24, 3, 3)
+    upstream = torch.randn_like(x)
+    a = x.clone().requires_grad_(True)
+    temporal_shift(a, 4, 8, direction).backward(upstream)
+    b = x.clone().requires_grad_(True)
+    reference_shift(b, 4, 8, direction).backward(upstream)
+    assert torch.equal(a.grad, b.grad)
+    # the gradient of a shift is the opposite shift
+    opposite = {"bidirectional": lambda g: _expected_grad_bidir(g, 4, 8), "causal": None}[direction]
+    if opposite is not None:
+        assert torch.equal(a.grad, opposite(upstream))
+
+
+def _expected_grad_bidir(g, t, fold_div):
+    # channels [0, fold) were read from t+1 -> their gradient goes back to t+1 (i.e. from t-1)
+    nt, c = g.shape[:2]
+    fold = c // fold_div
+    v = g.view(nt // t, t, c, *g.shape[2:])
+    out = torch.zeros_like(v)
+    out[:, 1:, :fold] = v[:, :-1, :fold]
+    out[:, :-1, fold:2 * fold] = v[:, 1:, fold:2 * fold]
+    out[:, :, 2 * fold:] = v[:, :, 2 * fold:]
+    return out.view_as(g)
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+def test_gradcheck_float64(direction):
+    x = torch.randn(2 * 3, 8, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: temporal_shift(v, 3, 4, direction), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: temporal_shift(v, 3, 4, direction), (x,))
+
+
+def test_no_grad_path_equals_grad_path():
+    x = torch.randn(16, 32, 4, 4)
+    with torch.no_grad():
+        a = temporal_shift(x, 8)
+    b = temporal_shift(x.clone().requires_grad_(True), 8)
+    c = temporal_shift(x, 8)  # grad enabled, input without grad
+    assert b.requires_grad
+    assert torch.equal(a, b.detach()) and torch.equal(a, c)
+
+
+def test_output_does_not_alias_input():
+    x = torch.randn(8, 16, 2, 2)
+    y = temporal_shift(x, 4)
+    y.add_(1.0)
+    assert torch.equal(temporal_shift(x, 4) + 1.0, y)
+
+
+# ----------------------------------------------------------------------------------------------
+# Insertion rules
+# ----------------------------------------------------------------------------------------------
+
+
+def _meta(fn, *args, **kwargs):
+    with torch.device("meta"):  # structure only, no init cost
+        return fn(*args, **kwargs)
+
+
+def test_resnet50_all_16_blocks_shifted():
+    m = insert_temporal_shift(_meta(tvm.resnet50), 8)
+    shifts = shift_modules(m)
+    assert len(shifts) == 16
+    for layer in (m.layer1, m.layer2, m.layer3, m.layer4):
+        for block in layer:
+            assert isinstance(block.conv1, TemporalShift)  # residual placement: conv1 only
+            assert not isinstance(block.conv2, TemporalShift)
+    assert all(s.num_segments == 8 and s.fold_div == 8 for s in shifts)
+
+
+def test_resnet101_every_other_block():
+    m = insert_temporal_shift(_meta(tvm.resnet101), 8)
+    for layer in (m.layer1, m.layer2, m.layer3, m.layer4):
+        flags = [isinstance(b.conv1, TemporalShift) for b in layer]
+        assert flags == [i % 2 == 0 for i in range(len(layer))]
+    assert len(shift_modules(m)) == 2 + 2 + 12 + 2
+
+
+def test_mobilenet_v2_ten_blocks():
+    m = insert_temporal_shift(_meta(tvm.mobilenet_v2), 8)
+    shifts = shift_modules(m)
+    assert len(shifts) == 10
+    shifted = [i for i, f in enumerate(m.features) if any(isinstance(x, TemporalShift) for x in f.modules())]
+    assert shifted == [3, 5, 6, 8, 9, 10, 12, 13, 15, 16]  # the residual blocks with expansion
+    for i in shifted:
+        assert isinstance(m.features[i].conv[0][0], TemporalShift)
+        assert m.features[i].use_res_connect
+    with pytest.raises(ValueError, match="only residual"):
+        insert_temporal_shift(_meta(tvm.mobilenet_v2), 8, placement="inplace")
+
+
+class _PlainCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.body = nn.Sequential(nn.Conv2d(16, 16, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1))
+        self.head = nn.Conv2d(32, 8, 1)
+
+    def forward(self, x):
+        return self.head(self.body(self.dw(self.stem(x))))
+
+
+def test_generic_rule_and_explicit_modules():
+    m = insert_temporal_shift(_PlainCNN(), 4, fold_div=4)
+    # every non-depthwise conv except the stem
+    assert not isinstance(m.stem, TemporalShift) and not isinstance(m.dw, TemporalShift)
+    assert isinstance(m.body[0], TemporalShift) and isinstance(m.body[2], TemporalShift)
+    assert isinstance(m.head, TemporalShift)
+    assert len(shift_modules(m)) == 3
+
+    m = insert_temporal_shift(_PlainCNN(), 4, modules=["body.2", "dw"])
+    assert isinstance(m.dw, TemporalShift) and isinstance(m.body[2], TemporalShift)
+    assert len(shift_modules(m)) == 2
+    with pytest.raises(ValueError, match="already has a temporal shift"):
+        insert_temporal_shift(m, 4, modules=["dw"])
+    with pytest.raises(ValueError, match="no rule"):
+        insert_temporal_shift(nn.Sequential(nn.Conv2d(3, 3, 1)), 4)
+
+    # the explicit insertion computes shift-then-module
+    torch.manual_seed(0)
+    plain = _PlainCNN()
+    shifted = insert_temporal_shift(copy.deepcopy(plain), 4, modules=["body.2"])
+    x = torch.randn(8, 3, 6, 6)
+    with torch.no_grad():
+        want = plain.head(plain.body[2](temporal_shift(plain.body[1](plain.body[0](plain.dw(plain.stem(x)))), 4)))
+        assert torch.allclose(shifted(x), want, atol=1e-6)
+
+
+def _twin_blocks(place):
+    torch.manual_seed(0)
+    tsm = effvid.create_model("tsm_resnet50", num_classes=5, num_segments=4, shift_place=place).eval()
+    tsn = effvid.create_model("tsn_resnet50", num_classes=5, num_segments=4).eval()
+    tsn.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
+    return tsm, tsn
+
+
+def test_residual_placement_shifts_only_conv1_input():
+    tsm, tsn = _twin_blocks("residual")
+    block = tsm.backbone.layer2[0]  # with a downsample branch
+    plain = tsn.backbone.layer2[0]
+    x = torch.randn(8, 256, 8, 8)
+    with torch.no_grad():
+        out = block(x)
+        # by hand: shift feeds conv1 only; the identity/downsample path sees x unshifted
+        h = plain.relu(plain.bn1(plain.conv1(temporal_shift(x, 4))))
+        h = plain.relu(plain.bn2(plain.conv2(h)))
+        h = plain.bn3(plain.conv3(h))
+        assert torch.allclose(out, plain.relu(h + plain.downsample(x)), atol=1e-5)
+        wrong = plain.relu(h + plain.downsample(temporal_shift(x, 4)))
+        assert not torch.allclose(out, wrong, atol=1e-3)
+        # a block without downsample: the identity is x itself
+        x1 = torch.randn(8, 256, 8, 8)
+        b1, p1 = tsm.backbone.layer1[1], tsn.backbone.layer1[1]
+        h = p1.relu(p1.bn1(p1.conv1(temporal_shift(x1, 4))))
+        h = p1.bn3(p1.conv3(p1.relu(p1.bn2(p1.conv2(h)))))
+        assert torch.allclose(b1(x1), p1.relu(h + x1), atol=1e-5)
+
+
+def test_inplace_placement_shifts_whole_block_input():
+    tsm, tsn = _twin_blocks("inplace")
+    assert isinstance(tsm.backbone.layer1[0], TemporalShift)
+    x = torch.randn(8, 256, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(tsm.backbone.layer2[0](x), tsn.backbone.layer2[0](temporal_shift(x, 4)), atol=1e-5)
+        assert len(shift_modules(tsm)) == 16
+
+
+def test_tsn_and_tsm_have_identical_parameters():
+    for arch in ("resnet50", "mobilenet_v2", "resnet_tiny"):
+        tsm = _meta(effvid.create_model, f"tsm_{arch}", num_classes=400)
+        tsn = _meta(effvid.create_model, f"tsn_{arch}", num_classes=400)
+        assert sum(p.numel() for p in tsm.parameters()) == sum(p.numel() for p in tsn.parameters())
+        assert [k.replace(".net.", ".") for k in tsm.state_dict()] == list(tsn.state_dict())
+
+
+def test_set_shift_segments_changes_clip_length():
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=8).eval()
+    set_shift_segments(model, 4)
+    model.num_segments = 4
+    assert all(s.num_segments == 4 for s in shift_modules(model))
+    # two 4-frame clips, as one (2, 4, ...) batch, equal the same clips run one at a time
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        both = model(x)
+        assert torch.allclose(both[0], model(x[:1])[0], atol=1e-5)
+        assert torch.allclose(both[1], model(x[1:])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of num_segments"):
+        model(torch.randn(1, 3, 3, 32, 32))
+
+
+@pytest.mark.filterwarnings("ignore")  # torch.jit.trace deprecation / tracer warnings
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+def test_export_path_equals_eager_path(direction):
+    # eager mode writes slices into one tensor; tracing/export builds the result by concatenation
+    from effvid.models.temporal_shift import _OFFSETS, _shift, _shift_eager
+
+    for n, t, c, fold_div in [(2, 4, 16, 8), (1, 1, 16, 8), (2, 5, 10, 4)]:
+        x = _labelled(n, t, c)
+        fold = c // fold_div
+        assert torch.equal(_shift(x, t, fold, _OFFSETS[direction]), _shift_eager(x, t, fold, _OFFSETS[direction]))
+    x = torch.randn(8, 16, 3, 3)
+    traced = torch.jit.trace(lambda v: temporal_shift(v, 4, 8, direction), (x,))
+    y = torch.randn(12, 16, 3, 3)  # a new batch: real data movement, not traced constants
+    assert torch.equal(traced(y[:8]), temporal_shift(y[:8], 4, 8, direction))

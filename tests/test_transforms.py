@@ -1,0 +1,128 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from effvid.data import (IMAGENET_MEAN, IMAGENET_STD, TestTransform, TrainTransform,
+                         multi_scale_crop_params, normalize_clip)
+
+
+def marker_clip(t=4, h=60, w=80, x=10, y=20):
+    """Clip whose frame k has a bright 4x4 marker at (y, x + 2k) on a dark background."""
+    clip = torch.full((t, h, w, 3), 20, dtype=torch.uint8)
+    for k in range(t):
+        clip[k, y:y + 4, x + 2 * k:x + 2 * k + 4] = 250
+    return clip
+
+
+def marker_x(frame_chw):
+    """Column of the marker's centre in a normalised (3, H, W) frame."""
+    m = frame_chw.mean(0)
+    mask = m > (m.min() + m.max()) / 2
+    return float(mask.nonzero()[:, 1].float().mean())
+
+
+def test_normalize_values():
+    clip = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    clip[:, :, 0, 0] = 255
+    out = normalize_clip(clip)
+    assert out.dtype == torch.float32
+    for c in range(3):
+        assert out[0, c, 1, 1].item() == pytest.approx(-IMAGENET_MEAN[c] / IMAGENET_STD[c], abs=1e-5)
+        assert out[0, c, 0, 0].item() == pytest.approx((1 - IMAGENET_MEAN[c]) / IMAGENET_STD[c], abs=1e-5)
+
+
+def test_multi_scale_crop_params():
+    seen_sizes, seen_pos = set(), set()
+    for s in range(300):
+        top, left, ch, cw = multi_scale_crop_params(240, 320, 224, rng=np.random.default_rng(s))
+        assert 0 <= top and top + ch <= 240 and 0 <= left and left + cw <= 320
+        seen_sizes.add((ch, cw))
+        seen_pos.add((top, left))
+    # sides are scale * 240 snapped to 224 when within 3 px; max_distort=1 pairs only
+    sides = [240, 210, 180, 158]
+    allowed = {(sides[i], sides[j]) for i in range(4) for j in range(4) if abs(i - j) <= 1}
+    assert seen_sizes == allowed
+    assert (0, 0) in seen_pos
+    p1 = multi_scale_crop_params(240, 320, 224, rng=random.Random(1))
+    assert p1 == multi_scale_crop_params(240, 320, 224, rng=random.Random(1))
+    g = torch.Generator().manual_seed(2)
+    p2 = multi_scale_crop_params(240, 320, 224, rng=g)
+    assert p2 == multi_scale_crop_params(240, 320, 224, rng=torch.Generator().manual_seed(2))
+
+
+def test_train_transform_same_crop_for_all_frames():
+    frame = torch.randint(0, 256, (60, 80, 3), dtype=torch.uint8)
+    clip = frame.expand(5, 60, 80, 3).clone()
+    tf = TrainTransform(size=32)
+    for s in range(10):
+        out = tf(clip, np.random.default_rng(s))
+        assert out.shape == (5, 3, 32, 32) and out.dtype == torch.float32
+        assert all(torch.equal(out[0], out[k]) for k in range(1, 5))  # identical frames stay identical
+    a = tf(clip, np.random.default_rng(7))
+    assert torch.equal(a, tf(clip, np.random.default_rng(7)))
+
+
+def test_train_transform_flip_consistent_and_switchable():
+    clip = marker_clip(x=34)  # inside every 60x60 crop of the 60x80 frame
+    tf = TrainTransform(size=48, scales=(1,), max_distort=0)  # crop = centre-ish/corner square
+    flips = 0
+    for s in range(30):
+        out = tf(clip, np.random.default_rng(s))
+        xs = [marker_x(out[k]) for k in range(out.shape[0])]
+        dx = np.diff(xs)
+        # the marker moves right in every frame, or left in every frame if flipped
+        assert np.all(dx > 0) or np.all(dx < 0), xs
+        flips += bool(np.all(dx < 0))
+    assert 5 < flips < 25
+    no_flip = TrainTransform(size=48, scales=(1,), max_distort=0, flip=False)
+    for s in range(30):
+        out = no_flip(clip, np.random.default_rng(s))
+        assert np.all(np.diff([marker_x(out[k]) for k in range(4)]) > 0)
+
+
+def test_test_transform_single_centre_crop():
+    clip = marker_clip(t=3, h=60, w=80, x=38, y=28)  # marker near the centre
+    out = TestTransform(size=32, scale_size=40)(clip)
+    assert out.shape == (3, 3, 32, 32)
+    # centre crop of the 40x53 resize keeps the marker near the middle of the crop
+    assert abs(marker_x(out[0]) - 16) <= 3
+
+
+def test_test_transform_three_crops():
+    clip = torch.zeros(2, 40, 120, 3, dtype=torch.uint8)
+    clip[..., 0:40, 0] = 255     # left third red
+    clip[..., 40:80, 1] = 255    # middle green
+    clip[..., 80:120, 2] = 255   # right blue
+    out = TestTransform(size=20, scale_size=20, num_crops=3)(clip)
+    assert out.shape == (3, 2, 3, 20, 20)
+    # view v is dominated by channel v (left/centre/right), same in every frame
+    for v in range(3):
+        assert out[v].mean(dim=(0, 2, 3)).argmax().item() == v
+        assert torch.equal(out[v, 0], out[v, 1])
+    tall = TestTransform(size=20, scale_size=20, num_crops=3)(clip.permute(0, 2, 1, 3).contiguous())
+    assert tall.shape == (3, 2, 3, 20, 20)
+    for v in range(3):  # top/middle/bottom
+        assert tall[v].mean(dim=(0, 2, 3)).argmax().item() == v
+
+
+def test_test_transform_ten_crops():
+    clip = torch.full((2, 64, 64, 3), 10, dtype=torch.uint8)
+    clip[:, 0:8, 0:8] = 255  # top-left corner only
+    out = TestTransform(size=32, scale_size=64, num_crops=10)(clip)
+    assert out.shape == (10, 2, 3, 32, 32)
+    bright = out.mean(dim=(1, 2)) > out.mean()  # (10, 32, 32) rough mask
+    # view 0 = top-left crop: marker at its top-left; view 5 = its flip: marker top-right
+    assert bright[0, :8, :8].all() and not bright[0, :8, -8:].any()
+    assert bright[5, :8, -8:].all() and not bright[5, :8, :8].any()
+    assert torch.equal(out[5], out[0].flip(-1))
+    for v in (1, 2, 3, 4):  # other crops don't contain the corner
+        assert not bright[v].any()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        TestTransform(num_crops=4)
+    with pytest.raises(ValueError):
+        TrainTransform()(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))

@@ -1,0 +1,232 @@
+import pickle
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from effvid.data import (VideoDecodeError, decode_frame_index, index_pattern_frames, probe_video,
+                         read_all_frames, read_frames)
+from effvid.data import video as video_mod
+
+from conftest import FPS, HEIGHT, INDEX_VIDEO_SPECS, N_FRAMES, WIDTH
+
+
+def indices_of(frames, n=N_FRAMES):
+    return [decode_frame_index(f.numpy(), n) for f in frames]
+
+
+@pytest.mark.parametrize("key", sorted(INDEX_VIDEO_SPECS))
+def test_probe_and_full_decode(index_videos, key):
+    path = index_videos[key]
+    info = probe_video(path)
+    assert info.path == str(path)
+    assert info.num_frames == N_FRAMES
+    assert info.fps == pytest.approx(FPS)
+    assert info.duration_s == pytest.approx(N_FRAMES / FPS, abs=0.15)
+    assert (info.width, info.height) == (WIDTH, HEIGHT)
+    assert info.rotation == 0 and not info.has_audio
+    full = read_all_frames(path)
+    assert full.dtype == torch.uint8 and full.shape == (N_FRAMES, HEIGHT, WIDTH, 3)
+    assert indices_of(full) == list(range(N_FRAMES))
+
+
+@pytest.mark.parametrize("key", sorted(INDEX_VIDEO_SPECS))
+def test_sparse_decode_returns_the_requested_frames(index_videos, key):
+    path = index_videos[key]
+    full = read_all_frames(path)
+    idx = [0, 5, 5, 3, 23, 12, 13, 1]  # unsorted, duplicated, adjacent
+    got = read_frames(path, idx)
+    assert got.shape == (len(idx), HEIGHT, WIDTH, 3) and got.dtype == torch.uint8
+    assert indices_of(got) == idx
+    assert torch.equal(got, full[idx])  # bit-identical to the sequential decode
+
+
+def test_indices_past_end_give_last_frame(index_videos):
+    path = index_videos["mp4_h264"]
+    got = read_frames(path, [22, 23, 40, 1000])
+    assert indices_of(got) == [22, 23, 23, 23]
+    assert read_frames(path, []).shape == (0, HEIGHT, WIDTH, 3)
+    with pytest.raises(ValueError):
+        read_frames(path, [-1])
+
+
+def test_grayscale_video(index_videos):
+    got = read_frames(index_videos["mp4_gray"], [2, 17]).int()
+    assert (got[..., 0] - got[..., 1]).abs().max() <= 2
+    assert (got[..., 0] - got[..., 2]).abs().max() <= 2
+    assert indices_of(got) == [2, 17]
+
+
+def test_odd_size(video_factory):
+    src = index_pattern_frames(N_FRAMES, 47, 63)
+    # MJPEG and 4:4:4 H.264 keep odd sizes ...
+    for name, kw in [("odd.avi", dict(codec="mjpeg")), ("odd444.mp4", dict(codec="libx264", pix_fmt="yuv444p"))]:
+        p = video_factory(name, src, fps=FPS, **kw)
+        info = probe_video(p)
+        assert (info.width, info.height) == (63, 47)
+        got = read_frames(p, [4, 9], info)
+        assert got.shape == (2, 47, 63, 3)
+        assert indices_of(got) == [4, 9]
+        assert np.abs(got.numpy().astype(int) - src[[4, 9]]).mean() < 3
+    # ... 4:2:0 H.264 pads to even by repeating the edge
+    p = video_factory("odd420.mp4", src, fps=FPS)
+    got = read_frames(p, [7])
+    assert got.shape == (1, 48, 64, 3) and indices_of(got) == [7]
+
+
+@pytest.mark.parametrize("rotation,k", [(90, 1), (-90, -1), (180, 2)])
+def test_rotation_metadata_is_applied(video_factory, index_frames, rotation, k):
+    p = video_factory(f"rot{rotation}.mp4", index_frames, fps=FPS, rotation=rotation)
+    with av.open(str(p)) as c:  # the raw decoded frame is not rotated ...
+        raw = next(c.decode(video=0))
+        assert (raw.width, raw.height) == (WIDTH, HEIGHT) and raw.rotation % 360 == rotation % 360
+    info = probe_video(p)
+    assert info.rotation == rotation
+    expected = np.rot90(index_frames[[3, 10]], k=k, axes=(1, 2))  # ... ours is turned upright
+    assert (info.height, info.width) == expected.shape[1:3]
+    got = read_frames(p, [3, 10], info).numpy()
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected).mean() < 3
+    # the white marker really moved: e.g. 90 deg CCW puts the top-left block bottom-left
+    h, w = got.shape[1:3]
+    corners = {"tl": got[0, 2, 2], "tr": got[0, 2, w - 3], "bl": got[0, h - 3, 2], "br": got[0, h - 3, w - 3]}
+    white = {c for c, v in corners.items() if v.min() > 230}
+    assert white == {90: {"bl"}, -90: {"tr"}, 180: {"br"}}[rotation]
+    assert torch.equal(read_all_frames(p)[[3, 10]], torch.from_numpy(got))
+
+
+def test_webm_header_without_frame_count(index_videos):
+    path = index_videos["webm_vp9"]
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 0  # the header really does not say
+    info = probe_video(path)
+    assert info.num_frames == N_FRAMES and info.num_frames_source == "duration"
+
+
+def test_frame_count_by_packets(index_videos, monkeypatch):
+    monkeypatch.setattr(video_mod, "_stream_duration_s", lambda container, stream: None)
+    info = probe_video(index_videos["mkv_hevc"])
+    assert info.num_frames == N_FRAMES and info.num_frames_source == "packets"
+    assert info.fps == pytest.approx(FPS)
+
+
+def test_audio_track(video_factory, index_frames):
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 16000) / 16000)
+    for ext in ("mp4", "webm", "mkv", "avi"):
+        # (avi + H.264 B-frames has no real timestamps: exercises the frame-counting path)
+        p = video_factory(f"tone.{ext}", index_frames, fps=FPS, audio=tone, audio_rate=16000,
+                          codec="libvpx-vp9" if ext == "webm" else "libx264")
+        info = probe_video(p)
+        assert info.has_audio
+        assert info.num_frames == N_FRAMES  # audio must not inflate the frame estimate
+        assert indices_of(read_frames(p, [6, 20], info)) == [6, 20]
+        with av.open(str(p)) as c:
+            a = c.streams.audio[0]
+            samples = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(a)])
+            rate = a.rate
+        assert len(samples) >= 0.95 * 3 * rate
+        # dominant frequency of the decoded track is the tone
+        spec = np.abs(np.fft.rfft(samples[: rate * 2].astype(np.float64)))
+        assert np.argmax(spec) * rate / (rate * 2) == pytest.approx(440, abs=3)
+
+
+def test_variable_frame_rate(video_factory):
+    ts = [0, 0.1, 0.15, 0.4, 0.45, 0.5, 0.9, 1.0, 1.05, 1.5]
+    frames = index_pattern_frames(len(ts))
+    p = video_factory("vfr.mkv", frames, fps=10, timestamps=ts)
+    info = probe_video(p)
+    want = list(range(16))
+    got = [decode_frame_index(f.numpy(), len(ts)) for f in read_frames(p, want, info)]
+    # expected: first frame whose time >= (i - 0.5) / fps, else the last frame
+    exp = []
+    for i in want:
+        later = [k for k, t in enumerate(ts) if t >= (i - 0.5) / info.fps - 1e-9]
+        exp.append(later[0] if later else len(ts) - 1)
+    assert got == exp
+    assert got[:6] == [0, 1, 2, 3, 3, 4]
+
+
+def _distinct_frames(n, h=48, w=64):
+    """Frames that all differ: a bar moving across + brightness steps."""
+    f = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        f[i] = 30 + (i // 8) * 12
+        x = (i % 8) * 8
+        f[i, :, x:x + 6] = 255
+    return f
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("long.mp4", dict(codec="libx264", gop=30)),          # B-frames + full keyframe index
+    ("long.mkv", dict(codec="libx264", gop=30)),          # no keyframe index: distance heuristic
+    ("long.webm", dict(codec="libvpx-vp9", gop=30)),
+])
+def test_sparse_decode_seeks_and_matches_full_decode(video_factory, name, kw, monkeypatch):
+    n = 150
+    p = video_factory(name, _distinct_frames(n), fps=30, **kw)
+    full = read_all_frames(p)
+    assert full.shape[0] == n
+    rng = np.random.default_rng(0)
+    for idx in ([9, 28, 46, 65, 84, 103, 121, 140], [140, 3, 77, 77, 76], sorted(rng.integers(0, n, 8))):
+        st = {}
+        got = read_frames(p, idx, seek_ahead_frames=20, stats=st)
+        assert torch.equal(got, full[list(idx)]), (name, idx)
+        assert st["decoded"] < n and not st["sequential"]
+    st = {}
+    assert torch.equal(read_frames(p, [9, 140], seek_ahead_frames=20, stats=st), full[[9, 140]])
+    assert st["seeks"] == 2 and st["decoded"] < 80  # jumped instead of decoding 130 frames forward
+    st = {}
+    read_frames(p, [100, 101, 103], seek_ahead_frames=20, stats=st)
+    assert st["seeks"] == 1 and st["decoded"] < 40  # nearby targets reuse the decoder
+
+
+def test_avi_with_b_frames_counts_frames(video_factory, index_frames):
+    # AVI stores no presentation timestamps; with B-frames FFmpeg's invented ones are wrong
+    p = video_factory("bframes.avi", index_frames, fps=FPS, codec="libx264")
+    st = {}
+    got = read_frames(p, [20, 1, 7, 7], stats=st)
+    assert st["sequential"]
+    assert indices_of(got) == [20, 1, 7, 7]
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="does_not_exist.mp4"):
+        probe_video("/nonexistent/does_not_exist.mp4")
+    with pytest.raises(FileNotFoundError, match="does_not_exist.mp4"):
+        read_frames("/nonexistent/does_not_exist.mp4", [0])
+
+
+def test_zero_byte_and_garbage(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="empty.mp4.*empty"):
+        probe_video(empty)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoDecodeError, match="garbage.mp4") as e:
+        read_frames(garbage, [0])
+    assert e.value.path == str(garbage)
+    # picklable, so it survives DataLoader worker processes
+    e2 = pickle.loads(pickle.dumps(e.value))
+    assert e2.path == e.value.path and str(e2) == str(e.value)
+
+
+def test_truncated_files(tmp_path, index_videos):
+    # mp4 keeps its index at the end: half a file cannot be opened
+    data = index_videos["mp4_h264"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoDecodeError, match="cut.mp4"):
+        read_frames(cut, [0, 10])
+    # webm streams: part of a file opens, and indices past the cut get the last good frame
+    data = index_videos["webm_vp9"].read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    info = probe_video(cut)
+    assert info.num_frames == N_FRAMES  # header still claims the full length
+    got = indices_of(read_frames(cut, [0, 2, 23], info))
+    assert got[:2] == [0, 2]
+    assert 2 <= got[2] < 23
+    full = read_all_frames(cut)
+    assert got[2] == indices_of(full)[-1]

@@ -1,0 +1,158 @@
+"""effvid weights files (safetensors) and local ImageNet weights (effvid.models.weights)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from torchvision import models as tvm
+
+import effvid
+from effvid.models.temporal_shift import shift_modules
+from effvid.models.weights import (
+    METADATA_KEY,
+    load_imagenet_weights,
+    load_model,
+    load_weights,
+    read_state_dict,
+    save_weights,
+)
+
+CLASSES = ["abseiling", "air drumming", "ünïcödé", "zumba"]
+
+
+@pytest.fixture()
+def tiny():
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=4, num_segments=4, dropout=0.3,
+                                shift_place="inplace")
+    with torch.no_grad():  # non-default BN statistics must survive too
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.normal_()
+    return model.eval()
+
+
+def test_round_trip_with_metadata_and_classes(tmp_path, tiny):
+    path = tmp_path / "sub" / "tiny.safetensors"
+    save_weights(tiny, path, metadata={"classes": CLASSES, "extra": {"epoch": 3}})
+    assert not list(path.parent.glob(".*tmp*"))  # atomic write leaves no temporary file
+    state, meta = load_weights(path)
+    assert set(state) == set(tiny.state_dict())
+    for k, v in tiny.state_dict().items():
+        assert torch.equal(state[k], v), k
+    assert meta["classes"] == CLASSES and meta["extra"] == {"epoch": 3}
+    assert meta["name"] == "tsm_resnet_tiny" and meta["num_segments"] == 4
+    assert meta["shift_place"] == "inplace" and meta["dropout"] == 0.3
+    with safe_open(str(path), framework="pt") as f:  # plain safetensors, readable by anyone
+        assert json.loads(f.metadata()[METADATA_KEY])["classes"] == CLASSES
+
+
+def test_load_model_rebuilds_exactly(tmp_path, tiny):
+    path = tmp_path / "tiny.safetensors"
+    save_weights(tiny, path, metadata={"classes": CLASSES})
+    model, meta = load_model(path)
+    assert type(model) is type(tiny) and model.config == tiny.config
+    assert meta["classes"] == CLASSES
+    model.eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), tiny(x))
+    # overrides change construction arguments
+    m8, _ = load_model(path, num_segments=8)
+    assert m8.num_segments == 8 and {s.num_segments for s in shift_modules(m8)} == {8}
+
+
+def test_corrupt_or_foreign_file_errors_name_the_file(tmp_path, tiny):
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x00\x01garbage" * 50)
+    with pytest.raises(ValueError, match="corrupt.safetensors"):
+        load_weights(bad)
+    with pytest.raises(ValueError, match="corrupt.safetensors"):
+        load_model(bad)
+    good = tmp_path / "good.safetensors"
+    save_weights(tiny, good)
+    cut = tmp_path / "truncated.safetensors"
+    cut.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated.safetensors"):
+        load_model(cut)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_model(tmp_path / "missing.safetensors")
+    # a safetensors file without effvid metadata
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ValueError, match="foreign.safetensors has no effvid model configuration"):
+        load_model(foreign)
+
+
+@pytest.fixture(scope="module")
+def imagenet_r18(tmp_path_factory):
+    """A torchvision-format ResNet-18 ImageNet file with random weights (nothing downloaded)."""
+    torch.manual_seed(1)
+    ref = tvm.resnet18()
+    with torch.no_grad():
+        for name, buf in ref.named_buffers():
+            if name.endswith("running_var"):
+                buf.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("imagenet") / "resnet18-f37072fd.pth"
+    torch.save(ref.state_dict(), path)
+    return path, ref.state_dict()
+
+
+def test_imagenet_weights_loaded_before_shift(imagenet_r18):
+    path, ref = imagenet_r18
+    model = effvid.create_model("tsm_resnet18", num_classes=7, imagenet_weights=path)
+    state = model.state_dict()
+    n_shifted = 0
+    for k, v in ref.items():
+        if k.startswith("fc."):
+            continue  # the ImageNet classifier is not used
+        ours = "backbone." + k
+        if ours not in state:  # the shifted conv1 of each block is wrapped as .net
+            ours = ours.replace(".conv1.", ".conv1.net.")
+            n_shifted += 1
+        assert torch.equal(state[ours], v), k
+    assert n_shifted == 8  # ResNet-18: 8 blocks, all shifted
+    assert model.fc.out_features == 7
+    # also the in-place placement and TSN
+    for name, kw in (("tsm_resnet18", {"shift_place": "inplace"}), ("tsn_resnet18", {})):
+        m = effvid.create_model(name, num_classes=7, imagenet_weights=path, **kw)
+        flat = {k.replace(".net.", ".").removeprefix("backbone."): v for k, v in m.state_dict().items()}
+        assert all(torch.equal(flat[k], v) for k, v in ref.items() if not k.startswith("fc."))
+
+
+def test_imagenet_checkpoint_dict_and_direct_loader(tmp_path, imagenet_r18):
+    _, ref = imagenet_r18
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": ref, "epoch": 90}, wrapped)
+    assert set(read_state_dict(wrapped)) == set(ref)
+    target = tvm.resnet18()
+    load_imagenet_weights(target, wrapped)
+    assert torch.equal(target.layer4[1].conv2.weight, ref["layer4.1.conv2.weight"])
+
+
+def test_mismatched_imagenet_file_is_refused(tmp_path, imagenet_r18):
+    path, _ = imagenet_r18
+    with pytest.raises(ValueError, match=r"resnet18-f37072fd\.pth does not match ResNet"):
+        effvid.create_model("tsm_resnet34", num_classes=7, imagenet_weights=path)
+    with pytest.raises(ValueError, match="does not match MobileNetV2"):
+        effvid.create_model("tsm_mobilenet_v2", num_classes=7, imagenet_weights=path)
+    with pytest.raises(FileNotFoundError):
+        effvid.create_model("tsm_resnet18", num_classes=7, imagenet_weights=tmp_path / "nope.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pth"):
+        effvid.create_model("tsm_resnet18", num_classes=7, imagenet_weights=junk)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "x": Evil()}, evil)
+    with pytest.raises(ValueError, match="evil.pth.*weights_only"):
+        read_state_dict(evil)
