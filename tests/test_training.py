@@ -107,17 +107,18 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tsm_learns_order_that_tsn_cannot(tmp_path):
-    """Left vs right: the same frames in opposite order. TSN averages per-frame evidence and
-    stays near chance; TSM's shift sees order and separates them."""
+    """Left vs right, up vs down: the same frames in opposite order. TSN averages per-frame
+    evidence and stays near chance; TSM's shift sees order and separates them."""
     data = tmp_path / "data"
-    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=24,
-                           videos_per_class_val=12, num_frames=8, size=32, seed=5)
+    make_synthetic_dataset(data, classes=("left", "right", "up", "down"), videos_per_class_train=100,
+                           videos_per_class_val=25, num_frames=8, size=32, seed=5)
     acc = {}
     for kind in ("tsn", "tsm"):
         cfg = tiny_config(data, tmp_path / kind, model=f"{kind}_resnet_tiny", num_segments=8,
-                          epochs=8, batch_size=8, lr=0.05, warmup_epochs=1, fc_lr_mult=1.0)
+                          epochs=12, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-4,
+                          warmup_epochs=1, fc_lr_mult=1.0, dropout=0.2, crop_scales=[1.0], workers=2)
         acc[kind] = train(cfg)["history"][-1]["val"]["top1"]
     assert acc["tsm"] >= 0.9, acc
-    assert acc["tsn"] <= 0.75, acc
+    assert acc["tsn"] <= 0.65, acc  # 4 classes in 2 mirrored pairs: a perfect TSN gets 50%
     model, meta = load_model(tmp_path / "tsm" / "best.safetensors")
-    assert meta["classes"] == ["left", "right"] and model.num_segments == 8
+    assert meta["classes"] == ["down", "left", "right", "up"] and model.num_segments == 8

@@ -22,6 +22,7 @@ HELP = {
     "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
     "flip": "random horizontal flips (turn off when flipping changes labels)",
+    "crop_scales": "multi-scale crop sides as fractions of the short side (TSM's augmentation)",
     "imagenet_weights": "local torchvision ImageNet weights file (.pth or .safetensors)",
     "init_weights": "effvid .safetensors to fine-tune from (its classifier is replaced)",
     "resume": "continue the run in --output from its last checkpoint",
@@ -44,7 +45,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
+            item = typing.get_args(kind)[0]
+            parser.add_argument(flag, type=item, nargs="+", default=None, help=help_text)
         else:
             base = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
             parser.add_argument(flag, type=base[0], default=None, help=help_text)

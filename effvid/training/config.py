@@ -28,8 +28,10 @@ class TrainConfig:
     size: int = 224
     scale_size: int | None = None  # test resize of the short side; default size * 256 / 224
     flip: bool = True              # turn off when flipping changes labels (left vs right)
+    crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     sampling: str = "segment"      # "segment" (TSN) or "dense"
     # optimisation
+    optimizer: str = "sgd"         # "sgd" (TSM's recipe) or "adamw" (faster from scratch)
     epochs: int = 50
     batch_size: int = 8
     lr: float = 0.01
@@ -69,9 +71,11 @@ class TrainConfig:
             bad("workers", "must be >= 0")
         if self.weight_decay < 0:
             bad("weight_decay", "must be >= 0")
+        if not self.crop_scales or not all(0 < c <= 1 for c in self.crop_scales):
+            bad("crop_scales", "must be fractions in (0, 1]")
         if self.warmup_epochs < 0:
             bad("warmup_epochs", "must be >= 0")
-        choices = {"schedule": ("cosine", "step"), "sampling": ("segment", "dense"),
+        choices = {"schedule": ("cosine", "step"), "optimizer": ("sgd", "adamw"), "sampling": ("segment", "dense"),
                    "shift_direction": ("bidirectional", "causal"),
                    "shift_place": ("residual", "inplace")}
         for name, allowed in choices.items():

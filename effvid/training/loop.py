@@ -106,8 +106,8 @@ class RunWriter:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD; the new classifier learns faster (TSM: 5x weight, 10x bias); no weight decay on
-    BatchNorm parameters and biases."""
+    """SGD with momentum (or AdamW); the new classifier learns faster (TSM: 5x weight, 10x
+    bias); no weight decay on BatchNorm parameters and biases."""
     groups = {"decay": [], "no_decay": [], "fc_weight": [], "fc_bias": []}
     fc = getattr(model, "fc", None)
     fc_params = {id(p): name for name, p in (fc.named_parameters() if fc is not None else [])}
@@ -125,6 +125,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
                 "fc_bias": (2 * cfg.fc_lr_mult, 0.0)}
     param_groups = [{"params": ps, "lr_mult": settings[k][0], "weight_decay": settings[k][1],
                      "lr": cfg.lr * settings[k][0]} for k, ps in groups.items() if ps]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(param_groups, lr=cfg.lr)
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
@@ -144,7 +146,7 @@ def build_datasets(cfg: TrainConfig):
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
                         read_list_file, stratified_split)
 
-    train_tf = TrainTransform(cfg.size, flip=cfg.flip)
+    train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
                   val_fraction=cfg.val_fraction, seed=cfg.seed or 0)
