@@ -14,8 +14,7 @@ import sys
 COMMANDS = ("quickstart", "train", "eval", "predict", "info", "stream", "export")
 
 
-class UserError(Exception):
-    """An error caused by the user's input, printed without a traceback."""
+from effvid.errors import UserError  # noqa: F401  (re-exported for the command modules)
 
 
 def build_parser() -> argparse.ArgumentParser:

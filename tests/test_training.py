@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from effvid.data.synthetic import make_synthetic_dataset
+from effvid.models import create_model
 from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
 from effvid.training.loop import lr_factor, train
@@ -106,19 +107,32 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tsm_learns_order_that_tsn_cannot(tmp_path):
-    """Left vs right, up vs down: the same frames in opposite order. TSN averages per-frame
-    evidence and stays near chance; TSM's shift sees order and separates them."""
-    data = tmp_path / "data"
-    make_synthetic_dataset(data, classes=("left", "right", "up", "down"), videos_per_class_train=100,
-                           videos_per_class_val=25, num_frames=8, size=32, seed=5)
-    acc = {}
-    for kind in ("tsn", "tsm"):
-        cfg = tiny_config(data, tmp_path / kind, model=f"{kind}_resnet_tiny", num_segments=8,
-                          epochs=12, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-4,
-                          warmup_epochs=1, fc_lr_mult=1.0, dropout=0.2, crop_scales=[1.0], workers=2)
-        acc[kind] = train(cfg)["history"][-1]["val"]["top1"]
-    assert acc["tsm"] >= 0.9, acc
-    assert acc["tsn"] <= 0.65, acc  # 4 classes in 2 mirrored pairs: a perfect TSN gets 50%
-    model, meta = load_model(tmp_path / "tsm" / "best.safetensors")
-    assert meta["classes"] == ["down", "left", "right", "up"] and model.num_segments == 8
+def test_quickstart_tsm_learns_order_that_tsn_cannot(tmp_path, capsys):
+    """The README's main job, end to end: left vs right, up vs down, grow vs shrink, where each
+    mirrored class is the other's frames in reverse order. TSN is blind to frame order (its
+    logits for a clip and its reversal are identical), so it cannot beat 50% on such a pair;
+    TSM's shift sees order and separates them (>= 90%)."""
+    from effvid.cli import main
+    from effvid.commands.quickstart import PAIRS, pair_accuracy
+    from effvid.inference import test_dataset
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--output", str(out), "--quiet"]) == 0
+    assert "validation accuracy (top-1)" in capsys.readouterr().out
+    history = {k: json.loads((out / k / "history.json").read_text())[-1]["val"] for k in ("tsn", "tsm")}
+    assert history["tsm"]["top1"] >= 0.9
+    tsm, meta = load_model(out / "tsm" / "best.safetensors")
+    for pair in PAIRS:
+        assert pair_accuracy(history["tsn"]["confusion"], meta["classes"], pair) <= 0.6
+        assert pair_accuracy(history["tsm"]["confusion"], meta["classes"], pair) >= 0.85
+
+    tsn = create_model("tsn_resnet_tiny", num_classes=6, num_segments=8)
+    # The same weights without the shift (the shifted conv is wrapped as `.net`).
+    tsn.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
+    video = sorted((out / "data" / "val" / "left").glob("*.mp4"))[0]
+    clip = test_dataset([(str(video), 0)], meta, num_segments=8)[0]["video"][None]
+    tsm.eval(), tsn.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tsn(clip), tsn(clip.flip(1)), rtol=1e-5, atol=1e-5)
+        assert tsm(clip).argmax().item() == meta["classes"].index("left")
+        assert tsm(clip.flip(1)).argmax().item() == meta["classes"].index("right")

@@ -1,0 +1,88 @@
+"""The train / eval / predict command lines on a tiny real run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from effvid.cli import build_parser, main
+from effvid.commands.train import config_from_args
+from effvid.data.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmd")
+    data = root / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=4,
+                           videos_per_class_val=2, num_frames=8, size=32, seed=2)
+    code = main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4",
+                 "--size", "32", "--scale-size", "32", "--epochs", "1", "--batch-size", "4",
+                 "--workers", "0", "--no-progress", "--output", str(root / "run")])
+    assert code == 0
+    return data, root / "run" / "best.safetensors"
+
+
+def test_train_flags_become_config(tmp_path):
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"data": "videos", "epochs": 7, "lr": 0.5}))
+    args = build_parser().parse_args(["train", "--config", str(saved), "--lr", "0.1", "--no-flip",
+                                      "--crop-scales", "1", "0.8", "--lr-steps", "3", "5"])
+    cfg = config_from_args(args)
+    assert (cfg.data, cfg.epochs, cfg.lr, cfg.flip) == ("videos", 7, 0.1, False)
+    assert cfg.crop_scales == [1.0, 0.8] and cfg.lr_steps == [3, 5]
+
+
+def test_train_reports_bad_values_in_one_line(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--num-segments", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "num_segments=0" in err and "Traceback" not in err
+    assert main(["train", str(tmp_path / "missing"), "--epochs", "1", "--output", str(tmp_path / "o")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_predict_json_and_bad_file(trained, tmp_path, capsys):
+    data, ckpt = trained
+    video = sorted((data / "val" / "left").glob("*.mp4"))[0]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 10)
+    assert main(["predict", str(video), str(broken), "-c", str(ckpt), "--json", "-", "-k", "2"]) == 0
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    good = [r for r in results if "top" in r]
+    assert len(good) == 1 and good[0]["video"] == str(video)
+    labels = [t["label"] for t in good[0]["top"]]
+    assert sorted(labels) == ["grow", "left"]
+    scores = [t["score"] for t in good[0]["top"]]
+    assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0, abs=1e-4)
+    assert "broken.mp4" in captured.err
+    # The same probabilities as running the model by hand on the centre clip.
+    from effvid.inference import load_recognizer, predict_paths, test_dataset
+
+    model, meta = load_recognizer(ckpt)
+    ds = test_dataset([(str(video), 0)], meta, num_segments=4)
+    (_, probs), = list(predict_paths(model, ds))
+    by_hand = torch.softmax(model(ds[0]["video"][None]), dim=1)[0]
+    torch.testing.assert_close(probs, by_hand)
+    assert max(scores) == pytest.approx(float(by_hand.max()), abs=1e-5)
+
+
+def test_predict_missing_video_is_a_clear_error(trained, capsys):
+    _, ckpt = trained
+    assert main(["predict", "nowhere.mp4", "-c", str(ckpt)]) == 2
+    assert "video not found: nowhere.mp4" in capsys.readouterr().err
+
+
+def test_eval_protocols(trained, tmp_path, capsys):
+    data, ckpt = trained
+    out = tmp_path / "metrics.json"
+    assert main(["eval", str(data), "-c", str(ckpt), "--clips", "2", "--crops", "3", "--twice",
+                 "--workers", "0", "--quiet", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "4 videos, 9 view(s) each" in text
+    metrics = json.loads(out.read_text())
+    assert metrics["classes"] == ["grow", "left"] and metrics["count"] == 4
+    assert sum(map(sum, metrics["confusion"])) == 4
+    assert metrics["top1"] == pytest.approx(sum(metrics["confusion"][i][i] for i in range(2)) / 4)
