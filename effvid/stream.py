@@ -29,7 +29,8 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .data.transforms import TestTransform
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -37,8 +38,6 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # PyAV/FFmpeg raise these for files or devices they cannot open or decode.
 _AV_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, IndexError)
 
@@ -167,20 +166,10 @@ def preprocess_frame(frame: np.ndarray, size: int = 224, scale: int | None = Non
     """
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected an RGB frame (H, W, 3), got {frame.shape}")
-    scale = scale or int(round(size * 256 / 224))
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0)
-    h, w = x.shape[1:]
-    if min(h, w) != scale:
-        ratio = scale / min(h, w)
-        nh, nw = max(size, round(h * ratio)), max(size, round(w * ratio))
-        x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                          antialias=True)[0]
-        h, w = nh, nw
-    top, left = (h - size) // 2, (w - size) // 2
-    x = x[:, top:top + size, left:left + size]
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    # The same test-time transform as evaluation (a one-frame clip), so streams see what
+    # `effvid eval` sees.
+    transform = TestTransform(size, scale or int(round(size * 256 / 224)))
+    return transform(torch.from_numpy(np.ascontiguousarray(frame))[None])[0].contiguous()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

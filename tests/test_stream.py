@@ -13,6 +13,7 @@ import torch
 
 import effvid
 from effvid import stream as st
+from effvid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from effvid.cli import main
 from effvid.models.online import OnlineRecognizer
 
@@ -200,7 +201,7 @@ def test_preprocess_and_smoother():
     frame = np.full((120, 160, 3), 255, np.uint8)
     x = st.preprocess_frame(frame, 64)
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32
-    expected = (1 - torch.tensor(st.IMAGENET_MEAN)) / torch.tensor(st.IMAGENET_STD)
+    expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(x[:, 10, 10], expected)
     assert st.preprocess_frame(np.zeros((20, 500, 3), np.uint8), 64).shape == (3, 64, 64)
 
