@@ -64,3 +64,15 @@ def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(root, videos_per_class_train=3, videos_per_class_val=2, seed=0)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is about as fast, and far less sensitive to other
+    processes competing for the CPUs (spinning OpenMP threads)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,14 +18,7 @@ from effvid.export import OnnxOnlineRunner, export_offline, export_online, read_
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is about as fast, and far less sensitive to other
-    processes competing for the CPUs (spinning OpenMP threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(direction: str = "causal", t: int = 4) -> nn.Module:

@@ -14,14 +14,7 @@ from effvid.models.online import OnlineRecognizer, OnlineStep, check_causal, to_
 from effvid.models.temporal_shift import set_shift_segments, shift_modules
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is about as fast, and far less sensitive to other
-    processes competing for the CPUs (spinning OpenMP threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomise(model: nn.Module, seed: int = 0, size: int = 32) -> nn.Module:

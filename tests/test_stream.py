@@ -20,14 +20,7 @@ from effvid.models.online import OnlineRecognizer
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is about as fast, and far less sensitive to other
-    processes competing for the CPUs (spinning OpenMP threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 KEYS = {"source", "frame", "time", "label", "index", "score", "latency_ms"}
 
 
