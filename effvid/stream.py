@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 from .data.transforms import TestTransform
+from .data.video import VIDEO_EXTENSIONS
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
     "open_frames", "plot_probabilities", "preprocess_frame", "run_stream",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 # PyAV/FFmpeg raise these for files or devices they cannot open or decode.
 _AV_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, IndexError)
 
