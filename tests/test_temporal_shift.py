@@ -328,3 +328,114 @@ def test_export_path_equals_eager_path(direction):
     traced = torch.jit.trace(lambda v: temporal_shift(v, 4, 8, direction), (x,))
     y = torch.randn(12, 16, 3, 3)  # a new batch: real data movement, not traced constants
     assert torch.equal(traced(y[:8]), temporal_shift(y[:8], 4, 8, direction))
+
+
+# ----------------------------------------------------------------------------------------------
+# CPU inference: TemporalShift writes into a reused per-thread scratch buffer
+# ----------------------------------------------------------------------------------------------
+
+
+class _Record(nn.Module):
+    """Returns a copy of what it received (and keeps one), so tests can see the shifted input."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return x * 2.0
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_inference_path_equals_functional_shift_across_shapes(mode):
+    ctx = torch.no_grad if mode == "no_grad" else torch.inference_mode
+    big, small = _labelled(2, 4, 16, 5, 5).float(), _labelled(1, 4, 16, 2, 3).float()
+    rec = _Record()
+    m = TemporalShift(rec, 4, 8)
+    with ctx():
+        outs = [m(big), m(small), m(big), m(small.double())]
+    for out, x in zip(outs, [big, small, big, small.double()]):
+        assert torch.equal(out, 2.0 * _expected(x, 4, 8, "bidirectional"))
+    # the second call reuses the first (larger) buffer: its outputs stay intact
+    assert torch.equal(outs[0], outs[2])
+
+
+def test_inference_outputs_survive_later_calls_and_other_modules():
+    torch.manual_seed(0)
+    model = insert_temporal_shift(tvm.resnet18(num_classes=5), 4).eval()
+    x1, x2 = torch.randn(4, 3, 32, 32), torch.randn(8, 3, 48, 48)
+    with torch.enable_grad():
+        ref1, ref2 = model(x1).detach(), model(x2).detach()  # allocating path
+    with torch.inference_mode():
+        y1 = model(x1)
+        y2 = model(x2)
+        y1_again = model(x1)
+    assert torch.allclose(y1, ref1, atol=1e-5) and torch.allclose(y2, ref2, atol=1e-5)
+    assert torch.equal(y1, y1_again)
+
+
+def test_net_returning_its_input_keeps_its_own_tensor():
+    m = TemporalShift(nn.Identity(), 2, 8)
+    x1, x2 = _labelled(1, 2, 8).float(), _labelled(1, 2, 8).float() + 1000
+    with torch.no_grad():
+        y1 = m(x1)
+        y2 = m(x2)  # must not overwrite y1, which *is* the shifted tensor
+    assert torch.equal(y1, _expected(x1, 2, 8, "bidirectional"))
+    assert torch.equal(y2, _expected(x2, 2, 8, "bidirectional"))
+
+
+def test_nested_shift_does_not_share_the_buffer():
+    inner = TemporalShift(nn.Identity(), 2, 8)
+    outer = TemporalShift(nn.Sequential(inner, _Record()), 2, 8)
+    x = _labelled(1, 2, 16).float()
+    with torch.no_grad():
+        y = outer(x)
+    once = _expected(x, 2, 8, "bidirectional")
+    assert torch.equal(y, 2.0 * _expected(once, 2, 8, "bidirectional"))
+
+
+def test_threads_do_not_share_the_buffer():
+    import threading
+
+    m = TemporalShift(_Slow(), 4, 8)
+    xs = [torch.full((8, 16, 4, 4), float(i + 1)) + _labelled(2, 4, 16, 4, 4).float() for i in range(4)]
+    results = {}
+
+    def run(i):
+        with torch.inference_mode():
+            results[i] = m(xs[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(4):
+        assert torch.equal(results[i], _expected(xs[i], 4, 8, "bidirectional") + 1.0)
+
+
+class _Slow(nn.Module):
+    """Reads its input, sleeps (other threads run), then reads it again."""
+
+    def forward(self, x):
+        import time
+
+        first = x.clone()
+        time.sleep(0.05)
+        assert torch.equal(first, x), "input changed while this thread was using it"
+        return x + 1.0
+
+
+def test_grad_mode_forward_is_not_disturbed_by_a_later_inference_forward():
+    # With autograd on, the conv keeps its input for backward: that input must not be the
+    # reused buffer, or an inference forward before backward would overwrite it.
+    torch.manual_seed(0)
+    model = insert_temporal_shift(tvm.resnet18(num_classes=3), 2)
+    x, other = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    expected = torch.autograd.grad(model(x).sum(), list(model.parameters()))
+    loss = model(x).sum()
+    with torch.no_grad():
+        model(other)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(grads, expected))
