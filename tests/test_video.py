@@ -42,6 +42,16 @@ def test_sparse_decode_returns_the_requested_frames(index_videos, key):
     assert torch.equal(got, full[idx])  # bit-identical to the sequential decode
 
 
+@pytest.mark.parametrize("thread_type", ["SLICE", "FRAME", "AUTO"])
+def test_every_decoder_threading_mode_gives_the_same_frames(index_videos, thread_type):
+    for key in ("mp4_h264", "mkv_hevc"):
+        path = index_videos[key]
+        idx = [23, 0, 9, 10, 17]
+        got = read_frames(path, idx, thread_type=thread_type)
+        assert indices_of(got) == idx
+        assert torch.equal(got, read_all_frames(path)[idx])
+
+
 def test_indices_past_end_give_last_frame(index_videos):
     path = index_videos["mp4_h264"]
     got = read_frames(path, [22, 23, 40, 1000])

@@ -82,7 +82,7 @@ class VideoInfo:
 # opening / probing
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
+def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, f"video file not found: {str(p)!r}", str(p))
@@ -97,8 +97,11 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(p, "no video stream in container")
-    # Frame+slice threading; must be set before the decoder is opened.
-    container.streams.video[0].thread_type = "AUTO"
+    # Must be set before the decoder is opened. Frame threading ("AUTO" = frame + slice) suits
+    # long sequential decodes; sparse reads use "SLICE": frame threading pays a pipeline
+    # refill after every seek (H.264/HEVC/MPEG-4 sparse clips decode 1.1-1.8x faster with
+    # SLICE, VP9 ~10% slower; benchmarks/bench_decode.py compares both).
+    container.streams.video[0].thread_type = thread_type
     return container
 
 
@@ -425,7 +428,7 @@ def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
 
 def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo | None = None,
                 *, seek_ahead_frames: int | None = None, skip_nonref: bool = True,
-                stats: dict | None = None) -> torch.Tensor:
+                thread_type: str = "SLICE", stats: dict | None = None) -> torch.Tensor:
     """Decode the frames at ``indices`` from ``path`` as a uint8 tensor (T, H, W, 3), RGB, upright.
 
     Indices may be unsorted and repeated; the output follows their order. Indices past
@@ -435,12 +438,13 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo
     ahead (default: 2 s of video). ``skip_nonref`` lets the decoder drop
     non-reference frames that lie before a target (faster; never changes results
     except that a truncated file's fallback "last frame" may be a reference frame).
+    ``thread_type``: PyAV decoder threading ("SLICE", "FRAME" or "AUTO"; see ``_open``).
     Raises FileNotFoundError, or VideoDecodeError only if no frame could be decoded.
     """
     idx = [int(i) for i in indices]
     if any(i < 0 for i in idx):
         raise ValueError(f"negative frame index in {idx} for {str(path)!r}")
-    container = _open(path)
+    container = _open(path, thread_type)
     try:
         if info is None:
             info = _probe_open(container, str(path))
