@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from effvid.runtime import retain_freed_memory_unless_disabled
+
+    retain_freed_memory_unless_disabled()  # up to 2-3x faster CPU forwards; see effvid/runtime.py
     try:
         result = args.func(args)
     except (UserError, FileNotFoundError, ValueError) as e:
