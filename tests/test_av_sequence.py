@@ -1,9 +1,7 @@
 """Long-video sampler of effvid.av: clip/audio alignment, padding masks, bad files."""
 
 import random
-from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -22,40 +20,12 @@ def signal(seconds):
     return np.concatenate([0.5 * np.sin(2 * np.pi * TONES[i] * t) for i in range(seconds)]).astype(np.float32)
 
 
-def write_av(path, frames, fps, audio, rate=SR):
-    """H.264 + AAC mp4, audio fed in codec-sized frames with explicit pts so the file's audio is
-    sample-exact (write_video hands PyAV one big frame, whose re-framing shifts it ~2 ms)."""
-    c = av.open(str(path), "w")
-    vs = c.add_stream("libx264", rate=fps)
-    vs.height, vs.width = frames.shape[1:3]
-    vs.pix_fmt = "yuv420p"
-    a_s = c.add_stream("aac", rate=rate)
-    a_s.layout = "mono"
-    for i, img in enumerate(frames):
-        f = av.VideoFrame.from_ndarray(img, format="rgb24")
-        f.pts, f.time_base = i, Fraction(1, fps)
-        for p in vs.encode(f):
-            c.mux(p)
-    for p in vs.encode():
-        c.mux(p)
-    n = a_s.codec_context.frame_size
-    for pos in range(0, len(audio), n):
-        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, pos : pos + n]), format="fltp", layout="mono")
-        f.sample_rate, f.pts = rate, pos
-        for p in a_s.encode(f):
-            c.mux(p)
-    for p in a_s.encode():
-        c.mux(p)
-    c.close()
-    return path
-
-
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     d = tmp_path_factory.mktemp("av_seq")
     n = len(TONES)
     frames = np.stack([np.full((32, 48, 3), LEVELS[i // FPS], np.uint8) for i in range(n * FPS)])
-    five = write_av(d / "five.mp4", frames, FPS, signal(n))
+    five = write_video(d / "five.mp4", frames, fps=FPS, audio=signal(n), audio_rate=SR)
     silent = write_video(d / "silent.mp4", frames[: 2 * FPS], fps=FPS)
     bad = d / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 50)

@@ -678,10 +678,17 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
                 data = (wav * 32767).round().astype(np.int16)[None]
             else:
                 data = wav[None]
-            aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=sfmt, layout="mono")
-            aframe.sample_rate = int(audio_rate)
-            for packet in astream.encode(aframe):
-                container.mux(packet)
+            # Codec-sized frames with explicit pts (in samples): one big frame would be re-framed
+            # by PyAV's resampler and land a few ms late.
+            step = astream.codec_context.frame_size or 1024
+            for pos in range(0, data.shape[1], step):
+                aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, pos:pos + step]),
+                                                    format=sfmt, layout="mono")
+                aframe.sample_rate = int(audio_rate)
+                aframe.pts = pos
+                aframe.time_base = Fraction(1, int(audio_rate))
+                for packet in astream.encode(aframe):
+                    container.mux(packet)
             for packet in astream.encode():
                 container.mux(packet)
     except BaseException:
