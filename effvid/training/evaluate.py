@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .distributed import DistEnv, all_reduce_sum
 from .metrics import ClassificationMeter
+from .progress import progress_bar
 
 
 def predict_views(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
@@ -30,8 +30,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *
     meter = ClassificationMeter(num_classes)
     bad = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
-    for batch in tqdm(loader, desc="eval", unit="batch", leave=False,
-                      disable=not (progress and env.is_main), dynamic_ncols=True):
+    for batch in progress_bar(loader, desc="eval", enabled=progress and env.is_main):
         bad.extend(batch["bad"])
         if len(batch["label"]) == 0:
             continue

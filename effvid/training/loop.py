@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..data import collate_clips
 from ..models import create_model
@@ -35,6 +34,7 @@ from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, build_sam
                           init_distributed, set_sampler_epoch)
 from .evaluate import evaluate
 from .metrics import ClassificationMeter
+from .progress import progress_bar
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,8 +166,7 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
     meter = ClassificationMeter(model.num_classes)
     bad: list = []
     start, seen = time.perf_counter(), 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-               disable=not (cfg.progress and env.is_main), dynamic_ncols=True)
+    bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and env.is_main)
     for i, batch in enumerate(bar):
         bad.extend(batch["bad"])
         if len(batch["label"]) == 0:
