@@ -68,6 +68,26 @@ def test_audio_and_frames_aligned(videos, start):
     assert np.abs(decoded[1000:-1000] - reference[1000:-1000]).mean() < 0.02
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_metadata_gives_upright_frames(tmp_path, rotation):
+    from effvid.data import index_pattern_frames, read_frames
+
+    src = index_pattern_frames(2 * FPS, 32, 48)  # 2 s, every frame distinct
+    path = write_video(tmp_path / f"rot{rotation}.mp4", src, fps=FPS, audio=signal(2), audio_rate=SR,
+                       rotation=rotation, pix_fmt="yuv444p")
+    seq = LongVideoSampler(num_clips=2, frames_per_clip=4, sample_rate=SR)(path)
+    upright = (48, 32) if rotation in (90, -90) else (32, 48)
+    assert seq.frames.shape == (2, 4, *upright, 3)
+    # the same frames read_frames returns (which applies the rotation): indices 0, 4, 8, ...
+    expected = read_frames(path, [4 * i for i in range(8)])
+    assert torch.equal(seq.frames.reshape(8, *upright, 3), expected)
+    # and they are the source turned by the display rotation (counter-clockwise)
+    turned = np.rot90(src[4], k=rotation // 90, axes=(0, 1))
+    assert np.abs(seq.frames[0, 1].numpy().astype(int) - turned).mean() < 4
+    sized = LongVideoSampler(num_clips=1, frames_per_clip=2, sample_rate=SR, size=(24, 16))(path)
+    assert sized.frames.shape == (1, 2, 24, 16, 3)
+
+
 def test_short_video_padded_with_mask(videos):
     sampler = LongVideoSampler(num_clips=8, frames_per_clip=4, sample_rate=SR)
     seq = sampler(videos["five"], start=2.0)

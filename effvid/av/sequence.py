@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.video import _rotation_of, _to_rgb
 from .audio import AudioDecodeError, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -73,7 +74,8 @@ class LongVideoSampler:
     ``sampler(path)`` returns an :class:`AVSequence`. A missing file raises
     ``FileNotFoundError``; unreadable files, files without video (or without audio when
     ``missing_audio="error"``) raise :class:`effvid.av.audio.AudioDecodeError`, a
-    ``VideoDecodeError`` naming the file. Display-rotation metadata is not applied.
+    ``VideoDecodeError`` naming the file. Display-rotation metadata is applied, as in
+    :func:`effvid.data.read_frames` (frames come out upright; ``size`` is the upright size).
     """
 
     def __init__(
@@ -161,16 +163,28 @@ class LongVideoSampler:
         picked: list[np.ndarray | None] = [None] * len(targets)
         nxt = 0  # next target to fill
         prev = None  # last decoded frame not after the current target
-        reformat = {} if self.size is None else {"height": self.size[0], "width": self.size[1]}
+        rotation, frame_size = None, None  # known once the first frame is decoded
+
+        def rgb(frame) -> np.ndarray:
+            return _to_rgb(frame, rotation, frame_size)
+
         try:
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
+                if rotation is None:
+                    rotation = _rotation_of(frame, stream)
+                    # (width, height) of the stored, unrotated picture; without ``size``, the
+                    # first frame's, so that a mid-stream size change still stacks
+                    frame_size = (frame.width, frame.height)
+                    if self.size is not None:
+                        h, w = self.size
+                        frame_size = (h, w) if rotation in (90, -90) else (w, h)
                 t = float(frame.pts * stream.time_base) - origin
                 while nxt < len(targets) and t > targets[nxt] + eps:
                     if prev is None:  # the first frame comes after the target: use it anyway
                         prev = frame
-                    picked[nxt] = _rgb(prev, reformat)
+                    picked[nxt] = rgb(prev)
                     nxt += 1
                 if nxt == len(targets):
                     break
@@ -181,13 +195,9 @@ class LongVideoSampler:
             raise AudioDecodeError(path, "no decodable video frames in the requested window")
         last = None
         for i in range(nxt, len(targets)):  # targets after the last frame: hold the last frame
-            last = _rgb(prev, reformat) if last is None else last
+            last = rgb(prev) if last is None else last
             picked[i] = last
         return np.stack(picked)
-
-
-def _rgb(frame, reformat: dict) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24", **reformat)
 
 
 def _duration_seconds(container, stream, origin: float) -> float:
