@@ -439,3 +439,117 @@ def test_grad_mode_forward_is_not_disturbed_by_a_later_inference_forward():
         model(other)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(grads, expected))
+
+
+# ----------------------------------------------------------------------------------------------
+# CPU inference with borrow_input: the conv reads the input shifted in place, which is then
+# shifted back
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def borrow_any_size(monkeypatch):
+    """Borrowing is only used for large inputs; the tests use small ones."""
+    import sys
+
+    # (effvid.models.temporal_shift is also the name of the function that package exports)
+    monkeypatch.setattr(sys.modules["effvid.models.temporal_shift"], "BORROW_MIN_BYTES", 0)
+
+
+def _borrowing_conv(c: int, t: int, fold_div: int, direction: str):
+    """A borrowing TemporalShift around a 1x1 conv whose pre-hook records what the conv got."""
+    conv = nn.Conv2d(c, c, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(c).view(c, c, 1, 1))  # identity conv: output = its input
+    conv.double()
+    seen = []
+    conv.register_forward_pre_hook(lambda mod, args: seen.append((args[0].data_ptr(), args[0].clone())))
+    return TemporalShift(conv, t, fold_div, direction, borrow_input=True), seen
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+@pytest.mark.parametrize("n,t,c,fold_div", [(2, 4, 16, 8), (1, 3, 16, 4), (2, 5, 10, 4), (1, 1, 16, 8),
+                                            (3, 2, 8, 2)])
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_borrowing_shift_is_exact_and_restores_the_input(direction, n, t, c, fold_div, mode, borrow_any_size):
+    m, seen = _borrowing_conv(c, t, fold_div, direction)
+    x = _labelled(n, t, c)
+    before = x.clone()
+    with (torch.no_grad() if mode == "no_grad" else torch.inference_mode()):
+        y = m(x)
+    want = _expected(before, t, fold_div, direction)
+    assert torch.equal(y, want)
+    ptr, got = seen[0]
+    assert ptr == x.data_ptr()  # the conv read x itself, shifted: no copy was made
+    assert torch.equal(got, want)
+    assert torch.equal(x, before)  # and x holds its own values again
+
+
+def test_borrowing_restores_the_input_when_the_conv_raises(borrow_any_size):
+    conv = nn.Conv2d(16, 4, 1)
+    conv.register_forward_pre_hook(lambda mod, args: (_ for _ in ()).throw(RuntimeError("conv failed")))
+    m = TemporalShift(conv, 4, 8, borrow_input=True)
+    x = _labelled(2, 4, 16).float()
+    before = x.clone()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="conv failed"):
+        m(x)
+    assert torch.equal(x, before)
+
+
+def test_borrowing_falls_back_to_a_copy_where_it_cannot_modify_the_input(borrow_any_size):
+    # non-contiguous input; an inference tensor outside inference mode (read-only there);
+    # autograd on; a wrapped module that is not a convolution (it could return its input)
+    m, seen = _borrowing_conv(16, 4, 8, "bidirectional")
+    base = _labelled(2, 4, 32)
+    x = base[:, ::2]
+    with torch.no_grad():
+        assert torch.equal(m(x), _expected(x, 4, 8, "bidirectional"))
+    with torch.inference_mode():
+        frozen = _labelled(2, 4, 16)
+    with torch.no_grad():
+        assert torch.equal(m(frozen), _expected(frozen, 4, 8, "bidirectional"))
+    assert all(ptr not in (x.data_ptr(), frozen.data_ptr()) for ptr, _ in seen)
+    x = _labelled(2, 4, 16).requires_grad_()
+    assert torch.equal(m(x), _expected(x.detach(), 4, 8, "bidirectional"))
+    assert seen[-1][0] != x.data_ptr()
+    ident = TemporalShift(nn.Identity(), 4, 8, borrow_input=True)
+    x = _labelled(2, 4, 16)
+    with torch.no_grad():
+        y = ident(x)
+    assert torch.equal(y, _expected(x, 4, 8, "bidirectional")) and torch.equal(x, _labelled(2, 4, 16))
+
+
+def test_insert_borrows_only_network_internal_inputs():
+    r = insert_temporal_shift(_meta(tvm.resnet50), 8)
+    assert all(m.borrow_input for m in shift_modules(r))
+    mb = insert_temporal_shift(_meta(tvm.mobilenet_v2), 8)
+    assert len(shift_modules(mb)) == 10 and all(m.borrow_input for m in shift_modules(mb))
+    inplace = insert_temporal_shift(_meta(tvm.resnet50), 8, placement="inplace")
+    generic = insert_temporal_shift(_PlainCNN(), 4)
+    assert not any(m.borrow_input for m in shift_modules(inplace) + shift_modules(generic))
+
+
+def test_borrowing_model_equals_copying_model_and_leaves_its_input_alone(borrow_any_size):
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=4, num_segments=4).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    before = x.clone()
+    with torch.inference_mode():
+        borrowed = model(x)
+        for m in shift_modules(model):
+            m.borrow_input = False
+        copied = model(x)
+    assert torch.equal(x, before)
+    assert torch.allclose(borrowed, copied, atol=1e-6)
+
+
+def test_small_inputs_are_copied_not_borrowed():
+    from effvid.models.temporal_shift import BORROW_MIN_BYTES
+
+    m, seen = _borrowing_conv(16, 4, 8, "bidirectional")
+    small = _labelled(2, 4, 16)
+    big = torch.randn(8, 16, 128, BORROW_MIN_BYTES // (8 * 16 * 128 * 8) + 1, dtype=torch.float64)
+    with torch.no_grad():
+        m(small)
+        m(big)
+    assert seen[0][0] != small.data_ptr() and seen[1][0] == big.data_ptr()

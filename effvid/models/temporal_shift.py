@@ -17,6 +17,11 @@ exporting it is built by concatenation instead: slice-assignment into a fresh te
 as constants by the TorchScript exporter (a known bug of the original code), concatenation
 exports as real data movement. The backward pass is the same shift with the offsets negated,
 written as a custom autograd function so that it is one pass too.
+
+CPU inference (no autograd) avoids even that allocation: :class:`TemporalShift` writes the
+shifted tensor into a reused per-thread buffer, or, for large inputs that are the network's
+own activations (``borrow_input``), shifts the input in place and shifts it back after the
+wrapped conv has read it.
 """
 
 from __future__ import annotations
@@ -84,6 +89,46 @@ def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[i
     return out.view(nt, c, h, w)
 
 
+def _shift_in_place(x5: torch.Tensor, fold: int, offsets: tuple[int, ...]) -> list[torch.Tensor]:
+    """Apply the shift to x5 (N, T, C, H, W) itself, moving only the shifted channel groups
+    (a quarter of the data for fold_div 8). Returns the frames pushed off the ends, which
+    :func:`_unshift_in_place` needs to undo it. One frame at a time, in the order that never
+    overwrites a frame before it has been read."""
+    t = x5.shape[1]
+    saved = []
+    for g, off in enumerate(offsets):
+        v = x5[:, :, g * fold:(g + 1) * fold]
+        k = min(abs(off), t)
+        if off > 0:  # frame i takes frame i+k
+            saved.append(v[:, :k].clone())
+            for i in range(t - k):
+                v[:, i].copy_(v[:, i + k])
+            v[:, t - k:].zero_()
+        else:  # frame i takes frame i-k
+            saved.append(v[:, t - k:].clone())
+            for i in range(t - 1, k - 1, -1):
+                v[:, i].copy_(v[:, i - k])
+            v[:, :k].zero_()
+    return saved
+
+
+def _unshift_in_place(x5: torch.Tensor, fold: int, offsets: tuple[int, ...],
+                      saved: list[torch.Tensor]) -> None:
+    """Undo :func:`_shift_in_place` exactly."""
+    t = x5.shape[1]
+    for g, off in enumerate(offsets):
+        v = x5[:, :, g * fold:(g + 1) * fold]
+        k = min(abs(off), t)
+        if off > 0:
+            for i in range(t - 1, k - 1, -1):
+                v[:, i].copy_(v[:, i - k])
+            v[:, :k].copy_(saved[g])
+        else:
+            for i in range(t - k):
+                v[:, i].copy_(v[:, i + k])
+            v[:, t - k:].copy_(saved[g])
+
+
 class _ShiftFunction(torch.autograd.Function):
     # The gradient of "read from t+k" is "send the gradient back to t+k", i.e. the same shift
     # with the offset negated; one pass instead of autograd's chain of slice backward ops (each
@@ -122,6 +167,13 @@ def temporal_shift(
     return _shift_eager(x, num_segments, fold, offsets)
 
 
+# Borrowing replaces one large copy by ~4T small ones; below this input size (about the size
+# where the copy stops being memory-bound) the copy is faster. Measured per shifted conv on
+# 2 cores: 26 MB and 13 MB inputs (ResNet-50 layer1/layer2 at 8x224^2) gain 0.9 and 0.4 ms,
+# 6 MB and smaller lose 0.1 ms (docs/benchmarks.md).
+BORROW_MIN_BYTES = 8 << 20
+
+
 class _Scratch(threading.local):
     """A per-thread CPU buffer that TemporalShift reuses for its output during inference.
 
@@ -158,10 +210,17 @@ class TemporalShift(nn.Module):
 
     The wrapped module is called ``net`` so that state-dict keys match the original TSM release
     (``layer1.0.conv1.net.weight``).
+
+    ``borrow_input``: during CPU inference, when ``net`` is a convolution and the input has at
+    least ``BORROW_MIN_BYTES``, shift the input tensor itself, run the conv, and shift it back,
+    instead of writing a shifted copy. That moves half as much data (see docs/benchmarks.md). The input holds shifted
+    values while the conv runs, so this is only for inputs no other thread reads meanwhile:
+    :func:`insert_temporal_shift` sets it where the input is an activation of the network's own
+    forward pass (ResNet residual placement, MobileNetV2).
     """
 
     def __init__(self, net: nn.Module, num_segments: int, fold_div: int = 8,
-                 direction: str = "bidirectional"):
+                 direction: str = "bidirectional", borrow_input: bool = False):
         super().__init__()
         _check_direction(direction)
         if num_segments < 1 or fold_div < 1:
@@ -170,6 +229,7 @@ class TemporalShift(nn.Module):
         self.num_segments = num_segments
         self.fold_div = fold_div
         self.direction = direction
+        self.borrow_input = borrow_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != "cpu" or torch.is_grad_enabled() or _scratch.busy or x.dim() != 4
@@ -177,6 +237,10 @@ class TemporalShift(nn.Module):
                 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
             return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+        if (self.borrow_input and isinstance(self.net, nn.Conv2d) and x.is_contiguous()
+                and x.numel() * x.element_size() >= BORROW_MIN_BYTES
+                and (torch.is_inference_mode_enabled() or not x.is_inference())):
+            return self._forward_borrowing(x)
         # CPU inference: shift into the reusable scratch buffer (see _Scratch). Without
         # autograd nothing keeps the shifted tensor once net has read it; busy guards against
         # a net that itself contains a shift.
@@ -193,8 +257,20 @@ class TemporalShift(nn.Module):
             _scratch.buf = None  # net returned (a view of) its input: hand the buffer over to it
         return y
 
+    def _forward_borrowing(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        x5 = x.view(nt // self.num_segments, self.num_segments, c, h, w)
+        fold, offsets = c // self.fold_div, _OFFSETS[self.direction]
+        saved = _shift_in_place(x5, fold, offsets)
+        try:
+            return self.net(x)  # a convolution: its output never aliases x
+        finally:
+            _unshift_in_place(x5, fold, offsets, saved)
+
     def extra_repr(self) -> str:
-        return f"num_segments={self.num_segments}, fold_div={self.fold_div}, direction={self.direction!r}"
+        borrow = ", borrow_input=True" if self.borrow_input else ""
+        return (f"num_segments={self.num_segments}, fold_div={self.fold_div}, "
+                f"direction={self.direction!r}{borrow}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,10 +329,10 @@ def insert_temporal_shift(
     if placement not in PLACEMENTS:
         raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")
 
-    def wrap(m: nn.Module) -> TemporalShift:
+    def wrap(m: nn.Module, borrow_input: bool = False) -> TemporalShift:
         if isinstance(m, TemporalShift):
             raise ValueError("the model already has a temporal shift at this position")
-        return TemporalShift(m, num_segments, fold_div, direction)
+        return TemporalShift(m, num_segments, fold_div, direction, borrow_input)
 
     if modules is not None:
         for name in modules:
@@ -270,7 +346,8 @@ def insert_temporal_shift(
         for parent, idx in blocks:
             block = parent[int(idx)]
             if placement == "residual":
-                block.conv1 = wrap(block.conv1)
+                # the block input is the previous block's output: safe to borrow
+                block.conv1 = wrap(block.conv1, borrow_input=True)
             else:
                 parent[int(idx)] = wrap(block)
         return model
@@ -281,7 +358,7 @@ def insert_temporal_shift(
             raise ValueError("MobileNetV2 supports only residual shift placement")
         for block in mb_blocks:
             expand = block.conv[0]  # Conv2dNormActivation: [Conv2d, BatchNorm2d, ReLU6]
-            expand[0] = wrap(expand[0])
+            expand[0] = wrap(expand[0], borrow_input=True)
         return model
 
     convs = [name for name, m in model.named_modules()
