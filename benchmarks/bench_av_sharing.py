@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -108,15 +107,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    print(f"# effvid AV sharing benchmark — {cpu}, "
-          f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    from _machine import describe_machine
+
+    print(f"# effvid AV sharing benchmark — {describe_machine()}")
     print(f"# transformers: 6 layers, width 768, 12 heads, FFN 3072, rank 128, mid fusion; CNNs: "
           f"{args.visual_cnn} / {args.audio_cnn}; train batch {args.batch} x {args.clips} clips x 16 frames "
           f"{args.size}x{args.size} + 1 s audio; AdamW (amsgrad)")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from _machine import describe_machine
 import torch.nn.functional as F
 
 from effvid.data import (build_dataset, collate_clips, make_synthetic_dataset, probe_video,
@@ -158,13 +158,7 @@ def main() -> None:
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
 
-    try:
-        load = "; 1-min load average %.1f" % os.getloadavg()[0]
-    except OSError:
-        load = ""
-    print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
-          f"cpus={os.cpu_count()} | python {platform.python_version()} | torch {torch.__version__} | "
-          f"av {av.__version__} | torch threads={torch.get_num_threads()}{load}")
+    print(f"machine: {describe_machine(f'av {av.__version__}')}")
     print(f"task: load one 8-segment TSN clip (segment centres, RGB uint8) from a 30 s 1280x720 "
           f"30 fps H.264 video; best of {args.repeats}")
     results = {}

@@ -17,8 +17,6 @@ other processes hits both sides alike. Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,26 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import describe_machine
 
 import effvid
 from effvid.models.online import OnlineRecognizer
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    import onnxruntime
-
-    return (f"{cpu}; {os.cpu_count()} logical CPUs; torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); onnxruntime {onnxruntime.__version__}; "
-            f"Python {platform.python_version()}; load average at start {load:.2f}")
 
 
 def calibrate(model: torch.nn.Module, size: int) -> None:
@@ -110,7 +92,9 @@ def main() -> int:
     frame = torch.randn(1, 3, size, size)
     window = torch.randn(1, args.window, 3, size, size)
 
-    print(f"machine: {machine()}")
+    import onnxruntime
+
+    print(f"machine: {describe_machine(f'onnxruntime {onnxruntime.__version__}')}")
     print(f"input {size}x{size}, batch 1, {k} classes, {args.repeats} interleaved repeats\n")
 
     # 1 and 3: PyTorch. Paired rounds (A then B), summarised by the median of the per-round

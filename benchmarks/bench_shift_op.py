@@ -15,13 +15,12 @@ Runs in about a minute on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
+from _machine import describe_machine
 
 from effvid.models.temporal_shift import temporal_shift
 
@@ -64,20 +63,6 @@ def fwd_only(fn, x: torch.Tensor, t: int) -> float:
     return elapsed
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
-            f"torch {torch.__version__}; Python {platform.python_version()}; {platform.system()}")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=9)
@@ -87,7 +72,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"shift: fold_div=8, bidirectional, T={args.segments}; {args.reps} interleaved reps, median")
     print(f"{'shape (N*T,C,H,W)':<22}{'pass':<10}{'effvid ms':>11}{'reference ms':>14}{'speed-up':>10}"
           f"{'target':>9}")

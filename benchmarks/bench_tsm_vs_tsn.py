@@ -21,37 +21,18 @@ Runs in about 2 minutes on 2 idle CPU cores (ResNet-50 at 8x224x224 is 33 GMACs 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
+from _machine import describe_machine
 
 import effvid
 from effvid.models.temporal_shift import shift_modules
 
 TARGET = 1.03
 DEFAULT_REPS = {"resnet50": 21, "mobilenet_v2": 41}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        load = "load average %.2f" % os.getloadavg()[0]
-    except OSError:
-        load = "load average unknown"
-    return (f"{cpu}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; {load}; "
-            f"torch {torch.__version__}; Python {platform.python_version()}; {platform.system()}")
 
 
 def _timed(model, x) -> float:
@@ -61,12 +42,12 @@ def _timed(model, x) -> float:
         return time.perf_counter() - start
 
 
-def _per_shift_times(model, x, repeats: int = 7) -> dict:
-    """Per shifted conv, on its real input shape (captured by hooks), the fastest of ``repeats``
-    interleaved runs of: the shift op alone, the conv alone (what TSN runs), shift-copy + conv,
-    and borrowing shift + conv + shift back. Summed over the network. Minimum times are robust
-    to preemption on a busy machine, so these sums show the shift's cost when whole-network
-    times are too noisy to."""
+def _per_shift_times(model, x, repeats: int = 21) -> dict:
+    """Per shifted conv, on its real input shape (captured by hooks), ``repeats`` interleaved
+    runs of: the shift op alone, the conv alone (what TSN runs), the shifted conv as effvid runs
+    it, and the shifted conv with ``borrow_input`` off (a shifted copy). The extra time over the
+    conv alone is taken per run (paired) and its median summed over the network: on a noisy
+    machine these sums show the shift's cost when whole-network times cannot."""
     inputs = []
     hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.append((mod, args[0].clone())))
              for m in shift_modules(model)]
@@ -74,40 +55,38 @@ def _per_shift_times(model, x, repeats: int = 7) -> dict:
         model(x)
     for h in hooks:
         h.remove()
-    from effvid.models.temporal_shift import temporal_shift
+    from effvid.models.temporal_shift import BORROW_MIN_BYTES, temporal_shift
 
     def run(fn):
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
 
-    from effvid.models.temporal_shift import BORROW_MIN_BYTES
-
-    totals = dict.fromkeys(("shift", "conv", "copy", "borrow"), 0.0)
-    totals["n_borrowing"] = sum(m.borrow_input and inp.numel() * inp.element_size() >= BORROW_MIN_BYTES
-                                for m, inp in inputs)
+    totals = {"shift": 0.0, "as_run": 0.0, "copy": 0.0, "borrow_wins": 0, "pairs": 0,
+              "n_borrowing": sum(m.borrow_input and inp.numel() * inp.element_size() >= BORROW_MIN_BYTES
+                                 for m, inp in inputs)}
     for mod, inp in inputs:
         flag = mod.borrow_input
-        variants = {
-            "shift": lambda: temporal_shift(inp, mod.num_segments, mod.fold_div, mod.direction),
-            "conv": lambda: mod.net(inp),
-            "copy": lambda: (_set_borrow(mod, False), mod(inp)),
-            "borrow": lambda: (_set_borrow(mod, True), mod(inp)),
-        }
-        best = dict.fromkeys(variants, float("inf"))
+
+        def copying():
+            mod.borrow_input = False
+            mod(inp)
+            mod.borrow_input = flag
+
+        variants = {"shift": lambda: temporal_shift(inp, mod.num_segments, mod.fold_div, mod.direction),
+                    "conv": lambda: mod.net(inp), "as_run": lambda: mod(inp), "copy": copying}
+        times = {name: [] for name in variants}
         with torch.inference_mode():
             for _ in range(repeats):
                 for name, fn in variants.items():
-                    best[name] = min(best[name], run(fn))
-        mod.borrow_input = flag
-        for name in best:
-            totals[name] += best[name]
+                    times[name].append(run(fn))
+        totals["shift"] += min(times["shift"])
+        for name in ("as_run", "copy"):
+            totals[name] += statistics.median(a - b for a, b in zip(times[name], times["conv"]))
+        if flag and inp.numel() * inp.element_size() >= BORROW_MIN_BYTES:
+            totals["borrow_wins"] += sum(a < b for a, b in zip(times["as_run"], times["copy"]))
+            totals["pairs"] += repeats
     return totals
-
-
-def _set_borrow(model, flag: bool) -> None:
-    for m in shift_modules(model) if not hasattr(model, "borrow_input") else [model]:
-        m.borrow_input = flag
 
 
 def bench(arch: str, reps: int, frames: int, size: int) -> dict:
@@ -125,7 +104,8 @@ def bench(arch: str, reps: int, frames: int, size: int) -> dict:
         order = ((tsm, t_tsm), (tsn, t_tsn)) if i % 2 == 0 else ((tsn, t_tsn), (tsm, t_tsm))
         for model, out in order:
             out.append(_timed(model, x))
-        _set_borrow(tsm, False)
+        for m in shift_modules(tsm):
+            m.borrow_input = False
         t_copy.append(_timed(tsm, x))
         for m, flag in zip(shift_modules(tsm), borrows):
             m.borrow_input = flag
@@ -141,9 +121,10 @@ def bench(arch: str, reps: int, frames: int, size: int) -> dict:
             "ratio_of_medians": m_tsm / m_tsn,
             "ratio_min": min(t_tsm) / min(t_tsn), "shift_ms": per_shift["shift"] * 1e3,
             "shift_ratio": (m_tsn + per_shift["shift"]) / m_tsn,
-            "borrow_implied": (m_tsn + per_shift["borrow"] - per_shift["conv"]) / m_tsn,
-            "copy_implied": (m_tsn + per_shift["copy"] - per_shift["conv"]) / m_tsn,
-            "per_shift_ms": {k: v * 1e3 for k, v in per_shift.items() if k != "n_borrowing"},
+            "as_run_implied": (m_tsn + per_shift["as_run"]) / m_tsn,
+            "copy_implied": (m_tsn + per_shift["copy"]) / m_tsn,
+            "as_run_extra_ms": per_shift["as_run"] * 1e3, "copy_extra_ms": per_shift["copy"] * 1e3,
+            "borrow_wins": per_shift["borrow_wins"], "pairs": per_shift["pairs"],
             "spread_tsm": (max(t_tsm) - min(t_tsm)) / m_tsm, "spread_tsn": (max(t_tsn) - min(t_tsn)) / m_tsn,
             "n_shifts": len(shift_modules(tsm)), "reps": reps,
             "borrowing": per_shift["n_borrowing"], "copy_ratio": statistics.median(copy_paired)}
@@ -161,7 +142,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"input: 1 clip x {args.frames} frames x 3 x {args.size} x {args.size}, eval, inference_mode; "
           "interleaved reps; TSM/TSN = median of the per-rep ratios")
     verdicts = []
@@ -172,7 +153,7 @@ def main(argv=None) -> int:
         ok = run_table(args, mode)
         verdicts.append(f"malloc {mode}: " + ("meets" if ok else "MISSES"))
     print(f"TSM/TSN target (<= {TARGET} on every model): " + "; ".join(verdicts))
-    print("'TSN+shift/TSN' is the ratio implied by timing the shift ops alone (fastest of 7 per op). "
+    print("'TSN+shift/TSN' is the ratio implied by timing the shift ops alone (fastest of 21 per op). "
           "With a load average above the core count, or a wide spread, the times are not meaningful.")
     return 0
 
@@ -189,10 +170,11 @@ def run_table(args, mode: str) -> bool:
               f"{'<= ' + str(TARGET):>9}{r['n_shifts']:>8}{r['shift_ms']:>10.1f}{r['shift_ratio']:>15.3f}")
         print(f"{'':<14}{r['borrowing']} of {r['n_shifts']} shifts borrow their input (>= 8 MB); with "
               f"borrow_input off (a shifted copy per block) TSM/TSN is {r['copy_ratio']:.3f}")
-        ps = r["per_shift_ms"]
-        print(f"{'':<14}shifted convs alone, fastest of 7, summed: conv {ps['conv']:.1f} ms; shift copy + conv "
-              f"{ps['copy']:.1f} ms; as effvid runs them (borrowing the large inputs) {ps['borrow']:.1f} ms -> implied "
-              f"TSM/TSN {r['borrow_implied']:.3f} as run, {r['copy_implied']:.3f} copying every input")
+        wins = (f"; borrowing beat copying in {r['borrow_wins']} of {r['pairs']} paired runs"
+                if r["pairs"] else "")
+        print(f"{'':<14}shifted convs one at a time, extra time over the conv alone (median of paired runs), "
+              f"summed: {r['as_run_extra_ms']:.1f} ms as run, {r['copy_extra_ms']:.1f} ms copying every input "
+              f"-> implied TSM/TSN {r['as_run_implied']:.3f} as run, {r['copy_implied']:.3f} copying{wins}")
         print(f"{'':<14}per-rep ratios: quartiles {r['ratio_q1']:.3f}..{r['ratio_q3']:.3f}; ratio of medians "
               f"{r['ratio_of_medians']:.3f}; fastest-run ratio {r['ratio_min']:.3f}; spread (max-min)/median: "
               f"TSM {r['spread_tsm']:.1%}, TSN {r['spread_tsn']:.1%}")

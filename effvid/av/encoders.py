@@ -81,16 +81,27 @@ class TorchvisionVideoEncoder(nn.Module):
         return self.net(clips)
 
 
+class _Bottleneck(nn.Module):
+    """The forward pass both bottlenecks share; subclasses build conv1-3, bn1-3, downsample."""
+
+    expansion = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
 # --------------------------------------------------------------------------------------------
 # Visual: slow-only 3D ResNet
 # --------------------------------------------------------------------------------------------
 
 
-class Bottleneck3D(nn.Module):
+class Bottleneck3D(_Bottleneck):
     """1×1×1 (or kt×1×1) → 1×3×3 → 1×1×1 bottleneck; temporal kernel only on the first conv,
     as in the SlowFast paper's slow pathway."""
-
-    expansion = 4
 
     def __init__(self, in_ch: int, width: int, *, stride: int = 1, temporal_kernel: int = 1):
         super().__init__()
@@ -107,13 +118,6 @@ class Bottleneck3D(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv3d(in_ch, out_ch, 1, stride=(1, stride, stride), bias=False), nn.BatchNorm3d(out_ch)
             )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 class ResNet3D(nn.Module):
@@ -165,9 +169,7 @@ class ResNet3D(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class Bottleneck2D(nn.Module):
-    expansion = 4
-
+class Bottleneck2D(_Bottleneck):
     def __init__(self, in_ch: int, width: int, *, stride: int = 1):
         super().__init__()
         out_ch = width * self.expansion
@@ -181,13 +183,6 @@ class Bottleneck2D(nn.Module):
         self.downsample = None
         if stride != 1 or in_ch != out_ch:
             self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 class AudioResNet(nn.Module):

@@ -26,6 +26,7 @@ wrapped conv has read it.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Iterable
 
@@ -89,23 +90,38 @@ def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[i
     return out.view(nt, c, h, w)
 
 
-def _shift_in_place(x5: torch.Tensor, fold: int, offsets: tuple[int, ...]) -> list[torch.Tensor]:
+def _edge_numel(x5: torch.Tensor, fold: int, offsets: tuple[int, ...]) -> int:
+    """Elements of the frames that :func:`_shift_in_place` pushes off the ends."""
+    n, t, _, h, w = x5.shape
+    return sum(n * min(abs(off), t) * fold * h * w for off in offsets)
+
+
+def _shift_in_place(x5: torch.Tensor, fold: int, offsets: tuple[int, ...],
+                    store: torch.Tensor) -> list[torch.Tensor]:
     """Apply the shift to x5 (N, T, C, H, W) itself, moving only the shifted channel groups
-    (a quarter of the data for fold_div 8). Returns the frames pushed off the ends, which
-    :func:`_unshift_in_place` needs to undo it. One frame at a time, in the order that never
-    overwrites a frame before it has been read."""
-    t = x5.shape[1]
-    saved = []
+    (a quarter of the data for fold_div 8). The frames pushed off the ends are kept in
+    ``store`` (flat, at least :func:`_edge_numel` elements); the returned views of it are what
+    :func:`_unshift_in_place` needs to undo the shift. One frame at a time, in the order that
+    never overwrites a frame before it has been read."""
+    n, t, _, h, w = x5.shape
+    saved, used = [], 0
+
+    def keep(frames: torch.Tensor) -> torch.Tensor:
+        nonlocal used
+        dst = store[used:used + frames.numel()].view(frames.shape)
+        used += frames.numel()
+        return dst.copy_(frames)
+
     for g, off in enumerate(offsets):
         v = x5[:, :, g * fold:(g + 1) * fold]
         k = min(abs(off), t)
         if off > 0:  # frame i takes frame i+k
-            saved.append(v[:, :k].clone())
+            saved.append(keep(v[:, :k]))
             for i in range(t - k):
                 v[:, i].copy_(v[:, i + k])
             v[:, t - k:].zero_()
         else:  # frame i takes frame i-k
-            saved.append(v[:, t - k:].clone())
+            saved.append(keep(v[:, t - k:]))
             for i in range(t - 1, k - 1, -1):
                 v[:, i].copy_(v[:, i - k])
             v[:, :k].zero_()
@@ -188,13 +204,13 @@ class _Scratch(threading.local):
     buf: torch.Tensor | None = None
     busy: bool = False
 
-    def take(self, like: torch.Tensor) -> torch.Tensor:
-        n = like.numel()
-        if self.buf is None or self.buf.dtype != like.dtype or self.buf.numel() < n:
+    def take(self, shape, dtype: torch.dtype) -> torch.Tensor:
+        n = math.prod(shape)
+        if self.buf is None or self.buf.dtype != dtype or self.buf.numel() < n:
             self.buf = None  # free the old one first
             with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode
-                self.buf = torch.empty(n, dtype=like.dtype)
-        return self.buf[:n].view(like.shape)
+                self.buf = torch.empty(n, dtype=dtype)
+        return self.buf[:n].view(shape)
 
 
 _scratch = _Scratch()
@@ -249,7 +265,7 @@ class TemporalShift(nn.Module):
         _scratch.busy = True
         try:
             shifted = _shift_eager(x, self.num_segments, x.shape[1] // self.fold_div, offsets,
-                                   out=_scratch.take(x))
+                                   out=_scratch.take(x.shape, x.dtype))
             y = self.net(shifted)
         finally:
             _scratch.busy = False
@@ -261,11 +277,17 @@ class TemporalShift(nn.Module):
         nt, c, h, w = x.shape
         x5 = x.view(nt // self.num_segments, self.num_segments, c, h, w)
         fold, offsets = c // self.fold_div, _OFFSETS[self.direction]
-        saved = _shift_in_place(x5, fold, offsets)
+        # the edge frames go into the scratch buffer (a fresh tensor would page-fault in)
+        _scratch.busy = True
         try:
-            return self.net(x)  # a convolution: its output never aliases x
+            saved = _shift_in_place(x5, fold, offsets,
+                                    _scratch.take((_edge_numel(x5, fold, offsets),), x.dtype))
+            try:
+                return self.net(x)  # a convolution: its output never aliases x
+            finally:
+                _unshift_in_place(x5, fold, offsets, saved)
         finally:
-            _unshift_in_place(x5, fold, offsets, saved)
+            _scratch.busy = False
 
     def extra_repr(self) -> str:
         borrow = ", borrow_input=True" if self.borrow_input else ""

@@ -1,0 +1,25 @@
+"""The one-line machine description every benchmark prints first, so results can be compared."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def describe_machine(*extra: str) -> str:
+    """CPU model, core count, torch threads, load average, library versions; ``extra`` appended."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        load = f"load average {os.getloadavg()[0]:.2f}"
+    except (OSError, AttributeError):
+        load = "load average unknown"
+    parts = [cpu, f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}", load,
+             f"torch {torch.__version__}", f"Python {platform.python_version()}", platform.system(), *extra]
+    return "; ".join(parts)
