@@ -223,8 +223,8 @@ def loader_vs_training(cache: Path, epochs: int = 2) -> None:
             step(batch)
             n_fed += batch["video"].shape[0]
     fed_rate = n_fed / (time.perf_counter() - t)
-    print(f"data loading vs training (synthetic 16-frame 64x64 mp4, 8 segments, train transform "
-          f"56 px, batch 8, 2 workers, tsm_resnet_tiny, SGD):")
+    print("data loading vs training (synthetic 16-frame 64x64 mp4, 8 segments, train transform "
+          "56 px, batch 8, 2 workers, tsm_resnet_tiny, SGD):")
     print(f"  DataLoader alone                    {loader_rate:8.0f} clips/s")
     print(f"  training steps on a batch in memory {compute_rate:8.0f} clips/s")
     print(f"  training fed by the DataLoader      {fed_rate:8.0f} clips/s "

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from effvid.av import (FactorizedLinear, TransformerLayer, build_transformers, create_av_model,
                        format_parameter_report, parameter_report)

@@ -15,7 +15,6 @@ import torch
 
 import effvid
 from effvid.models.tsm_checkpoint import (
-    TSMCheckpointError,
     convert_tsm_checkpoint,
     inspect_tsm_checkpoint,
     load_tsm_checkpoint,

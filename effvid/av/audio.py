@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from effvid.data.video import VideoDecodeError
@@ -350,7 +349,7 @@ class SpecAugment(nn.Module):
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return spec
-        lead, (n_mels, frames) = spec.shape[:-2], spec.shape[-2:]
+        n_mels, frames = spec.shape[-2:]
         x = spec.reshape(-1, n_mels, frames)
         n = x.shape[0]
         freq = self._masks(self.num_freq_masks, n_mels, self.freq_mask_param, n, x.device)

@@ -15,7 +15,6 @@ prediction, correct-pair prediction) can be built on top without changing the mo
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 

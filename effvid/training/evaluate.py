@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +11,13 @@ from torch import nn
 from .distributed import DistEnv, all_reduce_sum
 from .metrics import ClassificationMeter
 from .progress import progress_bar
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    """Mixed precision (bfloat16 autocast) on GPU when enabled; full precision elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def predict_views(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
@@ -29,13 +38,12 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *
     model.eval()
     meter = ClassificationMeter(num_classes)
     bad = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     for batch in progress_bar(loader, desc="eval", enabled=progress and env.is_main):
         bad.extend(batch["bad"])
         if len(batch["label"]) == 0:
             continue
         labels = batch["label"].to(device)
-        with autocast:
+        with autocast_for(device, amp):
             logits = predict_views(model, batch["video"].to(device)).float()
         meter.update(logits, labels, F.cross_entropy(logits, labels).item())
     meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())

@@ -17,7 +17,6 @@ import json
 import math
 import random
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..models.weights import atomic_replace, load_weights, save_weights
 from .config import TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, build_sampler,
                           init_distributed, set_sampler_epoch)
-from .evaluate import evaluate
+from .evaluate import autocast_for, evaluate
 from .metrics import ClassificationMeter
 from .progress import progress_bar
 
@@ -49,12 +48,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def autocast_for(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 class RunWriter:
