@@ -442,18 +442,9 @@ def test_grad_mode_forward_is_not_disturbed_by_a_later_inference_forward():
 
 
 # ----------------------------------------------------------------------------------------------
-# CPU inference with borrow_input: the conv reads the input shifted in place, which is then
-# shifted back
+# CPU inference with borrow_input: the conv reads the input shifted in place, whose moved
+# channel groups are then put back
 # ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def borrow_any_size(monkeypatch):
-    """Borrowing is only used for large inputs; the tests use small ones."""
-    import sys
-
-    # (effvid.models.temporal_shift is also the name of the function that package exports)
-    monkeypatch.setattr(sys.modules["effvid.models.temporal_shift"], "BORROW_MIN_BYTES", 0)
 
 
 def _borrowing_conv(c: int, t: int, fold_div: int, direction: str):
@@ -471,7 +462,7 @@ def _borrowing_conv(c: int, t: int, fold_div: int, direction: str):
 @pytest.mark.parametrize("n,t,c,fold_div", [(2, 4, 16, 8), (1, 3, 16, 4), (2, 5, 10, 4), (1, 1, 16, 8),
                                             (3, 2, 8, 2)])
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
-def test_borrowing_shift_is_exact_and_restores_the_input(direction, n, t, c, fold_div, mode, borrow_any_size):
+def test_borrowing_shift_is_exact_and_restores_the_input(direction, n, t, c, fold_div, mode):
     m, seen = _borrowing_conv(c, t, fold_div, direction)
     x = _labelled(n, t, c)
     before = x.clone()
@@ -485,7 +476,7 @@ def test_borrowing_shift_is_exact_and_restores_the_input(direction, n, t, c, fol
     assert torch.equal(x, before)  # and x holds its own values again
 
 
-def test_borrowing_restores_the_input_when_the_conv_raises(borrow_any_size):
+def test_borrowing_restores_the_input_when_the_conv_raises():
     conv = nn.Conv2d(16, 4, 1)
     conv.register_forward_pre_hook(lambda mod, args: (_ for _ in ()).throw(RuntimeError("conv failed")))
     m = TemporalShift(conv, 4, 8, borrow_input=True)
@@ -496,7 +487,7 @@ def test_borrowing_restores_the_input_when_the_conv_raises(borrow_any_size):
     assert torch.equal(x, before)
 
 
-def test_borrowing_falls_back_to_a_copy_where_it_cannot_modify_the_input(borrow_any_size):
+def test_borrowing_falls_back_to_a_copy_where_it_cannot_modify_the_input():
     # non-contiguous input; an inference tensor outside inference mode (read-only there);
     # autograd on; a wrapped module that is not a convolution (it could return its input)
     m, seen = _borrowing_conv(16, 4, 8, "bidirectional")
@@ -529,7 +520,7 @@ def test_insert_borrows_only_network_internal_inputs():
     assert not any(m.borrow_input for m in shift_modules(inplace) + shift_modules(generic))
 
 
-def test_borrowing_model_equals_copying_model_and_leaves_its_input_alone(borrow_any_size):
+def test_borrowing_model_equals_copying_model_and_leaves_its_input_alone():
     torch.manual_seed(0)
     model = effvid.create_model("tsm_resnet_tiny", num_classes=4, num_segments=4).eval()
     x = torch.randn(2, 4, 3, 32, 32)
@@ -541,15 +532,3 @@ def test_borrowing_model_equals_copying_model_and_leaves_its_input_alone(borrow_
         copied = model(x)
     assert torch.equal(x, before)
     assert torch.allclose(borrowed, copied, atol=1e-6)
-
-
-def test_small_inputs_are_copied_not_borrowed():
-    from effvid.models.temporal_shift import BORROW_MIN_BYTES
-
-    m, seen = _borrowing_conv(16, 4, 8, "bidirectional")
-    small = _labelled(2, 4, 16)
-    big = torch.randn(8, 16, 128, BORROW_MIN_BYTES // (8 * 16 * 128 * 8) + 1, dtype=torch.float64)
-    with torch.no_grad():
-        m(small)
-        m(big)
-    assert seen[0][0] != small.data_ptr() and seen[1][0] == big.data_ptr()

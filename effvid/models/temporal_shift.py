@@ -19,7 +19,7 @@ exports as real data movement. The backward pass is the same shift with the offs
 written as a custom autograd function so that it is one pass too.
 
 CPU inference (no autograd) avoids even that allocation: :class:`TemporalShift` writes the
-shifted tensor into a reused per-thread buffer, or, for large inputs that are the network's
+shifted tensor into a reused per-thread buffer, or, for inputs that are the network's
 own activations (``borrow_input``), shifts the input in place and shifts it back after the
 wrapped conv has read it.
 """
@@ -86,63 +86,9 @@ def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[i
             out[:, k:, lo:hi].copy_(x5[:, :t - k, lo:hi])
             out[:, :k, lo:hi].zero_()
     rest = len(offsets) * fold
-    out[:, :, rest:].copy_(x5[:, :, rest:])
+    if rest < c:  # (a borrowing TemporalShift passes only the shifted groups)
+        out[:, :, rest:].copy_(x5[:, :, rest:])
     return out.view(nt, c, h, w)
-
-
-def _edge_numel(x5: torch.Tensor, fold: int, offsets: tuple[int, ...]) -> int:
-    """Elements of the frames that :func:`_shift_in_place` pushes off the ends."""
-    n, t, _, h, w = x5.shape
-    return sum(n * min(abs(off), t) * fold * h * w for off in offsets)
-
-
-def _shift_in_place(x5: torch.Tensor, fold: int, offsets: tuple[int, ...],
-                    store: torch.Tensor) -> list[torch.Tensor]:
-    """Apply the shift to x5 (N, T, C, H, W) itself, moving only the shifted channel groups
-    (a quarter of the data for fold_div 8). The frames pushed off the ends are kept in
-    ``store`` (flat, at least :func:`_edge_numel` elements); the returned views of it are what
-    :func:`_unshift_in_place` needs to undo the shift. One frame at a time, in the order that
-    never overwrites a frame before it has been read."""
-    n, t, _, h, w = x5.shape
-    saved, used = [], 0
-
-    def keep(frames: torch.Tensor) -> torch.Tensor:
-        nonlocal used
-        dst = store[used:used + frames.numel()].view(frames.shape)
-        used += frames.numel()
-        return dst.copy_(frames)
-
-    for g, off in enumerate(offsets):
-        v = x5[:, :, g * fold:(g + 1) * fold]
-        k = min(abs(off), t)
-        if off > 0:  # frame i takes frame i+k
-            saved.append(keep(v[:, :k]))
-            for i in range(t - k):
-                v[:, i].copy_(v[:, i + k])
-            v[:, t - k:].zero_()
-        else:  # frame i takes frame i-k
-            saved.append(keep(v[:, t - k:]))
-            for i in range(t - 1, k - 1, -1):
-                v[:, i].copy_(v[:, i - k])
-            v[:, :k].zero_()
-    return saved
-
-
-def _unshift_in_place(x5: torch.Tensor, fold: int, offsets: tuple[int, ...],
-                      saved: list[torch.Tensor]) -> None:
-    """Undo :func:`_shift_in_place` exactly."""
-    t = x5.shape[1]
-    for g, off in enumerate(offsets):
-        v = x5[:, :, g * fold:(g + 1) * fold]
-        k = min(abs(off), t)
-        if off > 0:
-            for i in range(t - 1, k - 1, -1):
-                v[:, i].copy_(v[:, i - k])
-            v[:, :k].copy_(saved[g])
-        else:
-            for i in range(t - k):
-                v[:, i].copy_(v[:, i + k])
-            v[:, t - k:].copy_(saved[g])
 
 
 class _ShiftFunction(torch.autograd.Function):
@@ -183,15 +129,9 @@ def temporal_shift(
     return _shift_eager(x, num_segments, fold, offsets)
 
 
-# Borrowing replaces one large copy by ~4T small ones; below this input size (about the size
-# where the copy stops being memory-bound) the copy is faster. Measured per shifted conv on
-# 2 cores: 26 MB and 13 MB inputs (ResNet-50 layer1/layer2 at 8x224^2) gain 0.9 and 0.4 ms,
-# 6 MB and smaller lose 0.1 ms (docs/benchmarks.md).
-BORROW_MIN_BYTES = 8 << 20
-
-
 class _Scratch(threading.local):
-    """A per-thread CPU buffer that TemporalShift reuses for its output during inference.
+    """A per-thread CPU buffer that TemporalShift reuses during inference, for the shifted copy
+    or, when it borrows its input, for the channel groups it moves.
 
     With glibc malloc, every large CPU tensor is a fresh mmap whose pages fault in (and are
     zeroed by the kernel) on first write, and the shifted copy of a ResNet-50 block input is
@@ -227,10 +167,12 @@ class TemporalShift(nn.Module):
     The wrapped module is called ``net`` so that state-dict keys match the original TSM release
     (``layer1.0.conv1.net.weight``).
 
-    ``borrow_input``: during CPU inference, when ``net`` is a convolution and the input has at
-    least ``BORROW_MIN_BYTES``, shift the input tensor itself, run the conv, and shift it back,
-    instead of writing a shifted copy. That moves half as much data (see docs/benchmarks.md). The input holds shifted
-    values while the conv runs, so this is only for inputs no other thread reads meanwhile:
+    ``borrow_input``: during CPU inference, when ``net`` is a convolution, shift the input
+    tensor itself, run the conv, and put the input back, instead of writing a shifted copy.
+    Only the shifted channel groups (a quarter of the channels for fold_div 8) are saved and
+    moved, and the conv reads the activation that the previous layer has just left in the
+    cache rather than a copy (see docs/benchmarks.md). The input holds shifted values while
+    the conv runs, so this is only for inputs no other thread reads meanwhile:
     :func:`insert_temporal_shift` sets it where the input is an activation of the network's own
     forward pass (ResNet residual placement, MobileNetV2).
     """
@@ -254,7 +196,6 @@ class TemporalShift(nn.Module):
                 or torch.onnx.is_in_onnx_export()):
             return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
         if (self.borrow_input and isinstance(self.net, nn.Conv2d) and x.is_contiguous()
-                and x.numel() * x.element_size() >= BORROW_MIN_BYTES
                 and (torch.is_inference_mode_enabled() or not x.is_inference())):
             return self._forward_borrowing(x)
         # CPU inference: shift into the reusable scratch buffer (see _Scratch). Without
@@ -275,17 +216,17 @@ class TemporalShift(nn.Module):
 
     def _forward_borrowing(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
-        x5 = x.view(nt // self.num_segments, self.num_segments, c, h, w)
-        fold, offsets = c // self.fold_div, _OFFSETS[self.direction]
-        # the edge frames go into the scratch buffer (a fresh tensor would page-fault in)
+        offsets = _OFFSETS[self.direction]
+        fold = c // self.fold_div
+        moved = x[:, :len(offsets) * fold]  # the channel groups that the shift replaces
         _scratch.busy = True
         try:
-            saved = _shift_in_place(x5, fold, offsets,
-                                    _scratch.take((_edge_numel(x5, fold, offsets),), x.dtype))
+            saved = _scratch.take(moved.shape, x.dtype).copy_(moved)
+            _shift_eager(saved, self.num_segments, fold, offsets, out=moved)
             try:
                 return self.net(x)  # a convolution: its output never aliases x
             finally:
-                _unshift_in_place(x5, fold, offsets, saved)
+                moved.copy_(saved)
         finally:
             _scratch.busy = False
 
