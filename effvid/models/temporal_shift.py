@@ -20,8 +20,8 @@ written as a custom autograd function so that it is one pass too.
 
 CPU inference (no autograd) avoids even that allocation: :class:`TemporalShift` writes the
 shifted tensor into a reused per-thread buffer, or, for inputs that are the network's
-own activations (``borrow_input``), shifts the input in place and shifts it back after the
-wrapped conv has read it.
+own activations (``borrow_input``), saves the channel groups the shift replaces, shifts them in
+place, and puts them back after the wrapped conv has read the input.
 """
 
 from __future__ import annotations
