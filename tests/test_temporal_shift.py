@@ -532,3 +532,29 @@ def test_borrowing_model_equals_copying_model_and_leaves_its_input_alone():
         copied = model(x)
     assert torch.equal(x, before)
     assert torch.allclose(borrowed, copied, atol=1e-6)
+
+
+def test_borrowing_model_in_several_threads_matches_one_thread():
+    # borrowing writes only into each call's own activations and the calling thread's scratch
+    # buffer, so concurrent calls of one model give the results of sequential ones
+    import threading
+
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=4, num_segments=4).eval()
+    assert all(m.borrow_input for m in shift_modules(model))
+    xs = [torch.randn(2, 4, 3, 96, 96) for _ in range(4)]
+    with torch.inference_mode():
+        expected = [model(x) for x in xs]
+    results = {}
+
+    def run(i):
+        with torch.inference_mode():
+            results[i] = [model(xs[i]) for _ in range(10)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(4):
+        assert all(torch.equal(y, expected[i]) for y in results[i])
