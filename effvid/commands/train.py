@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data:
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
     result = train(cfg)
+    if not result["is_main"]:  # under torchrun, one process reports
+        return 0
     print(f"best val top-1 {100 * result['best_top1']:.1f}%; run folder: {result['output']} "
           f"(best.safetensors, last.safetensors, curves.png, confusion.png, tensorboard/)")
     return 0

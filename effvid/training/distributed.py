@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,30 @@ def init_distributed(device: str) -> DistEnv:
     return env
 
 
+class ShardSampler(Sampler[int]):
+    """Every world_size-th index, starting at rank: the processes see disjoint shards that
+    together are the dataset once. For evaluation, where DistributedSampler's padding (repeating
+    samples so that every process gets as many) would count some clips twice."""
+
+    def __init__(self, dataset, env: DistEnv):
+        self.indices = range(env.rank, len(dataset), env.world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 def build_sampler(dataset, env: DistEnv, *, shuffle: bool, seed: int):
-    """The one place that decides which samples this process sees, in which order."""
-    if env.distributed:
+    """The one place that decides which samples this process sees, in which order: shuffled
+    for training (every process gets as many batches, as DDP's lock-step needs), in order and
+    each sample exactly once for evaluation."""
+    if env.distributed and shuffle:
         return DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank,
-                                  shuffle=shuffle, seed=seed, drop_last=False)
+                                  shuffle=True, seed=seed, drop_last=False)
+    if env.distributed:
+        return ShardSampler(dataset, env)
     if shuffle:
         return RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     return SequentialSampler(dataset)
@@ -61,6 +80,15 @@ def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def any_process(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """Whether ``flag`` is true on any process (all processes must call it)."""
+    if not env.distributed:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def all_gather_objects(obj, env: DistEnv) -> list:

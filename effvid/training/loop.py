@@ -29,7 +29,7 @@ from ..data import collate_clips
 from ..models import create_model
 from ..models.weights import atomic_replace, load_weights, save_weights
 from .config import TrainConfig
-from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, build_sampler,
+from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, build_sampler,
                           init_distributed, set_sampler_epoch)
 from .evaluate import autocast_for, evaluate
 from .metrics import ClassificationMeter
@@ -162,8 +162,10 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
     bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and env.is_main)
     for i, batch in enumerate(bar):
         bad.extend(batch["bad"])
-        if len(batch["label"]) == 0:
-            continue  # every clip of this batch was unreadable
+        # A batch whose clips were all unreadable is skipped, by every process at once: DDP
+        # all-reduces in each backward, so a process that skipped alone would hang the others.
+        if any_process(len(batch["label"]) == 0, env, device):
+            continue
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * group["lr_mult"] * lr_factor(cfg, epoch * steps_per_epoch + i, steps_per_epoch)
         video = batch["video"].to(device, non_blocking=True)
@@ -290,4 +292,4 @@ def train(cfg: TrainConfig) -> dict:
     writer.close()
     final = history[-1] if history else {}
     return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
-            "last": final}
+            "last": final, "is_main": env.is_main}

@@ -1,0 +1,67 @@
+"""Training in two processes under torchrun (gloo on the CPU), as `effvid train` is run on
+several GPUs or machines: the processes stay in lock-step, evaluation counts every clip once,
+and only the main process writes the run folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from effvid.data.synthetic import make_synthetic_dataset
+from torch.utils.data import DistributedSampler
+
+from effvid.training.config import TrainConfig
+from effvid.training.distributed import DistEnv, ShardSampler, build_sampler
+from effvid.training.loop import build_datasets
+
+
+def test_evaluation_shards_cover_every_sample_once():
+    data = list(range(5))
+    shards = [list(build_sampler(data, DistEnv(rank, 2), shuffle=False, seed=0)) for rank in range(2)]
+    assert shards == [[0, 2, 4], [1, 3]]
+    assert isinstance(build_sampler(data, DistEnv(1, 2), shuffle=False, seed=0), ShardSampler)
+    assert list(build_sampler(data, DistEnv(), shuffle=False, seed=0)) == data
+
+
+def test_two_process_training_with_torchrun(tmp_path):
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=4,
+                           videos_per_class_val=3, num_frames=8, size=32, seed=1)
+    # 5 validation clips: a padding sampler would give each of 2 processes 3 and count one twice
+    sorted((data / "val" / "right").glob("*.mp4"))[0].unlink()
+    # an unreadable clip: with batch size 1 one process gets an empty batch while the other
+    # does not, and both must skip that step together
+    (data / "train" / "left" / "zero.mp4").write_bytes(b"")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "effvid", "train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4",
+           "--size", "32", "--scale-size", "32", "--no-flip", "--epochs", "2", "--batch-size", "1",
+           "--workers", "0", "--seed", "3", "--no-progress", "--output", str(out), "--device", "cpu"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"torchrun did not finish (processes out of lock-step?):\n{e.stdout}\n{e.stderr}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    # The training steps, rebuilt: 9 clips, shuffled and padded to 10 by DistributedSampler,
+    # 5 one-clip steps per process; a step is skipped by both when either has the bad clip.
+    train_set, _ = build_datasets(TrainConfig(data=str(data), model="tsm_resnet_tiny", num_segments=4))
+    bad_index = next(i for i, s in enumerate(train_set.samples) if s.path.endswith("zero.mp4"))
+    for epoch, h in enumerate(history):
+        assert h["val"]["count"] == 5  # every validation clip once, from both processes
+        assert [p.rsplit("/", 1)[1] for p, _ in h["bad_samples"]] == ["zero.mp4"]
+        orders = []
+        for rank in range(2):
+            sampler = DistributedSampler(train_set, num_replicas=2, rank=rank, shuffle=True, seed=3)
+            sampler.set_epoch(epoch)
+            orders.append(list(sampler))
+        skipped = sum(bad_index in step for step in zip(*orders))
+        assert skipped >= 1 and h["train"]["count"] == 2 * (5 - skipped), (h["train"], orders)
+    for name in ("config.json", "last.safetensors", "best.safetensors", "last_state.pt"):
+        assert (out / name).is_file(), name
+    # only the main process reports
+    assert proc.stdout.count("epoch 2/2:") == 1 and proc.stdout.count("best val top-1") == 1
