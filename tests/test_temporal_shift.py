@@ -395,24 +395,29 @@ def test_nested_shift_does_not_share_the_buffer():
     assert torch.equal(y, 2.0 * _expected(once, 2, 8, "bidirectional"))
 
 
-def test_threads_do_not_share_the_buffer():
+def _in_threads(fn, inputs: list) -> list:
+    """fn(x) for every x, each in its own thread, all at once, under inference mode."""
     import threading
 
-    m = TemporalShift(_Slow(), 4, 8)
-    xs = [torch.full((8, 16, 4, 4), float(i + 1)) + _labelled(2, 4, 16, 4, 4).float() for i in range(4)]
-    results = {}
+    results = [None] * len(inputs)
 
     def run(i):
         with torch.inference_mode():
-            results[i] = m(xs[i])
+            results[i] = fn(inputs[i])
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    for i in range(4):
-        assert torch.equal(results[i], _expected(xs[i], 4, 8, "bidirectional") + 1.0)
+    return results
+
+
+def test_threads_do_not_share_the_buffer():
+    m = TemporalShift(_Slow(), 4, 8)
+    xs = [torch.full((8, 16, 4, 4), float(i + 1)) + _labelled(2, 4, 16, 4, 4).float() for i in range(4)]
+    for x, y in zip(xs, _in_threads(m, xs)):
+        assert torch.equal(y, _expected(x, 4, 8, "bidirectional") + 1.0)
 
 
 class _Slow(nn.Module):
@@ -537,24 +542,12 @@ def test_borrowing_model_equals_copying_model_and_leaves_its_input_alone():
 def test_borrowing_model_in_several_threads_matches_one_thread():
     # borrowing writes only into each call's own activations and the calling thread's scratch
     # buffer, so concurrent calls of one model give the results of sequential ones
-    import threading
-
     torch.manual_seed(0)
     model = effvid.create_model("tsm_resnet_tiny", num_classes=4, num_segments=4).eval()
     assert all(m.borrow_input for m in shift_modules(model))
     xs = [torch.randn(2, 4, 3, 96, 96) for _ in range(4)]
     with torch.inference_mode():
         expected = [model(x) for x in xs]
-    results = {}
-
-    def run(i):
-        with torch.inference_mode():
-            results[i] = [model(xs[i]) for _ in range(10)]
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for i in range(4):
-        assert all(torch.equal(y, expected[i]) for y in results[i])
+    results = _in_threads(lambda x: [model(x) for _ in range(10)], xs)
+    for want, got in zip(expected, results):
+        assert all(torch.equal(y, want) for y in got)
