@@ -1,6 +1,6 @@
 """Training in two processes under torchrun (gloo on the CPU), as `effvid train` is run on
 several GPUs or machines: the processes stay in lock-step, evaluation counts every clip once,
-and only the main process writes the run folder."""
+only the main process writes the run folder, and a crashed run resumes exactly."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from effvid.data.synthetic import make_synthetic_dataset
 from torch.utils.data import DistributedSampler
 
 from effvid.training.config import TrainConfig
 from effvid.training.distributed import DistEnv, ShardSampler, build_sampler
+from effvid.models.weights import load_weights
 from effvid.training.loop import build_datasets
 
 
@@ -65,3 +67,43 @@ def test_two_process_training_with_torchrun(tmp_path):
         assert (out / name).is_file(), name
     # only the main process reports
     assert proc.stdout.count("epoch 2/2:") == 1 and proc.stdout.count("best val top-1") == 1
+
+    # The same run, crashed by the main process after its first epoch's checkpoint, then resumed
+    # with --resume, ends with the same weights.
+    driver = tmp_path / "driver.py"
+    driver.write_text(_CRASH_OR_RESUME)
+    half = tmp_path / "half"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    crashed = subprocess.run(torchrun + [str(driver), str(data), str(half), "crash"],
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode != 0 and "Crash after epoch 1" in crashed.stderr
+    assert len(json.loads((half / "history.json").read_text())) == 1
+    resumed = subprocess.run(torchrun + [str(driver), str(data), str(half), "resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout
+    a, _ = load_weights(out / "last.safetensors")
+    b, _ = load_weights(half / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# The configuration of the command above, as a script that can crash or resume.
+_CRASH_OR_RESUME = """
+import sys
+from effvid.training import loop
+from effvid.training.config import TrainConfig
+
+data, out, mode = sys.argv[1:]
+if mode == "crash":
+    plots = loop.RunWriter.plots
+
+    def plots_then_crash(self, history, classes):
+        plots(self, history, classes)
+        if self.enabled:  # the main process, after it has written everything of the epoch
+            raise RuntimeError(f"Crash after epoch {len(history)}")
+
+    loop.RunWriter.plots = plots_then_crash
+loop.train(TrainConfig(data=data, model="tsm_resnet_tiny", num_segments=4, size=32, scale_size=32,
+                       flip=False, epochs=2, batch_size=1, workers=0, seed=3, progress=False,
+                       device="cpu", output=out, resume=mode == "resume"))
+"""
