@@ -83,7 +83,7 @@ def _per_shift_times(model, x, repeats: int = 24) -> dict:
             for r in range(repeats):
                 # rotate the order: under glibc's defaults what ran just before (and freed
                 # what) changes the page faults of the next run, which must not favour one
-                for name in names[r % 4:] + names[:r % 4]:
+                for name in names[r % len(names):] + names[:r % len(names)]:
                     times[name].append(run(variants[name]))
         totals["shift"] += min(times["shift"])
         for name in ("as_run", "copy"):

@@ -163,7 +163,8 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
     for i, batch in enumerate(bar):
         bad.extend(batch["bad"])
         # A batch whose clips were all unreadable is skipped, by every process at once: DDP
-        # all-reduces in each backward, so a process that skipped alone would hang the others.
+        # all-reduces in each backward, so a process that skipped alone would pair its next
+        # step's gradients with the others' current ones (tests/test_distributed.py).
         if any_process(len(batch["label"]) == 0, env, device):
             continue
         for group in optimizer.param_groups:
