@@ -106,6 +106,14 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
     assert (tmp_path / "run" / "last.safetensors").is_file()
 
 
+def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path, capsys):
+    # stderr is not a terminal here, as in a log file or CI: the bar may write its first line
+    # and its last, not one line per batch (12 batches)
+    train(tiny_config(tiny_data, tmp_path / "run", epochs=1, batch_size=1, progress=True))
+    err = capsys.readouterr().err
+    assert err.count("epoch 1/1") <= 3, err
+
+
 @pytest.mark.slow
 def test_quickstart_tsm_learns_order_that_tsn_cannot(tmp_path, capsys):
     """The README's main job, end to end: left vs right, up vs down, grow vs shrink, where each

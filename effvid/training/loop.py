@@ -185,8 +185,10 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
         meter.update(logits, labels, loss.item())
         seen += len(labels)
         s = meter.summary()
+        # refresh=False: the bar redraws on its own schedule (every 30 s into a log), with a
+        # current batch count; refreshing here wrote one stale line per batch
         bar.set_postfix(loss=f"{s['loss']:.3f}", acc=f"{100 * s['top1']:.1f}",
-                        clips_s=f"{seen / (time.perf_counter() - start):.1f}")
+                        clips_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
     meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())
     return meter.summary(), bad
 
