@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from .data import TestTransform, VideoClipDataset, collate_clips
 from .models.weights import load_model
 from .training.evaluate import predict_views
+from .training.progress import progress_bar
 
 
 def load_recognizer(checkpoint: str | Path, num_segments: int | None = None):
@@ -35,14 +36,19 @@ def test_dataset(samples, meta: dict, *, num_segments: int, size: int | None = N
 
 @torch.no_grad()
 def predict_paths(model, dataset: VideoClipDataset, *, batch_size: int = 4, workers: int = 0,
-                  device: str | torch.device = "cpu"):
-    """Yield (path, probabilities) for readable videos and (path, error) for unreadable ones."""
+                  device: str | torch.device = "cpu", progress: bool = False):
+    """Yield (path, probabilities) for readable videos and (path, error) for unreadable ones,
+    in the dataset's order."""
     device = torch.device(device)
     model.to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips)
-    for batch in loader:
+    for k, batch in enumerate(progress_bar(loader, desc="predict", enabled=progress)):
+        results = {}  # path -> outputs; collate_clips separates the good clips from the bad
         for path, reason in batch["bad"]:
-            yield path, reason
+            results.setdefault(path, []).append(reason)
         if len(batch["path"]):
             probs = predict_views(model, batch["video"].to(device)).float().softmax(dim=1).cpu()
-            yield from zip(batch["path"], probs)
+            for path, p in zip(batch["path"], probs):
+                results.setdefault(path, []).append(p)
+        for sample in dataset.samples[k * batch_size:(k + 1) * batch_size]:
+            yield sample.path, results[sample.path].pop(0)

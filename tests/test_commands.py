@@ -48,11 +48,15 @@ def test_predict_json_and_bad_file(trained, tmp_path, capsys):
     video = sorted((data / "val" / "left").glob("*.mp4"))[0]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 10)
-    assert main(["predict", str(video), str(broken), "-c", str(ckpt), "--json", "-", "-k", "2"]) == 0
+    # two decoding processes: results still come in the order the videos were given
+    assert main(["predict", str(video), str(broken), "-c", str(ckpt), "--json", "-", "-k", "2",
+                 "--workers", "2"]) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
+    assert [r["video"] for r in results] == [str(video), str(broken)]
     good = [r for r in results if "top" in r]
     assert len(good) == 1 and good[0]["video"] == str(video)
+    assert "predict" in captured.err  # the progress bar
     labels = [t["label"] for t in good[0]["top"]]
     assert sorted(labels) == ["grow", "left"]
     scores = [t["score"] for t in good[0]["top"]]

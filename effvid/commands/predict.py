@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
                            num_clips=args.clips, num_crops=args.crops, twice=args.twice)
     failures = 0
     results = []
-    for path, out in predict_paths(model, dataset, batch_size=args.batch_size, device=args.device):
+    # Text output streams one result per video; for JSON a progress bar (stderr) shows the work.
+    for path, out in predict_paths(model, dataset, batch_size=args.batch_size, workers=args.workers,
+                                   device=args.device, progress=bool(args.json) and not args.quiet):
         if isinstance(out, str):
             failures += 1
             print(f"effvid predict: cannot read {path}: {out}", file=sys.stderr)
@@ -68,5 +70,7 @@ def register(sub) -> None:
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--num-segments", type=int, default=None, help="frames per clip (default: as trained)")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: decode in this one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.set_defaults(func=run)
