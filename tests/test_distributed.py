@@ -68,8 +68,8 @@ def test_two_process_training_with_torchrun(tmp_path):
     # only the main process reports
     assert proc.stdout.count("epoch 2/2:") == 1 and proc.stdout.count("best val top-1") == 1
 
-    # The same run, crashed by the main process after its first epoch's checkpoint, then resumed
-    # with --resume, ends with the same weights.
+    # The same run, without a seed, crashed by the main process after its first epoch's
+    # checkpoint, then resumed, ends with the same weights.
     driver = tmp_path / "driver.py"
     driver.write_text(_CRASH_OR_RESUME)
     half = tmp_path / "half"
@@ -89,11 +89,16 @@ def test_two_process_training_with_torchrun(tmp_path):
 
 # The configuration of the command above, as a script that can crash or resume.
 _CRASH_OR_RESUME = """
-import sys
+import os, sys, time, types
 from effvid.training import loop
 from effvid.training.config import TrainConfig
 
 data, out, mode = sys.argv[1:]
+# No seed given: the run takes rank 0's clock (3, the seed of the run it is compared with),
+# which the other process must adopt, and the resumed run its first run's seed, whatever the
+# clock says by then.
+clock = 3.0 + 1000 * int(os.environ["RANK"]) if mode == "crash" else 77.0
+loop.time = types.SimpleNamespace(time=lambda: clock, perf_counter=time.perf_counter)
 if mode == "crash":
     plots = loop.RunWriter.plots
 
@@ -104,6 +109,6 @@ if mode == "crash":
 
     loop.RunWriter.plots = plots_then_crash
 loop.train(TrainConfig(data=data, model="tsm_resnet_tiny", num_segments=4, size=32, scale_size=32,
-                       flip=False, epochs=2, batch_size=1, workers=0, seed=3, progress=False,
+                       flip=False, epochs=2, batch_size=1, workers=0, seed=None, progress=False,
                        device="cpu", output=out, resume=mode == "resume"))
 """

@@ -91,6 +91,39 @@ def test_run_folder_and_resume_is_exact(tiny_data, tmp_path, monkeypatch):
     assert resumed["history"][1]["train"]["loss"] == pytest.approx(full["history"][1]["train"]["loss"])
 
 
+def test_crash_between_checkpoint_files_resumes_exactly_without_a_seed(tiny_data, tmp_path, monkeypatch):
+    # The run dies while writing epoch 2's checkpoint: last.safetensors is already epoch 2's,
+    # last_state.pt still epoch 1's. The resume must continue from epoch 1's weights, not mix
+    # epoch 2's weights with epoch 1's optimizer, and with the first run's clock seed.
+    from effvid.training import loop
+
+    real_state = loop.RunWriter.state
+    calls = []
+
+    def state_crashing_at_epoch_2(self, state, name):
+        calls.append(state["epoch"])
+        if state["epoch"] == 1:
+            raise Crash()
+        real_state(self, state, name)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(loop.RunWriter, "state", state_crashing_at_epoch_2)
+    monkeypatch.setattr(loop.time, "time", lambda: 1234.5)
+    with pytest.raises(Crash):
+        train(tiny_config(tiny_data, run, seed=None))
+    assert calls == [0, 1] and load_weights(run / "last.safetensors")[1]["epoch"] == 2
+    monkeypatch.setattr(loop.RunWriter, "state", real_state)
+    monkeypatch.setattr(loop.time, "time", lambda: 999.0)  # a later clock: a different seed
+    resumed = train(tiny_config(tiny_data, run, seed=None, resume=True))
+    assert resumed["seed"] == 1234 and [h["epoch"] for h in resumed["history"]] == [0, 1]
+    full = train(tiny_config(tiny_data, tmp_path / "full", seed=1234))
+    a, _ = load_weights(tmp_path / "full" / "last.safetensors")
+    b, _ = load_weights(run / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert resumed["history"][1]["train"]["loss"] == pytest.approx(full["history"][1]["train"]["loss"])
+
+
 def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)

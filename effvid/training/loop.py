@@ -98,6 +98,24 @@ class RunWriter:
             self.tb.close()
 
 
+def load_resume_state(folder: Path) -> dict | None:
+    """The last completed epoch's training state in ``folder``, or None if there is none."""
+    path = folder / "last_state.pt"
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+
+
+def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
+    """The run's seed: a resumed run's own, else ``cfg.seed``, else the clock's; the same on
+    every process (the training shards are permutations that must agree)."""
+    if resume is not None:
+        return int(resume["seed"])
+    if cfg.seed is not None:
+        return cfg.seed
+    return int(all_gather_objects(int(time.time()), env)[0])  # rank 0's clock
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (or AdamW); the new classifier learns faster (TSM: 5x weight, 10x
     bias); no weight decay on BatchNorm parameters and biases."""
@@ -201,9 +219,10 @@ def train(cfg: TrainConfig) -> dict:
     if env.distributed and device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
-    seed = cfg.seed if cfg.seed is not None else int(time.time())
-    seed_everything(seed)  # model initialisation: the same on every process
     out = Path(cfg.output)
+    resume = load_resume_state(out) if cfg.resume else None
+    seed = run_seed(cfg, env, resume)
+    seed_everything(seed)  # model initialisation: the same on every process
     writer = RunWriter(out, env)
     writer.text("config.json", cfg.to_json())
 
@@ -243,13 +262,11 @@ def train(cfg: TrainConfig) -> dict:
     # 4. resume
     history: list[dict] = []
     start_epoch, best = 0, -1.0
-    if cfg.resume and (out / "last_state.pt").exists():
-        state = torch.load(out / "last_state.pt", map_location="cpu", weights_only=True)
-        weights, _ = load_weights(out / "last.safetensors")
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        history = json.loads(state["history"])
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        start_epoch, best = resume["epoch"] + 1, resume["best"]
+        history = json.loads(resume["history"])
         if env.is_main:
             print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     elif cfg.resume and env.is_main:
@@ -279,8 +296,11 @@ def train(cfg: TrainConfig) -> dict:
         writer.weights(model, "last.safetensors", metadata | {"epoch": epoch + 1})
         if is_best:
             writer.weights(model, "best.safetensors", metadata | {"epoch": epoch + 1})
-        writer.state({"optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
-                      "history": json.dumps(history)}, "last_state.pt")
+        # The commit point of the epoch: the state holds everything a resume needs (the
+        # weights too), so a crash between any two of these writes cannot mix two epochs.
+        writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history)},
+                     "last_state.pt")
         writer.text("history.json", json.dumps(history, indent=1))
         writer.plots(history, classes)
         if env.is_main:
@@ -295,4 +315,4 @@ def train(cfg: TrainConfig) -> dict:
     writer.close()
     final = history[-1] if history else {}
     return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
-            "last": final, "is_main": env.is_main}
+            "last": final, "seed": seed, "is_main": env.is_main}
