@@ -1,4 +1,6 @@
 import pickle
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -240,3 +242,20 @@ def test_truncated_files(tmp_path, index_videos):
     assert 2 <= got[2] < 23
     full = read_all_frames(cut)
     assert got[2] == indices_of(full)[-1]
+
+
+def test_small_hevc_frames_encode(tmp_path):
+    # libx265's CU-tree corrupted the heap on 40 and 48 px frames, and the process aborted.
+    # A subprocess, so that a regression fails this test instead of killing the test run.
+    script = f"""
+import numpy as np
+from effvid.data import write_video, read_all_frames
+for size in (40, 48):
+    for seed in range(3):
+        frames = np.random.default_rng(seed).integers(0, 256, (12, size, size, 3), dtype=np.uint8)
+        path = write_video(r"{tmp_path}/s%d_%d.mkv" % (size, seed), frames, codec="libx265")
+        assert tuple(read_all_frames(path).shape) == (12, size, size, 3), path
+print("done")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]

@@ -611,6 +611,10 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
             opts["preset"] = preset
         if codec == "libx265":
             opts["x265-params"] = "log-level=error"
+            if min(h, w) < 64:
+                # x265's CU-tree (a lookahead that spreads bits across frames) corrupts the heap
+                # on some small frames, e.g. 40 or 48 px sides: the process aborts in free()
+                opts["x265-params"] += ":cutree=0"
     elif codec in ("libvpx-vp9", "libvpx"):
         if crf is not None:
             opts.update({"crf": str(max(crf, 4)), "b": "0"})
