@@ -14,6 +14,7 @@ from effvid.models import create_model
 from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
 from effvid.training.loop import lr_factor, train
+from effvid.training.metrics import per_class_report
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,12 @@ def test_config_rejects_bad_values():
         TrainConfig(data="x", shift_direction="sideways")
     with pytest.raises(ValueError, match="unknown config keys: bogus"):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_per_class_report():
+    confusion = [[3, 1, 0], [0, 0, 0], [1, 1, 2]]  # class b has no samples
+    assert per_class_report(confusion, ["a", "b", "c"]) == "a 75.0%, c 50.0%"
+    assert per_class_report(confusion, ["a", "b", "c"], limit=1) == "lowest 1 of 3: c 50.0%"
 
 
 def test_lr_schedule_values():
@@ -136,6 +143,8 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
     assert {p.rsplit("/", 1)[1] for p in bad} == {"zero.mp4", "truncated.mp4", "garbage.mp4"}
     out = capsys.readouterr().out
     assert "skipped 3 unreadable video(s)" in out and "garbage.mp4" in out
+    (left, right), = [result["history"][0]["val"]["per_class"]]
+    assert f"val top-1 per class: left {100 * left:.1f}%, right {100 * right:.1f}%\n" in out
     assert (tmp_path / "run" / "last.safetensors").is_file()
 
 

@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, build_sampler,
                           init_distributed, set_sampler_epoch)
 from .evaluate import autocast_for, evaluate
-from .metrics import ClassificationMeter
+from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
 
 
@@ -293,6 +293,7 @@ def train(cfg: TrainConfig) -> dict:
         best = max(best, val_stats["top1"])
         writer.scalars("train", train_stats, epoch)
         writer.scalars("val", {k: v for k, v in val_stats.items() if k != "confusion"}, epoch)
+        writer.scalars("val_per_class", dict(zip(classes, val_stats["per_class"])), epoch)
         writer.weights(model, "last.safetensors", metadata | {"epoch": epoch + 1})
         if is_best:
             writer.weights(model, "best.safetensors", metadata | {"epoch": epoch + 1})
@@ -308,6 +309,7 @@ def train(cfg: TrainConfig) -> dict:
                   f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
                   + (f" top5 {100 * val_stats['top5']:.1f}%" if "top5" in val_stats else "")
                   + f" | {record['seconds']:.0f}s" + (" | best" if is_best else ""))
+            print("  val top-1 per class: " + per_class_report(val_stats["confusion"], classes))
             if bad:
                 print(f"  skipped {len(bad)} unreadable video(s) this epoch:")
                 for path, reason in bad:

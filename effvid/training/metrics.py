@@ -46,3 +46,15 @@ class ClassificationMeter:
         out = {f"top{k}": self.hits[k] / n for k in self.topk}
         out.update(loss=self.loss_sum / n, count=self.count, per_class=per_class)
         return out
+
+
+def per_class_report(confusion: list[list[int]], classes: list[str], limit: int = 10) -> str:
+    """Top-1 accuracy per class, from a confusion matrix (rows: true class), as one line: every
+    class when there are at most ``limit``, else the ``limit`` lowest. Classes without
+    samples are left out."""
+    rows = [(name, row[i] / sum(row)) for i, (name, row) in enumerate(zip(classes, confusion)) if sum(row)]
+    head = ""
+    if len(rows) > limit:
+        rows = sorted(rows, key=lambda r: r[1])[:limit]
+        head = f"lowest {limit} of {len(classes)}: "
+    return head + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in rows)
