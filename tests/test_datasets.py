@@ -109,6 +109,7 @@ def test_list_files(tmp_path, index_root):
     ("a/a0.mp4 0\na/a1.mp4 cat\n", "line 2"),         # mixed label kinds
     ("a/a0.mp4 5\n", "line 1: label 5 out of range"),  # with classes given below
     ("a/a0.txt 0\n", "line 1.*a0.txt"),                # unknown extension
+    ("a 24 0\n", "line 1.*not folders of extracted frames"),  # original TSM list of frame folders
 ])
 def test_list_file_errors(tmp_path, index_root, content, match):
     lst = tmp_path / "bad.txt"
@@ -136,6 +137,10 @@ def test_folder_errors(tmp_path, index_root):
     with pytest.raises(ValueError, match="clip.gif"):
         scan_class_folders(index_root)
     (index_root / "c" / "clip.gif").unlink()
+    (index_root / "c" / "img_00001.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ValueError, match="img_00001.jpg.*not folders of extracted frames"):
+        scan_class_folders(index_root)
+    (index_root / "c" / "img_00001.jpg").unlink()
     (index_root / "c").rmdir()
     (index_root / "a" / ".DS_Store").write_bytes(b"x")  # hidden files are ignored
     assert len(scan_class_folders(index_root)[0]) == 5

@@ -57,9 +57,15 @@ class BadSample:
 
 
 def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
-    if path.suffix.lower() not in extensions:
-        raise ValueError(f"{where}: unsupported video extension {path.suffix!r} for {str(path)!r} "
-                         f"(expected one of {', '.join(extensions)})")
+    if path.suffix.lower() in extensions:
+        return
+    hint = ""
+    if path.is_dir() or path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        # the lists and folders made for the original TSM code point at extracted frames
+        hint = ("; effvid decodes video files, not folders of extracted frames: point it at the "
+                "videos themselves")
+    raise ValueError(f"{where}: unsupported video extension {path.suffix!r} for {str(path)!r} "
+                     f"(expected one of {', '.join(extensions)}){hint}")
 
 
 def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
