@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from effvid.data import (build_dataset, collate_clips, make_synthetic_dataset, probe_video,
                          read_frames, segment_indices, write_video)
+from effvid.data.video import frame_to_rgb
 
 TARGET = 5.0
 
@@ -70,12 +71,12 @@ def full_decode_pick(path, indices, convert_all: bool, thread_type: str) -> np.n
         s.thread_type = thread_type
         want, out = set(indices), {}
         for i, frame in enumerate(c.decode(s)):
-            if convert_all:  # what a "read the whole video, then index" loader does
+            if convert_all:  # what a "read the whole video, then index" loader does (to_rgb per frame)
                 arr = frame.to_ndarray(format="rgb24")
                 if i in want:
                     out[i] = arr
-            elif i in want:
-                out[i] = frame.to_ndarray(format="rgb24")
+            elif i in want:  # the lower bound: converted as effvid converts
+                out[i] = frame_to_rgb(frame)
     return np.stack([out[i] for i in indices])
 
 

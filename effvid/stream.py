@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .data.transforms import TestTransform
-from .data.video import VIDEO_EXTENSIONS
+from .data.video import VIDEO_EXTENSIONS, frame_to_rgb
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -130,7 +130,7 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
                 t = float(frame.time)
             else:
                 t = index / fps
-            yield t, frame.to_ndarray(format="rgb24")
+            yield t, frame_to_rgb(frame)
             index += 1
         if index == 0:
             raise StreamError(f"{source}: no frames could be decoded")

@@ -259,3 +259,14 @@ print("done")
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_frame_to_rgb_matches_pyav_conversion(index_videos):
+    # one reused swscale context per thread must give PyAV's own per-frame conversion, across
+    # pixel formats (a format change sets the context up again) and with resizing
+    for key in ("mp4_h264", "mov_mjpeg", "mp4_gray", "mp4_h264"):
+        with av.open(str(index_videos[key])) as c:
+            for frame in c.decode(video=0):
+                np.testing.assert_array_equal(video_mod.frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
+                np.testing.assert_array_equal(video_mod.frame_to_rgb(frame, 32, 24),
+                                              frame.to_ndarray(format="rgb24", width=32, height=24))
