@@ -270,3 +270,33 @@ def test_frame_to_rgb_matches_pyav_conversion(index_videos):
                 np.testing.assert_array_equal(video_mod.frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
                 np.testing.assert_array_equal(video_mod.frame_to_rgb(frame, 32, 24),
                                               frame.to_ndarray(format="rgb24", width=32, height=24))
+
+
+def test_frame_conversion_in_forked_workers(index_videos, tmp_path):
+    # The parent converts frames of one size, then forked DataLoader workers convert frames of
+    # another: an inherited swscale context with a thread pool hung the workers. Subprocess
+    # with a timeout, so that a hang fails this test instead of stalling the run.
+    small = tmp_path / "small.mp4"
+    script = f"""
+import numpy as np, torch
+from effvid.data import read_frames, write_video
+write_video(r"{small}", np.full((6, 32, 32, 3), 90, np.uint8))
+big = read_frames(r"{index_videos['mp4_h264']}", [0, 5])  # 64x48, in the parent
+
+class Clips(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        return read_frames(r"{small}", [i])
+
+loader = torch.utils.data.DataLoader(Clips(), batch_size=2, num_workers=2,
+                                     multiprocessing_context="fork")
+frames = torch.cat(list(loader))
+assert frames.shape == (4, 1, 32, 32, 3) and abs(frames.float().mean() - 90) < 3, frames.float().mean()
+print("done", tuple(big.shape))
+"""
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("DataLoader workers hung converting frames after fork")
+    assert proc.returncode == 0 and "done (2, 48, 64, 3)" in proc.stdout, proc.stderr[-2000:]
