@@ -44,6 +44,21 @@ def test_sparse_decode_returns_the_requested_frames(index_videos, key):
     assert torch.equal(got, full[idx])  # bit-identical to the sequential decode
 
 
+def test_indices_chosen_from_the_probed_info(index_videos):
+    # one opening: the file is probed, then indices are chosen from its length (TSN segments)
+    path = index_videos["mkv_hevc"]
+    seen = []
+
+    def last_and_middle(info):
+        seen.append(info.num_frames)
+        return [info.num_frames - 1, info.num_frames // 2]
+
+    got = read_frames(path, last_and_middle)
+    assert seen == [N_FRAMES] and indices_of(got) == [N_FRAMES - 1, N_FRAMES // 2]
+    with pytest.raises(ValueError, match="negative frame index"):
+        read_frames(path, lambda info: [-1])
+
+
 @pytest.mark.parametrize("thread_type", ["SLICE", "FRAME", "AUTO"])
 def test_every_decoder_threading_mode_gives_the_same_frames(index_videos, thread_type):
     for key in ("mp4_h264", "mkv_hevc"):

@@ -28,7 +28,7 @@ import torch
 
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform
-from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, probe_video, read_frames
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, read_frames
 
 __all__ = [
     "VideoSample",
@@ -253,14 +253,16 @@ class VideoClipDataset(torch.utils.data.Dataset):
         sample = self.samples[i]
         seed = int(torch.randint(0, 2**62, (1,)).item())
         rng = np.random.default_rng(seed)
+        clips: list[list[int]] = []
+
+        def choose(info: VideoInfo) -> list[int]:  # called once the file is open and probed
+            self._info[sample.path] = info
+            clips.extend(self.clip_indices(info.num_frames, rng))
+            return [j for c in clips for j in c]
+
         try:
-            info = self._info.get(sample.path)
-            if info is None:
-                info = probe_video(sample.path)
-                self._info[sample.path] = info
-            clips = self.clip_indices(info.num_frames, rng)
-            flat = [j for c in clips for j in c]
-            frames = read_frames(sample.path, flat, info)  # one pass over the file for all clips
+            # one opening of the file: probe (unless cached), then one pass for all clips
+            frames = read_frames(sample.path, choose, self._info.get(sample.path))
         except (VideoDecodeError, OSError) as e:
             return BadSample(sample.path, str(e))
         views = []

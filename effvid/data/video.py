@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import av
 import numpy as np
@@ -455,13 +455,24 @@ def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
     return out
 
 
-def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo | None = None,
+def _check_indices(indices: Iterable[int], path) -> list[int]:
+    idx = [int(i) for i in indices]
+    if any(i < 0 for i in idx):
+        raise ValueError(f"negative frame index in {idx} for {str(path)!r}")
+    return idx
+
+
+def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[VideoInfo], Iterable[int]],
+                info: VideoInfo | None = None,
                 *, seek_ahead_frames: int | None = None, skip_nonref: bool = True,
                 thread_type: str = "SLICE", stats: dict | None = None) -> torch.Tensor:
     """Decode the frames at ``indices`` from ``path`` as a uint8 tensor (T, H, W, 3), RGB, upright.
 
     Indices may be unsorted and repeated; the output follows their order. Indices past
     the end (or past where a truncated file stops) give the last decodable frame.
+    ``indices`` may also be a function of the file's :class:`VideoInfo` (e.g. to place TSN
+    segments): without ``info`` the file is then probed and read in one opening, about half
+    the time of :func:`probe_video` followed by a read for short clips.
     ``seek_ahead_frames``: when the container has no full keyframe index (mkv/webm),
     seek rather than decode forward if the next target is more than this many frames
     ahead (default: 2 s of video). ``skip_nonref`` lets the decoder drop
@@ -470,14 +481,15 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], info: VideoInfo
     ``thread_type``: PyAV decoder threading ("SLICE", "FRAME" or "AUTO"; see ``_open``).
     Raises FileNotFoundError, or VideoDecodeError only if no frame could be decoded.
     """
-    idx = [int(i) for i in indices]
-    if any(i < 0 for i in idx):
-        raise ValueError(f"negative frame index in {idx} for {str(path)!r}")
+    if not callable(indices):
+        idx = _check_indices(indices, path)
     container = _open(path, thread_type)
     try:
         if info is None:
             info = _probe_open(container, str(path))
             container.seek(0)
+        if callable(indices):
+            idx = _check_indices(indices(info), path)
         stream = container.streams.video[0]
         if not idx:
             return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8)
