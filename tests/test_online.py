@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import effvid
-from effvid.models import Recognizer, insert_temporal_shift
+from effvid.models import Recognizer, TemporalShift, insert_temporal_shift
 from effvid.models.online import OnlineRecognizer, OnlineStep, check_causal, to_online_step
 from effvid.models.temporal_shift import set_shift_segments, shift_modules
 
@@ -185,13 +185,13 @@ def test_generic_insertion_rule_backbone():
         nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
         nn.Conv2d(16, 4, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(4, 8, 1), nn.ReLU(),  # 4 // 8 == 0 channels to shift: left as is
+        nn.Conv2d(4, 8, 1), nn.ReLU(),  # 4 // 8 == 0 channels to shift: not wrapped
         nn.AdaptiveAvgPool2d(1), nn.Flatten())
     insert_temporal_shift(backbone, num_segments=4, direction="causal")
-    assert len(shift_modules(backbone)) == 3
+    assert len(shift_modules(backbone)) == 2 and not isinstance(backbone[7], TemporalShift)
     model = _randomise(Recognizer(backbone, 8, num_classes=3, num_segments=4, dropout=0.0), size=16)
     online = OnlineRecognizer.from_model(model)
-    assert online.num_caches == 2  # the two 16-channel inputs; the 4-channel one is skipped
+    assert online.num_caches == 2  # the two 16-channel inputs
     video = torch.randn(2, 4, 3, 16, 16)
     with torch.no_grad():
         expected = model.frame_logits(video)

@@ -198,6 +198,11 @@ def test_resnet101_every_other_block():
         flags = [isinstance(b.conv1, TemporalShift) for b in layer]
         assert flags == [i % 2 == 0 for i in range(len(layer))]
     assert len(shift_modules(m)) == 2 + 2 + 12 + 2
+    # in-place placement: the original wraps every block (its every-other rule is for blockres)
+    m = insert_temporal_shift(_meta(tvm.resnet101), 8, placement="inplace")
+    for layer in (m.layer1, m.layer2, m.layer3, m.layer4):
+        assert all(isinstance(b, TemporalShift) for b in layer)
+    assert len(shift_modules(m)) == 3 + 4 + 23 + 3
 
 
 def test_mobilenet_v2_ten_blocks():
@@ -226,8 +231,10 @@ class _PlainCNN(nn.Module):
 
 
 def test_generic_rule_and_explicit_modules():
+    with pytest.raises(ValueError, match="no residual-placement rule for _PlainCNN"):
+        insert_temporal_shift(_PlainCNN(), 4, fold_div=4, placement="residual")
     m = insert_temporal_shift(_PlainCNN(), 4, fold_div=4)
-    # every non-depthwise conv except the stem
+    # every ungrouped conv except the stem
     assert not isinstance(m.stem, TemporalShift) and not isinstance(m.dw, TemporalShift)
     assert isinstance(m.body[0], TemporalShift) and isinstance(m.body[2], TemporalShift)
     assert isinstance(m.head, TemporalShift)
@@ -238,6 +245,11 @@ def test_generic_rule_and_explicit_modules():
     assert len(shift_modules(m)) == 2
     with pytest.raises(ValueError, match="already has a temporal shift"):
         insert_temporal_shift(m, 4, modules=["dw"])
+    # a second insertion into a shifted ResNet (whose blocks no longer look like ResNet
+    # blocks) used to fall through to the generic rule and add 19 more shifts
+    inplace = insert_temporal_shift(_meta(tvm.resnet50), 8, placement="inplace")
+    with pytest.raises(ValueError, match="already has a temporal shift"):
+        insert_temporal_shift(inplace, 8, placement="inplace")
     with pytest.raises(ValueError, match="no rule"):
         insert_temporal_shift(nn.Sequential(nn.Conv2d(3, 3, 1)), 4)
 
@@ -302,7 +314,8 @@ def test_set_shift_segments_changes_clip_length():
     torch.manual_seed(0)
     model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=8).eval()
     set_shift_segments(model, 4)
-    model.num_segments = 4
+    # the recogniser's own length and saved configuration follow (save / export use them)
+    assert model.num_segments == 4 and model.config["num_segments"] == 4
     assert all(s.num_segments == 4 for s in shift_modules(model))
     # two 4-frame clips, as one (2, 4, ...) batch, equal the same clips run one at a time
     x = torch.randn(2, 4, 3, 32, 32)
@@ -310,8 +323,46 @@ def test_set_shift_segments_changes_clip_length():
         both = model(x)
         assert torch.allclose(both[0], model(x[:1])[0], atol=1e-5)
         assert torch.allclose(both[1], model(x[1:])[0], atol=1e-5)
-    with pytest.raises(ValueError, match="multiple of num_segments"):
+    with pytest.raises(ValueError, match="takes clips of 4 frames, got 3"):
         model(torch.randn(1, 3, 3, 32, 32))
+
+
+def test_clip_of_the_wrong_length_is_refused_not_mixed():
+    # Two 4-frame clips given to an 8-frame TSM would be one 8-frame clip to the shifts:
+    # clip 0's logits would depend on clip 1. Refused; a TSN takes any length.
+    tsm = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=8).eval()
+    with pytest.raises(ValueError, match="takes clips of 8 frames, got 4"):
+        tsm(torch.randn(2, 4, 3, 32, 32))
+    with pytest.raises(ValueError, match="takes clips of 8 frames, got 16"):
+        tsm.frame_logits(torch.randn(1, 16, 3, 32, 32))
+    tsn = effvid.create_model("tsn_resnet_tiny", num_classes=3, num_segments=8).eval()
+    assert tsn(torch.randn(2, 4, 3, 32, 32)).shape == (2, 3)
+
+
+def test_set_shift_segments_then_save_and_reload(tmp_path):
+    from effvid.models.weights import load_model, save_weights
+
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=4)
+    set_shift_segments(model, 8)
+    save_weights(model, tmp_path / "m.safetensors")
+    again, _ = load_model(tmp_path / "m.safetensors")
+    assert again.num_segments == 8 and {s.num_segments for s in shift_modules(again)} == {8}
+
+
+def test_bad_model_arguments_name_the_value():
+    with pytest.raises(ValueError, match="num_segments must be a positive integer, got 0"):
+        effvid.create_model("tsn_resnet_tiny", num_classes=3, num_segments=0)
+    with pytest.raises(ValueError, match="got 2.5"):
+        effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=2.5)
+    with pytest.raises(ValueError, match="'bogus'"):
+        effvid.create_model("tsn_resnet_tiny", num_classes=3, shift_direction="bogus")
+    # fold_div 1 with two directions would move every channel to t+1 and none to t-1
+    with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional"):
+        effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=1)
+    assert effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=1, shift_direction="causal")
+    # a fold_div larger than a shifted conv's input channels would shift nothing: a TSN in disguise
+    with pytest.raises(ValueError, match="input channels: fold_div=512 would shift none"):
+        effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=512)
 
 
 @pytest.mark.filterwarnings("ignore")  # torch.jit.trace deprecation / tracer warnings
@@ -452,15 +503,28 @@ def test_grad_mode_forward_is_not_disturbed_by_a_later_inference_forward():
 # ----------------------------------------------------------------------------------------------
 
 
+class _RecordingConv(nn.Conv2d):
+    """A conv that records (data_ptr, copy) of each input it gets. (Not a hook: TemporalShift
+    gives hooked modules a shifted copy of their own, so a hook could not see the borrowing.)"""
+
+    def __init__(self, *args, fail: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen, self.fail = [], fail
+
+    def forward(self, x):
+        self.seen.append((x.data_ptr(), x.clone()))
+        if self.fail:
+            raise RuntimeError("conv failed")
+        return super().forward(x)
+
+
 def _borrowing_conv(c: int, t: int, fold_div: int, direction: str):
-    """A borrowing TemporalShift around a 1x1 conv whose pre-hook records what the conv got."""
-    conv = nn.Conv2d(c, c, 1, bias=False)
+    """A borrowing TemporalShift around a 1x1 conv that records what it got."""
+    conv = _RecordingConv(c, c, 1, bias=False)
     with torch.no_grad():
         conv.weight.copy_(torch.eye(c).view(c, c, 1, 1))  # identity conv: output = its input
     conv.double()
-    seen = []
-    conv.register_forward_pre_hook(lambda mod, args: seen.append((args[0].data_ptr(), args[0].clone())))
-    return TemporalShift(conv, t, fold_div, direction, borrow_input=True), seen
+    return TemporalShift(conv, t, fold_div, direction, borrow_input=True), conv.seen
 
 
 @pytest.mark.parametrize("direction", ["bidirectional", "causal"])
@@ -482,14 +546,31 @@ def test_borrowing_shift_is_exact_and_restores_the_input(direction, n, t, c, fol
 
 
 def test_borrowing_restores_the_input_when_the_conv_raises():
-    conv = nn.Conv2d(16, 4, 1)
-    conv.register_forward_pre_hook(lambda mod, args: (_ for _ in ()).throw(RuntimeError("conv failed")))
+    conv = _RecordingConv(16, 4, 1, fail=True)
     m = TemporalShift(conv, 4, 8, borrow_input=True)
     x = _labelled(2, 4, 16).float()
     before = x.clone()
     with torch.no_grad(), pytest.raises(RuntimeError, match="conv failed"):
         m(x)
+    assert conv.seen[0][0] == x.data_ptr()  # it did borrow x
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("borrow", [True, False])
+def test_a_hook_that_keeps_the_conv_input_gets_the_shifted_input_for_good(borrow):
+    # Feature extraction / Grad-CAM style: a forward hook stores the wrapped conv's input. On the
+    # inference fast paths that input is the block input shifted in place (restored afterwards)
+    # or a scratch buffer (overwritten by the next shift), so hooked modules get their own copy.
+    conv = nn.Conv2d(16, 16, 1)
+    kept = []
+    conv.register_forward_hook(lambda mod, args, out: kept.append(args[0]))
+    m = TemporalShift(conv, 4, 8, borrow_input=borrow)
+    x = _labelled(2, 4, 16).float()
+    with torch.inference_mode():
+        m(x)
+        m(x + 1)  # a second shift would overwrite a scratch buffer
+    assert torch.equal(kept[0], _expected(x, 4, 8, "bidirectional"))
+    assert torch.equal(kept[1], _expected(x + 1, 4, 8, "bidirectional"))
 
 
 def test_borrowing_falls_back_to_a_copy_where_it_cannot_modify_the_input():

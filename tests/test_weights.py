@@ -63,6 +63,9 @@ def test_load_model_rebuilds_exactly(tmp_path, tiny):
     # overrides change construction arguments
     m8, _ = load_model(path, num_segments=8)
     assert m8.num_segments == 8 and {s.num_segments for s in shift_modules(m8)} == {8}
+    with pytest.raises(ValueError, match=r"tiny\.safetensors does not fit tsm_resnet_tiny built with "
+                                         r"\{'num_classes': 9\}: size mismatch for fc\.weight"):
+        load_model(path, num_classes=9)
 
 
 def test_corrupt_or_foreign_file_errors_name_the_file(tmp_path, tiny):
@@ -133,6 +136,42 @@ def test_imagenet_checkpoint_dict_and_direct_loader(tmp_path, imagenet_r18):
     target = tvm.resnet18()
     load_imagenet_weights(target, wrapped)
     assert torch.equal(target.layer4[1].conv2.weight, ref["layer4.1.conv2.weight"])
+
+
+def test_imagenet_file_from_before_pytorch_0_4_1(tmp_path, imagenet_r18):
+    # Files saved before PyTorch 0.4.1 (e.g. resnet50-19c8e357.pth, which the original TSM
+    # code loads) have no BatchNorm num_batches_tracked; load_state_dict accepts that, so do we.
+    _, ref = imagenet_r18
+    old = tmp_path / "resnet18-5c106cde.pth"
+    torch.save({k: v for k, v in ref.items() if not k.endswith("num_batches_tracked")}, old)
+    model = effvid.create_model("tsn_resnet18", num_classes=7, imagenet_weights=old)
+    assert torch.equal(model.backbone.layer3[0].bn2.running_var, ref["layer3.0.bn2.running_var"])
+
+
+def test_unsafe_or_unreadable_pth_errors(tmp_path, imagenet_r18):
+    _, ref = imagenet_r18
+    # a pickled class is refused by name, and torch's advice to load with weights_only=False
+    # (which would run the file's code) is not passed on
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": ref, "extra": _NotATensor()}, evil)
+    with pytest.raises(ValueError, match=r"evil\.pth: refused to load: it contains a pickled "
+                                         r"(tests\.)?test_weights\._NotATensor") as e:
+        read_state_dict(evil)
+    assert "weights_only` set to `False`" not in str(e.value)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"hello, not a pickle")
+    with pytest.raises(ValueError, match=r"garbage\.pth is not a readable PyTorch checkpoint "
+                                         r"\(corrupt, truncated or another format\): \w+Error"):
+        read_state_dict(garbage)
+    # a state dict whose shapes do not fit: a ValueError that names the key, not a RuntimeError
+    wide = dict(ref, **{"layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)})
+    torch.save(wide, tmp_path / "wide.pth")
+    with pytest.raises(ValueError, match=r"wrong shape \['layer1\.0\.conv1\.weight \(64, 64, 1, 1\) vs \(64, 64, 3, 3\)"):
+        effvid.create_model("tsn_resnet18", num_classes=7, imagenet_weights=tmp_path / "wide.pth")
+
+
+class _NotATensor:
+    pass
 
 
 def test_mismatched_imagenet_file_is_refused(tmp_path, imagenet_r18):

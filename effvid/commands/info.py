@@ -135,9 +135,7 @@ def describe(model, *, num_segments: int | None = None, size: int = 224) -> dict
     if num_segments is not None:
         from ..models.temporal_shift import set_shift_segments
 
-        set_shift_segments(model, num_segments)
-        if hasattr(model, "num_segments"):
-            model.num_segments = num_segments
+        set_shift_segments(model, num_segments)  # the model's own num_segments too
         config["num_segments"] = num_segments
     shape = (1, t, 3, size, size)
     try:

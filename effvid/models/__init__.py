@@ -18,7 +18,7 @@ from torch import nn
 
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
-from .temporal_shift import TemporalShift, insert_temporal_shift, temporal_shift
+from .temporal_shift import DIRECTIONS, PLACEMENTS, TemporalShift, insert_temporal_shift, temporal_shift
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -54,6 +54,12 @@ def build_recognizer(
     imagenet_weights: str | Path | None = None,
 ) -> Recognizer:
     """A TSN (``shift=False``) or TSM recogniser over a torchvision backbone."""
+    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
+        raise ValueError(f"num_segments must be a positive integer, got {num_segments!r}")
+    # checked for TSN too, so that a typo is not silently ignored
+    if shift_direction not in DIRECTIONS or shift_place not in PLACEMENTS:
+        raise ValueError(f"shift_direction must be one of {DIRECTIONS} and shift_place one of "
+                         f"{PLACEMENTS}, got {shift_direction!r}, {shift_place!r}")
     backbone, dim = build_backbone(
         arch, num_segments=num_segments, shift=shift, shift_div=shift_div,
         shift_direction=shift_direction, shift_place=shift_place,

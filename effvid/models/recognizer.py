@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .temporal_shift import TemporalShift
+
 
 class Recognizer(nn.Module):
     """Clip classifier over T frames.
@@ -37,6 +39,12 @@ class Recognizer(nn.Module):
         if video.dim() != 5:
             raise ValueError(f"expected video of shape (N, T, 3, H, W), got {tuple(video.shape)}")
         n, t = video.shape[:2]
+        # A TSM's shifts know where one clip ends only by counting frames: a clip of any other
+        # length would silently exchange channels with its neighbour in the batch.
+        shift = next((m for m in self.backbone.modules() if isinstance(m, TemporalShift)), None)
+        if shift is not None and shift.num_segments != t:
+            raise ValueError(f"this TSM takes clips of {shift.num_segments} frames, got {t} "
+                             "(effvid.models.temporal_shift.set_shift_segments changes it)")
         features = self.backbone(video.reshape(n * t, *video.shape[2:]))
         return self.fc(self.dropout(features)).view(n, t, -1)
 

@@ -47,6 +47,11 @@ def _check_direction(direction: str) -> tuple[int, ...]:
     return _OFFSETS[direction]
 
 
+def _check_segments(num_segments) -> None:
+    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
+        raise ValueError(f"num_segments must be a positive integer, got {num_segments!r}")
+
+
 def _shift_time(x: torch.Tensor, offset: int) -> torch.Tensor:
     """x: (N, T, c, H, W). Returns y with y[:, t] = x[:, t + offset], zeros outside [0, T)."""
     n, t = x.shape[:2]
@@ -161,6 +166,14 @@ def release_shift_scratch() -> None:
     _scratch.buf = None
 
 
+def _has_hooks(m: nn.Module) -> bool:
+    from torch.nn.modules import module as _module
+
+    return bool(m._forward_hooks or m._forward_pre_hooks
+                or getattr(_module, "_global_forward_hooks", None)
+                or getattr(_module, "_global_forward_pre_hooks", None))
+
+
 class TemporalShift(nn.Module):
     """Shift the input along time, then apply ``net``.
 
@@ -175,14 +188,20 @@ class TemporalShift(nn.Module):
     the conv runs, so this is only for inputs no other thread reads meanwhile:
     :func:`insert_temporal_shift` sets it where the input is an activation of the network's own
     forward pass (ResNet residual placement, MobileNetV2).
+
+    Both inference paths (the reused buffer and borrowing) are skipped while ``net`` has
+    forward hooks, so a hook that keeps ``net``'s input (feature extraction, Grad-CAM) gets the
+    shifted input as a tensor of its own.
     """
 
     def __init__(self, net: nn.Module, num_segments: int, fold_div: int = 8,
                  direction: str = "bidirectional", borrow_input: bool = False):
         super().__init__()
-        _check_direction(direction)
-        if num_segments < 1 or fold_div < 1:
-            raise ValueError(f"num_segments and fold_div must be >= 1, got {num_segments}, {fold_div}")
+        groups = len(_check_direction(direction))
+        _check_segments(num_segments)
+        if not isinstance(fold_div, int) or fold_div < groups:
+            # fold_div 1 with two directions would shift every channel one way and none the other
+            raise ValueError(f"fold_div must be an integer >= {groups} for a {direction} shift, got {fold_div!r}")
         self.net = net
         self.num_segments = num_segments
         self.fold_div = fold_div
@@ -191,6 +210,7 @@ class TemporalShift(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != "cpu" or torch.is_grad_enabled() or _scratch.busy or x.dim() != 4
+                or _has_hooks(self.net)  # a hook that keeps net's input must get a tensor of its own
                 or x.shape[0] % self.num_segments or x.shape[1] // self.fold_div == 0
                 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
@@ -241,7 +261,7 @@ class TemporalShift(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def _resnet_blocks(model: nn.Module) -> list[tuple[nn.Module, str]] | None:
+def _resnet_blocks(model: nn.Module, placement: str) -> list[tuple[nn.Module, str]] | None:
     """(parent, attribute) of every block to shift in a torchvision-style ResNet, or None."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
@@ -250,8 +270,9 @@ def _resnet_blocks(model: nn.Module) -> list[tuple[nn.Module, str]] | None:
         return None
     if not all(isinstance(b, (BasicBlock, Bottleneck)) for layer in layers for b in layer):
         return None
-    # ResNet-101/152 (layer3 has >= 23 blocks): the original shifts every other block.
-    every = 2 if len(model.layer3) >= 23 else 1
+    # ResNet-101/152 (layer3 has >= 23 blocks): the original shifts every other block with
+    # residual placement, and every block with in-place placement.
+    every = 2 if placement == "residual" and len(model.layer3) >= 23 else 1
     return [(layer, str(i)) for layer in layers for i in range(0, len(layer), every)]
 
 
@@ -270,7 +291,7 @@ def insert_temporal_shift(
     num_segments: int,
     fold_div: int = 8,
     direction: str = "bidirectional",
-    placement: str = "residual",
+    placement: str | None = None,
     modules: Iterable[str] | None = None,
 ) -> nn.Module:
     """Turn a 2D CNN into a TSM, in place, and return it.
@@ -278,37 +299,50 @@ def insert_temporal_shift(
     Rules, as in the original TSM:
 
     * torchvision ResNet-18/34/50/101/152 (any model with ``layer1``..``layer4`` of
-      ``BasicBlock``/``Bottleneck``): every block (every other block when ``layer3`` has 23 or
-      more). ``placement="residual"`` shifts only the input of the block's first conv (the
-      identity path sees the unshifted input); ``"inplace"`` shifts the whole block input.
+      ``BasicBlock``/``Bottleneck``, so also ResNeXt and Wide ResNet). ``placement="residual"``
+      (the default) shifts only the input of each block's first conv, so the identity path sees
+      the unshifted input; every block, or every other block when ``layer3`` has 23 or more
+      (ResNet-101/152). ``"inplace"`` shifts the whole input of every block.
     * torchvision MobileNetV2: the first 1x1 expansion conv of each inverted-residual block
       that has a residual connection (10 blocks). Only residual placement is defined.
-    * Any other CNN (the generic rule): pass ``modules``, the dotted names of the modules whose
-      *input* should be shifted (e.g. the first conv of each residual branch). Without it, every
-      non-depthwise ``nn.Conv2d`` except the first one (the stem sees RGB) is shifted, which is
-      the in-place variant for plain CNNs.
+    * Any other CNN: pass ``modules``, the dotted names of the modules whose *input* should be
+      shifted (for residual placement, the first conv of each residual branch); ``placement``
+      is then not used. Without ``modules`` the generic rule shifts the input of every
+      ungrouped (``groups == 1``) ``nn.Conv2d`` except the first one (the stem sees RGB) and
+      except those with fewer than ``fold_div`` input channels: the in-place variant, for plain
+      CNNs. It is refused with ``placement="residual"``, which needs to know the branches. For
+      networks with squeeze-and-excitation (EfficientNet, MobileNetV3: the rule would shift
+      their pooled 1x1 convs) or whose pointwise layers are ``nn.Linear`` (ConvNeXt), name
+      the modules.
+
+    A model that already contains a shift is refused.
     """
     _check_direction(direction)
-    if placement not in PLACEMENTS:
+    _check_segments(num_segments)
+    if placement is not None and placement not in PLACEMENTS:
         raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")
+    if shift_modules(model):
+        raise ValueError(f"{type(model).__name__} already has a temporal shift")
 
-    def wrap(m: nn.Module, borrow_input: bool = False) -> TemporalShift:
-        if isinstance(m, TemporalShift):
-            raise ValueError("the model already has a temporal shift at this position")
+    def wrap(m: nn.Module, borrow_input: bool = False, name: str = "") -> TemporalShift:
+        conv = m if isinstance(m, nn.Conv2d) else getattr(m, "conv1", None)
+        if isinstance(conv, nn.Conv2d) and conv.in_channels // fold_div == 0:
+            raise ValueError(f"{name or type(m).__name__} has {conv.in_channels} input channels: "
+                             f"fold_div={fold_div} would shift none of them")
         return TemporalShift(m, num_segments, fold_div, direction, borrow_input)
 
     if modules is not None:
         for name in modules:
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, wrap(getattr(parent, attr)))
+            setattr(parent, attr, wrap(getattr(parent, attr), name=name))
         return model
 
-    blocks = _resnet_blocks(model)
+    blocks = _resnet_blocks(model, placement or "residual")
     if blocks is not None:
         for parent, idx in blocks:
             block = parent[int(idx)]
-            if placement == "residual":
+            if placement in (None, "residual"):
                 # the block input is the previous block's output: safe to borrow
                 block.conv1 = wrap(block.conv1, borrow_input=True)
             else:
@@ -317,19 +351,23 @@ def insert_temporal_shift(
 
     mb_blocks = _mobilenet_v2_blocks(model)
     if mb_blocks is not None:
-        if placement != "residual":
+        if placement not in (None, "residual"):
             raise ValueError("MobileNetV2 supports only residual shift placement")
         for block in mb_blocks:
             expand = block.conv[0]  # Conv2dNormActivation: [Conv2d, BatchNorm2d, ReLU6]
             expand[0] = wrap(expand[0], borrow_input=True)
         return model
 
-    convs = [name for name, m in model.named_modules()
-             if isinstance(m, nn.Conv2d) and m.groups == 1]
-    if len(convs) < 2:
+    if placement == "residual":
+        raise ValueError(
+            f"no residual-placement rule for {type(model).__name__}: pass modules=[...] (the "
+            "first conv of each residual branch), or placement='inplace' for the generic rule")
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
+    convs = [name for name in convs[1:] if model.get_submodule(name).in_channels // fold_div > 0]
+    if not convs:
         raise ValueError(
             f"no rule to insert a temporal shift into {type(model).__name__}: pass modules=[...]")
-    return insert_temporal_shift(model, num_segments, fold_div, direction, placement, convs[1:])
+    return insert_temporal_shift(model, num_segments, fold_div, direction, placement, convs)
 
 
 def shift_modules(model: nn.Module) -> list[TemporalShift]:
@@ -338,7 +376,14 @@ def shift_modules(model: nn.Module) -> list[TemporalShift]:
 
 
 def set_shift_segments(model: nn.Module, num_segments: int) -> None:
-    """Change the clip length a TSM expects (e.g. to run a trained model on 16 frames)."""
+    """Change the clip length a TSM expects (e.g. to run a trained model on 16 frames). A
+    recogniser's own ``num_segments`` and saved configuration follow, so that saving and
+    exporting it afterwards use the new length."""
+    _check_segments(num_segments)
     for m in shift_modules(model):
         m.num_segments = num_segments
+    if hasattr(model, "num_segments"):
+        model.num_segments = num_segments
+    if isinstance(getattr(model, "config", None), dict) and "num_segments" in model.config:
+        model.config["num_segments"] = num_segments
 

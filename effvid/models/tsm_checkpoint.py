@@ -27,7 +27,6 @@ otherwise the error lists the offending keys.
 
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Iterable
 import torch
 
 from .recognizer import Recognizer
+from .weights import load_torch_file
 
 __all__ = [
     "TSMCheckpointInfo",
@@ -112,46 +112,6 @@ class TSMCheckpointInfo:
 # ----------------------------------------------------------------------------------------------
 
 
-def _numpy_scalar_globals() -> list:
-    """numpy's scalar reconstruction function (under its numpy 1 and numpy 2 module paths) and
-    the numeric dtype classes: what a pickled ``np.float64`` needs, and nothing else."""
-    import numpy as np
-
-    try:
-        scalar = np._core.multiarray.scalar
-    except AttributeError:  # numpy 1.x
-        scalar = np.core.multiarray.scalar
-    allowed: list = [
-        (scalar, "numpy.core.multiarray.scalar"),
-        (scalar, "numpy._core.multiarray.scalar"),
-        np.dtype,
-    ]
-    numeric = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-               "float16", "float32", "float64", "longdouble", "complex64", "complex128")
-    for name in numeric:
-        cls = type(np.dtype(name))
-        if cls is not np.dtype:  # numpy >= 1.25 has one class per dtype (np.dtypes.Float64DType)
-            allowed.append((cls, f"numpy.dtypes.{cls.__name__}"))
-    return allowed
-
-
-def _is_refusal(err: Exception) -> bool:
-    """Whether torch.load refused an object type (as opposed to failing on a corrupt file)."""
-    return isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err)
-
-
-def _refusal_detail(err: Exception) -> str:
-    text = str(err)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if m:
-        return f"it contains a pickled {m.group(1)}"
-    m = re.search(r"Unsupported operand \d+|Unsupported class [\w.]+", text)
-    if m:
-        return m.group(0)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else type(err).__name__
-
-
 def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return (state_dict, extras) of a checkpoint file, read with ``weights_only=True``.
 
@@ -162,23 +122,9 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # truncated or not a torch file: many exception types
-        if not _is_refusal(first):
-            raise TSMCheckpointError(
-                f"{path} is not a readable PyTorch checkpoint: {_refusal_detail(first)}") from first
-        # Perhaps only numpy scalars (best_prec1): allow exactly those and retry.
-        try:
-            with torch.serialization.safe_globals(_numpy_scalar_globals()):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            if _is_refusal(e):
-                raise TSMCheckpointError(
-                    f"{path}: refused to load: {_refusal_detail(e)}; effvid reads checkpoints "
-                    "with torch.load(weights_only=True) and allows only tensors, plain Python "
-                    "values and numpy scalars") from e
-            raise TSMCheckpointError(
-                f"{path} is not a readable PyTorch checkpoint: {_refusal_detail(e)}") from e
+        obj = load_torch_file(path)
+    except ValueError as e:
+        raise TSMCheckpointError(str(e)) from e
 
     extras: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -71,7 +73,11 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     kwargs = {k: v for k, v in meta.items() if k not in ("name", "classes", "extra")}
     kwargs.update(overrides)
     model = create_model(meta["name"], **_factory_kwargs(kwargs))
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # e.g. num_classes overridden: say which file and which keys
+        raise ValueError(f"{path} does not fit {meta['name']} built with {overrides or 'its own configuration'}: "
+                         + str(e).split("\n\t", 1)[-1].replace("\n\t", "; ")) from e
     return model, meta
 
 
@@ -81,6 +87,70 @@ def _factory_kwargs(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if k in allowed}
 
 
+def _numpy_scalar_globals() -> list:
+    """numpy's scalar reconstruction function (under its numpy 1 and numpy 2 module paths) and
+    the numeric dtype classes: what a pickled ``np.float64`` needs, and nothing else."""
+    import numpy as np
+
+    try:
+        scalar = np._core.multiarray.scalar
+    except AttributeError:  # numpy 1.x
+        scalar = np.core.multiarray.scalar
+    allowed: list = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
+    numeric = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+               "float16", "float32", "float64", "longdouble", "complex64", "complex128")
+    for name in numeric:
+        cls = type(np.dtype(name))
+        if cls is not np.dtype:  # numpy >= 1.25 has one class per dtype (np.dtypes.Float64DType)
+            allowed.append((cls, f"numpy.dtypes.{cls.__name__}"))
+    return allowed
+
+
+def _is_refusal(err: Exception) -> bool:
+    """Whether torch.load refused an object type (as opposed to failing on a corrupt file)."""
+    return isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err)
+
+
+def _load_error_detail(err: Exception) -> str:
+    """The useful part of torch.load's error. Never torch's advice to retry with
+    ``weights_only=False``, which would run whatever code the file carries."""
+    text = str(err)
+    m = re.search(r"unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+)", text, re.I)
+    if m:
+        return f"it contains a pickled {m.group(1) or m.group(2)}"
+    m = re.search(r"Unsupported operand \d+|Unsupported class [\w.]+", text)
+    if m:
+        return m.group(0)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
+
+
+def load_torch_file(path: str | Path):
+    """``torch.load(path, weights_only=True)`` with errors that name the file.
+
+    numpy scalars are allowed too (the original TSM checkpoints store ``best_prec1`` as one);
+    any other pickled class is refused with its name, and nothing in the file is executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or foreign file fails with many exception types
+        if _is_refusal(e):
+            raise ValueError(
+                f"{path}: refused to load: {_load_error_detail(e)}; effvid reads .pth files with "
+                "torch.load(weights_only=True), which allows only tensors, plain Python values "
+                "and numpy scalars") from e
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or "
+                         f"another format): {_load_error_detail(e)}") from e
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a local .safetensors, or .pth/.pt file (loaded with weights_only)."""
     path = Path(path)
@@ -88,10 +158,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         return load_weights(path)[0]
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors come in many types
-        raise ValueError(f"cannot read {path} as a PyTorch weights file (weights_only): {e}") from e
+    obj = load_torch_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -102,14 +169,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
     """Load torchvision ImageNet weights (e.g. ``resnet50-11ad3fa6.pth``) from a local file into
     a torchvision model *before* its head is removed and the shift inserted. The ImageNet
-    classifier is skipped."""
+    classifier is skipped. Files saved before PyTorch 0.4.1 (such as the classic
+    ``resnet50-19c8e357.pth``) have no BatchNorm ``num_batches_tracked``; that is accepted."""
     state = read_state_dict(path)
     head = ("fc.", "classifier.")
     state = {k: v for k, v in state.items() if not k.startswith(head)}
-    own = {k for k in model.state_dict() if not k.startswith(head)}
-    missing, unexpected = own - set(state), set(state) - own
-    if missing or unexpected:
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    missing = {k for k in own.keys() - state.keys() if not k.endswith("num_batches_tracked")}
+    unexpected = state.keys() - own.keys()
+    wrong = sorted(k for k in state.keys() & own.keys() if state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]]
         raise ValueError(
             f"{path} does not match {type(model).__name__}: missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}")
+            f"unexpected {sorted(unexpected)[:5]}, wrong shape {shapes}")
     model.load_state_dict(state, strict=False)
