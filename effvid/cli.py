@@ -17,6 +17,23 @@ COMMANDS = ("quickstart", "train", "eval", "predict", "info", "stream", "export"
 from effvid.errors import UserError  # noqa: F401  (re-exported for the command modules)
 
 
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+# argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs
+positive_int = _int_at_least(1)      # counts and sizes
+nonnegative_int = _int_at_least(0)   # worker processes
+
+
 def build_parser() -> argparse.ArgumentParser:
     from effvid import __version__
 
@@ -44,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except (UserError, FileNotFoundError, ValueError) as e:
-        print(f"effvid {args.command}: error: {e}", file=sys.stderr)
+        message = str(e)
+        if isinstance(e, OSError) and e.strerror and e.filename and str(e.filename) in e.strerror:
+            message = e.strerror  # "[Errno 2] video not found: 'x': 'x'" says the path twice
+        print(f"effvid {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"effvid {args.command}: interrupted", file=sys.stderr)

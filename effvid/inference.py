@@ -27,8 +27,10 @@ def test_dataset(samples, meta: dict, *, num_segments: int, size: int | None = N
                  twice: bool = False, sampling: str = "segment") -> VideoClipDataset:
     """A dataset with the test protocol: clips x crops views, at the checkpoint's input size."""
     extra = meta.get("extra", {})
-    size = size or extra.get("size", 224)
-    scale_size = scale_size or extra.get("scale_size", round(size * 256 / 224))
+    if size is None:  # as trained
+        size = extra.get("size", 224)
+        scale_size = scale_size or extra.get("scale_size")
+    scale_size = scale_size or round(size * 256 / 224)  # a new size: TSM's 256/224 ratio
     transform = TestTransform(size, scale_size, num_crops)
     return VideoClipDataset(samples, meta["classes"], num_segments, train=False,
                             transform=transform, sampling=sampling, num_clips=num_clips, twice=twice)

@@ -91,3 +91,45 @@ def test_eval_protocols(trained, tmp_path, capsys):
     assert metrics["classes"] == ["grow", "left"] and metrics["count"] == 4
     assert sum(map(sum, metrics["confusion"])) == 4
     assert metrics["top1"] == pytest.approx(sum(metrics["confusion"][i][i] for i in range(2)) / 4)
+
+
+def test_predict_json_never_overwrites_a_video(trained, tmp_path, capsys):
+    # "--json v1.mp4 v2.mp4": argparse hands v1.mp4 to --json; it used to be overwritten
+    data, ckpt = trained
+    video = tmp_path / "v1.mp4"
+    video.write_bytes(sorted((data / "val" / "left").glob("*.mp4"))[0].read_bytes())
+    before = video.read_bytes()
+    assert main(["predict", "--json", str(video), str(video), "-c", str(ckpt)]) == 2
+    assert "that is a video, and the JSON would overwrite it" in capsys.readouterr().err
+    assert video.read_bytes() == before
+
+
+def test_count_arguments_are_checked_by_the_parser(trained, capsys):
+    _, ckpt = trained
+    for args, message in ((["predict", "x.mp4", "-c", str(ckpt), "--topk", "-1"], "argument --topk/-k: must be >= 1, got -1"),
+                          (["predict", "x.mp4", "-c", str(ckpt), "--clips", "0"], "argument --clips: must be >= 1, got 0"),
+                          (["eval", "data", "-c", str(ckpt), "--num-segments", "0"], "argument --num-segments: must be >= 1"),
+                          (["eval", "data", "-c", str(ckpt), "--workers", "-2"], "argument --workers: must be >= 0")):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_eval_options_that_used_to_fail(trained, capsys):
+    data, ckpt = trained
+    # a new --size without --scale-size: the resize follows the new size (it kept the trained 32)
+    assert main(["eval", str(data), "-c", str(ckpt), "--size", "48", "--workers", "0", "--quiet"]) == 0
+    assert "4 videos, 1 view(s) each" in capsys.readouterr().out
+    # --twice is a segment-sampling protocol: with dense sampling it was ignored but counted
+    assert main(["eval", str(data), "-c", str(ckpt), "--twice", "--sampling", "dense", "--workers", "0"]) == 2
+    assert "twice (a second clip at the segment starts) needs segment sampling" in capsys.readouterr().err
+    # a run folder instead of a checkpoint file
+    assert main(["eval", str(data), "-c", str(ckpt.parent)]) == 2
+    assert f"is a folder: give a weights file such as {ckpt}" in capsys.readouterr().err
+
+
+def test_info_on_a_checkpoint_uses_its_training_size(trained, capsys):
+    _, ckpt = trained
+    assert main(["info", str(ckpt), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["input_shape"] == [1, 4, 3, 32, 32]  # it used to report 224x224

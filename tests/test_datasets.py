@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,47 @@ def test_folder_errors(tmp_path, index_root):
     (index_root / "c").rmdir()
     (index_root / "a" / ".DS_Store").write_bytes(b"x")  # hidden files are ignored
     assert len(scan_class_folders(index_root)[0]) == 5
+
+
+def test_linked_folders_are_followed_once(tmp_path, index_root):
+    # Path.rglob (Python < 3.13) does not follow linked folders: a class folder's linked
+    # subfolder was silently dropped
+    (index_root / "a" / "more").symlink_to(index_root / "b", target_is_directory=True)
+    (index_root / "b" / "loop").symlink_to(index_root / "b", target_is_directory=True)  # no endless walk
+    (index_root / "a" / ".hidden").mkdir()
+    (index_root / "a" / ".hidden" / "x.mp4").write_bytes(b"")
+    samples, classes = scan_class_folders(index_root)
+    names = sorted(s.path.split("/root/", 1)[1] for s in samples)
+    assert names == ["a/a0.mp4", "a/a1.mp4", "a/a2.mp4", "a/more/b0.mp4", "a/more/b1.mp4",
+                     "b/b0.mp4", "b/b1.mp4"]
+
+
+def test_a_train_folder_without_val_is_refused(tmp_path, index_root):
+    # it used to be read as one class named "train"
+    root = tmp_path / "ds"
+    shutil.copytree(index_root, root / "train")
+    with pytest.raises(ValueError, match=r"has a train/ folder but no val/ folder: add val/, or point at"):
+        build_dataset(root)
+    (root / "test").mkdir()
+    with pytest.raises(ValueError, match=r"to validate on .*test', pass it as the validation data"):
+        build_dataset(root)
+
+
+def test_split_all_takes_everything(index_root):
+    every = build_dataset(index_root, "all", num_segments=4, size=32)
+    assert len(every) == 5 and every.train
+    tr, va = build_dataset(index_root, "train"), build_dataset(index_root, "val")
+    assert sorted(s.path for s in tr.samples + va.samples) == sorted(s.path for s in every.samples)
+
+
+def test_list_file_with_a_byte_order_mark_or_not_utf8(tmp_path, index_root):
+    lst = tmp_path / "bom.txt"
+    lst.write_bytes("\ufeffa/a0.mp4 0\nb/b0.mp4 1\n".encode("utf-8"))
+    samples, _ = read_list_file(lst, root=index_root)
+    assert samples[0].path == str(index_root / "a" / "a0.mp4")
+    lst.write_bytes(b"a/\xff\xfe.mp4 0\n")
+    with pytest.raises(ValueError, match=r"bom.txt' is not UTF-8 text"):
+        read_list_file(lst, root=index_root)
 
 
 @pytest.fixture

@@ -11,12 +11,14 @@ import sys
 import pytest
 import torch
 
-from effvid.data.synthetic import make_synthetic_dataset
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
+from effvid.data import collate_clips
+from effvid.data.synthetic import make_synthetic_dataset
+from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
 from effvid.training.distributed import DistEnv, ShardSampler, build_sampler
-from effvid.models.weights import load_weights
+from effvid.training.evaluate import evaluate
 from effvid.training.loop import build_datasets
 
 
@@ -67,6 +69,14 @@ def test_two_process_training_with_torchrun(tmp_path):
         assert (out / name).is_file(), name
     # only the main process reports
     assert proc.stdout.count("epoch 2/2:") == 1 and proc.stdout.count("best val top-1") == 1
+    # The validation the run reported is that of the weights it saved: every process evaluates
+    # with rank 0's BatchNorm statistics (each used to keep its own after the last step).
+    model, _ = load_model(out / "last.safetensors")
+    _, val_set = build_datasets(TrainConfig(data=str(data), model="tsm_resnet_tiny", num_segments=4,
+                                            size=32, scale_size=32))
+    loader = DataLoader(val_set, batch_size=1, collate_fn=collate_clips)
+    alone = evaluate(model, loader, torch.device("cpu"), 2, progress=False)
+    assert alone["loss"] == pytest.approx(history[-1]["val"]["loss"], rel=1e-5)
 
     # The same run, without a seed, crashed by the main process after its first epoch's
     # checkpoint, then resumed, ends with the same weights.

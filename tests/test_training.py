@@ -186,3 +186,135 @@ def test_quickstart_tsm_learns_order_that_tsn_cannot(tmp_path, capsys):
         torch.testing.assert_close(tsn(clip), tsn(clip.flip(1)), rtol=1e-5, atol=1e-5)
         assert tsm(clip).argmax().item() == meta["classes"].index("left")
         assert tsm(clip.flip(1)).argmax().item() == meta["classes"].index("right")
+
+
+def test_config_types_ranges_and_finite_numbers():
+    # a config file is JSON: "0.01" or "false" must not pass as a number or a bool
+    for values, match in [({"lr": "0.01"}, "lr='0.01': expected float"),
+                          ({"flip": "false"}, "flip='false': expected bool"),
+                          ({"epochs": 1.5}, "epochs=1.5: expected int"),
+                          ({"crop_scales": 0.5}, "crop_scales=0.5: expected list"),
+                          ({"seed": "abc"}, "seed='abc': expected int | None"),
+                          ({"lr": float("nan")}, "lr=nan: must be a finite number"),
+                          ({"clip_grad": -1.0}, "clip_grad=-1.0: must be > 0, or 0 / null"),
+                          ({"fc_lr_mult": -1.0}, "fc_lr_mult=-1.0: must be > 0"),
+                          ({"momentum": 1.5}, r"momentum=1.5: must be in \[0, 1\)"),
+                          ({"epochs": 2, "warmup_epochs": 10}, r"warmup_epochs=10: must be in \[0, epochs=2\]"),
+                          ({"lr_steps": [40, 20]}, "lr_steps=.*increasing"),
+                          ({"seed": 10**14}, "seed=100000000000000")]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_dict({"data": "x", **values})
+    ok = TrainConfig.from_dict({"data": "x", "lr": 1, "clip_grad": None, "warmup_epochs": 2})
+    assert ok.lr == 1 and ok.clip_grad is None
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "cfg.json"
+    bad.write_text('{"lr": 0.1,')
+    with pytest.raises(ValueError, match=r"cfg\.json' is not valid JSON"):
+        TrainConfig.load(bad)
+    bad.write_text('{"lr": "0.1"}')
+    with pytest.raises(ValueError, match=r"cfg\.json': bad config value lr='0.1'"):
+        TrainConfig.load(bad)
+
+
+def test_warmup_never_overshoots_the_learning_rate():
+    # 0.3 epochs of 6 steps is 1.8 steps: step 2 used to get 1.11x the set rate
+    cfg = TrainConfig(data="x", epochs=2, warmup_epochs=0.3)
+    factors = [lr_factor(cfg, s, 6) for s in range(12)]
+    assert max(factors) == pytest.approx(1.0) and factors[0] == pytest.approx(1 / 1.8)
+    assert factors[1] == 1.0 and factors == sorted(factors[:2]) + factors[2:]
+
+
+def test_per_class_accuracy_of_a_class_without_samples_is_none():
+    from effvid.training.metrics import ClassificationMeter
+
+    meter = ClassificationMeter(3)
+    meter.update(torch.tensor([[5.0, 0, 0], [0, 0, 5.0], [0, 0, 5.0]]), torch.tensor([0, 0, 2]))
+    assert meter.summary()["per_class"] == [0.5, None, 1.0]
+
+
+def test_run_folder_is_protected(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    first = train(tiny_config(tiny_data, run, epochs=1, seed=None))
+    saved = json.loads((run / "config.json").read_text())
+    # the saved configuration holds the seed the run used (here the clock's), not "resume"
+    assert saved["seed"] == first["seed"] and saved["resume"] is False
+    # the learning rate of the last step is logged (3 steps; cosine over 1 epoch: 0.25 of 0.02)
+    assert first["history"][0]["train"]["lr"] == pytest.approx(0.02 * 0.25)
+
+    def snapshot():
+        return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    # a new run into it is refused
+    with pytest.raises(ValueError, match="already holds a run: continue it with --resume"):
+        train(tiny_config(tiny_data, run, epochs=1))
+    # a resume that changes how the run trains is refused, with the differences, before any write
+    with pytest.raises(ValueError, match=r"cannot resume .* with changed settings \(momentum 0.9 -> 0.5; "
+                                         r"weight_decay 0.0005 -> 0.0\)"):
+        train(tiny_config(tiny_data, run, epochs=2, resume=True, momentum=0.5, weight_decay=0.0, seed=None))
+    with pytest.raises(ValueError, match=r"model 'tsm_resnet_tiny' -> 'tsn_resnet_tiny'; seed \d+ -> 3"):
+        train(tiny_config(tiny_data, run, epochs=2, resume=True, model="tsn_resnet_tiny"))
+    # a state from before the check (no config in it) that does not fit: one clear line
+    state = torch.load(run / "last_state.pt", weights_only=True)
+    del state["config"]
+    torch.save(state, tmp_path / "old_state.pt")
+    shutil.copy(tmp_path / "old_state.pt", run / "last_state.pt")
+    before[run.joinpath("last_state.pt").relative_to(run)] = (run / "last_state.pt").read_bytes()
+    with pytest.raises(ValueError, match="last_state.pt does not fit tsn_resnet_tiny with 2 classes"):
+        train(tiny_config(tiny_data, run, epochs=2, resume=True, model="tsn_resnet_tiny"))
+    # a finished run resumed with the same number of epochs: nothing to do
+    assert train(tiny_config(tiny_data, run, epochs=1, resume=True, seed=None))["history"] == first["history"]
+    assert "has completed 1 of 1 epochs: nothing to do" in capsys.readouterr().out
+    assert snapshot() == before
+    # what may change: more epochs (and workers, device, ...)
+    more = train(tiny_config(tiny_data, run, epochs=2, resume=True, seed=None))
+    assert [h["epoch"] for h in more["history"]] == [0, 1]
+    # --overwrite starts again, without the old run's TensorBoard points
+    again = train(tiny_config(tiny_data, run, epochs=1, overwrite=True))
+    assert len(again["history"]) == 1 and len(list((run / "tensorboard").iterdir())) == 1
+
+
+def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
+    from effvid.models.weights import save_weights
+    from effvid.training.loop import load_init_weights
+
+    source = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
+    torch.nn.init.normal_(source.fc.weight)
+    save_weights(source, tmp_path / "w.safetensors", {"classes": ["left", "right"]})
+    same = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
+    load_init_weights(same, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
+    assert torch.equal(same.fc.weight, source.fc.weight)
+    assert torch.equal(same.backbone.conv1.weight, source.backbone.conv1.weight)
+    other = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
+    fresh = other.fc.weight.clone()
+    load_init_weights(other, tmp_path / "w.safetensors", ["up", "down"], "tsm_resnet_tiny")
+    assert torch.equal(other.fc.weight, fresh)  # new classes: a new classifier
+    assert torch.equal(other.backbone.conv1.weight, source.backbone.conv1.weight)
+    wide = create_model("tsm_resnet18", num_classes=2, num_segments=4)
+    with pytest.raises(ValueError, match=r"w\.safetensors does not match tsm_resnet18: .*wrong shape"):
+        load_init_weights(wide, tmp_path / "w.safetensors", ["up", "down"], "tsm_resnet18")
+
+
+def test_validation_data_is_used_whole(synthetic_root, tmp_path):
+    from effvid.training.loop import build_datasets
+
+    # --val-data: all of DATA trains and all of the validation folder validates (each used to
+    # lose a 20% split); a root with train/ and val/ as --val-data gives its val/ part
+    tr, va = build_datasets(TrainConfig(data=str(synthetic_root / "train"), val_data=str(synthetic_root / "val")))
+    assert (len(tr), len(va)) == (18, 12) and tr.train and not va.train
+    tr, va = build_datasets(TrainConfig(data=str(synthetic_root), val_data=str(synthetic_root)))
+    assert (len(tr), len(va)) == (18, 12)
+    # one class, or no validation videos: refused at start
+    one = tmp_path / "one"
+    shutil.copytree(synthetic_root / "train" / "left", one / "left")
+    with pytest.raises(ValueError, match="has 1 class \\(left\\); a classifier needs at least 2"):
+        build_datasets(TrainConfig(data=str(one)))
+    shutil.copytree(synthetic_root / "val" / "right", one / "right")
+    for f in sorted((one / "right").iterdir())[1:]:
+        f.unlink()
+    for f in sorted((one / "left").iterdir())[1:]:
+        f.unlink()
+    with pytest.raises(ValueError, match="no validation videos: .* too few videos per class"):
+        build_datasets(TrainConfig(data=str(one)))

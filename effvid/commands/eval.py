@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UserError
+from ..cli import UserError, nonnegative_int, positive_int
 
 
 def eval_samples(source: str, classes: list[str], root: str | None):
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
     for name, acc in zip(classes, stats["per_class"]):
-        print(f"  {name:<24} {100 * acc:6.2f}%")
+        print(f"  {name:<24} " + (f"{100 * acc:6.2f}%" if acc is not None else "     - (no videos)"))
     if stats["bad"]:
         print(f"skipped {len(stats['bad'])} unreadable video(s):")
         for path, reason in stats["bad"]:
@@ -67,15 +67,16 @@ def register(sub) -> None:
     p.add_argument("data", help="list file or class-folder root")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
     p.add_argument("--data-root", help="base folder for relative paths in a list file")
-    p.add_argument("--clips", type=int, default=1, help="clips per video")
+    p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--sampling", choices=("segment", "dense"), default="segment")
-    p.add_argument("--num-segments", type=int, default=None, help="frames per clip (default: as trained)")
-    p.add_argument("--size", type=int, default=None, help="crop size (default: as trained)")
-    p.add_argument("--scale-size", type=int, default=None, help="short-side resize (default: as trained)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
+    p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
+    p.add_argument("--scale-size", type=positive_int, default=None,
+                   help="short-side resize (default: as trained, or size x 256/224 with --size)")
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError
+from ..cli import UserError, positive_int
 
 SHARING_CHOICES = ("none", "layers", "all", "partial")
 FUSION_CHOICES = ("early", "mid", "late")
@@ -42,11 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("model", nargs="?", metavar="MODEL",
                    help="registered model name, .safetensors file, original TSM .pth, or 'av'")
     p.add_argument("--list", action="store_true", help="list the registered model names and exit")
-    p.add_argument("--num-classes", type=int, default=None,
+    p.add_argument("--num-classes", type=positive_int, default=None,
                    help="classes for a model name (default: 400; files use their own)")
-    p.add_argument("--num-segments", "--frames", type=int, default=None,
+    p.add_argument("--num-segments", "--frames", type=positive_int, default=None,
                    help="frames per clip (default: 8, or the file's)")
-    p.add_argument("--size", type=int, default=224, help="frame height and width (default: 224)")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="frame height and width (default: 224, or the size a checkpoint was trained at)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     g = p.add_argument_group("audio-visual model (MODEL = av)")
     g.add_argument("--sharing", choices=SHARING_CHOICES, default="partial",
@@ -57,11 +58,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise UserError(f"--{name} must be >= 1, got {value}")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..models import list_models
 
@@ -70,14 +66,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise UserError("give a MODEL (a name from 'effvid info --list', a .safetensors file, or 'av')")
-    _positive("num-classes", args.num_classes)
-    _positive("num-segments", args.num_segments)
-    _positive("size", args.size)
 
     if args.model == "av":
         return _run_av(args)
-    model, source = _build(args)
-    info = describe(model, num_segments=args.num_segments, size=args.size)
+    model, source, trained_size = _build(args)
+    info = describe(model, num_segments=args.num_segments, size=args.size or trained_size or 224)
     info["source"] = source
     if args.json:
         print(json.dumps(info, indent=2))
@@ -87,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace):
-    """(model, source description) for a model name or a weights file."""
+    """(model, source description, the frame size it was trained at if known) for a model name
+    or a weights file."""
     import torch
 
     from ..models import create_model, list_models
@@ -100,7 +94,7 @@ def _build(args: argparse.Namespace):
                 model = create_model(args.model, **kwargs)
         except (RuntimeError, NotImplementedError):
             model = create_model(args.model, **kwargs)
-        return model, "registry"
+        return model, "registry", None
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise UserError(f"weights file not found: {path}")
@@ -111,15 +105,15 @@ def _build(args: argparse.Namespace):
             overrides["num_segments"] = args.num_segments
         if args.num_classes is not None:
             raise UserError("--num-classes does not apply to a weights file (it has its own)")
-        model, _ = load_model(path, **overrides)
-        return model, str(path)
+        model, meta = load_model(path, **overrides)
+        return model, str(path), meta.get("extra", {}).get("size")
     if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
         from ..models.tsm_checkpoint import load_tsm_checkpoint
 
         model = load_tsm_checkpoint(path, num_segments=args.num_segments)
-        return model, f"{path} (original TSM checkpoint)"
+        return model, f"{path} (original TSM checkpoint)", None
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
         "not a .safetensors file, and not 'av'")

@@ -9,18 +9,23 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UserError
+from ..cli import UserError, nonnegative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data import find_files
     from ..data.video import VIDEO_EXTENSIONS
     from ..inference import load_recognizer, predict_paths, test_dataset
 
+    if args.json not in (None, "-") and Path(args.json).suffix.lower() in VIDEO_EXTENSIONS:
+        # "--json v1.mp4 v2.mp4": argparse gives v1.mp4 to --json, which would overwrite it
+        raise UserError(f"--json {args.json}: that is a video, and the JSON would overwrite it; "
+                        "put --json after the videos, or write --json=results.json")
     paths = []
     for v in args.videos:
         p = Path(v)
         if p.is_dir():
-            paths += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS)
+            paths += [str(f) for f in find_files(p) if f.suffix.lower() in VIDEO_EXTENSIONS]
         elif p.is_file():
             paths.append(str(p))
         else:
@@ -62,15 +67,16 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
-    p.add_argument("--topk", "-k", type=int, default=5)
+    p.add_argument("--topk", "-k", type=positive_int, default=5)
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="write JSON (to FILE, or to standard output with no FILE)")
-    p.add_argument("--clips", type=int, default=1, help="clips per video, logits averaged")
+                   help="write JSON (to FILE, or to standard output with no FILE); put it after "
+                   "the videos, or write --json=FILE")
+    p.add_argument("--clips", type=positive_int, default=1, help="clips per video, logits averaged")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
-    p.add_argument("--num-segments", type=int, default=None, help="frames per clip (default: as trained)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: decode in this one)")
+    p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (0: decode in this one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.set_defaults(func=run)

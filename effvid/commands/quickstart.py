@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli import nonnegative_int, positive_int
+
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
 
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             data=str(data), model=f"{kind}_resnet_tiny", num_segments=8, size=args.size,
             scale_size=args.size, flip=False, crop_scales=[1.0], epochs=args.epochs, batch_size=32, optimizer=args.optimizer, lr=args.lr,
             weight_decay=1e-4, fc_lr_mult=1.0, dropout=0.2, warmup_epochs=1, schedule="cosine",
-            output=str(out / kind), seed=args.seed, workers=args.workers, progress=not args.quiet)
+            output=str(out / kind), overwrite=True, seed=args.seed, workers=args.workers,
+            progress=not args.quiet)
         results[kind] = train(cfg)
 
     print("\nvalidation accuracy (top-1)       TSN      TSM")
@@ -73,12 +76,12 @@ def register(sub) -> None:
     p = sub.add_parser("quickstart", help="synthetic order-dependent data: TSN vs TSM in minutes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="effvid-quickstart", help="folder for data and runs (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--videos-per-class", type=int, default=300, help="training videos per class")
-    p.add_argument("--size", type=int, default=32, help="video frame size in pixels")
+    p.add_argument("--epochs", type=positive_int, default=12)
+    p.add_argument("--videos-per-class", type=positive_int, default=300, help="training videos per class")
+    p.add_argument("--size", type=positive_int, default=32, help="video frame size in pixels")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw")
     p.add_argument("--lr", type=float, default=0.003)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

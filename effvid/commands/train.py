@@ -2,15 +2,16 @@
 
 Every field of :class:`effvid.training.config.TrainConfig` is a flag (``--num-segments 8``,
 ``--no-flip``, ``--shift-direction causal``, ...); ``--config run/config.json`` starts from a
-saved configuration and flags override it.
+saved configuration and flags override it. ``effvid train --output RUN --resume`` continues the
+run in RUN with its own saved configuration.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from ..training.config import TrainConfig
@@ -24,8 +25,10 @@ HELP = {
     "flip": "random horizontal flips (turn off when flipping changes labels)",
     "crop_scales": "multi-scale crop sides as fractions of the short side (TSM's augmentation)",
     "imagenet_weights": "local torchvision ImageNet weights file (.pth or .safetensors)",
-    "init_weights": "effvid .safetensors to fine-tune from (its classifier is replaced)",
-    "resume": "continue the run in --output from its last checkpoint",
+    "init_weights": "effvid .safetensors to fine-tune from (its classifier is replaced when "
+                    "the classes differ)",
+    "resume": "continue the run in --output from its last checkpoint, with its saved configuration",
+    "overwrite": "start a new run in an --output that already holds one, replacing it",
     "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",
     "device": "auto, cpu, cuda or cuda:N",
     "seed": "random seed (runs with the same seed repeat exactly)",
@@ -53,7 +56,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    base = args.config
+    if base is None and args.resume:  # "--output RUN --resume": the run's own configuration
+        saved = Path(args.output or TrainConfig.output) / "config.json"
+        base = saved if saved.is_file() else None
+    values = asdict(TrainConfig.load(base)) if base else {}
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -67,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if not cfg.data:
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except KeyboardInterrupt:
+        print(f"effvid train: interrupted; the last completed epoch is saved: continue with "
+              f"effvid train --output {cfg.output} --resume", file=sys.stderr)
+        return 130
     if not result["is_main"]:  # under torchrun, one process reports
         return 0
     print(f"best val top-1 {100 * result['best_top1']:.1f}%; run folder: {result['output']} "

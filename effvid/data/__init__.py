@@ -1,7 +1,8 @@
 """Video data pipeline: PyAV decoding, clip sampling, clip transforms, datasets."""
 
 from .datasets import (BadSample, VideoClipDataset, VideoSample, build_dataset, collate_clips,
-                       read_list_file, scan_class_folders, stratified_split)
+                       find_files, has_split_folders, read_list_file, scan_class_folders,
+                       stratified_split)
 from .sampling import dense_indices, dense_test_clips, segment_bounds, segment_indices, test_clips
 from .synthetic import (SYNTHETIC_CLASSES, decode_frame_index, index_pattern_frames,
                         make_synthetic_dataset, render_motion_clip)
@@ -20,7 +21,7 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "to_chw", "normalize_clip", "multi_scale_crop_params",
     "TrainTransform", "TestTransform",
     # datasets
-    "VideoSample", "BadSample", "scan_class_folders", "read_list_file", "stratified_split",
+    "VideoSample", "BadSample", "find_files", "has_split_folders", "scan_class_folders", "read_list_file", "stratified_split",
     "VideoClipDataset", "collate_clips", "build_dataset",
     # synthetic
     "SYNTHETIC_CLASSES", "render_motion_clip", "make_synthetic_dataset", "index_pattern_frames",

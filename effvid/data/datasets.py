@@ -33,6 +33,8 @@ from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, read_frames
 __all__ = [
     "VideoSample",
     "BadSample",
+    "find_files",
+    "has_split_folders",
     "scan_class_folders",
     "read_list_file",
     "stratified_split",
@@ -68,6 +70,24 @@ def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
                      f"(expected one of {', '.join(extensions)}){hint}")
 
 
+def find_files(folder: str | os.PathLike) -> list[Path]:
+    """Every file under ``folder``, sorted; hidden files and folders (``.*``) are left out.
+
+    Symlinked folders are followed (``Path.rglob`` does not follow them before Python 3.13,
+    which silently dropped the videos of a linked class folder), each real folder once.
+    """
+    found, seen = [], set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree: do not loop
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(top, f) for f in files if not f.startswith(".") and os.path.isfile(os.path.join(top, f))]
+    return sorted(found)
+
+
 def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
                        classes: Sequence[str] | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from ``root/<class>/**/<video>``; classes are the sorted folder names.
@@ -88,8 +108,7 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     for name in folders:
         if name not in index:
             raise ValueError(f"class folder {str(root / name)!r} is not one of the classes {classes}")
-        files = sorted(p for p in (root / name).rglob("*")
-                       if p.is_file() and not p.name.startswith("."))
+        files = find_files(root / name)
         if not files:
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
         for f in files:
@@ -120,7 +139,11 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         raise FileNotFoundError(errno.ENOENT, f"list file not found: {str(list_path)!r}", str(list_path))
     base = Path(root) if root is not None else list_path.parent
     parsed: list[tuple[int, str, str, int | None]] = []
-    for lineno, raw in enumerate(list_path.read_text().splitlines(), 1):
+    try:  # utf-8-sig: a byte-order mark (Windows editors) is not part of the first path
+        text = list_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"list file {str(list_path)!r} is not UTF-8 text ({e})") from e
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -147,7 +170,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         else:
             lineno = parsed[int_labels.index(not int_labels[0])][0]
             raise ValueError(f"{str(list_path)!r} line {lineno}: labels mix class names and "
-                             f"integers; pass classes=")
+                             f"integers; use class names on every line or integers on every line")
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     samples = []
@@ -219,6 +242,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
                  twice: bool = False, size: int = 224, flip: bool = True):
         if sampling not in ("segment", "dense"):
             raise ValueError(f"sampling must be 'segment' or 'dense', got {sampling!r}")
+        if twice and sampling != "segment":
+            raise ValueError("twice (a second clip at the segment starts) needs segment sampling")
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         self.samples = [s if isinstance(s, VideoSample) else VideoSample(*s) for s in samples]
         self.classes = list(classes)
         for s in self.samples:
@@ -293,6 +320,20 @@ def collate_clips(batch: Sequence) -> dict:
     }
 
 
+def has_split_folders(folder: Path) -> bool:
+    """Whether ``folder`` holds ``train/`` and ``val/`` splits of class folders. A ``train/``
+    without ``val/`` is refused: it would otherwise be read as a class named "train"."""
+    if (folder / "train").is_dir() and (folder / "val").is_dir():
+        return True
+    if (folder / "train").is_dir():
+        other = next((n for n in ("test", "valid", "validation") if (folder / n).is_dir()), None)
+        hint = (f"; to validate on {str(folder / other)!r}, pass it as the validation data "
+                f"(--val-data)" if other else "")
+        raise ValueError(f"{str(folder)!r} has a train/ folder but no val/ folder: add val/, or "
+                         f"point at {str(folder / 'train')!r} to split it{hint}")
+    return False
+
+
 def build_dataset(source: str | os.PathLike, split: str = "train", num_segments: int = 8,
                   train: bool | None = None, transform: Callable | None = None,
                   sampling: str = "segment", *, root: str | os.PathLike | None = None,
@@ -300,29 +341,30 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                   **kwargs) -> VideoClipDataset:
     """Build a :class:`VideoClipDataset` from a class-folder root or a list file.
 
-    - folder with ``train/`` and ``val/``: uses ``source/<split>``; classes come from
-      ``train/`` (so both splits share label ids);
+    - folder with ``train/`` and ``val/``: uses ``source/<split>`` (``"all"``: ``train/``);
+      classes come from ``train/`` (so both splits share label ids);
     - other folder: class folders directly under ``source``, stratified
-      ``val_fraction`` split with ``seed``;
-    - file: a list file (the whole list is the split); ``root`` resolves relative paths.
+      ``val_fraction`` split with ``seed``, or all of them for ``split="all"``;
+    - file: a list file (the whole list, whatever the split); ``root`` resolves relative paths.
 
-    ``train`` defaults to ``split == "train"``; other kwargs go to VideoClipDataset.
+    ``train`` defaults to ``split != "val"``; other kwargs go to VideoClipDataset.
     """
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    train = (split == "train") if train is None else train
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+    train = (split != "val") if train is None else train
     src = Path(source)
     if src.is_file():
         samples, classes = read_list_file(src, root=root, classes=classes)
     elif src.is_dir():
-        if (src / "train").is_dir() and (src / "val").is_dir():
+        if has_split_folders(src):
             if classes is None:
                 _, classes = scan_class_folders(src / "train")
-            samples, classes = scan_class_folders(src / split, classes=classes)
+            samples, classes = scan_class_folders(src / ("val" if split == "val" else "train"),
+                                                  classes=classes)
         else:
             everything, classes = scan_class_folders(src, classes=classes)
-            tr, va = stratified_split(everything, val_fraction, seed)
-            samples = tr if split == "train" else va
+            tr, va = stratified_split(everything, val_fraction, seed) if split != "all" else (everything, [])
+            samples = va if split == "val" else tr
     else:
         raise FileNotFoundError(errno.ENOENT, f"dataset source not found: {str(src)!r}", str(src))
     return VideoClipDataset(samples, classes, num_segments, train, transform, sampling, **kwargs)

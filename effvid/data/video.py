@@ -182,7 +182,10 @@ def _probe_open(container, path: str) -> VideoInfo:
 
     num = int(stream.frames or 0)
     source = "header"
-    if num <= 0 and duration and fps:
+    # MPEG program/transport streams have no frame count, and FFmpeg's duration estimate for
+    # them can be far off (1 frame for a 12-frame file): count their packets instead.
+    estimate_ok = container.format.name not in ("mpeg", "mpegts")
+    if num <= 0 and duration and fps and estimate_ok:
         num = int(round(duration * fps))
         source = "duration"
     if num <= 0:
@@ -198,7 +201,7 @@ def _probe_open(container, path: str) -> VideoInfo:
     num = max(num, 1)
     if fps is None:
         fps = num / duration if duration else 25.0
-    if not duration:
+    if not duration or not estimate_ok:
         duration = num / fps
 
     w, h = first.width, first.height
@@ -212,7 +215,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read the metadata of ``path`` (decodes one frame, never the whole file).
 
     ``num_frames`` is exact when the header stores it (mp4/mov/avi), else estimated
-    from duration x fps, else counted by demuxing packets (no decoding).
+    from duration x fps (mkv/webm), else counted by demuxing packets, without decoding
+    (MPEG-PS/TS, whose duration estimates are unreliable, and files without a duration).
     Raises FileNotFoundError (missing) or VideoDecodeError (empty/corrupt).
     """
     container = _open(path)

@@ -47,6 +47,10 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = Non
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return (state_dict, metadata) of an effvid safetensors file."""
     path = Path(path)
+    if path.is_dir():
+        hint = next((f" such as {path / n}" for n in ("best.safetensors", "last.safetensors")
+                     if (path / n).is_file()), "")
+        raise FileNotFoundError(f"{path} is a folder: give a weights file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:

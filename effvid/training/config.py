@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+# Fields that may differ when a run is resumed: where and how it runs, and how long. Everything
+# else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
+# or "--resume continues exactly" would not hold.
+RESUMABLE_CHANGES = ("data", "val_data", "data_root", "imagenet_weights", "init_weights", "epochs",
+                     "output", "workers", "device", "amp", "resume", "overwrite", "progress")
 
 
 @dataclass
@@ -49,6 +58,7 @@ class TrainConfig:
     device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True               # bfloat16 autocast on GPU; ignored on CPU
     resume: bool = False
+    overwrite: bool = False        # start a new run in an --output that already holds one
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +68,13 @@ class TrainConfig:
         def bad(name, why):
             raise ValueError(f"bad config value {name}={getattr(self, name)!r}: {why}")
 
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, hints[f.name]):
+                bad(f.name, f"expected {_type_name(hints[f.name])}")
+            if isinstance(value, float) and not math.isfinite(value):
+                bad(f.name, "must be a finite number")
         for name in ("num_segments", "epochs", "batch_size", "size", "shift_div"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
@@ -73,8 +90,18 @@ class TrainConfig:
             bad("weight_decay", "must be >= 0")
         if not self.crop_scales or not all(0 < c <= 1 for c in self.crop_scales):
             bad("crop_scales", "must be fractions in (0, 1]")
-        if self.warmup_epochs < 0:
-            bad("warmup_epochs", "must be >= 0")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            bad("warmup_epochs", f"must be in [0, epochs={self.epochs}]")
+        if not 0 <= self.momentum < 1:
+            bad("momentum", "must be in [0, 1)")
+        if self.clip_grad is not None and self.clip_grad < 0:
+            bad("clip_grad", "must be > 0, or 0 / null for no clipping")
+        if self.fc_lr_mult <= 0:
+            bad("fc_lr_mult", "must be > 0")
+        if any(s < 1 for s in self.lr_steps) or self.lr_steps != sorted(set(self.lr_steps)):
+            bad("lr_steps", "must be increasing epoch numbers >= 1")
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            bad("seed", "must be in [0, 2**32)")
         choices = {"schedule": ("cosine", "step"), "optimizer": ("sgd", "adamw"), "sampling": ("segment", "dense"),
                    "shift_direction": ("bidirectional", "causal"),
                    "shift_place": ("residual", "inplace")}
@@ -99,4 +126,48 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            values = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON: {e}") from e
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {str(path)!r} must hold a JSON object")
+        try:
+            return cls.from_dict(values)
+        except ValueError as e:
+            raise ValueError(f"config file {str(path)!r}: {e}") from e
+
+    def resume_differences(self, saved: dict) -> list[str]:
+        """The settings that differ from a saved run's (``saved``: its config as a dict) and
+        may not change on resume. A ``seed`` of None means "the run's own"."""
+        diffs = []
+        for f in fields(self):
+            if f.name in RESUMABLE_CHANGES or f.name not in saved:
+                continue
+            mine = getattr(self, f.name)
+            if f.name == "seed" and mine is None:
+                continue
+            if mine != saved[f.name]:
+                diffs.append(f"{f.name} {saved[f.name]!r} -> {mine!r}")
+        return diffs
+
+
+def _has_type(value, hint) -> bool:
+    """Whether a JSON-loaded value fits a field's annotation (int for float is fine; bool is
+    not an int here, and "false" is not a bool)."""
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, h) for h in typing.get_args(hint))
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, typing.get_args(hint)[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")

@@ -76,6 +76,15 @@ def set_sampler_epoch(sampler, epoch: int, seed: int) -> None:
         sampler.generator.manual_seed(seed * 1000003 + epoch)
 
 
+def broadcast_buffers(model: torch.nn.Module, env: DistEnv) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics). DDP copies them
+    only at the start of each training forward, so after the last step each process holds its
+    own; evaluation would then differ between processes, and from the weights rank 0 saves."""
+    if env.distributed:
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+
+
 def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

@@ -1,10 +1,11 @@
 """The training loop, readable top to bottom: ``train(config)``.
 
 Structure (also what runs under torchrun, one process per GPU):
-  1. set up: seed, process group, device, run folder, config.json
+  1. set up: seed, process group, device
   2. data: datasets, samplers (:func:`build_sampler`), loaders
   3. model, optimiser (classifier LR multiplier, no weight decay on BN and biases), schedule
-  4. resume from the last checkpoint if asked
+  4. resume from the last checkpoint if asked; only then the run folder and config.json, so
+     a failed start writes nothing
   5. per epoch: train, evaluate, log, write checkpoint (atomically) and the best model, plots
 
 Only the main process writes files (:class:`RunWriter`). Bad videos are skipped by the data
@@ -13,9 +14,11 @@ pipeline and reported at the end of each epoch with their paths.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -27,10 +30,11 @@ from torch.utils.data import DataLoader
 
 from ..data import collate_clips
 from ..models import create_model
-from ..models.weights import atomic_replace, load_weights, save_weights
+from ..errors import UserError
+from ..models.weights import atomic_replace, load_torch_file, load_weights, save_weights
 from .config import TrainConfig
-from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, build_sampler,
-                          init_distributed, set_sampler_epoch)
+from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
+                          build_sampler, init_distributed, set_sampler_epoch)
 from .evaluate import autocast_for, evaluate
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
@@ -41,7 +45,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"bad config value device={name!r}: CUDA is not available")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"bad config value device={name!r}: use auto, cpu, cuda or cuda:N") from e
 
 
 def seed_everything(seed: int) -> None:
@@ -53,15 +60,27 @@ def seed_everything(seed: int) -> None:
 class RunWriter:
     """Everything the run writes to disk goes through here; only the main process writes."""
 
-    def __init__(self, folder: str | Path, env: DistEnv):
+    # what a run writes; --overwrite removes an earlier run's before the new one starts
+    RUN_FILES = ("config.json", "history.json", "last.safetensors", "last_state.pt",
+                 "best.safetensors", "curves.png", "confusion.png")
+
+    def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False):
         self.folder = Path(folder)
         self.enabled = env.is_main
         self.tb = None
         if self.enabled:
+            if replace:
+                for name in self.RUN_FILES:
+                    (self.folder / name).unlink(missing_ok=True)
+                shutil.rmtree(self.folder / "tensorboard", ignore_errors=True)
             self.folder.mkdir(parents=True, exist_ok=True)
+            for tmp in self.folder.glob(".*.tmp*"):  # left by a process killed mid-write
+                tmp.unlink()
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.folder / "tensorboard"))
+            # purge_step: a resumed run hides the points a crashed one logged after its last
+            # checkpoint, so TensorBoard shows each epoch once
+            self.tb = SummaryWriter(str(self.folder / "tensorboard"), purge_step=start_epoch or None)
 
     def text(self, name: str, content: str) -> None:
         if self.enabled:
@@ -103,7 +122,24 @@ def load_resume_state(folder: Path) -> dict | None:
     path = folder / "last_state.pt"
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+    return load_torch_file(path)  # weights_only: tensors and plain data only
+
+
+def check_run_folder(cfg: TrainConfig, resume: dict | None) -> None:
+    """Refuse what would silently damage a run: a new run over an existing one, and a resume
+    with settings that differ from the run's (it would not continue exactly)."""
+    out = Path(cfg.output)
+    if resume is None:
+        if not cfg.overwrite and any((out / f).exists() for f in ("last_state.pt", "history.json")):
+            raise ValueError(f"{out} already holds a run: continue it with --resume, write the new "
+                             "run elsewhere with --output, or replace it with --overwrite")
+        return
+    if "config" in resume:  # states written before this check existed have no config
+        diffs = cfg.resume_differences(json.loads(resume["config"]))
+        if diffs:
+            raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
+                             f"resume it as it was (effvid train --output {out} --resume), or "
+                             "start a new run with another --output")
 
 
 def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
@@ -114,6 +150,23 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
     if cfg.seed is not None:
         return cfg.seed
     return int(all_gather_objects(int(time.time()), env)[0])  # rank 0's clock
+
+
+def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> None:
+    """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
+    on the same classes, in the same order, and replaced otherwise."""
+    state, meta = load_weights(path)
+    if meta.get("classes") != classes:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = model.state_dict()
+    missing = sorted(own.keys() - state.keys() - {"fc.weight", "fc.bias"})
+    unexpected = sorted(state.keys() - own.keys())
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+             for k in sorted(state.keys() & own.keys()) if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path} does not match {name}: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, wrong shape {wrong[:3]}")
+    model.load_state_dict(state, strict=False)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -145,7 +198,7 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """Linear warm-up, then cosine decay to zero or x0.1 steps at the given epochs."""
     epoch = step / steps_per_epoch
     if epoch < cfg.warmup_epochs:
-        return (step + 1) / (cfg.warmup_epochs * steps_per_epoch)
+        return min(1.0, (step + 1) / (cfg.warmup_epochs * steps_per_epoch))
     if cfg.schedule == "step":
         return 0.1 ** sum(epoch >= s for s in cfg.lr_steps)
     span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
@@ -153,9 +206,10 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def build_datasets(cfg: TrainConfig):
-    """Training and validation sets. A list file without --val-data is split like a folder."""
+    """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
+    (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it."""
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        read_list_file, stratified_split)
+                        has_split_folders, read_list_file, stratified_split)
 
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
@@ -164,11 +218,24 @@ def build_datasets(cfg: TrainConfig):
     if Path(cfg.data).is_file() and cfg.val_data is None:
         samples, classes = read_list_file(cfg.data, root=cfg.data_root)
         train_samples, val_samples = stratified_split(samples, cfg.val_fraction, cfg.seed or 0)
-        return (VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling),
-                VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling))
-    train_set = build_dataset(cfg.data, split="train", train=True, transform=train_tf, **common)
-    val_set = build_dataset(cfg.val_data or cfg.data, split="val", train=False, transform=val_tf,
-                            classes=train_set.classes, **common)
+        train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
+        val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
+    elif cfg.val_data is None:
+        train_set = build_dataset(cfg.data, split="train", train=True, transform=train_tf, **common)
+        val_set = build_dataset(cfg.data, split="val", train=False, transform=val_tf,
+                                classes=train_set.classes, **common)
+    else:
+        train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
+        val_split = "val" if Path(cfg.val_data).is_dir() and has_split_folders(Path(cfg.val_data)) else "all"
+        val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
+                                classes=train_set.classes, **common)
+    if len(train_set.classes) < 2:
+        raise ValueError(f"{cfg.data} has {len(train_set.classes)} class ({', '.join(train_set.classes)}); "
+                         "a classifier needs at least 2")
+    if len(val_set) == 0:
+        raise ValueError(f"no validation videos: {cfg.data} has too few videos per class for "
+                         f"val_fraction={cfg.val_fraction} (each class needs 2); add videos or "
+                         "pass validation data (--val-data)")
     return train_set, val_set
 
 
@@ -193,8 +260,8 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
             logits = model(video)
             loss = F.cross_entropy(logits.float(), labels)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}; "
-                                     "lower --lr or check the data")
+            raise UserError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}; "
+                            "lower --lr or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad:
@@ -208,7 +275,12 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
         bar.set_postfix(loss=f"{s['loss']:.3f}", acc=f"{100 * s['top1']:.1f}",
                         clips_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
     meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())
-    return meter.summary(), bad
+    if meter.count == 0:
+        raise UserError(f"epoch {epoch + 1} trained on no clips: every training video was unreadable "
+                        f"({len(bad)} on this process; the first: {bad[0][0] if bad else '-'})")
+    stats = meter.summary()
+    stats["lr"] = cfg.lr * lr_factor(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch)
+    return stats, bad
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -221,10 +293,9 @@ def train(cfg: TrainConfig) -> dict:
         torch.cuda.set_device(device)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
+    check_run_folder(cfg, resume)
     seed = run_seed(cfg, env, resume)
     seed_everything(seed)  # model initialisation: the same on every process
-    writer = RunWriter(out, env)
-    writer.text("config.json", cfg.to_json())
 
     # 2. data
     train_set, val_set = build_datasets(cfg)
@@ -233,7 +304,11 @@ def train(cfg: TrainConfig) -> dict:
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_clips,
                        pin_memory=device.type == "cuda", persistent_workers=False)
-    train_loader = DataLoader(train_set, sampler=train_sampler, drop_last=len(train_set) > cfg.batch_size, **loader_args)
+    # drop a ragged last batch (BatchNorm on a batch of 1 is noise), unless that would leave a
+    # process with nothing: each gets ceil(len / world_size) clips
+    per_process = math.ceil(len(train_set) / env.world_size)
+    train_loader = DataLoader(train_set, sampler=train_sampler, drop_last=per_process > cfg.batch_size,
+                              **loader_args)
     val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
     steps_per_epoch = max(len(train_loader), 1)
 
@@ -244,12 +319,7 @@ def train(cfg: TrainConfig) -> dict:
                          **({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
                              "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {}))
     if cfg.init_weights:
-        state, _ = load_weights(cfg.init_weights)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # new classes
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
-            raise ValueError(f"{cfg.init_weights} does not match {cfg.model}: missing "
-                             f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        load_init_weights(model, cfg.init_weights, classes, cfg.model)
     model.to(device)
     train_model = model
     if env.distributed:
@@ -263,14 +333,30 @@ def train(cfg: TrainConfig) -> dict:
     history: list[dict] = []
     start_epoch, best = 0, -1.0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        try:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"cannot resume {out}: its last_state.pt does not fit {cfg.model} "
+                             f"with {len(classes)} classes ({str(e).strip().splitlines()[0]})") from e
         start_epoch, best = resume["epoch"] + 1, resume["best"]
         history = json.loads(resume["history"])
+        if start_epoch >= cfg.epochs:
+            if env.is_main:
+                print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
+                      "(raise --epochs to train on)")
+            return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
+                    "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
         if env.is_main:
             print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     elif cfg.resume and env.is_main:
         print(f"nothing to resume in {out}; starting from scratch")
+    # Only now, with the data, the model and any resume state known to be valid, is the run
+    # folder written: a failed start leaves an existing run alone. The saved configuration
+    # holds the seed actually used, so that it repeats a seedless run too.
+    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
+    writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
+    writer.text("config.json", run_config)
 
     # 5. epochs
     for epoch in range(start_epoch, cfg.epochs):
@@ -283,6 +369,7 @@ def train(cfg: TrainConfig) -> dict:
         t0 = time.perf_counter()
         train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, cfg, device,
                                            epoch, steps_per_epoch, env)
+        broadcast_buffers(model, env)  # evaluate (and save) rank 0's BatchNorm statistics
         val_stats = evaluate(model, val_loader, device, len(classes), env=env, amp=cfg.amp,
                              progress=cfg.progress)
         bad = sorted({p for group in all_gather_objects(bad + val_stats.pop("bad"), env) for p in group})
@@ -300,7 +387,8 @@ def train(cfg: TrainConfig) -> dict:
         # The commit point of the epoch: the state holds everything a resume needs (the
         # weights too), so a crash between any two of these writes cannot mix two epochs.
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history)},
+                      "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
+                      "config": run_config},
                      "last_state.pt")
         writer.text("history.json", json.dumps(history, indent=1))
         writer.plots(history, classes)

@@ -41,8 +41,10 @@ class ClassificationMeter:
 
     def summary(self) -> dict:
         n = max(self.count, 1)
-        per_class_total = self.confusion.sum(dim=1)
-        per_class = (self.confusion.diag().double() / per_class_total.clamp(min=1)).tolist()
+        per_class_total = self.confusion.sum(dim=1).tolist()
+        # None for a class without samples: its accuracy is unknown, not 0
+        per_class = [int(hit) / total if total else None
+                     for hit, total in zip(self.confusion.diag().tolist(), per_class_total)]
         out = {f"top{k}": self.hits[k] / n for k in self.topk}
         out.update(loss=self.loss_sum / n, count=self.count, per_class=per_class)
         return out
