@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = ("quickstart", "train", "eval", "predict", "info", "stream", "export")
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory_unless_disabled()  # up to 2-3x faster CPU forwards; see effvid/runtime.py
     try:
         result = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # "effvid info av | head": the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (UserError, FileNotFoundError, ValueError) as e:
         message = str(e)
         if isinstance(e, OSError) and e.strerror and e.filename and str(e.filename) in e.strerror:

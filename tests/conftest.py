@@ -25,6 +25,7 @@ INDEX_VIDEO_SPECS = {
     "avi_mjpeg": ("mjpeg.avi", dict(codec="mjpeg")),
     "mp4_gray": ("gray.mp4", dict(codec="libx264", pix_fmt="gray", gop=8)),
     "mpg_mpeg2": ("mpeg2.mpg", dict(codec="mpeg2video", gop=8)),  # MPEG-PS: no frame count
+    "ts_h264": ("h264.ts", dict(codec="libx264", gop=8)),  # MPEG-TS: seeks land late
 }
 
 

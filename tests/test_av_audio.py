@@ -160,6 +160,18 @@ def test_logmel_floor_and_config():
         LogMelSpectrogram(SR, n_fft=256, win_length=400)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_logmel_in_a_half_precision_model(dtype):
+    # model.half() / .bfloat16() also converts the window and filterbank buffers; the
+    # spectrogram is still computed in float32 and returned in the module's dtype
+    wave = torch.randn(2, 4000)
+    lm = LogMelSpectrogram(SR, n_mels=40)
+    want = lm(wave)
+    got = lm.to(dtype)(wave.to(dtype))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.02)
+
+
 def test_spec_augment_masks():
     torch.manual_seed(0)
     aug = SpecAugment(freq_mask_param=10, time_mask_param=15, num_freq_masks=1, num_time_masks=1, mask_value=-100.0)

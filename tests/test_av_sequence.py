@@ -138,3 +138,24 @@ def test_collate_and_clip_layout(videos):
     assert clips.shape == (2, 6, 3, 4, 32, 48) and clips.dtype == torch.float32
     level = LEVELS[0] / 255
     assert clips[0, 0, 0].mean().item() == pytest.approx((level - 0.485) / 0.229, abs=0.03)
+
+
+def test_mpeg_ts_window_starts_at_the_right_frame(tmp_path):
+    # In MPEG-TS a seek lands after its target (by up to a GOP); the sampler seeks further back
+    # instead of taking the late frame for the first targets of the window.
+    frames = np.stack([np.full((16, 16, 3), 2 * i, np.uint8) for i in range(6 * FPS)])
+    ts = write_video(tmp_path / "gop8.ts", frames, fps=FPS, gop=8)
+    sampler = LongVideoSampler(num_clips=1, frames_per_clip=8, sample_rate=SR, missing_audio="mask")
+    for start in (0.0, 2.0, 4.4):
+        seq = sampler(ts, start=start)
+        got = np.array([float(seq.frames[0, j].float().mean()) / 2 for j in range(8)])  # frame index
+        want = np.array([int(start * FPS + 2 * j + 1e-6) for j in range(8)])
+        assert np.abs(got - want).max() < 0.6, (start, got.round(1), want)
+
+
+def test_clip_length_that_is_not_a_whole_number_of_samples(videos):
+    # 0.75 s at 11025 Hz is 8268.75 samples: each clip gets round() of it, and the window read
+    # holds exactly that many per clip (it used to fail to reshape)
+    seq = LongVideoSampler(num_clips=3, clip_seconds=0.75, frames_per_clip=4, sample_rate=11025)(videos["five"])
+    assert seq.audio.shape == (3, 8269) and seq.mask.all()
+    assert 600 < dominant_hz(seq.audio[2].numpy()) * 11025 / SR < 640  # 1.5-2.25 s: the 622 Hz tone

@@ -110,8 +110,9 @@ def test_info_user_errors(tmp_path, capsys):
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing.safetensors")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["info", "tsm_resnet_tiny", "--size", "0"]) == 2
-    assert "--size must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused by the parser, before anything runs
+        main(["info", "tsm_resnet_tiny", "--size", "0"])
+    assert e.value.code == 2 and "argument --size: must be >= 1, got 0" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage")
     assert main(["info", str(bad)]) == 2

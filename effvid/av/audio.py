@@ -84,7 +84,8 @@ def read_audio(
 
     Args:
         path: a media file readable by FFmpeg (the same files the video frames come from).
-        start: window start in seconds, on the container's timeline (0 = first audio sample).
+        start: window start in seconds, on the container's timeline (0 = the container's start,
+            as for the video frames; a stream that starts later is zero-padded before it).
         duration: window length in seconds; ``None`` reads to the end of the stream. The result
             always has exactly ``round(duration * sample_rate)`` samples: audio past the end of
             the stream is zero-padded.
@@ -296,6 +297,8 @@ class LogMelSpectrogram(nn.Module):
         return num_samples // self.hop_length + 1 if self.center else 1 + (num_samples - self.n_fft) // self.hop_length
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        # Computed in float32 whatever the module's dtype (model.half() / .bfloat16() convert the
+        # window and filterbank too); the result comes back in the module's dtype.
         lead = waveform.shape[:-1]
         x = waveform.reshape(-1, waveform.shape[-1]).float()
         spec = torch.stft(
@@ -303,14 +306,14 @@ class LogMelSpectrogram(nn.Module):
             n_fft=self.n_fft,
             hop_length=self.hop_length,
             win_length=self.win_length,
-            window=self.window,
+            window=self.window.float(),
             center=self.center,
             pad_mode="reflect",
             return_complex=True,
         )
         power = spec.abs().pow(self.power)  # (B, n_freqs, frames)
-        mel = torch.matmul(power.transpose(-1, -2), self.filterbank).transpose(-1, -2)  # (B, n_mels, frames)
-        logmel = torch.log(mel.clamp_min(self.floor))
+        mel = torch.matmul(power.transpose(-1, -2), self.filterbank.float()).transpose(-1, -2)  # (B, n_mels, frames)
+        logmel = torch.log(mel.clamp_min(self.floor)).to(self.filterbank.dtype)
         return logmel.reshape(*lead, self.n_mels, logmel.shape[-1])
 
     def extra_repr(self) -> str:

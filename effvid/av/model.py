@@ -280,8 +280,10 @@ def create_av_model(
     visual_kwargs: dict | None = None,
     audio_kwargs: dict | None = None,
 ) -> AVModel:
-    """Build an :class:`AVModel` with the paper's defaults (6 layers, width 768, 12 heads, FFN
-    3072, dropout 0.1, ``partial`` sharing with rank 128, mid fusion, 80-mel audio frontend).
+    """Build an :class:`AVModel` with the paper's transformer defaults (6 layers, width 768, 12
+    heads, FFN 3072, dropout 0.1, ``partial`` sharing with rank 128, mid fusion, 80-mel audio
+    frontend). The default visual CNN is a TSM-ResNet-50 (2D, cheaper); pass
+    ``visual_cnn="slow_r50"`` for the paper's slow-only 3D ResNet-50.
 
     ``visual_cnn``: ``tsm_<arch>`` (TSM backbone of :mod:`effvid.models`, e.g. ``tsm_resnet50``,
     ``tsm_resnet_tiny``), ``r3d_18`` / ``mc3_18`` / ``r2plus1d_18`` (torchvision), ``slow_r50``

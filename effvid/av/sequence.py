@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import _rotation_of, _to_rgb
+from ..data.video import _rotation_of, _to_rgb, decode_from
 from .audio import AudioDecodeError, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -134,7 +134,9 @@ class LongVideoSampler:
         out_frames = torch.zeros((K, T, *frames.shape[1:]), dtype=torch.uint8)
         out_frames[:num_valid] = torch.from_numpy(frames).view(num_valid, T, *frames.shape[1:])
 
-        audio = read_audio(path, start=start, duration=num_valid * self.clip_seconds,
+        # the duration of exactly num_valid * samples_per_clip samples (clip_seconds * rate may
+        # not be a whole number of samples)
+        audio = read_audio(path, start=start, duration=num_valid * self.samples_per_clip / self.sample_rate,
                            sample_rate=self.sample_rate, missing_audio=self.missing_audio)
         out_audio = torch.zeros(K, self.samples_per_clip)
         out_audio[:num_valid] = audio.waveform.view(num_valid, self.samples_per_clip)
@@ -158,8 +160,8 @@ class LongVideoSampler:
         step = self.clip_seconds / self.frames_per_clip
         targets = [start + i * step for i in range(num_valid * self.frames_per_clip)]
         eps = 1e-6
-        if start > 0:
-            container.seek(int((origin + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
+        frames = (decode_from(container, stream, (origin + start) / stream.time_base) if start > 0
+                  else container.decode(stream))
         picked: list[np.ndarray | None] = [None] * len(targets)
         nxt = 0  # next target to fill
         prev = None  # last decoded frame not after the current target
@@ -169,7 +171,7 @@ class LongVideoSampler:
             return _to_rgb(frame, rotation, frame_size)
 
         try:
-            for frame in container.decode(stream):
+            for frame in frames:
                 if frame.pts is None:
                     continue
                 if rotation is None:

@@ -39,7 +39,7 @@ __all__ = [
     "write_video",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts")
 
 # Errors PyAV/FFmpeg raise for unreadable data. av.FFmpegError covers the
 # libav* error codes; the others are raised by PyAV itself on odd inputs.
@@ -337,10 +337,9 @@ class _SparseDecoder:
 
     # -- low level
     def seek(self, pts: float) -> None:
-        ts = int(max(pts, self.start_pts))
         self.seeks += 1
         try:
-            self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
+            seek_to_pts(self.container, self.stream, pts)
         except _AV_ERRORS:
             # Some files cannot seek; restart from the beginning instead.
             self.container.seek(0)
@@ -435,6 +434,38 @@ class _SparseDecoder:
             ts = _frame_ts(frame)
             if ts is None or ts >= threshold:
                 return frame
+
+
+def seek_to_pts(container, stream, pts: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``pts`` (its time base). At or before the
+    stream's first timestamp, seek the container to its beginning instead: in MPEG-TS a seek
+    to the first timestamp itself lands on the second keyframe."""
+    start = stream.start_time if stream.start_time is not None else 0
+    if pts <= start:
+        container.seek(0)
+    else:
+        container.seek(int(pts), stream=stream, backward=True, any_frame=False)
+
+
+def decode_from(container, stream, pts: float):
+    """Decoded frames of ``stream`` from the keyframe at or before ``pts`` (its time base) on.
+
+    Some demuxers (MPEG-TS) land after the target: then seek further back, 1 s, 4 s, 16 s, then
+    the start, as :func:`read_frames` does.
+    """
+    start = stream.start_time if stream.start_time is not None else 0
+    seek_to, back = pts, 1 / float(stream.time_base)
+    for attempt in range(5):
+        seek_to_pts(container, stream, seek_to)
+        frames = container.decode(stream)
+        first = next((f for f in frames if f.pts is not None), None)
+        if first is None or first.pts <= pts or seek_to <= start:
+            break
+        seek_to = max(start, pts - back) if attempt < 3 else start
+        back *= 4
+    if first is not None:
+        yield first
+    yield from frames
 
 
 def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
