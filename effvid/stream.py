@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .data.transforms import TestTransform
-from .data.video import VIDEO_EXTENSIONS, frame_to_rgb
+from .data.datasets import find_files
+from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -60,17 +61,19 @@ def _describe(e: BaseException) -> str:
 
 
 def is_camera(source: str | int) -> bool:
-    return isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+    """A camera index: an int, or digits that do not name an existing file or folder."""
+    return isinstance(source, int) or (isinstance(source, str) and source.isdigit()
+                                       and not Path(source).exists())
 
 
 def list_sources(source: str | int) -> list[str]:
-    """A camera index, a video file, or the video files of a directory (sorted)."""
+    """A camera index, a video file, or the video files under a directory (sorted; hidden
+    files left out, as for datasets)."""
     if is_camera(source):
         return [str(source)]
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        files = [p for p in find_files(path) if p.suffix.lower() in VIDEO_EXTENSIONS]
         if not files:
             raise StreamError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in directory {path}")
         return [str(p) for p in files]
@@ -94,7 +97,8 @@ def _open_container(source: str):
 
 def open_frames(source: str | int, on_warning: Callable[[str], None] | None = None
                 ) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield ``(time_s, rgb_uint8_HWC)`` for each frame of a file or camera.
+    """Yield ``(time_s, rgb_uint8_HWC)`` for each frame of a file or camera: upright (display
+    rotation applied, as by every effvid reader), with the time from the stream's start.
 
     Raises :class:`StreamError` if the source cannot be opened or has no video stream. A
     decoding error after the first frame ends the stream with a warning (``on_warning``), not
@@ -112,6 +116,8 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
         start = time.perf_counter()
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 25.0
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        rotation = None
         index = 0
         frames = container.decode(stream)
         while True:
@@ -127,10 +133,12 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
             if camera:
                 t = time.perf_counter() - start
             elif frame.time is not None:
-                t = float(frame.time)
+                t = float(frame.time) - origin
             else:
                 t = index / fps
-            yield t, frame_to_rgb(frame)
+            if rotation is None:
+                rotation = _rotation_of(frame, stream)
+            yield t, _to_rgb(frame, rotation, None)
             index += 1
         if index == 0:
             raise StreamError(f"{source}: no frames could be decoded")
@@ -226,12 +234,13 @@ def annotate(frame: np.ndarray, text: str) -> np.ndarray:
 
 class AnnotatedVideoWriter:
     """Encode RGB frames to a video file with PyAV, one at a time. The first frame fixes the
-    size (rounded down to even); later frames of another size are resized to it."""
+    size (rounded down to even); later frames of another size are resized to it. The codec
+    follows the container: VP9 for .webm, H.264 otherwise."""
 
-    def __init__(self, path: str | Path, fps: float = 25.0, codec: str = "libx264"):
+    def __init__(self, path: str | Path, fps: float = 25.0, codec: str | None = None):
         self.path = Path(path)
         self.fps = fps
-        self.codec = codec
+        self.codec = codec or ("libvpx-vp9" if self.path.suffix.lower() == ".webm" else "libx264")
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self._container = None
@@ -246,6 +255,9 @@ class AnnotatedVideoWriter:
             options = {"crf": "23", "preset": "veryfast"} if self.codec == "libx264" else {}
             self._stream = self._container.add_stream(self.codec, rate=rate, options=options)
         except _AV_ERRORS as e:
+            if self._container is not None:
+                self._container.close()
+                self._container = None
             raise StreamError(f"cannot write video {self.path}: {_describe(e)}") from None
         self._stream.height, self._stream.width = self.size
         self._stream.pix_fmt = "yuv420p"
@@ -264,7 +276,7 @@ class AnnotatedVideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        if self._container is None:
+        if self._container is None or self._stream is None:
             return
         try:
             for packet in self._stream.encode():
@@ -386,11 +398,12 @@ def run_stream(recognizer, frames: Iterable[tuple[float, np.ndarray]], *,
             record = {"source": source, "frame": summary.frames, "time": round(float(t), 4),
                       "label": classes[k], "index": k, "score": round(float(probs[k]), 5),
                       "latency_ms": round(latency, 3)}
+            # the JSON line last, so that after Ctrl-C it never lists a frame the video lacks
+            if writer is not None:
+                writer.write(annotate(frame, f"{classes[k]} {probs[k]:.2f}"))
             if out is not None:
                 out.write(json.dumps(record) + "\n")
                 out.flush()
-            if writer is not None:
-                writer.write(annotate(frame, f"{classes[k]} {probs[k]:.2f}"))
             if plot_path is not None:
                 times.append(float(t))
                 probs_history.append(probs.astype(np.float32))

@@ -160,3 +160,44 @@ def test_export_command(tmp_path, capsys):
     assert rc == 2 and "bidirectional" in err and "causal" in err
     assert main(["export", "-o", str(out)]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_export_checks_the_opset_the_size_and_the_output(tmp_path, capsys):
+    from effvid.cli import main
+    from effvid.models.weights import save_weights
+
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=4, shift_direction="causal")
+    ckpt = tmp_path / "m.safetensors"
+    save_weights(model, ckpt, {"classes": ["a", "b", "c"], "extra": {"size": 40}})
+    # the default exporter cannot write opset 13 and writes its own: refused, nothing left
+    rc = main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e13"), "--opset", "13",
+               "--mode", "offline", "--no-verify"])
+    assert rc == 2 and "wrote opset 18, not the requested 13" in capsys.readouterr().err
+    assert not list((tmp_path / "e13").glob("*.onnx"))
+    # the checkpoint's training size is the default
+    rc = main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e"), "--mode", "offline",
+               "--exporter", "torchscript"])
+    assert rc == 0 and "(40x40 input" in capsys.readouterr().out
+    (tmp_path / "afile").write_text("x")
+    assert main(["export", "-c", str(ckpt), "-o", str(tmp_path / "afile")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_verify_is_relative_to_the_logits(tmp_path):
+    # Random-weight logits can be 1e-11: an absolute tolerance of 1e-3 passed any export.
+    # Compare an export with a model whose classifier differs by 10% of its (tiny) logits.
+    import copy
+
+    from effvid.commands.export import VERIFY_TOLERANCE, _verify_offline
+
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=4).eval()
+    with torch.no_grad():
+        model.fc.weight.mul_(1e-8)
+    path = tmp_path / "m.onnx"
+    export_offline(model, path, height=SIZE, exporter="torchscript")
+    assert _verify_offline(model, path, SIZE, 4) <= VERIFY_TOLERANCE
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.fc.weight.mul_(1.1)
+    assert _verify_offline(other, path, SIZE, 4) > VERIFY_TOLERANCE

@@ -226,3 +226,66 @@ def test_stream_with_onnx_runner(video, tmp_path, capsys):
             break
         expected.append("xyz"[int(online.step(st.preprocess_frame(frame, SIZE)).argmax())])
     assert [r["label"] for r in lines] == expected
+
+
+def test_outputs_never_overwrite_the_videos_streamed(tmp_path, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    clip = _write_video(folder / "x.mp4", _frames(4))
+    before = clip.read_bytes()
+    for extra in (["--output-video", str(folder)], ["--plot", str(clip)], ["--jsonl", str(clip)]):
+        source = str(folder) if extra[0] == "--output-video" else str(clip)
+        rc = main(["stream", source, "--model", "tsm_resnet_tiny", "--size", str(SIZE)] + extra)
+        err = capsys.readouterr().err
+        assert rc == 2 and "is one of the videos being streamed" in err, extra
+    assert clip.read_bytes() == before
+
+
+def test_folder_outputs_same_stems_hidden_files_and_a_wrong_label_count(tmp_path, capsys):
+    folder = tmp_path / "coll"
+    folder.mkdir()
+    _write_video(folder / "x.mp4", _frames(4))
+    _write_video(folder / "x.mkv", _frames(3, seed=1))
+    (folder / "._x.mp4").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # hidden: left out
+    rc = main(["stream", str(folder), "--model", "tsm_resnet_tiny", "--size", str(SIZE),
+               "--output-video", str(tmp_path / "A")])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "A").iterdir()) == ["x_mkv.mp4", "x_mp4.mp4"]
+    assert _decoded_frames(tmp_path / "A" / "x_mp4.mp4") == 4
+    assert _decoded_frames(tmp_path / "A" / "x_mkv.mp4") == 3
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    rc = main(["stream", str(folder), "--model", "tsm_resnet_tiny", "--num-classes", "3",
+               "--size", str(SIZE), "--labels", str(labels)])
+    assert rc == 2 and "2 class names for a model with 3 classes" in capsys.readouterr().err
+
+
+def test_rotated_video_is_streamed_upright_and_times_start_at_zero(tmp_path):
+    from effvid.data.video import write_video
+
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    frames[:, :4, :4] = 255  # a white corner at the top left of the stored picture
+    path = write_video(tmp_path / "rot.mp4", frames, fps=10, rotation=90)
+    (t0, first), *_ = list(st.open_frames(str(path)))
+    assert first.shape == (48, 32, 3) and t0 == 0.0  # displayed 90 degrees counter-clockwise
+    assert first[-4:, :4].mean() > 200 and first[:4, :4].mean() < 50  # the corner went bottom left
+
+
+def test_a_folder_named_with_digits_is_not_a_camera(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "12").mkdir()
+    _write_video(tmp_path / "12" / "a.mp4", _frames(3))
+    assert not st.is_camera("12") and st.is_camera("13")
+    assert main(["stream", "12", "--model", "tsm_resnet_tiny", "--size", str(SIZE)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_annotated_webm_and_plot_paths(video, tmp_path, capsys):
+    (tmp_path / "plots").mkdir()
+    rc = main(["stream", str(video), "--model", "tsm_resnet_tiny", "--size", str(SIZE),
+               "--max-frames", "3", "--output-video", str(tmp_path / "a.webm"),
+               "--plot", str(tmp_path / "plots")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert _decoded_frames(tmp_path / "a.webm") == 3  # VP9: webm cannot hold H.264
+    assert f"plot: {tmp_path / 'plots' / 'clip.png'}" in err and (tmp_path / "plots" / "clip.png").is_file()

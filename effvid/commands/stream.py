@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import UserError
+from ..cli import UserError, positive_int
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,8 +31,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", metavar="NAME",
                    help="build this model with random weights instead (demos, benchmarks), "
                    "e.g. tsm_mobilenet_v2")
-    g.add_argument("--num-classes", type=int, default=10, help="with --model (default: 10)")
-    g.add_argument("--num-segments", type=int, default=8, help="with --model (default: 8)")
+    g.add_argument("--num-classes", type=positive_int, default=10, help="with --model (default: 10)")
+    g.add_argument("--num-segments", type=positive_int, default=8, help="with --model (default: 8)")
     g.add_argument("--shift-direction", default="causal", choices=("causal", "bidirectional"),
                    help="with --model (default: causal)")
     g.add_argument("--labels", metavar="FILE",
@@ -40,7 +40,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    """(Recognizer, class names or None) from --checkpoint / --model."""
+    """(Recognizer, class names or None, the frame size it was trained at or None) from
+    --checkpoint / --model."""
     import torch
 
     from ..models import create_model
@@ -55,6 +56,7 @@ def load_model_from_args(args: argparse.Namespace):
             raise UserError(f"checkpoint not found: {path}")
         model, meta = load_model(path)
         classes = meta.get("classes")
+        trained_size = meta.get("extra", {}).get("size")
     else:
         torch.manual_seed(0)
         kwargs = dict(num_classes=args.num_classes, num_segments=args.num_segments)
@@ -63,9 +65,9 @@ def load_model_from_args(args: argparse.Namespace):
         model = create_model(args.model, **kwargs)
         print(f"note: {args.model} has random weights (use --checkpoint for a trained model)",
               file=sys.stderr)
-        classes = None
+        classes, trained_size = None, None
     model.eval()
-    return model, read_labels(args.labels) if args.labels else classes
+    return model, read_labels(args.labels) if args.labels else classes, trained_size
 
 
 def read_labels(path: str) -> list[str]:
@@ -79,7 +81,8 @@ def read_labels(path: str) -> list[str]:
 
 
 def _recognizer(args: argparse.Namespace):
-    """(recogniser with step/reset, class names, input size)."""
+    """(recogniser with step/reset, class names, input size). The size is --size, else the
+    size an .onnx was exported for or a checkpoint was trained at, else 224."""
     if args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
         if args.model:
             raise UserError("give exactly one of --checkpoint PATH or --model NAME")
@@ -95,6 +98,7 @@ def _recognizer(args: argparse.Namespace):
             print(f"note: {args.checkpoint} was exported for {runner.height}x{runner.width} "
                   "input; using that size", file=sys.stderr)
         classes = read_labels(args.labels) if args.labels else runner.classes
+        _check_labels(classes, runner.num_classes)
         return runner, classes, runner.height
     import torch
 
@@ -102,42 +106,72 @@ def _recognizer(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, classes = load_model_from_args(args)
+    model, classes, trained_size = load_model_from_args(args)
     try:
         online = OnlineRecognizer.from_model(model)
     except ValueError as e:
         raise UserError(str(e)) from None
-    return online, classes, args.size or 224
+    _check_labels(classes, online.num_classes)
+    return online, classes, args.size or trained_size or 224
 
 
-def _output_for(path: str | None, source: str, multi: bool, suffix: str) -> Path | None:
+def _check_labels(classes, num_classes) -> None:
+    if classes is not None and num_classes is not None and len(classes) != num_classes:
+        raise UserError(f"{len(classes)} class names for a model with {num_classes} classes")
+
+
+def _output_names(sources: list[str]) -> dict[str, str]:
+    """A file name stem per source, unique: x.mp4 and x.mkv in one folder get x_mp4, x_mkv."""
+    from .. import stream as st
+
+    stems = {s: "camera" + s if st.is_camera(s) else Path(s).stem for s in sources}
+    taken = [stem for stem in stems.values()]
+    return {s: stem if taken.count(stem) == 1 else f"{stem}_{Path(s).suffix.lstrip('.')}"
+            for s, stem in stems.items()}
+
+
+def _output_for(path: str | None, name: str, multi: bool, suffix: str) -> Path | None:
+    """Where an output of one source goes: in the folder PATH when SOURCE is a folder or PATH
+    is an existing folder, else PATH itself (with ``suffix`` added if it has none)."""
     if not path:
         return None
-    if multi:
-        name = "camera" + source if source.isdigit() else Path(source).stem
+    if multi or Path(path).is_dir():
         return Path(path) / f"{name}{suffix}"
-    return Path(path)
+    return Path(path) if Path(path).suffix else Path(path + suffix)
+
+
+def _refuse_overwriting_sources(outputs: list[Path], sources: list[str]) -> None:
+    inputs = {Path(s).resolve() for s in sources}
+    for out in outputs:
+        if out.resolve() in inputs:
+            raise UserError(f"{out} is one of the videos being streamed; writing there would "
+                            "destroy it: choose another output path")
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import stream as st
 
-    if args.smooth < 1:
-        raise UserError(f"--smooth must be >= 1, got {args.smooth}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     try:
         sources = st.list_sources(args.source)
     except st.StreamError as e:
         raise UserError(str(e)) from None
-    recognizer, classes, size = _recognizer(args)
     multi = Path(args.source).is_dir() if not st.is_camera(args.source) else False
+    names = _output_names(sources)
+    outputs = {s: (_output_for(args.output_video, names[s], multi, ".mp4"),
+                   _output_for(args.plot, names[s], multi, ".png")) for s in sources}
+    _refuse_overwriting_sources([p for pair in outputs.values() for p in pair if p is not None]
+                                + ([Path(args.jsonl)] if args.jsonl else []), sources)
+    if args.jsonl and Path(args.jsonl).is_dir():
+        raise UserError(f"--jsonl {args.jsonl} is a folder; give a file name")
+    recognizer, classes, size = _recognizer(args)
+    if args.jsonl:
+        Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.jsonl, "w") if args.jsonl else sys.stdout
     failed = []
+    interrupted = False
     try:
         for source in sources:
-            video = _output_for(args.output_video, source, multi, ".mp4")
-            plot = _output_for(args.plot, source, multi, ".png")
+            video, plot = outputs[source]
             fps = st.source_fps(source)
             try:
                 frames = st.open_frames(source)
@@ -156,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 if path is not None and summary.frames:
                     print(f"  {what}: {path}", file=sys.stderr)
             if summary.interrupted:
+                interrupted = True
                 break
     except BrokenPipeError:
         # stdout closed by the reader (e.g. `| head`): stop quietly, like other CLI tools.
@@ -166,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    if interrupted:
+        return 130
     if failed:
         if len(failed) == len(sources):
             raise UserError(f"none of the {len(sources)} videos in {args.source} could be read")
@@ -181,9 +218,10 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="video file, directory of videos, or camera index (0 = /dev/video0)")
     add_model_arguments(p)
-    p.add_argument("--size", type=int, default=None,
-                   help="input crop size (default: 224, or the size an .onnx was exported for)")
-    p.add_argument("--smooth", type=int, default=1, metavar="N",
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="input crop size (default: the size a checkpoint was trained at or an "
+                   ".onnx was exported for, else 224)")
+    p.add_argument("--smooth", type=positive_int, default=1, metavar="N",
                    help="average class probabilities over the last N frames (default: 1, none)")
     p.add_argument("--output-video", metavar="PATH",
                    help="write an annotated video (a folder when SOURCE is a folder)")
@@ -191,6 +229,6 @@ def register(sub) -> None:
                    help="write a PNG of class probabilities over time (a folder when SOURCE is "
                    "a folder)")
     p.add_argument("--jsonl", metavar="PATH", help="write the JSON lines here instead of stdout")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each stream after N frames")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for the model")
     p.set_defaults(func=run)

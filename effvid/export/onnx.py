@@ -80,10 +80,26 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str],
         kwargs.update(dynamo=False, dynamic_axes={n: {0: "batch"} for n in input_names + output_names})
     # The exporters are chatty (progress lines on stdout, deprecation and shape warnings);
     # the caller prints what matters.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    log = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         warnings.simplefilter("ignore")
-        with torch.no_grad():
-            torch.onnx.export(module, args, str(path), **kwargs)
+        try:
+            with torch.no_grad():
+                torch.onnx.export(module, args, str(path), **kwargs)
+        except Exception as e:  # the exporters raise many types; say what failed in one line
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split("  [Caused by")[0]
+            raise ValueError(f"ONNX export ({exporter} exporter, opset {opset or 'default'}) "
+                             f"failed: {type(e).__name__}: {reason}") from e
+    if opset is not None:
+        # The dynamo exporter falls back to its own opset when it cannot convert, and says so
+        # only in its log: check what was written.
+        written = next((o.version for o in _require("onnx").load(str(path)).opset_import
+                        if o.domain in ("", "ai.onnx")), None)
+        if written != opset:
+            path.unlink()
+            raise ValueError(f"the {exporter} exporter wrote opset {written}, not the requested "
+                             f"{opset}" + (" (try --exporter torchscript for older opsets)"
+                                           if exporter == "dynamo" else ""))
 
 
 def _write_metadata(path: Path, info: dict) -> None:
@@ -218,6 +234,11 @@ class OnnxOnlineRunner:
     @property
     def classes(self) -> list[str] | None:
         return self.metadata.get("classes")
+
+    @property
+    def num_classes(self) -> int | None:
+        k = self.session.get_outputs()[0].shape[-1]
+        return k if isinstance(k, int) else None
 
     def reset(self) -> None:
         self.caches = None
