@@ -81,7 +81,11 @@ def test_missing_audio_error_and_mask(media):
     with pytest.raises(AudioDecodeError, match="no audio stream") as err:
         read_audio(media["silent"])
     assert err.value.path == str(media["silent"]) and isinstance(err.value, VideoDecodeError)
-    assert str(media["silent"]) in str(err.value)
+    assert str(err.value) == f"cannot read {str(media['silent'])!r}: file has no audio stream " \
+                             "(pass missing_audio='mask' to get a masked zero waveform)"
+    for bad in (dict(duration=-1.0), dict(sample_rate=0)):
+        with pytest.raises(ValueError, match="must be"):
+            read_audio(media["silent"], **bad)
     w = read_audio(media["silent"], start=0.5, duration=1.0, missing_audio="mask")
     assert not w.has_audio and w.waveform.shape == (SR,) and w.waveform.abs().sum() == 0
 

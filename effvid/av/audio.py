@@ -42,6 +42,10 @@ class AudioDecodeError(VideoDecodeError):
     decoded: missing file, no audio stream, corrupt data. A :class:`effvid.data.video.VideoDecodeError`
     (so a ``RuntimeError``); ``path`` names the file and ``reason`` says why."""
 
+    def __init__(self, path, reason: str):
+        super().__init__(path, reason)
+        self.args = (f"cannot read {self.path!r}: {self.reason}",)  # audio or frames, not "video"
+
 
 def open_media(path):
     """Open ``path`` with PyAV: ``FileNotFoundError`` if it does not exist,
@@ -102,6 +106,10 @@ def read_audio(
         raise ValueError(f"missing_audio must be 'error' or 'mask', got {missing_audio!r}")
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
+    if duration is not None and duration < 0:
+        raise ValueError(f"duration must be >= 0, got {duration}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
     want = None if duration is None else int(round(duration * sample_rate))
     container = open_media(path)
     try:
