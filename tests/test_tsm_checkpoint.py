@@ -311,3 +311,20 @@ def test_strict_mapping_lists_keys(tmp_path, r18_state):
     bare = {k[len("module."):]: v for k, v in r18_state.items()}
     model = load_tsm_checkpoint(_write(tmp_path / "bare.pth", bare), dropout=0.8)
     assert model.checkpoint_info.num_classes == 4 and model.dropout.p == 0.8
+
+
+@pytest.mark.parametrize("arch,classifier", [("resnet18", "fc"), ("mobilenet_v2", "classifier")])
+def test_checkpoint_trained_without_dropout(tmp_path, arch, classifier):
+    # With dropout 0 the original has no new_fc: the backbone's last layer is the classifier
+    # (base_model.fc for ResNets, base_model.classifier for its MobileNetV2).
+    src = effvid.create_model(f"tsm_{arch}", num_classes=4, num_segments=4)
+    _randomise(src, seed=9)
+    path = _save_original(src, tmp_path / f"TSM_kinetics_RGB_{arch.replace('_', '')}_shift8_blockres_avg_segment4_e50.pth")
+    ckpt = torch.load(path, weights_only=False)  # our own file
+    state = ckpt["state_dict"]
+    for name in ("weight", "bias"):
+        state[f"module.base_model.{classifier}.{name}"] = state.pop(f"module.new_fc.{name}")
+    torch.save(ckpt, path)
+    model = load_tsm_checkpoint(path)
+    assert model.checkpoint_info.num_classes == 4
+    _assert_same_outputs(src, model, 4)

@@ -10,7 +10,8 @@ maps them onto an effvid :class:`~effvid.models.recognizer.Recognizer` (``backbo
 name: the architecture (MobileNetV2 if there are ``features.*`` keys; the ResNet depth from the
 number of blocks per stage and whether blocks have a ``conv3``), whether there is a temporal
 shift (``.net`` wrappers), its placement (``conv1.net`` = residual/"blockres";
-``layerX.i.net.conv1`` = in-place/"block") and the number of classes (``new_fc``). Only what
+``layerX.i.net.conv1`` = in-place/"block") and the number of classes (``new_fc``, or, for a
+model trained without dropout, ``base_model.fc`` / ``base_model.classifier``). Only what
 the weights cannot tell (the shift's ``fold_div`` and the number of segments) is taken from the
 caller, else from the file name (``shift8``, ``segment8``), else the defaults 8 and 8. So a
 renamed file loads the same.
@@ -241,7 +242,7 @@ def inspect_tsm_checkpoint(
             f"{where}: the first conv takes {stem.shape[1] if stem.dim() > 1 else '?'} input "
             "channels, not 3 (RGB); Flow and RGBDiff modality checkpoints are not supported")
 
-    fc = state.get("new_fc.weight")
+    fc = next((state[f"{p}weight"] for p in _CLASSIFIERS if f"{p}weight" in state), None)
     if fc is None or fc.dim() != 2:
         raise TSMCheckpointError(f"{where}: no classifier 'new_fc.weight' [classes, features]")
     num_classes = int(fc.shape[0])
@@ -300,10 +301,17 @@ def _mbv2_expansion_blocks(keys: Iterable[str]) -> set[int]:
     return out
 
 
+# Where the original keeps the classifier: ``new_fc`` when it trained with dropout (the
+# backbone's last layer becomes the Dropout), else the backbone's own last layer, replaced by
+# a Linear over the new classes (``fc`` for ResNets, ``classifier`` for its MobileNetV2).
+_CLASSIFIERS = ("new_fc.", "base_model.fc.", "base_model.classifier.")
+
+
 def _map_key(key: str, arch: str, expansion: set[int]) -> str | None:
     """effvid key of one (prefix-stripped) original key, or None if it has no counterpart."""
-    if key.startswith("new_fc."):
-        return "fc." + key[len("new_fc."):]
+    for prefix in _CLASSIFIERS:
+        if key.startswith(prefix):
+            return "fc." + key[len(prefix):]
     if not key.startswith("base_model."):
         return None
     rest = key[len("base_model."):]
