@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from .data.transforms import TestTransform
-from .data.datasets import find_files
 from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb
 
 __all__ = [
@@ -67,13 +66,15 @@ def is_camera(source: str | int) -> bool:
 
 
 def list_sources(source: str | int) -> list[str]:
-    """A camera index, a video file, or the video files under a directory (sorted; hidden
-    files left out, as for datasets)."""
+    """A camera index, a video file, or the video files directly in a directory (sorted;
+    hidden files left out, as for datasets; subfolders are not searched, so an output folder
+    inside it is not streamed on the next run)."""
     if is_camera(source):
         return [str(source)]
     path = Path(source)
     if path.is_dir():
-        files = [p for p in find_files(path) if p.suffix.lower() in VIDEO_EXTENSIONS]
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in VIDEO_EXTENSIONS)
         if not files:
             raise StreamError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in directory {path}")
         return [str(p) for p in files]

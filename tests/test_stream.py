@@ -289,3 +289,19 @@ def test_annotated_webm_and_plot_paths(video, tmp_path, capsys):
     assert rc == 0, err
     assert _decoded_frames(tmp_path / "a.webm") == 3  # VP9: webm cannot hold H.264
     assert f"plot: {tmp_path / 'plots' / 'clip.png'}" in err and (tmp_path / "plots" / "clip.png").is_file()
+
+
+def test_stream_a_folder_twice_with_its_output_inside_and_trailing_slash_outputs(tmp_path, capsys):
+    folder = tmp_path / "sv"
+    folder.mkdir()
+    _write_video(folder / "x.mp4", _frames(3))
+    args = ["stream", str(folder), "--model", "tsm_resnet_tiny", "--size", str(SIZE),
+            "--output-video", str(folder / "annot")]
+    assert main(args) == 0
+    assert main(args) == 0, capsys.readouterr().err  # its own outputs are not streamed next time
+    assert [p.name for p in (folder / "annot").iterdir()] == ["x.mp4"]
+    # one video, outputs named as folders with a trailing slash: files inside them
+    rc = main(["stream", str(folder / "x.mp4"), "--model", "tsm_resnet_tiny", "--size", str(SIZE),
+               "--output-video", f"{tmp_path / 'newdir'}/", "--plot", f"{tmp_path / 'plotdir'}/"])
+    assert rc == 0
+    assert (tmp_path / "newdir" / "x.mp4").is_file() and (tmp_path / "plotdir" / "x.png").is_file()

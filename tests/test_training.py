@@ -246,6 +246,9 @@ def test_run_folder_is_protected(tiny_data, tmp_path, capsys):
     def snapshot():
         return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
+    # a killed process's temp file is removed at the next start; a user's own files are not
+    (run / ".last_state.pt.tmp4242").write_bytes(b"half")
+    (run / ".notes.tmp").write_text("mine")
     before = snapshot()
     # a new run into it is refused
     with pytest.raises(ValueError, match="already holds a run: continue it with --resume"):
@@ -267,9 +270,10 @@ def test_run_folder_is_protected(tiny_data, tmp_path, capsys):
     # a finished run resumed with the same number of epochs: nothing to do
     assert train(tiny_config(tiny_data, run, epochs=1, resume=True, seed=None))["history"] == first["history"]
     assert "has completed 1 of 1 epochs: nothing to do" in capsys.readouterr().out
-    assert snapshot() == before
+    assert snapshot() == before  # none of the refused or empty starts wrote (or removed) anything
     # what may change: more epochs (and workers, device, ...)
     more = train(tiny_config(tiny_data, run, epochs=2, resume=True, seed=None))
+    assert not (run / ".last_state.pt.tmp4242").exists() and (run / ".notes.tmp").read_text() == "mine"
     assert [h["epoch"] for h in more["history"]] == [0, 1]
     # --overwrite starts again, without the old run's TensorBoard points
     again = train(tiny_config(tiny_data, run, epochs=1, overwrite=True))

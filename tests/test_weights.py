@@ -158,6 +158,12 @@ def test_unsafe_or_unreadable_pth_errors(tmp_path, imagenet_r18):
                                          r"(tests\.)?test_weights\._NotATensor") as e:
         read_state_dict(evil)
     assert "weights_only` set to `False`" not in str(e.value)
+    import pickle
+
+    plain = tmp_path / "plain.pth"  # a plain pickle, not a torch file: not a "refusal"
+    plain.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match=r"plain\.pth is not a readable PyTorch checkpoint"):
+        read_state_dict(plain)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"hello, not a pickle")
     with pytest.raises(ValueError, match=r"garbage\.pth is not a readable PyTorch checkpoint "

@@ -18,6 +18,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -132,12 +133,13 @@ def _output_names(sources: list[str]) -> dict[str, str]:
 
 def _output_for(path: str | None, name: str, multi: bool, suffix: str) -> Path | None:
     """Where an output of one source goes: in the folder PATH when SOURCE is a folder or PATH
-    is an existing folder, else PATH itself (with ``suffix`` added if it has none)."""
+    is a folder (existing, or written with a trailing slash), else PATH itself (with
+    ``suffix`` added if it has none)."""
     if not path:
         return None
-    if multi or Path(path).is_dir():
+    if multi or Path(path).is_dir() or path.endswith(("/", os.sep)):
         return Path(path) / f"{name}{suffix}"
-    return Path(path) if Path(path).suffix else Path(path + suffix)
+    return Path(path) if Path(path).suffix else Path(path).with_suffix(suffix)
 
 
 def _refuse_overwriting_sources(outputs: list[Path], sources: list[str]) -> None:

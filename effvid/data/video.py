@@ -39,7 +39,7 @@ __all__ = [
     "write_video",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 
 # Errors PyAV/FFmpeg raise for unreadable data. av.FFmpegError covers the
 # libav* error codes; the others are raised by PyAV itself on odd inputs.

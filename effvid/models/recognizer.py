@@ -16,7 +16,9 @@ class Recognizer(nn.Module):
     """Clip classifier over T frames.
 
     Input ``video``: (N, T, 3, H, W). ``forward`` returns (N, num_classes) logits;
-    ``frame_logits`` returns the per-frame logits (N, T, num_classes) before the average.
+    ``frame_logits`` returns the per-frame logits (N, T, num_classes) before the average. A TSM
+    refuses a T other than its shifts' ``num_segments`` (a torch.jit.trace of it does not
+    record that check).
     """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, num_segments: int,

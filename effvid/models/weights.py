@@ -115,8 +115,10 @@ def _numpy_scalar_globals() -> list:
 
 
 def _is_refusal(err: Exception) -> bool:
-    """Whether torch.load refused an object type (as opposed to failing on a corrupt file)."""
-    return isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err)
+    """Whether torch.load refused an object type (as opposed to failing on a corrupt or foreign
+    file, which weights_only reports in the same words)."""
+    return (isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err)
+            and re.search(r"unsupported global|Unsupported class", str(err), re.I) is not None)
 
 
 def _load_error_detail(err: Exception) -> str:

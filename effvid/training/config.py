@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -13,7 +14,7 @@ from pathlib import Path
 # else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
 # or "--resume continues exactly" would not hold.
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "imagenet_weights", "init_weights", "epochs",
-                     "output", "workers", "device", "amp", "resume", "overwrite", "progress")
+                     "output", "workers", "device", "resume", "overwrite", "progress")
 
 
 @dataclass
@@ -62,6 +63,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # From Python, paths and tuples are natural; the saved JSON holds strings and lists.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, os.PathLike):
+                setattr(self, f.name, os.fspath(value))
+            elif isinstance(value, tuple):
+                setattr(self, f.name, list(value))
         self.validate()
 
     def validate(self) -> None:
@@ -72,7 +80,7 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if not _has_type(value, hints[f.name]):
-                bad(f.name, f"expected {_type_name(hints[f.name])}")
+                bad(f.name, f"expected {_type_name(hints[f.name])}, got {type(value).__name__}")
             if isinstance(value, float) and not math.isfinite(value):
                 bad(f.name, "must be a finite number")
         for name in ("num_segments", "epochs", "batch_size", "size", "shift_div"):

@@ -74,8 +74,10 @@ class RunWriter:
                     (self.folder / name).unlink(missing_ok=True)
                 shutil.rmtree(self.folder / "tensorboard", ignore_errors=True)
             self.folder.mkdir(parents=True, exist_ok=True)
-            for tmp in self.folder.glob(".*.tmp*"):  # left by a process killed mid-write
-                tmp.unlink()
+            for name in self.RUN_FILES:  # atomic_replace's temp files, left by a killed process
+                for tmp in self.folder.glob(f".{name}.tmp*"):
+                    if tmp.is_file() and tmp.name[len(name) + 5:].isdigit():
+                        tmp.unlink()
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run hides the points a crashed one logged after its last
