@@ -148,6 +148,7 @@ def test_imagenet_file_from_before_pytorch_0_4_1(tmp_path, imagenet_r18):
     assert torch.equal(model.backbone.layer3[0].bn2.running_var, ref["layer3.0.bn2.running_var"])
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the plain pickle below
 def test_unsafe_or_unreadable_pth_errors(tmp_path, imagenet_r18):
     _, ref = imagenet_r18
     # a pickled class is refused by name, and torch's advice to load with weights_only=False
