@@ -162,6 +162,9 @@ def test_logmel_floor_and_config():
     assert torch.allclose(out, torch.full_like(out, math.log(1e-4)))
     with pytest.raises(ValueError):
         LogMelSpectrogram(SR, n_fft=256, win_length=400)
+    with pytest.raises(ValueError, match="256 samples are too few .* more than n_fft // 2 = 256"):
+        LogMelSpectrogram(SR, n_fft=512)(torch.zeros(2, 256))
+    assert LogMelSpectrogram(SR, n_fft=512)(torch.zeros(257)).shape[-1] == 257 // 160 + 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

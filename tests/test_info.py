@@ -113,6 +113,8 @@ def test_info_user_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # refused by the parser, before anything runs
         main(["info", "tsm_resnet_tiny", "--size", "0"])
     assert e.value.code == 2 and "argument --size: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["info", "av", "--size", "112"]) == 2  # it used to be ignored silently
+    assert "--size do not apply to 'av'" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage")
     assert main(["info", str(bad)]) == 2

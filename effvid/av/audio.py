@@ -308,6 +308,9 @@ class LogMelSpectrogram(nn.Module):
         # Computed in float32 whatever the module's dtype (model.half() / .bfloat16() convert the
         # window and filterbank too); the result comes back in the module's dtype.
         lead = waveform.shape[:-1]
+        if self.center and waveform.shape[-1] <= self.n_fft // 2:
+            raise ValueError(f"{waveform.shape[-1]} samples are too few for the spectrogram's "
+                             f"reflect padding: it needs more than n_fft // 2 = {self.n_fft // 2}")
         x = waveform.reshape(-1, waveform.shape[-1]).float()
         spec = torch.stft(
             x,

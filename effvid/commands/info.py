@@ -188,6 +188,11 @@ def _run_av(args: argparse.Namespace) -> int:
         from ..av import create_av_model, format_parameter_report, parameter_report
     except ImportError as e:
         raise UserError(f"the audio-visual model is not available in this build ({e})") from e
+    given = [flag for flag, value in (("--num-classes", args.num_classes), ("--num-segments", args.num_segments),
+                                      ("--size", args.size)) if value is not None]
+    if given:  # the report is of parameters, which do not depend on these
+        raise UserError(f"{', '.join(given)} do not apply to 'av' (its report counts parameters; "
+                        "use --sharing, --fusion, --visual-cnn, --audio-cnn)")
     kwargs = {"sharing": args.sharing, "fusion": args.fusion}
     if args.visual_cnn:
         kwargs["visual_cnn"] = args.visual_cnn
