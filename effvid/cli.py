@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
         sys.stdout.flush()
-    except BrokenPipeError:  # "effvid info av | head": the reader left; no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except BrokenPipeError:  # "effvid stream ... | head": the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 0
     except (UserError, FileNotFoundError, ValueError) as e:
         message = str(e)
         if isinstance(e, OSError) and e.strerror and e.filename and str(e.filename) in e.strerror:

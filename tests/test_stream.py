@@ -305,3 +305,20 @@ def test_stream_a_folder_twice_with_its_output_inside_and_trailing_slash_outputs
                "--output-video", f"{tmp_path / 'newdir'}/", "--plot", f"{tmp_path / 'plotdir'}/"])
     assert rc == 0
     assert (tmp_path / "newdir" / "x.mp4").is_file() and (tmp_path / "plotdir" / "x.png").is_file()
+
+
+def test_a_closed_stdout_ends_the_stream_quietly(video):
+    # `effvid stream clip.mp4 | head -1`: the reader goes away; no traceback, exit code 0
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "effvid", "stream", str(video), "--model",
+                               "tsm_resnet_tiny", "--size", str(SIZE)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

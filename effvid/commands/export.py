@@ -33,8 +33,14 @@ from .stream import add_model_arguments, load_model_from_args
 VERIFY_TOLERANCE = 1e-3
 
 
-def _verify_offline(model, path: Path, size: int, num_segments: int) -> float:
+def _relative_diff(got, ref) -> float:
+    """max |got - ref| as a fraction of the largest |ref| (see VERIFY_TOLERANCE)."""
     import numpy as np
+
+    return float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def _verify_offline(model, path: Path, size: int, num_segments: int) -> float:
     import torch
 
     from ..export.onnx import run_offline
@@ -43,11 +49,10 @@ def _verify_offline(model, path: Path, size: int, num_segments: int) -> float:
     video = torch.randn(3, num_segments, 3, size, size)  # batch 3: not the export's example
     with torch.no_grad():
         ref = model(video).numpy()
-    return float(np.abs(run_offline(path, video.numpy()) - ref).max() / max(np.abs(ref).max(), 1e-30))
+    return _relative_diff(run_offline(path, video.numpy()), ref)
 
 
 def _verify_online(model, path: Path, size: int, frames: int = 6) -> float:
-    import numpy as np
     import torch
 
     from ..export.onnx import OnnxOnlineRunner
@@ -56,7 +61,7 @@ def _verify_online(model, path: Path, size: int, frames: int = 6) -> float:
     torch.manual_seed(2)
     video = torch.randn(3, frames, 3, size, size)  # batch 3: not the export's example
     ref = OnlineRecognizer.from_model(model).run(video).numpy()
-    return float(np.abs(OnnxOnlineRunner(path).run(video.numpy()) - ref).max() / max(np.abs(ref).max(), 1e-30))
+    return _relative_diff(OnnxOnlineRunner(path).run(video.numpy()), ref)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from ..cli import UserError, positive_int
@@ -126,8 +127,8 @@ def _output_names(sources: list[str]) -> dict[str, str]:
     from .. import stream as st
 
     stems = {s: "camera" + s if st.is_camera(s) else Path(s).stem for s in sources}
-    taken = [stem for stem in stems.values()]
-    return {s: stem if taken.count(stem) == 1 else f"{stem}_{Path(s).suffix.lstrip('.')}"
+    taken = Counter(stems.values())
+    return {s: stem if taken[stem] == 1 else f"{stem}_{Path(s).suffix.lstrip('.')}"
             for s, stem in stems.items()}
 
 
@@ -194,13 +195,7 @@ def run(args: argparse.Namespace) -> int:
             if summary.interrupted:
                 interrupted = True
                 break
-    except BrokenPipeError:
-        # stdout closed by the reader (e.g. `| head`): stop quietly, like other CLI tools.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
+    finally:  # (a closed stdout, e.g. `| head`, ends the command quietly: see effvid.cli)
         if out is not sys.stdout:
             out.close()
     if interrupted:

@@ -409,10 +409,9 @@ class _SparseDecoder:
         self.skip_below = threshold
         if self.needs_seek(threshold):
             # If the seek lands after the target (inexact index, odd container), seek
-            # again further back: 1 s, 4 s, 16 s, then the start.
-            seek_to = self.seek_point(threshold)
-            backoff = 1.0 / float(self.tb)
-            for attempt in range(5):
+            # again further back (_seek_schedule).
+            for seek_to in _seek_schedule(self.seek_point(threshold), threshold, self.start_pts,
+                                          1.0 / float(self.tb)):
                 self.seek(seek_to)
                 first = self._next_frame()
                 if first is None:
@@ -421,8 +420,6 @@ class _SparseDecoder:
                 self.last = first
                 if ts is None or ts <= threshold + self.frame_pts or seek_to <= self.start_pts:
                     break
-                seek_to = max(self.start_pts, threshold - backoff) if attempt < 3 else self.start_pts
-                backoff *= 4
             if self.last is not None and _frame_ts(self.last) is not None \
                     and _frame_ts(self.last) >= threshold:
                 return self.last
@@ -434,6 +431,16 @@ class _SparseDecoder:
             ts = _frame_ts(frame)
             if ts is None or ts >= threshold:
                 return frame
+
+
+def _seek_schedule(first: float, target: float, start: float, second: float):
+    """Where to seek, in turn, for a frame at ``target`` (pts; ``second`` is one second in
+    pts): ``first``, then, while the demuxer lands after the target (MPEG-TS, inexact
+    indexes), 1 s, 4 s and 16 s before it, then the stream's ``start``."""
+    yield first
+    for back in (1, 4, 16):
+        yield max(start, target - back * second)
+    yield start
 
 
 def seek_to_pts(container, stream, pts: float) -> None:
@@ -450,19 +457,16 @@ def seek_to_pts(container, stream, pts: float) -> None:
 def decode_from(container, stream, pts: float):
     """Decoded frames of ``stream`` from the keyframe at or before ``pts`` (its time base) on.
 
-    Some demuxers (MPEG-TS) land after the target: then seek further back, 1 s, 4 s, 16 s, then
-    the start, as :func:`read_frames` does.
+    Some demuxers (MPEG-TS) land after the target: then seek further back, as
+    :func:`read_frames` does (:func:`_seek_schedule`).
     """
     start = stream.start_time if stream.start_time is not None else 0
-    seek_to, back = pts, 1 / float(stream.time_base)
-    for attempt in range(5):
+    for seek_to in _seek_schedule(pts, pts, start, 1 / float(stream.time_base)):
         seek_to_pts(container, stream, seek_to)
         frames = container.decode(stream)
         first = next((f for f in frames if f.pts is not None), None)
         if first is None or first.pts <= pts or seek_to <= start:
             break
-        seek_to = max(start, pts - back) if attempt < 3 else start
-        back *= 4
     if first is not None:
         yield first
     yield from frames

@@ -181,12 +181,20 @@ def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
     head = ("fc.", "classifier.")
     state = {k: v for k, v in state.items() if not k.startswith(head)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
-    missing = {k for k in own.keys() - state.keys() if not k.endswith("num_batches_tracked")}
-    unexpected = state.keys() - own.keys()
-    wrong = sorted(k for k in state.keys() & own.keys() if state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]]
-        raise ValueError(
-            f"{path} does not match {type(model).__name__}: missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}, wrong shape {shapes}")
+    check_state_dict_fits(state, own, f"{path} does not match {type(model).__name__}",
+                          may_miss=lambda k: k.endswith("num_batches_tracked"))
     model.load_state_dict(state, strict=False)
+
+
+def check_state_dict_fits(state: dict, own: dict, what: str, may_miss=lambda key: False) -> None:
+    """Raise ``ValueError(what: missing [...], unexpected [...], wrong shape [...])`` unless
+    ``state`` loads into a model whose state dict is ``own``; keys for which ``may_miss`` is
+    true may be absent. (``load_state_dict(strict=False)`` raises a RuntimeError on a shape
+    mismatch, with a message that names neither the file nor the model.)"""
+    missing = sorted(k for k in own.keys() - state.keys() if not may_miss(k))
+    unexpected = sorted(state.keys() - own.keys())
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+             for k in sorted(state.keys() & own.keys()) if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                         f"wrong shape {wrong[:3]}")

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 from ..data import collate_clips
 from ..models import create_model
 from ..errors import UserError
-from ..models.weights import atomic_replace, load_torch_file, load_weights, save_weights
+from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_file, load_weights,
+                              save_weights)
 from .config import TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, init_distributed, set_sampler_epoch)
@@ -160,14 +161,8 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
     state, meta = load_weights(path)
     if meta.get("classes") != classes:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    own = model.state_dict()
-    missing = sorted(own.keys() - state.keys() - {"fc.weight", "fc.bias"})
-    unexpected = sorted(state.keys() - own.keys())
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-             for k in sorted(state.keys() & own.keys()) if state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{path} does not match {name}: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}, wrong shape {wrong[:3]}")
+    check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
+                          may_miss=lambda k: k in ("fc.weight", "fc.bias"))
     model.load_state_dict(state, strict=False)
 
 
@@ -334,6 +329,11 @@ def train(cfg: TrainConfig) -> dict:
     # 4. resume
     history: list[dict] = []
     start_epoch, best = 0, -1.0
+
+    def outcome() -> dict:  # what train() returns, also for a run that had nothing left to do
+        return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
+                "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
+
     if resume is not None:
         try:
             model.load_state_dict(resume["model"])
@@ -347,8 +347,7 @@ def train(cfg: TrainConfig) -> dict:
             if env.is_main:
                 print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
                       "(raise --epochs to train on)")
-            return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
-                    "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
+            return outcome()
         if env.is_main:
             print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     elif cfg.resume and env.is_main:
@@ -405,6 +404,4 @@ def train(cfg: TrainConfig) -> dict:
                 for path, reason in bad:
                     print(f"    {path}: {reason}")
     writer.close()
-    final = history[-1] if history else {}
-    return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
-            "last": final, "seed": seed, "is_main": env.is_main}
+    return outcome()
