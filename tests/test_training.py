@@ -322,3 +322,48 @@ def test_validation_data_is_used_whole(synthetic_root, tmp_path):
         f.unlink()
     with pytest.raises(ValueError, match="no validation videos: .* too few videos per class"):
         build_datasets(TrainConfig(data=str(one)))
+
+
+def test_optimizer_groups_and_partial_bn_under_ddp(tmp_path):
+    # The original's get_optim_policies (trained from ImageNet): classifier weight 5x LR with
+    # weight decay, its bias 10x without; BatchNorm and biases without weight decay. Partial
+    # BN as in its TSN.train(): the first BatchNorm adapts, every later one keeps its
+    # statistics and affine parameters (eval mode, no gradient, not in the optimiser). Under
+    # DistributedDataParallel, built before the first train(), the second step used to fail
+    # ("Expected to have finished reduction in the prior iteration").
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch import nn
+
+    from effvid.training.loop import build_optimizer
+
+    torch.manual_seed(0)
+    model = create_model("tsm_resnet_tiny", num_classes=3, num_segments=2, partial_bn=True)
+    bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(data="x", model="tsm_resnet_tiny", lr=0.1, weight_decay=1e-4)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        ddp = nn.parallel.DistributedDataParallel(model)
+        opt = build_optimizer(model, cfg)
+        group_of = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+        assert group_of[id(model.fc.weight)] == (pytest.approx(0.5), 1e-4)
+        assert group_of[id(model.fc.bias)] == (pytest.approx(1.0), 0.0)
+        assert group_of[id(model.backbone.conv1.weight)] == (pytest.approx(0.1), 1e-4)
+        assert group_of[id(bns[0].weight)] == group_of[id(bns[0].bias)] == (pytest.approx(0.1), 0.0)
+        assert not any(id(p) in group_of for bn in bns[1:] for p in bn.parameters())
+        ddp.train()
+        for _ in range(2):
+            loss = F.cross_entropy(ddp(torch.randn(4, 2, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        dist.destroy_process_group()
+    after = model.state_dict()
+    names = [k for k, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert not torch.equal(after[f"{names[0]}.weight"], before[f"{names[0]}.weight"])
+    assert not torch.equal(after[f"{names[0]}.running_mean"], before[f"{names[0]}.running_mean"])
+    for name in names[1:]:
+        for t in ("weight", "bias", "running_mean", "running_var"):
+            assert torch.equal(after[f"{name}.{t}"], before[f"{name}.{t}"]), f"{name}.{t}"

@@ -40,6 +40,12 @@ class Recognizer(nn.Module):
         # not registered a second time as a submodule). Found once: searching the modules on
         # every forward cost 0.4% of a TSN-MobileNetV2 forward.
         self._a_shift = (next((m for m in backbone.modules() if isinstance(m, TemporalShift)), None),)
+        if partial_bn:
+            # Frozen from the start, not only from the first train(): DistributedDataParallel
+            # and the optimiser take the parameters that require grad when they are built, and
+            # DDP waits forever for gradients of parameters frozen after that (it stops at the
+            # second step). The original leaves these out of its optimiser too.
+            self._freeze_partial_bn()
 
     def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
         if video.dim() != 5:
@@ -60,14 +66,17 @@ class Recognizer(nn.Module):
     def train(self, mode: bool = True) -> "Recognizer":
         super().train(mode)
         if mode and self.partial_bn:
-            # Partial BN (TSN): only the first BatchNorm adapts; the rest keep ImageNet
-            # statistics and affine parameters, which helps small fine-tuning sets.
-            bns = [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
-            for bn in bns[1:]:
-                bn.eval()
-                bn.weight.requires_grad_(False)
-                bn.bias.requires_grad_(False)
+            self._freeze_partial_bn()
         return self
+
+    def _freeze_partial_bn(self) -> None:
+        # Partial BN (TSN): only the first BatchNorm adapts; the rest keep ImageNet
+        # statistics and affine parameters, which helps small fine-tuning sets.
+        bns = [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+        for bn in bns[1:]:
+            bn.eval()
+            bn.weight.requires_grad_(False)
+            bn.bias.requires_grad_(False)
 
     @property
     def num_classes(self) -> int:
