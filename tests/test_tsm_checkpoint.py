@@ -267,6 +267,13 @@ def test_unsupported_variants_named(tmp_path, r18_state):
     with pytest.raises(ValueError, match=r"_nl\.pth: non-local"):
         load_tsm_checkpoint(path)
 
+    # TemporalPool wraps layer2 as a whole: layer2.net.0.conv1.net.weight
+    tpool = {re.sub(r"^module\.base_model\.layer2\.", "module.base_model.layer2.net.", k): v
+             for k, v in r18_state.items()}
+    path = _write(tmp_path / "TSM_kinetics_RGB_resnet18_shift8_blockres_tpool_avg_segment8_e50.pth", tpool)
+    with pytest.raises(ValueError, match=r"tpool_avg_segment8_e50\.pth: temporal-pooling \(_tpool\)"):
+        load_tsm_checkpoint(path)
+
     flow = dict(r18_state)
     flow["module.base_model.conv1.weight"] = torch.zeros(64, 10, 7, 7)
     path = _write(tmp_path / "TSM_kinetics_Flow_resnet18_shift8_blockres_avg_segment8_e50.pth", flow)

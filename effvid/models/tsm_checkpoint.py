@@ -190,6 +190,11 @@ def _arch_from_keys(keys: list[str], where: str) -> str:
             re.match(r"layer\d+\.\d+\.block\.", k) for k in base):
         raise TSMCheckpointError(
             f"{where}: non-local (_nl) TSM checkpoints are not supported by effvid")
+    if any(re.match(r"layer\d+\.net\.", k) for k in base):
+        # TemporalPool wraps a whole stage (layer2.net.0.conv1...): without this check it read
+        # as a ResNet with an empty stage, "unknown ResNet variant ([3, 0, 6, 3])"
+        raise TSMCheckpointError(
+            f"{where}: temporal-pooling (_tpool) TSM checkpoints are not supported by effvid")
     if any(k.startswith("features.") for k in base):
         blocks = {int(k.split(".")[1]) for k in base if k.startswith("features.")}
         if blocks != set(range(19)):
