@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import effvid
 from effvid.models.tsm_checkpoint import (
@@ -335,3 +336,216 @@ def test_checkpoint_trained_without_dropout(tmp_path, arch, classifier):
     model = load_tsm_checkpoint(path)
     assert model.checkpoint_info.num_classes == 4
     _assert_same_outputs(src, model, 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Against the original forward: checkpoints in the original layout built from the architecture
+# spec alone (not from an effvid model), and the original TSN/TSM forward written out with
+# torch.nn.functional over those state dicts.
+# ----------------------------------------------------------------------------------------------
+
+
+def _bn(sd, p, c, g):
+    sd[p + "weight"] = torch.rand(c, generator=g) + 0.5
+    sd[p + "bias"] = torch.randn(c, generator=g) * 0.1
+    sd[p + "running_mean"] = torch.randn(c, generator=g) * 0.1
+    sd[p + "running_var"] = torch.rand(c, generator=g) + 0.5
+    sd[p + "num_batches_tracked"] = torch.tensor(5)
+
+
+def _conv(sd, key, shape, g):
+    sd[key] = torch.randn(shape, generator=g) * (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+
+
+_RESNET_SPEC = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3)),
+                "resnet101": ("bottleneck", (3, 4, 23, 3))}
+
+
+def _resnet_ckpt(arch, place, classes, seed=0):
+    """State dict as the original TSN(..., base_model=arch, is_shift=place is not None) saves it."""
+    kind, blocks = _RESNET_SPEC[arch]
+    g = torch.Generator().manual_seed(seed)
+    exp = 4 if kind == "bottleneck" else 1
+    n_round = 2 if blocks[2] >= 23 else 1
+    sd = {}
+    _conv(sd, "base_model.conv1.weight", (64, 3, 7, 7), g)
+    _bn(sd, "base_model.bn1.", 64, g)
+    inp = 64
+    for s, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
+        for i in range(n):
+            stride = 2 if s > 1 and i == 0 else 1
+            p = f"base_model.layer{s}.{i}."
+            if place == "block":
+                p += "net."
+            c1 = p + ("conv1.net." if place == "blockres" and i % n_round == 0 else "conv1.")
+            if kind == "bottleneck":
+                _conv(sd, c1 + "weight", (planes, inp, 1, 1), g)
+                _conv(sd, p + "conv2.weight", (planes, planes, 3, 3), g)
+                _conv(sd, p + "conv3.weight", (planes * 4, planes, 1, 1), g)
+                _bn(sd, p + "bn3.", planes * 4, g)
+            else:
+                _conv(sd, c1 + "weight", (planes, inp, 3, 3), g)
+                _conv(sd, p + "conv2.weight", (planes, planes, 3, 3), g)
+            _bn(sd, p + "bn1.", planes, g)
+            _bn(sd, p + "bn2.", planes, g)
+            if stride != 1 or inp != planes * exp:
+                _conv(sd, p + "downsample.0.weight", (planes * exp, inp, 1, 1), g)
+                _bn(sd, p + "downsample.1.", planes * exp, g)
+            inp = planes * exp
+    sd["new_fc.weight"] = torch.randn(classes, inp, generator=g) * 0.05
+    sd["new_fc.bias"] = torch.randn(classes, generator=g) * 0.1
+    return {"module." + k: v for k, v in sd.items()}
+
+
+_MBV2_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+def _mbv2_blocks():
+    inp, out = 32, []
+    for t, c, n, s in _MBV2_SETTING:
+        for i in range(n):
+            out.append((inp, c, s if i == 0 else 1, t))
+            inp = c
+    return out  # features 1..17
+
+
+def _mbv2_ckpt(shift, classes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    _conv(sd, "base_model.features.0.0.weight", (32, 3, 3, 3), g)
+    _bn(sd, "base_model.features.0.1.", 32, g)
+    for b, (inp, oup, stride, t) in enumerate(_mbv2_blocks(), start=1):
+        p, hid = f"base_model.features.{b}.conv.", inp * t
+        if t == 1:
+            _conv(sd, p + "0.weight", (hid, 1, 3, 3), g)
+            _bn(sd, p + "1.", hid, g)
+            _conv(sd, p + "3.weight", (oup, hid, 1, 1), g)
+            _bn(sd, p + "4.", oup, g)
+            continue
+        res = stride == 1 and inp == oup
+        _conv(sd, p + ("0.net.weight" if shift and res else "0.weight"), (hid, inp, 1, 1), g)
+        _bn(sd, p + "1.", hid, g)
+        _conv(sd, p + "3.weight", (hid, 1, 3, 3), g)
+        _bn(sd, p + "4.", hid, g)
+        _conv(sd, p + "6.weight", (oup, hid, 1, 1), g)
+        _bn(sd, p + "7.", oup, g)
+    _conv(sd, "base_model.features.18.0.weight", (1280, 320, 1, 1), g)
+    _bn(sd, "base_model.features.18.1.", 1280, g)
+    sd["new_fc.weight"] = torch.randn(classes, 1280, generator=g) * 0.05
+    sd["new_fc.bias"] = torch.randn(classes, generator=g) * 0.1
+    return {"module." + k: v for k, v in sd.items()}
+
+
+# The original forward, from its formulas (ops/temporal_shift.py, torchvision's ResNet as the
+# original used it, archs/mobilenet_v2.py, TSN.forward in eval mode).
+
+def _shift(x, t, div):
+    """ops/temporal_shift.py TemporalShift.shift (the non-inplace version)."""
+    nt, c, h, w = x.shape
+    x = x.view(nt // t, t, c, h, w)
+    fold = c // div
+    out = torch.zeros_like(x)
+    out[:, :-1, :fold] = x[:, 1:, :fold]
+    out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]
+    out[:, :, 2 * fold:] = x[:, :, 2 * fold:]
+    return out.view(nt, c, h, w)
+
+
+def _bnf(x, sd, p):
+    return F.batch_norm(x, sd[p + "running_mean"], sd[p + "running_var"], sd[p + "weight"],
+                        sd[p + "bias"], False, 0.0, 1e-5)
+
+
+def _ref_resnet(sd, x, t, div):
+    sd = {k[len("module.base_model."):]: v for k, v in sd.items() if k.startswith("module.base_model.")}
+    x = F.max_pool2d(F.relu(_bnf(F.conv2d(x, sd["conv1.weight"], stride=2, padding=3), sd, "bn1.")), 3, 2, 1)
+    for s in range(1, 5):
+        i = 0
+        while any(k.startswith(f"layer{s}.{i}.") for k in sd):
+            p = f"layer{s}.{i}."
+            if any(k.startswith(p + "net.") for k in sd):  # in-place ("block"): whole input shifted
+                p += "net."
+                x = _shift(x, t, div)
+            stride = 2 if s > 1 and i == 0 else 1
+            if p + "conv1.net.weight" in sd:  # residual ("blockres"): only the branch
+                w1, xin = sd[p + "conv1.net.weight"], _shift(x, t, div)
+            else:
+                w1, xin = sd[p + "conv1.weight"], x
+            if p + "conv3.weight" in sd:
+                y = F.relu(_bnf(F.conv2d(xin, w1), sd, p + "bn1."))
+                y = F.relu(_bnf(F.conv2d(y, sd[p + "conv2.weight"], stride=stride, padding=1), sd, p + "bn2."))
+                y = _bnf(F.conv2d(y, sd[p + "conv3.weight"]), sd, p + "bn3.")
+            else:
+                y = F.relu(_bnf(F.conv2d(xin, w1, stride=stride, padding=1), sd, p + "bn1."))
+                y = _bnf(F.conv2d(y, sd[p + "conv2.weight"], padding=1), sd, p + "bn2.")
+            idn = x
+            if p + "downsample.0.weight" in sd:
+                idn = _bnf(F.conv2d(x, sd[p + "downsample.0.weight"], stride=stride), sd, p + "downsample.1.")
+            x = F.relu(y + idn)
+            i += 1
+    return x.mean(dim=(2, 3))
+
+
+def _ref_mbv2(sd, x, t, div):
+    sd = {k[len("module.base_model."):]: v for k, v in sd.items() if k.startswith("module.base_model.")}
+    r6 = lambda z: z.clamp(0, 6)
+    x = r6(_bnf(F.conv2d(x, sd["features.0.0.weight"], stride=2, padding=1), sd, "features.0.1."))
+    for b, (inp, oup, stride, e) in enumerate(_mbv2_blocks(), start=1):
+        p = f"features.{b}.conv."
+        if e == 1:
+            w = sd[p + "0.weight"]
+            y = r6(_bnf(F.conv2d(x, w, stride=stride, padding=1, groups=w.shape[0]), sd, p + "1."))
+            x = _bnf(F.conv2d(y, sd[p + "3.weight"]), sd, p + "4.")
+            continue
+        if p + "0.net.weight" in sd:
+            y = F.conv2d(_shift(x, t, div), sd[p + "0.net.weight"])
+        else:
+            y = F.conv2d(x, sd[p + "0.weight"])
+        y = r6(_bnf(y, sd, p + "1."))
+        w = sd[p + "3.weight"]
+        y = r6(_bnf(F.conv2d(y, w, stride=stride, padding=1, groups=w.shape[0]), sd, p + "4."))
+        y = _bnf(F.conv2d(y, sd[p + "6.weight"]), sd, p + "7.")
+        x = x + y if stride == 1 and inp == oup else y
+    x = r6(_bnf(F.conv2d(x, sd["features.18.0.weight"]), sd, "features.18.1."))
+    return x.mean(3).mean(2)
+
+
+def _ref_tsn(sd, video, div, backbone):
+    """TSN.forward in eval mode: frames through the backbone, (dropout = identity) new_fc,
+    view (N, T, K), average consensus."""
+    n, t = video.shape[:2]
+    feats = backbone(sd, video.reshape(n * t, *video.shape[2:]), t, div)
+    logits = F.linear(feats, sd["module.new_fc.weight"], sd["module.new_fc.bias"])
+    return logits.view(n, t, -1).mean(dim=1)
+
+
+@pytest.mark.parametrize("name,arch,place,t,div", [
+    ("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth", "resnet50", "blockres", 8, 8),
+    ("TSM_kinetics_RGB_resnet101_shift8_blockres_avg_segment2_e50_dense.pth", "resnet101", "blockres", 2, 8),
+    ("TSM_kinetics_RGB_resnet18_shift4_block_avg_segment4_e50.pth", "resnet18", "block", 4, 4),
+    ("TSM_kinetics_RGB_resnet18_avg_segment3_e50.pth", "resnet18", None, 3, 8),
+])
+def test_resnet_matches_original_forward(tmp_path, name, arch, place, t, div):
+    sd = _resnet_ckpt(arch, place, classes=6)
+    path = tmp_path / name
+    torch.save({"epoch": 50, "arch": arch, "state_dict": sd, "best_prec1": np.float64(70.0)}, path)
+    model = load_tsm_checkpoint(path)
+    video = torch.randn(1, t, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model(video)
+        ref = _ref_tsn(sd, video, div, _ref_resnet)
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_mobilenet_v2_matches_original_forward(tmp_path):
+    name, t = "TSM_something_RGB_mobilenetv2_shift8_blockres_avg_segment8_e25.pth", 8
+    sd = _mbv2_ckpt(True, classes=6)
+    path = tmp_path / name
+    torch.save({"epoch": 25, "state_dict": sd}, path)
+    model = load_tsm_checkpoint(path)
+    video = torch.randn(1, t, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours = model(video)
+        ref = _ref_tsn(sd, video, 8, _ref_mbv2)
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
