@@ -86,6 +86,19 @@ def test_dense_test_clips():
     assert dense_test_clips(200, 8, 64, num_clips=1) == [dense_indices(200, 8, 64, False)]
 
 
+def _original_dense_test(n, t):
+    # TSNDataSet._get_test_indices with dense_sample (0-based), for videos of >= 64 frames
+    starts = np.linspace(0, max(1, 1 + n - 64) - 1, num=10, dtype=int)
+    return [[(k * (64 // t) + s) % n for k in range(t)] for s in starts.tolist()]
+
+
+@pytest.mark.parametrize("n,t", [(74, 8), (100, 16), (333, 8), (80, 12), (64, 12), (1000, 6)])
+def test_dense_test_clips_are_the_originals(n, t):
+    # starts rounded down (74 frames: 0,1,2,3,4,5,6,7,8,10, not ...,4,6,7,8,9,10) and the
+    # integer stride 64 // T (T=12: 5, not 5.33)
+    assert dense_test_clips(n, t, 64, num_clips=10) == _original_dense_test(n, t)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         segment_indices(0, 8, False)

@@ -92,14 +92,16 @@ test_clips.__test__ = False  # not a pytest test, even when imported into a test
 
 
 def _dense_clip(num_frames: int, num_segments: int, window: int, start: int) -> list[int]:
-    span = min(window, num_frames)  # short videos: squeeze the window to the video
-    stride = span / num_segments
+    if num_frames >= window and window >= num_segments:
+        stride = window // num_segments  # the original's integer stride (64 // 12 = 5)
+    else:
+        stride = min(window, num_frames) / num_segments  # short videos: squeeze the window to the video
     return [min(num_frames - 1, start + int(math.floor(k * stride))) for k in range(num_segments)]
 
 
 def dense_indices(num_frames: int, num_segments: int, window: int = 64, train: bool = True,
                   rng: Rng = None) -> list[int]:
-    """Dense sampling: T frames with stride window/T inside a ``window``-frame span.
+    """Dense sampling: T frames with stride window // T inside a ``window``-frame span.
 
     Training picks the window start uniformly; test uses the centred window. Videos
     shorter than the window use the whole video (stride N/T), never wrapping around.
@@ -113,7 +115,8 @@ def dense_indices(num_frames: int, num_segments: int, window: int = 64, train: b
 
 
 def dense_test_clips(num_frames: int, num_segments: int, window: int = 64, num_clips: int = 10) -> list[list[int]]:
-    """``num_clips`` dense windows with starts evenly spread from 0 to N - window."""
+    """``num_clips`` dense windows with starts evenly spread from 0 to N - window (rounded
+    down, as the original's ``np.linspace(..., dtype=int)``)."""
     _check(num_frames, num_segments)
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
@@ -121,5 +124,5 @@ def dense_test_clips(num_frames: int, num_segments: int, window: int = 64, num_c
     if num_clips == 1:
         starts = [slack // 2]
     else:
-        starts = [int(round(s)) for s in np.linspace(0, slack, num_clips)]
+        starts = np.linspace(0, slack, num_clips).astype(int).tolist()
     return [_dense_clip(num_frames, num_segments, window, s) for s in starts]
