@@ -86,6 +86,16 @@ def test_dense_test_clips():
     assert dense_test_clips(200, 8, 64, num_clips=1) == [dense_indices(200, 8, 64, False)]
 
 
+@pytest.mark.parametrize("t", [3, 8, 12, 16])
+def test_test_clips_are_the_originals(t):
+    # TSNDataSet._get_test_indices (0-based): centres, and with twice_sample the starts too
+    for n in range(1, 300):
+        tick = n / float(t)
+        centres = [int(tick / 2.0 + tick * x) for x in range(t)]
+        starts = [int(tick * x) for x in range(t)]
+        assert test_clips(n, t, twice=True) == [centres, starts], n
+
+
 def _original_dense_test(n, t):
     # TSNDataSet._get_test_indices with dense_sample (0-based), for videos of >= 64 frames
     starts = np.linspace(0, max(1, 1 + n - 64) - 1, num=10, dtype=int)

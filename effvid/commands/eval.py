@@ -4,6 +4,7 @@ DATA is a list file, a class-folder root (its ``val/`` part if it has one) or a 
 class folders. Views are clips x crops, with logits averaged: 1 clip x 1 crop is TSM's
 single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
 Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.
+The original ran both 3-crop protocols at full resolution (256x256 crops): add ``--size 256``.
 """
 
 from __future__ import annotations

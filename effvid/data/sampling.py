@@ -70,7 +70,9 @@ def _offset_clip(num_frames: int, num_segments: int, offset: float) -> list[int]
     # frame at fraction `offset` through each segment (0 = start, 0.5 = centre)
     _check(num_frames, num_segments)
     tick = num_frames / num_segments
-    return [min(num_frames - 1, int(math.floor(tick * (k + offset)))) for k in range(num_segments)]
+    # Written as the original's int(tick / 2.0 + tick * k), floating-point rounding included:
+    # tick * (k + 0.5) differs from it at exact segment boundaries (8 frames, T=12: 5 vs 4).
+    return [min(num_frames - 1, int(tick * offset + tick * k)) for k in range(num_segments)]
 
 
 def test_clips(num_frames: int, num_segments: int, num_clips: int = 1, twice: bool = False) -> list[list[int]]:
