@@ -121,6 +121,22 @@ def test_test_transform_ten_crops():
         assert not bright[v].any()
 
 
+def test_test_views_sit_on_the_originals_grid():
+    # GroupOverSample / GroupFullResSample: offsets are multiples of (W - S) // 4, so the far
+    # crops end up to 3 px short of the edge. Pixel value = column index tells where a crop starts.
+    cols = torch.arange(75, dtype=torch.uint8).view(1, 1, 75, 1).expand(1, 64, 75, 3).contiguous()
+    ten = TestTransform(size=32, scale_size=64, num_crops=10, mean=(0, 0, 0), std=(1 / 255,) * 3)(cols)
+    lefts = [round(ten[v, 0, 0, 0, 0].item()) for v in range(5)]
+    assert lefts == [0, 40, 0, 40, 20]  # (75 - 32) // 4 = 10: 4 * 10 = 40, not 43; centre 20, not 21
+    rows = cols.permute(0, 2, 1, 3).contiguous()  # value = row index, 75 high x 64 wide
+    tops = [round(TestTransform(size=32, scale_size=64, num_crops=10, mean=(0, 0, 0),
+                                std=(1 / 255,) * 3)(rows)[v, 0, 0, 0, 0].item()) for v in range(5)]
+    assert tops == [0, 0, 40, 40, 20]
+    three = TestTransform(size=32, scale_size=32, num_crops=3, mean=(0, 0, 0), std=(1 / 255,) * 3)
+    wide = torch.arange(75, dtype=torch.uint8).view(1, 1, 75, 1).expand(1, 32, 75, 3).contiguous()
+    assert [round(three(wide)[v, 0, 0, 0, 0].item()) for v in range(3)] == [0, 20, 40]
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         TestTransform(num_crops=4)

@@ -163,19 +163,21 @@ class TestTransform:
             x = F.resize(x, [self.scale_size], antialias=True)  # int size -> shorter side
             x = F.center_crop(x, [s, s])
             return normalize_clip(x, self.mean, self.std)
+        # Crop positions on the original's grid of quarter steps (ops/transforms.py): the far
+        # edge is at 4 * ((w - s) // 4), up to 3 px short of w - s.
         if self.num_crops == 3:
             x = F.resize(x, [s], antialias=True)
             h, w = x.shape[-2:]
+            hs, ws = (h - s) // 4, (w - s) // 4
             if w >= h:
-                boxes = [(0, left) for left in (0, (w - s) // 2, w - s)]
-            else:
-                boxes = [(top, 0) for top in (0, (h - s) // 2, h - s)]
+                boxes = [(2 * hs, k * ws) for k in (0, 2, 4)]
+            else:  # the original takes the centre three times here; effvid top/middle/bottom
+                boxes = [(k * hs, 2 * ws) for k in (0, 2, 4)]
             views = [F.crop(x, t, l, s, s) for t, l in boxes]
         else:
             x = F.resize(x, [self.scale_size], antialias=True)
             h, w = x.shape[-2:]
-            boxes = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), ((h - s) // 2, (w - s) // 2)]
-            views = [F.crop(x, t, l, s, s) for t, l in boxes]
+            views = [F.crop(x, t, l, s, s) for t, l in _fixed_offsets(h, w, s, s, more=False)]
             views += [F.horizontal_flip(v) for v in views]
         return normalize_clip(torch.stack(views), self.mean, self.std)
 
