@@ -363,6 +363,16 @@ def test_bad_model_arguments_name_the_value():
     # a fold_div larger than a shifted conv's input channels would shift nothing: a TSN in disguise
     with pytest.raises(ValueError, match="input channels: fold_div=512 would shift none"):
         effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=512)
+    # these crashed with ZeroDivisionError / torch's "empty(): argument 'size'" TypeError
+    with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional shift, got 0"):
+        effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=0)
+    with pytest.raises(ValueError, match="fold_div must be an integer >= 1 for a causal shift, got 0"):
+        insert_temporal_shift(tvm.resnet18(), 4, fold_div=0, direction="causal")
+    with pytest.raises(ValueError, match="got 0"):  # a TSN checks it too, like the direction
+        effvid.create_model("tsn_resnet_tiny", num_classes=3, shift_div=0)
+    for bad in (True, 3.0, "3"):
+        with pytest.raises(ValueError, match=f"num_classes must be a positive integer, got {bad!r}"):
+            effvid.create_model("tsn_resnet_tiny", num_classes=bad)
 
 
 @pytest.mark.filterwarnings("ignore")  # torch.jit.trace deprecation / tracer warnings

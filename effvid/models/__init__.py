@@ -18,7 +18,8 @@ from torch import nn
 
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
-from .temporal_shift import DIRECTIONS, PLACEMENTS, TemporalShift, insert_temporal_shift, temporal_shift
+from .temporal_shift import (DIRECTIONS, PLACEMENTS, TemporalShift, _check_fold_div, insert_temporal_shift,
+                             temporal_shift)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -60,6 +61,7 @@ def build_recognizer(
     if shift_direction not in DIRECTIONS or shift_place not in PLACEMENTS:
         raise ValueError(f"shift_direction must be one of {DIRECTIONS} and shift_place one of "
                          f"{PLACEMENTS}, got {shift_direction!r}, {shift_place!r}")
+    _check_fold_div(shift_div, shift_direction)
     backbone, dim = build_backbone(
         arch, num_segments=num_segments, shift=shift, shift_div=shift_div,
         shift_direction=shift_direction, shift_place=shift_place,
