@@ -123,6 +123,10 @@ def temporal_shift(
 ) -> torch.Tensor:
     """Shift channels of ``x`` (N*T, C, H, W) along time; see the module docstring."""
     offsets = _check_direction(direction)
+    # the same checks as TemporalShift: fold_div 1 with two directions silently shifted every
+    # channel to t+1 and none to t-1; 0 divided by zero
+    _check_fold_div(fold_div, direction)
+    _check_segments(num_segments)
     if x.dim() != 4:
         raise ValueError(f"temporal_shift expects (N*T, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[0] % num_segments:
