@@ -101,3 +101,23 @@ def test_documented_python_names_exist(doc):
         exec(compile(imports, f"{doc.name} (imports)", "exec"), {})
     for dotted in sorted(set(re.findall(r"\beffvid(?:\.[A-Za-z_]\w*)+", text))):
         _resolve(dotted)
+
+
+def test_public_names_have_docstrings():
+    """help() on every class and function in a module's __all__ says something (a statement
+    before a class's docstring, e.g. ``__test__ = False``, silently turns it into no docstring)."""
+    import inspect
+    import pkgutil
+
+    import effvid
+
+    names = ["effvid"] + [m.name for m in pkgutil.walk_packages(effvid.__path__, "effvid.")
+                          if not m.name.endswith("__main__")]
+    missing = []
+    for name in names:
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
+                missing.append(f"{name}.{attr}")
+    assert not missing, f"no docstring: {missing}"

@@ -25,12 +25,14 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Add ``factory`` under ``name`` for :func:`create_model`; a taken name is refused."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
     _REGISTRY[name] = factory
 
 
 def list_models() -> list[str]:
+    """The registered model names, sorted (what ``effvid info --list`` prints)."""
     return sorted(_REGISTRY)
 
 
