@@ -363,6 +363,23 @@ def test_bad_model_arguments_name_the_value():
     # a fold_div larger than a shifted conv's input channels would shift nothing: a TSN in disguise
     with pytest.raises(ValueError, match="input channels: fold_div=512 would shift none"):
         effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=512)
+    x = torch.randn(4, 8, 2, 2)
+    with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional shift, got 1"):
+        temporal_shift(x, 2, fold_div=1)  # moved every channel to t+1, none to t-1
+    with pytest.raises(ValueError, match="num_segments must be a positive integer, got 0"):
+        temporal_shift(x, 0)
+    assert torch.equal(temporal_shift(x, 2, fold_div=1, direction="causal"),
+                       reference_shift(x, 2, 1, "causal"))
+    # these crashed with ZeroDivisionError / torch's "empty(): argument 'size'" TypeError
+    with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional shift, got 0"):
+        effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=0)
+    with pytest.raises(ValueError, match="fold_div must be an integer >= 1 for a causal shift, got 0"):
+        insert_temporal_shift(tvm.resnet18(), 4, fold_div=0, direction="causal")
+    with pytest.raises(ValueError, match="got 0"):  # a TSN checks it too, like the direction
+        effvid.create_model("tsn_resnet_tiny", num_classes=3, shift_div=0)
+    for bad in (True, 3.0, "3"):
+        with pytest.raises(ValueError, match=f"num_classes must be a positive integer, got {bad!r}"):
+            effvid.create_model("tsn_resnet_tiny", num_classes=bad)
 
 
 @pytest.mark.filterwarnings("ignore")  # torch.jit.trace deprecation / tracer warnings

@@ -66,6 +66,9 @@ def test_load_model_rebuilds_exactly(tmp_path, tiny):
     with pytest.raises(ValueError, match=r"tiny\.safetensors does not fit tsm_resnet_tiny built with "
                                          r"\{'num_classes': 9\}: size mismatch for fc\.weight"):
         load_model(path, num_classes=9)
+    # a misspelt override is an error, not silently dropped (it gave a 4-segment model)
+    with pytest.raises(TypeError, match="num_segmnts"):
+        load_model(path, num_segmnts=8)
 
 
 def test_corrupt_or_foreign_file_errors_name_the_file(tmp_path, tiny):

@@ -131,7 +131,6 @@ class TrainTransform:
 
 
 class TestTransform:
-    __test__ = False  # not a pytest test class
     """Deterministic test-time views.
 
     - ``num_crops=1``: resize shorter side to ``scale_size``, centre crop ``size``;
@@ -142,6 +141,8 @@ class TestTransform:
     - ``num_crops=10``: resize shorter side to ``scale_size``; 4 corners + centre,
       then the same 5 flipped; returns (10, T, 3, size, size).
     """
+
+    __test__ = False  # not a pytest test class (after the docstring, which must come first)
 
     def __init__(self, size: int = 224, scale_size: int = 256, num_crops: int = 1,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):

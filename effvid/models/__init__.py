@@ -18,18 +18,21 @@ from torch import nn
 
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
-from .temporal_shift import DIRECTIONS, PLACEMENTS, TemporalShift, insert_temporal_shift, temporal_shift
+from .temporal_shift import (DIRECTIONS, PLACEMENTS, TemporalShift, _check_fold_div, insert_temporal_shift,
+                             temporal_shift)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Add ``factory`` under ``name`` for :func:`create_model`; a taken name is refused."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
     _REGISTRY[name] = factory
 
 
 def list_models() -> list[str]:
+    """The registered model names, sorted (what ``effvid info --list`` prints)."""
     return sorted(_REGISTRY)
 
 
@@ -60,6 +63,7 @@ def build_recognizer(
     if shift_direction not in DIRECTIONS or shift_place not in PLACEMENTS:
         raise ValueError(f"shift_direction must be one of {DIRECTIONS} and shift_place one of "
                          f"{PLACEMENTS}, got {shift_direction!r}, {shift_place!r}")
+    _check_fold_div(shift_div, shift_direction)
     backbone, dim = build_backbone(
         arch, num_segments=num_segments, shift=shift, shift_div=shift_div,
         shift_direction=shift_direction, shift_place=shift_place,

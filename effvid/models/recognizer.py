@@ -24,8 +24,8 @@ class Recognizer(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, num_segments: int,
                  dropout: float = 0.5, partial_bn: bool = False):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.backbone = backbone

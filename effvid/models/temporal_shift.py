@@ -47,6 +47,13 @@ def _check_direction(direction: str) -> tuple[int, ...]:
     return _OFFSETS[direction]
 
 
+def _check_fold_div(fold_div, direction: str) -> None:
+    groups = len(_check_direction(direction))
+    if isinstance(fold_div, bool) or not isinstance(fold_div, int) or fold_div < groups:
+        # fold_div 1 with two directions would shift every channel one way and none the other
+        raise ValueError(f"fold_div must be an integer >= {groups} for a {direction} shift, got {fold_div!r}")
+
+
 def _check_segments(num_segments) -> None:
     if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
         raise ValueError(f"num_segments must be a positive integer, got {num_segments!r}")
@@ -116,6 +123,10 @@ def temporal_shift(
 ) -> torch.Tensor:
     """Shift channels of ``x`` (N*T, C, H, W) along time; see the module docstring."""
     offsets = _check_direction(direction)
+    # the same checks as TemporalShift: fold_div 1 with two directions silently shifted every
+    # channel to t+1 and none to t-1; 0 divided by zero
+    _check_fold_div(fold_div, direction)
+    _check_segments(num_segments)
     if x.dim() != 4:
         raise ValueError(f"temporal_shift expects (N*T, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[0] % num_segments:
@@ -197,11 +208,8 @@ class TemporalShift(nn.Module):
     def __init__(self, net: nn.Module, num_segments: int, fold_div: int = 8,
                  direction: str = "bidirectional", borrow_input: bool = False):
         super().__init__()
-        groups = len(_check_direction(direction))
+        _check_fold_div(fold_div, direction)
         _check_segments(num_segments)
-        if not isinstance(fold_div, int) or fold_div < groups:
-            # fold_div 1 with two directions would shift every channel one way and none the other
-            raise ValueError(f"fold_div must be an integer >= {groups} for a {direction} shift, got {fold_div!r}")
         self.net = net
         self.num_segments = num_segments
         self.fold_div = fold_div
@@ -317,7 +325,7 @@ def insert_temporal_shift(
 
     A model that already contains a shift is refused.
     """
-    _check_direction(direction)
+    _check_fold_div(fold_div, direction)  # before wrap() divides by it
     _check_segments(num_segments)
     if placement is not None and placement not in PLACEMENTS:
         raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")

@@ -67,16 +67,19 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     """Rebuild a model from an effvid weights file; returns (model, metadata).
 
-    ``overrides`` change construction arguments, e.g. ``num_segments=16``.
+    ``overrides`` change construction arguments, e.g. ``num_segments=16``; an argument that
+    :func:`effvid.create_model` does not take raises its ``TypeError``.
     """
     from . import create_model
 
     state, meta = load_weights(path)
     if "name" not in meta:
         raise ValueError(f"{path} has no effvid model configuration in its metadata")
-    kwargs = {k: v for k, v in meta.items() if k not in ("name", "classes", "extra")}
+    kwargs = _factory_kwargs(meta)
+    # overrides are not filtered: a misspelt one (num_segmnts=16) must raise create_model's
+    # TypeError, not be dropped silently
     kwargs.update(overrides)
-    model = create_model(meta["name"], **_factory_kwargs(kwargs))
+    model = create_model(meta["name"], **kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # e.g. num_classes overridden: say which file and which keys

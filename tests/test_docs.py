@@ -1,0 +1,123 @@
+"""The documentation names only options and Python names that exist.
+
+Cheap checks (no model is run): every ``--option`` of an ``effvid COMMAND`` line in README.md
+and docs/*.md (code blocks and inline code) is an option of that command, every bare
+```--option``` mentioned in the text is an option of some command, every import line of a
+Python block runs, and every dotted ``effvid.x.y`` name resolves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from effvid.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# options of other programs that the docs mention in passing
+FOREIGN_OPTIONS = {"--nproc-per-node", "--nnodes", "--rdzv-endpoint", "--logdir", "--help"}
+
+
+def _blocks(text: str, langs: tuple[str, ...]) -> list[str]:
+    return [m.group(2) for m in re.finditer(r"```(\w*)\n(.*?)```", text, re.S) if m.group(1) in langs]
+
+
+def _commands(text: str) -> list[list[str]]:
+    """Token lists of the ``effvid COMMAND ...`` invocations in shell text."""
+    found = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(^|\s)#.*", "", line)  # comments
+        for part in re.split(r"&&|;|\||>", line):
+            try:
+                tokens = shlex.split(part)
+            except ValueError:
+                continue
+            for i, tok in enumerate(tokens):
+                is_cli = tok == "effvid" or tok.endswith("/effvid")
+                if is_cli and (i == 0 or tokens[i - 1] in ("-m",) or "/" in tok):
+                    found.append(tokens[i + 1:])
+                    break
+    return found
+
+
+@pytest.fixture(scope="module")
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _options(tokens: list[str]) -> list[str]:
+    return [t.split("=", 1)[0] for t in tokens if t.startswith("--")]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_documented_command_options_exist(doc, subcommands):
+    text = doc.read_text(encoding="utf-8")
+    shell = "\n".join(_blocks(text, ("bash", "sh", "shell")))
+    inline = "\n".join(re.findall(r"`([^`\n]*\beffvid [a-z]+[^`\n]*)`", text))
+    wrong = []
+    for tokens in _commands(shell + "\n" + inline):
+        if not tokens or tokens[0].startswith("-"):
+            continue
+        name = tokens[0]
+        if name not in subcommands:
+            wrong.append(f"unknown command {name!r}")
+            continue
+        known = subcommands[name]._option_string_actions
+        wrong += [f"effvid {name} {opt}" for opt in _options(tokens[1:]) if opt not in known]
+    # bare `--option` spans in the text: an option of some command
+    every = set().union(*(p._option_string_actions for p in subcommands.values()))
+    for span in re.findall(r"`(--[a-z][a-z0-9-]*)[^`]*`", text):
+        if span not in every and span not in FOREIGN_OPTIONS:
+            wrong.append(span)
+    assert not wrong, f"{doc.name} names options that do not exist: {wrong}"
+
+
+def _resolve(dotted: str):
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):  # the longest importable module prefix, then attributes
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_documented_python_names_exist(doc):
+    text = doc.read_text(encoding="utf-8")
+    for block in _blocks(text, ("python",)):
+        imports = "\n".join(ln for ln in block.splitlines() if re.match(r"(from \S+ )?import ", ln))
+        exec(compile(imports, f"{doc.name} (imports)", "exec"), {})
+    for dotted in sorted(set(re.findall(r"\beffvid(?:\.[A-Za-z_]\w*)+", text))):
+        _resolve(dotted)
+
+
+def test_public_names_have_docstrings():
+    """help() on every class and function in a module's __all__ says something (a statement
+    before a class's docstring, e.g. ``__test__ = False``, silently turns it into no docstring)."""
+    import inspect
+    import pkgutil
+
+    import effvid
+
+    names = ["effvid"] + [m.name for m in pkgutil.walk_packages(effvid.__path__, "effvid.")
+                          if not m.name.endswith("__main__")]
+    missing = []
+    for name in names:
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
+                missing.append(f"{name}.{attr}")
+    assert not missing, f"no docstring: {missing}"
