@@ -350,6 +350,10 @@ def test_set_shift_segments_then_save_and_reload(tmp_path):
 
 
 def test_bad_model_arguments_name_the_value():
+    with pytest.raises(ValueError, match="partial_bn must be True or False, got 'no'"):
+        effvid.create_model("tsn_resnet_tiny", num_classes=3, partial_bn="no")
+    with pytest.raises(ValueError, match="dropout must be a number in \\[0, 1\\), got '0.5'"):
+        effvid.create_model("tsn_resnet_tiny", num_classes=3, dropout="0.5")
     with pytest.raises(ValueError, match="num_segments must be a positive integer, got 0"):
         effvid.create_model("tsn_resnet_tiny", num_classes=3, num_segments=0)
     with pytest.raises(ValueError, match="got 2.5"):

@@ -26,8 +26,10 @@ class Recognizer(nn.Module):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if not isinstance(partial_bn, bool):  # "no" would be taken as true
+            raise ValueError(f"partial_bn must be True or False, got {partial_bn!r}")
         self.backbone = backbone
         self.num_segments = num_segments
         self.dropout = nn.Dropout(dropout)
