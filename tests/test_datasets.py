@@ -120,6 +120,20 @@ def test_list_file_errors(tmp_path, index_root, content, match):
         read_list_file(lst, root=index_root, classes=["a", "b"] if "5" in content else None)
 
 
+def test_list_labels_name_numbered_classes(tmp_path, index_root):
+    # class folders "0".."10" sort as text ("0", "1", "10", "2", ...); a validation list labelled
+    # with those folder names read label "2" as classes[2] == "10" (9 of 11 classes wrong)
+    classes = sorted(str(k) for k in range(11))
+    lst = tmp_path / "val.txt"
+    lst.write_text("".join(f"a/a0.mp4 {k}\n" for k in range(11)))
+    samples, got = read_list_file(lst, root=index_root, classes=classes)
+    assert got == classes and [got[s.label] for s in samples] == [str(k) for k in range(11)]
+    # labels that are not all class names stay indices
+    lst.write_text("a/a0.mp4 0\na/a1.mp4 2\n")
+    samples, _ = read_list_file(lst, root=index_root, classes=["x", "y", "z"])
+    assert [s.label for s in samples] == [0, 2]
+
+
 def test_list_file_missing_video(tmp_path, index_root):
     lst = tmp_path / "l.txt"
     lst.write_text("a/a0.mp4 0\na/nope.mp4 0\n")

@@ -131,8 +131,11 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     """Parse a list file into samples and the class list.
 
     Class names: ``classes`` if given; else, if labels are names, their sorted set;
-    else (int labels) ``["0", ..., str(max)]``. Paths may contain spaces (the label,
-    and TSM's frame count, are taken from the end of the line).
+    else (int labels) ``["0", ..., str(max)]``. With ``classes`` given, labels are class
+    names when every label in the file is one (classes named "0".."10" sort as text, so
+    label "2" is class "2", not ``classes[2]``); otherwise integers are indices into
+    ``classes``. Paths may contain spaces (the label, and TSM's frame count, are taken
+    from the end of the line).
     """
     list_path = Path(list_path)
     if not list_path.is_file():
@@ -173,10 +176,16 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
                              f"integers; use class names on every line or integers on every line")
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
+    # Classes named by numbers (folders "0".."10", sorted as text: "0", "1", "10", "2", ...):
+    # a list whose every label names a class means those classes, not indices, else label
+    # "2" would silently be class "10". Decided once per file, so lines cannot mix the two.
+    by_name = all(lb in index for _, _, lb, _ in parsed)
     samples = []
     for lineno, path, label, nf in parsed:
         where = f"{str(list_path)!r} line {lineno}"
-        if _is_int(label):
+        if by_name:
+            y = index[label]
+        elif _is_int(label):
             y = int(label)
             if not 0 <= y < len(classes):
                 raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes")
