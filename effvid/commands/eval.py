@@ -70,7 +70,8 @@ def register(sub) -> None:
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
-    p.add_argument("--sampling", choices=("segment", "dense"), default="segment")
+    p.add_argument("--sampling", choices=("segment", "dense"), default=None,
+                   help="frame sampling (default: as trained)")
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
     p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
     p.add_argument("--scale-size", type=positive_int, default=None,

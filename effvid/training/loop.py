@@ -324,7 +324,9 @@ def train(cfg: TrainConfig) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None)
         train_model.num_classes = model.num_classes
     optimizer = build_optimizer(model, cfg)
-    metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size}}
+    # what eval and predict need to view videos as training's validation did
+    metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
+                                              "sampling": cfg.sampling}}
 
     # 4. resume
     history: list[dict] = []
