@@ -112,6 +112,8 @@ def test_list_files(tmp_path, index_root):
     ("a/a0.mp4 5\n", "line 1: label 5 out of range"),  # with classes given below
     ("a/a0.txt 0\n", "line 1.*a0.txt"),                # unknown extension
     ("a 24 0\n", "line 1.*not folders of extracted frames"),  # original TSM list of frame folders
+    # Kinetics-style names with spaces: the error was about an "unsupported extension '.mp4 air'"
+    ("a/a0.mp4 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces: write it as 'air_drumming'"),
 ])
 def test_list_file_errors(tmp_path, index_root, content, match):
     lst = tmp_path / "bad.txt"

@@ -125,6 +125,20 @@ def _is_int(s: str) -> bool:
         return False
 
 
+def _check_label_words(path: str, label: str, where: str, extensions: Sequence[str]) -> None:
+    """A class name with spaces ("x.mp4 air drumming") leaves words of it in the path, and the
+    error would be about an extension ".mp4 air"; say what happened instead."""
+    if Path(path).suffix.lower() in extensions:
+        return
+    for ext in extensions:
+        k = path.lower().rfind(ext)
+        if k > 0 and path[k + len(ext):k + len(ext) + 1].isspace():
+            name = " ".join(path[k + len(ext):].split() + [label])
+            raise ValueError(f"{where}: the label is the last word of a line, so the class name "
+                             f"{name!r} cannot contain spaces: write it as "
+                             f"{name.replace(' ', '_')!r} or use integer labels")
+
+
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
                    extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[VideoSample], list[str]]:
@@ -193,6 +207,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             y = index[label]
         else:
             raise ValueError(f"{where}: unknown class {label!r}")
+        _check_label_words(path, label, where, extensions)
         p = Path(path)
         if not p.is_absolute():
             p = base / p
