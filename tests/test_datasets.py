@@ -114,6 +114,9 @@ def test_list_files(tmp_path, index_root):
     ("a 24 0\n", "line 1.*not folders of extracted frames"),  # original TSM list of frame folders
     # Kinetics-style names with spaces: the error was about an "unsupported extension '.mp4 air'"
     ("a/a0.mp4 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces: write it as 'air_drumming'"),
+    ("a/a0.mp4 24 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces"),
+    ("a/a0.mp4 3 17 52\n", "line 1: 3 numbers after the video; expected 'path label' or 'path num_frames label'"),
+    ("a/a0.mp4 0  # a note\n", "line 1: a comment must be a line of its own"),
 ])
 def test_list_file_errors(tmp_path, index_root, content, match):
     lst = tmp_path / "bad.txt"

@@ -125,15 +125,21 @@ def _is_int(s: str) -> bool:
         return False
 
 
-def _check_label_words(path: str, label: str, where: str, extensions: Sequence[str]) -> None:
-    """A class name with spaces ("x.mp4 air drumming") leaves words of it in the path, and the
-    error would be about an extension ".mp4 air"; say what happened instead."""
+def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -> None:
+    """A line whose fields after the video are not ``label`` or ``num_frames label`` leaves some
+    in the path, and the error would be about an extension ".mp4 air"; say what happened."""
     if Path(path).suffix.lower() in extensions:
         return
     for ext in extensions:
         k = path.lower().rfind(ext)
         if k > 0 and path[k + len(ext):k + len(ext) + 1].isspace():
-            name = " ".join(path[k + len(ext):].split() + [label])
+            fields = line[line.lower().rfind(ext, 0, len(path)) + len(ext):].split()
+            if any(f.startswith("#") for f in fields):
+                raise ValueError(f"{where}: a comment must be a line of its own (starting with #)")
+            if all(_is_int(f) for f in fields):  # e.g. a multi-label line "x.mp4 3 17 52"
+                raise ValueError(f"{where}: {len(fields)} numbers after the video; expected "
+                                 "'path label' or 'path num_frames label' (one label per video)")
+            name = " ".join(fields[1:] if _is_int(fields[0]) else fields)
             raise ValueError(f"{where}: the label is the last word of a line, so the class name "
                              f"{name!r} cannot contain spaces: write it as "
                              f"{name.replace(' ', '_')!r} or use integer labels")
@@ -174,6 +180,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
                 raise ValueError(f"{where}: cannot parse {raw!r} (expected 'path label' "
                                  f"or 'path num_frames label')")
             path, nf, label = parts[0], None, parts[1]
+        _check_fields(path, line, where, extensions)
         parsed.append((lineno, path, label, nf))
     if not parsed:
         raise ValueError(f"list file {str(list_path)!r} has no samples")
@@ -207,7 +214,6 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             y = index[label]
         else:
             raise ValueError(f"{where}: unknown class {label!r}")
-        _check_label_words(path, label, where, extensions)
         p = Path(path)
         if not p.is_absolute():
             p = base / p
