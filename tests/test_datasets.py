@@ -180,6 +180,17 @@ def test_linked_folders_are_followed_once(tmp_path, index_root):
                      "b/b0.mp4", "b/b1.mp4"]
 
 
+def test_broken_links_are_reported_not_dropped(tmp_path, index_root):
+    # a link farm whose targets moved: the broken links were left out without a word, so
+    # class a silently had 3 videos instead of 4
+    (index_root / "a" / "moved.mp4").symlink_to(tmp_path / "elsewhere" / "moved.mp4")
+    from effvid.data import find_files
+
+    assert [f.name for f in find_files(index_root / "a")] == ["a0.mp4", "a1.mp4", "a2.mp4", "moved.mp4"]
+    with pytest.raises(FileNotFoundError, match=r"a/moved.mp4' is a broken link \(to '.*elsewhere/moved.mp4'\)"):
+        scan_class_folders(index_root)
+
+
 def test_a_train_folder_without_val_is_refused(tmp_path, index_root):
     # it used to be read as one class named "train"
     root = tmp_path / "ds"

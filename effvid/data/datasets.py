@@ -70,11 +70,17 @@ def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
                      f"(expected one of {', '.join(extensions)}){hint}")
 
 
+def _file_or_broken_link(path: str) -> bool:
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
+
+
 def find_files(folder: str | os.PathLike) -> list[Path]:
     """Every file under ``folder``, sorted; hidden files and folders (``.*``) are left out.
 
     Symlinked folders are followed (``Path.rglob`` does not follow them before Python 3.13,
     which silently dropped the videos of a linked class folder), each real folder once.
+    Broken links are kept, for the caller to report: leaving them out made the videos of a
+    link farm whose targets moved vanish without a word.
     """
     found, seen = [], set()
     for top, dirs, files in os.walk(folder, followlinks=True):
@@ -84,7 +90,7 @@ def find_files(folder: str | os.PathLike) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(top, f) for f in files if not f.startswith(".") and os.path.isfile(os.path.join(top, f))]
+        found += [Path(top, f) for f in files if not f.startswith(".") and _file_or_broken_link(os.path.join(top, f))]
     return sorted(found)
 
 
@@ -92,8 +98,8 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
                        classes: Sequence[str] | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from ``root/<class>/**/<video>``; classes are the sorted folder names.
 
-    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root,
-    ValueError for an empty class folder, a file with an unknown extension, a root
+    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root or a
+    broken link, ValueError for an empty class folder, a file with an unknown extension, a root
     without class folders, or (when ``classes`` is given) an unknown class folder.
     """
     root = Path(root)
@@ -113,6 +119,9 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
         for f in files:
             _check_ext(f, "dataset", extensions)
+            if not f.exists():  # as a list file's missing video, refused at start
+                raise FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a broken link (to "
+                                        f"{os.readlink(f)!r})", str(f))
             samples.append(VideoSample(str(f), index[name]))
     return samples, classes
 
