@@ -156,6 +156,27 @@ def test_eval_and_predict_sample_frames_as_trained(trained, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["top"] == scores["dense"] != scores["segment"]
 
 
+def test_no_readable_validation_video_is_an_error_not_zero_percent(trained, tmp_path, capsys):
+    # every validation video unreadable: training printed "val top1 0.0% | best" (loss 0,
+    # saved as the best model) and eval "0 videos: top-1 0.00%" with exit code 0
+    import shutil
+
+    data, ckpt = trained
+    root = tmp_path / "data"
+    shutil.copytree(data / "train", root / "train")
+    for name in ("grow", "left"):
+        (root / "val" / name).mkdir(parents=True)
+        (root / "val" / name / "broken.mp4").write_bytes(b"not a video" * 10)
+    assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no video in" in err and "could be read (2 unreadable; the first:" in err and "grow/broken.mp4" in err
+    assert main(["train", str(root), "--model", "tsn_resnet_tiny", "--num-segments", "2", "--size", "32",
+                 "--epochs", "1", "--batch-size", "4", "--workers", "0", "--no-progress",
+                 "--output", str(tmp_path / "run")]) == 2
+    assert "epoch 1 validated on no clips: every validation video was unreadable" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
 def test_info_on_a_checkpoint_uses_its_training_size(trained, capsys):
     _, ckpt = trained
     assert main(["info", str(ckpt), "--json"]) == 0

@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
                         collate_fn=collate_clips)
     device = torch.device(args.device)
     stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet)
+    if stats["count"] == 0:  # a 0% that measured nothing must not read as a result
+        first = stats["bad"][0] if stats["bad"] else ("-", "")
+        raise UserError(f"no video in {args.data} could be read ({len(stats['bad'])} unreadable; "
+                        f"the first: {first[0]}: {first[1]})")
     views = (args.clips + int(args.twice)) * args.crops
     print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
