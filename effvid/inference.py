@@ -24,9 +24,12 @@ def load_recognizer(checkpoint: str | Path, num_segments: int | None = None):
 
 def test_dataset(samples, meta: dict, *, num_segments: int, size: int | None = None,
                  scale_size: int | None = None, num_clips: int = 1, num_crops: int = 1,
-                 twice: bool = False, sampling: str = "segment") -> VideoClipDataset:
-    """A dataset with the test protocol: clips x crops views, at the checkpoint's input size."""
+                 twice: bool = False, sampling: str | None = None) -> VideoClipDataset:
+    """A dataset with the test protocol: clips x crops views, at the checkpoint's input size
+    and, unless ``sampling`` is given, with its frame sampling (segment for checkpoints that
+    do not say)."""
     extra = meta.get("extra", {})
+    sampling = sampling or extra.get("sampling", "segment")
     if size is None:  # as trained
         size = extra.get("size", 224)
         scale_size = scale_size or extra.get("scale_size")

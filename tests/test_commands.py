@@ -128,6 +128,55 @@ def test_eval_options_that_used_to_fail(trained, capsys):
     assert f"is a folder: give a weights file such as {ckpt}" in capsys.readouterr().err
 
 
+def test_eval_and_predict_sample_frames_as_trained(trained, tmp_path, capsys):
+    # a dense-sampling run was evaluated and predicted with segment sampling (predict had no
+    # choice): eval's loss differed from the run's own validation loss on the same videos
+    data, _ = trained
+    run = tmp_path / "dense"
+    assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+                 "--scale-size", "32", "--sampling", "dense", "--epochs", "1", "--batch-size", "4",
+                 "--workers", "0", "--no-progress", "--seed", "0", "--output", str(run)]) == 0
+    val = json.loads((run / "history.json").read_text())[-1]["val"]
+    out = tmp_path / "m.json"
+    ckpt = str(run / "last.safetensors")
+    assert main(["eval", str(data), "-c", ckpt, "--workers", "0", "--quiet", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["loss"] == pytest.approx(val["loss"], rel=1e-5)
+    from effvid.inference import load_recognizer, test_dataset
+
+    _, meta = load_recognizer(ckpt)
+    assert test_dataset([], meta, num_segments=4).sampling == "dense"
+    assert test_dataset([], meta, num_segments=4, sampling="segment").sampling == "segment"
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    capsys.readouterr()
+    scores = {}
+    for sampling in ("dense", "segment"):
+        assert main(["predict", video, "-c", ckpt, "--json", "-", "--sampling", sampling, "--workers", "0"]) == 0
+        scores[sampling] = json.loads(capsys.readouterr().out)[0]["top"]
+    assert main(["predict", video, "-c", ckpt, "--json", "-", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top"] == scores["dense"] != scores["segment"]
+
+
+def test_no_readable_validation_video_is_an_error_not_zero_percent(trained, tmp_path, capsys):
+    # every validation video unreadable: training printed "val top1 0.0% | best" (loss 0,
+    # saved as the best model) and eval "0 videos: top-1 0.00%" with exit code 0
+    import shutil
+
+    data, ckpt = trained
+    root = tmp_path / "data"
+    shutil.copytree(data / "train", root / "train")
+    for name in ("grow", "left"):
+        (root / "val" / name).mkdir(parents=True)
+        (root / "val" / name / "broken.mp4").write_bytes(b"not a video" * 10)
+    assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no video in" in err and "could be read (2 unreadable; the first:" in err and "grow/broken.mp4" in err
+    assert main(["train", str(root), "--model", "tsn_resnet_tiny", "--num-segments", "2", "--size", "32",
+                 "--epochs", "1", "--batch-size", "4", "--workers", "0", "--no-progress",
+                 "--output", str(tmp_path / "run")]) == 2
+    assert "epoch 1 validated on no clips: every validation video was unreadable" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
 def test_info_on_a_checkpoint_uses_its_training_size(trained, capsys):
     _, ckpt = trained
     assert main(["info", str(ckpt), "--json"]) == 0

@@ -112,12 +112,31 @@ def test_list_files(tmp_path, index_root):
     ("a/a0.mp4 5\n", "line 1: label 5 out of range"),  # with classes given below
     ("a/a0.txt 0\n", "line 1.*a0.txt"),                # unknown extension
     ("a 24 0\n", "line 1.*not folders of extracted frames"),  # original TSM list of frame folders
+    # Kinetics-style names with spaces: the error was about an "unsupported extension '.mp4 air'"
+    ("a/a0.mp4 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces: write it as 'air_drumming'"),
+    ("a/a0.mp4 24 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces"),
+    ("a/a0.mp4 3 17 52\n", "line 1: 3 numbers after the video; expected 'path label' or 'path num_frames label'"),
+    ("a/a0.mp4 0  # a note\n", "line 1: a comment must be a line of its own"),
 ])
 def test_list_file_errors(tmp_path, index_root, content, match):
     lst = tmp_path / "bad.txt"
     lst.write_text(content)
     with pytest.raises(ValueError, match=match):
         read_list_file(lst, root=index_root, classes=["a", "b"] if "5" in content else None)
+
+
+def test_list_labels_name_numbered_classes(tmp_path, index_root):
+    # class folders "0".."10" sort as text ("0", "1", "10", "2", ...); a validation list labelled
+    # with those folder names read label "2" as classes[2] == "10" (9 of 11 classes wrong)
+    classes = sorted(str(k) for k in range(11))
+    lst = tmp_path / "val.txt"
+    lst.write_text("".join(f"a/a0.mp4 {k}\n" for k in range(11)))
+    samples, got = read_list_file(lst, root=index_root, classes=classes)
+    assert got == classes and [got[s.label] for s in samples] == [str(k) for k in range(11)]
+    # labels that are not all class names stay indices
+    lst.write_text("a/a0.mp4 0\na/a1.mp4 2\n")
+    samples, _ = read_list_file(lst, root=index_root, classes=["x", "y", "z"])
+    assert [s.label for s in samples] == [0, 2]
 
 
 def test_list_file_missing_video(tmp_path, index_root):
@@ -159,6 +178,17 @@ def test_linked_folders_are_followed_once(tmp_path, index_root):
     names = sorted(s.path.split("/root/", 1)[1] for s in samples)
     assert names == ["a/a0.mp4", "a/a1.mp4", "a/a2.mp4", "a/more/b0.mp4", "a/more/b1.mp4",
                      "b/b0.mp4", "b/b1.mp4"]
+
+
+def test_broken_links_are_reported_not_dropped(tmp_path, index_root):
+    # a link farm whose targets moved: the broken links were left out without a word, so
+    # class a silently had 3 videos instead of 4
+    (index_root / "a" / "moved.mp4").symlink_to(tmp_path / "elsewhere" / "moved.mp4")
+    from effvid.data import find_files
+
+    assert [f.name for f in find_files(index_root / "a")] == ["a0.mp4", "a1.mp4", "a2.mp4", "moved.mp4"]
+    with pytest.raises(FileNotFoundError, match=r"a/moved.mp4' is a broken link \(to '.*elsewhere/moved.mp4'\)"):
+        scan_class_folders(index_root)
 
 
 def test_a_train_folder_without_val_is_refused(tmp_path, index_root):

@@ -259,6 +259,26 @@ def test_truncated_files(tmp_path, index_videos):
     assert got[2] == indices_of(full)[-1]
 
 
+def test_corrupt_first_packets_keep_the_frames_after_them(tmp_path, index_videos):
+    # garbage over the first keyframe: the probe gave up on the first failing packet and the
+    # whole video was skipped ("cannot decode first frame"), though frames 8-23 (the next GOPs)
+    # decode, as a corrupt packet later in a file always did
+    data = bytearray(index_videos["mp4_h264"].read_bytes())
+    start = data.find(b"mdat") + 4
+    data[start:start + 64] = np.random.default_rng(0).bytes(64)
+    bad = tmp_path / "bad_start.mp4"
+    bad.write_bytes(bytes(data))
+    info = probe_video(bad)
+    assert info.num_frames == N_FRAMES and (info.width, info.height) == (WIDTH, HEIGHT)
+    got = indices_of(read_frames(bad, [0, 12, 20], info))
+    assert got[1:] == [12, 20] and got[0] < 12  # before the damage's end: the first frame that decodes
+    end = data.find(b"moov") - 4  # every packet damaged, the index (at the end) intact
+    data[start:end] = np.random.default_rng(1).bytes(end - start)
+    bad.write_bytes(bytes(data))
+    with pytest.raises(VideoDecodeError, match="cannot decode first frame|no decodable"):
+        probe_video(bad)
+
+
 def test_small_hevc_frames_encode(tmp_path):
     # libx265's CU-tree corrupted the heap on 40 and 48 px frames, and the process aborted.
     # A subprocess, so that a regression fails this test instead of killing the test run.

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
                         collate_fn=collate_clips)
     device = torch.device(args.device)
     stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet)
+    if stats["count"] == 0:  # a 0% that measured nothing must not read as a result
+        first = stats["bad"][0] if stats["bad"] else ("-", "")
+        raise UserError(f"no video in {args.data} could be read ({len(stats['bad'])} unreadable; "
+                        f"the first: {first[0]}: {first[1]})")
     views = (args.clips + int(args.twice)) * args.crops
     print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
@@ -71,7 +75,8 @@ def register(sub) -> None:
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
-    p.add_argument("--sampling", choices=("segment", "dense"), default="segment")
+    p.add_argument("--sampling", choices=("segment", "dense"), default=None,
+                   help="frame sampling (default: as trained)")
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
     p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
     p.add_argument("--scale-size", type=positive_int, default=None,

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
     dataset = test_dataset([(p, 0) for p in paths], meta, num_segments=model.num_segments,
-                           num_clips=args.clips, num_crops=args.crops, twice=args.twice)
+                           num_clips=args.clips, num_crops=args.crops, twice=args.twice,
+                           sampling=args.sampling)
     failures = 0
     results = []
     # Text output streams one result per video; for JSON a progress bar (stderr) shows the work.
@@ -74,6 +75,8 @@ def register(sub) -> None:
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video, logits averaged")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
+    p.add_argument("--sampling", choices=("segment", "dense"), default=None,
+                   help="frame sampling (default: as trained)")
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (0: decode in this one)")

@@ -70,11 +70,17 @@ def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
                      f"(expected one of {', '.join(extensions)}){hint}")
 
 
+def _file_or_broken_link(path: str) -> bool:
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
+
+
 def find_files(folder: str | os.PathLike) -> list[Path]:
     """Every file under ``folder``, sorted; hidden files and folders (``.*``) are left out.
 
     Symlinked folders are followed (``Path.rglob`` does not follow them before Python 3.13,
     which silently dropped the videos of a linked class folder), each real folder once.
+    Broken links are kept, for the caller to report: leaving them out made the videos of a
+    link farm whose targets moved vanish without a word.
     """
     found, seen = [], set()
     for top, dirs, files in os.walk(folder, followlinks=True):
@@ -84,7 +90,7 @@ def find_files(folder: str | os.PathLike) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(top, f) for f in files if not f.startswith(".") and os.path.isfile(os.path.join(top, f))]
+        found += [Path(top, f) for f in files if not f.startswith(".") and _file_or_broken_link(os.path.join(top, f))]
     return sorted(found)
 
 
@@ -92,8 +98,8 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
                        classes: Sequence[str] | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from ``root/<class>/**/<video>``; classes are the sorted folder names.
 
-    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root,
-    ValueError for an empty class folder, a file with an unknown extension, a root
+    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root or a
+    broken link, ValueError for an empty class folder, a file with an unknown extension, a root
     without class folders, or (when ``classes`` is given) an unknown class folder.
     """
     root = Path(root)
@@ -113,6 +119,9 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
         for f in files:
             _check_ext(f, "dataset", extensions)
+            if not f.exists():  # as a list file's missing video, refused at start
+                raise FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a broken link (to "
+                                        f"{os.readlink(f)!r})", str(f))
             samples.append(VideoSample(str(f), index[name]))
     return samples, classes
 
@@ -125,14 +134,37 @@ def _is_int(s: str) -> bool:
         return False
 
 
+def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -> None:
+    """A line whose fields after the video are not ``label`` or ``num_frames label`` leaves some
+    in the path, and the error would be about an extension ".mp4 air"; say what happened."""
+    if Path(path).suffix.lower() in extensions:
+        return
+    for ext in extensions:
+        k = path.lower().rfind(ext)
+        if k > 0 and path[k + len(ext):k + len(ext) + 1].isspace():
+            fields = line[line.lower().rfind(ext, 0, len(path)) + len(ext):].split()
+            if any(f.startswith("#") for f in fields):
+                raise ValueError(f"{where}: a comment must be a line of its own (starting with #)")
+            if all(_is_int(f) for f in fields):  # e.g. a multi-label line "x.mp4 3 17 52"
+                raise ValueError(f"{where}: {len(fields)} numbers after the video; expected "
+                                 "'path label' or 'path num_frames label' (one label per video)")
+            name = " ".join(fields[1:] if _is_int(fields[0]) else fields)
+            raise ValueError(f"{where}: the label is the last word of a line, so the class name "
+                             f"{name!r} cannot contain spaces: write it as "
+                             f"{name.replace(' ', '_')!r} or use integer labels")
+
+
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
                    extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[VideoSample], list[str]]:
     """Parse a list file into samples and the class list.
 
     Class names: ``classes`` if given; else, if labels are names, their sorted set;
-    else (int labels) ``["0", ..., str(max)]``. Paths may contain spaces (the label,
-    and TSM's frame count, are taken from the end of the line).
+    else (int labels) ``["0", ..., str(max)]``. With ``classes`` given, labels are class
+    names when every label in the file is one (classes named "0".."10" sort as text, so
+    label "2" is class "2", not ``classes[2]``); otherwise integers are indices into
+    ``classes``. Paths may contain spaces (the label, and TSM's frame count, are taken
+    from the end of the line).
     """
     list_path = Path(list_path)
     if not list_path.is_file():
@@ -157,6 +189,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
                 raise ValueError(f"{where}: cannot parse {raw!r} (expected 'path label' "
                                  f"or 'path num_frames label')")
             path, nf, label = parts[0], None, parts[1]
+        _check_fields(path, line, where, extensions)
         parsed.append((lineno, path, label, nf))
     if not parsed:
         raise ValueError(f"list file {str(list_path)!r} has no samples")
@@ -173,10 +206,16 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
                              f"integers; use class names on every line or integers on every line")
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
+    # Classes named by numbers (folders "0".."10", sorted as text: "0", "1", "10", "2", ...):
+    # a list whose every label names a class means those classes, not indices, else label
+    # "2" would silently be class "10". Decided once per file, so lines cannot mix the two.
+    by_name = all(lb in index for _, _, lb, _ in parsed)
     samples = []
     for lineno, path, label, nf in parsed:
         where = f"{str(list_path)!r} line {lineno}"
-        if _is_int(label):
+        if by_name:
+            y = index[label]
+        elif _is_int(label):
             y = int(label)
             if not 0 <= y < len(classes):
                 raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes")

@@ -45,6 +45,10 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".m
 # libav* error codes; the others are raised by PyAV itself on odd inputs.
 _AV_ERRORS = (av.FFmpegError, EOFError, ValueError, IndexError, MemoryError)
 
+# Packets that fail to decode before a file counts as unreadable: a damaged first GOP (or a
+# corrupt packet anywhere) loses those frames, not the whole video.
+_MAX_BAD_PACKETS = 50
+
 
 class VideoDecodeError(RuntimeError):
     """A video exists but cannot be opened/decoded. ``str(err)`` names the path and reason."""
@@ -162,6 +166,29 @@ def _count_packets(container, stream) -> int:
     return n
 
 
+def _first_frame(container, stream, path: str):
+    """The first frame that decodes. Packets that fail are passed over (up to
+    ``_MAX_BAD_PACKETS``), as :class:`_SparseDecoder` does when reading: a file whose first
+    packets are corrupt still has the frames after them."""
+    errors, error = 0, None
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except _AV_ERRORS as e:
+                errors, error = errors + 1, e
+                if errors > _MAX_BAD_PACKETS:
+                    break
+                continue
+            if frames:
+                return frames[0]
+    except _AV_ERRORS as e:  # the container itself is broken
+        error = e
+    if error is not None:
+        raise VideoDecodeError(path, f"cannot decode first frame ({error})")
+    raise VideoDecodeError(path, "no decodable video frame")
+
+
 def _probe_open(container, path: str) -> VideoInfo:
     stream = container.streams.video[0]
     fps = _stream_fps(stream)
@@ -170,14 +197,7 @@ def _probe_open(container, path: str) -> VideoInfo:
 
     # Decode the first frame: validates that the stream really decodes and gives
     # the rotation side data (exported per frame by PyAV 18).
-    first = None
-    try:
-        for first in container.decode(stream):
-            break
-    except _AV_ERRORS as e:
-        raise VideoDecodeError(path, f"cannot decode first frame ({e})") from e
-    if first is None:
-        raise VideoDecodeError(path, "no decodable video frame")
+    first = _first_frame(container, stream, path)
     rotation = _rotation_of(first, stream)
 
     num = int(stream.frames or 0)
@@ -374,7 +394,7 @@ class _SparseDecoder:
                 self.buffer.extend(packet.decode())
             except _AV_ERRORS:
                 self.errors += 1
-                if self.errors > 50:
+                if self.errors > _MAX_BAD_PACKETS:
                     self.exhausted = True
                 continue
             self.decoded += len(self.buffer)

@@ -324,7 +324,9 @@ def train(cfg: TrainConfig) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None)
         train_model.num_classes = model.num_classes
     optimizer = build_optimizer(model, cfg)
-    metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size}}
+    # what eval and predict need to view videos as training's validation did
+    metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
+                                              "sampling": cfg.sampling}}
 
     # 4. resume
     history: list[dict] = []
@@ -373,6 +375,12 @@ def train(cfg: TrainConfig) -> dict:
         broadcast_buffers(model, env)  # evaluate (and save) rank 0's BatchNorm statistics
         val_stats = evaluate(model, val_loader, device, len(classes), env=env, amp=cfg.amp,
                              progress=cfg.progress)
+        if val_stats["count"] == 0:  # all-reduced: every process stops here together
+            # its 0% (and loss 0) would be recorded, plotted and even chosen as the best model
+            first = val_stats["bad"][0] if val_stats["bad"] else ("-", "")
+            raise UserError(f"epoch {epoch + 1} validated on no clips: every validation video was "
+                            f"unreadable ({len(val_stats['bad'])} on this process; the first: "
+                            f"{first[0]}: {first[1]})")
         bad = sorted({p for group in all_gather_objects(bad + val_stats.pop("bad"), env) for p in group})
         record = {"epoch": epoch, "train": train_stats, "val": val_stats,
                   "seconds": time.perf_counter() - t0, "bad_samples": bad}
