@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (UserError, FileNotFoundError, ValueError) as e:
         message = str(e)
-        if isinstance(e, OSError) and e.strerror and e.filename and str(e.filename) in e.strerror:
-            message = e.strerror  # "[Errno 2] video not found: 'x': 'x'" says the path twice
+        if isinstance(e, OSError) and e.strerror and e.filename:  # without "[Errno 2]"
+            name = str(e.filename)
+            message = e.strerror if name in e.strerror else f"{e.strerror}: {name!r}"
         print(f"effvid {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

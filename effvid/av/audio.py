@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from effvid.data.video import VideoDecodeError
+from effvid.data.video import VideoDecodeError, av_reason
 
 __all__ = [
     "AudioDecodeError",
@@ -54,7 +54,7 @@ def open_media(path):
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"media file not found: {path!r}", path)
+        raise FileNotFoundError(errno.ENOENT, "media file not found", path)
     if os.path.isdir(path):
         raise AudioDecodeError(path, "path is a directory, not a media file")
     if os.path.getsize(path) == 0:
@@ -62,7 +62,7 @@ def open_media(path):
     try:
         return av.open(path)
     except Exception as exc:  # FFmpeg errors come in many classes
-        raise AudioDecodeError(path, f"cannot open container ({exc})") from exc
+        raise AudioDecodeError(path, f"cannot open container ({av_reason(exc)})") from exc
 
 
 @dataclass
@@ -156,7 +156,7 @@ def read_audio(
                     chunks.append(arr)
                     have += arr.shape[0]
         except av.FFmpegError as exc:
-            raise AudioDecodeError(path, f"audio decoding failed ({exc})") from exc
+            raise AudioDecodeError(path, f"audio decoding failed ({av_reason(exc)})") from exc
     finally:
         container.close()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import _rotation_of, _to_rgb, decode_from
+from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from
 from .audio import AudioDecodeError, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -192,7 +192,7 @@ class LongVideoSampler:
                     break
                 prev = frame
         except av.FFmpegError as exc:
-            raise AudioDecodeError(path, f"video decoding failed ({exc})") from exc
+            raise AudioDecodeError(path, f"video decoding failed ({av_reason(exc)})") from exc
         if prev is None:
             raise AudioDecodeError(path, "no decodable video frames in the requested window")
         last = None

@@ -168,7 +168,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     """
     list_path = Path(list_path)
     if not list_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, f"list file not found: {str(list_path)!r}", str(list_path))
+        raise FileNotFoundError(errno.ENOENT, "list file not found", str(list_path))
     base = Path(root) if root is not None else list_path.parent
     parsed: list[tuple[int, str, str, int | None]] = []
     try:  # utf-8-sig: a byte-order mark (Windows editors) is not part of the first path

@@ -62,6 +62,12 @@ class VideoDecodeError(RuntimeError):
         return (type(self), (self.path, self.reason))
 
 
+def av_reason(e: BaseException) -> str:
+    """An FFmpeg error's message without its "[Errno N]" and the file name (the error that
+    carries it names the file already)."""
+    return getattr(e, "strerror", None) or str(e)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """Metadata of the first video stream.
@@ -91,7 +97,7 @@ class VideoInfo:
 def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(errno.ENOENT, f"video file not found: {str(p)!r}", str(p))
+        raise FileNotFoundError(errno.ENOENT, "video file not found", str(p))
     if p.is_dir():
         raise VideoDecodeError(p, "path is a directory, not a video file")
     if p.stat().st_size == 0:
@@ -99,7 +105,7 @@ def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.In
     try:
         container = av.open(str(p), mode="r")
     except _AV_ERRORS as e:
-        raise VideoDecodeError(p, f"cannot open container ({e})") from e
+        raise VideoDecodeError(p, f"cannot open container ({av_reason(e)})") from e
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(p, "no video stream in container")
@@ -185,7 +191,7 @@ def _first_frame(container, stream, path: str):
     except _AV_ERRORS as e:  # the container itself is broken
         error = e
     if error is not None:
-        raise VideoDecodeError(path, f"cannot decode first frame ({error})")
+        raise VideoDecodeError(path, f"cannot decode first frame ({av_reason(error)})")
     raise VideoDecodeError(path, "no decodable video frame")
 
 
@@ -216,7 +222,7 @@ def _probe_open(container, path: str) -> VideoInfo:
         try:
             num = _count_packets(container, stream)
         except _AV_ERRORS as e:
-            raise VideoDecodeError(path, f"cannot demux packets ({e})") from e
+            raise VideoDecodeError(path, f"cannot demux packets ({av_reason(e)})") from e
         source = "packets"
     num = max(num, 1)
     if fps is None:
@@ -575,7 +581,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
                 got = _read_sequential(container, stream, wanted)
         except _AV_ERRORS as e:
             if not got:
-                raise VideoDecodeError(path, f"decoding failed ({e})") from e
+                raise VideoDecodeError(path, f"decoding failed ({av_reason(e)})") from e
         if stats is not None:
             stats.update(decoded=dec.decoded, seeks=dec.seeks, sequential=sequential)
         if not got:
@@ -612,7 +618,7 @@ def read_all_frames(path: str | os.PathLike) -> torch.Tensor:
                 frames.append(_to_rgb(frame, rotation, size))
         except _AV_ERRORS as e:
             if not frames:
-                raise VideoDecodeError(path, f"decoding failed ({e})") from e
+                raise VideoDecodeError(path, f"decoding failed ({av_reason(e)})") from e
         if not frames:
             raise VideoDecodeError(path, "no frame could be decoded")
         return torch.from_numpy(np.ascontiguousarray(np.stack(frames)))
