@@ -322,3 +322,37 @@ def test_validation_data_is_used_whole(synthetic_root, tmp_path):
         f.unlink()
     with pytest.raises(ValueError, match="no validation videos: .* too few videos per class"):
         build_datasets(TrainConfig(data=str(one)))
+
+
+def test_seedless_run_keeps_its_validation_split_on_resume(tiny_data, tmp_path, monkeypatch):
+    # A folder without train/ and val/ is split with the run's seed. A seedless run's seed is
+    # the clock's, saved in config.json; the split used to be drawn with seed 0 at first and
+    # with the saved clock seed on resume, so the resumed epochs trained on validation videos.
+    from effvid.commands.train import config_from_args, register
+    from effvid.training import loop
+
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_data / "train", flat)
+    monkeypatch.setattr(loop.time, "time", lambda: 1234.5)
+    full = train(tiny_config(flat, tmp_path / "full", seed=None, val_fraction=0.34))
+
+    real_plots = loop.RunWriter.plots
+
+    def plots_then_crash(self, history, classes):
+        real_plots(self, history, classes)
+        raise Crash()
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(loop.RunWriter, "plots", plots_then_crash)
+    with pytest.raises(Crash):
+        train(tiny_config(flat, run, seed=None, val_fraction=0.34))
+    monkeypatch.setattr(loop.RunWriter, "plots", real_plots)
+    parser = __import__("argparse").ArgumentParser()
+    register(parser.add_subparsers())
+    resumed = train(config_from_args(parser.parse_args(["train", "--output", str(run), "--resume"])))
+    assert resumed["seed"] == 1234
+    a, _ = load_weights(tmp_path / "full" / "last.safetensors")
+    b, _ = load_weights(run / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert resumed["history"][1]["val"]["confusion"] == full["history"][1]["val"]["confusion"]

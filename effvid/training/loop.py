@@ -202,19 +202,22 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
 
 
-def build_datasets(cfg: TrainConfig):
+def build_datasets(cfg: TrainConfig, seed: int | None = None):
     """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
-    (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it."""
+    (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it
+    drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
+    state keep: a resume, or a new run from that config.json, gets the same split)."""
+    seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
                         has_split_folders, read_list_file, stratified_split)
 
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
-                  val_fraction=cfg.val_fraction, seed=cfg.seed or 0)
+                  val_fraction=cfg.val_fraction, seed=seed)
     if Path(cfg.data).is_file() and cfg.val_data is None:
         samples, classes = read_list_file(cfg.data, root=cfg.data_root)
-        train_samples, val_samples = stratified_split(samples, cfg.val_fraction, cfg.seed or 0)
+        train_samples, val_samples = stratified_split(samples, cfg.val_fraction, seed)
         train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
         val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
     elif cfg.val_data is None:
@@ -295,7 +298,7 @@ def train(cfg: TrainConfig) -> dict:
     seed_everything(seed)  # model initialisation: the same on every process
 
     # 2. data
-    train_set, val_set = build_datasets(cfg)
+    train_set, val_set = build_datasets(cfg, seed)
     classes = list(train_set.classes)
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
