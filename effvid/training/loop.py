@@ -104,6 +104,17 @@ class RunWriter:
         if self.enabled:
             atomic_replace(self.folder / name, lambda tmp: torch.save(state, tmp))
 
+    def epoch_files(self, model: nn.Module, history: list[dict], classes: list[str], metadata: dict,
+                    is_best: bool) -> None:
+        """What is derived from a committed epoch (``history[-1]``, ``model`` its weights):
+        last.safetensors, best.safetensors when that epoch is the best, history.json, plots."""
+        epoch_meta = metadata | {"epoch": history[-1]["epoch"] + 1}
+        self.weights(model, "last.safetensors", epoch_meta)
+        if is_best:
+            self.weights(model, "best.safetensors", epoch_meta)
+        self.text("history.json", json.dumps(history, indent=1))
+        self.plots(history, classes)
+
     def plots(self, history: list[dict], classes: list[str]) -> None:
         if not self.enabled or not history:
             return
@@ -126,6 +137,12 @@ def load_resume_state(folder: Path) -> dict | None:
     if not path.exists():
         return None
     return load_torch_file(path)  # weights_only: tensors and plain data only
+
+
+def last_epoch_is_best(history: list[dict], best: float) -> bool:
+    """Whether the last epoch is the one best.safetensors holds: the first to reach ``best``."""
+    first = next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
+    return bool(history) and first == history[-1]["epoch"]
 
 
 def check_run_folder(cfg: TrainConfig, resume: dict | None) -> None:
@@ -346,13 +363,6 @@ def train(cfg: TrainConfig) -> dict:
                              f"with {len(classes)} classes ({str(e).strip().splitlines()[0]})") from e
         start_epoch, best = resume["epoch"] + 1, resume["best"]
         history = json.loads(resume["history"])
-        if start_epoch >= cfg.epochs:
-            if env.is_main:
-                print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
-                      "(raise --epochs to train on)")
-            return outcome()
-        if env.is_main:
-            print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     elif cfg.resume and env.is_main:
         print(f"nothing to resume in {out}; starting from scratch")
     # Only now, with the data, the model and any resume state known to be valid, is the run
@@ -360,6 +370,18 @@ def train(cfg: TrainConfig) -> dict:
     # holds the seed actually used, so that it repeats a seedless run too.
     run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
     writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
+    if resume is not None:
+        # A crash after the last commit point may have left the files derived from it
+        # unwritten or half-written (all of them, when it was the final epoch): redo them.
+        writer.epoch_files(model, history, classes, metadata, last_epoch_is_best(history, best))
+        if start_epoch >= cfg.epochs:
+            writer.close()
+            if env.is_main:
+                print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
+                      "(raise --epochs to train on)")
+            return outcome()
+        if env.is_main:
+            print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     writer.text("config.json", run_config)
 
     # 5. epochs
@@ -385,17 +407,16 @@ def train(cfg: TrainConfig) -> dict:
         writer.scalars("train", train_stats, epoch)
         writer.scalars("val", {k: v for k, v in val_stats.items() if k != "confusion"}, epoch)
         writer.scalars("val_per_class", dict(zip(classes, val_stats["per_class"])), epoch)
-        writer.weights(model, "last.safetensors", metadata | {"epoch": epoch + 1})
-        if is_best:
-            writer.weights(model, "best.safetensors", metadata | {"epoch": epoch + 1})
         # The commit point of the epoch: the state holds everything a resume needs (the
-        # weights too), so a crash between any two of these writes cannot mix two epochs.
+        # weights too). It is written first and the files derived from it after, which a
+        # resume rewrites from it: a crash between any two writes cannot mix two epochs, nor
+        # put an uncommitted epoch's weights into best.safetensors (a resume that redid that
+        # epoch differently, with other --workers or on a GPU, would then lose the best).
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
                       "config": run_config},
                      "last_state.pt")
-        writer.text("history.json", json.dumps(history, indent=1))
-        writer.plots(history, classes)
+        writer.epoch_files(model, history, classes, metadata, is_best)
         if env.is_main:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_stats['loss']:.3f} "
                   f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
