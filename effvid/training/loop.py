@@ -145,7 +145,7 @@ def last_epoch_is_best(history: list[dict], best: float) -> bool:
     return bool(history) and first == history[-1]["epoch"]
 
 
-def check_run_folder(cfg: TrainConfig, resume: dict | None) -> None:
+def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:
     """Refuse what would silently damage a run: a new run over an existing one, and a resume
     with settings that differ from the run's (it would not continue exactly)."""
     out = Path(cfg.output)
@@ -160,6 +160,15 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None) -> None:
             raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
                              f"resume it as it was (effvid train --output {out} --resume), or "
                              "start a new run with another --output")
+    # --batch-size is per process: another number of processes changes the effective batch,
+    # the steps per epoch and the data shards, so the run would not continue the same way
+    saved_world = resume.get("world_size", env.world_size)  # older states do not say
+    if saved_world != env.world_size:
+        raise ValueError(f"cannot resume {out} with {env.world_size} process(es): it was trained with "
+                         f"{saved_world} (effective batch {saved_world * cfg.batch_size}, now "
+                         f"{env.world_size * cfg.batch_size}); resume it with {saved_world} "
+                         "(torchrun --nproc-per-node), or start a new run from its weights "
+                         f"(--init-weights {out / 'last.safetensors'} --output NEW)")
 
 
 def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
@@ -310,7 +319,7 @@ def train(cfg: TrainConfig) -> dict:
         torch.cuda.set_device(device)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
-    check_run_folder(cfg, resume)
+    check_run_folder(cfg, resume, env)
     seed = run_seed(cfg, env, resume)
     seed_everything(seed)  # model initialisation: the same on every process
 
@@ -414,7 +423,7 @@ def train(cfg: TrainConfig) -> dict:
         # epoch differently, with other --workers or on a GPU, would then lose the best).
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
-                      "config": run_config},
+                      "config": run_config, "world_size": env.world_size},
                      "last_state.pt")
         writer.epoch_files(model, history, classes, metadata, is_best)
         if env.is_main:
