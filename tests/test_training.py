@@ -470,3 +470,4 @@ def test_resume_with_another_number_of_processes_is_refused(tiny_data, tmp_path,
     with pytest.raises(ValueError, match=r"cannot resume .* with 2 process\(es\): it was trained with 1 "
                                          r"\(effective batch 4, now 8\); resume it with 1"):
         train(tiny_config(tiny_data, run, epochs=2, resume=True))
+

@@ -65,7 +65,8 @@ class RunWriter:
     RUN_FILES = ("config.json", "history.json", "last.safetensors", "last_state.pt",
                  "best.safetensors", "curves.png", "confusion.png")
 
-    def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False):
+    def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False,
+                 tensorboard: bool = True):
         self.folder = Path(folder)
         self.enabled = env.is_main
         self.tb = None
@@ -79,6 +80,7 @@ class RunWriter:
                 for tmp in self.folder.glob(f".{name}.tmp*"):
                     if tmp.is_file() and tmp.name[len(name) + 5:].isdigit():
                         tmp.unlink()
+        if self.enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run hides the points a crashed one logged after its last
@@ -107,13 +109,14 @@ class RunWriter:
     def epoch_files(self, model: nn.Module, history: list[dict], classes: list[str], metadata: dict,
                     is_best: bool) -> None:
         """What is derived from a committed epoch (``history[-1]``, ``model`` its weights):
-        last.safetensors, best.safetensors when that epoch is the best, history.json, plots."""
+        last.safetensors, best.safetensors when that epoch is the best, the plots, and last
+        history.json, whose being up to date says that the others are (epoch_files_missing)."""
         epoch_meta = metadata | {"epoch": history[-1]["epoch"] + 1}
         self.weights(model, "last.safetensors", epoch_meta)
         if is_best:
             self.weights(model, "best.safetensors", epoch_meta)
-        self.text("history.json", json.dumps(history, indent=1))
         self.plots(history, classes)
+        self.text("history.json", json.dumps(history, indent=1))
 
     def plots(self, history: list[dict], classes: list[str]) -> None:
         if not self.enabled or not history:
@@ -137,6 +140,15 @@ def load_resume_state(folder: Path) -> dict | None:
     if not path.exists():
         return None
     return load_torch_file(path)  # weights_only: tensors and plain data only
+
+
+def epoch_files_missing(folder: Path, history: list[dict]) -> bool:
+    """Whether a crash after the last commit point left the files derived from it unwritten
+    (history.json, written last of them, is behind the committed history)."""
+    try:
+        return json.loads((folder / "history.json").read_text()) != history
+    except (OSError, ValueError):
+        return True
 
 
 def last_epoch_is_best(history: list[dict], best: float) -> bool:
@@ -378,19 +390,21 @@ def train(cfg: TrainConfig) -> dict:
     # folder written: a failed start leaves an existing run alone. The saved configuration
     # holds the seed actually used, so that it repeats a seedless run too.
     run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
-    writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
-    if resume is not None:
-        # A crash after the last commit point may have left the files derived from it
-        # unwritten or half-written (all of them, when it was the final epoch): redo them.
-        writer.epoch_files(model, history, classes, metadata, last_epoch_is_best(history, best))
-        if start_epoch >= cfg.epochs:
-            writer.close()
-            if env.is_main:
-                print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
-                      "(raise --epochs to train on)")
-            return outcome()
+    finished = resume is not None and start_epoch >= cfg.epochs
+    writer = None if finished else RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
+    if resume is not None and epoch_files_missing(out, history):
+        # A crash after the last commit point left the files derived from it unwritten (all
+        # of them for good, when it was the final epoch): write them from the state. A
+        # finished run's folder gets only these (no new TensorBoard file).
+        (writer or RunWriter(out, env, tensorboard=False)).epoch_files(
+            model, history, classes, metadata, last_epoch_is_best(history, best))
+    if finished:
         if env.is_main:
-            print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
+            print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
+                  "(raise --epochs to train on)")
+        return outcome()
+    if resume is not None and env.is_main:
+        print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     writer.text("config.json", run_config)
 
     # 5. epochs
