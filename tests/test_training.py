@@ -471,3 +471,20 @@ def test_resume_with_another_number_of_processes_is_refused(tiny_data, tmp_path,
                                          r"\(effective batch 4, now 8\); resume it with 1"):
         train(tiny_config(tiny_data, run, epochs=2, resume=True))
 
+
+def test_resume_on_data_with_other_classes_is_refused(tiny_data, tmp_path):
+    # DATA may move on resume; with as many classes but other names (or another order), the
+    # weights loaded and the run went on with its labels renamed
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, run, epochs=1))
+    assert torch.load(run / "last_state.pt", weights_only=True)["classes"] == ["left", "right"]
+    moved = tmp_path / "moved"
+    for split in ("train", "val"):
+        shutil.copytree(tiny_data / split / "left", moved / split / "left")
+        shutil.copytree(tiny_data / split / "right", moved / split / "up")
+    with pytest.raises(ValueError, match=r"cannot resume .* trained on the classes left, right, and "
+                                         r".*moved has left, up"):
+        train(tiny_config(moved, run, epochs=2, resume=True))
+    renamed = tmp_path / "renamed"  # the same classes in a new place resume
+    shutil.copytree(tiny_data, renamed)
+    assert [h["epoch"] for h in train(tiny_config(renamed, run, epochs=2, resume=True))["history"]] == [0, 1]

@@ -376,6 +376,14 @@ def train(cfg: TrainConfig) -> dict:
                 "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
 
     if resume is not None:
+        # DATA may move on resume, but not change classes: with as many classes, the weights
+        # would load and the run would go on with its labels silently renamed or permuted
+        saved_classes = resume.get("classes", classes)  # older states do not say
+        if saved_classes != classes:
+            raise ValueError(f"cannot resume {out}: it was trained on the classes "
+                             f"{', '.join(saved_classes)}, and {cfg.data} has "
+                             f"{', '.join(classes)}; resume it with its own data, or start a new "
+                             "run with another --output")
         try:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
@@ -437,7 +445,7 @@ def train(cfg: TrainConfig) -> dict:
         # epoch differently, with other --workers or on a GPU, would then lose the best).
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
-                      "config": run_config, "world_size": env.world_size},
+                      "config": run_config, "world_size": env.world_size, "classes": classes},
                      "last_state.pt")
         writer.epoch_files(model, history, classes, metadata, is_best)
         if env.is_main:
