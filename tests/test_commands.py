@@ -43,6 +43,23 @@ def test_train_reports_bad_values_in_one_line(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
 
 
+def test_ctrl_c_says_whether_there_is_an_epoch_to_resume(tmp_path, capsys, monkeypatch):
+    from effvid.training import loop
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    run = tmp_path / "run"
+    # during the first epoch nothing is saved (it used to say "the last completed epoch is saved")
+    assert main(["train", str(tmp_path), "--output", str(run)]) == 130
+    assert "before the first epoch was completed; nothing to resume" in capsys.readouterr().err
+    run.mkdir()
+    torch.save({"epoch": 0}, run / "last_state.pt")
+    assert main(["train", str(tmp_path), "--output", str(run)]) == 130
+    assert f"continue with effvid train --output {run} --resume" in capsys.readouterr().err
+
+
 def test_predict_json_and_bad_file(trained, tmp_path, capsys):
     data, ckpt = trained
     video = sorted((data / "val" / "left").glob("*.mp4"))[0]

@@ -110,14 +110,14 @@ data, out, mode = sys.argv[1:]
 clock = 3.0 + 1000 * int(os.environ["RANK"]) if mode == "crash" else 77.0
 loop.time = types.SimpleNamespace(time=lambda: clock, perf_counter=time.perf_counter)
 if mode == "crash":
-    plots = loop.RunWriter.plots
+    epoch_files = loop.RunWriter.epoch_files
 
-    def plots_then_crash(self, history, classes):
-        plots(self, history, classes)
+    def epoch_files_then_crash(self, model, history, *args):
+        epoch_files(self, model, history, *args)
         if self.enabled:  # the main process, after it has written everything of the epoch
             raise RuntimeError(f"Crash after epoch {len(history)}")
 
-    loop.RunWriter.plots = plots_then_crash
+    loop.RunWriter.epoch_files = epoch_files_then_crash
 loop.train(TrainConfig(data=data, model="tsm_resnet_tiny", num_segments=4, size=32, scale_size=32,
                        flip=False, epochs=2, batch_size=1, workers=0, seed=None, progress=False,
                        device="cpu", output=out, resume=mode == "resume"))

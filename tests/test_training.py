@@ -99,8 +99,8 @@ def test_run_folder_and_resume_is_exact(tiny_data, tmp_path, monkeypatch):
 
 
 def test_crash_between_checkpoint_files_resumes_exactly_without_a_seed(tiny_data, tmp_path, monkeypatch):
-    # The run dies while writing epoch 2's checkpoint: last.safetensors is already epoch 2's,
-    # last_state.pt still epoch 1's. The resume must continue from epoch 1's weights, not mix
+    # The run dies while writing epoch 2's checkpoint: last_state.pt (the commit point, written
+    # first) and last.safetensors are still epoch 1's. The resume must continue from epoch 1's weights, not mix
     # epoch 2's weights with epoch 1's optimizer, and with the first run's clock seed.
     from effvid.training import loop
 
@@ -118,7 +118,7 @@ def test_crash_between_checkpoint_files_resumes_exactly_without_a_seed(tiny_data
     monkeypatch.setattr(loop.time, "time", lambda: 1234.5)
     with pytest.raises(Crash):
         train(tiny_config(tiny_data, run, seed=None))
-    assert calls == [0, 1] and load_weights(run / "last.safetensors")[1]["epoch"] == 2
+    assert calls == [0, 1] and load_weights(run / "last.safetensors")[1]["epoch"] == 1
     monkeypatch.setattr(loop.RunWriter, "state", real_state)
     monkeypatch.setattr(loop.time, "time", lambda: 999.0)  # a later clock: a different seed
     resumed = train(tiny_config(tiny_data, run, seed=None, resume=True))
@@ -367,3 +367,169 @@ def test_optimizer_groups_and_partial_bn_under_ddp(tmp_path):
     for name in names[1:]:
         for t in ("weight", "bias", "running_mean", "running_var"):
             assert torch.equal(after[f"{name}.{t}"], before[f"{name}.{t}"]), f"{name}.{t}"
+
+
+def test_seedless_run_keeps_its_validation_split_on_resume(tiny_data, tmp_path, monkeypatch):
+    # A folder without train/ and val/ is split with the run's seed. A seedless run's seed is
+    # the clock's, saved in config.json; the split used to be drawn with seed 0 at first and
+    # with the saved clock seed on resume, so the resumed epochs trained on validation videos.
+    from effvid.commands.train import config_from_args, register
+    from effvid.training import loop
+
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_data / "train", flat)
+    monkeypatch.setattr(loop.time, "time", lambda: 1234.5)
+    full = train(tiny_config(flat, tmp_path / "full", seed=None, val_fraction=0.34))
+
+    real_plots = loop.RunWriter.plots
+
+    def plots_then_crash(self, history, classes):
+        real_plots(self, history, classes)
+        raise Crash()
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(loop.RunWriter, "plots", plots_then_crash)
+    with pytest.raises(Crash):
+        train(tiny_config(flat, run, seed=None, val_fraction=0.34))
+    monkeypatch.setattr(loop.RunWriter, "plots", real_plots)
+    parser = __import__("argparse").ArgumentParser()
+    register(parser.add_subparsers())
+    resumed = train(config_from_args(parser.parse_args(["train", "--output", str(run), "--resume"])))
+    assert resumed["seed"] == 1234
+    a, _ = load_weights(tmp_path / "full" / "last.safetensors")
+    b, _ = load_weights(run / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert resumed["history"][1]["val"]["confusion"] == full["history"][1]["val"]["confusion"]
+
+
+def test_crashes_around_the_commit_point_keep_best_and_history(tiny_data, tmp_path, monkeypatch):
+    # Validation improves every epoch, so every epoch is the best.
+    from effvid.training import loop
+
+    real_evaluate, real_state, real_text = loop.evaluate, loop.RunWriter.state, loop.RunWriter.text
+    evaluations = []
+
+    def improving(*args, **kwargs):
+        stats = real_evaluate(*args, **kwargs)
+        evaluations.append(1)
+        stats["top1"] = 0.1 * len(evaluations)
+        return stats
+
+    def state_crashing_at_epoch_2(self, state, name):
+        if state["epoch"] == 1:
+            raise Crash()
+        real_state(self, state, name)
+
+    def history_crashing_at_epoch_2(self, name, content):
+        if name == "history.json" and len(json.loads(content)) == 2:
+            raise Crash()
+        real_text(self, name, content)
+
+    monkeypatch.setattr(loop, "evaluate", improving)
+    # 1. killed while writing epoch 2's state: best.safetensors (and last) must still be epoch
+    # 1's, the committed one; they used to hold epoch 2's weights, which no record describes
+    # (and which a resume that redoes epoch 2 differently would never replace)
+    run = tmp_path / "run"
+    monkeypatch.setattr(loop.RunWriter, "state", state_crashing_at_epoch_2)
+    with pytest.raises(Crash):
+        train(tiny_config(tiny_data, run))
+    committed = torch.load(run / "last_state.pt", weights_only=True)
+    assert committed["epoch"] == 0
+    for name in ("best.safetensors", "last.safetensors"):
+        weights, meta = load_weights(run / name)
+        assert meta["epoch"] == 1, name
+        for k, v in weights.items():
+            torch.testing.assert_close(v, committed["model"][k], rtol=0, atol=0, msg=k)
+    monkeypatch.setattr(loop.RunWriter, "state", real_state)
+
+    # 2. killed after committing the final epoch, before its history.json: the resume has
+    # nothing to train but must complete the epoch's files (history.json used to stay at 1 epoch)
+    run = tmp_path / "run2"
+    monkeypatch.setattr(loop.RunWriter, "text", history_crashing_at_epoch_2)
+    with pytest.raises(Crash):
+        train(tiny_config(tiny_data, run))
+    monkeypatch.setattr(loop.RunWriter, "text", real_text)
+    assert len(json.loads((run / "history.json").read_text())) == 1
+    train(tiny_config(tiny_data, run, resume=True))
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1]
+    committed = torch.load(run / "last_state.pt", weights_only=True)
+    for name in ("best.safetensors", "last.safetensors"):
+        weights, meta = load_weights(run / name)
+        assert meta["epoch"] == 2, name
+        for k, v in weights.items():
+            torch.testing.assert_close(v, committed["model"][k], rtol=0, atol=0, msg=k)
+
+
+def test_write_failures_name_the_file_and_keep_the_previous_one(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from effvid.errors import UserError
+    from effvid.models.weights import atomic_replace
+    from effvid.training.plots import plot_curves
+
+    # a full disk or a file-size limit (ulimit -f): torch.save said only "unexpected pos
+    # 1415296 vs 1415184", with a traceback
+    path = tmp_path / "last_state.pt"
+    torch.save({"epoch": 0}, path)
+
+    def write_full_disk(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"x" * 100)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1415296 vs 1415184")
+
+    with pytest.raises(UserError, match=r"could not write .*last_state\.pt \(.*unexpected pos.*disk full.*"
+                                        r"the previous last_state\.pt is unchanged"):
+        atomic_replace(path, write_full_disk)
+    assert torch.load(path, weights_only=True) == {"epoch": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_state.pt"]
+
+    # a plot killed half-way leaves the previous PNG (it was written in place)
+    history = [{"epoch": 0, "train": {"loss": 1.0, "top1": 0.5}, "val": {"loss": 1.0, "top1": 0.5}}]
+    plot_curves(history, tmp_path / "curves.png")
+    before = (tmp_path / "curves.png").read_bytes()
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def half_savefig(self, fname, **kw):
+        real_savefig(self, fname, **kw)
+        with open(fname, "r+b") as f:
+            f.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_savefig)
+    with pytest.raises(UserError, match=r"could not write .*curves\.png \(.*No space left"):
+        plot_curves(history * 2, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes() == before
+
+
+def test_resume_with_another_number_of_processes_is_refused(tiny_data, tmp_path, monkeypatch):
+    # --batch-size is per process: a 2-process run resumed in 1 process continued silently with
+    # half the effective batch and other shards
+    from effvid.training import loop
+    from effvid.training.distributed import DistEnv
+
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, run, epochs=1))
+    assert torch.load(run / "last_state.pt", weights_only=True)["world_size"] == 1
+    monkeypatch.setattr(loop, "init_distributed", lambda device: DistEnv(0, 2, 0))
+    with pytest.raises(ValueError, match=r"cannot resume .* with 2 process\(es\): it was trained with 1 "
+                                         r"\(effective batch 4, now 8\); resume it with 1"):
+        train(tiny_config(tiny_data, run, epochs=2, resume=True))
+
+
+def test_resume_on_data_with_other_classes_is_refused(tiny_data, tmp_path):
+    # DATA may move on resume; with as many classes but other names (or another order), the
+    # weights loaded and the run went on with its labels renamed
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, run, epochs=1))
+    assert torch.load(run / "last_state.pt", weights_only=True)["classes"] == ["left", "right"]
+    moved = tmp_path / "moved"
+    for split in ("train", "val"):
+        shutil.copytree(tiny_data / split / "left", moved / split / "left")
+        shutil.copytree(tiny_data / split / "right", moved / split / "up")
+    with pytest.raises(ValueError, match=r"cannot resume .* trained on the classes left, right, and "
+                                         r".*moved has left, up"):
+        train(tiny_config(moved, run, epochs=2, resume=True))
+    renamed = tmp_path / "renamed"  # the same classes in a new place resume
+    shutil.copytree(tiny_data, renamed)
+    assert [h["epoch"] for h in train(tiny_config(renamed, run, epochs=2, resume=True))["history"]] == [0, 1]

@@ -77,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(cfg)
     except KeyboardInterrupt:
-        print(f"effvid train: interrupted; the last completed epoch is saved: continue with "
-              f"effvid train --output {cfg.output} --resume", file=sys.stderr)
+        if (Path(cfg.output) / "last_state.pt").is_file():
+            print(f"effvid train: interrupted; the last completed epoch is saved: continue with "
+                  f"effvid train --output {cfg.output} --resume", file=sys.stderr)
+        else:  # interrupted during the first epoch: no epoch to continue from
+            print("effvid train: interrupted before the first epoch was completed; nothing to "
+                  "resume", file=sys.stderr)
         return 130
     if not result["is_main"]:  # under torchrun, one process reports
         return 0

@@ -18,6 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import UserError
+
 METADATA_KEY = "effvid"
 
 
@@ -29,6 +31,14 @@ def atomic_replace(path: str | Path, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError, SafetensorError) as e:
+        # A full disk, a file-size limit or a read-only folder: torch.save reports these as
+        # "unexpected pos 1415296 vs 1415184" and safetensors without the path, so say which
+        # file, and that the one already there is untouched.
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        kept = f"; the previous {path.name} is unchanged" if path.exists() else ""
+        raise UserError(f"could not write {path} ({detail}): is the disk full, the folder "
+                        f"read-only or the file over a size limit?{kept}") from e
     finally:
         if tmp.exists():
             tmp.unlink()

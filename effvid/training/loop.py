@@ -65,7 +65,8 @@ class RunWriter:
     RUN_FILES = ("config.json", "history.json", "last.safetensors", "last_state.pt",
                  "best.safetensors", "curves.png", "confusion.png")
 
-    def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False):
+    def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False,
+                 tensorboard: bool = True):
         self.folder = Path(folder)
         self.enabled = env.is_main
         self.tb = None
@@ -79,6 +80,7 @@ class RunWriter:
                 for tmp in self.folder.glob(f".{name}.tmp*"):
                     if tmp.is_file() and tmp.name[len(name) + 5:].isdigit():
                         tmp.unlink()
+        if self.enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run hides the points a crashed one logged after its last
@@ -104,6 +106,18 @@ class RunWriter:
         if self.enabled:
             atomic_replace(self.folder / name, lambda tmp: torch.save(state, tmp))
 
+    def epoch_files(self, model: nn.Module, history: list[dict], classes: list[str], metadata: dict,
+                    is_best: bool) -> None:
+        """What is derived from a committed epoch (``history[-1]``, ``model`` its weights):
+        last.safetensors, best.safetensors when that epoch is the best, the plots, and last
+        history.json, whose being up to date says that the others are (epoch_files_missing)."""
+        epoch_meta = metadata | {"epoch": history[-1]["epoch"] + 1}
+        self.weights(model, "last.safetensors", epoch_meta)
+        if is_best:
+            self.weights(model, "best.safetensors", epoch_meta)
+        self.plots(history, classes)
+        self.text("history.json", json.dumps(history, indent=1))
+
     def plots(self, history: list[dict], classes: list[str]) -> None:
         if not self.enabled or not history:
             return
@@ -128,7 +142,22 @@ def load_resume_state(folder: Path) -> dict | None:
     return load_torch_file(path)  # weights_only: tensors and plain data only
 
 
-def check_run_folder(cfg: TrainConfig, resume: dict | None) -> None:
+def epoch_files_missing(folder: Path, history: list[dict]) -> bool:
+    """Whether a crash after the last commit point left the files derived from it unwritten
+    (history.json, written last of them, is behind the committed history)."""
+    try:
+        return json.loads((folder / "history.json").read_text()) != history
+    except (OSError, ValueError):
+        return True
+
+
+def last_epoch_is_best(history: list[dict], best: float) -> bool:
+    """Whether the last epoch is the one best.safetensors holds: the first to reach ``best``."""
+    first = next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
+    return bool(history) and first == history[-1]["epoch"]
+
+
+def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:
     """Refuse what would silently damage a run: a new run over an existing one, and a resume
     with settings that differ from the run's (it would not continue exactly)."""
     out = Path(cfg.output)
@@ -143,6 +172,15 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None) -> None:
             raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
                              f"resume it as it was (effvid train --output {out} --resume), or "
                              "start a new run with another --output")
+    # --batch-size is per process: another number of processes changes the effective batch,
+    # the steps per epoch and the data shards, so the run would not continue the same way
+    saved_world = resume.get("world_size", env.world_size)  # older states do not say
+    if saved_world != env.world_size:
+        raise ValueError(f"cannot resume {out} with {env.world_size} process(es): it was trained with "
+                         f"{saved_world} (effective batch {saved_world * cfg.batch_size}, now "
+                         f"{env.world_size * cfg.batch_size}); resume it with {saved_world} "
+                         "(torchrun --nproc-per-node), or start a new run from its weights "
+                         f"(--init-weights {out / 'last.safetensors'} --output NEW)")
 
 
 def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
@@ -202,19 +240,22 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
 
 
-def build_datasets(cfg: TrainConfig):
+def build_datasets(cfg: TrainConfig, seed: int | None = None):
     """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
-    (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it."""
+    (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it
+    drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
+    state keep: a resume, or a new run from that config.json, gets the same split)."""
+    seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
                         has_split_folders, read_list_file, stratified_split)
 
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
-                  val_fraction=cfg.val_fraction, seed=cfg.seed or 0)
+                  val_fraction=cfg.val_fraction, seed=seed)
     if Path(cfg.data).is_file() and cfg.val_data is None:
         samples, classes = read_list_file(cfg.data, root=cfg.data_root)
-        train_samples, val_samples = stratified_split(samples, cfg.val_fraction, cfg.seed or 0)
+        train_samples, val_samples = stratified_split(samples, cfg.val_fraction, seed)
         train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
         val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
     elif cfg.val_data is None:
@@ -290,12 +331,12 @@ def train(cfg: TrainConfig) -> dict:
         torch.cuda.set_device(device)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
-    check_run_folder(cfg, resume)
+    check_run_folder(cfg, resume, env)
     seed = run_seed(cfg, env, resume)
     seed_everything(seed)  # model initialisation: the same on every process
 
     # 2. data
-    train_set, val_set = build_datasets(cfg)
+    train_set, val_set = build_datasets(cfg, seed)
     classes = list(train_set.classes)
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
@@ -337,6 +378,14 @@ def train(cfg: TrainConfig) -> dict:
                 "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
 
     if resume is not None:
+        # DATA may move on resume, but not change classes: with as many classes, the weights
+        # would load and the run would go on with its labels silently renamed or permuted
+        saved_classes = resume.get("classes", classes)  # older states do not say
+        if saved_classes != classes:
+            raise ValueError(f"cannot resume {out}: it was trained on the classes "
+                             f"{', '.join(saved_classes)}, and {cfg.data} has "
+                             f"{', '.join(classes)}; resume it with its own data, or start a new "
+                             "run with another --output")
         try:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
@@ -345,20 +394,27 @@ def train(cfg: TrainConfig) -> dict:
                              f"with {len(classes)} classes ({str(e).strip().splitlines()[0]})") from e
         start_epoch, best = resume["epoch"] + 1, resume["best"]
         history = json.loads(resume["history"])
-        if start_epoch >= cfg.epochs:
-            if env.is_main:
-                print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
-                      "(raise --epochs to train on)")
-            return outcome()
-        if env.is_main:
-            print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     elif cfg.resume and env.is_main:
         print(f"nothing to resume in {out}; starting from scratch")
     # Only now, with the data, the model and any resume state known to be valid, is the run
     # folder written: a failed start leaves an existing run alone. The saved configuration
     # holds the seed actually used, so that it repeats a seedless run too.
     run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
-    writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
+    finished = resume is not None and start_epoch >= cfg.epochs
+    writer = None if finished else RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
+    if resume is not None and epoch_files_missing(out, history):
+        # A crash after the last commit point left the files derived from it unwritten (all
+        # of them for good, when it was the final epoch): write them from the state. A
+        # finished run's folder gets only these (no new TensorBoard file).
+        (writer or RunWriter(out, env, tensorboard=False)).epoch_files(
+            model, history, classes, metadata, last_epoch_is_best(history, best))
+    if finished:
+        if env.is_main:
+            print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
+                  "(raise --epochs to train on)")
+        return outcome()
+    if resume is not None and env.is_main:
+        print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     writer.text("config.json", run_config)
 
     # 5. epochs
@@ -390,17 +446,16 @@ def train(cfg: TrainConfig) -> dict:
         writer.scalars("train", train_stats, epoch)
         writer.scalars("val", {k: v for k, v in val_stats.items() if k != "confusion"}, epoch)
         writer.scalars("val_per_class", dict(zip(classes, val_stats["per_class"])), epoch)
-        writer.weights(model, "last.safetensors", metadata | {"epoch": epoch + 1})
-        if is_best:
-            writer.weights(model, "best.safetensors", metadata | {"epoch": epoch + 1})
         # The commit point of the epoch: the state holds everything a resume needs (the
-        # weights too), so a crash between any two of these writes cannot mix two epochs.
+        # weights too). It is written first and the files derived from it after, which a
+        # resume rewrites from it: a crash between any two writes cannot mix two epochs, nor
+        # put an uncommitted epoch's weights into best.safetensors (a resume that redid that
+        # epoch differently, with other --workers or on a GPU, would then lose the best).
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
-                      "config": run_config},
+                      "config": run_config, "world_size": env.world_size, "classes": classes},
                      "last_state.pt")
-        writer.text("history.json", json.dumps(history, indent=1))
-        writer.plots(history, classes)
+        writer.epoch_files(model, history, classes, metadata, is_best)
         if env.is_main:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_stats['loss']:.3f} "
                   f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"

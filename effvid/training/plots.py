@@ -9,6 +9,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..models.weights import atomic_replace  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> None:
+    """Write the figure through a temp file: a run killed while plotting keeps the previous
+    epoch's PNG instead of half of a new one."""
+    try:
+        atomic_replace(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
     epochs = [h["epoch"] + 1 for h in history]
@@ -24,8 +35,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusion(confusion, classes: list[str], path: str | Path, title: str = "") -> None:
@@ -46,5 +56,4 @@ def plot_confusion(confusion, classes: list[str], path: str | Path, title: str =
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title or "Confusion matrix")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
