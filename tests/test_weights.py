@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -48,6 +49,13 @@ def test_round_trip_with_metadata_and_classes(tmp_path, tiny):
     assert meta["shift_place"] == "inplace" and meta["dropout"] == 0.3
     with safe_open(str(path), framework="pt") as f:  # plain safetensors, readable by anyone
         assert json.loads(f.metadata()[METADATA_KEY])["classes"] == CLASSES
+    # created with the umask's mode, like other files (safetensors alone makes them 0600)
+    umask = os.umask(0o027)
+    try:
+        save_weights(tiny, path)
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
 
 
 def test_load_model_rebuilds_exactly(tmp_path, tiny):

@@ -30,6 +30,11 @@ def atomic_replace(path: str | Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
+        # as open() would create it: safetensors makes its files 0600 whatever the umask,
+        # which left best.safetensors unreadable to the other users of a shared run folder
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except (OSError, RuntimeError, SafetensorError) as e:
         # A full disk, a file-size limit or a read-only folder: torch.save reports these as
