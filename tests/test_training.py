@@ -369,6 +369,25 @@ def test_optimizer_groups_and_partial_bn_under_ddp(tmp_path):
             assert torch.equal(after[f"{name}.{t}"], before[f"{name}.{t}"]), f"{name}.{t}"
 
 
+def test_resume_from_another_folder_finds_relative_data(tiny_data, tmp_path, monkeypatch):
+    # config.json stores the data path absolute: `effvid train --output RUN --resume` from
+    # elsewhere used to fail with "dataset source not found: 'data'"
+    from effvid.commands.train import config_from_args, register
+
+    shutil.copytree(tiny_data, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    train(tiny_config("data", run, epochs=1))
+    assert json.loads((run / "config.json").read_text())["data"] == str(tmp_path / "data")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    parser = __import__("argparse").ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--output", str(run), "--resume", "--epochs", "2"])
+    assert [h["epoch"] for h in train(config_from_args(args))["history"]] == [0, 1]
+
+
 def test_seedless_run_keeps_its_validation_split_on_resume(tiny_data, tmp_path, monkeypatch):
     # A folder without train/ and val/ is split with the run's seed. A seedless run's seed is
     # the clock's, saved in config.json; the split used to be drawn with seed 0 at first and

@@ -13,6 +13,8 @@ from pathlib import Path
 # Fields that may differ when a run is resumed: where and how it runs, and how long. Everything
 # else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
 # or "--resume continues exactly" would not hold.
+# Files and folders the run reads (config.json stores them absolute).
+INPUT_PATHS = ("data", "val_data", "data_root", "imagenet_weights", "init_weights")
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "imagenet_weights", "init_weights", "epochs",
                      "output", "workers", "device", "resume", "overwrite", "progress")
 

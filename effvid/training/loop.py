@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -33,7 +34,7 @@ from ..models import create_model
 from ..errors import UserError
 from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_file, load_weights,
                               save_weights)
-from .config import TrainConfig
+from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, init_distributed, set_sampler_epoch)
 from .evaluate import autocast_for, evaluate
@@ -399,7 +400,10 @@ def train(cfg: TrainConfig) -> dict:
     # Only now, with the data, the model and any resume state known to be valid, is the run
     # folder written: a failed start leaves an existing run alone. The saved configuration
     # holds the seed actually used, so that it repeats a seedless run too.
-    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
+    # Input paths made absolute, so that `effvid train --output RUN --resume` finds the data
+    # from any working folder (a list file's entries are relative to the list file anyway).
+    inputs = {k: os.path.abspath(getattr(cfg, k)) for k in INPUT_PATHS if getattr(cfg, k)}
+    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False, **inputs).to_json()
     finished = resume is not None and start_epoch >= cfg.epochs
     writer = None if finished else RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
     if resume is not None and epoch_files_missing(out, history):
