@@ -67,8 +67,9 @@ def test_predict_json_and_bad_file(trained, tmp_path, capsys):
     broken.write_bytes(b"not a video at all" * 10)
     # two decoding processes: results still come in the order the videos were given
     assert main(["predict", str(video), str(broken), "-c", str(ckpt), "--json", "-", "-k", "2",
-                 "--workers", "2"]) == 0
+                 "--workers", "2"]) == 1  # some input unreadable: exit status 1, like stream
     captured = capsys.readouterr()
+    assert "1 of 2 videos could not be read" in captured.err
     results = json.loads(captured.out)
     assert [r["video"] for r in results] == [str(video), str(broken)]
     good = [r for r in results if "top" in r]

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             Path(args.json).write_text(text + "\n")
             print(f"wrote {args.json}")
-    return 1 if failures == len(paths) else 0
+    if failures:  # exit status 1 as `effvid stream`: a script sees that some input failed
+        print(f"effvid predict: {failures} of {len(paths)} videos could not be read", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def register(sub) -> None:
