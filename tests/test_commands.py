@@ -200,3 +200,8 @@ def test_info_on_a_checkpoint_uses_its_training_size(trained, capsys):
     assert main(["info", str(ckpt), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["input_shape"] == [1, 4, 3, 32, 32]  # it used to report 224x224
+
+
+def test_resume_of_a_run_that_never_started_says_so(tmp_path, capsys):
+    assert main(["train", "--output", str(tmp_path / "run"), "--resume"]) == 2
+    assert "nothing to resume in" in capsys.readouterr().err

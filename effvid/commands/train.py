@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if not cfg.data:
+        if args.resume and args.config is None and not (Path(cfg.output) / "config.json").is_file():
+            raise ValueError(f"nothing to resume in {cfg.output}: it has no config.json (the run "
+                             "stopped before it started); pass DATA to start it")
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
     try:
         result = train(cfg)
