@@ -552,3 +552,28 @@ def test_resume_on_data_with_other_classes_is_refused(tiny_data, tmp_path):
     renamed = tmp_path / "renamed"  # the same classes in a new place resume
     shutil.copytree(tiny_data, renamed)
     assert [h["epoch"] for h in train(tiny_config(renamed, run, epochs=2, resume=True))["history"]] == [0, 1]
+
+
+def png_size(path) -> tuple[int, int]:
+    import struct
+
+    return struct.unpack(">II", path.read_bytes()[16:24])  # the IHDR chunk: width, height
+
+
+def test_confusion_plot_stays_drawable_with_many_classes_and_long_names(tmp_path):
+    from effvid.training.plots import _shorten, plot_confusion
+
+    # 60 classes drew 2900 px square (400: 18200 px, 96 s and 15 GB every epoch)
+    n = 60
+    confusion = [[3 if i == j else int(j == (i + 1) % n) for j in range(n)] for i in range(n)]
+    plot_confusion(confusion, [f"class {i}" for i in range(n)], tmp_path / "many.png")
+    assert png_size(tmp_path / "many.png") == (2000, 2000)
+    # Something-Something-like names: labels keep both ends (where such names differ), and the
+    # figure makes room for them instead of pushing the matrix out (400 px, labels cut off)
+    names = ["moving something from left to right " * 5 + "slowly",
+             "moving something from left to right " * 5 + "quickly"]
+    labels = [_shorten(name) for name in names]
+    assert labels[0] != labels[1] and max(map(len, labels)) == 40
+    assert labels[0].startswith("moving something") and labels[0].endswith("slowly")
+    plot_confusion([[2, 1], [0, 3]], names, tmp_path / "long.png")
+    assert png_size(tmp_path / "long.png") == (610, 610)

@@ -21,6 +21,15 @@ def _save(fig, path: str | Path) -> None:
         plt.close(fig)
 
 
+def _shorten(name: str, limit: int = 40) -> str:
+    """A tick label of at most ``limit`` characters, its start and end: a longer class name (a
+    sentence, as in Something-Something) pushed the matrix out of the figure."""
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) // 2
+    return name[:limit - 1 - tail] + "\u2026" + name[-tail:]
+
+
 def plot_curves(history: list[dict], path: str | Path) -> None:
     epochs = [h["epoch"] + 1 for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -43,12 +52,18 @@ def plot_confusion(confusion, classes: list[str], path: str | Path, title: str =
 
     cm = np.asarray(confusion, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = max(4.0, 0.45 * len(classes) + 2)
+    labelled = len(classes) <= 40
+    labels = [_shorten(name) for name in classes] if labelled else []
+    # grows with the classes and room for their labels (~0.08 inch a character) while they are
+    # labelled, then stays at 20 inches (2000 px): at 400 classes the unbounded size was
+    # 18200 px square, 96 s and 15 GB to draw every epoch
+    label_room = 0.08 * max(map(len, labels), default=0)
+    size = min(max(4.0, 0.45 * len(classes) + 2 + label_room), 20.0)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    if len(classes) <= 40:
-        ax.set_xticks(range(len(classes)), classes, rotation=90)
-        ax.set_yticks(range(len(classes)), classes)
+    if labelled:
+        ax.set_xticks(range(len(classes)), labels, rotation=90)
+        ax.set_yticks(range(len(classes)), labels)
         for i in range(len(classes)):
             for j in range(len(classes)):
                 if cm[i, j]:
