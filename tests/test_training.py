@@ -577,3 +577,25 @@ def test_confusion_plot_stays_drawable_with_many_classes_and_long_names(tmp_path
     assert labels[0].startswith("moving something") and labels[0].endswith("slowly")
     plot_confusion([[2, 1], [0, 3]], names, tmp_path / "long.png")
     assert png_size(tmp_path / "long.png") == (610, 610)
+
+
+def test_history_keeps_the_confusion_matrix_of_the_best_and_last_epochs_only(tiny_data, tmp_path, monkeypatch):
+    # A matrix per epoch made history.json 65 MB after 50 epochs of 400 classes, rewritten
+    # (5 s) every epoch, and last_state.pt 24 MB.
+    from effvid.training import loop
+
+    real_evaluate, matrices = loop.evaluate, []
+
+    def best_first(*args, **kwargs):
+        stats = real_evaluate(*args, **kwargs)
+        stats["top1"] = (0.5, 0.2, 0.3)[len(matrices)]
+        matrices.append(stats["confusion"])
+        return stats
+
+    monkeypatch.setattr(loop, "evaluate", best_first)
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, run, epochs=3))
+    history = json.loads((run / "history.json").read_text())
+    assert [("confusion" in h["val"]) for h in history] == [True, False, True]
+    assert history[0]["val"]["confusion"] == matrices[0] and history[2]["val"]["confusion"] == matrices[2]
+    assert json.loads(torch.load(run / "last_state.pt", weights_only=True)["history"]) == history

@@ -158,6 +158,16 @@ def last_epoch_is_best(history: list[dict], best: float) -> bool:
     return bool(history) and first == history[-1]["epoch"]
 
 
+def drop_old_confusions(history: list[dict], best: float) -> None:
+    """Keep the validation confusion matrix of the last epoch and of the best one (the epoch
+    best.safetensors holds) only: a matrix per epoch made history.json, rewritten every
+    epoch, 65 MB and 5 s to write after 50 epochs of 400 classes (last_state.pt 24 MB)."""
+    best_epoch = next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
+    for h in history[:-1]:
+        if h["epoch"] != best_epoch:
+            h["val"].pop("confusion", None)
+
+
 def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:
     """Refuse what would silently damage a run: a new run over an existing one, and a resume
     with settings that differ from the run's (it would not continue exactly)."""
@@ -447,6 +457,7 @@ def train(cfg: TrainConfig) -> dict:
         history.append(record)
         is_best = val_stats["top1"] > best
         best = max(best, val_stats["top1"])
+        drop_old_confusions(history, best)
         writer.scalars("train", train_stats, epoch)
         writer.scalars("val", {k: v for k, v in val_stats.items() if k != "confusion"}, epoch)
         writer.scalars("val_per_class", dict(zip(classes, val_stats["per_class"])), epoch)
