@@ -205,3 +205,27 @@ def test_info_on_a_checkpoint_uses_its_training_size(trained, capsys):
 def test_resume_of_a_run_that_never_started_says_so(tmp_path, capsys):
     assert main(["train", "--output", str(tmp_path / "run"), "--resume"]) == 2
     assert "nothing to resume in" in capsys.readouterr().err
+
+
+def test_eval_and_predict_columns_with_many_classes_and_long_names(trained, tmp_path, capsys):
+    from effvid.models import create_model
+    from effvid.models.weights import save_weights
+
+    data, _ = trained
+    names = [f"class_{i}" for i in range(11)] + ["pretending_to_put_something_onto_something_else_" * 2]
+    ckpt = tmp_path / "many.safetensors"
+    save_weights(create_model("tsm_resnet_tiny", num_classes=12, num_segments=4), ckpt,
+                 {"classes": names, "extra": {"size": 32, "scale_size": 32, "sampling": "segment"}})
+    video = sorted((data / "val" / "grow").glob("*.mp4"))[0]
+    (tmp_path / "val.txt").write_text(f"{video} class_3\n{video} {names[-1]}\n")
+    assert main(["eval", str(tmp_path / "val.txt"), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    # the two classes with videos, their percentages in one column (after 60 characters of a
+    # longer name), then one line for the 10 without videos (it was a line each)
+    assert len(lines) == 3 and lines[0].startswith("  class_3 ") and lines[1].startswith("  pretending")
+    assert lines[0].index("%") == 2 + 60 + 7
+    assert lines[2] == "  no videos for 10 of 12 classes: " + ", ".join(n for n in names[:11] if n != "class_3")
+    assert main(["predict", str(video), "-c", str(ckpt), "-k", "12", "--workers", "0"]) == 0
+    ranks = capsys.readouterr().out.splitlines()[1:]
+    assert len(ranks) == 12 and ranks[0].startswith("   1. ") and ranks[-1].startswith("  12. ")
+    assert len({line.rindex(" ") for line in ranks}) == 1  # the scores start in one column

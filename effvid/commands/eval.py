@@ -31,6 +31,21 @@ def eval_samples(source: str, classes: list[str], root: str | None):
     return scan_class_folders(src, classes=classes)[0]
 
 
+def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
+    """The accuracy of each class with videos, in a column after the longest name (up to 60
+    characters; Something-Something's names are sentences), and the classes without videos on
+    one line: a Kinetics-400 class list evaluated on part of its classes printed a line for
+    each missing class, and the percentages wandered with the names' lengths."""
+    measured = [(name, acc) for name, acc in zip(classes, per_class) if acc is not None]
+    width = min(max((len(name) for name, _ in measured), default=0), 60)
+    lines = [f"  {name:<{width}} {100 * acc:6.2f}%" for name, acc in measured]
+    missing = [name for name, acc in zip(classes, per_class) if acc is None]
+    if missing:
+        names = ": " + ", ".join(missing) if len(missing) <= 10 else " (null in --json's per_class)"
+        lines.append(f"  no videos for {len(missing)} of {len(classes)} classes{names}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
@@ -55,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     views = (args.clips + int(args.twice)) * args.crops
     print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
-    for name, acc in zip(classes, stats["per_class"]):
-        print(f"  {name:<24} " + (f"{100 * acc:6.2f}%" if acc is not None else "     - (no videos)"))
+    print(per_class_lines(classes, stats["per_class"]))
     if stats["bad"]:
         print(f"skipped {len(stats['bad'])} unreadable video(s):")
         for path, reason in stats["bad"]:
