@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
         results.append({"video": path, "top": top})
         if not args.json:
             print(path)
-            # the scores in a column after the longest name shown (long names pushed them out),
-            # the ranks right-aligned ("10." is wider than " 9.")
-            width, rank_width = max(len(t["label"]) for t in top), len(str(len(top)))
+            # the scores in a column after the longest name shown, up to 60 characters (long
+            # names pushed them out), the ranks right-aligned ("10." is wider than " 9.")
+            width, rank_width = min(max(len(t["label"]) for t in top), 60), len(str(len(top)))
             for rank, t in enumerate(top, 1):
                 print(f"  {rank:>{rank_width}}. {t['label']:<{width}} {t['score']:.3f}")
     if args.json:
