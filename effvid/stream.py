@@ -302,8 +302,10 @@ def plot_probabilities(times: Sequence[float], probs: np.ndarray, classes: Seque
     try:
         if len(probs):
             order = np.argsort(-probs.max(axis=0))[:top]
+            from .training.plots import _shorten  # a sentence-long name squeezed the plot away
+
             for k in order:
-                ax.plot(times, probs[:, k], label=classes[k])
+                ax.plot(times, probs[:, k], label=_shorten(classes[k]))
             ax.legend(loc="upper right", fontsize="small")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("probability")

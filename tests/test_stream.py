@@ -322,3 +322,24 @@ def test_a_closed_stdout_ends_the_stream_quietly(video):
     finally:
         os.close(write_end)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_probability_plot_keeps_its_axes_with_a_sentence_long_class_name(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    saved = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        saved.append(self)
+        return real_savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    name = "moving something from left to right " * 5 + "slowly"
+    st.plot_probabilities(np.arange(4) / 8, np.array([[0.8, 0.1, 0.1]] * 4), [name, "b", "c"],
+                          tmp_path / "p.png")
+    ax = saved[0].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels[0]) == 40 and labels[0].endswith("right slowly") and labels[1:] == ["b", "c"]
+    # the legend held the full 186 characters and squeezed the plot to the right edge
+    assert ax.get_position().width > 0.8
