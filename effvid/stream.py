@@ -298,12 +298,14 @@ def plot_probabilities(times: Sequence[float], probs: np.ndarray, classes: Seque
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     probs = np.asarray(probs)
+    # a sentence-long name squeezed the plot away; a name in a script the font lacks printed
+    # two warnings a character
+    from .training.plots import _shorten, missing_glyphs_noted
+
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     try:
         if len(probs):
             order = np.argsort(-probs.max(axis=0))[:top]
-            from .training.plots import _shorten  # a sentence-long name squeezed the plot away
-
             for k in order:
                 ax.plot(times, probs[:, k], label=_shorten(classes[k]))
             ax.legend(loc="upper right", fontsize="small")
@@ -312,8 +314,9 @@ def plot_probabilities(times: Sequence[float], probs: np.ndarray, classes: Seque
         ax.set_ylim(0, 1)
         ax.set_title(title or "class probabilities")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path)
+        with missing_glyphs_noted(path.name):
+            fig.tight_layout()
+            fig.savefig(path)
     finally:
         plt.close(fig)
     return path

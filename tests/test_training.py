@@ -599,3 +599,22 @@ def test_history_keeps_the_confusion_matrix_of_the_best_and_last_epochs_only(tin
     assert [("confusion" in h["val"]) for h in history] == [True, False, True]
     assert history[0]["val"]["confusion"] == matrices[0] and history[2]["val"]["confusion"] == matrices[2]
     assert json.loads(torch.load(run / "last_state.pt", weights_only=True)["history"]) == history
+
+
+def test_class_names_the_font_cannot_draw_give_one_note_not_a_warning_per_character(tmp_path, capsys):
+    import warnings
+
+    from effvid.training.plots import plot_confusion
+
+    # private-use characters: no plotting font draws them (as DejaVu Sans, matplotlib's
+    # default, draws no Chinese); 30 Chinese class names printed ~480 warning lines
+    names = ["".join(chr(0xE000 + 4 * i + k) for k in range(4)) for i in range(6)]
+    confusion = [[int(i == j) for j in range(6)] for i in range(6)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # two epochs
+            plot_confusion(confusion, names, tmp_path / "confusion.png")
+    assert [str(w.message) for w in caught] == []
+    assert capsys.readouterr().err.splitlines() == [
+        "note: confusion.png: the plotting font has no glyph for 24 character(s) of the class "
+        "names; they show as empty boxes"]

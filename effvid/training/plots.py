@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +22,30 @@ def _save(fig, path: str | Path) -> None:
         atomic_replace(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
+
+
+_NOTED: set[str] = set()
+
+
+@contextmanager
+def missing_glyphs_noted(what: str):
+    """One note for the characters of class names that the plotting font lacks: matplotlib
+    warns once per character, twice (layout and drawing), and 30 Chinese class names printed
+    ~480 warning lines in a run's first epoch. Other warnings pass through."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    missing = set()
+    for w in caught:
+        if "missing from font" in str(w.message):
+            missing.add(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    note = (f"note: {what}: the plotting font has no glyph for {len(missing)} character(s) of the "
+            "class names; they show as empty boxes")
+    if missing and note not in _NOTED:  # once, not every epoch
+        _NOTED.add(note)
+        print(note, file=sys.stderr)
 
 
 def _shorten(name: str, limit: int = 40) -> str:
@@ -48,6 +75,11 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
 
 
 def plot_confusion(confusion, classes: list[str], path: str | Path, title: str = "") -> None:
+    with missing_glyphs_noted(Path(path).name):
+        _plot_confusion(confusion, classes, path, title)
+
+
+def _plot_confusion(confusion, classes: list[str], path: str | Path, title: str) -> None:
     import numpy as np
 
     cm = np.asarray(confusion, dtype=float)
