@@ -148,6 +148,20 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
     assert (tmp_path / "run" / "last.safetensors").is_file()
 
 
+def test_many_bad_videos_are_counted_not_all_printed(tiny_data, tmp_path, capsys):
+    # a Kinetics download has thousands of broken files: each epoch printed a line for each
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for i in range(13):
+        (data / "train" / "left" / f"zero{i:02d}.mp4").write_bytes(b"")
+    result = train(tiny_config(data, tmp_path / "run", epochs=1))
+    assert len(result["history"][0]["bad_samples"]) == 13
+    out = capsys.readouterr().out
+    assert "skipped 13 unreadable video(s) this epoch:" in out
+    assert sum("zero" in line for line in out.splitlines()) == 10
+    assert "    ... and 3 more (all in history.json under bad_samples)\n" in out
+
+
 def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path, capsys):
     # stderr is not a terminal here, as in a log file or CI: the bar may write its first line
     # and its last, not one line per batch (12 batches)

@@ -135,6 +135,17 @@ class RunWriter:
             self.tb.close()
 
 
+def bad_videos_report(bad: list, shown: int = 10) -> str:
+    """The epoch's unreadable videos for the console: the first ``shown`` with their reasons
+    and a count of the rest, which history.json lists. A Kinetics download has thousands of
+    broken files, and each epoch printed a line for every one of them."""
+    lines = [f"  skipped {len(bad)} unreadable video(s) this epoch:"]
+    lines += [f"    {path}: {reason}" for path, reason in bad[:shown]]
+    if len(bad) > shown:
+        lines.append(f"    ... and {len(bad) - shown} more (all in history.json under bad_samples)")
+    return "\n".join(lines)
+
+
 def load_resume_state(folder: Path) -> dict | None:
     """The last completed epoch's training state in ``folder``, or None if there is none."""
     path = folder / "last_state.pt"
@@ -478,8 +489,6 @@ def train(cfg: TrainConfig) -> dict:
                   + f" | {record['seconds']:.0f}s" + (" | best" if is_best else ""))
             print("  val top-1 per class: " + per_class_report(val_stats["confusion"], classes))
             if bad:
-                print(f"  skipped {len(bad)} unreadable video(s) this epoch:")
-                for path, reason in bad:
-                    print(f"    {path}: {reason}")
+                print(bad_videos_report(bad))
     writer.close()
     return outcome()
