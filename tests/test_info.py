@@ -103,6 +103,13 @@ def test_info_on_safetensors_file(tmp_path, capsys):
     assert info["macs"] == count_flops(model, (1, 4, 3, 64, 64))["macs"]
     eight = _info_json(capsys, str(path), "--size", "64", "--num-segments", "8")
     assert eight["input_shape"][1] == 8 and eight["macs"] == 2 * info["macs"]
+    assert info["classes"] == [str(i) for i in range(7)]
+    names = [f"class {i}" for i in range(12)]
+    save_weights(effvid.create_model("tsm_resnet_tiny", num_classes=12, num_segments=4), path,
+                 metadata={"classes": names})
+    assert main(["info", str(path), "--size", "32"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("classes"))
+    assert line.endswith("class 8, class 9, ... and 2 more (all in --json)")
 
 
 def test_info_user_errors(tmp_path, capsys):

@@ -69,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model == "av":
         return _run_av(args)
-    model, source, trained_size = _build(args)
+    model, source, trained_size, classes = _build(args)
     info = describe(model, num_segments=args.num_segments, size=args.size or trained_size or 224)
     info["source"] = source
+    if classes:
+        info["classes"] = classes
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -80,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace):
-    """(model, source description, the frame size it was trained at if known) for a model name
-    or a weights file."""
+    """(model, source description, the frame size it was trained at and its class names, if
+    known) for a model name or a weights file."""
     import torch
 
     from ..models import create_model, list_models
@@ -94,7 +96,7 @@ def _build(args: argparse.Namespace):
                 model = create_model(args.model, **kwargs)
         except (RuntimeError, NotImplementedError):
             model = create_model(args.model, **kwargs)
-        return model, "registry", None
+        return model, "registry", None, None
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise UserError(f"weights file not found: {path}")
@@ -106,14 +108,14 @@ def _build(args: argparse.Namespace):
         if args.num_classes is not None:
             raise UserError("--num-classes does not apply to a weights file (it has its own)")
         model, meta = load_model(path, **overrides)
-        return model, str(path), meta.get("extra", {}).get("size")
+        return model, str(path), meta.get("extra", {}).get("size"), meta.get("classes")
     if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
         from ..models.tsm_checkpoint import load_tsm_checkpoint
 
         model = load_tsm_checkpoint(path, num_segments=args.num_segments)
-        return model, f"{path} (original TSM checkpoint)", None
+        return model, f"{path} (original TSM checkpoint)", None, None  # no class names inside
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
         "not a .safetensors file, and not 'av'")
@@ -169,6 +171,9 @@ def format_info(info: dict) -> str:
     ]
     if info.get("source") not in (None, "registry"):
         lines.append(f"from         {info['source']}")
+    if info.get("classes"):
+        names, more = info["classes"][:10], len(info["classes"]) - 10
+        lines.append(f"classes      {', '.join(names)}" + (f", ... and {more} more (all in --json)" if more > 0 else ""))
     lines += [
         f"input        {shape}  (clips x frames x channels x height x width)",
         f"parameters   {info['parameters']:,}  ({info['parameters'] / 1e6:.2f} M)",
