@@ -163,19 +163,22 @@ def epoch_files_missing(folder: Path, history: list[dict]) -> bool:
         return True
 
 
+def best_epoch(history: list[dict], best: float) -> int | None:
+    """The epoch best.safetensors holds: the first to reach ``best``."""
+    return next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
+
+
 def last_epoch_is_best(history: list[dict], best: float) -> bool:
-    """Whether the last epoch is the one best.safetensors holds: the first to reach ``best``."""
-    first = next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
-    return bool(history) and first == history[-1]["epoch"]
+    return bool(history) and best_epoch(history, best) == history[-1]["epoch"]
 
 
 def drop_old_confusions(history: list[dict], best: float) -> None:
     """Keep the validation confusion matrix of the last epoch and of the best one (the epoch
     best.safetensors holds) only: a matrix per epoch made history.json, rewritten every
     epoch, 65 MB and 5 s to write after 50 epochs of 400 classes (last_state.pt 24 MB)."""
-    best_epoch = next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
+    keep = best_epoch(history, best)
     for h in history[:-1]:
-        if h["epoch"] != best_epoch:
+        if h["epoch"] != keep:
             h["val"].pop("confusion", None)
 
 
