@@ -118,6 +118,17 @@ if mode == "crash":
             raise RuntimeError(f"Crash after epoch {len(history)}")
 
     loop.RunWriter.epoch_files = epoch_files_then_crash
+else:
+    # The main process finishes its last writes well after the other is done: the other
+    # must wait for it (it used to exit with the process group open, and gloo aborted it).
+    close = loop.RunWriter.close
+
+    def slow_close(self):
+        if self.enabled:
+            time.sleep(3)
+        close(self)
+
+    loop.RunWriter.close = slow_close
 loop.train(TrainConfig(data=data, model="tsm_resnet_tiny", num_segments=4, size=32, scale_size=32,
                        flip=False, epochs=2, batch_size=1, workers=0, seed=None, progress=False,
                        device="cpu", output=out, resume=mode == "resume"))

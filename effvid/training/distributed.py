@@ -18,6 +18,7 @@ class DistEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # init_distributed created the process group, so it ends it
 
     @property
     def is_main(self) -> bool:
@@ -33,10 +34,20 @@ def init_distributed(device: str) -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return DistEnv()
-    env = DistEnv(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()  # a caller's own group is left to the caller
+    if owns:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return env
+    return DistEnv(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), owns)
+
+
+def close_distributed(env: DistEnv) -> None:
+    """End a finished run's process group. The barrier keeps every process until the main one
+    has written its last file; a process that exited with the group still open while another
+    was still using it was aborted by gloo ("terminate called without an active exception"),
+    which failed the whole torchrun job after a complete run."""
+    if env.distributed and env.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class ShardSampler(Sampler[int]):

@@ -36,7 +36,7 @@ from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_
                               save_weights)
 from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
-                          build_sampler, init_distributed, set_sampler_epoch)
+                          build_sampler, close_distributed, init_distributed, set_sampler_epoch)
 from .evaluate import autocast_for, evaluate
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
@@ -440,6 +440,7 @@ def train(cfg: TrainConfig) -> dict:
         if env.is_main:
             print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
                   "(raise --epochs to train on)")
+        close_distributed(env)
         return outcome()
     if resume is not None and env.is_main:
         print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
@@ -494,4 +495,5 @@ def train(cfg: TrainConfig) -> dict:
             if bad:
                 print(bad_videos_report(bad))
     writer.close()
+    close_distributed(env)
     return outcome()
