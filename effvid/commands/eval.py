@@ -1,8 +1,9 @@
 """``effvid eval DATA --checkpoint CKPT``: accuracy under TSM's test protocols.
 
-DATA is a list file, a class-folder root (its ``val/`` part if it has one) or a folder of
-class folders. Views are clips x crops, with logits averaged: 1 clip x 1 crop is TSM's
-single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
+DATA is a list file, Something-Something v2's validation.json, a class-folder root (its
+``val/`` part if it has one) or a folder of class folders; ``--classes`` numbers a list's
+integer labels (UCF101's classInd.txt). Views are clips x crops, with logits averaged: 1 clip
+x 1 crop is TSM's single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
 Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.
 The original ran both 3-crop protocols at full resolution (256x256 crops): add ``--size 256``.
 """
@@ -18,12 +19,14 @@ import torch
 from ..cli import UserError, nonnegative_int, positive_int
 
 
-def eval_samples(source: str, classes: list[str], root: str | None):
-    from ..data import read_list_file, scan_class_folders
+def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None):
+    from ..data import read_class_file, read_samples, scan_class_folders
 
     src = Path(source)
     if src.is_file():
-        return read_list_file(src, root=root, classes=classes)[0]
+        # the class file numbers DATA's integer labels; the classes are the checkpoint's
+        numbers = read_class_file(class_file) if class_file else None
+        return read_samples(src, root=root, classes=classes, class_numbers=numbers)[0]
     if not src.is_dir():
         raise UserError(f"dataset source not found: {source}")
     if (src / "val").is_dir():
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
-    samples = eval_samples(args.data, classes, args.data_root)
+    samples = eval_samples(args.data, classes, args.data_root, args.classes)
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)
@@ -83,9 +86,15 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="list file or class-folder root")
+    p.add_argument("data", help="list file, class-folder root or Something-Something v2's "
+                                "validation.json")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
-    p.add_argument("--data-root", help="base folder for relative paths in a list file")
+    p.add_argument("--data-root", help="base folder for relative paths in a list file "
+                                       "(Something-Something: the videos' folder)")
+    p.add_argument("--classes", metavar="FILE",
+                   help="class file that numbers DATA's integer labels (UCF101's classInd.txt; "
+                        "default: classInd.txt or labels.json beside DATA, if there); the classes "
+                        "are the checkpoint's")
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")

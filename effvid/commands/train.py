@@ -1,4 +1,5 @@
-"""``effvid train DATA``: train a TSN/TSM recogniser on a folder-per-class root or a list file.
+"""``effvid train DATA``: train a TSN/TSM recogniser on a folder-per-class root, a list file or
+Something-Something v2's annotation JSON.
 
 Every field of :class:`effvid.training.config.TrainConfig` is a flag (``--num-segments 8``,
 ``--no-flip``, ``--shift-direction causal``, ...); ``--config run/config.json`` starts from a
@@ -17,9 +18,14 @@ from pathlib import Path
 from ..training.config import TrainConfig
 
 HELP = {
-    "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/) or a list file",
-    "val_data": "validation list file or folder (default: DATA/val, or a split of DATA)",
-    "data_root": "folder that relative paths in list files are resolved against",
+    "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/), a list "
+            "file, or Something-Something v2's train.json",
+    "val_data": "validation list file, folder or annotation JSON (default: DATA/val, or a split of DATA)",
+    "data_root": "folder that relative paths in list files are resolved against (Something-"
+                 "Something: the videos' folder)",
+    "classes": "class file: one name per line, UCF101's classInd.txt ('number name' lines: "
+               "integer labels are its numbers) or Something-Something's labels.json (default: "
+               "classInd.txt or labels.json beside DATA, if there)",
     "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
     "flip": "random horizontal flips (turn off when flipping changes labels)",

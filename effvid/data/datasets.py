@@ -6,7 +6,11 @@ Sources:
   exist they are the splits, else a deterministic stratified split is made;
 - a list file with ``path label`` or TSM's ``path num_frames label`` per line
   (label: int or class name; ``#`` comments and blank lines allowed; relative
-  paths resolved against ``root``, default the list's folder).
+  paths resolved against ``root``, default the list's folder), or a path alone
+  (UCF101's testlist), whose first folder names the class;
+- Something-Something v2's annotation JSON (``train.json``, ``validation.json``);
+- a class file (one name per line, UCF101's ``classInd.txt``, Something-Something's
+  ``labels.json``) giving the classes and the numbers that integer labels stand for.
 
 Layouts are validated at construction (missing/empty folders, unknown
 extensions, bad lines, missing files raise with the offending path/line), but
@@ -18,10 +22,12 @@ reports in ``batch["bad"]``.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +43,10 @@ __all__ = [
     "has_split_folders",
     "scan_class_folders",
     "read_list_file",
+    "read_class_file",
+    "find_class_file",
+    "read_something_annotations",
+    "read_samples",
     "stratified_split",
     "VideoClipDataset",
     "collate_clips",
@@ -154,32 +164,176 @@ def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -
                              f"{name.replace(' ', '_')!r} or use integer labels")
 
 
+def _read_text(path: Path, what: str) -> str:
+    try:  # utf-8-sig: a byte-order mark (Windows editors) is not part of the first line
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from e
+
+
+def read_class_file(path: str | os.PathLike) -> dict[int, str]:
+    """The classes of a class file, ``{number: name}`` in number order (the names in that
+    order are the model's classes; integer labels in list files are these numbers):
+
+    - one class name per line (names may contain spaces), numbered 0, 1, ... in line order;
+    - ``number name`` lines, numbered from 0 or 1 without gaps, as UCF101's ``classInd.txt``
+      (``1 ApplyEyeMakeup`` ... ``101 YoYo``); the first line decides which of the two a file is;
+    - a ``.json`` file: Something-Something's ``labels.json`` (``{"name": "number", ...}``,
+      numbered from 0), or a list of names.
+
+    Blank lines and ``#`` comments are skipped. A repeated number or name, a gap in the numbers
+    or an empty file raises ValueError naming the file and the line (the entry, for JSON).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "class file not found", str(path))
+    text = _read_text(path, "class file")
+    if path.suffix.lower() == ".json":
+        return _read_json_class_file(path, text)
+    lines = [(k, raw.strip()) for k, raw in enumerate(text.splitlines(), 1)]
+    lines = [(k, line) for k, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise ValueError(f"class file {str(path)!r} names no classes")
+    numbered = re.fullmatch(r"(\d+)\s+(\S.*)", lines[0][1]) is not None
+    numbers: dict[int, str] = {}
+    line_of_number: dict[int, int] = {}
+    line_of_name: dict[str, int] = {}
+    for position, (lineno, line) in enumerate(lines):
+        where = f"class file {str(path)!r} line {lineno}"
+        if numbered:
+            m = re.fullmatch(r"(\d+)\s+(\S.*)", line)
+            if m is None:
+                raise ValueError(f"{where}: expected 'number name' like line {lines[0][0]}, got {line!r}")
+            number, name = int(m.group(1)), m.group(2)
+        else:
+            number, name = position, line
+        if number in numbers:
+            raise ValueError(f"{where}: number {number} is already class {numbers[number]!r} "
+                             f"(line {line_of_number[number]})")
+        if name in line_of_name:
+            raise ValueError(f"{where}: class {name!r} repeats line {line_of_name[name]}")
+        numbers[number], line_of_number[number], line_of_name[name] = name, lineno, lineno
+    first = min(numbers)
+    if first not in (0, 1):
+        raise ValueError(f"class file {str(path)!r} line {line_of_number[first]}: the numbers start "
+                         f"at {first}; expected 0 or 1")
+    missing = next((k for k in range(first, first + len(numbers)) if k not in numbers), None)
+    if missing is not None:
+        after = min(k for k in numbers if k > missing)
+        raise ValueError(f"class file {str(path)!r} line {line_of_number[after]}: number {after}, "
+                         f"but no class is numbered {missing} (the numbers must have no gaps)")
+    return dict(sorted(numbers.items()))
+
+
+def _read_json_class_file(path: Path, text: str) -> dict[int, str]:
+    def no_repeated_names(pairs):  # json.loads keeps the last of two equal keys without a word
+        seen = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"class file {str(path)!r}: class {name!r} appears twice")
+            seen.add(name)
+        return dict(pairs)
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_repeated_names)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"class file {str(path)!r} is not valid JSON: {e}") from e
+    if isinstance(data, list) and all(isinstance(name, str) for name in data):
+        data = no_repeated_names([(name, k) for k, name in enumerate(data)])
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"class file {str(path)!r} must hold a JSON object of class name -> "
+                         "number (as Something-Something's labels.json) or a list of names")
+    numbers: dict[int, str] = {}
+    for name, number in data.items():
+        where = f"class file {str(path)!r}, class {name!r}"
+        if isinstance(number, bool) or not (isinstance(number, int) or
+                                            (isinstance(number, str) and number.strip().isdigit())):
+            raise ValueError(f"{where}: its number {number!r} is not a whole number")
+        number = int(number)
+        if number in numbers:
+            raise ValueError(f"{where}: number {number} is already class {numbers[number]!r}")
+        numbers[number] = name
+    missing = next((k for k in range(len(numbers)) if k not in numbers), None)
+    if missing is not None:
+        raise ValueError(f"class file {str(path)!r}: no class is numbered {missing} (the numbers "
+                         f"must be 0..{len(numbers) - 1})")
+    return dict(sorted(numbers.items()))
+
+
+def find_class_file(source: str | os.PathLike) -> Path | None:
+    """The class file a dataset publishes beside its annotation files, if there: ``labels.json``
+    beside Something-Something's ``train.json``, UCF101's ``classInd.txt`` beside a list file."""
+    source = Path(source)
+    if not source.is_file():
+        return None
+    found = source.parent / ("labels.json" if source.suffix.lower() == ".json" else "classInd.txt")
+    return found if found.is_file() and found.name != source.name else None
+
+
+def _class_of_path(path: str, index: Mapping[str, int], where: str) -> int:
+    """The class of a line without a label (UCF101's testlist): the first folder of its path."""
+    parts = Path(path).parts
+    if Path(path).is_absolute() or len(parts) < 2:
+        raise ValueError(f"{where}: {path!r} has no label, and no relative folder to take the "
+                         f"class from: write 'path label', or 'class/video' relative to the root")
+    if parts[0] not in index:
+        raise ValueError(f"{where}: {path!r} has no label, and its first folder {parts[0]!r} is "
+                         f"not one of the {len(index)} classes")
+    return index[parts[0]]
+
+
+def _numbered_class(number: int, class_numbers: Mapping[int, str], index: Mapping[str, int],
+                    where: str) -> int:
+    if number not in class_numbers:
+        raise ValueError(f"{where}: label {number} is not a class number: the class file numbers "
+                         f"its {len(class_numbers)} classes {min(class_numbers)}..{max(class_numbers)}")
+    name = class_numbers[number]
+    if name not in index:
+        raise ValueError(f"{where}: label {number} is class {name!r}, which is not one of the "
+                         f"{len(index)} classes")
+    return index[name]
+
+
+def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) -> str:
+    p = Path(path)
+    if not p.is_absolute():
+        p = base / p
+    _check_ext(p, where, extensions)
+    if not p.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"{where}: video not found: {str(p)!r}", str(p))
+    return str(p)
+
+
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
-                   extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[VideoSample], list[str]]:
+                   extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
+                   class_numbers: Mapping[int, str] | None = None) -> tuple[list[VideoSample], list[str]]:
     """Parse a list file into samples and the class list.
 
-    Class names: ``classes`` if given; else, if labels are names, their sorted set;
-    else (int labels) ``["0", ..., str(max)]``. With ``classes`` given, labels are class
-    names when every label in the file is one (classes named "0".."10" sort as text, so
-    label "2" is class "2", not ``classes[2]``); otherwise integers are indices into
-    ``classes``. Paths may contain spaces (the label, and TSM's frame count, are taken
-    from the end of the line).
+    Class names: ``classes`` if given; else those of ``class_numbers`` (a class file's
+    ``{number: name}``, see :func:`read_class_file`) in number order; else, if labels are
+    names, their sorted set; else (int labels) ``["0", ..., str(max)]``. With classes known,
+    labels are class names when every label in the file is one (classes named "0".."10" sort
+    as text, so label "2" is class "2", not ``classes[2]``); otherwise integers are the class
+    file's numbers (UCF101's classInd.txt: label 1 is its class 1), or without one indices into
+    ``classes``. A line with a path alone (UCF101's testlist) is of the class its first folder
+    names, which needs the classes known. Paths may contain spaces (the label, and TSM's frame
+    count, are taken from the end of the line).
     """
     list_path = Path(list_path)
     if not list_path.is_file():
         raise FileNotFoundError(errno.ENOENT, "list file not found", str(list_path))
     base = Path(root) if root is not None else list_path.parent
-    parsed: list[tuple[int, str, str, int | None]] = []
-    try:  # utf-8-sig: a byte-order mark (Windows editors) is not part of the first path
-        text = list_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"list file {str(list_path)!r} is not UTF-8 text ({e})") from e
+    parsed: list[tuple[int, str, str | None, int | None]] = []
+    text = _read_text(list_path, "list file")
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         where = f"{str(list_path)!r} line {lineno}"
+        if Path(line).suffix.lower() in extensions:  # a path alone (UCF101's testlist)
+            parsed.append((lineno, line, None, None))
+            continue
         parts = line.rsplit(None, 2)
         if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
             path, nf, label = parts[0], int(parts[1]), parts[2]  # TSM: path num_frames label
@@ -194,14 +348,22 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     if not parsed:
         raise ValueError(f"list file {str(list_path)!r} has no samples")
 
-    int_labels = [_is_int(lb) for _, _, lb, _ in parsed]
+    if classes is None and class_numbers is not None:
+        classes = list(class_numbers.values())
+    labelled = [(lineno, lb) for lineno, _, lb, _ in parsed if lb is not None]
     if classes is None:
+        if len(labelled) < len(parsed):
+            lineno, path = next((lineno, path) for lineno, path, lb, _ in parsed if lb is None)
+            raise ValueError(f"{str(list_path)!r} line {lineno}: {path!r} has no label: write "
+                             f"'path label', or give the classes (a class file such as UCF101's "
+                             f"classInd.txt: --classes) so that its first folder names its class")
+        int_labels = [_is_int(lb) for _, lb in labelled]
         if all(int_labels):
-            classes = [str(i) for i in range(max(int(lb) for _, _, lb, _ in parsed) + 1)]
+            classes = [str(i) for i in range(max(int(lb) for _, lb in labelled) + 1)]
         elif not any(int_labels):
-            classes = sorted({lb for _, _, lb, _ in parsed})
+            classes = sorted({lb for _, lb in labelled})
         else:
-            lineno = parsed[int_labels.index(not int_labels[0])][0]
+            lineno = labelled[int_labels.index(not int_labels[0])][0]
             raise ValueError(f"{str(list_path)!r} line {lineno}: labels mix class names and "
                              f"integers; use class names on every line or integers on every line")
     classes = list(classes)
@@ -209,12 +371,16 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     # Classes named by numbers (folders "0".."10", sorted as text: "0", "1", "10", "2", ...):
     # a list whose every label names a class means those classes, not indices, else label
     # "2" would silently be class "10". Decided once per file, so lines cannot mix the two.
-    by_name = all(lb in index for _, _, lb, _ in parsed)
+    by_name = all(lb in index for _, lb in labelled)
     samples = []
     for lineno, path, label, nf in parsed:
         where = f"{str(list_path)!r} line {lineno}"
-        if by_name:
+        if label is None:
+            y = _class_of_path(path, index, where)
+        elif by_name:
             y = index[label]
+        elif _is_int(label) and class_numbers is not None:
+            y = _numbered_class(int(label), class_numbers, index, where)
         elif _is_int(label):
             y = int(label)
             if not 0 <= y < len(classes):
@@ -223,14 +389,79 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             y = index[label]
         else:
             raise ValueError(f"{where}: unknown class {label!r}")
-        p = Path(path)
-        if not p.is_absolute():
-            p = base / p
-        _check_ext(p, where, extensions)
-        if not p.is_file():
-            raise FileNotFoundError(errno.ENOENT, f"{where}: video not found: {str(p)!r}", str(p))
-        samples.append(VideoSample(str(p), y, nf))
+        samples.append(VideoSample(_video_path(path, base, where, extensions), y, nf))
     return samples, classes
+
+
+def read_something_annotations(annotation_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                               classes: Sequence[str] | None = None,
+                               extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
+                               class_numbers: Mapping[int, str] | None = None
+                               ) -> tuple[list[VideoSample], list[str]]:
+    """Samples from Something-Something v2's ``train.json`` or ``validation.json``: a list of
+    ``{"id": "78687", "template": "Holding [something] next to [something]", ...}``.
+
+    The video is ``root/<id>.webm`` (``root``: default the JSON's folder; a video converted to
+    another container, ``<id>.mp4``, is found too). The class is the template without its
+    brackets ("Holding something next to something"), as ``labels.json`` names it; the classes
+    are ``classes`` or ``class_numbers`` (labels.json read by :func:`read_class_file`), one of
+    which is needed. A bad entry, a template that is not a class or a missing video raises,
+    naming the entry.
+    """
+    annotation_path = Path(annotation_path)
+    if not annotation_path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "annotation file not found", str(annotation_path))
+    name = f"annotation file {str(annotation_path)!r}"
+    try:
+        entries = json.loads(_read_text(annotation_path, "annotation file"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name} is not valid JSON: {e}") from e
+    if isinstance(entries, dict):
+        raise ValueError(f"{name} holds a JSON object, not a list of videos: a class file such as "
+                         "labels.json goes to --classes, and train.json or validation.json is the data")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{name} must hold a non-empty list of videos "
+                         '({"id": ..., "template": ...}, as Something-Something v2\'s train.json)')
+    if classes is None and class_numbers is not None:
+        classes = list(class_numbers.values())
+    if classes is None:
+        raise ValueError(f"{name}: its videos are labelled by template, and the class numbers are "
+                         "in labels.json: put it beside the annotation file, or pass it (--classes)")
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    base = Path(root) if root is not None else annotation_path.parent
+    others = [e for e in extensions if e != ".webm"]
+    samples = []
+    for k, entry in enumerate(entries):
+        video_id = entry.get("id") if isinstance(entry, dict) else None
+        where = f"{name} entry {k}" + (f" (id {video_id!r})" if video_id is not None else "")
+        if not isinstance(video_id, (str, int)) or isinstance(video_id, bool) or str(video_id) == "":
+            raise ValueError(f"{where}: expected an object with an \"id\" and a \"template\", "
+                             f"got {json.dumps(entry)[:200]}")
+        template = entry.get("template")
+        if not isinstance(template, str):
+            raise ValueError(f"{where}: no \"template\" (the class): a file without labels, such "
+                             "as the test set's, cannot be trained or evaluated on")
+        label = template.replace("[", "").replace("]", "")
+        if label not in index:
+            raise ValueError(f"{where}: class {label!r} is not one of the {len(classes)} classes")
+        path = base / f"{video_id}.webm"
+        if not path.is_file():  # converted videos: the same id, another container
+            path = next((base / f"{video_id}{e}" for e in others if (base / f"{video_id}{e}").is_file()), path)
+        samples.append(VideoSample(_video_path(str(path), base, where, extensions), index[label]))
+    return samples, classes
+
+
+def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
+                 classes: Sequence[str] | None = None, *,
+                 class_numbers: Mapping[int, str] | None = None) -> tuple[list[VideoSample], list[str]]:
+    """Samples and classes from a file: Something-Something's annotation JSON (``.json``, see
+    :func:`read_something_annotations`) or a list file (:func:`read_list_file`). Without
+    ``class_numbers``, the class file published beside it (:func:`find_class_file`) is read."""
+    if class_numbers is None and (found := find_class_file(path)) is not None:
+        class_numbers = read_class_file(found)
+    reader = read_something_annotations if Path(path).suffix.lower() == ".json" else read_list_file
+    return reader(path, root=root, classes=classes, class_numbers=class_numbers)
 
 
 def stratified_split(samples: Sequence[VideoSample], val_fraction: float = 0.2,
@@ -377,23 +608,28 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                   train: bool | None = None, transform: Callable | None = None,
                   sampling: str = "segment", *, root: str | os.PathLike | None = None,
                   classes: Sequence[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
-                  **kwargs) -> VideoClipDataset:
-    """Build a :class:`VideoClipDataset` from a class-folder root or a list file.
+                  class_numbers: Mapping[int, str] | None = None, **kwargs) -> VideoClipDataset:
+    """Build a :class:`VideoClipDataset` from a class-folder root, a list file or an annotation JSON.
 
     - folder with ``train/`` and ``val/``: uses ``source/<split>`` (``"all"``: ``train/``);
       classes come from ``train/`` (so both splits share label ids);
     - other folder: class folders directly under ``source``, stratified
       ``val_fraction`` split with ``seed``, or all of them for ``split="all"``;
-    - file: a list file (the whole list, whatever the split); ``root`` resolves relative paths.
+    - file: a list file or Something-Something's annotation JSON (the whole file, whatever
+      the split, see :func:`read_samples`); ``root`` resolves relative paths.
 
-    ``train`` defaults to ``split != "val"``; other kwargs go to VideoClipDataset.
+    ``class_numbers`` (a class file's, :func:`read_class_file`) gives the classes when
+    ``classes`` is None, and what integer labels stand for. ``train`` defaults to
+    ``split != "val"``; other kwargs go to VideoClipDataset.
     """
     if split not in ("train", "val", "all"):
         raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
     train = (split != "val") if train is None else train
     src = Path(source)
+    if classes is None and class_numbers is not None:
+        classes = list(class_numbers.values())
     if src.is_file():
-        samples, classes = read_list_file(src, root=root, classes=classes)
+        samples, classes = read_samples(src, root=root, classes=classes, class_numbers=class_numbers)
     elif src.is_dir():
         if has_split_folders(src):
             if classes is None:

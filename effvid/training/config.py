@@ -14,17 +14,18 @@ from pathlib import Path
 # else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
 # or "--resume continues exactly" would not hold.
 # Files and folders the run reads (config.json stores them absolute).
-INPUT_PATHS = ("data", "val_data", "data_root", "imagenet_weights", "init_weights")
-RESUMABLE_CHANGES = ("data", "val_data", "data_root", "imagenet_weights", "init_weights", "epochs",
+INPUT_PATHS = ("data", "val_data", "data_root", "classes", "imagenet_weights", "init_weights")
+RESUMABLE_CHANGES = ("data", "val_data", "data_root", "classes", "imagenet_weights", "init_weights", "epochs",
                      "output", "workers", "device", "resume", "overwrite", "progress")
 
 
 @dataclass
 class TrainConfig:
     # data
-    data: str = ""                 # a class-folder root or a list file
+    data: str = ""                 # a class-folder root, a list file or an SSv2 annotation JSON
     val_data: str | None = None    # validation list/folder; default: root/val or a split
-    data_root: str | None = None   # base folder for relative paths in list files
+    data_root: str | None = None   # base folder for relative paths in list files (SSv2: the videos)
+    classes: str | None = None     # class file; default: classInd.txt / labels.json beside DATA
     val_fraction: float = 0.2      # used when the data has no train/ and val/ folders
     # model
     model: str = "tsm_resnet50"

@@ -272,14 +272,18 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
     state keep: a resume, or a new run from that config.json, gets the same split)."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        has_split_folders, read_list_file, stratified_split)
+                        find_class_file, has_split_folders, read_class_file, read_samples,
+                        stratified_split)
 
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
+    # read once, for both sets: the validation data's integer labels are the same numbers
+    class_file = cfg.classes or find_class_file(cfg.data)
+    class_numbers = read_class_file(class_file) if class_file else None
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
-                  val_fraction=cfg.val_fraction, seed=seed)
+                  val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers)
     if Path(cfg.data).is_file() and cfg.val_data is None:
-        samples, classes = read_list_file(cfg.data, root=cfg.data_root)
+        samples, classes = read_samples(cfg.data, root=cfg.data_root, class_numbers=class_numbers)
         train_samples, val_samples = stratified_split(samples, cfg.val_fraction, seed)
         train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
         val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
