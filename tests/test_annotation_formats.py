@@ -214,6 +214,7 @@ def test_train_eval_predict_on_ucf101_files(ucf, capsys):
     # its own class (the rows of the confusion matrix are the true classes)
     assert main(["eval", str(lists / "trainlist01.txt"), "-c", str(run / "best.safetensors"),
                  "--data-root", str(videos), "--workers", "0", "--quiet", "--json", str(ucf / "e.json")]) == 0
+    assert f"class numbers from {lists / 'classInd.txt'}, found beside the data" in capsys.readouterr().out
     stats = json.loads((ucf / "e.json").read_text())
     assert stats["classes"] == UCF_CLASSES and [sum(row) for row in stats["confusion"]] == [2, 2, 2]
     # the same list elsewhere needs --classes to be read with classInd's numbers

@@ -52,13 +52,15 @@ def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from ..data import collate_clips
+    from ..data import collate_clips, find_class_file
     from ..inference import load_recognizer, test_dataset
     from ..training.evaluate import evaluate
 
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
     samples = eval_samples(args.data, classes, args.data_root, args.classes)
+    if not args.classes and (found := find_class_file(args.data)) is not None:
+        print(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)

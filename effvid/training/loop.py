@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import collate_clips
+from ..data import collate_clips, find_class_file
 from ..models import create_model
 from ..errors import UserError
 from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_file, load_weights,
@@ -272,7 +272,7 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
     state keep: a resume, or a new run from that config.json, gets the same split)."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        find_class_file, has_split_folders, read_class_file, read_samples,
+                        has_split_folders, read_class_file, read_samples,
                         stratified_split)
 
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
@@ -366,6 +366,8 @@ def train(cfg: TrainConfig) -> dict:
 
     # 2. data
     train_set, val_set = build_datasets(cfg, seed)
+    if env.is_main and not cfg.classes and (found := find_class_file(cfg.data)) is not None:
+        print(f"class names and numbers from {found}, found beside the data (--classes FILE to give another)")
     classes = list(train_set.classes)
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
