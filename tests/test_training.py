@@ -575,7 +575,8 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_confusion_plot_stays_drawable_with_many_classes_and_long_names(tmp_path):
-    from effvid.training.plots import _shorten, plot_confusion
+    from effvid.plot_text import shorten_label
+    from effvid.training.plots import plot_confusion
 
     # 60 classes drew 2900 px square (400: 18200 px, 96 s and 15 GB every epoch)
     n = 60
@@ -586,7 +587,7 @@ def test_confusion_plot_stays_drawable_with_many_classes_and_long_names(tmp_path
     # figure makes room for them instead of pushing the matrix out (400 px, labels cut off)
     names = ["moving something from left to right " * 5 + "slowly",
              "moving something from left to right " * 5 + "quickly"]
-    labels = [_shorten(name) for name in names]
+    labels = [shorten_label(name) for name in names]
     assert labels[0] != labels[1] and max(map(len, labels)) == 40
     assert labels[0].startswith("moving something") and labels[0].endswith("slowly")
     plot_confusion([[2, 1], [0, 3]], names, tmp_path / "long.png")
