@@ -43,9 +43,15 @@ def test_config_rejects_bad_values():
 
 
 def test_per_class_report():
-    confusion = [[3, 1, 0], [0, 0, 0], [1, 1, 2]]  # class b has no samples
-    assert per_class_report(confusion, ["a", "b", "c"]) == "a 75.0%, c 50.0%"
-    assert per_class_report(confusion, ["a", "b", "c"], limit=1) == "lowest 1 of 3: c 50.0%"
+    per_class = [0.75, None, 0.5]  # class b has no validation clips
+    assert per_class_report(["a", "b", "c"], per_class) == "a 75.0%, c 50.0% (1 class had no validation clips)"
+    # b is neither ranked among the lowest (as 0%) nor counted in "of N"
+    assert per_class_report(["a", "b", "c"], per_class, limit=1) == \
+        "lowest 1 of 2: c 50.0% (1 class had no validation clips)"
+    assert per_class_report(["a", "c"], [0.75, 0.5]) == "a 75.0%, c 50.0%"
+    names = [f"c{i}" for i in range(15)]
+    report = per_class_report(names, [i / 10 if i % 5 else None for i in range(15)], limit=3)
+    assert report == "lowest 3 of 12: c1 10.0%, c2 20.0%, c3 30.0% (3 classes had no validation clips)"
 
 
 def test_lr_schedule_values():

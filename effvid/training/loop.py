@@ -491,7 +491,7 @@ def train(cfg: TrainConfig) -> dict:
                   f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
                   + (f" top5 {100 * val_stats['top5']:.1f}%" if "top5" in val_stats else "")
                   + f" | {record['seconds']:.0f}s" + (" | best" if is_best else ""))
-            print("  val top-1 per class: " + per_class_report(val_stats["confusion"], classes))
+            print("  val top-1 per class: " + per_class_report(classes, val_stats["per_class"]))
             if bad:
                 print(bad_videos_report(bad))
     writer.close()
