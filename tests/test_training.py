@@ -168,6 +168,25 @@ def test_many_bad_videos_are_counted_not_all_printed(tiny_data, tmp_path, capsys
     assert "    ... and 3 more (all in history.json under bad_samples)\n" in out
 
 
+def test_no_readable_training_video_stops_the_run_with_the_first_path_and_reason(tiny_data, tmp_path):
+    from effvid.errors import UserError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for video in (data / "train").glob("*/*.mp4"):
+        video.write_bytes(b"")
+    with pytest.raises(UserError) as caught:
+        train(tiny_config(data, tmp_path / "run", epochs=1))
+    # the same wording as validation's and effvid eval's (it used to give the path without a reason)
+    head = "epoch 1 trained on no clips: every training video was unreadable (12 unreadable; the first: "
+    message = str(caught.value)
+    assert message.startswith(head), message
+    first = message[len(head):].split(": ", 1)[0]  # the shuffled order's first
+    assert first in {str(p) for p in (data / "train").glob("*/*.mp4")}
+    assert message.endswith(f"{first}: cannot decode video {first!r}: file is empty (0 bytes))"), message
+    assert not (tmp_path / "run" / "last_state.pt").exists()
+
+
 def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path, capsys):
     # stderr is not a terminal here, as in a log file or CI: the bar may write its first line
     # and its last, not one line per batch (12 batches)

@@ -37,7 +37,7 @@ from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_
 from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
-from .evaluate import autocast_for, evaluate
+from .evaluate import autocast_for, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
 
@@ -339,8 +339,7 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
                         clips_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
     meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())
     if meter.count == 0:
-        raise UserError(f"epoch {epoch + 1} trained on no clips: every training video was unreadable "
-                        f"({len(bad)} on this process; the first: {bad[0][0] if bad else '-'})")
+        raise no_readable_clips(f"epoch {epoch + 1} trained", "training video", bad, env.distributed)
     stats = meter.summary()
     stats["lr"] = cfg.lr * lr_factor(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch)
     return stats, bad
@@ -462,10 +461,8 @@ def train(cfg: TrainConfig) -> dict:
                              progress=cfg.progress)
         if val_stats["count"] == 0:  # all-reduced: every process stops here together
             # its 0% (and loss 0) would be recorded, plotted and even chosen as the best model
-            first = val_stats["bad"][0] if val_stats["bad"] else ("-", "")
-            raise UserError(f"epoch {epoch + 1} validated on no clips: every validation video was "
-                            f"unreadable ({len(val_stats['bad'])} on this process; the first: "
-                            f"{first[0]}: {first[1]})")
+            raise no_readable_clips(f"epoch {epoch + 1} validated", "validation video", val_stats["bad"],
+                                    env.distributed)
         bad = sorted({p for group in all_gather_objects(bad + val_stats.pop("bad"), env) for p in group})
         record = {"epoch": epoch, "train": train_stats, "val": val_stats,
                   "seconds": time.perf_counter() - t0, "bad_samples": bad}
