@@ -300,14 +300,14 @@ def plot_probabilities(times: Sequence[float], probs: np.ndarray, classes: Seque
     probs = np.asarray(probs)
     # a sentence-long name squeezed the plot away; a name in a script the font lacks printed
     # two warnings a character
-    from .training.plots import _shorten, missing_glyphs_noted
+    from .plot_text import missing_glyphs_noted, shorten_label
 
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     try:
         if len(probs):
             order = np.argsort(-probs.max(axis=0))[:top]
             for k in order:
-                ax.plot(times, probs[:, k], label=_shorten(classes[k]))
+                ax.plot(times, probs[:, k], label=shorten_label(classes[k]))
             ax.legend(loc="upper right", fontsize="small")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("probability")

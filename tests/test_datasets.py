@@ -117,6 +117,9 @@ def test_list_files(tmp_path, index_root):
     ("a/a0.mp4 24 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces"),
     ("a/a0.mp4 3 17 52\n", "line 1: 3 numbers after the video; expected 'path label' or 'path num_frames label'"),
     ("a/a0.mp4 0  # a note\n", "line 1: a comment must be a line of its own"),
+    # "İ".lower() is 2 characters: the extension was found at the wrong place, and the error
+    # was about an extension ".mp4 air" again
+    ("İstanbul/a0.MP4 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces"),
 ])
 def test_list_file_errors(tmp_path, index_root, content, match):
     lst = tmp_path / "bad.txt"

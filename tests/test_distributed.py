@@ -57,7 +57,9 @@ def test_two_process_training_with_torchrun(tmp_path):
     bad_index = next(i for i, s in enumerate(train_set.samples) if s.path.endswith("zero.mp4"))
     for epoch, h in enumerate(history):
         assert h["val"]["count"] == 5  # every validation clip once, from both processes
-        assert [p.rsplit("/", 1)[1] for p, _ in h["bad_samples"]] == ["zero.mp4"]
+        # gathered from the process that met it, every epoch; listed in the first epoch only
+        assert h["bad_count"] == 1
+        assert [p.rsplit("/", 1)[1] for p, _ in h["bad_new"]] == (["zero.mp4"] if epoch == 0 else [])
         orders = []
         for rank in range(2):
             sampler = DistributedSampler(train_set, num_replicas=2, rank=rank, shuffle=True, seed=3)
@@ -67,6 +69,8 @@ def test_two_process_training_with_torchrun(tmp_path):
         assert skipped >= 1 and h["train"]["count"] == 2 * (5 - skipped), (h["train"], orders)
     for name in ("config.json", "last.safetensors", "best.safetensors", "last_state.pt"):
         assert (out / name).is_file(), name
+    assert [(b["path"].rsplit("/", 1)[1], b["epoch"]) for b in json.loads((out / "bad_videos.json").read_text())] \
+        == [("zero.mp4", 0)]
     # only the main process reports
     assert proc.stdout.count("epoch 2/2:") == 1 and proc.stdout.count("best val top-1") == 1
     # The validation the run reported is that of the weights it saved: every process evaluates

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -343,3 +345,14 @@ def test_probability_plot_keeps_its_axes_with_a_sentence_long_class_name(tmp_pat
     assert len(labels[0]) == 40 and labels[0].endswith("right slowly") and labels[1:] == ["b", "c"]
     # the legend held the full 186 characters and squeezed the plot to the right edge
     assert ax.get_position().width > 0.8
+
+
+def test_probability_plot_does_not_import_the_training_package(tmp_path):
+    # its label helpers lived as private names in effvid.training.plots, so plotting a stream
+    # imported the training package (and reached into its privates)
+    code = ("import sys, numpy as np; from effvid.stream import plot_probabilities; "
+            f"plot_probabilities([0.0, 0.5], np.array([[0.9, 0.1], [0.2, 0.8]]), ['a', 'b'], {str(tmp_path / 'p.png')!r}); "
+            "print(sorted(m for m in sys.modules if m.startswith('effvid.training')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]" and (tmp_path / "p.png").is_file()

@@ -43,9 +43,15 @@ def test_config_rejects_bad_values():
 
 
 def test_per_class_report():
-    confusion = [[3, 1, 0], [0, 0, 0], [1, 1, 2]]  # class b has no samples
-    assert per_class_report(confusion, ["a", "b", "c"]) == "a 75.0%, c 50.0%"
-    assert per_class_report(confusion, ["a", "b", "c"], limit=1) == "lowest 1 of 3: c 50.0%"
+    per_class = [0.75, None, 0.5]  # class b has no validation clips
+    assert per_class_report(["a", "b", "c"], per_class) == "a 75.0%, c 50.0% (1 class had no validation clips)"
+    # b is neither ranked among the lowest (as 0%) nor counted in "of N"
+    assert per_class_report(["a", "b", "c"], per_class, limit=1) == \
+        "lowest 1 of 2: c 50.0% (1 class had no validation clips)"
+    assert per_class_report(["a", "c"], [0.75, 0.5]) == "a 75.0%, c 50.0%"
+    names = [f"c{i}" for i in range(15)]
+    report = per_class_report(names, [i / 10 if i % 5 else None for i in range(15)], limit=3)
+    assert report == "lowest 3 of 12: c1 10.0%, c2 20.0%, c3 30.0% (3 classes had no validation clips)"
 
 
 def test_lr_schedule_values():
@@ -139,8 +145,9 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
     (data / "train" / "right" / "truncated.mp4").write_bytes(good.read_bytes()[:300])
     (data / "train" / "right" / "garbage.mp4").write_bytes(b"\x00\x01not a video" * 50)
     result = train(tiny_config(data, tmp_path / "run", epochs=1))
-    bad = {p for p, _ in result["history"][0]["bad_samples"]}
+    bad = {p for p, _ in result["history"][0]["bad_new"]}
     assert {p.rsplit("/", 1)[1] for p in bad} == {"zero.mp4", "truncated.mp4", "garbage.mp4"}
+    assert result["history"][0]["bad_count"] == 3
     out = capsys.readouterr().out
     assert "skipped 3 unreadable video(s)" in out and "garbage.mp4" in out
     (left, right), = [result["history"][0]["val"]["per_class"]]
@@ -148,18 +155,92 @@ def test_bad_videos_are_skipped_and_reported(tiny_data, tmp_path, capsys):
     assert (tmp_path / "run" / "last.safetensors").is_file()
 
 
-def test_many_bad_videos_are_counted_not_all_printed(tiny_data, tmp_path, capsys):
-    # a Kinetics download has thousands of broken files: each epoch printed a line for each
+def test_many_bad_videos_are_counted_not_all_printed_and_kept_once(tiny_data, tmp_path, capsys, monkeypatch):
+    # A Kinetics download has thousands of broken files: each epoch printed a line for each,
+    # and history.json listed all of them again in every epoch (21 MB after 50 epochs of
+    # 2,400, rewritten and dumped into last_state.pt every epoch).
+    from effvid.training import loop
+
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     for i in range(13):
         (data / "train" / "left" / f"zero{i:02d}.mp4").write_bytes(b"")
-    result = train(tiny_config(data, tmp_path / "run", epochs=1))
-    assert len(result["history"][0]["bad_samples"]) == 13
+    real_state = loop.RunWriter.state
+
+    def state_crashing_at_epoch_2(self, state, name):
+        if state["epoch"] == 1:
+            raise Crash()
+        real_state(self, state, name)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(loop.RunWriter, "state", state_crashing_at_epoch_2)
+    with pytest.raises(Crash):  # the resume redoes epoch 2 from epoch 1's state
+        # 25 training clips in batches of 5: no ragged last batch dropped, every clip read
+        train(tiny_config(data, run, epochs=2, batch_size=5))
+    monkeypatch.setattr(loop.RunWriter, "state", real_state)
+    assert len(json.loads((run / "bad_videos.json").read_text())) == 13
     out = capsys.readouterr().out
     assert "skipped 13 unreadable video(s) this epoch:" in out
     assert sum("zero" in line for line in out.splitlines()) == 10
-    assert "    ... and 3 more (all in history.json under bad_samples)\n" in out
+    assert "    ... and 3 more (all in bad_videos.json)\n" in out
+    # a video that breaks after the crash is new in epoch 2; the 13 were met before it
+    good = sorted((data / "val" / "right").glob("*.mp4"))[0]
+    good.write_bytes(b"")
+    result = train(tiny_config(data, run, epochs=2, batch_size=5, resume=True))
+    out = capsys.readouterr().out
+    assert "skipped 14 unreadable video(s) this epoch:" in out and "... and 4 more" in out
+
+    zeros = sorted(str(data / "train" / "left" / f"zero{i:02d}.mp4") for i in range(13))
+    history = json.loads((run / "history.json").read_text())
+    assert history == result["history"]
+    assert [h["bad_count"] for h in history] == [13, 14]
+    assert [p for p, _ in history[0]["bad_new"]] == zeros
+    assert history[1]["bad_new"] == [[str(good), f"cannot decode video {str(good)!r}: file is empty (0 bytes)"]]
+    assert all("bad_samples" not in h for h in history)
+    listed = json.loads((run / "bad_videos.json").read_text())
+    assert [(b["path"], b["epoch"]) for b in listed] == [(p, 0) for p in zeros] + [(str(good), 1)]
+    assert listed[0]["reason"] == f"cannot decode video {zeros[0]!r}: file is empty (0 bytes)"
+    state = torch.load(run / "last_state.pt", weights_only=True)
+    assert json.loads(state["history"]) == history
+
+
+def test_history_of_an_older_run_lists_each_bad_video_once_on_resume():
+    # records written before bad_new listed every unreadable video of their epoch
+    from effvid.training.loop import bad_videos_list, upgrade_bad_samples
+
+    history = [{"epoch": 0, "bad_samples": [["a.mp4", "empty"], ["b.mp4", "no video stream"]]},
+               {"epoch": 1, "bad_samples": [["a.mp4", "empty"], ["c.mp4", "truncated"]]},
+               {"epoch": 2, "bad_samples": []}]
+    upgrade_bad_samples(history)
+    assert history == [{"epoch": 0, "bad_count": 2, "bad_new": [["a.mp4", "empty"], ["b.mp4", "no video stream"]]},
+                       {"epoch": 1, "bad_count": 2, "bad_new": [["c.mp4", "truncated"]]},
+                       {"epoch": 2, "bad_count": 0, "bad_new": []}]
+    assert bad_videos_list(history) == [{"path": "a.mp4", "reason": "empty", "epoch": 0},
+                                        {"path": "b.mp4", "reason": "no video stream", "epoch": 0},
+                                        {"path": "c.mp4", "reason": "truncated", "epoch": 1}]
+    # a history already in the new format, resumed a second time, stays as it is
+    again = json.loads(json.dumps(history))
+    upgrade_bad_samples(again)
+    assert again == history
+
+
+def test_no_readable_training_video_stops_the_run_with_the_first_path_and_reason(tiny_data, tmp_path):
+    from effvid.errors import UserError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for video in (data / "train").glob("*/*.mp4"):
+        video.write_bytes(b"")
+    with pytest.raises(UserError) as caught:
+        train(tiny_config(data, tmp_path / "run", epochs=1))
+    # the same wording as validation's and effvid eval's (it used to give the path without a reason)
+    head = "epoch 1 trained on no clips: every training video was unreadable (12 unreadable; the first: "
+    message = str(caught.value)
+    assert message.startswith(head), message
+    first = message[len(head):].split(": ", 1)[0]  # the shuffled order's first
+    assert first in {str(p) for p in (data / "train").glob("*/*.mp4")}
+    assert message.endswith(f"{first}: cannot decode video {first!r}: file is empty (0 bytes))"), message
+    assert not (tmp_path / "run" / "last_state.pt").exists()
 
 
 def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path, capsys):
@@ -575,7 +656,8 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_confusion_plot_stays_drawable_with_many_classes_and_long_names(tmp_path):
-    from effvid.training.plots import _shorten, plot_confusion
+    from effvid.plot_text import shorten_label
+    from effvid.training.plots import plot_confusion
 
     # 60 classes drew 2900 px square (400: 18200 px, 96 s and 15 GB every epoch)
     n = 60
@@ -586,7 +668,7 @@ def test_confusion_plot_stays_drawable_with_many_classes_and_long_names(tmp_path
     # figure makes room for them instead of pushing the matrix out (400 px, labels cut off)
     names = ["moving something from left to right " * 5 + "slowly",
              "moving something from left to right " * 5 + "quickly"]
-    labels = [_shorten(name) for name in names]
+    labels = [shorten_label(name) for name in names]
     assert labels[0] != labels[1] and max(map(len, labels)) == 40
     assert labels[0].startswith("moving something") and labels[0].endswith("slowly")
     plot_confusion([[2, 1], [0, 3]], names, tmp_path / "long.png")

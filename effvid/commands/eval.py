@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import collate_clips, find_class_file
     from ..inference import load_recognizer, test_dataset
-    from ..training.evaluate import evaluate
+    from ..training.evaluate import evaluate, no_readable_clips
 
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet)
     if stats["count"] == 0:  # a 0% that measured nothing must not read as a result
-        first = stats["bad"][0] if stats["bad"] else ("-", "")
-        raise UserError(f"no video in {args.data} could be read ({len(stats['bad'])} unreadable; "
-                        f"the first: {first[0]}: {first[1]})")
+        raise no_readable_clips("evaluated", f"video in {args.data}", stats["bad"])
     views = (args.clips + int(args.twice)) * args.crops
     print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))

@@ -68,8 +68,12 @@ class BadSample:
     reason: str
 
 
+def _has_video_ext(path: str | Path, extensions: Sequence[str]) -> bool:
+    return Path(path).suffix.lower() in extensions
+
+
 def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
-    if path.suffix.lower() in extensions:
+    if _has_video_ext(path, extensions):
         return
     hint = ""
     if path.is_dir() or path.suffix.lower() in (".jpg", ".jpeg", ".png"):
@@ -147,21 +151,27 @@ def _is_int(s: str) -> bool:
 def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -> None:
     """A line whose fields after the video are not ``label`` or ``num_frames label`` leaves some
     in the path, and the error would be about an extension ".mp4 air"; say what happened."""
-    if Path(path).suffix.lower() in extensions:
+    import re
+
+    if _has_video_ext(path, extensions):
         return
-    for ext in extensions:
-        k = path.lower().rfind(ext)
-        if k > 0 and path[k + len(ext):k + len(ext) + 1].isspace():
-            fields = line[line.lower().rfind(ext, 0, len(path)) + len(ext):].split()
-            if any(f.startswith("#") for f in fields):
-                raise ValueError(f"{where}: a comment must be a line of its own (starting with #)")
-            if all(_is_int(f) for f in fields):  # e.g. a multi-label line "x.mp4 3 17 52"
-                raise ValueError(f"{where}: {len(fields)} numbers after the video; expected "
-                                 "'path label' or 'path num_frames label' (one label per video)")
-            name = " ".join(fields[1:] if _is_int(fields[0]) else fields)
-            raise ValueError(f"{where}: the label is the last word of a line, so the class name "
-                             f"{name!r} cannot contain spaces: write it as "
-                             f"{name.replace(' ', '_')!r} or use integer labels")
+    # The video ends at the last extension followed by a space. Searched once, in ``path``
+    # itself (a prefix of ``line``): positions in a lowered copy were off wherever lower()
+    # lengthens a character ("İ"), and the error fell back to the extension ".mp4 air".
+    ends = [m.end() for m in re.finditer("(?:" + "|".join(map(re.escape, extensions)) + r")(?=\s)",
+                                         path, re.IGNORECASE) if m.start() > 0]
+    if not ends:
+        return
+    fields = line[ends[-1]:].split()
+    if any(f.startswith("#") for f in fields):
+        raise ValueError(f"{where}: a comment must be a line of its own (starting with #)")
+    if all(_is_int(f) for f in fields):  # e.g. a multi-label line "x.mp4 3 17 52"
+        raise ValueError(f"{where}: {len(fields)} numbers after the video; expected "
+                         "'path label' or 'path num_frames label' (one label per video)")
+    name = " ".join(fields[1:] if _is_int(fields[0]) else fields)
+    raise ValueError(f"{where}: the label is the last word of a line, so the class name "
+                     f"{name!r} cannot contain spaces: write it as "
+                     f"{name.replace(' ', '_')!r} or use integer labels")
 
 
 def _read_text(path: Path, what: str) -> str:

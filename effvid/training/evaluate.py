@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .distributed import DistEnv, all_reduce_sum
 from .metrics import ClassificationMeter
 from .progress import progress_bar
@@ -27,6 +28,18 @@ def predict_views(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
         return model(video)
     n, v = video.shape[:2]
     return model(video.flatten(0, 1)).view(n, v, -1).mean(dim=1)
+
+
+def no_readable_clips(done: str, videos: str, bad: list, on_this_process: bool = False) -> UserError:
+    """The error for a pass over data that read no clip: its 0% (and loss 0) measured nothing
+    and must not be recorded as a result. One wording for training, validation and
+    ``effvid eval``: "``done`` on no clips: every ``videos`` was unreadable (N unreadable; the
+    first: PATH: REASON)"; ``bad`` is the pass's [(path, reason)], of this process only when
+    ``on_this_process`` (under torchrun the others have their own)."""
+    first = f"{bad[0][0]}: {bad[0][1]}" if bad else "-"
+    where = " on this process" if on_this_process else ""
+    return UserError(f"{done} on no clips: every {videos} was unreadable ({len(bad)} unreadable{where}; "
+                     f"the first: {first})")
 
 
 @torch.no_grad()

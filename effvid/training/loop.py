@@ -9,7 +9,8 @@ Structure (also what runs under torchrun, one process per GPU):
   5. per epoch: train, evaluate, log, write checkpoint (atomically) and the best model, plots
 
 Only the main process writes files (:class:`RunWriter`). Bad videos are skipped by the data
-pipeline and reported at the end of each epoch with their paths.
+pipeline and reported at the end of each epoch with their paths; history.json lists each once,
+in the epoch that first met it, and bad_videos.json all of them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_
 from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
-from .evaluate import autocast_for, evaluate
+from .evaluate import autocast_for, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
 
@@ -64,7 +65,7 @@ class RunWriter:
 
     # what a run writes; --overwrite removes an earlier run's before the new one starts
     RUN_FILES = ("config.json", "history.json", "last.safetensors", "last_state.pt",
-                 "best.safetensors", "curves.png", "confusion.png")
+                 "best.safetensors", "curves.png", "confusion.png", "bad_videos.json")
 
     def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False,
                  tensorboard: bool = True):
@@ -110,13 +111,17 @@ class RunWriter:
     def epoch_files(self, model: nn.Module, history: list[dict], classes: list[str], metadata: dict,
                     is_best: bool) -> None:
         """What is derived from a committed epoch (``history[-1]``, ``model`` its weights):
-        last.safetensors, best.safetensors when that epoch is the best, the plots, and last
-        history.json, whose being up to date says that the others are (epoch_files_missing)."""
+        last.safetensors, best.safetensors when that epoch is the best, the plots,
+        bad_videos.json when a video was unreadable, and last history.json, whose being up to
+        date says that the others are (epoch_files_missing)."""
         epoch_meta = metadata | {"epoch": history[-1]["epoch"] + 1}
         self.weights(model, "last.safetensors", epoch_meta)
         if is_best:
             self.weights(model, "best.safetensors", epoch_meta)
         self.plots(history, classes)
+        bad = bad_videos_list(history)
+        if bad:
+            self.text("bad_videos.json", json.dumps(bad, indent=1))
         self.text("history.json", json.dumps(history, indent=1))
 
     def plots(self, history: list[dict], classes: list[str]) -> None:
@@ -137,13 +142,47 @@ class RunWriter:
 
 def bad_videos_report(bad: list, shown: int = 10) -> str:
     """The epoch's unreadable videos for the console: the first ``shown`` with their reasons
-    and a count of the rest, which history.json lists. A Kinetics download has thousands of
+    and a count of the rest, which bad_videos.json lists. A Kinetics download has thousands of
     broken files, and each epoch printed a line for every one of them."""
     lines = [f"  skipped {len(bad)} unreadable video(s) this epoch:"]
     lines += [f"    {path}: {reason}" for path, reason in bad[:shown]]
     if len(bad) > shown:
-        lines.append(f"    ... and {len(bad) - shown} more (all in history.json under bad_samples)")
+        lines.append(f"    ... and {len(bad) - shown} more (all in bad_videos.json)")
     return "\n".join(lines)
+
+
+def first_seen(bad: list, seen: set[str]) -> list[list[str]]:
+    """The [path, reason] of ``bad`` whose path is not in ``seen``, each path once; adds them
+    to ``seen``. An epoch's record keeps only these (``bad_new``) and a count: with the full
+    list in every epoch, 2,400 broken Kinetics files made history.json 21 MB after 50 epochs,
+    rewritten, and dumped into last_state.pt, every epoch."""
+    new = []
+    for path, reason in bad:
+        if path not in seen:
+            seen.add(path)
+            new.append([path, reason])
+    return new
+
+
+def bad_videos_list(history: list[dict]) -> list[dict]:
+    """Every video the run found unreadable, once, with the epoch that first met it: the
+    contents of bad_videos.json."""
+    return [{"path": path, "reason": reason, "epoch": h["epoch"]}
+            for h in history for path, reason in h["bad_new"]]
+
+
+def upgrade_bad_samples(history: list[dict]) -> None:
+    """Records written before ``bad_new`` listed every unreadable video of their epoch under
+    ``bad_samples``: rewrite them as count and first seen, as the run would now have written
+    them, so that a resumed older run goes on in one format (and its history shrinks)."""
+    seen: set[str] = set()
+    for h in history:
+        if "bad_samples" in h:
+            bad = h.pop("bad_samples")
+            h["bad_count"] = len({path for path, _ in bad})
+            h["bad_new"] = first_seen(bad, seen)
+        else:
+            seen.update(path for path, _ in h["bad_new"])
 
 
 def load_resume_state(folder: Path) -> dict | None:
@@ -343,8 +382,7 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
                         clips_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
     meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())
     if meter.count == 0:
-        raise UserError(f"epoch {epoch + 1} trained on no clips: every training video was unreadable "
-                        f"({len(bad)} on this process; the first: {bad[0][0] if bad else '-'})")
+        raise no_readable_clips(f"epoch {epoch + 1} trained", "training video", bad, env.distributed)
     stats = meter.summary()
     stats["lr"] = cfg.lr * lr_factor(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch)
     return stats, bad
@@ -425,6 +463,7 @@ def train(cfg: TrainConfig) -> dict:
                              f"with {len(classes)} classes ({str(e).strip().splitlines()[0]})") from e
         start_epoch, best = resume["epoch"] + 1, resume["best"]
         history = json.loads(resume["history"])
+        upgrade_bad_samples(history)
     elif cfg.resume and env.is_main:
         print(f"nothing to resume in {out}; starting from scratch")
     # Only now, with the data, the model and any resume state known to be valid, is the run
@@ -453,6 +492,7 @@ def train(cfg: TrainConfig) -> dict:
     writer.text("config.json", run_config)
 
     # 5. epochs
+    seen_bad = {path for h in history for path, _ in h["bad_new"]}  # a resumed run's too
     for epoch in range(start_epoch, cfg.epochs):
         # Every random stream of an epoch depends only on (seed, epoch, rank), so a resumed
         # run repeats exactly what the uninterrupted run would have done.
@@ -468,13 +508,14 @@ def train(cfg: TrainConfig) -> dict:
                              progress=cfg.progress)
         if val_stats["count"] == 0:  # all-reduced: every process stops here together
             # its 0% (and loss 0) would be recorded, plotted and even chosen as the best model
-            first = val_stats["bad"][0] if val_stats["bad"] else ("-", "")
-            raise UserError(f"epoch {epoch + 1} validated on no clips: every validation video was "
-                            f"unreadable ({len(val_stats['bad'])} on this process; the first: "
-                            f"{first[0]}: {first[1]})")
-        bad = sorted({p for group in all_gather_objects(bad + val_stats.pop("bad"), env) for p in group})
+            raise no_readable_clips(f"epoch {epoch + 1} validated", "validation video", val_stats["bad"],
+                                    env.distributed)
+        # every process's, one reason per path
+        bad = sorted(dict(p for group in all_gather_objects(bad + val_stats.pop("bad"), env)
+                          for p in group).items())
         record = {"epoch": epoch, "train": train_stats, "val": val_stats,
-                  "seconds": time.perf_counter() - t0, "bad_samples": bad}
+                  "seconds": time.perf_counter() - t0, "bad_count": len(bad),
+                  "bad_new": first_seen(bad, seen_bad)}
         history.append(record)
         is_best = val_stats["top1"] > best
         best = max(best, val_stats["top1"])
@@ -497,7 +538,7 @@ def train(cfg: TrainConfig) -> dict:
                   f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
                   + (f" top5 {100 * val_stats['top5']:.1f}%" if "top5" in val_stats else "")
                   + f" | {record['seconds']:.0f}s" + (" | best" if is_best else ""))
-            print("  val top-1 per class: " + per_class_report(val_stats["confusion"], classes))
+            print("  val top-1 per class: " + per_class_report(classes, val_stats["per_class"]))
             if bad:
                 print(bad_videos_report(bad))
     writer.close()

@@ -50,13 +50,18 @@ class ClassificationMeter:
         return out
 
 
-def per_class_report(confusion: list[list[int]], classes: list[str], limit: int = 10) -> str:
-    """Top-1 accuracy per class, from a confusion matrix (rows: true class), as one line: every
-    class when there are at most ``limit``, else the ``limit`` lowest. Classes without
-    samples are left out."""
-    rows = [(name, row[i] / sum(row)) for i, (name, row) in enumerate(zip(classes, confusion)) if sum(row)]
+def per_class_report(classes: list[str], per_class: list[float | None], limit: int = 10) -> str:
+    """Top-1 accuracy per class (``per_class`` as :meth:`ClassificationMeter.summary` gives it)
+    as one line: every class when there are at most ``limit``, else the ``limit`` lowest.
+    Classes without validation clips (None) are counted apart: "lowest 10 of 400" counted
+    them among the 400 although they had no accuracy to rank."""
+    measured = [(name, acc) for name, acc in zip(classes, per_class) if acc is not None]
     head = ""
-    if len(rows) > limit:
-        rows = sorted(rows, key=lambda r: r[1])[:limit]
-        head = f"lowest {limit} of {len(classes)}: "
-    return head + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in rows)
+    if len(measured) > limit:
+        head = f"lowest {limit} of {len(measured)}: "
+        measured = sorted(measured, key=lambda r: r[1])[:limit]
+    line = head + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in measured)
+    missing = sum(acc is None for acc in per_class)
+    if missing:
+        line += f" ({missing} {'class' if missing == 1 else 'classes'} had no validation clips)"
+    return line

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +10,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..models.weights import atomic_replace  # noqa: E402
+from ..plot_text import missing_glyphs_noted, shorten_label  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:
@@ -22,39 +20,6 @@ def _save(fig, path: str | Path) -> None:
         atomic_replace(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
-
-
-_NOTED: set[str] = set()
-
-
-@contextmanager
-def missing_glyphs_noted(what: str):
-    """One note for the characters of class names that the plotting font lacks: matplotlib
-    warns once per character, twice (layout and drawing), and 30 Chinese class names printed
-    ~480 warning lines in a run's first epoch. Other warnings pass through."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    missing = set()
-    for w in caught:
-        if "missing from font" in str(w.message):
-            missing.add(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    note = (f"note: {what}: the plotting font has no glyph for {len(missing)} character(s) of the "
-            "class names; they show as empty boxes")
-    if missing and note not in _NOTED:  # once, not every epoch
-        _NOTED.add(note)
-        print(note, file=sys.stderr)
-
-
-def _shorten(name: str, limit: int = 40) -> str:
-    """A tick label of at most ``limit`` characters, its start and end: a longer class name (a
-    sentence, as in Something-Something) pushed the matrix out of the figure."""
-    if len(name) <= limit:
-        return name
-    tail = (limit - 1) // 2
-    return name[:limit - 1 - tail] + "\u2026" + name[-tail:]
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
@@ -85,7 +50,7 @@ def _plot_confusion(confusion, classes: list[str], path: str | Path, title: str)
     cm = np.asarray(confusion, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     labelled = len(classes) <= 40
-    labels = [_shorten(name) for name in classes] if labelled else []
+    labels = [shorten_label(name) for name in classes] if labelled else []
     # grows with the classes and room for their labels (~0.08 inch a character) while they are
     # labelled, then stays at 20 inches (2000 px): at 400 classes the unbounded size was
     # 18200 px square, 96 s and 15 GB to draw every epoch
