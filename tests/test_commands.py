@@ -234,3 +234,26 @@ def test_eval_and_predict_columns_with_many_classes_and_long_names(trained, tmp_
     assert len(ranks) == 12 and ranks[0].startswith("   1. ") and ranks[-1].startswith("  12. ")
     # the scores in one column after 60 characters of names (the longer name overflows alone)
     assert {line.rindex(" ") for line in ranks if names[-1] not in line} == {2 + 4 + 60}
+
+
+def test_eval_lists_the_first_10_unreadable_videos(trained, tmp_path, capsys):
+    # a broken Kinetics validation set printed one line per unreadable video (thousands)
+    import shutil
+
+    data, ckpt = trained
+    root = tmp_path / "data"
+    shutil.copytree(data / "val", root)
+    for k in range(12):
+        (root / "left" / f"broken_{k:02d}.mp4").write_bytes(b"")
+    assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "  skipped 12 unreadable video(s):" in out, out
+    # each named once, with its reason (which repeated the path)
+    assert out.count("broken_") == 10 and "left/broken_00.mp4: file is empty (0 bytes)\n" in out, out
+    assert "broken_09.mp4" in out and "broken_10.mp4" not in out
+    assert "    ... and 2 more (--json FILE lists them all)" in out
+    report = tmp_path / "e.json"
+    assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
+    assert f"... and 2 more (all in {report})" in capsys.readouterr().out
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in json.loads(report.read_text())["bad"]) == \
+        [f"broken_{k:02d}.mp4" for k in range(12)]

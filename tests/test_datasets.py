@@ -240,7 +240,7 @@ def test_bad_files_become_markers_and_are_reported(bad_root):
     bad = {it.path.split("/")[-1]: it.reason for it in items if isinstance(it, BadSample)}
     assert set(bad) == {"zero.mp4", "random.mp4", "half.mp4", "a2.mp4"}
     for name, reason in bad.items():
-        assert reason.count(name) == 1  # reason names the file, once
+        assert name not in reason  # the marker's path names the file; reports print both
     assert "empty" in bad["zero.mp4"] and "not found" in bad["a2.mp4"]
 
     batch = collate_clips(items)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import collate_clips, find_class_file
     from ..inference import load_recognizer, test_dataset
-    from ..training.evaluate import evaluate, no_readable_clips
+    from ..training.evaluate import bad_videos_report, evaluate, no_readable_clips
 
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
@@ -75,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
     print(per_class_lines(classes, stats["per_class"]))
     if stats["bad"]:
-        print(f"skipped {len(stats['bad'])} unreadable video(s):")
-        for path, reason in stats["bad"]:
-            print(f"  {path}: {reason}")
+        print(bad_videos_report(stats["bad"], when="", full_list="--json FILE lists them all"
+                                if not args.json else f"all in {args.json}"))
     if args.json:
         Path(args.json).write_text(json.dumps(stats | {"classes": classes}, indent=1) + "\n")
     return 0

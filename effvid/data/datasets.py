@@ -34,7 +34,7 @@ import torch
 
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform
-from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, read_frames
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, read_frames
 
 __all__ = [
     "VideoSample",
@@ -151,7 +151,6 @@ def _is_int(s: str) -> bool:
 def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -> None:
     """A line whose fields after the video are not ``label`` or ``num_frames label`` leaves some
     in the path, and the error would be about an extension ".mp4 air"; say what happened."""
-    import re
 
     if _has_video_ext(path, extensions):
         return
@@ -571,7 +570,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
             # one opening of the file: probe (unless cached), then one pass for all clips
             frames = read_frames(sample.path, choose, self._info.get(sample.path))
         except (VideoDecodeError, OSError) as e:
-            return BadSample(sample.path, str(e))
+            # the reason alone: reports print it beside the path, which str(e) repeated
+            return BadSample(sample.path, e.reason if isinstance(e, VideoDecodeError) else av_reason(e))
         views = []
         for k in range(len(clips)):
             clip = frames[k * self.num_segments:(k + 1) * self.num_segments]

@@ -42,6 +42,18 @@ def no_readable_clips(done: str, videos: str, bad: list, on_this_process: bool =
                      f"the first: {first})")
 
 
+def bad_videos_report(bad: list, when: str = " this epoch", full_list: str = "all in bad_videos.json",
+                      shown: int = 10) -> str:
+    """Unreadable videos for the console: the first ``shown`` with their reasons and a count of
+    the rest, which ``full_list`` says where to find. A Kinetics download has thousands of
+    broken files, and a line for every one of them buried the report."""
+    lines = [f"  skipped {len(bad)} unreadable video(s){when}:"]
+    lines += [f"    {path}: {reason}" for path, reason in bad[:shown]]
+    if len(bad) > shown:
+        lines.append(f"    ... and {len(bad) - shown} more ({full_list})")
+    return "\n".join(lines)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *,
              env: DistEnv | None = None, amp: bool = True, progress: bool = True) -> dict:

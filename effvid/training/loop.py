@@ -38,7 +38,7 @@ from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_
 from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
-from .evaluate import autocast_for, evaluate, no_readable_clips
+from .evaluate import autocast_for, bad_videos_report, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
 
@@ -138,17 +138,6 @@ class RunWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def bad_videos_report(bad: list, shown: int = 10) -> str:
-    """The epoch's unreadable videos for the console: the first ``shown`` with their reasons
-    and a count of the rest, which bad_videos.json lists. A Kinetics download has thousands of
-    broken files, and each epoch printed a line for every one of them."""
-    lines = [f"  skipped {len(bad)} unreadable video(s) this epoch:"]
-    lines += [f"    {path}: {reason}" for path, reason in bad[:shown]]
-    if len(bad) > shown:
-        lines.append(f"    ... and {len(bad) - shown} more (all in bad_videos.json)")
-    return "\n".join(lines)
 
 
 def first_seen(bad: list, seen: set[str]) -> list[list[str]]:
