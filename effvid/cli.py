@@ -54,7 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reports_errors() -> bool:
+    """Whether this process prints errors a user can fix. Under torchrun every process meets the
+    same refusal (a bad value, a missing folder) and printed it once each: the first process on
+    each machine reports it (another machine's files may differ), the others exit quietly with
+    the same status."""
+    return os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) == "0"
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C in the first seconds of any command lands in an import of torch (build_parser
+    # imports the commands); the package itself imports nothing heavy, so this catches it.
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:
+        return interrupted(argv)
+
+
+def interrupted(argv: list[str] | None) -> int:
+    """One line and status 130 (128 + SIGINT), as shells report a Ctrl-C, instead of a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if a in COMMANDS), None)
+    if reports_errors():
+        print(f"effvid{' ' + command if command else ''}: interrupted", file=sys.stderr)
+    return 130
+
+
+def run_command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from effvid.runtime import retain_freed_memory_unless_disabled
 
@@ -70,11 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, OSError) and e.strerror and e.filename:  # without "[Errno 2]"
             name = str(e.filename)
             message = e.strerror if name in e.strerror else f"{e.strerror}: {name!r}"
-        print(f"effvid {args.command}: error: {message}", file=sys.stderr)
+        if reports_errors():
+            print(f"effvid {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"effvid {args.command}: interrupted", file=sys.stderr)
-        return 130
     return int(result or 0)
 
 

@@ -619,13 +619,15 @@ def test_write_failures_name_the_file_and_keep_the_previous_one(tmp_path, monkey
 def test_resume_with_another_number_of_processes_is_refused(tiny_data, tmp_path, monkeypatch):
     # --batch-size is per process: a 2-process run resumed in 1 process continued silently with
     # half the effective batch and other shards
-    from effvid.training import loop
+    from effvid.training import loop, run_lock
     from effvid.training.distributed import DistEnv
 
     run = tmp_path / "run"
     train(tiny_config(tiny_data, run, epochs=1))
     assert torch.load(run / "last_state.pt", weights_only=True)["world_size"] == 1
     monkeypatch.setattr(loop, "init_distributed", lambda device: DistEnv(0, 2, 0))
+    # no process group: the second process's answer to the run-folder lock, which it never takes
+    monkeypatch.setattr(run_lock, "all_gather_objects", lambda obj, env: [obj, None])
     with pytest.raises(ValueError, match=r"cannot resume .* with 2 process\(es\): it was trained with 1 "
                                          r"\(effective batch 4, now 8\); resume it with 1"):
         train(tiny_config(tiny_data, run, epochs=2, resume=True))

@@ -10,11 +10,14 @@ run in RUN with its own saved configuration.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
+from ..cli import reports_errors
 from ..training.config import TrainConfig
 
 HELP = {
@@ -74,6 +77,38 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def saved_epochs(cfg: TrainConfig) -> str | None:
+    """What a run that stopped can be continued from, for its last message; None when it
+    stopped before its first epoch was completed."""
+    out = Path(cfg.output)
+    if not (out / "last_state.pt").is_file():
+        return None
+    try:  # history.json is written after each epoch's commit point: it counts the epochs saved
+        done = f" ({len(json.loads((out / 'history.json').read_text()))} of {cfg.epochs})"
+    except (OSError, ValueError):
+        done = ""
+    return f"the last completed epoch{done} is saved: continue with effvid train --output {out} --resume"
+
+
+def worker_died_message(cfg: TrainConfig, error: str) -> str:
+    """A DataLoader worker that died (the kernel's OOM killer sends SIGKILL) ended the run with
+    PyTorch's traceback: say what probably happened, what to change, and what is saved."""
+    rank = os.environ.get("RANK", "0")
+    where = f" (process {rank})" if rank != "0" else ""  # this process's own trouble: it reports it
+    # Without a Python error (that would have been re-raised), a worker dies of a signal: most
+    # often the OOM killer's SIGKILL ("killed by signal: Killed", or "exited unexpectedly" when
+    # PyTorch noticed it missing before the signal was reported)
+    crashed = "killed by signal" in error and "Killed" not in error  # a segfault, a bus error
+    cause = "it crashed" if crashed else "most likely the system ran out of memory and killed it"
+    saved = saved_epochs(cfg)
+    # --workers may change on resume; --batch-size may not (it would no longer be the same run)
+    then = (f"{saved[0].upper()}{saved[1:]} --workers {cfg.workers // 2}." if saved
+            else "No epoch was completed; nothing to resume.")
+    return (f"effvid train{where}: error: a data-loading worker process died ({error}); {cause}. "
+            f"Try fewer --workers (this run: {cfg.workers}) or a smaller --batch-size (this run: "
+            f"{cfg.batch_size}). {then}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.loop import train
 
@@ -86,13 +121,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(cfg)
     except KeyboardInterrupt:
-        if (Path(cfg.output) / "last_state.pt").is_file():
-            print(f"effvid train: interrupted; the last completed epoch is saved: continue with "
-                  f"effvid train --output {cfg.output} --resume", file=sys.stderr)
-        else:  # interrupted during the first epoch: no epoch to continue from
-            print("effvid train: interrupted before the first epoch was completed; nothing to "
-                  "resume", file=sys.stderr)
+        saved = saved_epochs(cfg)
+        if reports_errors():  # torchrun passes a Ctrl-C to every process
+            print(f"effvid train: interrupted; {saved}" if saved else "effvid train: interrupted "
+                  "before the first epoch was completed; nothing to resume", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        if not str(e).startswith("DataLoader worker (pid"):
+            raise
+        print(worker_died_message(cfg, str(e).strip()), file=sys.stderr)
+        return 1
     if not result["is_main"]:  # under torchrun, one process reports
         return 0
     print(f"best val top-1 {100 * result['best_top1']:.1f}%; run folder: {result['output']} "

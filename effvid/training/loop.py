@@ -5,7 +5,7 @@ Structure (also what runs under torchrun, one process per GPU):
   2. data: datasets, samplers (:func:`build_sampler`), loaders
   3. model, optimiser (classifier LR multiplier, no weight decay on BN and biases), schedule
   4. resume from the last checkpoint if asked; only then the run folder and config.json, so
-     a failed start writes nothing
+     a failed start writes nothing (but the lock file that keeps a second run out, run_lock.py)
   5. per epoch: train, evaluate, log, write checkpoint (atomically) and the best model, plots
 
 Only the main process writes files (:class:`RunWriter`). Bad videos are skipped by the data
@@ -41,6 +41,7 @@ from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_proce
 from .evaluate import autocast_for, bad_videos_report, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
+from .run_lock import hold_run_folder
 
 
 def resolve_device(name: str) -> torch.device:
@@ -382,6 +383,11 @@ def train(cfg: TrainConfig) -> dict:
     cfg.validate()
     device = resolve_device(cfg.device)
     env = init_distributed(str(device))
+    with hold_run_folder(cfg.output, env):  # one run at a time in a folder (run_lock.py)
+        return train_in_held_folder(cfg, device, env)
+
+
+def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
     if env.distributed and device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)

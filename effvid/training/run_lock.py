@@ -1,0 +1,115 @@
+"""One run at a time in a run folder.
+
+Two ``effvid train`` processes writing the same ``--output`` (a run started twice, a resume
+while the run still runs) overwrite each other's checkpoints and history. The main process
+holds an exclusive ``flock`` on ``RUN/.effvid-run.lock`` for as long as the run runs. The
+operating system releases it when the process ends, however it ends (a crash, ``kill -9``, the
+OOM killer), so the file a killed run leaves behind blocks nothing: a resume takes it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+from ..errors import UserError
+from .distributed import DistEnv, all_gather_objects
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are not locked there
+    fcntl = None
+
+LOCK_NAME = ".effvid-run.lock"
+
+# Descriptors of the locks this process holds. A forked child (a DataLoader worker) closes its
+# copies: the lock belongs to the open file, so a worker still alive for a few seconds after
+# its run was killed kept the folder locked until it noticed and exited.
+_held: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _held:
+        os.close(fd)  # the child's copy only: the parent's lock stays
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+def lock_run_folder(folder: Path) -> int | None:
+    """Create ``folder`` if needed and lock it: the locked file's descriptor (closing it
+    releases the lock), or None where the file system has no locks. Raises UserError naming
+    the folder and the process that holds it."""
+    path = folder / LOCK_NAME
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").split()
+            os.close(fd)
+            who = f" (pid {holder[0]} on {holder[1]})" if len(holder) == 2 else ""
+            raise UserError(f"{folder} is in use by another effvid train{who}: wait for it to end "
+                            "or stop it, or write this run elsewhere with --output") from None
+        except OSError:  # a file system without locks (some network ones): run unlocked
+            os.close(fd)
+            return None
+        # A run that gave up a folder it had created removes it, lock file included
+        # (release_run_folder): the lock counts only if the path still names the file locked.
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    _held.add(fd)
+    return fd
+
+
+def release_run_folder(fd: int, folder: Path, created: Path | None) -> None:
+    """Unlock. ``created``: the first folder of ``folder``'s path that this run created; a new
+    run that failed before it wrote anything removes what it created, lock file included."""
+    if created is not None:
+        try:
+            if [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+                (folder / LOCK_NAME).unlink()
+                for path in (folder.absolute(), *folder.absolute().parents):
+                    path.rmdir()
+                    if path == created:
+                        break
+        except OSError:
+            pass  # a file appeared meanwhile, or the folder is not ours to remove: leave it
+    _held.discard(fd)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_run_folder(folder: str | Path, env: DistEnv):
+    """Hold the run folder while the block runs. Only the main process locks it; every process
+    stops with the same UserError when another run holds it, so that none waits in a
+    collective operation for a main process that has left."""
+    folder = Path(folder)
+    fd, refusal, created = None, None, None
+    if env.is_main and fcntl is not None:
+        path = folder.absolute()
+        created = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)
+        try:
+            fd = lock_run_folder(folder)
+        except (UserError, OSError) as e:  # OSError: the folder cannot be made or written
+            refusal = (str(e) if isinstance(e, UserError)
+                       else f"cannot write to the run folder {folder}: {e.strerror or e}")
+    refusal = all_gather_objects(refusal, env)[0]
+    if refusal is not None:
+        raise UserError(refusal)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            release_run_folder(fd, folder, created)

@@ -1,0 +1,220 @@
+"""The command line under process-level trouble, with real processes and real signals: a second
+run in a folder that a run is using, a data-loading worker killed by the kernel, Ctrl-C while
+torch is still being imported, and errors under torchrun printed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from effvid.cli import interrupted, main
+from effvid.commands.train import worker_died_message
+from effvid.data.synthetic import make_synthetic_dataset
+from effvid.models.weights import load_weights
+from effvid.training.config import TrainConfig
+from effvid.training.run_lock import LOCK_NAME, lock_run_folder, release_run_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, classes=("left", "right"), videos_per_class_train=4,
+                           videos_per_class_val=2, num_frames=8, size=32, seed=1)
+    return root
+
+
+def train_args(data, out, *more: str) -> list[str]:
+    return ["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+            "--scale-size", "32", "--no-flip", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+            "--seed", "3", "--no-progress", "--output", str(out), *more]
+
+
+def wait_for_lock(folder, proc: subprocess.Popen) -> None:
+    """Until ``proc`` holds the run folder (its pid in the lock file)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if (folder / LOCK_NAME).read_text().split()[:1] == [str(proc.pid)]:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it locked {folder}:\n{proc.communicate()}")
+        time.sleep(0.02)
+    pytest.fail(f"{proc.pid} did not lock {folder}")
+
+
+def test_a_second_run_is_refused_while_one_uses_the_folder_and_a_killed_one_blocks_nothing(
+        tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "effvid", *train_args(tiny_data, run)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_lock(run, first)
+        first.send_signal(signal.SIGSTOP)  # holds the folder
+        before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+        # another run, a resume, and a replacement with other settings: all refused, naming
+        # the folder and the process that holds it, before they read or write anything
+        for more in ((), ("--resume",), ("--overwrite", "--seed", "4")):
+            assert main(train_args(tiny_data, run, *more)) == 2
+            err = capsys.readouterr().err
+            assert err == (f"effvid train: error: {run} is in use by another effvid train (pid "
+                           f"{first.pid} on {socket.gethostname()}): wait for it to end or stop it, "
+                           "or write this run elsewhere with --output\n"), more
+            assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+        first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, out + err
+    # the first run's files are its own: its seed, its one epoch, loadable weights
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0]
+    assert load_weights(run / "best.safetensors")[1]["epoch"] == 1
+
+    # A process killed while it holds the folder (kill -9: no clean-up at all) leaves the lock
+    # file, with its pid; a resume is not blocked by it.
+    killed = subprocess.run([sys.executable, "-c", "import os, pathlib, sys; from effvid.training."
+                             "run_lock import lock_run_folder; lock_run_folder(pathlib.Path("
+                             "sys.argv[1])); os.kill(os.getpid(), 9)", str(run)])
+    assert killed.returncode == -signal.SIGKILL
+    holder = (run / LOCK_NAME).read_text().split()[0]
+    assert holder not in (str(first.pid), str(os.getpid()))
+    assert main(["train", "--output", str(run), "--resume", "--epochs", "2"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1]
+    assert (run / LOCK_NAME).read_text().split()[0] == str(os.getpid())
+
+
+def test_a_failed_start_leaves_no_folder_and_a_folder_that_cannot_be_made_is_one_line(
+        tiny_data, tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    assert main(train_args(tmp_path / "missing", out)) == 2
+    assert "missing" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the folders it made went, with the lock file
+    (tmp_path / "file").write_text("")
+    assert main(train_args(tiny_data, tmp_path / "file" / "run")) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: cannot write to the run folder "
+                                       f"{tmp_path / 'file' / 'run'}: Not a directory\n")
+
+
+def test_a_forked_worker_does_not_keep_the_lock_after_its_run_ends(tmp_path):
+    # DataLoader workers are forked: their copy of the lock file's descriptor kept the folder
+    # locked after the run itself had ended (killed), until they noticed and exited
+    run = tmp_path / "run"
+    fd = lock_run_folder(run)
+    ready_read, ready_write = os.pipe()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker: says it has started, and lives until the test lets it go
+        os.write(ready_write, b"x")
+        os.read(read_end, 1)
+        os._exit(0)
+    try:
+        os.read(ready_read, 1)
+        release_run_folder(fd, run, created=None)
+        release_run_folder(lock_run_folder(run), run, created=None)  # not "in use"
+    finally:
+        os.write(write_end, b"x")
+        os.waitpid(child, 0)
+
+
+# Trains as `effvid train` does, with a dataset whose loading worker is killed by SIGKILL, as
+# the kernel's OOM killer does, on its first clip once an epoch has been saved.
+_KILLED_WORKER = """
+import os, signal, sys
+from pathlib import Path
+from torch.utils.data import get_worker_info
+from effvid.cli import main
+from effvid.data.datasets import VideoClipDataset
+
+run = Path(sys.argv[sys.argv.index("--output") + 1])
+load = VideoClipDataset.__getitem__
+
+def killed_after_first_epoch(self, i):
+    if get_worker_info() is not None and (run / "last_state.pt").exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return load(self, i)
+
+VideoClipDataset.__getitem__ = killed_after_first_epoch
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_worker_killed_by_the_kernel_ends_the_run_with_what_to_do(tiny_data, tmp_path, capsys):
+    driver = tmp_path / "driver.py"
+    driver.write_text(_KILLED_WORKER)
+    run = tmp_path / "run"
+    args = train_args(tiny_data, run, "--epochs", "2", "--workers", "1")
+    proc = subprocess.run([sys.executable, str(driver), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "epoch 1/2:" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid")]
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("effvid train: error: a data-loading worker process died (DataLoader "
+                           "worker (pid")
+    # PyTorch says "is killed by signal: Killed" or, when it noticed first, "exited unexpectedly"
+    assert "is killed by signal: Killed" in line or "exited unexpectedly" in line
+    assert line.endswith("most likely the system ran out of memory and killed it. Try fewer "
+                         "--workers (this run: 1) or a smaller --batch-size (this run: 4). The last "
+                         f"completed epoch (1 of 2) is saved: continue with effvid train --output "
+                         f"{run} --resume --workers 0."), line
+    # which it does
+    assert main(["train", "--output", str(run), "--resume", "--workers", "0"]) == 0
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1]
+    # killed in the first epoch: nothing to resume, said so
+    cfg = TrainConfig(data=str(tiny_data), output=str(tmp_path / "none"), workers=3)
+    assert worker_died_message(cfg, "DataLoader worker (pid 7) is killed by signal: Killed.").endswith(
+        "(this run: 3) or a smaller --batch-size (this run: 8). No epoch was completed; nothing to resume.")
+
+
+def test_ctrl_c_while_torch_is_imported_is_one_line(monkeypatch, capsys):
+    # -X importtime reports each module as its import ends: once a module inside torch has
+    # been imported, torch itself is still being imported, and that is when Ctrl-C comes. The
+    # import of torch reports its end even when interrupted, so "torch is the last import" says
+    # the Ctrl-C came in it; a slow test machine may miss that moment, so it tries again.
+    for attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "effvid", "info",
+                                 "tsm_resnet50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        lines, sent = [], False
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+            if not sent and line.rsplit("|", 1)[-1].strip().startswith("torch."):
+                proc.send_signal(signal.SIGINT)
+                sent = True
+        out = proc.stdout.read()
+        proc.wait(timeout=120)
+        imports = [line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")]
+        if imports and imports[-1] == "torch":
+            break
+    else:
+        pytest.skip(f"Ctrl-C never came while torch was being imported: {imports[-3:]}")
+    assert proc.returncode == 130 and out == ""
+    assert [line for line in lines if not line.startswith("import time:")] == ["effvid info: interrupted"]
+
+    # the handler itself, and under torchrun (which passes Ctrl-C to every process) only the
+    # first process says it
+    assert interrupted(["info", "--list"]) == 130 and capsys.readouterr().err == "effvid info: interrupted\n"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert interrupted(["train", "data"]) == 130 and capsys.readouterr().err == ""
+
+
+def test_under_torchrun_an_error_is_printed_once(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "effvid", *train_args(tmp_path / "missing", tmp_path / "run"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid train: error:")]
+    assert len(lines) == 1 and "missing" in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()  # the folder the failed start created is removed
