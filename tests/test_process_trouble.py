@@ -218,3 +218,36 @@ def test_under_torchrun_an_error_is_printed_once(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid train: error:")]
     assert len(lines) == 1 and "missing" in lines[0], proc.stderr
     assert not (tmp_path / "run").exists()  # the folder the failed start created is removed
+
+
+# One process's loss turns NaN at its second step (rank 1's, which does not print errors).
+_NAN_ON_ONE_PROCESS = """
+import os, sys
+import torch.nn.functional as F
+from effvid.training import loop
+
+cross_entropy, calls = F.cross_entropy, []
+
+def nan_on_rank_1(logits, labels, *args, **kwargs):
+    loss = cross_entropy(logits, labels, *args, **kwargs)
+    calls.append(1)
+    return loss * float("nan") if os.environ["RANK"] == "1" and len(calls) == 2 else loss
+
+loop.F = type("F", (), {"cross_entropy": staticmethod(nan_on_rank_1)})
+from effvid.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_under_torchrun_a_nan_loss_on_one_process_is_reported(tiny_data, tmp_path):
+    # it was checked by the process that met it alone, which under torchrun does not print:
+    # the run ended with no reason given
+    driver = tmp_path / "driver.py"
+    driver.write_text(_NAN_ON_ONE_PROCESS)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(driver), *train_args(tiny_data, tmp_path / "run", "--batch-size", "1"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid train: error:")]
+    assert lines == ["effvid train: error: loss is nan at epoch 1, step 1 (process 1); lower --lr "
+                     "or check the data"], proc.stderr

@@ -355,8 +355,13 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
         with autocast_for(device, cfg.amp):
             logits = model(video)
             loss = F.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise UserError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}; "
+        # Checked by every process together: under torchrun only the first process reports
+        # errors, and one that stopped alone left the others without the reason.
+        if any_process(not torch.isfinite(loss).item(), env, device):
+            losses = all_gather_objects(loss.item(), env)
+            rank = next(r for r, value in enumerate(losses) if not math.isfinite(value))
+            where = f" (process {rank})" if env.distributed else ""
+            raise UserError(f"loss is {losses[rank]} at epoch {epoch + 1}, step {i}{where}; "
                             "lower --lr or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
