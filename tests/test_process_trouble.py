@@ -251,3 +251,20 @@ def test_under_torchrun_a_nan_loss_on_one_process_is_reported(tiny_data, tmp_pat
     lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid train: error:")]
     assert lines == ["effvid train: error: loss is nan at epoch 1, step 1 (process 1); lower --lr "
                      "or check the data"], proc.stderr
+
+
+def test_a_nan_loss_in_one_process_names_the_step(tiny_data, tmp_path, monkeypatch, capsys):
+    import torch.nn.functional as F
+
+    from effvid.training import loop
+
+    calls = []
+
+    def nan_at_third_step(logits, labels):
+        calls.append(1)
+        return F.cross_entropy(logits, labels) * (float("nan") if len(calls) == 3 else 1.0)
+
+    monkeypatch.setattr(loop, "F", type("F", (), {"cross_entropy": staticmethod(nan_at_third_step)}))
+    assert main(train_args(tiny_data, tmp_path / "run", "--batch-size", "1")) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "effvid train: error: loss is nan at epoch 1, step 2; lower --lr or check the data")
