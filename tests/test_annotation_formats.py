@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def ssv2(tmp_path):
     return tmp_path
 
 
-def test_something_something_annotations(ssv2):
+def test_something_something_annotations(ssv2, monkeypatch):
     labels, videos = ssv2 / "labels", ssv2 / "videos"
     samples, classes = read_something_annotations(labels / "train.json", root=videos,
                                                   class_numbers=read_class_file(labels / "labels.json"))
@@ -162,6 +163,11 @@ def test_something_something_annotations(ssv2):
     assert [(s.path, s.label) for s in samples] == [(str(videos / f"{100 + k}.webm"), k % 3) for k in range(6)]
     # labels.json beside the annotation file is found
     assert read_samples(labels / "train.json", root=videos) == (samples, classes)
+    # relative paths, as typed in a shell from the dataset's folder (the root was joined twice:
+    # 'videos/videos/100.webm')
+    monkeypatch.chdir(ssv2)
+    relative = read_samples(Path("labels") / "train.json", root="videos")
+    assert [(str(ssv2 / s.path), s.label) for s in relative[0]] == [(s.path, s.label) for s in samples]
     # a video converted to another container is found too
     (videos / "101.webm").rename(videos / "101.mp4")
     assert read_samples(labels / "train.json", root=videos)[0][1].path == str(videos / "101.mp4")

@@ -454,10 +454,10 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
         label = template.replace("[", "").replace("]", "")
         if label not in index:
             raise ValueError(f"{where}: class {label!r} is not one of the {len(classes)} classes")
-        path = base / f"{video_id}.webm"
-        if not path.is_file():  # converted videos: the same id, another container
-            path = next((base / f"{video_id}{e}" for e in others if (base / f"{video_id}{e}").is_file()), path)
-        samples.append(VideoSample(_video_path(str(path), base, where, extensions), index[label]))
+        video = f"{video_id}.webm"
+        if not (base / video).is_file():  # converted videos: the same id, another container
+            video = next((f"{video_id}{e}" for e in others if (base / f"{video_id}{e}").is_file()), video)
+        samples.append(VideoSample(_video_path(video, base, where, extensions), index[label]))
     return samples, classes
 
 
