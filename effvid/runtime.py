@@ -5,7 +5,7 @@ a fresh ``mmap`` that is unmapped again when freed, and freed heap memory above 
 trimmed back to the OS. The next forward pass then page-faults every page of its activations
 back in, and the kernel zeroes each one. For video models, whose activations are tens of MB,
 this costs a lot: on the 2-core development VM a TSN-MobileNetV2 forward at 8x224x224 took
-~150 ms with glibc's defaults and ~53 ms with freed memory retained, ResNet-50 ~330 vs ~255 ms,
+91-96 ms with glibc's defaults and 50-55 ms with freed memory retained, ResNet-50 ~330 vs 245-260 ms (2026-11-22),
 and a TSM-ResNet50 training step 20% less (``benchmarks/bench_tsm_vs_tsn.py`` measures both).
 
 :func:`retain_freed_memory` tells malloc to keep freed memory for reuse, as PyTorch's CUDA
