@@ -249,7 +249,13 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
 
 def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> None:
     """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
-    on the same classes, in the same order, and replaced otherwise."""
+    on the same classes, in the same order, and replaced otherwise. An original TSM release
+    checkpoint (.pth) gives its backbone only (it has no class names)."""
+    if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
+        from ..models.tsm_checkpoint import tsm_init_state_dict
+
+        model.load_state_dict(tsm_init_state_dict(path, model), strict=False)
+        return
     state, meta = load_weights(path)
     if meta.get("classes") != classes:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
