@@ -428,10 +428,11 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # 3. model and optimiser
     model = create_model(cfg.model, num_classes=len(classes), num_segments=cfg.num_segments,
                          dropout=cfg.dropout, partial_bn=cfg.partial_bn,
-                         imagenet_weights=cfg.imagenet_weights,
+                         # a resume overwrites the starting weights: they need not be there
+                         imagenet_weights=cfg.imagenet_weights if resume is None else None,
                          **({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
                              "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {}))
-    if cfg.init_weights:
+    if cfg.init_weights and resume is None:
         load_init_weights(model, cfg.init_weights, classes, cfg.model)
     model.to(device)
     train_model = model
