@@ -239,6 +239,19 @@ def test_fine_tune_from_original_checkpoint(tmp_path):
         load_tsm_checkpoint(path, num_classes=3)
 
 
+def test_commands_given_an_original_checkpoint_say_how_to_convert_it(tmp_path, capsys):
+    from effvid.cli import main
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    for legacy in (False, True):
+        path = _save_original(src, tmp_path / f"TSN_kinetics_RGB_resnet18_avg_segment4_{legacy}.pth", legacy=legacy)
+        with pytest.raises(ValueError, match=r"is a PyTorch checkpoint, .*convert_tsm_checkpoint"):
+            load_model(path)
+    # "not a readable safetensors file: ... header too large" was all eval and predict said
+    assert main(["eval", str(tmp_path), "-c", str(path)]) == 2
+    assert "convert_tsm_checkpoint" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------
 # Refusals
 # ----------------------------------------------------------------------------------------------
