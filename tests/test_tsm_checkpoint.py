@@ -252,6 +252,16 @@ def test_commands_given_an_original_checkpoint_say_how_to_convert_it(tmp_path, c
     assert "convert_tsm_checkpoint" in capsys.readouterr().err
 
 
+def test_info_says_what_the_release_file_tells(tmp_path, capsys):
+    from effvid.cli import main
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    path = _save_original(src, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment4_e100_dense.pth")
+    assert main(["info", str(path), "--size", "32"]) == 0
+    assert f"from         {path} (original TSM checkpoint: kinetics, epoch 50, best top-1 74.1%, " \
+           "dense sampling)" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------------------------
 # Refusals
 # ----------------------------------------------------------------------------------------------
