@@ -396,6 +396,23 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
         load_init_weights(wide, tmp_path / "w.safetensors", ["up", "down"], "tsm_resnet18")
 
 
+def test_resume_does_not_need_the_starting_weights(tiny_data, tmp_path):
+    """The weights a run started from are overwritten by its last_state.pt on resume: a resume
+    refused with 'weights file not found' once the fine-tuning source was moved away."""
+    from effvid.models.weights import save_weights
+
+    init = tmp_path / "k400.safetensors"
+    save_weights(create_model("tsm_resnet_tiny", num_classes=5, num_segments=4), init)
+    kw = dict(init_weights=str(init), schedule="step")  # a constant rate: 1 + 1 epochs = 2
+    train(tiny_config(tiny_data, tmp_path / "run", epochs=1, **kw))
+    full = train(tiny_config(tiny_data, tmp_path / "full", epochs=2, **kw))
+    init.unlink()
+    resumed = train(tiny_config(tiny_data, tmp_path / "run", epochs=2, resume=True, **kw))
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+    a, b = load_weights(tmp_path / "run" / "last.safetensors")[0], load_weights(tmp_path / "full" / "last.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_validation_data_is_used_whole(synthetic_root, tmp_path):
     from effvid.training.loop import build_datasets
 

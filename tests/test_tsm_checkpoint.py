@@ -190,6 +190,78 @@ def test_convert_to_safetensors(tmp_path):
         convert_tsm_checkpoint(path, tmp_path / "x.safetensors", classes=["a", "b"])
 
 
+def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
+    from effvid.data import VideoSample
+    from effvid.inference import load_recognizer, test_dataset
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    dense = _save_original(src, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment4_e100_dense.pth")
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\r\n2 Archery\r\n3 BabyCrawling\r\n")
+    convert_tsm_checkpoint(dense, tmp_path / "dense.safetensors", classes=tmp_path / "classInd.txt")
+    model, meta = load_recognizer(tmp_path / "dense.safetensors")
+    # classInd.txt's numbers are not part of the names (they were: "1 ApplyEyeMakeup")
+    assert meta["classes"] == ["ApplyEyeMakeup", "Archery", "BabyCrawling"]
+    # a dense model is evaluated on dense clips (it was evaluated on segment clips)
+    video = [VideoSample("v.mp4", 0)]
+    assert test_dataset(video, meta, num_segments=4).sampling == "dense"
+    plain = _save_original(src, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment4_e100.pth")
+    convert_tsm_checkpoint(plain, tmp_path / "plain.safetensors")
+    _, meta = load_recognizer(tmp_path / "plain.safetensors")
+    assert test_dataset(video, meta, num_segments=4).sampling == "segment"
+
+
+def test_fine_tune_from_original_checkpoint(tmp_path):
+    """effvid train --init-weights X.pth: the backbone of the release file, a new classifier."""
+    from effvid.training.loop import load_init_weights
+
+    src = effvid.create_model("tsm_resnet18", num_classes=400, num_segments=8)
+    _randomise(src, seed=13)
+    path = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment8_e50.pth")
+    model = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4)
+    fresh_fc = model.fc.weight.clone()
+    load_init_weights(model, str(path), ["a", "b", "c"], "tsm_resnet18")
+    released = src.state_dict()
+    for key, value in model.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(value, released[key]), key
+    assert torch.equal(model.fc.weight, fresh_fc)
+    # another architecture, placement or fraction: the flags that fit the file
+    for other, flags in [(dict(name="tsn_resnet18"), "--model tsm_resnet18"),
+                         (dict(shift_place="inplace"), "--shift-place residual"),
+                         (dict(shift_div=4), "--shift-div 8")]:
+        kwargs = {"num_classes": 3, "num_segments": 4} | {k: v for k, v in other.items() if k != "name"}
+        with pytest.raises(ValueError, match=rf"holds a tsm_resnet18, residual shift 1/8, .*: "
+                                             rf"fine-tune it with {flags}$"):
+            load_init_weights(effvid.create_model(other.get("name", "tsm_resnet18"), **kwargs),
+                              str(path), ["a", "b", "c"], "x")
+    # the Python loader, asked for other classes, says how to fine-tune
+    with pytest.raises(ValueError, match=r"num_classes=3 disagrees .*tsm_init_state_dict\(path, model\)"):
+        load_tsm_checkpoint(path, num_classes=3)
+
+
+def test_commands_given_an_original_checkpoint_say_how_to_convert_it(tmp_path, capsys):
+    from effvid.cli import main
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    for legacy in (False, True):
+        path = _save_original(src, tmp_path / f"TSN_kinetics_RGB_resnet18_avg_segment4_{legacy}.pth", legacy=legacy)
+        with pytest.raises(ValueError, match=r"is a PyTorch checkpoint, .*convert_tsm_checkpoint"):
+            load_model(path)
+    # "not a readable safetensors file: ... header too large" was all eval and predict said
+    assert main(["eval", str(tmp_path), "-c", str(path)]) == 2
+    assert "convert_tsm_checkpoint" in capsys.readouterr().err
+
+
+def test_info_says_what_the_release_file_tells(tmp_path, capsys):
+    from effvid.cli import main
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    path = _save_original(src, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment4_e100_dense.pth")
+    assert main(["info", str(path), "--size", "32"]) == 0
+    assert f"from         {path} (original TSM checkpoint: kinetics, epoch 50, best top-1 74.1%, " \
+           "dense sampling)" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------------------------
 # Refusals
 # ----------------------------------------------------------------------------------------------

@@ -115,7 +115,12 @@ def _build(args: argparse.Namespace):
         from ..models.tsm_checkpoint import load_tsm_checkpoint
 
         model = load_tsm_checkpoint(path, num_segments=args.num_segments)
-        return model, f"{path} (original TSM checkpoint)", None, None  # no class names inside
+        ci = model.checkpoint_info  # what the file says of its training, from its name and fields
+        about = [ci.dataset, f"epoch {ci.epoch}" if ci.epoch is not None else None,
+                 f"best top-1 {ci.best_prec1:.1f}%" if ci.best_prec1 is not None else None,
+                 "dense sampling" if ci.dense else None]
+        about = ": " + ", ".join(a for a in about if a) if any(about) else ""
+        return model, f"{path} (original TSM checkpoint{about})", None, None  # no class names inside
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
         "not a .safetensors file, and not 'av'")

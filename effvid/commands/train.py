@@ -35,7 +35,7 @@ HELP = {
     "crop_scales": "multi-scale crop sides as fractions of the short side (TSM's augmentation)",
     "imagenet_weights": "local torchvision ImageNet weights file (.pth or .safetensors)",
     "init_weights": "effvid .safetensors to fine-tune from (its classifier is replaced when "
-                    "the classes differ)",
+                    "the classes differ), or an original TSM release .pth (its backbone)",
     "resume": "continue the run in --output from its last checkpoint, with its saved configuration",
     "overwrite": "start a new run in an --output that already holds one, replacing it",
     "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",

@@ -219,8 +219,11 @@ class OnnxOnlineRunner:
         self.session = _session(self.path, threads, providers)
         self.metadata = read_metadata(self.path)
         if self.metadata.get("kind", "online") != "online":
-            raise ValueError(f"{self.path} is an {self.metadata['kind']} model; "
-                             "OnnxOnlineRunner needs an online export")
+            # effvid stream passes an offline file here too: say what runs it and what streams
+            raise ValueError(f"{self.path} is an {self.metadata['kind']} model, which takes whole "
+                             "clips (N, T, 3, H, W): run it with effvid.export.run_offline. Frame by "
+                             "frame (effvid stream, OnnxOnlineRunner) needs the .online.onnx that "
+                             "effvid export writes for a model trained with --shift-direction causal")
         inputs = self.session.get_inputs()
         if not inputs or inputs[0].name != "frame":
             raise ValueError(f"{self.path} is not an effvid online model (no 'frame' input)")

@@ -44,6 +44,7 @@ __all__ = [
     "inspect_tsm_checkpoint",
     "load_tsm_checkpoint",
     "read_tsm_checkpoint",
+    "tsm_init_state_dict",
     "tsm_to_effvid_state_dict",
 ]
 
@@ -411,9 +412,12 @@ def load_tsm_checkpoint(
             overrides.pop(name, None)
     for name in ("num_classes", "shift_place"):
         if name in overrides and overrides[name] != kwargs.get(name):
+            hint = ("; to fine-tune on other classes, build the model with create_model and load "
+                    "tsm_init_state_dict(path, model) into it, or run effvid train --init-weights "
+                    f"{path}") if name == "num_classes" else ""
             raise ValueError(
                 f"{path}: {name}={overrides[name]!r} disagrees with the weights "
-                f"({name}={kwargs.get(name)!r})")
+                f"({name}={kwargs.get(name)!r}){hint}")
     kwargs.update(overrides)
     model = create_model(info.model_name, **kwargs)
     state = tsm_to_effvid_state_dict(loaded[0], info.arch, model.state_dict(), where=str(path))
@@ -423,14 +427,41 @@ def load_tsm_checkpoint(
     return model
 
 
+def tsm_init_state_dict(path: str | Path, model: Recognizer) -> dict[str, torch.Tensor]:
+    """The weights of an original TSM checkpoint for fine-tuning ``model``, an effvid recogniser
+    of the same architecture with any number of classes (``effvid train --init-weights X.pth``):
+    every backbone weight, renamed, and none of the classifier's (the file has no class names,
+    so its classes cannot be matched with the new ones). A model built with another
+    architecture, shift placement or shift fraction (the latter when the file name tells it) is
+    refused with the flags that match the file."""
+    loaded = read_tsm_checkpoint(path)
+    info = inspect_tsm_checkpoint(path, _loaded=loaded)
+    config = getattr(model, "config", {})
+    flags = []
+    if info.model_name != config.get("name"):
+        flags.append(f"--model {info.model_name}")
+    elif info.shift and info.shift_place != config.get("shift_place"):
+        flags.append(f"--shift-place {info.shift_place}")
+    if (info.model_name == config.get("name") and info.shift and info.sources["shift_div"] != "default"
+            and info.shift_div != config.get("shift_div")):
+        flags.append(f"--shift-div {info.shift_div}")
+    if flags:
+        shift = f", {info.shift_place} shift 1/{info.shift_div}" if info.shift else ""
+        raise TSMCheckpointError(
+            f"{path} holds a {info.model_name}{shift}, not the {config.get('name')} being trained: "
+            f"fine-tune it with {' '.join(flags)}")
+    backbone = {k: v for k, v in _strip_prefix(loaded[0]).items() if not k.startswith(_CLASSIFIERS)}
+    target = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    return tsm_to_effvid_state_dict(backbone, info.arch, target, where=str(path))
+
+
 def _read_classes(classes, num_classes: int) -> list[str] | None:
     if classes is None:
         return None
     if isinstance(classes, (str, Path)):
-        p = Path(classes)
-        if not p.is_file():
-            raise FileNotFoundError(f"class list not found: {p}")
-        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        from ..data import read_class_file  # the class files effvid train reads (classInd.txt too)
+
+        names = list(read_class_file(classes).values())
     else:
         names = [str(c) for c in classes]
     if len(names) != num_classes:
@@ -446,8 +477,10 @@ def convert_tsm_checkpoint(
 ) -> TSMCheckpointInfo:
     """Convert an original TSM checkpoint to an effvid ``.safetensors`` weights file.
 
-    ``classes``: the class names (a list, or a text file with one name per line), stored in the
-    file's metadata; their number must match the checkpoint's. ``load_kwargs`` go to
+    ``classes``: the class names (a list, or a class file as ``effvid train --classes`` reads:
+    one name per line, ``number name`` lines, or ``labels.json``), stored in the file's
+    metadata; their number must match the checkpoint's. A ``_dense`` checkpoint is evaluated
+    with dense sampling by ``effvid eval`` and ``effvid predict``. ``load_kwargs`` go to
     :func:`load_tsm_checkpoint` (e.g. ``num_segments=16``). The result loads with
     :func:`effvid.models.weights.load_model`. Returns what was inferred.
     """
@@ -455,9 +488,10 @@ def convert_tsm_checkpoint(
 
     model = load_tsm_checkpoint(src, **load_kwargs)
     info: TSMCheckpointInfo = model.checkpoint_info
+    # "sampling": what effvid eval and predict sample frames with (a _dense model: dense clips)
     meta: dict = {"extra": {"converted_from": Path(src).name, "epoch": info.epoch,
                             "best_prec1": info.best_prec1, "dataset": info.dataset,
-                            "dense": info.dense}}
+                            "dense": info.dense, "sampling": "dense" if info.dense else "segment"}}
     names = _read_classes(classes, info.num_classes)
     if names is not None:
         meta["classes"] = names

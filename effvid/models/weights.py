@@ -75,8 +75,25 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as e:
+        if _starts_like_torch_save(path):  # safetensors says "header too large"
+            raise ValueError(
+                f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "
+                "original TSM release checkpoint with effvid.models.tsm_checkpoint."
+                "convert_tsm_checkpoint(src, 'model.safetensors', classes=CLASS_FILE), or "
+                "fine-tune from it with effvid train --init-weights") from e
         raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
     return state, json.loads(header.get(METADATA_KEY, "{}"))
+
+
+def _starts_like_torch_save(path: Path) -> bool:
+    """Whether a file begins as torch.save writes: a zip archive, or (before PyTorch 1.6) a
+    pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:

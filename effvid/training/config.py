@@ -36,7 +36,7 @@ class TrainConfig:
     dropout: float = 0.5
     partial_bn: bool = False
     imagenet_weights: str | None = None   # local torchvision ImageNet .pth/.safetensors
-    init_weights: str | None = None       # an effvid .safetensors to fine-tune from
+    init_weights: str | None = None       # effvid .safetensors or original TSM .pth to fine-tune from
     # input
     size: int = 224
     scale_size: int | None = None  # test resize of the short side; default size * 256 / 224

@@ -249,7 +249,13 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
 
 def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> None:
     """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
-    on the same classes, in the same order, and replaced otherwise."""
+    on the same classes, in the same order, and replaced otherwise. An original TSM release
+    checkpoint (.pth) gives its backbone only (it has no class names)."""
+    if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
+        from ..models.tsm_checkpoint import tsm_init_state_dict
+
+        model.load_state_dict(tsm_init_state_dict(path, model), strict=False)
+        return
     state, meta = load_weights(path)
     if meta.get("classes") != classes:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -422,10 +428,11 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # 3. model and optimiser
     model = create_model(cfg.model, num_classes=len(classes), num_segments=cfg.num_segments,
                          dropout=cfg.dropout, partial_bn=cfg.partial_bn,
-                         imagenet_weights=cfg.imagenet_weights,
+                         # a resume overwrites the starting weights: they need not be there
+                         imagenet_weights=cfg.imagenet_weights if resume is None else None,
                          **({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
                              "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {}))
-    if cfg.init_weights:
+    if cfg.init_weights and resume is None:
         load_init_weights(model, cfg.init_weights, classes, cfg.model)
     model.to(device)
     train_model = model
