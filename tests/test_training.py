@@ -383,20 +383,30 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     torch.nn.init.normal_(source.fc.weight)
     save_weights(source, tmp_path / "w.safetensors", {"classes": ["left", "right"]})
     same = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
-    load_init_weights(same, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
+    said = load_init_weights(same, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
+    assert said == f"starting from {tmp_path / 'w.safetensors'}: all its weights, classifier included"
     assert torch.equal(same.fc.weight, source.fc.weight)
     assert torch.equal(same.backbone.conv1.weight, source.backbone.conv1.weight)
     other = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
     fresh = other.fc.weight.clone()
-    load_init_weights(other, tmp_path / "w.safetensors", ["up", "down"], "tsm_resnet_tiny")
+    said = load_init_weights(other, tmp_path / "w.safetensors", ["up", "down"], "tsm_resnet_tiny")
+    assert said.endswith(": its backbone, a new classifier for 2 classes")
     assert torch.equal(other.fc.weight, fresh)  # new classes: a new classifier
+    # the same weights in a network that computes differently load, and the run says so
+    causal = create_model("tsm_resnet_tiny", num_classes=2, num_segments=8, shift_direction="causal")
+    said = load_init_weights(causal, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
+    assert said.endswith("classifier included; it was trained as shift_direction bidirectional "
+                         "(this run: causal), num_segments 4 (this run: 8)"), said
+    div4 = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4, shift_div=4)
+    said = load_init_weights(div4, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
+    assert said.endswith("; it was trained as shift_div 8 (this run: 4)"), said
     assert torch.equal(other.backbone.conv1.weight, source.backbone.conv1.weight)
     wide = create_model("tsm_resnet18", num_classes=2, num_segments=4)
     with pytest.raises(ValueError, match=r"w\.safetensors does not match tsm_resnet18: .*wrong shape"):
         load_init_weights(wide, tmp_path / "w.safetensors", ["up", "down"], "tsm_resnet18")
 
 
-def test_resume_does_not_need_the_starting_weights(tiny_data, tmp_path):
+def test_resume_does_not_need_the_starting_weights(tiny_data, tmp_path, capsys):
     """The weights a run started from are overwritten by its last_state.pt on resume: a resume
     refused with 'weights file not found' once the fine-tuning source was moved away."""
     from effvid.models.weights import save_weights
@@ -405,6 +415,8 @@ def test_resume_does_not_need_the_starting_weights(tiny_data, tmp_path):
     save_weights(create_model("tsm_resnet_tiny", num_classes=5, num_segments=4), init)
     kw = dict(init_weights=str(init), schedule="step")  # a constant rate: 1 + 1 epochs = 2
     train(tiny_config(tiny_data, tmp_path / "run", epochs=1, **kw))
+    # the run says what it started from (the classifier was replaced silently)
+    assert f"starting from {init}: its backbone, a new classifier for 2 classes\n" in capsys.readouterr().out
     full = train(tiny_config(tiny_data, tmp_path / "full", epochs=2, **kw))
     init.unlink()
     resumed = train(tiny_config(tiny_data, tmp_path / "run", epochs=2, resume=True, **kw))

@@ -247,21 +247,32 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
     return int(all_gather_objects(int(time.time()), env)[0])  # rank 0's clock
 
 
-def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> None:
+def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> str:
     """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
     on the same classes, in the same order, and replaced otherwise. An original TSM release
-    checkpoint (.pth) gives its backbone only (it has no class names)."""
+    checkpoint (.pth) gives its backbone only (it has no class names). Returns what was loaded,
+    for the run's first lines: which classifier, and the settings the source was trained with
+    that differ from ``model``'s (the weights load, but compute something else: a TSN's into a
+    TSM, a bidirectional shift's into a causal one; fine-tuning adapts them)."""
+    new_fc = f"a new classifier for {len(classes)} classes"
     if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
         from ..models.tsm_checkpoint import tsm_init_state_dict
 
         model.load_state_dict(tsm_init_state_dict(path, model), strict=False)
-        return
+        return f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
     state, meta = load_weights(path)
-    if meta.get("classes") != classes:
+    kept = meta.get("classes") == classes
+    if not kept:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
                           may_miss=lambda k: k in ("fc.weight", "fc.bias"))
     model.load_state_dict(state, strict=False)
+    config = getattr(model, "config", {})
+    differs = [f"{k} {meta.get(k, '-')} (this run: {config.get(k, '-')})"
+               for k in ("name", "shift_div", "shift_place", "shift_direction", "num_segments")
+               if (k in meta or k in config) and meta.get(k) != config.get(k)]
+    which = "all its weights, classifier included" if kept else f"its backbone, {new_fc}"
+    return f"starting from {path}: {which}" + (f"; it was trained as {', '.join(differs)}" if differs else "")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -433,7 +444,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                          **({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
                              "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {}))
     if cfg.init_weights and resume is None:
-        load_init_weights(model, cfg.init_weights, classes, cfg.model)
+        loaded = load_init_weights(model, cfg.init_weights, classes, cfg.model)
+        if env.is_main:
+            print(loaded)
     model.to(device)
     train_model = model
     if env.distributed:
