@@ -417,7 +417,7 @@ def test_resume_does_not_need_the_starting_weights(tiny_data, tmp_path, capsys):
     train(tiny_config(tiny_data, tmp_path / "run", epochs=1, **kw))
     # the run says what it started from (the classifier was replaced silently)
     assert f"starting from {init}: its backbone, a new classifier for 2 classes\n" in capsys.readouterr().out
-    full = train(tiny_config(tiny_data, tmp_path / "full", epochs=2, **kw))
+    train(tiny_config(tiny_data, tmp_path / "full", epochs=2, **kw))
     init.unlink()
     resumed = train(tiny_config(tiny_data, tmp_path / "run", epochs=2, resume=True, **kw))
     assert [h["epoch"] for h in resumed["history"]] == [0, 1]
