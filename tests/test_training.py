@@ -249,6 +249,10 @@ def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path,
     train(tiny_config(tiny_data, tmp_path / "run", epochs=1, batch_size=1, progress=True))
     err = capsys.readouterr().err
     assert err.count("epoch 1/1") <= 3, err
+    # each redraw on a line of its own: no carriage returns, no blank lines (the bar's clearing)
+    lines = err.splitlines()
+    assert "\r" not in err and lines and all(line.strip() for line in lines), repr(err)
+    assert lines[0].startswith("epoch 1/1:   0%") and err.endswith("\n"), repr(err)
 
 
 @pytest.mark.slow

@@ -7,10 +7,29 @@ import sys
 from tqdm import tqdm
 
 
+class LogLines:
+    """tqdm's output as whole lines, for a log file or pipe. tqdm starts every redraw with a
+    carriage return, which a terminal turns into an overwrite and a file keeps: a training log
+    read with less or grep was one long line of ``^M``-separated bars per epoch, and a bar that
+    cleared itself (leave=False) left a line of spaces."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for part in text.replace("\n", "\r").split("\r"):
+            if part.strip():
+                self.stream.write(part.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress_bar(iterable, *, desc: str, enabled: bool = True, **kwargs) -> tqdm:
     """A tqdm bar on stderr. On a terminal it redraws ~10 times a second; when stderr is a
     file or pipe (a log, CI) it writes a line at most every 30 s instead of thousands of
-    carriage-return updates."""
+    carriage-return updates, each on a line of its own."""
     interactive = sys.stderr.isatty()
     return tqdm(iterable, desc=desc, unit="batch", leave=False, disable=not enabled,
-                dynamic_ncols=True, mininterval=0.1 if interactive else 30.0, **kwargs)
+                dynamic_ncols=True, mininterval=0.1 if interactive else 30.0,
+                file=sys.stderr if interactive else LogLines(sys.stderr), **kwargs)
