@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import TestTransform, VideoClipDataset, collate_clips
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .models.weights import load_model
 from .training.evaluate import predict_views
 from .training.progress import progress_bar
@@ -28,15 +29,26 @@ def test_dataset(samples, meta: dict, *, num_segments: int, size: int | None = N
     """A dataset with the test protocol: clips x crops views, at the checkpoint's input size
     and, unless ``sampling`` is given, with its frame sampling (segment for checkpoints that
     do not say)."""
+    view = test_view(meta, size=size, scale_size=scale_size, sampling=sampling)
+    transform = TestTransform(view["size"], view["scale_size"], num_crops)
+    return VideoClipDataset(samples, meta["classes"], num_segments, train=False, transform=transform,
+                            sampling=view["sampling"], num_clips=num_clips, twice=twice)
+
+
+def test_view(meta: dict, *, size: int | None = None, scale_size: int | None = None,
+              sampling: str | None = None) -> dict:
+    """How a checkpoint sees a video at test time, from its metadata (as its training
+    validated) unless overridden: ``sampling`` of the frames, the shorter side resized to
+    ``scale_size``, the centre ``size`` x ``size`` crop, and the RGB ``mean`` and ``std`` that
+    normalise pixels in [0, 1]. Exported ONNX files record it too."""
     extra = meta.get("extra", {})
-    sampling = sampling or extra.get("sampling", "segment")
     if size is None:  # as trained
         size = extra.get("size", 224)
         scale_size = scale_size or extra.get("scale_size")
-    scale_size = scale_size or round(size * 256 / 224)  # a new size: TSM's 256/224 ratio
-    transform = TestTransform(size, scale_size, num_crops)
-    return VideoClipDataset(samples, meta["classes"], num_segments, train=False,
-                            transform=transform, sampling=sampling, num_clips=num_clips, twice=twice)
+    return {"sampling": sampling or extra.get("sampling", "segment"), "size": int(size),
+            # a new size: TSM's 256/224 ratio
+            "scale_size": int(scale_size or round(size * 256 / 224)),
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
 @torch.no_grad()

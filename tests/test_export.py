@@ -168,7 +168,8 @@ def test_export_checks_the_opset_the_size_and_the_output(tmp_path, capsys):
 
     model = effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=4, shift_direction="causal")
     ckpt = tmp_path / "m.safetensors"
-    save_weights(model, ckpt, {"classes": ["a", "b", "c"], "extra": {"size": 40}})
+    save_weights(model, ckpt, {"classes": ["a", "b", "c"], "extra": {"size": 40, "scale_size": 48,
+                                                                   "sampling": "dense"}})
     # the default exporter cannot write opset 13 and writes its own: refused, nothing left
     rc = main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e13"), "--opset", "13",
                "--mode", "offline", "--no-verify"])
@@ -178,6 +179,15 @@ def test_export_checks_the_opset_the_size_and_the_output(tmp_path, capsys):
     rc = main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e"), "--mode", "offline",
                "--exporter", "torchscript"])
     assert rc == 0 and "(40x40 input" in capsys.readouterr().out
+    # the file says how its input is made: the test view the checkpoint was validated with
+    assert read_metadata(tmp_path / "e" / "m.offline.onnx")["preprocess"] == {
+        "sampling": "dense", "size": 40, "scale_size": 48,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    # at another --size: TSM's 256/224 resize ratio, as effvid eval --size does
+    assert main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e56"), "--mode", "offline",
+                 "--size", "56", "--no-verify", "--exporter", "torchscript"]) == 0
+    view = read_metadata(tmp_path / "e56" / "m.offline.onnx")["preprocess"]
+    assert (view["size"], view["scale_size"], view["sampling"]) == (56, 64, "dense")
     (tmp_path / "afile").write_text("x")
     assert main(["export", "-c", str(ckpt), "-o", str(tmp_path / "afile")]) == 2
     assert "is a file; give a folder" in capsys.readouterr().err

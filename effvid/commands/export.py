@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             ex._require("onnxscript")
     except ImportError as e:
         raise UserError(str(e)) from None
+    from ..inference import test_view
     from ..models.online import check_causal
 
     out = Path(args.output)
@@ -82,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
                         "file names")
     if out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file; give a folder")
-    model, classes, trained_size = load_model_from_args(args)
-    size = args.size or trained_size or 224
+    model, classes, meta = load_model_from_args(args)
+    # the test view the checkpoint was validated with (at --size, if given): what a runtime
+    # feeding the ONNX file must do to frames, recorded in it
+    view = test_view(meta, size=args.size)
+    size = view["size"]
     if size < 8:
         raise UserError(f"--size must be at least 8, got {size}")
     name = args.name or (Path(args.checkpoint).stem if args.checkpoint else args.model)
@@ -103,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     for mode in modes:
         path = out / f"{name}.{mode}.onnx"
         if mode == "offline":
-            ex.export_offline(model, path, height=size, classes=classes,
+            ex.export_offline(model, path, height=size, classes=classes, preprocess=view,
                               exporter=args.exporter, opset=args.opset)
         else:
-            ex.export_online(model, path, height=size, classes=classes,
+            ex.export_online(model, path, height=size, classes=classes, preprocess=view,
                              exporter=args.exporter, opset=args.opset)
         line = f"wrote {path} ({size}x{size} input, {path.stat().st_size / 1e6:.1f} MB)"
         if args.verify:

@@ -42,7 +42,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    """(Recognizer, class names or None, the frame size it was trained at or None) from
+    """(Recognizer, class names or None, the checkpoint's metadata ({} for --model)) from
     --checkpoint / --model."""
     import torch
 
@@ -58,7 +58,6 @@ def load_model_from_args(args: argparse.Namespace):
             raise UserError(f"checkpoint not found: {path}")
         model, meta = load_model(path)
         classes = meta.get("classes")
-        trained_size = meta.get("extra", {}).get("size")
     else:
         torch.manual_seed(0)
         kwargs = dict(num_classes=args.num_classes, num_segments=args.num_segments)
@@ -67,9 +66,9 @@ def load_model_from_args(args: argparse.Namespace):
         model = create_model(args.model, **kwargs)
         print(f"note: {args.model} has random weights (use --checkpoint for a trained model)",
               file=sys.stderr)
-        classes, trained_size = None, None
+        classes, meta = None, {}
     model.eval()
-    return model, read_labels(args.labels) if args.labels else classes, trained_size
+    return model, read_labels(args.labels) if args.labels else classes, meta
 
 
 def read_labels(path: str) -> list[str]:
@@ -108,7 +107,8 @@ def _recognizer(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, classes, trained_size = load_model_from_args(args)
+    model, classes, meta = load_model_from_args(args)
+    trained_size = meta.get("extra", {}).get("size")
     try:
         online = OnlineRecognizer.from_model(model)
     except ValueError as e:

@@ -123,7 +123,8 @@ def read_metadata(path: str | Path) -> dict:
 
 def export_offline(model: nn.Module, path: str | Path, *, height: int = 224, width: int | None = None,
                    num_segments: int | None = None, classes: Sequence[str] | None = None,
-                   exporter: str = "dynamo", opset: int | None = None) -> Path:
+                   preprocess: dict | None = None, exporter: str = "dynamo",
+                   opset: int | None = None) -> Path:
     """Export a clip recogniser: ``video`` (N, T, 3, H, W) -> ``logits`` (N, K), N dynamic.
 
     T is ``num_segments`` (default: the model's), H and W are fixed.
@@ -143,13 +144,15 @@ def export_offline(model: nn.Module, path: str | Path, *, height: int = 224, wid
             "num_segments": t, "height": h, "width": w, "exporter": exporter}
     if classes is not None:
         info["classes"] = list(classes)
+    if preprocess is not None:
+        info["preprocess"] = dict(preprocess)
     _write_metadata(path, info)
     return path
 
 
 def export_online(model: nn.Module, path: str | Path, *, height: int = 224, width: int | None = None,
-                  classes: Sequence[str] | None = None, exporter: str = "dynamo",
-                  opset: int | None = None) -> Path:
+                  classes: Sequence[str] | None = None, preprocess: dict | None = None,
+                  exporter: str = "dynamo", opset: int | None = None) -> Path:
     """Export the one-frame step of a causal TSM with every cache as an explicit input/output.
 
     ``model`` is a causal :class:`~effvid.models.recognizer.Recognizer` (converted here; a
@@ -180,6 +183,8 @@ def export_online(model: nn.Module, path: str | Path, *, height: int = 224, widt
             "cache_shapes": [list(c.shape[1:]) for c in caches], "exporter": exporter}
     if classes is not None:
         info["classes"] = list(classes)
+    if preprocess is not None:
+        info["preprocess"] = dict(preprocess)
     _write_metadata(path, info)
     return path
 
