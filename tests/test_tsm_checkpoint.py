@@ -190,6 +190,34 @@ def test_convert_to_safetensors(tmp_path):
         convert_tsm_checkpoint(path, tmp_path / "x.safetensors", classes=["a", "b"])
 
 
+def test_convert_command(tmp_path, capsys):
+    from effvid.cli import main
+
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4)
+    _randomise(src, seed=12)
+    path = _save_original(src, tmp_path / "TSM_ucf_RGB_resnet18_shift8_blockres_avg_segment4_e25_dense.pth")
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n3 BabyCrawling\n")
+    dst = tmp_path / "r18.safetensors"
+    assert main(["convert", str(path), str(dst), "--classes", str(tmp_path / "classInd.txt")]) == 0
+    assert capsys.readouterr().out == (f"wrote {dst}: tsm_resnet18, 3 classes, 4 segments, shift 1/8 "
+                                       "residual, dense sampling\n")
+    model, meta = load_model(dst)
+    assert meta["classes"] == ["ApplyEyeMakeup", "Archery", "BabyCrawling"]
+    assert meta["extra"]["sampling"] == "dense"
+    _assert_same_outputs(src, model, 4)
+    # an existing output is kept unless --overwrite; a segment count the name does not say is given
+    assert main(["convert", str(path), str(dst)]) == 2
+    assert f"{dst} exists; --overwrite replaces it" in capsys.readouterr().err
+    renamed = tmp_path / "my_model.pth"
+    path.rename(renamed)
+    assert main(["convert", str(renamed), str(dst), "--overwrite", "--num-segments", "4"]) == 0
+    assert "4 segments" in capsys.readouterr().out and load_model(dst)[1].get("classes") is None
+    assert main(["convert", str(tmp_path / "missing.pth"), str(dst)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["convert", str(renamed), str(tmp_path / "x.pth")]) == 2
+    assert "must be a .safetensors file" in capsys.readouterr().err
+
+
 def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
     from effvid.data import VideoSample
     from effvid.inference import load_recognizer, test_dataset
@@ -245,11 +273,11 @@ def test_commands_given_an_original_checkpoint_say_how_to_convert_it(tmp_path, c
     src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
     for legacy in (False, True):
         path = _save_original(src, tmp_path / f"TSN_kinetics_RGB_resnet18_avg_segment4_{legacy}.pth", legacy=legacy)
-        with pytest.raises(ValueError, match=r"is a PyTorch checkpoint, .*convert_tsm_checkpoint"):
+        with pytest.raises(ValueError, match=r"is a PyTorch checkpoint, .*effvid convert"):
             load_model(path)
     # "not a readable safetensors file: ... header too large" was all eval and predict said
     assert main(["eval", str(tmp_path), "-c", str(path)]) == 2
-    assert "convert_tsm_checkpoint" in capsys.readouterr().err
+    assert "effvid convert" in capsys.readouterr().err
 
 
 def test_info_says_what_the_release_file_tells(tmp_path, capsys):

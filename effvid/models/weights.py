@@ -78,9 +78,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         if _starts_like_torch_save(path):  # safetensors says "header too large"
             raise ValueError(
                 f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "
-                "original TSM release checkpoint with effvid.models.tsm_checkpoint."
-                "convert_tsm_checkpoint(src, 'model.safetensors', classes=CLASS_FILE), or "
-                "fine-tune from it with effvid train --init-weights") from e
+                f"original TSM release checkpoint with effvid convert {path} model.safetensors "
+                "--classes CLASS_FILE, or fine-tune from it with effvid train --init-weights") from e
         raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
     return state, json.loads(header.get(METADATA_KEY, "{}"))
 

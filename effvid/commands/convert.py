@@ -1,0 +1,50 @@
+"""``effvid convert SRC.pth DST.safetensors``: an original TSM release checkpoint as effvid weights.
+
+The configuration (backbone, shift, segments, dense sampling) is read from the file name and
+the weights, as ``effvid info SRC.pth`` shows it. ``--classes FILE`` names the classes (a class
+file as ``effvid train --classes`` reads: one name per line, UCF101's classInd.txt, labels.json);
+without it they are numbered. The result works with eval, predict, export, stream and info.
+To fine-tune on other classes, ``effvid train --init-weights SRC.pth`` reads the release file
+itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import UserError, positive_int
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.tsm_checkpoint import convert_tsm_checkpoint
+
+    src, dst = Path(args.src), Path(args.dst)
+    if not src.is_file():
+        raise UserError(f"checkpoint not found: {src}")
+    if dst.suffix != ".safetensors":
+        raise UserError(f"the output must be a .safetensors file, got {dst}")
+    if dst.exists() and not args.overwrite:
+        raise UserError(f"{dst} exists; --overwrite replaces it")
+    overrides = {k: v for k, v in (("num_segments", args.num_segments), ("shift_div", args.shift_div))
+                 if v is not None}
+    info = convert_tsm_checkpoint(src, dst, classes=args.classes, **overrides)
+    shift = (f", shift 1/{info.shift_div} {info.shift_place}" if info.shift else "")
+    print(f"wrote {dst}: {info.model_name}, {info.num_classes} classes, {info.num_segments} "
+          f"segments{shift}, {'dense' if info.dense else 'segment'} sampling"
+          + ("" if args.classes else " (classes numbered: --classes FILE names them)"))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="convert an original TSM checkpoint (.pth) to .safetensors",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="original TSM/TSN release checkpoint (.pth)")
+    p.add_argument("dst", help="effvid weights file to write (.safetensors)")
+    p.add_argument("--classes", metavar="FILE", help="class file naming the checkpoint's classes")
+    p.add_argument("--num-segments", type=positive_int,
+                   help="frames per clip, when the file name does not say (default: from the name, else 8)")
+    p.add_argument("--shift-div", type=positive_int,
+                   help="1/shift_div of the channels shift each way, when the file name does not say")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    p.set_defaults(func=run)
