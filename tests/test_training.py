@@ -401,6 +401,24 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     said = load_init_weights(causal, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
     assert said.endswith("classifier included; it was trained as shift_direction bidirectional "
                          "(this run: causal), num_segments 4 (this run: 8)"), said
+    # a TSN's weights start a TSM and the other way round (the shifted convs are wrapped)
+    tsn = create_model("tsn_resnet_tiny", num_classes=2, num_segments=4)
+    said = load_init_weights(tsn, tmp_path / "w.safetensors", ["left", "right"], "tsn_resnet_tiny")
+    assert torch.equal(tsn.backbone.layer1[0].conv1.weight, source.backbone.layer1[0].conv1.net.weight)
+    assert said.endswith("; it was trained as name tsm_resnet_tiny (this run: tsn_resnet_tiny), "
+                         "shift_div 8 (this run: -), shift_place residual (this run: -), "
+                         "shift_direction bidirectional (this run: -)"), said
+    save_weights(tsn, tmp_path / "tsn.safetensors", {"classes": ["left", "right"]})
+    tsm = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
+    load_init_weights(tsm, tmp_path / "tsn.safetensors", ["left", "right"], "tsm_resnet_tiny")
+    assert all(torch.equal(a, b) for a, b in zip(tsm.state_dict().values(), source.state_dict().values()))
+    from effvid.training.loop import match_shift_wrappers
+
+    tsm_keys = create_model("tsm_mobilenet_v2", num_classes=2, num_segments=4).state_dict()
+    tsn_keys = create_model("tsn_mobilenet_v2", num_classes=2, num_segments=4).state_dict()
+    assert sum(".net." in k for k in tsm_keys) == 10  # MobileNetV2 wraps a Sequential, not a conv
+    assert set(match_shift_wrappers(tsn_keys, tsm_keys)) == set(tsm_keys)
+    assert set(match_shift_wrappers(tsm_keys, tsn_keys)) == set(tsn_keys)
     div4 = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4, shift_div=4)
     said = load_init_weights(div4, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
     assert said.endswith("; it was trained as shift_div 8 (this run: 4)"), said

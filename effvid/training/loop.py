@@ -247,6 +247,20 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
     return int(all_gather_objects(int(time.time()), env)[0])  # rank 0's clock
 
 
+def match_shift_wrappers(state: dict, own: dict) -> dict:
+    """``state``'s keys as ``own`` names them where they differ only by the temporal shift's
+    wrapper: a TSM's shifted conv is ``...conv1.net.weight`` and the same conv of a TSN
+    ``...conv1.weight``, so the weights of one start the other (a TSN's into a TSM, as TSM
+    starts from 2D weights)."""
+    own_unwrapped = {k.replace(".net.", "."): k for k in own}
+    out = {}
+    for key, value in state.items():
+        if key not in own:  # a TSN key in a TSM, or a TSM key in a TSN
+            key = own_unwrapped.get(key.replace(".net.", "."), key)
+        out[key] = value
+    return out
+
+
 def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> str:
     """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
     on the same classes, in the same order, and replaced otherwise. An original TSM release
@@ -261,6 +275,7 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
         model.load_state_dict(tsm_init_state_dict(path, model), strict=False)
         return f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
     state, meta = load_weights(path)
+    state = match_shift_wrappers(state, model.state_dict())
     kept = meta.get("classes") == classes
     if not kept:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
