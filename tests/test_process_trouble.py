@@ -105,6 +105,16 @@ def test_a_failed_start_leaves_no_folder_and_a_folder_that_cannot_be_made_is_one
     assert capsys.readouterr().err == (f"effvid train: error: cannot write to the run folder "
                                        f"{tmp_path / 'file' / 'run'}: Not a directory\n")
 
+def test_a_run_folder_whose_path_cannot_be_looked_at_is_the_same_one_line(tiny_data, tmp_path, capsys):
+    # Path.exists() raises for a name too long (or a parent that cannot be searched): raised by
+    # the main process alone, outside the refusal that every process receives, it was a
+    # traceback, and under torchrun the other processes waited for the main one forever
+    out = tmp_path / ("x" * 300) / "run"
+    assert main(train_args(tiny_data, out)) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: cannot write to the run folder {out}: "
+                                       "File name too long\n")
+
+
 
 def test_a_forked_worker_does_not_keep_the_lock_after_its_run_ends(tmp_path):
     # DataLoader workers are forked: their copy of the lock file's descriptor kept the folder

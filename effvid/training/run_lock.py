@@ -99,8 +99,8 @@ def hold_run_folder(folder: str | Path, env: DistEnv):
     fd, refusal, created = None, None, None
     if env.is_main and fcntl is not None:
         path = folder.absolute()
-        created = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)
-        try:
+        try:  # exists() too raises (a name too long, a folder not searchable): the others wait
+            created = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)
             fd = lock_run_folder(folder)
         except (UserError, OSError) as e:  # OSError: the folder cannot be made or written
             refusal = (str(e) if isinstance(e, UserError)
