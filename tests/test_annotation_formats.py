@@ -239,3 +239,35 @@ def test_train_eval_predict_on_ucf101_files(ucf, capsys):
                  str(run / "best.safetensors"), "--json", "-", "--workers", "0"]) == 0
     top = json.loads(capsys.readouterr().out)[0]["top"]
     assert sorted(t["label"] for t in top) == sorted(UCF_CLASSES)
+
+
+def test_a_class_file_found_beside_the_data_is_named_before_an_error_about_its_numbers(ucf, capsys):
+    # A list of 0-based labels beside a classInd.txt: the error says label 0 is not one of
+    # "the class file"'s numbers; the line naming that file, which the user did not give,
+    # was printed only after a successful read
+    lists, videos = ucf / "ucfTrainTestlist", ucf / "UCF-101"
+    zero_based = lists / "mine.txt"
+    zero_based.write_text("".join(f"{c}/v_{c}_g01_c01.avi {k}\n" for k, c in enumerate(UCF_CLASSES)))
+    common = ["--data-root", str(videos), "--model", "tsm_resnet_tiny", "--num-segments", "2",
+              "--size", "32", "--epochs", "1", "--workers", "0", "--no-progress"]
+    assert main(["train", str(zero_based), *common, "--output", str(ucf / "run")]) == 2
+    out, err = capsys.readouterr()
+    assert out == f"class names and numbers from {lists / 'classInd.txt'}, found beside the data (--classes FILE to give another)\n"
+    assert "mine.txt' line 1: label 0 is not a class number" in err
+    # training on the class folders, the validation list's numbers come from the classInd.txt
+    # beside it (silently, before)
+    assert main(["train", str(videos), "--val-data", str(zero_based), *common, "--output", str(ucf / "run")]) == 2
+    out, err = capsys.readouterr()
+    assert out == (f"class numbers of {zero_based} from {lists / 'classInd.txt'}, found beside it "
+                   "(--classes FILE to give another)\n")
+    assert "mine.txt' line 1: label 0 is not a class number" in err
+    # effvid eval
+    weights = ucf / "w.safetensors"
+    from effvid.models import create_model
+    from effvid.models.weights import save_weights
+    save_weights(create_model("tsm_resnet_tiny", num_classes=3, num_segments=2), weights, {"classes": UCF_CLASSES})
+    assert main(["eval", str(zero_based), "-c", str(weights), "--data-root", str(videos), "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert out == f"class numbers from {lists / 'classInd.txt'}, found beside the data (--classes FILE to give another)\n"
+    assert "mine.txt' line 1: label 0 is not a class number" in err
+    assert not (ucf / "run").exists()

@@ -58,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
-    samples = eval_samples(args.data, classes, args.data_root, args.classes)
+    # said before reading: an error about a label's number names no file
     if not args.classes and (found := find_class_file(args.data)) is not None:
         print(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
+    samples = eval_samples(args.data, classes, args.data_root, args.classes)
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)

@@ -367,6 +367,17 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
     return train_set, val_set
 
 
+def print_found_class_file(cfg: TrainConfig) -> None:
+    """Say which class file build_datasets reads without --classes: the one beside DATA, else
+    the one beside --val-data, which numbers that data's integer labels."""
+    if cfg.classes:
+        return
+    if (found := find_class_file(cfg.data)) is not None:
+        print(f"class names and numbers from {found}, found beside the data (--classes FILE to give another)")
+    elif cfg.val_data and (found := find_class_file(cfg.val_data)) is not None:
+        print(f"class numbers of {cfg.val_data} from {found}, found beside it (--classes FILE to give another)")
+
+
 def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoch, env):
     model.train()
     meter = ClassificationMeter(model.num_classes)
@@ -435,9 +446,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     seed_everything(seed)  # model initialisation: the same on every process
 
     # 2. data
+    if env.is_main:  # before reading: an error about a label's number names no file
+        print_found_class_file(cfg)
     train_set, val_set = build_datasets(cfg, seed)
-    if env.is_main and not cfg.classes and (found := find_class_file(cfg.data)) is not None:
-        print(f"class names and numbers from {found}, found beside the data (--classes FILE to give another)")
     classes = list(train_set.classes)
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
