@@ -220,6 +220,16 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(monkeypatch, capsys):
     assert interrupted(["train", "data"]) == 130 and capsys.readouterr().err == ""
 
 
+def test_import_effvid_still_gives_its_models_package():
+    # the package imports effvid.models on first use (so that Ctrl-C during the import of torch
+    # is caught); `import effvid; effvid.models.load_model(...)` worked before and must still
+    code = ("import sys, effvid; assert 'torch' not in sys.modules; "
+            "print(effvid.models.create_model is effvid.create_model, "
+            "'tsm_resnet50' in effvid.models.list_models())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "True True\n", proc.stderr
+
+
 def test_under_torchrun_an_error_is_printed_once(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "effvid", *train_args(tmp_path / "missing", tmp_path / "run"), "--device", "cpu"]
