@@ -58,7 +58,10 @@ def reports_errors() -> bool:
     """Whether this process prints errors a user can fix. Under torchrun every process meets the
     same refusal (a bad value, a missing folder) and printed it once each: the first process on
     each machine reports it (another machine's files may differ), the others exit quietly with
-    the same status."""
+    the same status. Outside a multi-process job (WORLD_SIZE unset or 1) every process reports:
+    a RANK left in the environment by something else must not silence it."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return True
     return os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) == "0"
 
 

@@ -217,6 +217,9 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(monkeypatch, capsys):
     # first process says it
     assert interrupted(["info", "--list"]) == 130 and capsys.readouterr().err == "effvid info: interrupted\n"
     monkeypatch.setenv("LOCAL_RANK", "1")
+    # a rank left in the environment outside a multi-process job does not silence it
+    assert interrupted(["train", "data"]) == 130 and capsys.readouterr().err == "effvid train: interrupted\n"
+    monkeypatch.setenv("WORLD_SIZE", "2")
     assert interrupted(["train", "data"]) == 130 and capsys.readouterr().err == ""
 
 
