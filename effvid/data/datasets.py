@@ -151,7 +151,6 @@ def _is_int(s: str) -> bool:
 def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -> None:
     """A line whose fields after the video are not ``label`` or ``num_frames label`` leaves some
     in the path, and the error would be about an extension ".mp4 air"; say what happened."""
-
     if _has_video_ext(path, extensions):
         return
     # The video ends at the last extension followed by a space. Searched once, in ``path``
@@ -340,7 +339,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         if not line or line.startswith("#"):
             continue
         where = f"{str(list_path)!r} line {lineno}"
-        if Path(line).suffix.lower() in extensions:  # a path alone (UCF101's testlist)
+        if _has_video_ext(line, extensions):  # a path alone (UCF101's testlist)
             parsed.append((lineno, line, None, None))
             continue
         parts = line.rsplit(None, 2)
