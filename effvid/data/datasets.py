@@ -179,6 +179,10 @@ def _read_text(path: Path, what: str) -> str:
         raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from e
 
 
+# a class file's "number name" line (UCF101's classInd.txt: "1 ApplyEyeMakeup")
+_NUMBERED_CLASS = re.compile(r"(\d+)\s+(\S.*)")
+
+
 def read_class_file(path: str | os.PathLike) -> dict[int, str]:
     """The classes of a class file, ``{number: name}`` in number order (the names in that
     order are the model's classes; integer labels in list files are these numbers):
@@ -202,14 +206,14 @@ def read_class_file(path: str | os.PathLike) -> dict[int, str]:
     lines = [(k, line) for k, line in lines if line and not line.startswith("#")]
     if not lines:
         raise ValueError(f"class file {str(path)!r} names no classes")
-    numbered = re.fullmatch(r"(\d+)\s+(\S.*)", lines[0][1]) is not None
+    numbered = _NUMBERED_CLASS.fullmatch(lines[0][1]) is not None
     numbers: dict[int, str] = {}
     line_of_number: dict[int, int] = {}
     line_of_name: dict[str, int] = {}
     for position, (lineno, line) in enumerate(lines):
         where = f"class file {str(path)!r} line {lineno}"
         if numbered:
-            m = re.fullmatch(r"(\d+)\s+(\S.*)", line)
+            m = _NUMBERED_CLASS.fullmatch(line)
             if m is None:
                 raise ValueError(f"{where}: expected 'number name' like line {lines[0][0]}, got {line!r}")
             number, name = int(m.group(1)), m.group(2)
