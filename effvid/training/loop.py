@@ -436,7 +436,9 @@ def train(cfg: TrainConfig) -> dict:
     device = resolve_device(cfg.device)
     env = init_distributed(str(device))
     with hold_run_folder(cfg.output, env):  # one run at a time in a folder (run_lock.py)
-        return train_in_held_folder(cfg, device, env)
+        result = train_in_held_folder(cfg, device, env)
+        close_distributed(env)  # a run that ended as planned, with or without epochs to do
+        return result
 
 
 def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
@@ -535,7 +537,6 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         if env.is_main:
             print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
                   "(raise --epochs to train on)")
-        close_distributed(env)
         return outcome()
     if resume is not None and env.is_main:
         print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
@@ -592,5 +593,4 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             if bad:
                 print(bad_videos_report(bad))
     writer.close()
-    close_distributed(env)
     return outcome()
