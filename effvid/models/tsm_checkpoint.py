@@ -440,11 +440,11 @@ def tsm_init_state_dict(path: str | Path, model: Recognizer) -> dict[str, torch.
     flags = []
     if info.model_name != config.get("name"):
         flags.append(f"--model {info.model_name}")
-    elif info.shift and info.shift_place != config.get("shift_place"):
-        flags.append(f"--shift-place {info.shift_place}")
-    if (info.model_name == config.get("name") and info.shift and info.sources["shift_div"] != "default"
-            and info.shift_div != config.get("shift_div")):
-        flags.append(f"--shift-div {info.shift_div}")
+    elif info.shift:
+        if info.shift_place != config.get("shift_place"):
+            flags.append(f"--shift-place {info.shift_place}")
+        if info.sources["shift_div"] != "default" and info.shift_div != config.get("shift_div"):
+            flags.append(f"--shift-div {info.shift_div}")
     if flags:
         shift = f", {info.shift_place} shift 1/{info.shift_div}" if info.shift else ""
         raise TSMCheckpointError(
