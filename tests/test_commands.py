@@ -257,3 +257,11 @@ def test_eval_lists_the_first_10_unreadable_videos(trained, tmp_path, capsys):
     assert f"... and 2 more (all in {report})" in capsys.readouterr().out
     assert sorted(p.rsplit("/", 1)[1] for p, _ in json.loads(report.read_text())["bad"]) == \
         [f"broken_{k:02d}.mp4" for k in range(12)]
+
+
+def test_eval_refuses_classes_for_a_folder(trained, capsys):
+    # it was ignored without a word
+    data, ckpt = trained
+    assert main(["eval", str(data), "-c", str(ckpt), "--classes", str(data / "x.txt"), "--workers", "0",
+                 "--quiet"]) == 2
+    assert f"--classes numbers the integer labels of a list file; {data} is a folder" in capsys.readouterr().err

@@ -29,6 +29,9 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
         return read_samples(src, root=root, classes=classes, class_numbers=numbers)[0]
     if not src.is_dir():
         raise UserError(f"dataset source not found: {source}")
+    if class_file:  # it would be ignored: folders name their classes, and nothing is numbered
+        raise UserError(f"--classes numbers the integer labels of a list file; {source} is a folder, "
+                        "whose class folders name the classes (drop --classes)")
     if (src / "val").is_dir():
         src = src / "val"
     return scan_class_folders(src, classes=classes)[0]
