@@ -193,6 +193,8 @@ def test_something_something_errors_name_the_entry(ssv2, tmp_path):
         ([{"id": "200", "template": SSV2_CLASSES[0]}, {"id": "5"}],  # the test set has no labels
          r"ann.json' entry 1 \(id '5'\): no \"template\""),
         ([{"id": "200", "template": SSV2_CLASSES[0]}, ["201"]], r"ann.json' entry 1: expected an object with an \"id\""),
+        ([{"id": "200", "template": SSV2_CLASSES[0]}, {"id": "201", "template": SSV2_CLASSES[0]},
+          {"id": 200, "template": SSV2_CLASSES[1]}], r"ann.json' entry 2 \(id 200\): the id of entry 0 again"),
         (SSV2_LABELS, r"holds a JSON object, not a list of videos: a class file such as labels.json goes to --classes"),
     ]
     for content, match in cases:

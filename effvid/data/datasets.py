@@ -444,12 +444,16 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     base = Path(root) if root is not None else annotation_path.parent
     others = [e for e in extensions if e != ".webm"]
     samples = []
+    entry_of_id: dict[str, int] = {}
     for k, entry in enumerate(entries):
         video_id = entry.get("id") if isinstance(entry, dict) else None
         where = f"{name} entry {k}" + (f" (id {video_id!r})" if video_id is not None else "")
         if not isinstance(video_id, (str, int)) or isinstance(video_id, bool) or str(video_id) == "":
             raise ValueError(f"{where}: expected an object with an \"id\" and a \"template\", "
                              f"got {json.dumps(entry)[:200]}")
+        if str(video_id) in entry_of_id:  # one video counted twice, perhaps with two classes
+            raise ValueError(f"{where}: the id of entry {entry_of_id[str(video_id)]} again")
+        entry_of_id[str(video_id)] = k
         template = entry.get("template")
         if not isinstance(template, str):
             raise ValueError(f"{where}: no \"template\" (the class): a file without labels, such "
