@@ -291,3 +291,21 @@ def test_a_nan_loss_in_one_process_names_the_step(tiny_data, tmp_path, monkeypat
     assert main(train_args(tiny_data, tmp_path / "run", "--batch-size", "1")) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         "effvid train: error: loss is nan at epoch 1, step 2; lower --lr or check the data")
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_says_so(tmp_path, monkeypatch, capsys):
+    # some network file systems refuse flock (ENOLCK): the run goes on, but not silently
+    import errno
+    import fcntl
+
+    from effvid.training import run_lock
+    from effvid.training.distributed import DistEnv
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with run_lock.hold_run_folder(tmp_path / "run", DistEnv()):
+        assert (tmp_path / "run").is_dir()
+    assert capsys.readouterr().err == (f"note: the file system of {tmp_path / 'run'} has no file locks: "
+                                       "nothing keeps a second effvid train from writing the same folder\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -105,6 +106,9 @@ def hold_run_folder(folder: str | Path, env: DistEnv):
         try:  # exists() too raises (a name too long, a folder not searchable): the others wait
             created = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)
             fd = lock_run_folder(folder)
+            if fd is None:
+                print(f"note: the file system of {folder} has no file locks: nothing keeps a second "
+                      "effvid train from writing the same folder", file=sys.stderr)
         except (UserError, OSError) as e:  # OSError: the folder cannot be made or written
             refusal = (str(e) if isinstance(e, UserError)
                        else f"cannot write to the run folder {folder}: {e.strerror or e}")
