@@ -35,6 +35,16 @@ positive_int = _int_at_least(1)      # counts and sizes
 nonnegative_int = _int_at_least(0)   # worker processes
 
 
+def device_arg(text: str):
+    """``--device``: auto, cpu, cuda or cuda:N, checked against this machine (a torch.device)."""
+    from effvid.runtime import resolve_device
+
+    try:
+        return resolve_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from effvid import __version__
 

@@ -1,4 +1,9 @@
-"""Process-wide settings that make PyTorch on the CPU faster.
+"""Where and how models run: the device a command asks for, and process-wide settings that
+make PyTorch on the CPU faster.
+
+:func:`resolve_device` turns ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) into a
+torch device, or a ValueError that names the value; :func:`describe_device` is the line a
+command prints about it.
 
 With glibc's default malloc, every large tensor (above a threshold that adapts up to 32 MB) is
 a fresh ``mmap`` that is unmapped again when freed, and freed heap memory above 128 KB is
@@ -56,3 +61,42 @@ def retain_freed_memory_unless_disabled() -> bool:
     if os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
     return retain_freed_memory()
+
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str):
+    """``auto`` (the first GPU if CUDA has one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``
+    as a :class:`torch.device`. Anything else, or a GPU this machine does not have, is a
+    ValueError whose message starts with the value (callers say where it came from)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name!r}: use {DEVICE_CHOICES}") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":  # mps, xpu, ...: nothing of effvid has been run there
+        raise ValueError(f"{name!r}: effvid runs on the CPU or on CUDA GPUs; use {DEVICE_CHOICES}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{name!r}: CUDA is not available (no NVIDIA GPU, driver or CUDA build of "
+                         "torch); use cpu")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"{name!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def describe_device(device, amp: bool = False) -> str:
+    """E.g. ``cuda:0 (NVIDIA H200, bfloat16 autocast)`` or ``cpu (2 threads)``."""
+    import torch
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        precision = ", bfloat16 autocast" if amp else ", float32"
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)}{precision})"
+    return f"{device.type} ({torch.get_num_threads()} threads)"

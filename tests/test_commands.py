@@ -265,3 +265,41 @@ def test_eval_refuses_classes_for_a_folder(trained, capsys):
     assert main(["eval", str(data), "-c", str(ckpt), "--classes", str(data / "x.txt"), "--workers", "0",
                  "--quiet"]) == 2
     assert f"--classes numbers the integer labels of a list file; {data} is a folder" in capsys.readouterr().err
+
+
+def test_bad_device_is_one_line_naming_the_value(trained, tmp_path, capsys, monkeypatch):
+    # eval and predict passed --device to torch.device() unchecked: a traceback for "gpu",
+    # and for "cuda" on a machine without one, torch's driver error from deep inside
+    data, ckpt = trained
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for command in (["eval", str(data)], ["predict", video]):
+        for device, says in (("gpu", "'gpu': use auto, cpu, cuda or cuda:N"),
+                             ("mps", "'mps': effvid runs on the CPU or on CUDA GPUs"),
+                             ("cuda:1", "'cuda:1': CUDA is not available")):
+            with pytest.raises(SystemExit) as e:  # refused by the parser, before anything runs
+                main(command + ["-c", str(ckpt), "--device", device, "--workers", "0"])
+            assert e.value.code == 2
+            err = capsys.readouterr().err
+            assert f"argument --device: {says}" in err and "Traceback" not in err, err
+    assert main(["train", str(data), "--device", "cuda", "--output", str(tmp_path / "r")]) == 2
+    assert "bad config value device='cuda': CUDA is not available" in capsys.readouterr().err
+    # auto is the CPU here, and train says where it runs
+    assert main(["predict", video, "-c", str(ckpt), "--workers", "0"]) == 0
+    assert "  1. " in capsys.readouterr().out
+    assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "32",
+                 "--epochs", "1", "--workers", "0", "--no-progress", "--output", str(tmp_path / "r")]) == 0
+    assert f"training on cpu ({torch.get_num_threads()} threads)" in capsys.readouterr().out
+
+
+def test_device_index_beyond_the_gpus_is_refused(monkeypatch):
+    from effvid.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("auto") == torch.device("cuda")
+    with pytest.raises(ValueError, match=r"'cuda:2': this machine has 2 GPU\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")

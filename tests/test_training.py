@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from effvid.data.synthetic import make_synthetic_dataset
+from effvid.errors import UserError
 from effvid.models import create_model
 from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
@@ -278,13 +279,18 @@ def test_quickstart_tsm_learns_order_that_tsn_cannot(tmp_path, capsys):
     tsn = create_model("tsn_resnet_tiny", num_classes=6, num_segments=8)
     # The same weights without the shift (the shifted conv is wrapped as `.net`).
     tsn.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
-    video = sorted((out / "data" / "val" / "left").glob("*.mp4"))[0]
-    clip = test_dataset([(str(video), 0)], meta, num_segments=8)[0]["video"][None]
+    # Every validation "left" clip, and its frames reversed (a "right" clip): TSN's logits are
+    # the same for both, TSM names both (one clip was checked before; a run on a GPU, 98%
+    # right overall, got that one wrong)
+    videos = sorted((out / "data" / "val" / "left").glob("*.mp4"))
+    dataset = test_dataset([(str(v), 0) for v in videos], meta, num_segments=8)
+    clips = torch.stack([dataset[i]["video"] for i in range(len(videos))])
     tsm.eval(), tsn.eval()
     with torch.no_grad():
-        torch.testing.assert_close(tsn(clip), tsn(clip.flip(1)), rtol=1e-5, atol=1e-5)
-        assert tsm(clip).argmax().item() == meta["classes"].index("left")
-        assert tsm(clip.flip(1)).argmax().item() == meta["classes"].index("right")
+        torch.testing.assert_close(tsn(clips), tsn(clips.flip(1)), rtol=1e-5, atol=1e-5)
+        left = (tsm(clips).argmax(1) == meta["classes"].index("left")).float().mean().item()
+        right = (tsm(clips.flip(1)).argmax(1) == meta["classes"].index("right")).float().mean().item()
+    assert len(videos) == 75 and left >= 0.9 and right >= 0.9, (left, right)
 
 
 def test_config_types_ranges_and_finite_numbers():
@@ -772,3 +778,20 @@ def test_class_names_the_font_cannot_draw_give_one_note_not_a_warning_per_charac
     assert capsys.readouterr().err.splitlines() == [
         "note: confusion.png: the plotting font has no glyph for 24 character(s) of the class "
         "names; they show as empty boxes"]
+
+
+def test_more_processes_than_gpus_is_refused_by_every_process(tiny_data, tmp_path, monkeypatch):
+    # process 1 of 2 on a one-GPU machine took cuda:1 and met CUDA's "invalid device ordinal";
+    # process 0, the one that reports errors, must say why too
+    from effvid.training import loop, run_lock
+    from effvid.training.distributed import DistEnv
+
+    monkeypatch.setattr(loop, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(run_lock, "all_gather_objects", lambda obj, env: [obj, None])
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for rank in (0, 1):
+        monkeypatch.setattr(loop, "init_distributed", lambda device, r=rank: DistEnv(r, 2, r))
+        with pytest.raises(UserError, match=r"torchrun started 2 processes on this machine, which has 1 "
+                                            r"GPU\(s\): give --nproc-per-node at most 1"):
+            train(tiny_config(tiny_data, tmp_path / f"run{rank}", device="cuda"))

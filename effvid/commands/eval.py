@@ -14,9 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 
-from ..cli import UserError, nonnegative_int, positive_int
+from ..cli import UserError, device_arg, nonnegative_int, positive_int
 
 
 def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None):
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                            size=args.size, scale_size=args.scale_size)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         collate_fn=collate_clips)
-    device = torch.device(args.device)
+    device = args.device
     stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet)
     if stats["count"] == 0:  # a 0% that measured nothing must not read as a result
         raise no_readable_clips("evaluated", f"video in {args.data}", stats["bad"])
@@ -109,7 +108,8 @@ def register(sub) -> None:
                    help="short-side resize (default: as trained, or size x 256/224 with --size)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", type=device_arg, default="auto",
+                   help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

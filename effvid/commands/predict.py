@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
-from ..cli import UserError, nonnegative_int, positive_int
+from ..cli import UserError, device_arg, nonnegative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,5 +85,6 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (0: decode in this one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", type=device_arg, default="auto",
+                   help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(func=run)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .. import runtime
 from ..data import collate_clips, find_class_file
 from ..models import create_model
 from ..errors import UserError
@@ -44,15 +45,22 @@ from .progress import progress_bar
 from .run_lock import hold_run_folder
 
 
+def on_cpu(obj):
+    """``obj`` (dicts, lists and tuples of tensors and plain values) with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
+
+
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"bad config value device={name!r}: CUDA is not available")
     try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"bad config value device={name!r}: use auto, cpu, cuda or cuda:N") from e
+        return runtime.resolve_device(name)
+    except ValueError as e:
+        raise ValueError(f"bad config value device={e}") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -107,7 +115,9 @@ class RunWriter:
 
     def state(self, state: dict, name: str) -> None:
         if self.enabled:
-            atomic_replace(self.folder / name, lambda tmp: torch.save(state, tmp))
+            # CPU tensors: a GPU run's state then loads anywhere, also with a plain
+            # torch.load on a machine without CUDA (torch.save copies them to the host anyway)
+            atomic_replace(self.folder / name, lambda tmp: torch.save(on_cpu(state), tmp))
 
     def epoch_files(self, model: nn.Module, history: list[dict], classes: list[str], metadata: dict,
                     is_best: bool) -> None:
@@ -443,6 +453,14 @@ def train(cfg: TrainConfig) -> dict:
 
 def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
     if env.distributed and device.type == "cuda":
+        # Each process takes cuda:LOCAL_RANK; one past the last GPU met CUDA's "invalid device
+        # ordinal". Every process of the machine checks, so that its first one, which reports
+        # errors (cli.reports_errors), says why.
+        on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", env.local_rank + 1))
+        if on_this_machine > torch.cuda.device_count():
+            raise UserError(f"torchrun started {on_this_machine} processes on this machine, which has "
+                            f"{torch.cuda.device_count()} GPU(s): give --nproc-per-node at most "
+                            f"{torch.cuda.device_count()} (one process per GPU), or --device cpu")
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
     out = Path(cfg.output)
@@ -480,6 +498,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         if env.is_main:
             print(loaded)
     model.to(device)
+    if env.is_main:
+        print(f"training on {runtime.describe_device(device, cfg.amp)}"
+              + (f", {env.world_size} processes" if env.distributed else ""))
     train_model = model
     if env.distributed:
         train_model = nn.parallel.DistributedDataParallel(
