@@ -273,3 +273,110 @@ def test_a_class_file_found_beside_the_data_is_named_before_an_error_about_its_n
     assert out == f"class numbers from {lists / 'classInd.txt'}, found beside the data (--classes FILE to give another)\n"
     assert "mine.txt' line 1: label 0 is not a class number" in err
     assert not (ucf / "run").exists()
+
+
+# -- published split folders: HMDB51's testTrainMulti_7030_splits, UCF101's ucfTrainTestlist ------
+
+HMDB_CLASSES = ["brush_hair", "cartwheel", "catch"]
+
+
+@pytest.fixture
+def hmdb(tmp_path):
+    """hmdb51/<class>/<video>.avi (4 per class) and testTrainMulti_7030_splits/ with split 1 and 2
+    files, lines '<video> <id> ' as published (id 1 train, 2 test, 0 neither; a trailing space)."""
+    videos, splits = tmp_path / "hmdb51", tmp_path / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    names = {c: [f"{c}_clip_{k}.avi" for k in range(4)] for c in HMDB_CLASSES}
+    for motion, (c, files) in zip(("grow", "left", "up"), names.items()):
+        _write_clips([videos / c / f for f in files], motion, codec="mpeg4")
+    ids = {1: ["1", "1", "2", "0"], 2: ["2", "2", "1", "1"]}
+    for number, id_of in ids.items():
+        for c, files in names.items():
+            (splits / f"{c}_test_split{number}.txt").write_text(
+                "".join(f"{f} {i} \n" for f, i in zip(files, id_of)))
+    return videos, splits
+
+
+def test_hmdb51_split_files(hmdb):
+    from effvid.data import read_split_folder, split_folder_kind
+
+    videos, splits = hmdb
+    assert split_folder_kind(splits) == "hmdb51" and split_folder_kind(videos) is None
+    got = {}
+    for number in (1, 2):
+        for part in ("train", "test"):
+            samples, classes = read_split_folder(splits, part, number, root=videos)
+            assert classes == HMDB_CLASSES
+            got[number, part] = [(Path(s.path).relative_to(videos).as_posix(), s.label) for s in samples]
+    # split 1: clips 0 and 1 train, clip 2 test, clip 3 in neither
+    assert got[1, "train"] == [(f"{c}/{c}_clip_{k}.avi", i) for i, c in enumerate(HMDB_CLASSES) for k in (0, 1)]
+    assert got[1, "test"] == [(f"{c}/{c}_clip_2.avi", i) for i, c in enumerate(HMDB_CLASSES)]
+    assert got[2, "train"] == [(f"{c}/{c}_clip_{k}.avi", i) for i, c in enumerate(HMDB_CLASSES) for k in (2, 3)]
+    assert got[2, "test"] == [(f"{c}/{c}_clip_{k}.avi", i) for i, c in enumerate(HMDB_CLASSES) for k in (0, 1)]
+    # the videos' folder defaults to the split folder's parent: here it holds no class folders
+    with pytest.raises(FileNotFoundError, match=r"the videos of HMDB51 class 'brush_hair' are not in .*"
+                                                r"--data-root gives the folder that holds the class folders"):
+        read_split_folder(splits, "train", 1)
+    with pytest.raises(FileNotFoundError, match=r"no HMDB51 split 3 files \(\*_test_split3.txt\)"):
+        read_split_folder(splits, "train", 3, root=videos)
+    with pytest.raises(ValueError, match=r"bad split number 4: HMDB51 publishes splits 1, 2 and 3"):
+        read_split_folder(splits, "train", 4, root=videos)
+    # a checkpoint's classes must hold every class of the files
+    with pytest.raises(ValueError, match=r"catch_test_split1.txt': class 'catch' is not one of the 2 classes"):
+        read_split_folder(splits, "test", 1, root=videos, classes=HMDB_CLASSES[:2])
+    (splits / "catch_test_split1.txt").write_text("catch_clip_0.avi 1\ncatch_clip_1.avi 3\n")
+    with pytest.raises(ValueError, match=r"catch_test_split1.txt' line 2: expected '<video> <0, 1 or 2>', "
+                                         r"got 'catch_clip_1.avi 3'"):
+        read_split_folder(splits, "train", 1, root=videos)
+    (splits / "catch_test_split1.txt").write_text("catch_clip_9.avi 1\n")
+    with pytest.raises(FileNotFoundError, match=r"catch_test_split1.txt' line 1: video not found: .*catch_clip_9.avi"):
+        read_split_folder(splits, "train", 1, root=videos)
+
+
+def test_ucf101_split_folder(ucf):
+    from effvid.data import read_split_folder, split_folder_kind
+
+    lists, videos = ucf / "ucfTrainTestlist", ucf / "UCF-101"
+    assert split_folder_kind(lists) == "ucf101"
+    # UCF-101/ beside the lists is the default videos' folder
+    train, classes = read_split_folder(lists, "train", 1)
+    test, _ = read_split_folder(lists, "test", 1)
+    assert classes == UCF_CLASSES  # classInd.txt's order
+    assert [(Path(s.path).relative_to(videos).as_posix(), s.label) for s in train] == [
+        (f"{c}/v_{c}_g{g:02d}_c01.avi", k) for k, c in enumerate(UCF_CLASSES) for g in (1, 2)]
+    assert [(Path(s.path).relative_to(videos).as_posix(), s.label) for s in test] == [
+        (f"{c}/v_{c}_g03_c01.avi", k) for k, c in enumerate(UCF_CLASSES)]
+    with pytest.raises(FileNotFoundError, match="UCF101 split 2 has no train list"):
+        read_split_folder(lists, "train", 2)
+    # as DATA: training on the train part, validating on the test part
+    cfg = TrainConfig(data=str(lists), model="tsm_resnet_tiny", num_segments=2, size=32)
+    train_set, val_set = build_datasets(cfg)
+    assert [s.path for s in train_set.samples] == [s.path for s in train]
+    assert [s.path for s in val_set.samples] == [s.path for s in test]
+    assert train_set.classes == val_set.classes == UCF_CLASSES
+    with pytest.raises(ValueError, match=r"official_split=4: must be 1, 2 or 3"):
+        build_datasets(TrainConfig(data=str(lists), official_split=4))
+
+
+def test_train_and_eval_on_hmdb51_split_folder(hmdb, tmp_path, capsys):
+    videos, splits = hmdb
+    run = tmp_path / "run"
+    assert main(["train", str(splits), "--data-root", str(videos), "--official-split", "2",
+                 "--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "32", "--scale-size", "32",
+                 "--epochs", "1", "--batch-size", "3", "--workers", "0", "--no-progress",
+                 "--output", str(run)]) == 0
+    history = json.loads((run / "history.json").read_text())
+    # split 2: 6 training clips (2 per class), its 6 test clips validated
+    assert history[0]["train"]["count"] == 6 and history[0]["val"]["count"] == 6
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["official_split"] == 2 and saved["data"] == str(splits.resolve())
+    _, meta = load_weights(run / "best.safetensors")
+    assert meta["classes"] == HMDB_CLASSES
+    capsys.readouterr()
+    for number, expected in ((1, 3), (2, 6)):  # the test parts: clip 2 of each class / clips 0 and 1
+        report = tmp_path / f"eval{number}.json"
+        assert main(["eval", str(splits), "-c", str(run / "best.safetensors"), "--data-root", str(videos),
+                     "--official-split", str(number), "--workers", "0", "--quiet", "--json", str(report)]) == 0
+        assert f"{expected} videos, 1 view(s) each" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["eval", str(splits), "-c", str(run / "best.safetensors"), "--official-split", "4"])

@@ -18,8 +18,9 @@ from pathlib import Path
 from ..cli import UserError, device_arg, nonnegative_int, positive_int
 
 
-def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None):
-    from ..data import read_class_file, read_samples, scan_class_folders
+def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None,
+                 official_split: int = 1):
+    from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
 
     src = Path(source)
     if src.is_file():
@@ -28,6 +29,8 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
         return read_samples(src, root=root, classes=classes, class_numbers=numbers)[0]
     if not src.is_dir():
         raise UserError(f"dataset source not found: {source}")
+    if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits: the test part
+        return read_split_folder(src, "test", official_split, root=root, classes=classes)[0]
     if class_file:  # it would be ignored: folders name their classes, and nothing is numbered
         raise UserError(f"--classes numbers the integer labels of a list file; {source} is a folder, "
                         "whose class folders name the classes (drop --classes)")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # said before reading: an error about a label's number names no file
     if not args.classes and (found := find_class_file(args.data)) is not None:
         print(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
-    samples = eval_samples(args.data, classes, args.data_root, args.classes)
+    samples = eval_samples(args.data, classes, args.data_root, args.classes, args.official_split)
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)
@@ -88,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="list file, class-folder root or Something-Something v2's "
-                                "validation.json")
+    p.add_argument("data", help="list file, class-folder root, Something-Something v2's "
+                                "validation.json, or HMDB51's / UCF101's split folder")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
     p.add_argument("--data-root", help="base folder for relative paths in a list file "
                                        "(Something-Something: the videos' folder)")
@@ -97,6 +100,9 @@ def register(sub) -> None:
                    help="class file that numbers DATA's integer labels (UCF101's classInd.txt; "
                         "default: classInd.txt or labels.json beside DATA, if there); the classes "
                         "are the checkpoint's")
+    p.add_argument("--official-split", type=int, choices=(1, 2, 3), default=1,
+                   help="with HMDB51's or UCF101's split folder as DATA: which split's test part "
+                        "(default: 1)")
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")

@@ -22,10 +22,11 @@ from ..training.config import TrainConfig
 
 HELP = {
     "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/), a list "
-            "file, or Something-Something v2's train.json",
+            "file, Something-Something v2's train.json, or HMDB51's / UCF101's split folder "
+            "(testTrainMulti_7030_splits, ucfTrainTestlist)",
     "val_data": "validation list file, folder or annotation JSON (default: DATA/val, or a split of DATA)",
     "data_root": "folder that relative paths in list files are resolved against (Something-"
-                 "Something: the videos' folder)",
+                 "Something, HMDB51, UCF101's split folder: the videos' folder)",
     "classes": "class file: one name per line, UCF101's classInd.txt ('number name' lines: "
                "integer labels are its numbers) or Something-Something's labels.json (default: "
                "classInd.txt or labels.json beside DATA, if there)",
@@ -40,6 +41,9 @@ HELP = {
     "overwrite": "start a new run in an --output that already holds one, replacing it",
     "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",
     "device": "auto, cpu, cuda or cuda:N",
+    "official_split": "with HMDB51's split files (testTrainMulti_7030_splits) or UCF101's "
+                      "ucfTrainTestlist as DATA: which published split (1, 2 or 3) to train and "
+                      "validate on",
     "seed": "random seed (runs with the same seed repeat exactly)",
 }
 

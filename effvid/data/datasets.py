@@ -468,6 +468,88 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     return samples, classes
 
 
+HMDB51_SPLIT_IDS = {"1": "train", "2": "test", "0": None}  # 0: in neither part of that split
+
+
+def split_folder_kind(folder: str | os.PathLike) -> str | None:
+    """``"hmdb51"`` for a folder of HMDB51's split files (``testTrainMulti_7030_splits``:
+    ``<class>_test_split<N>.txt``), ``"ucf101"`` for UCF101's ``ucfTrainTestlist`` (``classInd.txt``,
+    ``trainlist0<N>.txt``, ``testlist0<N>.txt``), else None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    if next(folder.glob("*_test_split[123].txt"), None) is not None:
+        return "hmdb51"
+    if (folder / "classInd.txt").is_file() and next(folder.glob("trainlist0[123].txt"), None) is not None:
+        return "ucf101"
+    return None
+
+
+def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
+                      root: str | os.PathLike | None = None, classes: Sequence[str] | None = None,
+                      extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[VideoSample], list[str]]:
+    """The ``part`` (``"train"`` or ``"test"``) of the published split ``number`` (1, 2 or 3) of a
+    split folder (:func:`split_folder_kind`), and the classes.
+
+    - HMDB51: ``<class>_test_split<N>.txt`` has a line ``<video> <id>`` for each video of the
+      class, id 1 for training, 2 for testing, 0 for neither. The classes are the files' class
+      names, sorted; the videos are ``root/<class>/<video>``.
+    - UCF101: ``trainlist0<N>.txt`` or ``testlist0<N>.txt``, read as list files with the folder's
+      ``classInd.txt`` (:func:`read_list_file`); the videos are ``root/<Class>/<video>``.
+
+    ``root`` defaults to the folder's parent, or to ``UCF-101`` beside the folder when that
+    exists (the archives unpack side by side). ``classes`` (a checkpoint's) must include every
+    class of the files. Bad lines and missing videos raise, naming the file and line."""
+    folder = Path(folder)
+    kind = split_folder_kind(folder)
+    if kind is None:
+        raise ValueError(f"{str(folder)!r} is not a split folder: expected HMDB51's "
+                         "<class>_test_split1.txt files or UCF101's classInd.txt and trainlist01.txt")
+    if part not in ("train", "test"):
+        raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+    if isinstance(number, bool) or number not in (1, 2, 3):
+        raise ValueError(f"bad split number {number!r}: {kind.upper()} publishes splits 1, 2 and 3")
+    if kind == "ucf101":
+        base = Path(root) if root is not None else (
+            folder.parent / "UCF-101" if (folder.parent / "UCF-101").is_dir() else folder.parent)
+        list_file = folder / f"{'trainlist' if part == 'train' else 'testlist'}0{number}.txt"
+        if not list_file.is_file():
+            raise FileNotFoundError(errno.ENOENT, f"UCF101 split {number} has no {part} list", str(list_file))
+        return read_list_file(list_file, root=base, classes=classes, extensions=extensions,
+                              class_numbers=read_class_file(folder / "classInd.txt"))
+
+    suffix = f"_test_split{number}.txt"
+    files = sorted(folder.glob(f"*{suffix}"))
+    if not files:
+        raise FileNotFoundError(errno.ENOENT, f"no HMDB51 split {number} files (*{suffix}) in the split folder",
+                                str(folder))
+    names = [f.name[:-len(suffix)] for f in files]
+    if classes is None:
+        classes = sorted(names)
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    base = Path(root) if root is not None else folder.parent
+    samples = []
+    for path, name in zip(files, names):
+        if name not in index:
+            raise ValueError(f"{str(path)!r}: class {name!r} is not one of the {len(classes)} classes")
+        if not (base / name).is_dir():
+            raise FileNotFoundError(errno.ENOENT, f"the videos of HMDB51 class {name!r} are not in "
+                                    f"{str(base)!r} (--data-root gives the folder that holds the class "
+                                    "folders, brush_hair/ ...)", str(base / name))
+        for lineno, raw in enumerate(_read_text(path, "split file").splitlines(), 1):
+            fields = raw.split()
+            if not fields:
+                continue
+            where = f"{str(path)!r} line {lineno}"
+            if len(fields) != 2 or fields[1] not in HMDB51_SPLIT_IDS:
+                raise ValueError(f"{where}: expected '<video> <0, 1 or 2>', got {raw.strip()!r}")
+            if HMDB51_SPLIT_IDS[fields[1]] == part:
+                samples.append(VideoSample(_video_path(f"{name}/{fields[0]}", base, where, extensions),
+                                           index[name]))
+    return samples, classes
+
+
 def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
                  classes: Sequence[str] | None = None, *,
                  class_numbers: Mapping[int, str] | None = None) -> tuple[list[VideoSample], list[str]]:
@@ -625,9 +707,12 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                   train: bool | None = None, transform: Callable | None = None,
                   sampling: str = "segment", *, root: str | os.PathLike | None = None,
                   classes: Sequence[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
-                  class_numbers: Mapping[int, str] | None = None, **kwargs) -> VideoClipDataset:
+                  class_numbers: Mapping[int, str] | None = None, official_split: int = 1,
+                  **kwargs) -> VideoClipDataset:
     """Build a :class:`VideoClipDataset` from a class-folder root, a list file or an annotation JSON.
 
+    - split folder of HMDB51 or UCF101 (:func:`read_split_folder`): the training part of their
+      split ``official_split``, or its test part for ``split="val"``;
     - folder with ``train/`` and ``val/``: uses ``source/<split>`` (``"all"``: ``train/``);
       classes come from ``train/`` (so both splits share label ids);
     - other folder: class folders directly under ``source``, stratified
@@ -648,7 +733,10 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
     if src.is_file():
         samples, classes = read_samples(src, root=root, classes=classes, class_numbers=class_numbers)
     elif src.is_dir():
-        if has_split_folders(src):
+        if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits
+            samples, classes = read_split_folder(src, "test" if split == "val" else "train",
+                                                 official_split, root=root, classes=classes)
+        elif has_split_folders(src):
             if classes is None:
                 _, classes = scan_class_folders(src / "train")
             samples, classes = scan_class_folders(src / ("val" if split == "val" else "train"),

@@ -27,6 +27,7 @@ class TrainConfig:
     data_root: str | None = None   # base folder for relative paths in list files (SSv2: the videos)
     classes: str | None = None     # class file; default: classInd.txt / labels.json beside DATA
     val_fraction: float = 0.2      # used when the data has no train/ and val/ folders
+    official_split: int = 1        # which of HMDB51's / UCF101's published splits (1, 2 or 3)
     # model
     model: str = "tsm_resnet50"
     num_segments: int = 8
@@ -95,6 +96,8 @@ class TrainConfig:
             bad("dropout", "must be in [0, 1)")
         if not 0 < self.val_fraction < 1:
             bad("val_fraction", "must be in (0, 1)")
+        if self.official_split not in (1, 2, 3):
+            bad("official_split", "must be 1, 2 or 3 (HMDB51 and UCF101 publish three splits)")
         if self.workers < 0:
             bad("workers", "must be >= 0")
         if self.weight_decay < 0:

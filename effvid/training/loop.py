@@ -347,7 +347,7 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
     state keep: a resume, or a new run from that config.json, gets the same split)."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        has_split_folders, read_class_file, read_samples,
+                        has_split_folders, read_class_file, read_samples, split_folder_kind,
                         stratified_split)
 
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
@@ -356,7 +356,8 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
     class_file = cfg.classes or find_class_file(cfg.data)
     class_numbers = read_class_file(class_file) if class_file else None
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
-                  val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers)
+                  val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers,
+                  official_split=cfg.official_split)
     if Path(cfg.data).is_file() and cfg.val_data is None:
         samples, classes = read_samples(cfg.data, root=cfg.data_root, class_numbers=class_numbers)
         train_samples, val_samples = stratified_split(samples, cfg.val_fraction, seed)
@@ -368,7 +369,8 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
                                 classes=train_set.classes, **common)
     else:
         train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
-        val_split = "val" if Path(cfg.val_data).is_dir() and has_split_folders(Path(cfg.val_data)) else "all"
+        val = Path(cfg.val_data)  # a folder with parts: its validation (test) part
+        val_split = "val" if val.is_dir() and (split_folder_kind(val) or has_split_folders(val)) else "all"
         val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
                                 classes=train_set.classes, **common)
     if len(train_set.classes) < 2:
