@@ -1,7 +1,8 @@
 """``effvid eval DATA --checkpoint CKPT``: accuracy under TSM's test protocols.
 
-DATA is a list file, Something-Something v2's validation.json, a class-folder root (its
-``val/`` part if it has one) or a folder of class folders; ``--classes`` numbers a list's
+DATA is a list file, Something-Something v2's validation.json, Kinetics' validate.csv (listed
+videos missing from the download are skipped and counted), a class-folder root (its ``val/``
+part if it has one) or a folder of class folders; ``--classes`` numbers a list's
 integer labels (UCF101's classInd.txt). Views are clips x crops, with logits averaged: 1 clip
 x 1 crop is TSM's single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
 Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.
@@ -19,14 +20,16 @@ from ..cli import UserError, device_arg, nonnegative_int, positive_int
 
 
 def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None,
-                 official_split: int = 1):
+                 official_split: int = 1, notice=None):
+    """The samples of DATA, labelled with the checkpoint's ``classes``; ``notice`` (e.g.
+    ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
     from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
 
     src = Path(source)
     if src.is_file():
         # the class file numbers DATA's integer labels; the classes are the checkpoint's
         numbers = read_class_file(class_file) if class_file else None
-        return read_samples(src, root=root, classes=classes, class_numbers=numbers)[0]
+        return read_samples(src, root=root, classes=classes, class_numbers=numbers, notice=notice)[0]
     if not src.is_dir():
         raise UserError(f"dataset source not found: {source}")
     if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits: the test part
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     # said before reading: an error about a label's number names no file
     if not args.classes and (found := find_class_file(args.data)) is not None:
         print(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
-    samples = eval_samples(args.data, classes, args.data_root, args.classes, args.official_split)
+    samples = eval_samples(args.data, classes, args.data_root, args.classes, args.official_split,
+                           notice=print)
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)
@@ -92,10 +96,11 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="list file, class-folder root, Something-Something v2's "
-                                "validation.json, or HMDB51's / UCF101's split folder")
+                                "validation.json, Kinetics' validate.csv, or HMDB51's / UCF101's "
+                                "split folder")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
     p.add_argument("--data-root", help="base folder for relative paths in a list file "
-                                       "(Something-Something: the videos' folder)")
+                                       "(Something-Something, Kinetics: the videos' folder)")
     p.add_argument("--classes", metavar="FILE",
                    help="class file that numbers DATA's integer labels (UCF101's classInd.txt; "
                         "default: classInd.txt or labels.json beside DATA, if there); the classes "

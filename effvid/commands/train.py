@@ -1,5 +1,5 @@
-"""``effvid train DATA``: train a TSN/TSM recogniser on a folder-per-class root, a list file or
-Something-Something v2's annotation JSON.
+"""``effvid train DATA``: train a TSN/TSM recogniser on a folder-per-class root, a list file,
+Something-Something v2's annotation JSON or Kinetics' annotation CSV.
 
 Every field of :class:`effvid.training.config.TrainConfig` is a flag (``--num-segments 8``,
 ``--no-flip``, ``--shift-direction causal``, ...); ``--config run/config.json`` starts from a
@@ -22,11 +22,11 @@ from ..training.config import TrainConfig
 
 HELP = {
     "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/), a list "
-            "file, Something-Something v2's train.json, or HMDB51's / UCF101's split folder "
-            "(testTrainMulti_7030_splits, ucfTrainTestlist)",
-    "val_data": "validation list file, folder or annotation JSON (default: DATA/val, or a split of DATA)",
+            "file, Something-Something v2's train.json, Kinetics' train.csv, or HMDB51's / "
+            "UCF101's split folder (testTrainMulti_7030_splits, ucfTrainTestlist)",
+    "val_data": "validation list file, folder or annotation file (default: DATA/val, or a split of DATA)",
     "data_root": "folder that relative paths in list files are resolved against (Something-"
-                 "Something, HMDB51, UCF101's split folder: the videos' folder)",
+                 "Something, Kinetics, HMDB51, UCF101's split folder: the videos' folder)",
     "classes": "class file: one name per line, UCF101's classInd.txt ('number name' lines: "
                "integer labels are its numbers) or Something-Something's labels.json (default: "
                "classInd.txt or labels.json beside DATA, if there)",

@@ -2,8 +2,9 @@
 
 from .datasets import (BadSample, VideoClipDataset, VideoSample, build_dataset, collate_clips,
                        find_class_file, find_files, has_split_folders, read_class_file,
-                       read_list_file, read_samples, read_something_annotations,
-                       read_split_folder, scan_class_folders, split_folder_kind, stratified_split)
+                       read_kinetics_annotations, read_list_file, read_samples,
+                       read_something_annotations, read_split_folder, scan_class_folders,
+                       split_folder_kind, stratified_split)
 from .sampling import dense_indices, dense_test_clips, segment_bounds, segment_indices, test_clips
 from .synthetic import (SYNTHETIC_CLASSES, decode_frame_index, index_pattern_frames,
                         make_synthetic_dataset, render_motion_clip)
@@ -23,8 +24,8 @@ __all__ = [
     "TrainTransform", "TestTransform",
     # datasets
     "VideoSample", "BadSample", "find_files", "has_split_folders", "scan_class_folders", "read_list_file", "stratified_split",
-    "read_class_file", "find_class_file", "read_something_annotations", "read_samples",
-    "split_folder_kind", "read_split_folder",
+    "read_class_file", "find_class_file", "read_something_annotations", "read_kinetics_annotations",
+    "read_samples", "split_folder_kind", "read_split_folder",
     "VideoClipDataset", "collate_clips", "build_dataset",
     # synthetic
     "SYNTHETIC_CLASSES", "render_motion_clip", "make_synthetic_dataset", "index_pattern_frames",

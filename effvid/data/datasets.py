@@ -9,6 +9,8 @@ Sources:
   paths resolved against ``root``, default the list's folder), or a path alone
   (UCF101's testlist), whose first folder names the class;
 - Something-Something v2's annotation JSON (``train.json``, ``validation.json``);
+- Kinetics' annotation CSV (``train.csv``, ``validate.csv``), whose videos missing from the
+  download (deleted from YouTube) are skipped and counted;
 - a class file (one name per line, UCF101's ``classInd.txt``, Something-Something's
   ``labels.json``) giving the classes and the numbers that integer labels stand for.
 
@@ -21,7 +23,9 @@ reports in ``batch["bad"]``.
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 import re
@@ -46,6 +50,7 @@ __all__ = [
     "read_class_file",
     "find_class_file",
     "read_something_annotations",
+    "read_kinetics_annotations",
     "read_samples",
     "stratified_split",
     "VideoClipDataset",
@@ -550,15 +555,211 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
     return samples, classes
 
 
+# Kinetics' split column -> the folder CVDF's download extracts that split to, beside annotations/
+_KINETICS_SPLIT_FOLDERS = {"train": "train", "val": "val", "validate": "val", "validation": "val",
+                           "test": "test"}
+_KINETICS_HEADER = "label,youtube_id,time_start,time_end,split"
+
+
+def _whole_seconds(value: str, column: str, where: str) -> int:
+    """A Kinetics time, written ``84`` or ``84.0``."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds.is_integer() and seconds >= 0):  # also refuses nan and inf
+        raise ValueError(f"{where}: {column} {value!r} is not a whole number of seconds")
+    return int(seconds)
+
+
+def _videos_in(folder: Path, extensions: Sequence[str]) -> dict[str, str]:
+    """``{stem: file name}`` of the videos directly in ``folder`` ({} if it is not a folder); a
+    stem with several extensions gets the first of ``extensions``. One listing per folder:
+    a stat per extension and layout for each of 246,534 clips would be millions of calls."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    rank = {e: k for k, e in enumerate(extensions)}
+    found: dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: rank.get(os.path.splitext(e.name)[1].lower(), -1)):
+        stem, ext = os.path.splitext(entry.name)
+        if ext.lower() in rank and not entry.name.startswith(".") and entry.is_file():
+            found.setdefault(stem, entry.name)
+    return found
+
+
+def _kinetics_folders(root: Path, label: str) -> list[Path]:
+    """Where a clip of ``label`` may be: ``root`` (CVDF's flat download) or ``root/<label>/``,
+    the label as in the CSV or with underscores for its spaces (as other downloaders write it)."""
+    return [root, root / label, root / label.replace(" ", "_")]
+
+
+def _find_kinetics_videos(root: Path, clips: Sequence[tuple[str, str]],
+                          extensions: Sequence[str]) -> list[str | None]:
+    """The video of each ``(label, stem)`` clip under ``root``, None where it is missing."""
+    listings: dict[Path, dict[str, str]] = {}  # each folder listed once
+    places: dict[str, list[tuple[Path, dict[str, str]]]] = {}  # label -> its folders' listings
+    found: list[str | None] = []
+    for label, stem in clips:
+        if label not in places:
+            for folder in _kinetics_folders(root, label):
+                if folder not in listings:
+                    listings[folder] = _videos_in(folder, extensions)
+            places[label] = [(folder, listings[folder]) for folder in _kinetics_folders(root, label)]
+        found.append(next((str(folder / videos[stem]) for folder, videos in places[label]
+                           if stem in videos), None))
+    return found
+
+
+def _expected_kinetics_video(root: Path, label: str, stem: str, extensions: Sequence[str]) -> Path:
+    """The path a missing clip would have: in its class folder if there is one, else flat."""
+    folder = next((f for f in _kinetics_folders(root, label)[1:] if f.is_dir()), root)
+    return folder / f"{stem}{extensions[0]}"
+
+
+def _kinetics_roots(csv_path: Path, root: str | os.PathLike | None, split: str) -> list[Path]:
+    """The folders that may hold a Kinetics CSV's videos, in the order tried: ``root`` (default
+    the CSV's folder); its ``<split>/`` folder, so that one --data-root holding train/ and val/
+    serves DATA and --val-data alike; and, without ``root``, ``<CSV's folder>/../<split>/``
+    (CVDF's download: ``annotations/train.csv`` beside ``train/``). ``split`` is the CSV's split
+    column; ``validate``'s folder is ``val`` (or ``validate``)."""
+    base = Path(root) if root is not None else csv_path.parent
+    names = list(dict.fromkeys(n for n in (_KINETICS_SPLIT_FOLDERS.get(split.lower()), split) if n))
+    candidates = [base / n for n in names] + ([base.parent / n for n in names] if root is None else [])
+    roots = [base]
+    for folder in candidates:
+        if folder.is_dir() and all(folder.resolve() != r.resolve() for r in roots):
+            roots.append(folder)
+    return roots
+
+
+def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                              classes: Sequence[str] | None = None,
+                              extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
+                              class_numbers: Mapping[int, str] | None = None,
+                              notice: Callable[[str], None] | None = None
+                              ) -> tuple[list[VideoSample], list[str]]:
+    """Samples from Kinetics-400/600/700's ``train.csv`` or ``validate.csv``: a header line
+    ``label,youtube_id,time_start,time_end,split`` (Kinetics-700-2020 adds ``is_cc``; columns are
+    found by name), then one clip a line, e.g. ``"passing American football (in game)",--33Lscn6sk,4,14,train``.
+
+    The clip's video is ``<youtube_id>_<time_start:06d>_<time_end:06d>`` with any of
+    ``extensions``, directly in ``root`` (CVDF's flat download) or in ``root/<label>/`` (the label
+    as in the CSV, or with underscores for its spaces). ``root`` defaults to the CSV's folder;
+    when no listed video is in it, its ``<split>/`` folder is tried, then (by default only)
+    ``<CSV's folder>/../<split>/``, CVDF's layout (see :func:`_kinetics_roots`); ``notice`` is
+    told which one was read.
+
+    Classes: ``classes``, else ``class_numbers``' names, else the sorted labels (Kinetics' own
+    numbering is alphabetical); a label that is not one of them raises, naming its line.
+
+    Videos missing from the download (5-10% of any: deleted from YouTube) are skipped, and
+    ``notice``, if given, is called once with a line saying how many and the first one's path.
+    No listed video found at all, a line that does not parse or a file without labels (the
+    test set's ``test.csv``) raises ValueError naming the file (and the line).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "annotation file not found", str(csv_path))
+    name = repr(str(csv_path))
+    text = _read_text(csv_path, "annotation file")
+    rows = csv.reader(io.StringIO(text), strict=True)  # strict: an unclosed quote raises
+    next_line = 1  # the line the next row starts on (a quoted label may span lines)
+    try:
+        header = [column.strip() for column in next(rows, [])]
+        if "youtube_id" not in header:
+            first = text.splitlines()[0] if text.strip() else ""
+            raise ValueError(f"{name} line 1: a .csv file is read as Kinetics' annotations, whose "
+                             f"first line names the columns ({_KINETICS_HEADER}); this one is "
+                             f"{first[:200]!r} (a list file of 'path label' lines needs another "
+                             "extension, such as .txt)")
+        column = {c: k for k, c in reversed(list(enumerate(header)))}  # the first of a repeated name
+        for needed in ("time_start", "time_end"):
+            if needed not in column:
+                raise ValueError(f"{name} line 1: no {needed!r} column in the header "
+                                 f"{','.join(header)!r} (expected {_KINETICS_HEADER})")
+        if "label" not in column:
+            raise ValueError(f"{name} has no label column (its columns: {', '.join(header)}): a file "
+                             "without labels, such as Kinetics' test.csv, cannot be trained or "
+                             "evaluated on")
+        clips: list[tuple[int, str, str, str]] = []  # line, label, file name without extension, split
+        next_line = rows.line_num + 1
+        for row in rows:
+            lineno, next_line = next_line, rows.line_num + 1
+            if not any(field.strip() for field in row):  # a blank line
+                continue
+            where = f"{name} line {lineno}"
+            if len(row) != len(header):
+                raise ValueError(f"{where}: {len(row)} fields, but the header names {len(header)} "
+                                 f"({','.join(header)}); a label with a comma must be in quotes")
+            field = {c: row[k].strip() for c, k in column.items()}
+            if not field["label"]:
+                raise ValueError(f"{where}: no label (a file without labels, such as Kinetics' "
+                                 "test.csv, cannot be trained or evaluated on)")
+            if not field["youtube_id"]:
+                raise ValueError(f"{where}: no youtube_id")
+            start = _whole_seconds(field["time_start"], "time_start", where)
+            end = _whole_seconds(field["time_end"], "time_end", where)
+            clips.append((lineno, field["label"], f"{field['youtube_id']}_{start:06d}_{end:06d}",
+                          field.get("split", "")))
+    except csv.Error as e:  # an unclosed quote, a NUL byte
+        raise ValueError(f"{name} line {next_line}: not valid CSV ({e})") from e
+    if not clips:
+        raise ValueError(f"annotation file {name} lists no videos")
+
+    if classes is None and class_numbers is not None:
+        classes = list(class_numbers.values())
+    classes = sorted({label for _, label, _, _ in clips}) if classes is None else list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    for lineno, label, _, _ in clips:
+        if label not in index:
+            hint = (f" (the classes name it {label.replace(' ', '_')!r})"
+                    if label.replace(" ", "_") in index else "")
+            raise ValueError(f"{name} line {lineno}: label {label!r} is not one of the "
+                             f"{len(classes)} classes{hint}")
+
+    roots = _kinetics_roots(csv_path, root, clips[0][3])
+    pairs = [(label, stem) for _, label, stem, _ in clips]
+    for base in roots:
+        videos = _find_kinetics_videos(base, pairs, extensions)
+        if any(videos):
+            break
+    else:
+        label, stem = pairs[0]
+        tried = repr(str(roots[0])) if len(roots) == 1 else "any of " + ", ".join(repr(str(r)) for r in roots)
+        first = _expected_kinetics_video(roots[0], label, stem, extensions)
+        raise ValueError(f"{name}: none of its {len(clips):,} listed videos is in {tried} (the first "
+                         f"would be {str(first)!r}): give the videos' folder, or the folder that holds "
+                         "their train/ and val/ folders, with --data-root")
+    if notice is not None and base != roots[0]:
+        notice(f"{csv_path}: videos from {base}, as no listed video is in {roots[0]} "
+               "(--data-root to give another folder)")
+    missing = [k for k, video in enumerate(videos) if video is None]
+    if missing and notice is not None:
+        label, stem = pairs[missing[0]]
+        notice(f"{csv_path}: {len(missing):,} of {len(clips):,} listed videos not found under {base} "
+               f"(skipped; the first: {_expected_kinetics_video(base, label, stem, extensions)})")
+    return [VideoSample(video, index[label]) for video, (label, _) in zip(videos, pairs)
+            if video is not None], classes
+
+
 def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
                  classes: Sequence[str] | None = None, *,
-                 class_numbers: Mapping[int, str] | None = None) -> tuple[list[VideoSample], list[str]]:
+                 class_numbers: Mapping[int, str] | None = None,
+                 notice: Callable[[str], None] | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples and classes from a file: Something-Something's annotation JSON (``.json``, see
-    :func:`read_something_annotations`) or a list file (:func:`read_list_file`). Without
-    ``class_numbers``, the class file published beside it (:func:`find_class_file`) is read."""
+    :func:`read_something_annotations`), Kinetics' annotation CSV (``.csv``, see
+    :func:`read_kinetics_annotations`, which tells ``notice`` what it skipped) or a list file
+    (:func:`read_list_file`). Without ``class_numbers``, the class file published beside it
+    (:func:`find_class_file`) is read."""
     if class_numbers is None and (found := find_class_file(path)) is not None:
         class_numbers = read_class_file(found)
-    reader = read_something_annotations if Path(path).suffix.lower() == ".json" else read_list_file
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return read_kinetics_annotations(path, root=root, classes=classes, class_numbers=class_numbers,
+                                         notice=notice)
+    reader = read_something_annotations if suffix == ".json" else read_list_file
     return reader(path, root=root, classes=classes, class_numbers=class_numbers)
 
 
@@ -708,8 +909,9 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                   sampling: str = "segment", *, root: str | os.PathLike | None = None,
                   classes: Sequence[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
                   class_numbers: Mapping[int, str] | None = None, official_split: int = 1,
-                  **kwargs) -> VideoClipDataset:
-    """Build a :class:`VideoClipDataset` from a class-folder root, a list file or an annotation JSON.
+                  notice: Callable[[str], None] | None = None, **kwargs) -> VideoClipDataset:
+    """Build a :class:`VideoClipDataset` from a class-folder root, a split folder, a list file or an
+    annotation file.
 
     - split folder of HMDB51 or UCF101 (:func:`read_split_folder`): the training part of their
       split ``official_split``, or its test part for ``split="val"``;
@@ -717,8 +919,9 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
       classes come from ``train/`` (so both splits share label ids);
     - other folder: class folders directly under ``source``, stratified
       ``val_fraction`` split with ``seed``, or all of them for ``split="all"``;
-    - file: a list file or Something-Something's annotation JSON (the whole file, whatever
-      the split, see :func:`read_samples`); ``root`` resolves relative paths.
+    - file: a list file, Something-Something's annotation JSON or Kinetics' CSV (the whole
+      file, whatever the split, see :func:`read_samples`, which tells ``notice`` of videos it
+      skipped); ``root`` resolves relative paths.
 
     ``class_numbers`` (a class file's, :func:`read_class_file`) gives the classes when
     ``classes`` is None, and what integer labels stand for. ``train`` defaults to
@@ -731,7 +934,8 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
     if classes is None and class_numbers is not None:
         classes = list(class_numbers.values())
     if src.is_file():
-        samples, classes = read_samples(src, root=root, classes=classes, class_numbers=class_numbers)
+        samples, classes = read_samples(src, root=root, classes=classes, class_numbers=class_numbers,
+                                        notice=notice)
     elif src.is_dir():
         if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits
             samples, classes = read_split_folder(src, "test" if split == "val" else "train",

@@ -22,7 +22,7 @@ RESUMABLE_CHANGES = ("data", "val_data", "data_root", "classes", "imagenet_weigh
 @dataclass
 class TrainConfig:
     # data
-    data: str = ""                 # a class-folder root, a list file or an SSv2 annotation JSON
+    data: str = ""                 # a class-folder root, a list file, an SSv2 JSON or a Kinetics CSV
     val_data: str | None = None    # validation list/folder; default: root/val or a split
     data_root: str | None = None   # base folder for relative paths in list files (SSv2: the videos)
     classes: str | None = None     # class file; default: classInd.txt / labels.json beside DATA

@@ -340,11 +340,12 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
 
 
-def build_datasets(cfg: TrainConfig, seed: int | None = None):
+def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
     (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it
     drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
-    state keep: a resume, or a new run from that config.json, gets the same split)."""
+    state keep: a resume, or a new run from that config.json, gets the same split).
+    ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
                         has_split_folders, read_class_file, read_samples, split_folder_kind,
@@ -357,9 +358,10 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None):
     class_numbers = read_class_file(class_file) if class_file else None
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
                   val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers,
-                  official_split=cfg.official_split)
+                  official_split=cfg.official_split, notice=notice)
     if Path(cfg.data).is_file() and cfg.val_data is None:
-        samples, classes = read_samples(cfg.data, root=cfg.data_root, class_numbers=class_numbers)
+        samples, classes = read_samples(cfg.data, root=cfg.data_root, class_numbers=class_numbers,
+                                        notice=notice)
         train_samples, val_samples = stratified_split(samples, cfg.val_fraction, seed)
         train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
         val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
@@ -474,7 +476,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # 2. data
     if env.is_main:  # before reading: an error about a label's number names no file
         print_found_class_file(cfg)
-    train_set, val_set = build_datasets(cfg, seed)
+    # the videos a Kinetics CSV lists but the download lacks: said once, by the main process
+    train_set, val_set = build_datasets(cfg, seed, notice=print if env.is_main else None)
     classes = list(train_set.classes)
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
