@@ -45,6 +45,12 @@ def device_arg(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--device`` of eval, predict and quickstart (train's is a TrainConfig field)."""
+    parser.add_argument("--device", type=device_arg, default="auto",
+                        help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from effvid import __version__
 

@@ -380,3 +380,49 @@ def test_train_and_eval_on_hmdb51_split_folder(hmdb, tmp_path, capsys):
         assert f"{expected} videos, 1 view(s) each" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["eval", str(splits), "-c", str(run / "best.safetensors"), "--official-split", "4"])
+    # options that would be ignored are refused (they were, without a word): --classes for a
+    # split folder, whose files name (HMDB51) or number (UCF101) the classes; --official-split
+    # for data without published splits, in eval and in train
+    capsys.readouterr()
+    assert main(["eval", str(splits), "-c", str(run / "best.safetensors"), "--data-root", str(videos),
+                 "--classes", str(tmp_path / "classes.txt")]) == 2
+    assert (f"--classes numbers the integer labels of a list file; {splits} is HMDB51's split folder, "
+            "whose split files name the classes (drop --classes)") in capsys.readouterr().err
+    assert main(["eval", str(videos), "-c", str(run / "best.safetensors"), "--official-split", "1"]) == 2
+    assert (f"--official-split picks a split of HMDB51's or UCF101's split folder (testTrainMulti_7030_splits, "
+            f"ucfTrainTestlist); {videos} is not one (drop --official-split)") in capsys.readouterr().err
+    assert main(["train", str(videos), "--official-split", "2", "--output", str(tmp_path / "run2")]) == 2
+    assert (f"official_split=2 picks a split of HMDB51's or UCF101's split folder (testTrainMulti_7030_splits, "
+            f"ucfTrainTestlist); {videos} is not one") in capsys.readouterr().err
+    # with a split folder as --val-data, it is used
+    train_set, val_set = build_datasets(TrainConfig(data=str(videos), val_data=str(splits), data_root=str(videos),
+                                                      official_split=2))
+    assert len(train_set) == 12 and len(val_set) == 6
+
+
+def test_split_folders_as_unpacked_and_typed(ucf, hmdb, monkeypatch):
+    from effvid.data import read_split_folder, split_folder_kind
+
+    lists = ucf / "ucfTrainTestlist"
+    train, classes = read_split_folder(lists, "train", 1)
+    # typed inside the split folder: "." has no Path.parent, and UCF-101/ beside it was not found
+    monkeypatch.chdir(lists)
+    assert read_split_folder(".", "train", 1) == ([s._replace(path=str(Path("..", Path(s.path).relative_to(ucf))))
+                                                   for s in train], classes)
+    # no UCF-101/ beside the split folder: said so, instead of the first line's "video not found"
+    (ucf / "UCF-101").rename(ucf / "videos")
+    with pytest.raises(FileNotFoundError, match=r"the videos of UCF101 are not in '..': none of its class "
+                                                r"folders \(ApplyEyeMakeup/ ...\) is there, and no UCF-101/ is "
+                                                r"beside the split folder \(--data-root gives the folder"):
+        read_split_folder(".", "test", 1)
+    with pytest.raises(FileNotFoundError, match=r"the videos of UCF101 are not in '..': none of its class "
+                                                r"folders \(ApplyEyeMakeup/ ...\) is there \(--data-root"):
+        read_split_folder(".", "test", 1, root="..")
+    assert len(read_split_folder(".", "test", 1, root=ucf / "videos")[0]) == 3
+    # HMDB51's split files as macOS unpacks them, with a ._ file beside each: not classes
+    videos, splits = hmdb
+    for f in sorted(splits.iterdir()):
+        (splits / f"._{f.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    assert split_folder_kind(splits) == "hmdb51"
+    samples, classes = read_split_folder(splits, "train", 1, root=videos)
+    assert classes == HMDB_CLASSES and len(samples) == 6

@@ -303,3 +303,13 @@ def test_device_index_beyond_the_gpus_is_refused(monkeypatch):
         resolve_device("cuda:2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_predict_refuses_an_annotation_file(trained, tmp_path, capsys):
+    # decoded as a video, a list file or Kinetics' CSV failed as "cannot open container"
+    _, ckpt = trained
+    csv = tmp_path / "validate.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\nabseiling,a,0,10,val\n")
+    assert main(["predict", str(csv), "-c", str(ckpt)]) == 2
+    assert (f"{csv} is an annotation or list file, not a video: effvid eval {csv} -c CKPT measures "
+            "accuracy on the videos it lists") in capsys.readouterr().err

@@ -142,6 +142,16 @@ def test_default_root_and_one_root_for_both_splits(k400, tmp_path):
         read_samples(val_csv)
 
 
+def test_default_root_from_inside_the_annotations_folder(k400, monkeypatch):
+    # "effvid train train.csv" typed in annotations/: the CSV's folder is ".", whose Path.parent
+    # is "." again, so CVDF's ../train/ was looked for in ./train/ and nothing was found
+    monkeypatch.chdir(k400 / "annotations")
+    notes: list[str] = []
+    samples, _ = read_samples("train.csv", notice=notes.append)
+    assert [s.path for s in samples] == [str(Path("..", "train", _file(r))) for r in TRAIN if not r[4]]
+    assert notes[0] == "train.csv: videos from ../train, as no listed video is in . (--data-root to give another folder)"
+
+
 def test_kinetics_700_2020_file(tmp_path):
     """A byte-order mark, CRLF line ends, the is_cc column, a blank line; labels checked
     against given classes, naming the line."""

@@ -15,28 +15,36 @@ import argparse
 import json
 from pathlib import Path
 
-
-from ..cli import UserError, device_arg, nonnegative_int, positive_int
+from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
 
 
 def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None,
-                 official_split: int = 1, notice=None):
+                 official_split: int | None = None, notice=None):
     """The samples of DATA, labelled with the checkpoint's ``classes``; ``notice`` (e.g.
-    ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
+    ``print``) is told of the listed videos a Kinetics CSV's download lacks. ``official_split``
+    (default 1) is for a split folder only."""
     from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
 
     src = Path(source)
+    if not (src.is_file() or src.is_dir()):
+        raise UserError(f"dataset source not found: {source}")
+    kind = split_folder_kind(src)
+    if official_split is not None and kind is None:  # it would be ignored: nothing else has splits
+        raise UserError(f"--official-split picks a split of HMDB51's or UCF101's split folder "
+                        f"(testTrainMulti_7030_splits, ucfTrainTestlist); {source} is not one "
+                        "(drop --official-split)")
     if src.is_file():
         # the class file numbers DATA's integer labels; the classes are the checkpoint's
         numbers = read_class_file(class_file) if class_file else None
         return read_samples(src, root=root, classes=classes, class_numbers=numbers, notice=notice)[0]
-    if not src.is_dir():
-        raise UserError(f"dataset source not found: {source}")
-    if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits: the test part
-        return read_split_folder(src, "test", official_split, root=root, classes=classes)[0]
     if class_file:  # it would be ignored: folders name their classes, and nothing is numbered
-        raise UserError(f"--classes numbers the integer labels of a list file; {source} is a folder, "
-                        "whose class folders name the classes (drop --classes)")
+        named_by = ({"hmdb51": "HMDB51's split folder, whose split files name the classes",
+                     "ucf101": "UCF101's split folder, whose classInd.txt numbers the classes"}[kind]
+                    if kind else "a folder, whose class folders name the classes")
+        raise UserError(f"--classes numbers the integer labels of a list file; {source} is "
+                        f"{named_by} (drop --classes)")
+    if kind is not None:  # HMDB51's or UCF101's published splits: the test part
+        return read_split_folder(src, "test", official_split or 1, root=root, classes=classes)[0]
     if (src / "val").is_dir():
         src = src / "val"
     return scan_class_folders(src, classes=classes)[0]
@@ -100,12 +108,13 @@ def register(sub) -> None:
                                 "split folder")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
     p.add_argument("--data-root", help="base folder for relative paths in a list file "
-                                       "(Something-Something, Kinetics: the videos' folder)")
+                                       "(Something-Something, Kinetics, HMDB51, UCF101's split folder: "
+                                       "the videos' folder)")
     p.add_argument("--classes", metavar="FILE",
                    help="class file that numbers DATA's integer labels (UCF101's classInd.txt; "
                         "default: classInd.txt or labels.json beside DATA, if there); the classes "
                         "are the checkpoint's")
-    p.add_argument("--official-split", type=int, choices=(1, 2, 3), default=1,
+    p.add_argument("--official-split", type=int, choices=(1, 2, 3),
                    help="with HMDB51's or UCF101's split folder as DATA: which split's test part "
                         "(default: 1)")
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
@@ -119,8 +128,7 @@ def register(sub) -> None:
                    help="short-side resize (default: as trained, or size x 256/224 with --size)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)
-    p.add_argument("--device", type=device_arg, default="auto",
-                   help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
+    add_device_argument(p)
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-
-from ..cli import UserError, device_arg, nonnegative_int, positive_int
+from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
         p = Path(v)
         if p.is_dir():
             paths += [str(f) for f in find_files(p) if f.suffix.lower() in VIDEO_EXTENSIONS]
+        elif p.suffix.lower() in (".csv", ".json", ".txt") and p.is_file():
+            # decoded, it failed as "cannot open container", which hid the command meant
+            raise UserError(f"{v} is an annotation or list file, not a video: effvid eval {v} -c CKPT "
+                            "measures accuracy on the videos it lists")
         elif p.is_file():
             paths.append(str(p))
         else:
@@ -85,6 +88,5 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (0: decode in this one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
-    p.add_argument("--device", type=device_arg, default="auto",
-                   help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
+    add_device_argument(p)
     p.set_defaults(func=run)

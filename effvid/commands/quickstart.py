@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import device_arg, nonnegative_int, positive_int
+from ..cli import add_device_argument, nonnegative_int, positive_int
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
@@ -84,8 +84,7 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", type=device_arg, default="auto",
-                   help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
+    add_device_argument(p)
     # Off by default, unlike effvid train: on an H200 (2026-11-30) the default run reached TSM
     # 80.2% with bfloat16 autocast (seed 0; 99.3% with seed 1) and 98.0% / 97.6% in float32;
     # this tiny model's epochs take 2 s either way (decoding is the bottleneck).

@@ -184,6 +184,12 @@ def _read_text(path: Path, what: str) -> str:
         raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from e
 
 
+def _folder_above(path: Path) -> Path:
+    """The folder that holds ``path``: ``..`` for ``.``, whose ``Path.parent`` is ``.`` itself
+    (a command run inside the split folder or beside the CSV looked for the videos there)."""
+    return Path(os.path.normpath(os.path.join(path, os.pardir)))
+
+
 # a class file's "number name" line (UCF101's classInd.txt: "1 ApplyEyeMakeup")
 _NUMBERED_CLASS = re.compile(r"(\d+)\s+(\S.*)")
 
@@ -476,6 +482,12 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
 HMDB51_SPLIT_IDS = {"1": "train", "2": "test", "0": None}  # 0: in neither part of that split
 
 
+def _hmdb51_split_files(folder: Path, number: str) -> list[Path]:
+    """``<class>_test_split<number>.txt`` in ``folder``, sorted; hidden files are left out (the
+    ``._brush_hair_test_split1.txt`` that macOS leaves beside each file would be a class)."""
+    return sorted(f for f in folder.glob(f"*_test_split{number}.txt") if not f.name.startswith("."))
+
+
 def split_folder_kind(folder: str | os.PathLike) -> str | None:
     """``"hmdb51"`` for a folder of HMDB51's split files (``testTrainMulti_7030_splits``:
     ``<class>_test_split<N>.txt``), ``"ucf101"`` for UCF101's ``ucfTrainTestlist`` (``classInd.txt``,
@@ -483,7 +495,7 @@ def split_folder_kind(folder: str | os.PathLike) -> str | None:
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    if next(folder.glob("*_test_split[123].txt"), None) is not None:
+    if _hmdb51_split_files(folder, "[123]"):
         return "hmdb51"
     if (folder / "classInd.txt").is_file() and next(folder.glob("trainlist0[123].txt"), None) is not None:
         return "ucf101"
@@ -514,17 +526,25 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
         raise ValueError(f"part must be 'train' or 'test', got {part!r}")
     if isinstance(number, bool) or number not in (1, 2, 3):
         raise ValueError(f"bad split number {number!r}: {kind.upper()} publishes splits 1, 2 and 3")
+    above = _folder_above(folder)
     if kind == "ucf101":
         base = Path(root) if root is not None else (
-            folder.parent / "UCF-101" if (folder.parent / "UCF-101").is_dir() else folder.parent)
+            above / "UCF-101" if (above / "UCF-101").is_dir() else above)
         list_file = folder / f"{'trainlist' if part == 'train' else 'testlist'}0{number}.txt"
         if not list_file.is_file():
             raise FileNotFoundError(errno.ENOENT, f"UCF101 split {number} has no {part} list", str(list_file))
+        numbers = read_class_file(folder / "classInd.txt")
+        if not any((base / name).is_dir() for name in numbers.values()):
+            # else the first line's "video not found" left the user to guess where it looked
+            beside = ", and no UCF-101/ is beside the split folder" if root is None and base == above else ""
+            raise FileNotFoundError(errno.ENOENT, f"the videos of UCF101 are not in {str(base)!r}: none "
+                                    f"of its class folders ({numbers[min(numbers)]}/ ...) is there{beside} "
+                                    "(--data-root gives the folder that holds the class folders)", str(base))
         return read_list_file(list_file, root=base, classes=classes, extensions=extensions,
-                              class_numbers=read_class_file(folder / "classInd.txt"))
+                              class_numbers=numbers)
 
     suffix = f"_test_split{number}.txt"
-    files = sorted(folder.glob(f"*{suffix}"))
+    files = _hmdb51_split_files(folder, str(number))
     if not files:
         raise FileNotFoundError(errno.ENOENT, f"no HMDB51 split {number} files (*{suffix}) in the split folder",
                                 str(folder))
@@ -533,7 +553,7 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
         classes = sorted(names)
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
-    base = Path(root) if root is not None else folder.parent
+    base = Path(root) if root is not None else above
     samples = []
     for path, name in zip(files, names):
         if name not in index:
@@ -626,7 +646,7 @@ def _kinetics_roots(csv_path: Path, root: str | os.PathLike | None, split: str) 
     column; ``validate``'s folder is ``val`` (or ``validate``)."""
     base = Path(root) if root is not None else csv_path.parent
     names = list(dict.fromkeys(n for n in (_KINETICS_SPLIT_FOLDERS.get(split.lower()), split) if n))
-    candidates = [base / n for n in names] + ([base.parent / n for n in names] if root is None else [])
+    candidates = [base / n for n in names] + ([_folder_above(base) / n for n in names] if root is None else [])
     roots = [base]
     for folder in candidates:
         if folder.is_dir() and all(folder.resolve() != r.resolve() for r in roots):

@@ -351,6 +351,11 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
                         has_split_folders, read_class_file, read_samples, split_folder_kind,
                         stratified_split)
 
+    if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
+        # it would be ignored: only these folders have published splits
+        raise ValueError(f"official_split={cfg.official_split} picks a split of HMDB51's or UCF101's "
+                         f"split folder (testTrainMulti_7030_splits, ucfTrainTestlist); {cfg.data} is "
+                         "not one (drop --official-split)")
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
     # read once, for both sets: the validation data's integer labels are the same numbers
