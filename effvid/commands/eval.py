@@ -1,8 +1,9 @@
 """``effvid eval DATA --checkpoint CKPT``: accuracy under TSM's test protocols.
 
 DATA is a list file, Something-Something v2's validation.json, Kinetics' validate.csv (listed
-videos missing from the download are skipped and counted), a class-folder root (its ``val/``
-part if it has one) or a folder of class folders; ``--classes`` numbers a list's
+videos missing from the download are skipped and counted), HMDB51's or UCF101's split folder
+(the test part of ``--official-split``), a class-folder root (its ``val/`` part if it has one)
+or a folder of class folders; ``--classes`` numbers a list's
 integer labels (UCF101's classInd.txt). Views are clips x crops, with logits averaged: 1 clip
 x 1 crop is TSM's single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
 Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.

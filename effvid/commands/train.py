@@ -1,5 +1,6 @@
 """``effvid train DATA``: train a TSN/TSM recogniser on a folder-per-class root, a list file,
-Something-Something v2's annotation JSON or Kinetics' annotation CSV.
+Something-Something v2's annotation JSON, Kinetics' annotation CSV or HMDB51's / UCF101's split
+folder.
 
 Every field of :class:`effvid.training.config.TrainConfig` is a flag (``--num-segments 8``,
 ``--no-flip``, ``--shift-direction causal``, ...); ``--config run/config.json`` starts from a
