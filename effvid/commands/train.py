@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..cli import reports_errors
 from ..training.config import TrainConfig
+from ..training.recipes import RECIPES, recipe_values
 
 HELP = {
     "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/), a list "
@@ -70,11 +71,24 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration: TrainConfig's defaults, then ``--recipe`` or ``--config`` (or, on
+    ``--resume``, the run's saved config.json), then the flags given."""
     base = args.config
     if base is None and args.resume:  # "--output RUN --resume": the run's own configuration
         saved = Path(args.output or TrainConfig.output) / "config.json"
         base = saved if saved.is_file() else None
     values = asdict(TrainConfig.load(base)) if base else {}
+    if getattr(args, "recipe", None):
+        if base:  # a saved configuration already holds every value, the recipe's included
+            raise ValueError(f"--recipe starts a new run from the paper's settings; {base} already "
+                             "holds a whole configuration (drop --recipe, or --config / --resume)")
+        # the learning rate is scaled to the batch of all processes together (torchrun sets WORLD_SIZE)
+        recipe, line = recipe_values(args.recipe, args.batch_size or TrainConfig.batch_size,
+                                     int(os.environ.get("WORLD_SIZE", "1")), lr=args.lr,
+                                     init_weights=args.init_weights or values.get("init_weights"))
+        values.update(recipe)
+        if os.environ.get("RANK", "0") == "0":
+            print(line)
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -148,5 +162,9 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=None, help=HELP["data"])
     p.add_argument("--config", help="JSON configuration to start from (e.g. a run's config.json)")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="the original TSM training recipe for Kinetics, Something-Something or "
+                        "fine-tuning on UCF101 (optimiser, schedule, weight decay, dropout, ...), "
+                        "with its learning rate scaled to this run's batch; flags override it")
     add_config_arguments(p, skip=("data",))
     p.set_defaults(func=run)

@@ -1,0 +1,67 @@
+"""The original TSM training recipes: their values, the learning rate scaled to the run's batch,
+and how they combine with flags, --config and --resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from effvid.cli import build_parser
+from effvid.commands.train import config_from_args
+from effvid.training.recipes import RECIPES, recipe_values
+
+
+def test_learning_rate_scales_with_the_batch_of_all_processes():
+    values, line = recipe_values("kinetics", batch_size=8, world_size=2)
+    # 0.02 at batch 128 -> 16 clips per step
+    assert values["lr"] == pytest.approx(0.02 * 16 / 128) == pytest.approx(0.0025)
+    assert {k: values[k] for k in ("optimizer", "epochs", "schedule", "lr_steps", "weight_decay", "dropout",
+                                   "momentum", "clip_grad", "fc_lr_mult")} == {
+        "optimizer": "sgd", "epochs": 50, "schedule": "step", "lr_steps": [20, 40], "weight_decay": 1e-4,
+        "dropout": 0.5, "momentum": 0.9, "clip_grad": 20.0, "fc_lr_mult": 5.0}
+    assert "lr 0.02 at batch 128 scaled to 0.0025 for batch 8 x 2 processes" in line
+    assert "effvid's choice" not in line  # everything of this recipe is stated by the sources
+    # at the recipe's own batch, the recipe's rate
+    assert recipe_values("something", batch_size=64)[0]["lr"] == pytest.approx(0.01)
+    # a rate the user gives is kept, and said
+    values, line = recipe_values("something", batch_size=8, lr=0.05)
+    assert "lr" not in values and "lr 0.05 as given (the recipe's: 0.01 at batch 64)" in line
+    # what the sources do not give is named as effvid's choice
+    assert "not given by the paper, effvid's choice: lr_steps=[20, 40]" in recipe_values("something", 8)[1]
+
+
+def test_fine_tuning_recipe_asks_for_the_model_it_starts_from():
+    values, line = recipe_values("ucf101-finetune", batch_size=16)
+    assert values["partial_bn"] is True and values["dropout"] == 0.8 and values["epochs"] == 25
+    assert values["lr"] == pytest.approx(0.001 * 16 / 64)
+    assert "give it with --init-weights" in line
+    assert "--init-weights" not in recipe_values("ucf101-finetune", 16, init_weights="k400.safetensors")[1]
+    with pytest.raises(ValueError, match=r"unknown recipe 'imagenet': choose one of kinetics, something"):
+        recipe_values("imagenet", 8)
+
+
+def test_recipe_then_flags_on_the_command_line(tmp_path, monkeypatch, capsys):
+    parse = build_parser().parse_args
+    monkeypatch.setenv("WORLD_SIZE", "4")  # as torchrun sets it: 4 processes x 16 clips
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "something", "--batch-size", "16",
+                                  "--epochs", "3"]))
+    assert cfg.lr == pytest.approx(0.01) and cfg.flip is False and cfg.weight_decay == 5e-4
+    assert cfg.schedule == "step" and cfg.epochs == 3  # the flag overrides the recipe's 50
+    assert "scaled to 0.01 for batch 16 x 4 processes" in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "1")  # only the first process says it
+    config_from_args(parse(["train", "videos", "--recipe", "something"]))
+    assert capsys.readouterr().out == ""
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    # a whole saved configuration and a recipe do not combine
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"data": "videos", "epochs": 7}))
+    with pytest.raises(ValueError, match=r"--recipe starts a new run .* already holds a whole configuration"):
+        config_from_args(parse(["train", "--config", str(saved), "--recipe", "kinetics"]))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": "videos"}))
+    with pytest.raises(ValueError, match="already holds a whole configuration"):
+        config_from_args(parse(["train", "--output", str(run), "--resume", "--recipe", "kinetics"]))
+    assert set(RECIPES) == {"kinetics", "something", "ucf101-finetune"}
