@@ -313,3 +313,22 @@ def test_predict_refuses_an_annotation_file(trained, tmp_path, capsys):
     assert main(["predict", str(csv), "-c", str(ckpt)]) == 2
     assert (f"{csv} is an annotation or list file, not a video: effvid eval {csv} -c CKPT measures "
             "accuracy on the videos it lists") in capsys.readouterr().err
+
+
+def test_eval_json_lists_each_video_with_its_top_classes(trained, tmp_path, capsys):
+    # the metrics alone did not say which videos were wrong
+    data, ckpt = trained
+    report = tmp_path / "e.json"
+    assert main(["eval", str(data), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
+    stats = json.loads(report.read_text())
+    videos = stats["videos"]
+    expected = sorted(str(p) for p in (data / "val").rglob("*.mp4"))
+    assert sorted(v["video"] for v in videos) == expected and stats["count"] == len(expected) == 4
+    for v in videos:
+        assert v["label"] == v["video"].split("/")[-2]  # its class folder
+        assert [t["label"] for t in v["top"]] in (["grow", "left"], ["left", "grow"])
+        assert v["top"][0]["score"] >= v["top"][1]["score"] and abs(sum(t["score"] for t in v["top"]) - 1) < 1e-4
+        assert v["correct"] == (v["top"][0]["label"] == v["label"])
+    # the same answers as the metrics
+    assert sum(v["correct"] for v in videos) / len(videos) == pytest.approx(stats["top1"])
+    assert sum(v["correct"] for v in videos) == sum(stats["confusion"][k][k] for k in range(2))

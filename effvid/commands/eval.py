@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         collate_fn=collate_clips)
     device = args.device
-    stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet)
+    videos: list = []
+    stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet,
+                     per_video=videos)
     if stats["count"] == 0:  # a 0% that measured nothing must not read as a result
         raise no_readable_clips("evaluated", f"video in {args.data}", stats["bad"])
     views = (args.clips + int(args.twice)) * args.crops
@@ -97,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         print(bad_videos_report(stats["bad"], when="", full_list="--json FILE lists them all"
                                 if not args.json else f"all in {args.json}"))
     if args.json:
-        Path(args.json).write_text(json.dumps(stats | {"classes": classes}, indent=1) + "\n")
+        # each video's label and top-5, to find the ones that were wrong
+        videos = [{"video": path, "label": classes[label], "correct": top[0][0] == label,
+                   "top": [{"label": classes[c], "score": round(p, 6)} for c, p in top]}
+                  for path, label, top in videos]
+        Path(args.json).write_text(json.dumps(stats | {"classes": classes, "videos": videos}, indent=1) + "\n")
     return 0
 
 
@@ -130,6 +136,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     add_device_argument(p)
-    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the metrics, and each video's label and top-5, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -56,9 +56,12 @@ def bad_videos_report(bad: list, when: str = " this epoch", full_list: str = "al
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *,
-             env: DistEnv | None = None, amp: bool = True, progress: bool = True) -> dict:
+             env: DistEnv | None = None, amp: bool = True, progress: bool = True,
+             per_video: list | None = None, topk: int = 5) -> dict:
     """Top-1/top-5, per-class accuracy, loss and the confusion matrix; ``bad`` lists the
-    videos that could not be read."""
+    videos that could not be read. ``per_video``, a list, gets ``(path, label, top)`` for each
+    readable video of this process, ``top`` its ``topk`` (class, probability) pairs, for finding
+    which videos were wrong."""
     env = env or DistEnv()
     model.eval()
     meter = ClassificationMeter(num_classes)
@@ -71,6 +74,10 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *
         with autocast_for(device, amp):
             logits = predict_views(model, batch["video"].to(device)).float()
         meter.update(logits, labels, F.cross_entropy(logits, labels).item())
+        if per_video is not None:
+            probs, classes = logits.softmax(dim=1).topk(min(topk, num_classes), dim=1)
+            per_video.extend((path, label, list(zip(c, p))) for path, label, c, p in
+                             zip(batch["path"], labels.tolist(), classes.tolist(), probs.tolist()))
     meter.load_state(all_reduce_sum(meter.state().to(device), env).cpu())
     out = meter.summary()
     out["confusion"] = meter.confusion.tolist()
