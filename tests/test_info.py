@@ -142,3 +142,55 @@ def test_info_av_parameter_report(capsys):
     assert partial["transformers"]["total"] == 3_843_840
     assert main(["info", "av", "--sharing", "layers", *small]) == 0
     assert "21,263,616" in capsys.readouterr().out
+
+
+def test_info_on_a_run_folder_says_where_the_run_stands(tmp_path, capsys):
+    import os
+    import socket
+
+    from effvid.data.synthetic import make_synthetic_dataset
+    from effvid.training.run_lock import lock_run_folder, release_run_folder
+
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=3, videos_per_class_val=2,
+                           num_frames=8, size=32, seed=1)
+    (data / "train" / "left" / "empty.mp4").write_bytes(b"")
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "32",
+                 "--epochs", "2", "--batch-size", "2", "--workers", "0", "--no-progress", "--output", str(run)]) == 0
+    capsys.readouterr()
+    history = json.loads((run / "history.json").read_text())
+    best = max(h["val"]["top1"] for h in history)
+    assert main(["info", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"run folder   {run}"
+    assert lines[1] == "model        tsm_resnet_tiny, 2 segments, 2 classes"
+    assert lines[2] == f"data         {data.resolve()}"
+    assert lines[3].startswith("epochs       2 of 2 (")
+    assert lines[4] == (f"best         val top-1 {100 * best:.1f}% at epoch "
+                        f"{next(h['epoch'] for h in history if h['val']['top1'] == best) + 1}")
+    assert lines[5].startswith(f"last epoch   train loss {history[-1]['train']['loss']:.3f}, ")
+    assert lines[6] == "unreadable   1 video(s) skipped (bad_videos.json)"  # once, not once per epoch
+    assert lines[7] == "state        finished"
+    assert lines[8] == ("files        best.safetensors, last.safetensors, curves.png, confusion.png, "
+                        "bad_videos.json, tensorboard")
+    # a run that stopped after its first epoch (as if killed: config asks for 3)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 3}))
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["epochs_done"], info["epochs"], info["unreadable_videos"]) == (2, 3, 1)
+    assert info["state"] == f"stopped: continue with effvid train --output {run} --resume"
+    # while a train holds the folder
+    fd = lock_run_folder(run)
+    try:
+        assert main(["info", str(run), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == \
+            f"running now (pid {os.getpid()} on {socket.gethostname()})"
+    finally:
+        release_run_folder(fd, run, None)
+    assert main(["info", str(run), "--json"]) == 0  # and once it ends, the lock no longer counts
+    assert json.loads(capsys.readouterr().out)["state"].startswith("stopped")
+    # a folder that is not a run
+    assert main(["info", str(data)]) == 2
+    assert "is a folder, not an effvid run folder" in capsys.readouterr().err

@@ -7,7 +7,9 @@ MODEL is one of
 * an effvid ``.safetensors`` weights file (its stored configuration is used);
 * an original TSM release checkpoint (``TSM_kinetics_RGB_resnet50_...pth``), read safely;
 * ``av``: the audio-visual transformer (:mod:`effvid.av`); prints its parameter report
-  (``--sharing``, ``--fusion``, ``--visual-cnn``, ``--audio-cnn``).
+  (``--sharing``, ``--fusion``, ``--visual-cnn``, ``--audio-cnn``);
+* a run folder of ``effvid train``: where the run stands (epochs done, best and last
+  accuracy, unreadable videos, whether it runs now, and how to continue it).
 
 FLOPs are given as multiply-adds ("GFLOPs" in the TSM paper's convention: TSM-ResNet-50 at
 8x224x224 is about 33 G) and as counted by torch (2 per multiply-add). The temporal shift costs
@@ -18,6 +20,7 @@ Examples::
     effvid info tsm_resnet50
     effvid info tsm_mobilenet_v2 --num-classes 174 --num-segments 16 --json
     effvid info runs/best.safetensors
+    effvid info runs/k400
     effvid info av --sharing partial
 """
 
@@ -40,7 +43,7 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", metavar="MODEL",
-                   help="registered model name, .safetensors file, original TSM .pth, or 'av'")
+                   help="registered model name, .safetensors file, original TSM .pth, 'av', or a run folder")
     p.add_argument("--list", action="store_true", help="list the registered model names and exit")
     p.add_argument("--num-classes", type=positive_int, default=None,
                    help="classes for a model name (default: 400; files use their own)")
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model == "av":
         return _run_av(args)
+    if Path(args.model).is_dir():
+        info = run_folder_info(Path(args.model))
+        print(json.dumps(info, indent=2) if args.json else format_run_folder(info))
+        return 0
     model, source, trained_size, classes = _build(args)
     info = describe(model, num_segments=args.num_segments, size=args.size or trained_size or 224)
     info["source"] = source
@@ -189,6 +196,81 @@ def format_info(info: dict) -> str:
         "counted      convolutions and matrix products; BatchNorm, activations, pooling and the "
         "temporal shift count zero",
     ]
+    return "\n".join(lines)
+
+
+RUN_FILES = ("best.safetensors", "last.safetensors", "curves.png", "confusion.png", "bad_videos.json",
+             "tensorboard")
+
+
+def run_folder_info(folder: Path) -> dict:
+    """Where the run in ``folder`` stands, from its config.json and history.json (the torch state
+    is not loaded) and its lock (:func:`~effvid.training.run_lock.run_folder_holder`)."""
+    from ..training.loop import bad_videos_list, best_epoch, upgrade_bad_samples
+    from ..training.run_lock import run_folder_holder
+
+    def read_json(name: str):
+        try:
+            return json.loads((folder / name).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read {folder / name}: {e}") from e
+
+    config, history = read_json("config.json"), read_json("history.json") or []
+    has_state = (folder / "last_state.pt").is_file()
+    if config is None and not history and not has_state:
+        raise UserError(f"{folder} is a folder, not an effvid run folder (it has no config.json, "
+                        "history.json or last_state.pt)")
+    upgrade_bad_samples(history)  # runs written before bad_new
+    total = (config or {}).get("epochs")
+    info = {"folder": str(folder), "model": (config or {}).get("model"),
+            "num_segments": (config or {}).get("num_segments"), "data": (config or {}).get("data"),
+            "val_data": (config or {}).get("val_data"), "epochs_done": len(history), "epochs": total,
+            "seconds": round(sum(h.get("seconds", 0) for h in history), 1),
+            "unreadable_videos": len(bad_videos_list(history)),
+            "files": [name for name in RUN_FILES if (folder / name).exists()]}
+    if history:
+        best = max(h["val"]["top1"] for h in history)
+        last = history[-1]
+        info |= {"num_classes": len(last["val"]["per_class"]), "best_top1": best,
+                 "best_epoch": best_epoch(history, best) + 1,
+                 "last": {"train_loss": last["train"]["loss"], "train_top1": last["train"]["top1"],
+                          "val_top1": last["val"]["top1"], "val_top5": last["val"].get("top5")}}
+    holder = run_folder_holder(folder)
+    if holder:
+        info["state"] = f"running now ({holder})"
+    elif total is not None and len(history) >= total:
+        info["state"] = "finished"
+    elif has_state:
+        info["state"] = f"stopped: continue with effvid train --output {folder} --resume"
+    else:
+        info["state"] = "stopped before its first epoch was completed: nothing to resume"
+    return info
+
+
+def format_run_folder(info: dict) -> str:
+    def pct(x):
+        return f"{100 * x:.1f}%"
+
+    minutes = info["seconds"] / 60
+    took = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min" if minutes >= 1 else f"{info['seconds']:.0f} s"
+    lines = [f"run folder   {info['folder']}"]
+    if info["model"]:
+        lines.append(f"model        {info['model']}, {info['num_segments']} segments"
+                     + (f", {info['num_classes']} classes" if "num_classes" in info else ""))
+    if info["data"]:
+        lines.append(f"data         {info['data']}" + (f" (validation: {info['val_data']})" if info["val_data"] else ""))
+    lines.append(f"epochs       {info['epochs_done']}" + (f" of {info['epochs']}" if info["epochs"] else "")
+                 + (f" ({took} of training and validation)" if info["epochs_done"] else ""))
+    if "best_top1" in info:
+        last = info["last"]
+        lines += [f"best         val top-1 {pct(info['best_top1'])} at epoch {info['best_epoch']}",
+                  f"last epoch   train loss {last['train_loss']:.3f}, top-1 {pct(last['train_top1'])}; "
+                  f"val top-1 {pct(last['val_top1'])}" + (f", top-5 {pct(last['val_top5'])}" if last["val_top5"] is not None else "")]
+    if info["unreadable_videos"]:
+        lines.append(f"unreadable   {info['unreadable_videos']:,} video(s) skipped (bad_videos.json)")
+    lines += [f"state        {info['state']}", f"files        {', '.join(info['files']) or '-'}"]
     return "\n".join(lines)
 
 

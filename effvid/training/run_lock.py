@@ -77,6 +77,28 @@ def lock_run_folder(folder: Path) -> int | None:
     return fd
 
 
+def run_folder_holder(folder: Path) -> str | None:
+    """``"pid N on HOST"`` (or ``"a process"``) while an effvid train holds ``folder``, else None.
+    A shared lock, taken and dropped at once, conflicts with the run's exclusive one only."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except OSError:  # no lock file: no run ever held it (or it was removed with its folder)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").split()
+        return f"pid {holder[0]} on {holder[1]}" if len(holder) == 2 else "a process"
+    except OSError:  # a file system without locks: cannot tell
+        return None
+    finally:
+        os.close(fd)
+
+
 def release_run_folder(fd: int, folder: Path, created: Path | None) -> None:
     """Unlock. ``created``: the first folder of ``folder``'s path that this run created; a new
     run that failed before it wrote anything removes what it created, lock file included."""
