@@ -137,3 +137,37 @@ loop.train(TrainConfig(data=data, model="tsm_resnet_tiny", num_segments=4, size=
                        flip=False, epochs=2, batch_size=1, workers=0, seed=None, progress=False,
                        device="cpu", output=out, resume=mode == "resume"))
 """
+
+
+def test_eval_under_torchrun_evaluates_each_video_once(tmp_path):
+    """`torchrun ... -m effvid eval`: each process evaluates a shard, the first prints and writes
+    what one process alone would (it used to run the whole evaluation in every process, and each
+    printed and wrote it)."""
+    from effvid.cli import main
+
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right", "up"), videos_per_class_train=2,
+                           videos_per_class_val=3, num_frames=8, size=32, seed=4)
+    (data / "val" / "up" / "zero.mp4").write_bytes(b"")  # unreadable: reported once, from its shard
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "32",
+                 "--epochs", "1", "--batch-size", "2", "--workers", "0", "--no-progress",
+                 "--output", str(run)]) == 0
+    ckpt = str(run / "best.safetensors")
+    args = ["eval", str(data), "-c", ckpt, "--device", "cpu", "--workers", "0", "--quiet", "--batch-size", "2"]
+    assert main(args + ["--json", str(tmp_path / "alone.json")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "effvid", *args, "--json", str(tmp_path / "two.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alone, two = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("alone", "two"))
+    assert two["count"] == alone["count"] == 9
+    assert proc.stdout.count("9 videos, 1 view(s) each") == 1 and "(2 processes)" in proc.stdout
+    assert two["confusion"] == alone["confusion"] and two["top1"] == pytest.approx(alone["top1"])
+    assert two["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+    assert [b[0].rsplit("/", 1)[1] for b in two["bad"]] == ["zero.mp4"]
+    # every video once, in the data's order, with the same answers
+    assert [v["video"] for v in two["videos"]] == [v["video"] for v in alone["videos"]]
+    for a, b in zip(alone["videos"], two["videos"]):
+        assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]], abs=1e-5)

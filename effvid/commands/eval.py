@@ -67,33 +67,54 @@ def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate; under torchrun each process evaluates a shard of the videos (each once), and
+    the first one prints and writes the results of all."""
+    from ..training.distributed import close_distributed, init_distributed
+
+    env = init_distributed(str(args.device))
+    result = evaluate_command(args, env)
+    close_distributed(env)
+    return result
+
+
+def evaluate_command(args: argparse.Namespace, env) -> int:
     from torch.utils.data import DataLoader
 
     from ..data import collate_clips, find_class_file
     from ..inference import load_recognizer, test_dataset
+    from ..training.distributed import all_gather_objects, build_sampler, process_device
     from ..training.evaluate import bad_videos_report, evaluate, no_readable_clips
 
+    device = process_device(args.device, env)
+    say = print if env.is_main else None  # notices and results: once
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
     # said before reading: an error about a label's number names no file
-    if not args.classes and (found := find_class_file(args.data)) is not None:
-        print(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
+    if say and not args.classes and (found := find_class_file(args.data)) is not None:
+        say(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
     samples = eval_samples(args.data, classes, args.data_root, args.classes, args.official_split,
-                           notice=print)
+                           notice=say)
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
-                        collate_fn=collate_clips)
-    device = args.device
+                        sampler=build_sampler(dataset, env, shuffle=False, seed=0), collate_fn=collate_clips)
     videos: list = []
-    stats = evaluate(model.to(device), loader, device, len(classes), progress=not args.quiet,
-                     per_video=videos)
+    stats = evaluate(model.to(device), loader, device, len(classes), env=env,
+                     progress=not args.quiet, per_video=videos)  # the metrics: of all processes
+    # the lists: each process has its shard's, in the order of the data
+    order = {s.path: k for k, s in enumerate(samples)}
+    stats["bad"] = sorted((b for part in all_gather_objects(stats["bad"], env) for b in part),
+                          key=lambda b: order.get(b[0], -1))
+    videos = sorted((v for part in all_gather_objects(videos, env) for v in part), key=lambda v: order[v[0]])
     if stats["count"] == 0:  # a 0% that measured nothing must not read as a result
         raise no_readable_clips("evaluated", f"video in {args.data}", stats["bad"])
+    if not env.is_main:
+        return 0
     views = (args.clips + int(args.twice)) * args.crops
     print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
-          + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else ""))
+          + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else "")
+          + (f" ({env.world_size} processes)" if env.distributed else ""))
     print(per_class_lines(classes, stats["per_class"]))
     if stats["bad"]:
         print(bad_videos_report(stats["bad"], when="", full_list="--json FILE lists them all"

@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -38,6 +40,22 @@ def init_distributed(device: str) -> DistEnv:
     if owns:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return DistEnv(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), owns)
+
+
+def process_device(device: torch.device, env: DistEnv) -> torch.device:
+    """This process's device: under torchrun on GPUs, ``cuda:LOCAL_RANK`` (made current)."""
+    if not (env.distributed and device.type == "cuda"):
+        return device
+    # One past the last GPU met CUDA's "invalid device ordinal". Every process of the machine
+    # checks, so that its first one, which reports errors (cli.reports_errors), says why.
+    on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", env.local_rank + 1))
+    if on_this_machine > torch.cuda.device_count():
+        raise UserError(f"torchrun started {on_this_machine} processes on this machine, which has "
+                        f"{torch.cuda.device_count()} GPU(s): give --nproc-per-node at most "
+                        f"{torch.cuda.device_count()} (one process per GPU), or --device cpu")
+    device = torch.device("cuda", env.local_rank)
+    torch.cuda.set_device(device)
+    return device
 
 
 def close_distributed(env: DistEnv) -> None:

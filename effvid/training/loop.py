@@ -38,6 +38,7 @@ from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_
                               save_weights)
 from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
+                          process_device,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
 from .evaluate import autocast_for, bad_videos_report, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
@@ -461,17 +462,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
-    if env.distributed and device.type == "cuda":
-        # Each process takes cuda:LOCAL_RANK; one past the last GPU met CUDA's "invalid device
-        # ordinal". Every process of the machine checks, so that its first one, which reports
-        # errors (cli.reports_errors), says why.
-        on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", env.local_rank + 1))
-        if on_this_machine > torch.cuda.device_count():
-            raise UserError(f"torchrun started {on_this_machine} processes on this machine, which has "
-                            f"{torch.cuda.device_count()} GPU(s): give --nproc-per-node at most "
-                            f"{torch.cuda.device_count()} (one process per GPU), or --device cpu")
-        device = torch.device("cuda", env.local_rank)
-        torch.cuda.set_device(device)
+    device = process_device(device, env)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
     check_run_folder(cfg, resume, env)
