@@ -91,12 +91,14 @@ def resolve_device(name: str):
     return device
 
 
-def describe_device(device, amp: bool = False) -> str:
-    """E.g. ``cuda:0 (NVIDIA H200, bfloat16 autocast)`` or ``cpu (2 threads)``."""
+def describe_device(device, precision=None) -> str:
+    """E.g. ``cuda:0 (NVIDIA H200, bfloat16 autocast)`` or ``cpu (2 threads)``; ``precision`` is
+    the autocast dtype (None: float32)."""
     import torch
 
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        precision = ", bfloat16 autocast" if amp else ", float32"
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)}{precision})"
+        mode = {None: "float32", torch.bfloat16: "bfloat16 autocast",
+                torch.float16: "float16 autocast with loss scaling"}[precision]
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)}, {mode})"
     return f"{device.type} ({torch.get_num_threads()} threads)"

@@ -205,3 +205,22 @@ def test_av_model_trains_on_cuda_in_bfloat16():
     assert u is model.multimodal_transformer.layers[0].query.U.weight  # shared across transformers
     assert u.grad is not None and torch.isfinite(u.grad).all() and u.grad.abs().sum() > 0
     assert model.visual_cnn.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_float16_training_scales_the_loss_and_resumes_with_its_scale(tmp_path, capsys):
+    # what a GPU before Ampere (V100, T4) gets with --amp-dtype auto
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=8,
+                           videos_per_class_val=4, num_frames=8, size=32, seed=1)
+    run = tmp_path / "run"
+    argv = ["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+            "--scale-size", "32", "--batch-size", "4", "--workers", "2", "--no-progress", "--device", "cuda",
+            "--amp-dtype", "float16", "--output", str(run)]
+    assert main(argv + ["--epochs", "2"]) == 0
+    assert "float16 autocast with loss scaling)" in capsys.readouterr().out
+    state = torch.load(run / "last_state.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] >= 0
+    assert main(argv + ["--epochs", "3", "--resume"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert all(torch.isfinite(torch.tensor(h["train"]["loss"])) for h in history)

@@ -272,7 +272,7 @@ def test_under_torchrun_a_nan_loss_on_one_process_is_reported(tiny_data, tmp_pat
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid train: error:")]
-    assert lines == ["effvid train: error: loss is nan at epoch 1, step 1 (process 1); lower --lr "
+    assert lines == ["effvid train: error: loss is nan at epoch 1, step 2 of 4 (process 1); lower --lr "
                      "or check the data"], proc.stderr
 
 
@@ -290,7 +290,7 @@ def test_a_nan_loss_in_one_process_names_the_step(tiny_data, tmp_path, monkeypat
     monkeypatch.setattr(loop, "F", type("F", (), {"cross_entropy": staticmethod(nan_at_third_step)}))
     assert main(train_args(tiny_data, tmp_path / "run", "--batch-size", "1")) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "effvid train: error: loss is nan at epoch 1, step 2; lower --lr or check the data")
+        "effvid train: error: loss is nan at epoch 1, step 3 of 8; lower --lr or check the data")
 
 
 def test_a_file_system_without_locks_runs_unlocked_and_says_so(tmp_path, monkeypatch, capsys):

@@ -795,3 +795,53 @@ def test_more_processes_than_gpus_is_refused_by_every_process(tiny_data, tmp_pat
         with pytest.raises(UserError, match=r"torchrun started 2 processes on this machine, which has 1 "
                                             r"GPU\(s\): give --nproc-per-node at most 1"):
             train(tiny_config(tiny_data, tmp_path / f"run{rank}", device="cuda"))
+
+
+def test_float16_loss_scaling_unscales_before_clipping_and_skips_overflowing_steps():
+    # float16 autocast (GPUs before Ampere) needs loss scaling; it runs on the CPU here, with
+    # the same GradScaler logic as on CUDA
+    import copy
+
+    from torch import nn
+
+    from effvid.training.loop import optimizer_step
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    reference = copy.deepcopy(model)
+    x = torch.randn(8, 4)
+    opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, reference))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    # the update equals a plain step clipped at the true gradient norm (the scaled gradients
+    # are 4096x larger: clipped before unscaling, the step would be 4096x too small)
+    ref_opt.zero_grad()
+    reference(x).pow(2).mean().backward()
+    assert torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.05) > 0.05  # clipping matters
+    ref_opt.step()
+    optimizer_step(model(x).pow(2).mean(), model, opt, scaler, clip_grad=0.05)
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert scaler.get_scale() == 2.0 ** 12
+    # gradients that overflow at this scale: the step is skipped and the scale halved
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer_step(model(x).sum() * 1e36, model, opt, scaler, clip_grad=0.05)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+    assert scaler.get_scale() == 2.0 ** 11
+    # disabled (float32, bfloat16): a plain step
+    off = torch.amp.GradScaler("cpu", enabled=False)
+    optimizer_step(model(x).pow(2).mean(), model, opt, off, clip_grad=None)
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+
+
+def test_mixed_precision_dtype_follows_the_gpu(monkeypatch):
+    from effvid.training.evaluate import amp_dtype
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 5))  # a T4
+    assert amp_dtype(cuda, True) is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))  # an H100
+    assert amp_dtype(cuda, True) is torch.bfloat16
+    assert amp_dtype(cuda, True, "float16") is torch.float16
+    assert amp_dtype(cuda, False) is None and amp_dtype(torch.device("cpu"), True, "float16") is None
+    with pytest.raises(ValueError, match=r"amp_dtype='half': choose one of auto, bfloat16, float16"):
+        TrainConfig(amp_dtype="half")

@@ -43,6 +43,8 @@ HELP = {
     "overwrite": "start a new run in an --output that already holds one, replacing it",
     "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",
     "device": "auto, cpu, cuda or cuda:N",
+    "amp_dtype": "mixed precision on GPU: auto (bfloat16 from Ampere on, float16 with loss scaling "
+                 "before), bfloat16 or float16",
     "official_split": "with HMDB51's split files (testTrainMulti_7030_splits) or UCF101's "
                       "ucfTrainTestlist as DATA: which published split (1, 2 or 3) to train and "
                       "validate on",

@@ -16,7 +16,7 @@ from pathlib import Path
 # Files and folders the run reads (config.json stores them absolute).
 INPUT_PATHS = ("data", "val_data", "data_root", "classes", "imagenet_weights", "init_weights")
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "classes", "imagenet_weights", "init_weights", "epochs",
-                     "output", "workers", "device", "resume", "overwrite", "progress")
+                     "output", "workers", "device", "amp_dtype", "resume", "overwrite", "progress")
 
 
 @dataclass
@@ -61,7 +61,8 @@ class TrainConfig:
     seed: int | None = 0
     workers: int = 2
     device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: bool = True               # bfloat16 autocast on GPU; ignored on CPU
+    amp: bool = True               # mixed precision on GPU (autocast); ignored on CPU
+    amp_dtype: str = "auto"        # "auto" (bfloat16 from Ampere on, else float16), "bfloat16", "float16"
     resume: bool = False
     overwrite: bool = False        # start a new run in an --output that already holds one
     progress: bool = True
@@ -117,6 +118,7 @@ class TrainConfig:
         if self.seed is not None and not 0 <= self.seed < 2**32:
             bad("seed", "must be in [0, 2**32)")
         choices = {"schedule": ("cosine", "step"), "optimizer": ("sgd", "adamw"), "sampling": ("segment", "dense"),
+                   "amp_dtype": ("auto", "bfloat16", "float16"),
                    "shift_direction": ("bidirectional", "causal"),
                    "shift_place": ("residual", "inplace")}
         for name, allowed in choices.items():

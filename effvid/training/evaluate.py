@@ -14,11 +14,28 @@ from .metrics import ClassificationMeter
 from .progress import progress_bar
 
 
-def autocast_for(device: torch.device, enabled: bool):
-    """Mixed precision (bfloat16 autocast) on GPU when enabled; full precision elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+AMP_DTYPES = ("auto", "bfloat16", "float16")
+
+
+def amp_dtype(device: torch.device, enabled: bool, name: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of mixed precision on ``device``: None (full precision) when disabled
+    and on the CPU; ``name`` on a GPU, where ``"auto"`` is bfloat16 from Ampere on (compute
+    capability 8) and float16 before (a V100's or T4's bfloat16 is emulated, or refused), which
+    training pairs with loss scaling."""
+    if not enabled or device.type != "cuda":
+        return None
+    if name == "auto":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.bfloat16 if torch.cuda.get_device_capability(index)[0] >= 8 else torch.float16
+    if name not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {name!r}")
+    return getattr(torch, name)
+
+
+def autocast_for(device: torch.device, enabled: bool, dtype: str = "auto"):
+    """Mixed precision (:func:`amp_dtype`) on GPU when enabled; full precision elsewhere."""
+    fast = amp_dtype(device, enabled, dtype)
+    return torch.autocast("cuda", dtype=fast) if fast is not None else nullcontext()
 
 
 def predict_views(model: nn.Module, video: torch.Tensor) -> torch.Tensor:
@@ -56,8 +73,8 @@ def bad_videos_report(bad: list, when: str = " this epoch", full_list: str = "al
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *,
-             env: DistEnv | None = None, amp: bool = True, progress: bool = True,
-             per_video: list | None = None, topk: int = 5) -> dict:
+             env: DistEnv | None = None, amp: bool = True, amp_dtype: str = "auto",
+             progress: bool = True, per_video: list | None = None, topk: int = 5) -> dict:
     """Top-1/top-5, per-class accuracy, loss and the confusion matrix; ``bad`` lists the
     videos that could not be read. ``per_video``, a list, gets ``(path, label, top)`` for each
     readable video of this process, ``top`` its ``topk`` (class, probability) pairs, for finding
@@ -71,7 +88,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *
         if len(batch["label"]) == 0:
             continue
         labels = batch["label"].to(device)
-        with autocast_for(device, amp):
+        with autocast_for(device, amp, amp_dtype):
             logits = predict_views(model, batch["video"].to(device)).float()
         meter.update(logits, labels, F.cross_entropy(logits, labels).item())
         if per_video is not None:

@@ -40,7 +40,7 @@ from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           process_device,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
-from .evaluate import autocast_for, bad_videos_report, evaluate, no_readable_clips
+from .evaluate import amp_dtype, autocast_for, bad_videos_report, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
 from .run_lock import hold_run_folder
@@ -402,7 +402,21 @@ def print_found_class_file(cfg: TrainConfig) -> None:
         print(f"class numbers of {cfg.val_data} from {found}, found beside it (--classes FILE to give another)")
 
 
-def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoch, env):
+def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, clip_grad: float | None) -> None:
+    """Backward and update. With float16 autocast ``scaler`` scales the loss, so that small
+    gradients do not flush to zero, and unscales the gradients before clipping (the threshold
+    is for the true norm); a step whose gradients overflowed is skipped and the scale lowered.
+    Disabled (float32, bfloat16), it passes everything through."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def train_one_epoch(model, loader, optimizer, scaler, cfg, device, epoch, steps_per_epoch, env):
     model.train()
     meter = ClassificationMeter(model.num_classes)
     bad: list = []
@@ -419,7 +433,7 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
             group["lr"] = cfg.lr * group["lr_mult"] * lr_factor(cfg, epoch * steps_per_epoch + i, steps_per_epoch)
         video = batch["video"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        with autocast_for(device, cfg.amp):
+        with autocast_for(device, cfg.amp, cfg.amp_dtype):
             logits = model(video)
             loss = F.cross_entropy(logits.float(), labels)
         # Checked by every process together: under torchrun only the first process reports
@@ -428,13 +442,9 @@ def train_one_epoch(model, loader, optimizer, cfg, device, epoch, steps_per_epoc
             losses = all_gather_objects(loss.item(), env)
             rank = next(r for r, value in enumerate(losses) if not math.isfinite(value))
             where = f" (process {rank})" if env.distributed else ""
-            raise UserError(f"loss is {losses[rank]} at epoch {epoch + 1}, step {i}{where}; "
-                            "lower --lr or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_grad:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        optimizer.step()
+            raise UserError(f"loss is {losses[rank]} at epoch {epoch + 1}, step {i + 1} of "
+                            f"{steps_per_epoch}{where}; lower --lr or check the data")
+        optimizer_step(loss, model, optimizer, scaler, cfg.clip_grad)
         meter.update(logits, labels, loss.item())
         seen += len(labels)
         s = meter.summary()
@@ -500,7 +510,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             print(loaded)
     model.to(device)
     if env.is_main:
-        print(f"training on {runtime.describe_device(device, cfg.amp)}"
+        print(f"training on {runtime.describe_device(device, amp_dtype(device, cfg.amp, cfg.amp_dtype))}"
               + (f", {env.world_size} processes" if env.distributed else ""))
     train_model = model
     if env.distributed:
@@ -508,6 +518,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             model, device_ids=[device.index] if device.type == "cuda" else None)
         train_model.num_classes = model.num_classes
     optimizer = build_optimizer(model, cfg)
+    # loss scaling for float16 autocast (GPUs before Ampere); a pass-through otherwise
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(device, cfg.amp, cfg.amp_dtype) == torch.float16)
     # what eval and predict need to view videos as training's validation did
     metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
                                               "sampling": cfg.sampling}}
@@ -532,6 +544,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         try:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
+            if scaler.is_enabled() and resume.get("scaler"):  # a float16 run's current scale
+                scaler.load_state_dict(resume["scaler"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"cannot resume {out}: its last_state.pt does not fit {cfg.model} "
                              f"with {len(classes)} classes ({str(e).strip().splitlines()[0]})") from e
@@ -574,11 +588,11 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
         t0 = time.perf_counter()
-        train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, cfg, device,
+        train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, scaler, cfg, device,
                                            epoch, steps_per_epoch, env)
         broadcast_buffers(model, env)  # evaluate (and save) rank 0's BatchNorm statistics
         val_stats = evaluate(model, val_loader, device, len(classes), env=env, amp=cfg.amp,
-                             progress=cfg.progress)
+                             amp_dtype=cfg.amp_dtype, progress=cfg.progress)
         if val_stats["count"] == 0:  # all-reduced: every process stops here together
             # its 0% (and loss 0) would be recorded, plotted and even chosen as the best model
             raise no_readable_clips(f"epoch {epoch + 1} validated", "validation video", val_stats["bad"],
@@ -602,7 +616,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         # put an uncommitted epoch's weights into best.safetensors (a resume that redid that
         # epoch differently, with other --workers or on a GPU, would then lose the best).
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
+                      "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
                       "config": run_config, "world_size": env.world_size, "classes": classes},
                      "last_state.pt")
         writer.epoch_files(model, history, classes, metadata, is_best)
