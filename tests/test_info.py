@@ -194,3 +194,30 @@ def test_info_on_a_run_folder_says_where_the_run_stands(tmp_path, capsys):
     # a folder that is not a run
     assert main(["info", str(data)]) == 2
     assert "is a folder, not an effvid run folder" in capsys.readouterr().err
+
+
+def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, capsys):
+    # history.json as runs wrote it on 2026-11-22: no per_class, each epoch's unreadable videos
+    # under bad_samples, no bad_videos.json
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "tsm_resnet_tiny", "num_segments": 4,
+                                                 "data": "/data/ucf", "val_data": None, "epochs": 3}))
+    val = {"top1": 0.5, "top5": 0.75, "loss": 1.2, "count": 4, "confusion": [[1, 1, 0], [0, 1, 1], [0, 0, 0]]}
+    history = [{"epoch": e, "train": {"loss": 1.5 - e / 10, "top1": 0.4}, "val": val, "seconds": 30.0,
+                "bad_samples": [["/data/ucf/a.avi", "no video stream"]]} for e in range(2)]
+    (run / "history.json").write_text(json.dumps(history))
+    (run / "last_state.pt").write_bytes(b"not read by info")
+    assert main(["info", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "model        tsm_resnet_tiny, 4 segments, 3 classes"
+    assert lines[3] == "epochs       2 of 3 (1 min of training and validation)"
+    assert lines[4] == "best         val top-1 50.0% at epoch 1"
+    assert lines[5] == "last epoch   train loss 1.400, top-1 40.0%; val top-1 50.0%, top-5 75.0%"
+    assert lines[6] == "unreadable   1 video(s) skipped (history.json)"  # the file that lists it
+    assert lines[7] == f"state        stopped: continue with effvid train --output {run} --resume"
+    # a model's flags are refused, not ignored (the run has its own model)
+    assert main(["info", str(run), "--size", "112", "--num-segments", "8"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"effvid info: error: --num-segments, --size do not apply to a run folder ({run} is one); for its "
+        f"model's parameters and FLOPs: effvid info {run / 'best.safetensors'}")

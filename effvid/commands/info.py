@@ -39,7 +39,7 @@ FUSION_CHOICES = ("early", "mid", "late")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "info", help="parameters and FLOPs of a model",
+        "info", help="parameters and FLOPs of a model, or where a training run stands",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", metavar="MODEL",
@@ -68,11 +68,16 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(list_models() + ["av"]))
         return 0
     if not args.model:
-        raise UserError("give a MODEL (a name from 'effvid info --list', a .safetensors file, or 'av')")
+        raise UserError("give a MODEL (a name from 'effvid info --list', a .safetensors file, 'av', "
+                        "or a run folder)")
 
     if args.model == "av":
         return _run_av(args)
     if Path(args.model).is_dir():
+        if given := model_flags_given(args):  # they would be ignored: the run has its own model
+            weights = Path(args.model) / "best.safetensors"
+            raise UserError(f"{', '.join(given)} do not apply to a run folder ({args.model} is one); "
+                            f"for its model's parameters and FLOPs: effvid info {weights}")
         info = run_folder_info(Path(args.model))
         print(json.dumps(info, indent=2) if args.json else format_run_folder(info))
         return 0
@@ -86,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_info(info))
     return 0
+
+
+def model_flags_given(args: argparse.Namespace) -> list[str]:
+    """The flags given that describe a recogniser to build, which 'av' and a run folder refuse
+    rather than ignore."""
+    return [flag for flag, value in (("--num-classes", args.num_classes), ("--num-segments", args.num_segments),
+                                     ("--size", args.size)) if value is not None]
 
 
 def _build(args: argparse.Namespace):
@@ -130,7 +142,7 @@ def _build(args: argparse.Namespace):
         return model, f"{path} (original TSM checkpoint{about})", None, None  # no class names inside
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
-        "not a .safetensors file, and not 'av'")
+        "not a .safetensors file, not 'av', and not a folder")
 
 
 def describe(model, *, num_segments: int | None = None, size: int = 224) -> dict:
@@ -233,7 +245,8 @@ def run_folder_info(folder: Path) -> dict:
     if history:
         best = max(h["val"]["top1"] for h in history)
         last = history[-1]
-        info |= {"num_classes": len(last["val"]["per_class"]), "best_top1": best,
+        # the confusion matrix: runs written before per_class (2026-11-23) have it too
+        info |= {"num_classes": len(last["val"]["confusion"]), "best_top1": best,
                  "best_epoch": best_epoch(history, best) + 1,
                  "last": {"train_loss": last["train"]["loss"], "train_top1": last["train"]["top1"],
                           "val_top1": last["val"]["top1"], "val_top5": last["val"].get("top5")}}
@@ -268,8 +281,9 @@ def format_run_folder(info: dict) -> str:
         lines += [f"best         val top-1 {pct(info['best_top1'])} at epoch {info['best_epoch']}",
                   f"last epoch   train loss {last['train_loss']:.3f}, top-1 {pct(last['train_top1'])}; "
                   f"val top-1 {pct(last['val_top1'])}" + (f", top-5 {pct(last['val_top5'])}" if last["val_top5"] is not None else "")]
-    if info["unreadable_videos"]:
-        lines.append(f"unreadable   {info['unreadable_videos']:,} video(s) skipped (bad_videos.json)")
+    if info["unreadable_videos"]:  # runs written before bad_videos.json list them in history.json only
+        listed = "bad_videos.json" if "bad_videos.json" in info["files"] else "history.json"
+        lines.append(f"unreadable   {info['unreadable_videos']:,} video(s) skipped ({listed})")
     lines += [f"state        {info['state']}", f"files        {', '.join(info['files']) or '-'}"]
     return "\n".join(lines)
 
@@ -280,9 +294,7 @@ def _run_av(args: argparse.Namespace) -> int:
         from ..av import create_av_model, format_parameter_report, parameter_report
     except ImportError as e:
         raise UserError(f"the audio-visual model is not available in this build ({e})") from e
-    given = [flag for flag, value in (("--num-classes", args.num_classes), ("--num-segments", args.num_segments),
-                                      ("--size", args.size)) if value is not None]
-    if given:  # the report is of parameters, which do not depend on these
+    if given := model_flags_given(args):  # the report is of parameters, which do not depend on these
         raise UserError(f"{', '.join(given)} do not apply to 'av' (its report counts parameters; "
                         "use --sharing, --fusion, --visual-cnn, --audio-cnn)")
     kwargs = {"sharing": args.sharing, "fusion": args.fusion}
