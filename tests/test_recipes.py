@@ -37,6 +37,19 @@ def test_fine_tuning_recipe_asks_for_the_model_it_starts_from():
     assert values["lr"] == pytest.approx(0.001 * 16 / 64)
     assert "give it with --init-weights" in line
     assert "--init-weights" not in recipe_values("ucf101-finetune", 16, init_weights="k400.safetensors")[1]
+    # the classifier's 5x is the paper's from ImageNet; from Kinetics the sources do not say
+    assert "effvid's choice: lr_steps=[10, 20], weight_decay=0.0005, fc_lr_mult=5.0" in line
+
+
+def test_imagenet_recipes_ask_for_imagenet_weights():
+    # their settings are for a model that starts from ImageNet: from random weights, said
+    for name in ("kinetics", "something"):
+        assert recipe_values(name, 8)[1].endswith(
+            "; it starts from ImageNet weights: give them with --imagenet-weights (without, the model "
+            "starts from random weights)")
+        for weights in ({"imagenet_weights": "resnet50.pth"}, {"init_weights": "run.safetensors"}):
+            assert "--imagenet-weights" not in recipe_values(name, 8, **weights)[1]
+    assert "--imagenet-weights" not in recipe_values("ucf101-finetune", 8)[1]  # it asks for --init-weights
     with pytest.raises(ValueError, match=r"unknown recipe 'imagenet': choose one of kinetics, something"):
         recipe_values("imagenet", 8)
 
@@ -49,6 +62,8 @@ def test_recipe_then_flags_on_the_command_line(tmp_path, monkeypatch, capsys):
     assert cfg.lr == pytest.approx(0.01) and cfg.flip is False and cfg.weight_decay == 5e-4
     assert cfg.schedule == "step" and cfg.epochs == 3  # the flag overrides the recipe's 50
     assert "scaled to 0.01 for batch 16 x 4 processes" in capsys.readouterr().out
+    config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--imagenet-weights", "r50.pth"]))
+    assert "--imagenet-weights" not in capsys.readouterr().out  # the flag reaches the recipe
     monkeypatch.setenv("RANK", "1")  # only the first process says it
     config_from_args(parse(["train", "videos", "--recipe", "something"]))
     assert capsys.readouterr().out == ""

@@ -22,7 +22,7 @@ class Recipe:
     batch: int                     # the batch the learning rate was set for (all GPUs together)
     values: dict                   # TrainConfig fields
     unstated: tuple[str, ...] = ()  # fields of ``values`` that the sources do not give
-    fine_tunes: str | None = None   # the model it starts from, which --init-weights gives
+    fine_tunes: str | None = None   # the model it starts from, which --init-weights gives (else ImageNet's)
 
 
 # Shared by the three: SGD with momentum 0.9, gradient clipping at 20, step decay x0.1, the new
@@ -47,17 +47,18 @@ RECIPES = {
         batch=64,
         values=dict(_SGD, epochs=25, lr_steps=[10, 20], lr=0.001, weight_decay=5e-4, dropout=0.8,
                     partial_bn=True),
-        unstated=("lr_steps", "weight_decay"),
+        unstated=("lr_steps", "weight_decay", "fc_lr_mult"),
         fine_tunes="a Kinetics model (an effvid .safetensors or the original TSM_kinetics_*.pth)"),
 }
 
 
 def recipe_values(name: str, batch_size: int, world_size: int = 1, lr: float | None = None,
-                  init_weights: str | None = None) -> tuple[dict, str]:
+                  init_weights: str | None = None, imagenet_weights: str | None = None) -> tuple[dict, str]:
     """The TrainConfig values of recipe ``name`` for ``batch_size`` clips per process on
     ``world_size`` processes, and a line that says what was applied. ``lr`` (given by the user)
-    replaces the scaled learning rate; without ``init_weights`` a fine-tuning recipe says what to
-    start from."""
+    replaces the scaled learning rate; without the weights its settings assume (``init_weights``
+    for a fine-tuning recipe, else ``imagenet_weights`` or ``init_weights``) the line says what to
+    start from: from random weights those settings do not train as the paper's did."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     recipe = RECIPES[name]
@@ -76,4 +77,7 @@ def recipe_values(name: str, batch_size: int, world_size: int = 1, lr: float | N
                  + ", ".join(f"{k}={recipe.values[k]}" for k in recipe.unstated))
     if recipe.fine_tunes and not init_weights:
         line += f"; it fine-tunes {recipe.fine_tunes}: give it with --init-weights"
+    elif not recipe.fine_tunes and not (imagenet_weights or init_weights):
+        line += ("; it starts from ImageNet weights: give them with --imagenet-weights (without, "
+                 "the model starts from random weights)")
     return values, line
