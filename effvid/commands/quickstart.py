@@ -89,6 +89,7 @@ def register(sub) -> None:
     # 80.2% with bfloat16 autocast (seed 0; 99.3% with seed 1) and 98.0% / 97.6% in float32;
     # this tiny model's epochs take 2 s either way (decoding is the bottleneck).
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                   help="bfloat16 autocast on a GPU (default: off, float32; no effect on the CPU)")
+                   help="mixed precision on a GPU, as effvid train's --amp (bfloat16 from Ampere on, float16 "
+                        "before; default: off, float32; no effect on the CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
