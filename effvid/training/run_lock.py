@@ -55,9 +55,9 @@ def lock_run_folder(folder: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").split()
+            holder = read_holder(fd)
             os.close(fd)
-            who = f" (pid {holder[0]} on {holder[1]})" if len(holder) == 2 else ""
+            who = f" ({holder})" if holder else ""
             raise UserError(f"{folder} is in use by another effvid train{who}: wait for it to end "
                             "or stop it, or write this run elsewhere with --output") from None
         except OSError:  # a file system without locks (some network ones): run unlocked
@@ -77,6 +77,13 @@ def lock_run_folder(folder: Path) -> int | None:
     return fd
 
 
+def read_holder(fd: int) -> str | None:
+    """``"pid N on HOST"``, as the holder of a lock file wrote it (lock_run_folder), or None
+    when it has not written it yet."""
+    holder = os.read(fd, 200).decode(errors="replace").split()
+    return f"pid {holder[0]} on {holder[1]}" if len(holder) == 2 else None
+
+
 def run_folder_holder(folder: Path) -> str | None:
     """``"pid N on HOST"`` (or ``"a process"``) while an effvid train holds ``folder``, else None.
     A shared lock, taken and dropped at once, conflicts with the run's exclusive one only."""
@@ -91,8 +98,7 @@ def run_folder_holder(folder: Path) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     except BlockingIOError:
-        holder = os.read(fd, 200).decode(errors="replace").split()
-        return f"pid {holder[0]} on {holder[1]}" if len(holder) == 2 else "a process"
+        return read_holder(fd) or "a process"
     except OSError:  # a file system without locks: cannot tell
         return None
     finally:
