@@ -220,7 +220,13 @@ def test_float16_training_scales_the_loss_and_resumes_with_its_scale(tmp_path, c
     assert "float16 autocast with loss scaling)" in capsys.readouterr().out
     state = torch.load(run / "last_state.pt", weights_only=True)
     assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] >= 0
+    # a scale that a fresh scaler (2**16) does not reach in the epoch's 4 steps (it halves at
+    # most once a step, and grows only after 2,000 steps without overflow): the resumed run
+    # must go on from it
+    state["scaler"]["scale"] = 1024.0
+    torch.save(state, run / "last_state.pt")
     assert main(argv + ["--epochs", "3", "--resume"]) == 0
+    assert torch.load(run / "last_state.pt", weights_only=True)["scaler"]["scale"] <= 1024.0
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert all(torch.isfinite(torch.tensor(h["train"]["loss"])) for h in history)
