@@ -80,3 +80,20 @@ def test_recipe_then_flags_on_the_command_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="already holds a whole configuration"):
         config_from_args(parse(["train", "--output", str(run), "--resume", "--recipe", "kinetics"]))
     assert set(RECIPES) == {"kinetics", "something", "ucf101-finetune"}
+
+
+def test_fewer_epochs_move_the_decay_steps_in_proportion(capsys):
+    # steps at 20 and 40 were kept for --epochs 15: the rate was never lowered
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "15"]))
+    assert cfg.epochs == 15 and cfg.lr_steps == [6, 12]
+    assert "for 15 epochs the steps at 6, 12" in capsys.readouterr().out
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "ucf101-finetune", "--epochs", "2"]))
+    assert cfg.lr_steps == [1, 2]  # 10 and 20 of 25 -> 0.8 and 1.6, rounded
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "1"]))
+    assert cfg.lr_steps == [1]  # 0.4 and 0.8: a step cannot be epoch 0, and one is enough
+    # steps given with the epochs are used as given; the recipe's own epochs keep its steps
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "15",
+                                  "--lr-steps", "10"]))
+    assert cfg.lr_steps == [10]
+    assert config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "50"])).lr_steps == [20, 40]

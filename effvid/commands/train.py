@@ -87,7 +87,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         # the learning rate is scaled to the batch of all processes together (torchrun sets WORLD_SIZE)
         recipe, line = recipe_values(args.recipe, args.batch_size or TrainConfig.batch_size,
                                      int(os.environ.get("WORLD_SIZE", "1")), lr=args.lr,
-                                     init_weights=args.init_weights, imagenet_weights=args.imagenet_weights)
+                                     init_weights=args.init_weights, imagenet_weights=args.imagenet_weights,
+                                     epochs=args.epochs, lr_steps=args.lr_steps)
         values.update(recipe)
         if os.environ.get("RANK", "0") == "0":
             print(line)

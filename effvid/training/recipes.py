@@ -53,12 +53,15 @@ RECIPES = {
 
 
 def recipe_values(name: str, batch_size: int, world_size: int = 1, lr: float | None = None,
-                  init_weights: str | None = None, imagenet_weights: str | None = None) -> tuple[dict, str]:
+                  init_weights: str | None = None, imagenet_weights: str | None = None,
+                  epochs: int | None = None, lr_steps: list[int] | None = None) -> tuple[dict, str]:
     """The TrainConfig values of recipe ``name`` for ``batch_size`` clips per process on
     ``world_size`` processes, and a line that says what was applied. ``lr`` (given by the user)
     replaces the scaled learning rate; without the weights its settings assume (``init_weights``
     for a fine-tuning recipe, else ``imagenet_weights`` or ``init_weights``) the line says what to
-    start from: from random weights those settings do not train as the paper's did."""
+    start from: from random weights those settings do not train as the paper's did. Other
+    ``epochs`` (given by the user) move the recipe's decay steps in proportion, unless
+    ``lr_steps`` are given too: steps at 20 and 40 of 50 epochs never came in a 15-epoch run."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     recipe = RECIPES[name]
@@ -72,6 +75,10 @@ def recipe_values(name: str, batch_size: int, world_size: int = 1, lr: float | N
         del values["lr"]
         rate = f"lr {lr:g} as given (the recipe's: {recipe.values['lr']:g} at batch {recipe.batch})"
     line = f"recipe {name}: {recipe.summary}; {rate}"
+    if epochs is not None and lr_steps is None and epochs != recipe.values["epochs"]:
+        steps = sorted({max(1, round(s * epochs / recipe.values["epochs"])) for s in recipe.values["lr_steps"]})
+        values["lr_steps"] = steps
+        line += f"; for {epochs} epochs the steps at {', '.join(map(str, steps))}"
     if recipe.unstated:
         line += ("; not given by the paper, effvid's choice: "
                  + ", ".join(f"{k}={recipe.values[k]}" for k in recipe.unstated))
