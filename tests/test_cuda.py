@@ -159,6 +159,11 @@ def test_a_gpu_run_resumes_and_its_weights_serve_on_the_cpu(tmp_path, capsys):
         stats[device] = json.loads(report.read_text())
     assert stats["cuda"]["count"] == stats["cpu"]["count"] == 8
     assert abs(stats["cuda"]["loss"] - stats["cpu"]["loss"]) < 0.02
+    # --no-amp: float32 on the GPU too (TF32 is off in these tests), the CPU's loss to rounding
+    report = tmp_path / "eval_fp32.json"
+    assert main(["eval", str(data / "val"), "-c", str(ckpt), "--device", "cuda", "--no-amp", "--workers", "0",
+                 "--json", str(report), "--quiet"]) == 0
+    assert abs(json.loads(report.read_text())["loss"] - stats["cpu"]["loss"]) < 1e-4
 
 
 def test_online_tsm_on_cuda_matches_the_offline_model_frame_by_frame():

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
+from ..training.config import AMP_DTYPES
 
 
 def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None,
@@ -100,8 +101,8 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         sampler=build_sampler(dataset, env, shuffle=False, seed=0), collate_fn=collate_clips)
     videos: list = []
-    stats = evaluate(model.to(device), loader, device, len(classes), env=env,
-                     progress=not args.quiet, per_video=videos)  # the metrics: of all processes
+    stats = evaluate(model.to(device), loader, device, len(classes), env=env, amp=args.amp,
+                     amp_dtype=args.amp_dtype, progress=not args.quiet, per_video=videos)  # the metrics: of all processes
     # the lists: each process has its shard's, in the order of the data
     order = {s.path: k for k, s in enumerate(samples)}
     stats["bad"] = sorted((b for part in all_gather_objects(stats["bad"], env) for b in part),
@@ -157,6 +158,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     add_device_argument(p)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="mixed precision on a GPU, as training's (default: on; no effect on the CPU)")
+    p.add_argument("--amp-dtype", choices=AMP_DTYPES, default="auto",
+                   help="auto (bfloat16 from Ampere on, float16 before), bfloat16 or float16")
     p.add_argument("--json", metavar="FILE",
                    help="also write the metrics, and each video's label and top-5, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,6 +10,9 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+# Mixed precision's autocast dtypes on GPU (effvid.training.evaluate.amp_dtype)
+AMP_DTYPES = ("auto", "bfloat16", "float16")
+
 # Fields that may differ when a run is resumed: where and how it runs, and how long. Everything
 # else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
 # or "--resume continues exactly" would not hold.
@@ -118,7 +121,7 @@ class TrainConfig:
         if self.seed is not None and not 0 <= self.seed < 2**32:
             bad("seed", "must be in [0, 2**32)")
         choices = {"schedule": ("cosine", "step"), "optimizer": ("sgd", "adamw"), "sampling": ("segment", "dense"),
-                   "amp_dtype": ("auto", "bfloat16", "float16"),
+                   "amp_dtype": AMP_DTYPES,
                    "shift_direction": ("bidirectional", "causal"),
                    "shift_place": ("residual", "inplace")}
         for name, allowed in choices.items():

@@ -9,12 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from .config import AMP_DTYPES
 from .distributed import DistEnv, all_reduce_sum
 from .metrics import ClassificationMeter
 from .progress import progress_bar
-
-
-AMP_DTYPES = ("auto", "bfloat16", "float16")
 
 
 def amp_dtype(device: torch.device, enabled: bool, name: str = "auto") -> torch.dtype | None:
