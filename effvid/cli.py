@@ -110,6 +110,15 @@ def run_command(argv: list[str] | None) -> int:
     except BrokenPipeError:  # "effvid stream ... | head": the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 0
+    except RuntimeError as e:
+        if type(e).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
+            raise
+        if reports_errors():
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+            print(f"effvid {args.command}: error: the GPU ran out of memory ({first}); a smaller "
+                  "--batch-size needs less, and other processes on the GPU hold memory too "
+                  "(nvidia-smi lists them)", file=sys.stderr)
+        return 1
     except (UserError, FileNotFoundError, ValueError) as e:
         message = str(e)
         if isinstance(e, OSError) and e.strerror and e.filename:  # without "[Errno 2]"

@@ -309,3 +309,41 @@ def test_a_file_system_without_locks_runs_unlocked_and_says_so(tmp_path, monkeyp
         assert (tmp_path / "run").is_dir()
     assert capsys.readouterr().err == (f"note: the file system of {tmp_path / 'run'} has no file locks: "
                                        "nothing keeps a second effvid train from writing the same folder\n")
+
+
+def test_gpu_out_of_memory_is_one_line_with_what_to_change(tiny_data, tmp_path, monkeypatch, capsys):
+    # CUDA's out-of-memory error, the most common end of a GPU run, was a traceback; raised here
+    # on the CPU as torch raises it on the GPU
+    import torch
+    import torch.nn.functional as F
+
+    from effvid.training import evaluate as evaluate_module
+    from effvid.training import loop
+
+    calls = []
+    oom = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.89 GiB"
+
+    def out_of_memory_in_epoch_2(logits, labels):
+        calls.append(1)
+        if len(calls) == 3:  # 2 steps per epoch: the first step of epoch 2
+            raise torch.OutOfMemoryError(oom + "\nmore details")
+        return F.cross_entropy(logits, labels)
+
+    monkeypatch.setattr(loop, "F", type("F", (), {"cross_entropy": staticmethod(out_of_memory_in_epoch_2)}))
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "2")) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"effvid train: error: the GPU ran out of memory ({oom}). A smaller --batch-size (this run: 4), "
+        "fewer --num-segments (4) or a smaller --size (32) needs less; other processes on the GPU hold "
+        "memory too (nvidia-smi lists them). The last completed epoch (1 of 2) is saved: continue with "
+        f"effvid train --output {run} --resume once the memory is free (a resume keeps the batch size), "
+        "or start a new run with a smaller --batch-size.")
+
+    def out_of_memory(model, video):
+        raise torch.OutOfMemoryError(oom)
+
+    monkeypatch.setattr(evaluate_module, "predict_views", out_of_memory)
+    assert main(["eval", str(tiny_data), "-c", str(run / "best.safetensors"), "--workers", "0", "--quiet"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"effvid eval: error: the GPU ran out of memory ({oom}); a smaller --batch-size needs less, and "
+        "other processes on the GPU hold memory too (nvidia-smi lists them)")

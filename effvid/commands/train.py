@@ -131,6 +131,22 @@ def worker_died_message(cfg: TrainConfig, error: str) -> str:
             f"{cfg.batch_size}). {then}")
 
 
+def out_of_memory_message(cfg: TrainConfig, error: str) -> str:
+    """The GPU's memory ran out (PyTorch's traceback ended the run): what needs less, and what
+    is saved. A resume keeps --batch-size, so it helps only once memory is freed."""
+    rank = os.environ.get("RANK", "0")
+    where = f" (process {rank})" if rank != "0" else ""
+    first = error.strip().splitlines()[0] if error.strip() else "out of memory"
+    saved = saved_epochs(cfg)
+    then = (f"{saved[0].upper()}{saved[1:]} once the memory is free (a resume keeps the batch size), "
+            f"or start a new run with a smaller --batch-size." if saved
+            else "No epoch was completed; start again with a smaller --batch-size.")
+    return (f"effvid train{where}: error: the GPU ran out of memory ({first}). A smaller --batch-size "
+            f"(this run: {cfg.batch_size}), fewer --num-segments ({cfg.num_segments}) or a smaller --size "
+            f"({cfg.size}) needs less; other processes on the GPU hold memory too (nvidia-smi lists "
+            f"them). {then}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.loop import train
 
@@ -149,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
                   "before the first epoch was completed; nothing to resume", file=sys.stderr)
         return 130
     except RuntimeError as e:
+        if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
+            print(out_of_memory_message(cfg, str(e)), file=sys.stderr)
+            return 1
         if not str(e).startswith("DataLoader worker (pid"):
             raise
         print(worker_died_message(cfg, str(e).strip()), file=sys.stderr)
