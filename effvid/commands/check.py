@@ -1,0 +1,144 @@
+"""``effvid check DATA``: read every video of a dataset as training would, before training.
+
+A download of Kinetics has thousands of broken files. Training skips and counts them, but only
+finds them while it runs, epoch after epoch. ``check`` decodes one clip of each video (the
+segment centres, as validation does) in worker processes and reports the unreadable ones with
+their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
+anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
+folder) are checked. Exit status 1 when a video is unreadable, so that scripts can stop.
+
+    effvid check /data/k400/annotations/train.csv --workers 8 --json k400_train_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from ..cli import UserError, nonnegative_int, positive_int
+
+
+class _Checked:
+    """Item ``i``: ``(part, path, label, reason or None, (frames, fps, duration, width, height) or None)``."""
+
+    def __init__(self, parts):
+        self.items = [(name, dataset, i) for name, dataset in parts for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int):
+        from ..data import BadSample
+
+        part, dataset, i = self.items[k]
+        sample = dataset.samples[i]
+        got = dataset[i]
+        if isinstance(got, BadSample):
+            return part, sample.path, sample.label, got.reason, None
+        info = dataset._info[sample.path]  # the probe the dataset made while reading it
+        return part, sample.path, sample.label, None, (info.num_frames, info.fps, info.duration_s,
+                                                        info.width, info.height)
+
+
+def _first(batch):
+    return batch[0]
+
+
+def _first_frame(clip, rng):
+    """The clips' transform: the frames are decoded all the same; one is enough to pass on."""
+    return clip[:1]
+
+
+def data_parts(args) -> list:
+    """``[(name, VideoClipDataset)]``: the parts of DATA that training reads."""
+    from ..data import build_dataset, find_class_file, has_split_folders, read_class_file, split_folder_kind
+
+    src = Path(args.data)
+    class_file = args.classes or find_class_file(src)
+    common = dict(num_segments=args.num_segments, train=False, transform=_first_frame,
+                  root=args.data_root, official_split=args.official_split,
+                  class_numbers=read_class_file(class_file) if class_file else None, notice=print)
+    if src.is_dir() and (split_folder_kind(src) or has_split_folders(src)):
+        train = build_dataset(src, split="train", **common)
+        return [("train", train), ("val", build_dataset(src, split="val", classes=train.classes, **common))]
+    return [("all", build_dataset(src, split="all", **common))]
+
+
+def _spread(values, fmt="{:,.0f}") -> str:
+    return (f"{fmt.format(min(values))} to {fmt.format(max(values))}, "
+            f"median {fmt.format(statistics.median(values))}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from ..training.evaluate import bad_videos_report
+    from ..training.progress import progress_bar
+
+    parts = data_parts(args)
+    classes = parts[0][1].classes
+    checked = _Checked(parts)
+    if len(checked) == 0:
+        raise UserError(f"no videos in {args.data}")
+    start = time.perf_counter()
+    loader = DataLoader(checked, batch_size=1, num_workers=args.workers, collate_fn=_first)
+    results = list(progress_bar(loader, desc="check", enabled=not args.quiet))
+    seconds = time.perf_counter() - start
+    bad = [(path, reason) for _, path, _, reason, _ in results if reason is not None]
+    infos = [info for *_, info in results if info is not None]
+    names = [name for name, _ in parts]
+    per_part = Counter(part for part, *_ in results)
+    print(f"checked {len(results):,} videos" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
+                                               if len(names) > 1 else "") + f" in {seconds:.0f} s")
+    if bad:
+        print(bad_videos_report(bad, when="", verb="found", full_list=f"all in {args.json}" if args.json
+                                else "--json FILE lists them all"))
+    else:
+        print("unreadable: none")
+    if infos:
+        frames, fps, duration, width, height = zip(*infos)
+        print(f"frames:     {_spread(frames)}")
+        print(f"fps:        {_spread(fps, '{:.1f}')}")
+        print(f"seconds:    {_spread(duration, '{:.1f}')}")
+        print(f"size:       width {_spread(width)}; height {_spread(height)}")
+    readable = Counter((part, label) for part, _, label, reason, _ in results if reason is None)
+    for name in names:
+        counts = [readable[name, k] for k in range(len(classes))]
+        empty = [c for c, n in zip(classes, counts) if n == 0]
+        print(f"{name + ':':<11} {len(classes)} classes, readable videos per class {_spread(counts)}"
+              + (f"; none for {len(empty)}: {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else "")
+                 if empty else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
+            "unreadable": [{"path": p, "reason": r} for p, r in bad],
+            "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
+            "videos_info": [{"path": path, "part": part, "frames": info[0], "fps": info[1], "seconds": info[2],
+                             "width": info[3], "height": info[4]}
+                            for part, path, _, _, info in results if info is not None]}, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if bad:
+        print(f"effvid check: {len(bad):,} of {len(results):,} videos are unreadable", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="read every video of a dataset as training would, before training",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="what effvid train reads: class folders, a list file, an annotation file "
+                                "or a split folder")
+    p.add_argument("--data-root", help="the videos' folder, as for effvid train")
+    p.add_argument("--classes", metavar="FILE", help="class file, as for effvid train")
+    p.add_argument("--official-split", type=int, choices=(1, 2, 3), default=1,
+                   help="with HMDB51's or UCF101's split folder: which split (default: 1)")
+    p.add_argument("--num-segments", type=positive_int, default=8,
+                   help="frames decoded per video, at the segment centres (default: 8)")
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (default: 2)")
+    p.add_argument("--json", metavar="FILE", help="also write the results, every video's, as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
