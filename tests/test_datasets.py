@@ -222,6 +222,14 @@ def test_list_file_with_a_byte_order_mark_or_not_utf8(tmp_path, index_root):
         read_list_file(lst, root=index_root)
 
 
+def test_a_video_given_as_the_data_is_named_as_a_video(index_root):
+    # it was read as a list file: "is not UTF-8 text"
+    video = index_root / "a" / "a0.mp4"
+    with pytest.raises(ValueError, match=r"a0.mp4' is a video: the data is a folder of class folders, a list "
+                                         r"file or an annotation file \(effvid predict classifies single videos\)"):
+        build_dataset(video, "all", num_segments=2)
+
+
 @pytest.fixture
 def bad_root(tmp_path, index_root):
     """index_root plus a zero-byte, a random-bytes, a truncated video and a deleted one."""

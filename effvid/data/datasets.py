@@ -773,9 +773,12 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     :func:`read_kinetics_annotations`, which tells ``notice`` what it skipped) or a list file
     (:func:`read_list_file`). Without ``class_numbers``, the class file published beside it
     (:func:`find_class_file`) is read."""
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:  # it was read as a list file: "is not UTF-8 text"
+        raise ValueError(f"{str(path)!r} is a video: the data is a folder of class folders, a list file "
+                         "or an annotation file (effvid predict classifies single videos)")
     if class_numbers is None and (found := find_class_file(path)) is not None:
         class_numbers = read_class_file(found)
-    suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return read_kinetics_annotations(path, root=root, classes=classes, class_numbers=class_numbers,
                                          notice=notice)
