@@ -231,3 +231,17 @@ def test_train_eval_resume_on_kinetics_csv(k400, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"{k400 / 'annotations' / 'train.csv'}: 2 of 6 listed videos not found under {k400 / 'train'}" in out
     assert "has completed 1 of 1 epochs: nothing to do" in out
+
+
+def test_a_clip_listed_twice_is_read_once_and_said(tmp_path):
+    rows = TRAIN[:3] + [("abseiling", "--33Lscn6sk", "4", "14", False),   # TRAIN[0] again, another label
+                        ("air drumming", "-VtLx-mcPds", "84", "94", False)]  # TRAIN[1] again, same label
+    csv = _write_csv(tmp_path / "train.csv", rows, "train")
+    _write_clips([tmp_path / _file(r) for r in rows[:3]])
+    notes: list[str] = []
+    samples, classes = read_kinetics_annotations(csv, notice=notes.append)
+    assert [(Path(s.path).name, classes[s.label]) for s in samples] == [
+        ("--33Lscn6sk_000004_000014.mp4", LABELS[2]), ("-VtLx-mcPds_000084_000094.mp4", "air drumming"),
+        ("0347ZoDXyP0_000000_000010.mp4", "abseiling")]
+    assert notes == [f"{csv}: 2 line(s) repeat a clip listed earlier and are read once (the first: line 5 "
+                     f"repeats line 2 (labels {LABELS[2]!r} and 'abseiling'; the first is kept))"]

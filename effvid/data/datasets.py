@@ -727,6 +727,22 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
         raise ValueError(f"{name} line {next_line}: not valid CSV ({e})") from e
     if not clips:
         raise ValueError(f"annotation file {name} lists no videos")
+    # A clip listed twice is one video: read once (the first line's label), said once; a
+    # second label for it is named, since one of the two is wrong
+    first_line: dict[str, tuple[int, str]] = {}
+    repeated: list[tuple[int, int, str, str]] = []  # (first line, this line, first label, this label)
+    for lineno, label, stem, _ in clips:
+        if stem in first_line:
+            repeated.append((*first_line[stem][:1], lineno, first_line[stem][1], label))
+        else:
+            first_line[stem] = (lineno, label)
+    if repeated:
+        clips = [c for c in clips if first_line[c[2]][0] == c[0]]
+        if notice is not None:
+            first, again, label, other = repeated[0]
+            labels = f" (labels {label!r} and {other!r}; the first is kept)" if label != other else ""
+            notice(f"{csv_path}: {len(repeated):,} line(s) repeat a clip listed earlier and are read "
+                   f"once (the first: line {again} repeats line {first}{labels})")
 
     if classes is None and class_numbers is not None:
         classes = list(class_numbers.values())
