@@ -333,8 +333,9 @@ def test_hmdb51_split_files(hmdb):
         read_split_folder(splits, "train", 1, root=videos)
 
 
-def test_ucf101_split_folder(ucf):
+def test_ucf101_split_folder(ucf, capsys):
     from effvid.data import read_split_folder, split_folder_kind
+    from effvid.training.loop import print_found_class_file
 
     lists, videos = ucf / "ucfTrainTestlist", ucf / "UCF-101"
     assert split_folder_kind(lists) == "ucf101"
@@ -351,6 +352,9 @@ def test_ucf101_split_folder(ucf):
     # as DATA: training on the train part, validating on the test part
     cfg = TrainConfig(data=str(lists), model="tsm_resnet_tiny", num_segments=2, size=32)
     train_set, val_set = build_datasets(cfg)
+    print_found_class_file(cfg)  # what train says before reading
+    assert capsys.readouterr().out == (f"class names and numbers from {lists / 'classInd.txt'}, UCF101's "
+                                       "split folder\n")
     assert [s.path for s in train_set.samples] == [s.path for s in train]
     assert [s.path for s in val_set.samples] == [s.path for s in test]
     assert train_set.classes == val_set.classes == UCF_CLASSES

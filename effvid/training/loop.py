@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import runtime
-from ..data import collate_clips, find_class_file
+from ..data import collate_clips, find_class_file, split_folder_kind
 from ..models import create_model
 from ..errors import UserError
 from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_file, load_weights,
@@ -349,8 +349,7 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        has_split_folders, read_class_file, read_samples, split_folder_kind,
-                        stratified_split)
+                        has_split_folders, read_class_file, read_samples, stratified_split)
 
     if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
         # it would be ignored: only these folders have published splits
@@ -398,6 +397,8 @@ def print_found_class_file(cfg: TrainConfig) -> None:
         return
     if (found := find_class_file(cfg.data)) is not None:
         print(f"class names and numbers from {found}, found beside the data (--classes FILE to give another)")
+    elif split_folder_kind(cfg.data) == "ucf101":
+        print(f"class names and numbers from {Path(cfg.data) / 'classInd.txt'}, UCF101's split folder")
     elif cfg.val_data and (found := find_class_file(cfg.val_data)) is not None:
         print(f"class numbers of {cfg.val_data} from {found}, found beside it (--classes FILE to give another)")
 
