@@ -278,3 +278,15 @@ def test_dataset_rejects_bad_labels(index_root):
         VideoClipDataset([(str(index_root / "a" / "a0.mp4"), 3)], ["a", "b"])
     with pytest.raises(ValueError, match="sampling"):
         VideoClipDataset([], ["a"], sampling="random")
+
+
+def test_all_missing_videos_of_a_list_are_counted_in_one_error(tmp_path, index_root):
+    # the first missing video stopped the reading: a list with 300 missing files took 300 runs
+    lst = tmp_path / "l.txt"
+    lst.write_text("a/a0.mp4 0\na/nope1.mp4 0\nb/b0.mp4 1\nb/nope2.mp4 1\nb/nope3.mp4 1\n")
+    with pytest.raises(FileNotFoundError) as e:
+        read_list_file(lst, root=index_root)
+    assert e.value.strerror == (
+        f"{str(lst)!r} line 2: video not found: {str(index_root / 'a' / 'nope1.mp4')!r}; 2 more of the 5 "
+        f"listed videos are missing too (the next: {str(lst)!r} line 4: video not found: "
+        f"{str(index_root / 'b' / 'nope2.mp4')!r})")

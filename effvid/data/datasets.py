@@ -327,6 +327,34 @@ def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) ->
     return str(p)
 
 
+class _MissingVideos:
+    """The listed videos that are not there. A reader notes each one and raises once, at its
+    end, for all of them: a list with 300 missing files stopped at the first, and a run per
+    missing file found the next."""
+
+    def __init__(self) -> None:
+        self.errors: list[FileNotFoundError] = []
+        self.listed = 0
+
+    def path(self, path: str, base: Path, where: str, extensions: Sequence[str]) -> str | None:
+        """:func:`_video_path`, or None for a video that is not there (noted)."""
+        self.listed += 1
+        try:
+            return _video_path(path, base, where, extensions)
+        except FileNotFoundError as e:
+            self.errors.append(e)
+            return None
+
+    def raise_if_any(self) -> None:
+        """The first missing video's error, with how many more there are and the next one."""
+        if not self.errors:
+            return
+        first, more = self.errors[0], len(self.errors) - 1
+        message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos are missing "
+                                    f"too (the next: {self.errors[1].strerror})" if more else "")
+        raise FileNotFoundError(errno.ENOENT, message, first.filename)
+
+
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
                    extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
@@ -395,7 +423,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     # a list whose every label names a class means those classes, not indices, else label
     # "2" would silently be class "10". Decided once per file, so lines cannot mix the two.
     by_name = all(lb in index for _, lb in labelled)
-    samples = []
+    samples, missing = [], _MissingVideos()
     for lineno, path, label, nf in parsed:
         where = f"{str(list_path)!r} line {lineno}"
         if label is None:
@@ -412,7 +440,9 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             y = index[label]
         else:
             raise ValueError(f"{where}: unknown class {label!r}")
-        samples.append(VideoSample(_video_path(path, base, where, extensions), y, nf))
+        if (video := missing.path(path, base, where, extensions)) is not None:
+            samples.append(VideoSample(video, y, nf))
+    missing.raise_if_any()
     return samples, classes
 
 
@@ -454,7 +484,7 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     index = {c: i for i, c in enumerate(classes)}
     base = Path(root) if root is not None else annotation_path.parent
     others = [e for e in extensions if e != ".webm"]
-    samples = []
+    samples, missing = [], _MissingVideos()
     entry_of_id: dict[str, int] = {}
     for k, entry in enumerate(entries):
         video_id = entry.get("id") if isinstance(entry, dict) else None
@@ -475,7 +505,9 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
         video = f"{video_id}.webm"
         if not (base / video).is_file():  # converted videos: the same id, another container
             video = next((f"{video_id}{e}" for e in others if (base / f"{video_id}{e}").is_file()), video)
-        samples.append(VideoSample(_video_path(video, base, where, extensions), index[label]))
+        if (found := missing.path(video, base, where, extensions)) is not None:
+            samples.append(VideoSample(found, index[label]))
+    missing.raise_if_any()
     return samples, classes
 
 
@@ -554,7 +586,7 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     base = Path(root) if root is not None else above
-    samples = []
+    samples, missing = [], _MissingVideos()
     for path, name in zip(files, names):
         if name not in index:
             raise ValueError(f"{str(path)!r}: class {name!r} is not one of the {len(classes)} classes")
@@ -569,9 +601,10 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
             where = f"{str(path)!r} line {lineno}"
             if len(fields) != 2 or fields[1] not in HMDB51_SPLIT_IDS:
                 raise ValueError(f"{where}: expected '<video> <0, 1 or 2>', got {raw.strip()!r}")
-            if HMDB51_SPLIT_IDS[fields[1]] == part:
-                samples.append(VideoSample(_video_path(f"{name}/{fields[0]}", base, where, extensions),
-                                           index[name]))
+            if HMDB51_SPLIT_IDS[fields[1]] == part and (
+                    video := missing.path(f"{name}/{fields[0]}", base, where, extensions)) is not None:
+                samples.append(VideoSample(video, index[name]))
+    missing.raise_if_any()
     return samples, classes
 
 
