@@ -87,7 +87,7 @@ def register(sub) -> None:
     add_device_argument(p)
     # Off by default, unlike effvid train: on an H200 (2026-11-30) the default run reached TSM
     # 80.2% with bfloat16 autocast (seed 0; 99.3% with seed 1) and 98.0% / 97.6% in float32;
-    # this tiny model's epochs take 2 s either way (decoding is the bottleneck).
+    # this tiny model's epochs took 2 s either way there.
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
                    help="mixed precision on a GPU, as effvid train's --amp (bfloat16 from Ampere on, float16 "
                         "before; default: off, float32; no effect on the CPU)")
