@@ -116,14 +116,20 @@ def test_quickstart_learns_on_cuda(tmp_path, capsys):
         assert pair_accuracy(history["tsm"]["confusion"], classes, pair) >= 0.85
 
 
-def test_a_gpu_run_resumes_and_its_weights_serve_on_the_cpu(tmp_path, capsys):
+def _tiny_gpu_run(tmp_path, *flags: str):
+    """(data, run folder, the `effvid train` arguments of a tiny run on the GPU, ``flags`` added)."""
     data = tmp_path / "data"
     make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=8,
                            videos_per_class_val=4, num_frames=8, size=32, seed=1)
     run = tmp_path / "run"
     argv = ["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
             "--scale-size", "32", "--no-flip", "--batch-size", "4", "--workers", "2", "--seed", "0",
-            "--no-progress", "--device", "cuda", "--output", str(run)]
+            "--no-progress", "--device", "cuda", "--output", str(run), *flags]
+    return data, run, argv
+
+
+def test_a_gpu_run_resumes_and_its_weights_serve_on_the_cpu(tmp_path, capsys):
+    data, run, argv = _tiny_gpu_run(tmp_path)
     assert main(argv + ["--epochs", "2"]) == 0
     assert "training on cuda:0 (" in capsys.readouterr().out
     # the training state holds CPU tensors: it loads on a machine without CUDA too
@@ -214,13 +220,7 @@ def test_av_model_trains_on_cuda_in_bfloat16():
 
 def test_float16_training_scales_the_loss_and_resumes_with_its_scale(tmp_path, capsys):
     # what a GPU before Ampere (V100, T4) gets with --amp-dtype auto
-    data = tmp_path / "data"
-    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=8,
-                           videos_per_class_val=4, num_frames=8, size=32, seed=1)
-    run = tmp_path / "run"
-    argv = ["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
-            "--scale-size", "32", "--batch-size", "4", "--workers", "2", "--no-progress", "--device", "cuda",
-            "--amp-dtype", "float16", "--output", str(run)]
+    _, run, argv = _tiny_gpu_run(tmp_path, "--amp-dtype", "float16")
     assert main(argv + ["--epochs", "2"]) == 0
     assert "float16 autocast with loss scaling)" in capsys.readouterr().out
     state = torch.load(run / "last_state.pt", weights_only=True)

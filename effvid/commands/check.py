@@ -56,14 +56,14 @@ def _first_frame(clip, rng):
 
 def data_parts(args) -> list:
     """``[(name, VideoClipDataset)]``: the parts of DATA that training reads."""
-    from ..data import build_dataset, find_class_file, has_split_folders, read_class_file, split_folder_kind
+    from ..data import build_dataset, find_class_file, has_parts, read_class_file
 
     src = Path(args.data)
     class_file = args.classes or find_class_file(src)
     common = dict(num_segments=args.num_segments, train=False, transform=_first_frame,
                   root=args.data_root, official_split=args.official_split,
                   class_numbers=read_class_file(class_file) if class_file else None, notice=print)
-    if src.is_dir() and (split_folder_kind(src) or has_split_folders(src)):
+    if has_parts(src):
         train = build_dataset(src, split="train", **common)
         return [("train", train), ("val", build_dataset(src, split="val", classes=train.classes, **common))]
     return [("all", build_dataset(src, split="all", **common))]

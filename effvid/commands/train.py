@@ -112,11 +112,17 @@ def saved_epochs(cfg: TrainConfig) -> str | None:
     return f"the last completed epoch{done} is saved: continue with effvid train --output {out} --resume"
 
 
+def _this_process() -> str:
+    """`` (process N)`` under torchrun but for the first process: a process's own trouble (a
+    dead worker, its GPU's memory) is reported by that process, which says which it is."""
+    rank = os.environ.get("RANK", "0")
+    return f" (process {rank})" if rank != "0" else ""
+
+
 def worker_died_message(cfg: TrainConfig, error: str) -> str:
     """A DataLoader worker that died (the kernel's OOM killer sends SIGKILL) ended the run with
     PyTorch's traceback: say what probably happened, what to change, and what is saved."""
-    rank = os.environ.get("RANK", "0")
-    where = f" (process {rank})" if rank != "0" else ""  # this process's own trouble: it reports it
+    where = _this_process()
     # Without a Python error (that would have been re-raised), a worker dies of a signal: most
     # often the OOM killer's SIGKILL ("killed by signal: Killed", or "exited unexpectedly" when
     # PyTorch noticed it missing before the signal was reported)
@@ -134,8 +140,7 @@ def worker_died_message(cfg: TrainConfig, error: str) -> str:
 def out_of_memory_message(cfg: TrainConfig, error: str) -> str:
     """The GPU's memory ran out (PyTorch's traceback ended the run): what needs less, and what
     is saved. A resume keeps --batch-size, so it helps only once memory is freed."""
-    rank = os.environ.get("RANK", "0")
-    where = f" (process {rank})" if rank != "0" else ""
+    where = _this_process()
     first = error.strip().splitlines()[0] if error.strip() else "out of memory"
     saved = saved_epochs(cfg)
     then = (f"{saved[0].upper()}{saved[1:]} once the memory is free (a resume keeps the batch size), "

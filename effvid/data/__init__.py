@@ -1,7 +1,7 @@
 """Video data pipeline: PyAV decoding, clip sampling, clip transforms, datasets."""
 
 from .datasets import (BadSample, VideoClipDataset, VideoSample, build_dataset, collate_clips,
-                       find_class_file, find_files, has_split_folders, read_class_file,
+                       find_class_file, find_files, has_parts, has_split_folders, read_class_file,
                        read_kinetics_annotations, read_list_file, read_samples,
                        read_something_annotations, read_split_folder, scan_class_folders,
                        split_folder_kind, stratified_split)
@@ -23,7 +23,7 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "to_chw", "normalize_clip", "multi_scale_crop_params",
     "TrainTransform", "TestTransform",
     # datasets
-    "VideoSample", "BadSample", "find_files", "has_split_folders", "scan_class_folders", "read_list_file", "stratified_split",
+    "VideoSample", "BadSample", "find_files", "has_parts", "has_split_folders", "scan_class_folders", "read_list_file", "stratified_split",
     "read_class_file", "find_class_file", "read_something_annotations", "read_kinetics_annotations",
     "read_samples", "split_folder_kind", "read_split_folder",
     "VideoClipDataset", "collate_clips", "build_dataset",

@@ -45,6 +45,7 @@ __all__ = [
     "BadSample",
     "find_files",
     "has_split_folders",
+    "has_parts",
     "scan_class_folders",
     "read_list_file",
     "read_class_file",
@@ -974,6 +975,14 @@ def has_split_folders(folder: Path) -> bool:
         raise ValueError(f"{str(folder)!r} has a train/ folder but no val/ folder: add val/, or "
                          f"point at {str(folder / 'train')!r} to split it{hint}")
     return False
+
+
+def has_parts(source: str | os.PathLike) -> bool:
+    """Whether DATA brings its own training and validation parts: a folder with ``train/`` and
+    ``val/`` (:func:`has_split_folders`), or HMDB51's / UCF101's split folder (whose test part
+    validates). :func:`build_dataset` gives them for ``split="train"`` and ``"val"``."""
+    src = Path(source)
+    return src.is_dir() and (split_folder_kind(src) is not None or has_split_folders(src))
 
 
 def build_dataset(source: str | os.PathLike, split: str = "train", num_segments: int = 8,

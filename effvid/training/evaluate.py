@@ -30,10 +30,14 @@ def amp_dtype(device: torch.device, enabled: bool, name: str = "auto") -> torch.
     return getattr(torch, name)
 
 
+def autocast(precision: torch.dtype | None):
+    """CUDA autocast to ``precision`` (:func:`amp_dtype`'s answer); None: full precision."""
+    return torch.autocast("cuda", dtype=precision) if precision is not None else nullcontext()
+
+
 def autocast_for(device: torch.device, enabled: bool, dtype: str = "auto"):
     """Mixed precision (:func:`amp_dtype`) on GPU when enabled; full precision elsewhere."""
-    fast = amp_dtype(device, enabled, dtype)
-    return torch.autocast("cuda", dtype=fast) if fast is not None else nullcontext()
+    return autocast(amp_dtype(device, enabled, dtype))
 
 
 def predict_views(model: nn.Module, video: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           process_device,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
-from .evaluate import amp_dtype, autocast_for, bad_videos_report, evaluate, no_readable_clips
+from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
 from .progress import progress_bar
 from .run_lock import hold_run_folder
@@ -349,7 +349,7 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        has_split_folders, read_class_file, read_samples, stratified_split)
+                        has_parts, read_class_file, read_samples, stratified_split)
 
     if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
         # it would be ignored: only these folders have published splits
@@ -376,8 +376,7 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
                                 classes=train_set.classes, **common)
     else:
         train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
-        val = Path(cfg.val_data)  # a folder with parts: its validation (test) part
-        val_split = "val" if val.is_dir() and (split_folder_kind(val) or has_split_folders(val)) else "all"
+        val_split = "val" if has_parts(cfg.val_data) else "all"  # its validation (test) part
         val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
                                 classes=train_set.classes, **common)
     if len(train_set.classes) < 2:
@@ -417,7 +416,7 @@ def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, clip
     scaler.update()
 
 
-def train_one_epoch(model, loader, optimizer, scaler, cfg, device, epoch, steps_per_epoch, env):
+def train_one_epoch(model, loader, optimizer, scaler, precision, cfg, device, epoch, steps_per_epoch, env):
     model.train()
     meter = ClassificationMeter(model.num_classes)
     bad: list = []
@@ -434,7 +433,7 @@ def train_one_epoch(model, loader, optimizer, scaler, cfg, device, epoch, steps_
             group["lr"] = cfg.lr * group["lr_mult"] * lr_factor(cfg, epoch * steps_per_epoch + i, steps_per_epoch)
         video = batch["video"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        with autocast_for(device, cfg.amp, cfg.amp_dtype):
+        with autocast(precision):
             logits = model(video)
             loss = F.cross_entropy(logits.float(), labels)
         # Checked by every process together: under torchrun only the first process reports
@@ -510,8 +509,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         if env.is_main:
             print(loaded)
     model.to(device)
+    precision = amp_dtype(device, cfg.amp, cfg.amp_dtype)  # the autocast dtype, None: float32
     if env.is_main:
-        print(f"training on {runtime.describe_device(device, amp_dtype(device, cfg.amp, cfg.amp_dtype))}"
+        print(f"training on {runtime.describe_device(device, precision)}"
               + (f", {env.world_size} processes" if env.distributed else ""))
     train_model = model
     if env.distributed:
@@ -520,7 +520,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         train_model.num_classes = model.num_classes
     optimizer = build_optimizer(model, cfg)
     # loss scaling for float16 autocast (GPUs before Ampere); a pass-through otherwise
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(device, cfg.amp, cfg.amp_dtype) == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
     # what eval and predict need to view videos as training's validation did
     metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
                                               "sampling": cfg.sampling}}
@@ -589,7 +589,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
         t0 = time.perf_counter()
-        train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, scaler, cfg, device,
+        train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, scaler, precision, cfg, device,
                                            epoch, steps_per_epoch, env)
         broadcast_buffers(model, env)  # evaluate (and save) rank 0's BatchNorm statistics
         val_stats = evaluate(model, val_loader, device, len(classes), env=env, amp=cfg.amp,
