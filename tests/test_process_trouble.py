@@ -19,7 +19,8 @@ from effvid.commands.train import worker_died_message
 from effvid.data.synthetic import make_synthetic_dataset
 from effvid.models.weights import load_weights
 from effvid.training.config import TrainConfig
-from effvid.training.run_lock import LOCK_NAME, lock_run_folder, release_run_folder
+from effvid.errors import UserError
+from effvid.training.run_lock import BUSY_WAIT_S, LOCK_NAME, lock_run_folder, release_run_folder
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,56 @@ def test_a_failed_start_leaves_no_folder_and_a_folder_that_cannot_be_made_is_one
     assert main(train_args(tiny_data, tmp_path / "file" / "run")) == 2
     assert capsys.readouterr().err == (f"effvid train: error: cannot write to the run folder "
                                        f"{tmp_path / 'file' / 'run'}: Not a directory\n")
+
+def test_a_failed_start_in_an_existing_folder_leaves_it_empty_and_an_earlier_lock_file_alone(
+        tiny_data, tmp_path, capsys):
+    # a folder the user made: a run that stops before it writes anything (here at the data, read
+    # once the folder is locked) left its lock file there
+    out = tmp_path / "run"
+    out.mkdir()
+    assert main(train_args(tmp_path / "missing", out)) == 2
+    assert "missing" in capsys.readouterr().err
+    assert out.is_dir() and list(out.iterdir()) == []
+    # the lock file of an earlier run (killed before it wrote anything) is not this run's to remove
+    (out / LOCK_NAME).write_text("4242 elsewhere\n")
+    assert main(train_args(tmp_path / "missing", out)) == 2
+    assert "missing" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [LOCK_NAME]
+
+
+def test_a_momentary_shared_lock_does_not_refuse_a_run_and_a_holder_still_does(tmp_path):
+    # effvid info takes a shared lock for an instant to tell whether a train holds the folder: a
+    # train that met it was refused as "in use by another effvid train (pid of an earlier run)"
+    import fcntl
+    import threading
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).write_text("4242 elsewhere\n")
+    shared = os.open(run / LOCK_NAME, os.O_RDONLY)
+    fcntl.flock(shared, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    unlock = threading.Timer(0.2, fcntl.flock, (shared, fcntl.LOCK_UN))  # held longer than info does
+    start = time.monotonic()
+    unlock.start()
+    try:
+        fd = lock_run_folder(run)
+    finally:
+        unlock.join()
+        os.close(shared)
+    assert time.monotonic() - start >= 0.2
+    try:
+        assert (run / LOCK_NAME).read_text() == f"{os.getpid()} {socket.gethostname()}\n"
+        # an exclusive holder (this lock, on another open file) still refuses, after the wait
+        start = time.monotonic()
+        with pytest.raises(UserError) as refused:
+            lock_run_folder(run)
+        assert time.monotonic() - start >= BUSY_WAIT_S
+        assert str(refused.value) == (f"{run} is in use by another effvid train (pid {os.getpid()} on "
+                                      f"{socket.gethostname()}): wait for it to end or stop it, or "
+                                      "write this run elsewhere with --output")
+    finally:
+        release_run_folder(fd, run, None)
+
 
 def test_a_run_folder_whose_path_cannot_be_looked_at_is_the_same_one_line(tiny_data, tmp_path, capsys):
     # Path.exists() raises for a name too long (or a parent that cannot be searched): raised by

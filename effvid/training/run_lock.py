@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -24,6 +25,10 @@ except ImportError:  # Windows: no flock; runs are not locked there
     fcntl = None
 
 LOCK_NAME = ".effvid-run.lock"
+
+# How long a run waits for a busy lock before it is refused: effvid info takes a shared lock for
+# an instant (run_folder_holder), and a run that met it was refused as if a train held the folder
+BUSY_WAIT_S = 1.0
 
 # Descriptors of the locks this process holds. A forked child (a DataLoader worker) closes its
 # copies: the lock belongs to the open file, so a worker still alive for a few seconds after
@@ -53,16 +58,16 @@ def lock_run_folder(folder: Path) -> int | None:
         except FileNotFoundError:  # a failed run removed the folder it had made, just now
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            locked = lock_exclusive(fd, BUSY_WAIT_S)
+        except OSError:  # a file system without locks (some network ones): run unlocked
+            os.close(fd)
+            return None
+        if not locked:
             holder = read_holder(fd)
             os.close(fd)
             who = f" ({holder})" if holder else ""
             raise UserError(f"{folder} is in use by another effvid train{who}: wait for it to end "
-                            "or stop it, or write this run elsewhere with --output") from None
-        except OSError:  # a file system without locks (some network ones): run unlocked
-            os.close(fd)
-            return None
+                            "or stop it, or write this run elsewhere with --output")
         # A run that gave up a folder it had created removes it, lock file included
         # (release_run_folder): the lock counts only if the path still names the file locked.
         try:
@@ -75,6 +80,20 @@ def lock_run_folder(folder: Path) -> int | None:
     os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
     _held.add(fd)
     return fd
+
+
+def lock_exclusive(fd: int, wait_s: float) -> bool:
+    """Take an exclusive flock on ``fd``, trying for up to ``wait_s`` seconds while it is busy:
+    False if it stayed busy. OSError where the file system has no locks."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def read_holder(fd: int) -> str | None:
@@ -105,17 +124,22 @@ def run_folder_holder(folder: Path) -> str | None:
         os.close(fd)
 
 
-def release_run_folder(fd: int, folder: Path, created: Path | None) -> None:
-    """Unlock. ``created``: the first folder of ``folder``'s path that this run created; a new
-    run that failed before it wrote anything removes what it created, lock file included."""
-    if created is not None:
+def release_run_folder(fd: int, folder: Path, created: Path | None, new_lock_file: bool = False) -> None:
+    """Unlock. A new run that failed before it wrote anything leaves the file system as it found
+    it: ``new_lock_file``: the lock file did not exist before this run (true whenever ``created``
+    is set); ``created``: the first folder of ``folder``'s path that this run created. Where the
+    folder holds the lock file alone, the lock file goes, then the folders this run created."""
+    if new_lock_file:
         try:
             if [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+                # still locked: a run that opened the file meanwhile and locks it once this one
+                # closes it finds its path gone, and locks a new file (lock_run_folder)
                 (folder / LOCK_NAME).unlink()
-                for path in (folder.absolute(), *folder.absolute().parents):
-                    path.rmdir()
-                    if path == created:
-                        break
+                if created is not None:
+                    for path in (folder.absolute(), *folder.absolute().parents):
+                        path.rmdir()
+                        if path == created:
+                            break
         except OSError:
             pass  # a file appeared meanwhile, or the folder is not ours to remove: leave it
     _held.discard(fd)
@@ -128,11 +152,13 @@ def hold_run_folder(folder: str | Path, env: DistEnv):
     stops with the same UserError when another run holds it, so that none waits in a
     collective operation for a main process that has left."""
     folder = Path(folder)
-    fd, refusal, created = None, None, None
+    fd, refusal, created, new_lock_file = None, None, None, False
     if env.is_main and fcntl is not None:
         path = folder.absolute()
         try:  # exists() too raises (a name too long, a folder not searchable): the others wait
             created = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)
+            # a failed start removes the lock file it made, not an earlier run's
+            new_lock_file = not (path / LOCK_NAME).exists()
             fd = lock_run_folder(folder)
             if fd is None:
                 print(f"note: the file system of {folder} has no file locks: nothing keeps a second "
@@ -147,4 +173,4 @@ def hold_run_folder(folder: str | Path, env: DistEnv):
         yield
     finally:
         if fd is not None:
-            release_run_folder(fd, folder, created)
+            release_run_folder(fd, folder, created, new_lock_file)
