@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 
@@ -23,3 +24,14 @@ def describe_machine(*extra: str) -> str:
     parts = [cpu, f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}", load,
              f"torch {torch.__version__}", f"Python {platform.python_version()}", platform.system(), *extra]
     return "; ".join(parts)
+
+
+def check_device(parser: argparse.ArgumentParser, name: str) -> None:
+    """Exit with one line where ``--device name`` is not on this machine (effvid's own check,
+    resolve_device): ``cuda`` without CUDA was torch's traceback at the first tensor."""
+    from effvid.runtime import resolve_device
+
+    try:
+        resolve_device(name)
+    except ValueError as e:
+        parser.exit(2, f"{parser.prog}: error: --device {e}\n")

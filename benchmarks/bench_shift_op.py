@@ -21,7 +21,7 @@ import sys
 import time
 
 import torch
-from _machine import describe_machine
+from _machine import check_device, describe_machine
 
 from effvid.models.temporal_shift import temporal_shift
 
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES))
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args(argv)
+    check_device(p, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = args.device == "cuda"

@@ -32,7 +32,7 @@ import time
 from contextlib import nullcontext
 
 import torch
-from _machine import describe_machine
+from _machine import check_device, describe_machine
 
 import effvid
 from effvid.models.temporal_shift import shift_modules
@@ -201,6 +201,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="clips per forward (cuda only)")
     args = p.parse_args(argv)
+    check_device(p, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda":
