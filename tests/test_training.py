@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 import torch
@@ -14,8 +15,9 @@ from effvid.errors import UserError
 from effvid.models import create_model
 from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
-from effvid.training.loop import lr_factor, train
+from effvid.training.loop import data_wait_hint, lr_factor, train
 from effvid.training.metrics import per_class_report
+from effvid.training.progress import TimedWait
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +256,39 @@ def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path,
     lines = err.splitlines()
     assert "\r" not in err and lines and all(line.strip() for line in lines), repr(err)
     assert lines[0].startswith("epoch 1/1:   0%") and err.endswith("\n"), repr(err)
+
+
+def test_timed_wait_counts_the_waits_for_items_not_the_work_between_them():
+    def slow_items():
+        for i in range(3):
+            time.sleep(0.05)
+            yield i
+
+    waits = TimedWait(slow_items())
+    start = time.perf_counter()
+    items = []
+    for item in waits:
+        items.append(item)
+        time.sleep(0.1)  # the consumer's own work
+    elapsed = time.perf_counter() - start
+    assert items == [0, 1, 2]
+    assert 0.15 <= waits.seconds <= elapsed - 0.3
+
+
+def test_epochs_report_the_share_spent_waiting_for_data(tiny_data, tmp_path, capsys):
+    # workers=0: every clip is decoded in the training process, between steps
+    history = train(tiny_config(tiny_data, tmp_path / "run", epochs=1))["history"]
+    wait = history[0]["train"]["data_wait"]
+    assert 0.0 < wait < 1.0
+    assert f"{100 * wait:.0f}% waiting for data" in capsys.readouterr().out
+
+
+def test_a_gpu_run_waiting_for_data_gets_one_hint_to_add_workers():
+    hint = data_wait_hint(0.62, torch.device("cuda", 0), workers=2, epoch=0)
+    assert "waited for data 62% of epoch 1" in hint and "--workers (now 2;" in hint
+    assert data_wait_hint(0.3, torch.device("cuda", 0), workers=2, epoch=0) is None
+    # on a CPU the workers share the cores with the step: no advice to add more
+    assert data_wait_hint(0.9, torch.device("cpu"), workers=2, epoch=0) is None
 
 
 @pytest.mark.slow

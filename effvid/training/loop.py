@@ -42,7 +42,7 @@ from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_proce
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
 from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_readable_clips
 from .metrics import ClassificationMeter, per_class_report
-from .progress import progress_bar
+from .progress import TimedWait, progress_bar
 from .run_lock import hold_run_folder
 
 
@@ -416,12 +416,23 @@ def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, clip
     scaler.update()
 
 
+def data_wait_hint(data_wait: float, device: torch.device, workers: int, epoch: int) -> str | None:
+    """A note for a GPU run that spent most of an epoch waiting for decoded clips. (On a CPU the
+    decoding workers and the step share the cores: more workers do not help there.)"""
+    if device.type != "cuda" or data_wait < 0.5:
+        return None
+    return (f"note: the GPU waited for data {100 * data_wait:.0f}% of epoch {epoch + 1}: decoding "
+            f"is the bottleneck. More --workers (now {workers}; this machine has {os.cpu_count()} "
+            "CPUs) or a copy of the videos at training size (effvid prepare) feed it faster")
+
+
 def train_one_epoch(model, loader, optimizer, scaler, precision, cfg, device, epoch, steps_per_epoch, env):
     model.train()
     meter = ClassificationMeter(model.num_classes)
     bad: list = []
     start, seen = time.perf_counter(), 0
-    bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and env.is_main)
+    batches = TimedWait(loader)
+    bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and env.is_main)
     for i, batch in enumerate(bar):
         bad.extend(batch["bad"])
         # A batch whose clips were all unreadable is skipped, by every process at once: DDP
@@ -457,6 +468,10 @@ def train_one_epoch(model, loader, optimizer, scaler, precision, cfg, device, ep
         raise no_readable_clips(f"epoch {epoch + 1} trained", "training video", bad, env.distributed)
     stats = meter.summary()
     stats["lr"] = cfg.lr * lr_factor(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch)
+    # the share of the epoch the step stood idle waiting for batches, averaged over processes
+    waited = torch.tensor([batches.seconds, time.perf_counter() - start], dtype=torch.float64)
+    waited = all_reduce_sum(waited.to(device), env).cpu()
+    stats["data_wait"] = float(waited[0] / waited[1]) if waited[1] > 0 else 0.0
     return stats, bad
 
 
@@ -581,6 +596,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
 
     # 5. epochs
     seen_bad = {path for h in history for path, _ in h["bad_new"]}  # a resumed run's too
+    hinted = False  # data_wait_hint: once a run
     for epoch in range(start_epoch, cfg.epochs):
         # Every random stream of an epoch depends only on (seed, epoch, rank), so a resumed
         # run repeats exactly what the uninterrupted run would have done.
@@ -625,9 +641,14 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_stats['loss']:.3f} "
                   f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
                   + (f" top5 {100 * val_stats['top5']:.1f}%" if "top5" in val_stats else "")
-                  + f" | {record['seconds']:.0f}s" + (" | best" if is_best else ""))
+                  + f" | {record['seconds']:.0f}s, {100 * train_stats['data_wait']:.0f}% waiting for data"
+                  + (" | best" if is_best else ""))
             print("  val top-1 per class: " + per_class_report(classes, val_stats["per_class"]))
             if bad:
                 print(bad_videos_report(bad))
+            hint = None if hinted else data_wait_hint(train_stats["data_wait"], device, cfg.workers, epoch)
+            if hint:
+                print(hint)
+                hinted = True
     writer.close()
     return outcome()

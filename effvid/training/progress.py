@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -33,3 +34,27 @@ def progress_bar(iterable, *, desc: str, enabled: bool = True, **kwargs) -> tqdm
     return tqdm(iterable, desc=desc, unit="batch", leave=False, disable=not enabled,
                 dynamic_ncols=True, mininterval=0.1 if interactive else 30.0,
                 file=sys.stderr if interactive else LogLines(sys.stderr), **kwargs)
+
+
+class TimedWait:
+    """Iterates over ``iterable`` and adds up, in ``seconds``, the time spent waiting for each
+    next item: for a DataLoader, how long the training step stood idle for want of a batch."""
+
+    def __init__(self, iterable):
+        self.iterable = iterable
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __iter__(self):
+        items = iter(self.iterable)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            yield item
