@@ -43,3 +43,89 @@ def test_check_reports_unreadable_videos_classes_and_ranges(tmp_path, capsys):
     assert saved["videos"] == 12 and len(saved["unreadable"]) == 4
     assert saved["per_class"] == {"train": {"left": 3, "right": 3}, "val": {"left": 2, "right": 0}}
     assert len(saved["videos_info"]) == 8 and {v["frames"] for v in saved["videos_info"]} == {8}
+
+
+def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
+    # training stops at a list's missing videos with one error naming the first; check lists
+    # them all, and reads the videos that are there
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=2, videos_per_class_val=0,
+                           num_frames=8, size=32, seed=1)
+    videos = data / "train"
+    (videos / "right" / "empty.mp4").write_bytes(b"")
+    lst = tmp_path / "lists" / "train.txt"
+    lst.parent.mkdir()
+    gone = [f"left/gone_{k}.mp4" for k in range(12)]
+    listed = ["left/left_0000.mp4", *gone, "left/left_0001.mp4", "right/right_0000.mp4",
+              "right/right_0001.mp4", "right/empty.mp4"]
+    lst.write_text("".join(f"{p} {p.split('/')[0]}\n" for p in listed))
+    report = tmp_path / "check.json"
+    assert main(["check", str(lst), "--data-root", str(videos), "--workers", "0", "--quiet",
+                 "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[0].startswith("checked 5 videos in ")
+    assert out[1:15] == ["  found 12 listed video(s) missing:",
+                         *[f"    {videos / p}: listed in {str(lst)!r} line {k}"
+                           for k, p in enumerate(gone[:10], 2)],
+                         f"    ... and 2 more (all in {report})",
+                         "  found 1 unreadable video(s):",
+                         f"    {videos / 'right' / 'empty.mp4'}: file is empty (0 bytes)"]
+    assert out[-2:] == ["all:        2 classes, readable videos per class 2 to 2, median 2",
+                        f"wrote {report}"]
+    assert captured.err.splitlines()[-1] == \
+        "effvid check: 12 listed videos are missing; 1 of 5 videos are unreadable"
+    saved = json.loads(report.read_text())
+    assert saved["videos"] == 5 and len(saved["unreadable"]) == 1
+    assert saved["missing"] == [{"path": str(videos / p), "part": "all", "listed": f"{str(lst)!r} line {k}"}
+                                for k, p in enumerate(gone, 2)]
+
+    # nothing listed is there (a wrong --data-root): all of it is listed, and nothing checked
+    assert main(["check", str(lst), "--data-root", str(tmp_path), "--workers", "0", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[:3] == ["checked 0 videos in 0 s", "  found 17 listed video(s) missing:",
+                       f"    {tmp_path / 'left' / 'left_0000.mp4'}: listed in {str(lst)!r} line 1"]
+    assert out[12] == "    ... and 7 more (--json FILE lists them all)"
+    assert captured.err.splitlines()[-1] == "effvid check: 17 listed videos are missing"
+
+
+def test_check_lists_the_videos_a_kinetics_csv_skips(tmp_path, capsys):
+    from test_kinetics import TRAIN, _file, _write_clips, _write_csv
+
+    csv = _write_csv(tmp_path / "annotations" / "train.csv", TRAIN, "train")
+    _write_clips([tmp_path / "train" / _file(r) for r in TRAIN if not r[4]])
+    assert main(["check", str(csv), "--workers", "0", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[1] == (f"{csv}: 2 of 6 listed videos not found under {tmp_path / 'train'} (skipped; "
+                      f"the first: {tmp_path / 'train' / _file(TRAIN[3])})")  # as training says it
+    assert out[2].startswith("checked 4 videos in ")
+    assert out[3:7] == ["  found 2 listed video(s) missing:",
+                        f"    {tmp_path / 'train' / _file(TRAIN[3])}: listed in {str(csv)!r} line 5",
+                        f"    {tmp_path / 'train' / _file(TRAIN[5])}: listed in {str(csv)!r} line 7",
+                        "unreadable: none"]
+    assert captured.err.splitlines()[-1] == "effvid check: 2 listed videos are missing"
+
+
+def test_check_names_the_part_of_a_split_folder_a_missing_video_is_in(tmp_path, capsys):
+    from test_annotation_formats import HMDB_CLASSES, _write_clips
+
+    videos, splits = tmp_path / "hmdb51", tmp_path / "testTrainMulti_7030_splits"
+    splits.mkdir()
+    for c in HMDB_CLASSES:  # clip 0 trains, clip 1 validates (tests), clip 2 is missing from both
+        _write_clips([videos / c / f"{c}_{k}.avi" for k in (0, 1)], codec="mpeg4")
+        (splits / f"{c}_test_split1.txt").write_text(
+            f"{c}_0.avi 1 \n{c}_1.avi 2 \n{c}_2.avi {1 if c == 'catch' else 2} \n")
+    report = tmp_path / "check.json"
+    assert main(["check", str(splits), "--data-root", str(videos), "--workers", "0", "--quiet",
+                 "--json", str(report)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("checked 6 videos (train 3, val 3) in ")
+    saved = json.loads(report.read_text())
+    assert [(m["part"], m["path"]) for m in saved["missing"]] == [
+        ("train", str(videos / "catch" / "catch_2.avi")),
+        ("val", str(videos / "brush_hair" / "brush_hair_2.avi")),
+        ("val", str(videos / "cartwheel" / "cartwheel_2.avi"))]
+    assert saved["missing"][0]["listed"] == f"{str(splits / 'catch_test_split1.txt')!r} line 3"
+    assert saved["per_class"]["val"] == {c: 1 for c in HMDB_CLASSES}

@@ -880,3 +880,70 @@ def test_mixed_precision_dtype_follows_the_gpu(monkeypatch):
     assert amp_dtype(cuda, False) is None and amp_dtype(torch.device("cpu"), True, "float16") is None
     with pytest.raises(ValueError, match=r"amp_dtype='half': choose one of auto, bfloat16, float16"):
         TrainConfig(amp_dtype="half")
+
+
+def test_validation_videos_in_another_folder_with_val_data_root(tmp_path, capsys):
+    # Kinetics-like: the training videos on one disk, the validation videos on another, with no
+    # common parent to give as --data-root; one --data-root served both lists
+    from effvid.cli import main
+    from effvid.commands.train import config_from_args, register
+
+    synthetic = tmp_path / "synthetic"
+    make_synthetic_dataset(synthetic, classes=("left", "right"), videos_per_class_train=4,
+                           videos_per_class_val=2, num_frames=8, size=32, seed=1)
+    train_videos, val_videos = tmp_path / "disk1" / "k400" / "train", tmp_path / "disk2" / "val"
+    train_videos.parent.mkdir(parents=True)
+    val_videos.parent.mkdir(parents=True)
+    shutil.move(synthetic / "train", train_videos)
+    shutil.move(synthetic / "val", val_videos)
+    for video in val_videos.rglob("*.mp4"):  # names of their own, as Kinetics' clips have
+        video.rename(video.with_name("val_" + video.name))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for name, videos in (("train.txt", train_videos), ("val.txt", val_videos)):
+        (lists / name).write_text("".join(f"{p.relative_to(videos).as_posix()} {p.parent.name}\n"
+                                          for p in sorted(videos.rglob("*.mp4"))))
+    run = tmp_path / "run"
+    args = ["train", str(lists / "train.txt"), "--val-data", str(lists / "val.txt"), "--data-root",
+            str(train_videos), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+            "--scale-size", "32", "--no-flip", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+            "--no-progress", "--output", str(run)]
+    # without --val-data-root the validation list is read against --data-root: its videos are
+    # reported missing, named, before anything is written
+    assert main(args) == 2
+    val_list = repr(str(lists / "val.txt"))
+    assert capsys.readouterr().err == (
+        f"effvid train: error: {val_list} line 1: video not found: "
+        f"{str(train_videos / 'left' / 'val_left_0000.mp4')!r}; 3 more of the 4 listed videos are missing "
+        f"too (the next: {val_list} line 2: video not found: "
+        f"{str(train_videos / 'left' / 'val_left_0001.mp4')!r})\n")
+    assert not run.exists()
+    assert main([*args, "--val-data-root", str(val_videos)]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert (history[0]["train"]["count"], history[0]["val"]["count"]) == (8, 4)
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["data_root"], saved["val_data_root"]) == (str(train_videos), str(val_videos))
+    # it gives --val-data's folder: without --val-data it would be ignored, so it is refused
+    with pytest.raises(ValueError, match=r"val_data_root='v': it gives the folder of val_data's videos, "
+                                         r"and there is no val_data"):
+        TrainConfig(data="x", val_data_root="v")
+
+    # a run from before --val-data-root: its config.json and state have no val_data_root, and it
+    # resumes with --data-root serving both (here the training list validates, as a stand-in)
+    old = tmp_path / "old"
+    train(tiny_config(lists / "train.txt", old, val_data=str(lists / "train.txt"),
+                      data_root=str(train_videos), epochs=1))
+    config = json.loads((old / "config.json").read_text())
+    del config["val_data_root"]
+    (old / "config.json").write_text(json.dumps(config))
+    state = torch.load(old / "last_state.pt", weights_only=True)
+    state["config"] = json.dumps({k: v for k, v in json.loads(state["config"]).items()
+                                  if k != "val_data_root"})
+    torch.save(state, old / "last_state.pt")
+    assert TrainConfig.load(old / "config.json").val_data_root is None
+    parser = __import__("argparse").ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--output", str(old), "--resume", "--epochs", "2"])
+    resumed = train(config_from_args(args))
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert resumed["history"][1]["val"]["count"] == 8

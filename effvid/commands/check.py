@@ -5,7 +5,9 @@ finds them while it runs, epoch after epoch. ``check`` decodes one clip of each 
 segment centres, as validation does) in worker processes and reports the unreadable ones with
 their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
-folder) are checked. Exit status 1 when a video is unreadable, so that scripts can stop.
+folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
+split folder's, a Kinetics CSV's skipped ones) are reported too, and the others checked. Exit
+status 1 when a video is unreadable or missing, so that scripts can stop.
 
     effvid check /data/k400/annotations/train.csv --workers 8 --json k400_train_check.json
 """
@@ -54,8 +56,10 @@ def _first_frame(clip, rng):
     return clip[:1]
 
 
-def data_parts(args) -> list:
-    """``[(name, VideoClipDataset)]``: the parts of DATA that training reads."""
+def data_parts(args, missing: list) -> list:
+    """``[(name, VideoClipDataset)]``: the parts of DATA that training reads, without the listed
+    videos that are not there (training stops at them), which ``missing`` gets as
+    ``(part, path, where listed)``."""
     from ..data import build_dataset, find_class_file, has_parts, read_class_file
 
     src = Path(args.data)
@@ -63,10 +67,17 @@ def data_parts(args) -> list:
     common = dict(num_segments=args.num_segments, train=False, transform=_first_frame,
                   root=args.data_root, official_split=args.official_split,
                   class_numbers=read_class_file(class_file) if class_file else None, notice=print)
+
+    def part(name: str, split: str, **kwargs):
+        not_there: list = []
+        dataset = build_dataset(src, split=split, missing=not_there, **common, **kwargs)
+        missing.extend((name, path, where) for path, where in not_there)
+        return name, dataset
+
     if has_parts(src):
-        train = build_dataset(src, split="train", **common)
-        return [("train", train), ("val", build_dataset(src, split="val", classes=train.classes, **common))]
-    return [("all", build_dataset(src, split="all", **common))]
+        train = part("train", "train")
+        return [train, part("val", "val", classes=train[1].classes)]
+    return [part("all", "all")]
 
 
 def _spread(values, fmt="{:,.0f}") -> str:
@@ -80,10 +91,11 @@ def run(args: argparse.Namespace) -> int:
     from ..training.evaluate import bad_videos_report
     from ..training.progress import progress_bar
 
-    parts = data_parts(args)
+    missing: list = []
+    parts = data_parts(args, missing)
     classes = parts[0][1].classes
     checked = _Checked(parts)
-    if len(checked) == 0:
+    if len(checked) == 0 and not missing:
         raise UserError(f"no videos in {args.data}")
     start = time.perf_counter()
     loader = DataLoader(checked, batch_size=1, num_workers=args.workers, collate_fn=_first)
@@ -95,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
     per_part = Counter(part for part, *_ in results)
     print(f"checked {len(results):,} videos" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
+    full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
+    if missing:
+        print(bad_videos_report([(path, f"listed in {where}") for _, path, where in missing], when="",
+                                verb="found", what="listed video(s) missing", full_list=full_list))
     if bad:
-        print(bad_videos_report(bad, when="", verb="found", full_list=f"all in {args.json}" if args.json
-                                else "--json FILE lists them all"))
+        print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
     else:
         print("unreadable: none")
     if infos:
@@ -117,14 +132,17 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
+            "missing": [{"path": path, "part": part, "listed": where} for part, path, where in missing],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
             "videos_info": [{"path": path, "part": part, "frames": info[0], "fps": info[1], "seconds": info[2],
                              "width": info[3], "height": info[4]}
                             for part, path, _, _, info in results if info is not None]}, indent=1) + "\n")
         print(f"wrote {args.json}")
-    if bad:
-        print(f"effvid check: {len(bad):,} of {len(results):,} videos are unreadable", file=sys.stderr)
-    return 1 if bad else 0
+    trouble = ([f"{len(missing):,} listed videos are missing"] if missing else []) + (
+        [f"{len(bad):,} of {len(results):,} videos are unreadable"] if bad else [])
+    if trouble:
+        print(f"effvid check: {'; '.join(trouble)}", file=sys.stderr)
+    return 1 if trouble else 0
 
 
 def register(sub) -> None:

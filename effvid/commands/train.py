@@ -29,6 +29,8 @@ HELP = {
     "val_data": "validation list file, folder or annotation file (default: DATA/val, or a split of DATA)",
     "data_root": "folder that relative paths in list files are resolved against (Something-"
                  "Something, Kinetics, HMDB51, UCF101's split folder: the videos' folder)",
+    "val_data_root": "the same for --val-data, when its videos are not under --data-root "
+                     "(unset: --data-root serves both)",
     "classes": "class file: one name per line, UCF101's classInd.txt ('number name' lines: "
                "integer labels are its numbers) or Something-Something's labels.json (default: "
                "classInd.txt or labels.json beside DATA, if there)",

@@ -331,11 +331,13 @@ def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) ->
 class _MissingVideos:
     """The listed videos that are not there. A reader notes each one and raises once, at its
     end, for all of them: a list with 300 missing files stopped at the first, and a run per
-    missing file found the next."""
+    missing file found the next. Given a list (``missing``, effvid check's), it does not raise
+    but appends ``(path, where)`` for each, and the reader goes on without them."""
 
-    def __init__(self) -> None:
-        self.errors: list[FileNotFoundError] = []
+    def __init__(self, missing: list | None = None) -> None:
+        self.errors: list[tuple[FileNotFoundError, str]] = []  # (error, where)
         self.listed = 0
+        self.missing = missing
 
     def path(self, path: str, base: Path, where: str, extensions: Sequence[str]) -> str | None:
         """:func:`_video_path`, or None for a video that is not there (noted)."""
@@ -343,23 +345,28 @@ class _MissingVideos:
         try:
             return _video_path(path, base, where, extensions)
         except FileNotFoundError as e:
-            self.errors.append(e)
+            self.errors.append((e, where))
             return None
 
     def raise_if_any(self) -> None:
-        """The first missing video's error, with how many more there are and the next one."""
+        """The first missing video's error, with how many more there are and the next one; or,
+        with a ``missing`` list, every missing video added to it."""
+        if self.missing is not None:
+            self.missing += [(e.filename, where) for e, where in self.errors]
+            return
         if not self.errors:
             return
-        first, more = self.errors[0], len(self.errors) - 1
+        first, more = self.errors[0][0], len(self.errors) - 1
         message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos are missing "
-                                    f"too (the next: {self.errors[1].strerror})" if more else "")
+                                    f"too (the next: {self.errors[1][0].strerror})" if more else "")
         raise FileNotFoundError(errno.ENOENT, message, first.filename)
 
 
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
                    extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
-                   class_numbers: Mapping[int, str] | None = None) -> tuple[list[VideoSample], list[str]]:
+                   class_numbers: Mapping[int, str] | None = None,
+                   missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Parse a list file into samples and the class list.
 
     Class names: ``classes`` if given; else those of ``class_numbers`` (a class file's
@@ -371,6 +378,10 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     ``classes``. A line with a path alone (UCF101's testlist) is of the class its first folder
     names, which needs the classes known. Paths may contain spaces (the label, and TSM's frame
     count, are taken from the end of the line).
+
+    A listed video that is not there raises FileNotFoundError, naming the first, the next and
+    how many; given a list ``missing``, each is appended to it as ``(path, where)`` instead
+    and left out (effvid check reports them all).
     """
     list_path = Path(list_path)
     if not list_path.is_file():
@@ -424,7 +435,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     # a list whose every label names a class means those classes, not indices, else label
     # "2" would silently be class "10". Decided once per file, so lines cannot mix the two.
     by_name = all(lb in index for _, lb in labelled)
-    samples, missing = [], _MissingVideos()
+    samples, not_there = [], _MissingVideos(missing)
     for lineno, path, label, nf in parsed:
         where = f"{str(list_path)!r} line {lineno}"
         if label is None:
@@ -441,17 +452,17 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             y = index[label]
         else:
             raise ValueError(f"{where}: unknown class {label!r}")
-        if (video := missing.path(path, base, where, extensions)) is not None:
+        if (video := not_there.path(path, base, where, extensions)) is not None:
             samples.append(VideoSample(video, y, nf))
-    missing.raise_if_any()
+    not_there.raise_if_any()
     return samples, classes
 
 
 def read_something_annotations(annotation_path: str | os.PathLike, root: str | os.PathLike | None = None,
                                classes: Sequence[str] | None = None,
                                extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
-                               class_numbers: Mapping[int, str] | None = None
-                               ) -> tuple[list[VideoSample], list[str]]:
+                               class_numbers: Mapping[int, str] | None = None,
+                               missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from Something-Something v2's ``train.json`` or ``validation.json``: a list of
     ``{"id": "78687", "template": "Holding [something] next to [something]", ...}``.
 
@@ -460,7 +471,7 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     brackets ("Holding something next to something"), as ``labels.json`` names it; the classes
     are ``classes`` or ``class_numbers`` (labels.json read by :func:`read_class_file`), one of
     which is needed. A bad entry, a template that is not a class or a missing video raises,
-    naming the entry.
+    naming the entry (missing videos: see ``missing`` in :func:`read_list_file`).
     """
     annotation_path = Path(annotation_path)
     if not annotation_path.is_file():
@@ -485,7 +496,7 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     index = {c: i for i, c in enumerate(classes)}
     base = Path(root) if root is not None else annotation_path.parent
     others = [e for e in extensions if e != ".webm"]
-    samples, missing = [], _MissingVideos()
+    samples, not_there = [], _MissingVideos(missing)
     entry_of_id: dict[str, int] = {}
     for k, entry in enumerate(entries):
         video_id = entry.get("id") if isinstance(entry, dict) else None
@@ -506,9 +517,9 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
         video = f"{video_id}.webm"
         if not (base / video).is_file():  # converted videos: the same id, another container
             video = next((f"{video_id}{e}" for e in others if (base / f"{video_id}{e}").is_file()), video)
-        if (found := missing.path(video, base, where, extensions)) is not None:
+        if (found := not_there.path(video, base, where, extensions)) is not None:
             samples.append(VideoSample(found, index[label]))
-    missing.raise_if_any()
+    not_there.raise_if_any()
     return samples, classes
 
 
@@ -537,7 +548,8 @@ def split_folder_kind(folder: str | os.PathLike) -> str | None:
 
 def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
                       root: str | os.PathLike | None = None, classes: Sequence[str] | None = None,
-                      extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[VideoSample], list[str]]:
+                      extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
+                      missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """The ``part`` (``"train"`` or ``"test"``) of the published split ``number`` (1, 2 or 3) of a
     split folder (:func:`split_folder_kind`), and the classes.
 
@@ -549,7 +561,8 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
 
     ``root`` defaults to the folder's parent, or to ``UCF-101`` beside the folder when that
     exists (the archives unpack side by side). ``classes`` (a checkpoint's) must include every
-    class of the files. Bad lines and missing videos raise, naming the file and line."""
+    class of the files. Bad lines and missing videos raise, naming the file and line (missing
+    videos: see ``missing`` in :func:`read_list_file`)."""
     folder = Path(folder)
     kind = split_folder_kind(folder)
     if kind is None:
@@ -574,7 +587,7 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
                                     f"of its class folders ({numbers[min(numbers)]}/ ...) is there{beside} "
                                     "(--data-root gives the folder that holds the class folders)", str(base))
         return read_list_file(list_file, root=base, classes=classes, extensions=extensions,
-                              class_numbers=numbers)
+                              class_numbers=numbers, missing=missing)
 
     suffix = f"_test_split{number}.txt"
     files = _hmdb51_split_files(folder, str(number))
@@ -587,7 +600,7 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     base = Path(root) if root is not None else above
-    samples, missing = [], _MissingVideos()
+    samples, not_there = [], _MissingVideos(missing)
     for path, name in zip(files, names):
         if name not in index:
             raise ValueError(f"{str(path)!r}: class {name!r} is not one of the {len(classes)} classes")
@@ -603,9 +616,9 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
             if len(fields) != 2 or fields[1] not in HMDB51_SPLIT_IDS:
                 raise ValueError(f"{where}: expected '<video> <0, 1 or 2>', got {raw.strip()!r}")
             if HMDB51_SPLIT_IDS[fields[1]] == part and (
-                    video := missing.path(f"{name}/{fields[0]}", base, where, extensions)) is not None:
+                    video := not_there.path(f"{name}/{fields[0]}", base, where, extensions)) is not None:
                 samples.append(VideoSample(video, index[name]))
-    missing.raise_if_any()
+    not_there.raise_if_any()
     return samples, classes
 
 
@@ -692,8 +705,8 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
                               classes: Sequence[str] | None = None,
                               extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
                               class_numbers: Mapping[int, str] | None = None,
-                              notice: Callable[[str], None] | None = None
-                              ) -> tuple[list[VideoSample], list[str]]:
+                              notice: Callable[[str], None] | None = None,
+                              missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from Kinetics-400/600/700's ``train.csv`` or ``validate.csv``: a header line
     ``label,youtube_id,time_start,time_end,split`` (Kinetics-700-2020 adds ``is_cc``; columns are
     found by name), then one clip a line, e.g. ``"passing American football (in game)",--33Lscn6sk,4,14,train``.
@@ -709,7 +722,9 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
     numbering is alphabetical); a label that is not one of them raises, naming its line.
 
     Videos missing from the download (5-10% of any: deleted from YouTube) are skipped, and
-    ``notice``, if given, is called once with a line saying how many and the first one's path.
+    ``notice``, if given, is called once with a line saying how many and the first one's path;
+    a list ``missing`` gets each one's ``(path it would have, where)``, as :func:`read_list_file`
+    gives them.
     No listed video found at all, a line that does not parse or a file without labels (the
     test set's ``test.csv``) raises ValueError naming the file (and the line).
     """
@@ -805,11 +820,14 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
     if notice is not None and base != roots[0]:
         notice(f"{csv_path}: videos from {base}, as no listed video is in {roots[0]} "
                "(--data-root to give another folder)")
-    missing = [k for k, video in enumerate(videos) if video is None]
-    if missing and notice is not None:
-        label, stem = pairs[missing[0]]
-        notice(f"{csv_path}: {len(missing):,} of {len(clips):,} listed videos not found under {base} "
+    skipped = [k for k, video in enumerate(videos) if video is None]
+    if skipped and notice is not None:
+        label, stem = pairs[skipped[0]]
+        notice(f"{csv_path}: {len(skipped):,} of {len(clips):,} listed videos not found under {base} "
                f"(skipped; the first: {_expected_kinetics_video(base, label, stem, extensions)})")
+    if missing is not None:
+        missing += [(str(_expected_kinetics_video(base, *pairs[k], extensions)),
+                     f"{name} line {clips[k][0]}") for k in skipped]
     return [VideoSample(video, index[label]) for video, (label, _) in zip(videos, pairs)
             if video is not None], classes
 
@@ -817,12 +835,13 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
 def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
                  classes: Sequence[str] | None = None, *,
                  class_numbers: Mapping[int, str] | None = None,
-                 notice: Callable[[str], None] | None = None) -> tuple[list[VideoSample], list[str]]:
+                 notice: Callable[[str], None] | None = None,
+                 missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples and classes from a file: Something-Something's annotation JSON (``.json``, see
     :func:`read_something_annotations`), Kinetics' annotation CSV (``.csv``, see
     :func:`read_kinetics_annotations`, which tells ``notice`` what it skipped) or a list file
     (:func:`read_list_file`). Without ``class_numbers``, the class file published beside it
-    (:func:`find_class_file`) is read."""
+    (:func:`find_class_file`) is read. ``missing``: see :func:`read_list_file`."""
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:  # it was read as a list file: "is not UTF-8 text"
         raise ValueError(f"{str(path)!r} is a video: the data is a folder of class folders, a list file "
@@ -831,9 +850,9 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
         class_numbers = read_class_file(found)
     if suffix == ".csv":
         return read_kinetics_annotations(path, root=root, classes=classes, class_numbers=class_numbers,
-                                         notice=notice)
+                                         notice=notice, missing=missing)
     reader = read_something_annotations if suffix == ".json" else read_list_file
-    return reader(path, root=root, classes=classes, class_numbers=class_numbers)
+    return reader(path, root=root, classes=classes, class_numbers=class_numbers, missing=missing)
 
 
 def stratified_split(samples: Sequence[VideoSample], val_fraction: float = 0.2,
@@ -990,7 +1009,8 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                   sampling: str = "segment", *, root: str | os.PathLike | None = None,
                   classes: Sequence[str] | None = None, val_fraction: float = 0.2, seed: int = 0,
                   class_numbers: Mapping[int, str] | None = None, official_split: int = 1,
-                  notice: Callable[[str], None] | None = None, **kwargs) -> VideoClipDataset:
+                  notice: Callable[[str], None] | None = None, missing: list | None = None,
+                  **kwargs) -> VideoClipDataset:
     """Build a :class:`VideoClipDataset` from a class-folder root, a split folder, a list file or an
     annotation file.
 
@@ -1004,6 +1024,9 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
       file, whatever the split, see :func:`read_samples`, which tells ``notice`` of videos it
       skipped); ``root`` resolves relative paths.
 
+    A list's (a file's or a split folder's) videos that are not there raise; given a list
+    ``missing``, they are appended to it as ``(path, where)`` and left out (:func:`read_list_file`).
+
     ``class_numbers`` (a class file's, :func:`read_class_file`) gives the classes when
     ``classes`` is None, and what integer labels stand for. ``train`` defaults to
     ``split != "val"``; other kwargs go to VideoClipDataset.
@@ -1016,11 +1039,12 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
         classes = list(class_numbers.values())
     if src.is_file():
         samples, classes = read_samples(src, root=root, classes=classes, class_numbers=class_numbers,
-                                        notice=notice)
+                                        notice=notice, missing=missing)
     elif src.is_dir():
         if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits
             samples, classes = read_split_folder(src, "test" if split == "val" else "train",
-                                                 official_split, root=root, classes=classes)
+                                                 official_split, root=root, classes=classes,
+                                                 missing=missing)
         elif has_split_folders(src):
             if classes is None:
                 _, classes = scan_class_folders(src / "train")

@@ -17,9 +17,11 @@ AMP_DTYPES = ("auto", "bfloat16", "float16")
 # else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
 # or "--resume continues exactly" would not hold.
 # Files and folders the run reads (config.json stores them absolute).
-INPUT_PATHS = ("data", "val_data", "data_root", "classes", "imagenet_weights", "init_weights")
-RESUMABLE_CHANGES = ("data", "val_data", "data_root", "classes", "imagenet_weights", "init_weights", "epochs",
-                     "output", "workers", "device", "amp_dtype", "resume", "overwrite", "progress")
+INPUT_PATHS = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
+               "init_weights")
+RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
+                     "init_weights", "epochs", "output", "workers", "device", "amp_dtype", "resume",
+                     "overwrite", "progress")
 
 
 @dataclass
@@ -28,6 +30,9 @@ class TrainConfig:
     data: str = ""                 # a class-folder root, a list file, an SSv2 JSON or a Kinetics CSV
     val_data: str | None = None    # validation list/folder; default: root/val or a split
     data_root: str | None = None   # base folder for relative paths in list files (SSv2: the videos)
+    # the same for val_data, whose videos may lie elsewhere; default (and in the config.json of
+    # runs from before it existed): data_root
+    val_data_root: str | None = None
     classes: str | None = None     # class file; default: classInd.txt / labels.json beside DATA
     val_fraction: float = 0.2      # used when the data has no train/ and val/ folders
     official_split: int = 1        # which of HMDB51's / UCF101's published splits (1, 2 or 3)
@@ -100,6 +105,9 @@ class TrainConfig:
             bad("dropout", "must be in [0, 1)")
         if not 0 < self.val_fraction < 1:
             bad("val_fraction", "must be in (0, 1)")
+        if self.val_data_root is not None and self.val_data is None:
+            bad("val_data_root", "it gives the folder of val_data's videos, and there is no val_data "
+                "(without it the validation videos are part of data, found with data_root)")
         if self.official_split not in (1, 2, 3):
             bad("official_split", "must be 1, 2 or 3 (HMDB51 and UCF101 publish three splits)")
         if self.workers < 0:

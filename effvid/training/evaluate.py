@@ -62,11 +62,11 @@ def no_readable_clips(done: str, videos: str, bad: list, on_this_process: bool =
 
 
 def bad_videos_report(bad: list, when: str = " this epoch", full_list: str = "all in bad_videos.json",
-                      shown: int = 10, verb: str = "skipped") -> str:
-    """Unreadable videos for the console: the first ``shown`` with their reasons and a count of
-    the rest, which ``full_list`` says where to find. A Kinetics download has thousands of
-    broken files, and a line for every one of them buried the report."""
-    lines = [f"  {verb} {len(bad)} unreadable video(s){when}:"]
+                      shown: int = 10, verb: str = "skipped", what: str = "unreadable video(s)") -> str:
+    """Unreadable videos (``what``) for the console: the first ``shown`` with their reasons and a
+    count of the rest, which ``full_list`` says where to find. A Kinetics download has thousands
+    of broken files, and a line for every one of them buried the report."""
+    lines = [f"  {verb} {len(bad)} {what}{when}:"]
     lines += [f"    {path}: {reason}" for path, reason in bad[:shown]]
     if len(bad) > shown:
         lines.append(f"    ... and {len(bad) - shown} more ({full_list})")

@@ -343,7 +343,8 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
-    (its val/ part if it has train/ and val/); without, ``data``'s val/ part or a split of it
+    (its val/ part if it has train/ and val/; its relative paths resolved against
+    ``val_data_root``, default ``data_root``); without, ``data``'s val/ part or a split of it
     drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
     state keep: a resume, or a new run from that config.json, gets the same split).
     ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
@@ -378,7 +379,8 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
         train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
         val_split = "val" if has_parts(cfg.val_data) else "all"  # its validation (test) part
         val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
-                                classes=train_set.classes, **common)
+                                classes=train_set.classes,
+                                **dict(common, root=cfg.val_data_root or cfg.data_root))
     if len(train_set.classes) < 2:
         raise ValueError(f"{cfg.data} has {len(train_set.classes)} class ({', '.join(train_set.classes)}); "
                          "a classifier needs at least 2")
