@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("quickstart", "check", "train", "eval", "predict", "info", "convert", "stream", "export")
+COMMANDS = ("quickstart", "prepare", "check", "train", "eval", "predict", "info", "convert", "stream", "export")
 
 
 from effvid.errors import UserError  # noqa: F401  (re-exported for the command modules)

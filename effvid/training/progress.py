@@ -26,12 +26,12 @@ class LogLines:
         self.stream.flush()
 
 
-def progress_bar(iterable, *, desc: str, enabled: bool = True, **kwargs) -> tqdm:
+def progress_bar(iterable, *, desc: str, enabled: bool = True, unit: str = "batch", **kwargs) -> tqdm:
     """A tqdm bar on stderr. On a terminal it redraws ~10 times a second; when stderr is a
     file or pipe (a log, CI) it writes a line at most every 30 s instead of thousands of
     carriage-return updates, each on a line of its own."""
     interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, unit="batch", leave=False, disable=not enabled,
+    return tqdm(iterable, desc=desc, unit=unit, leave=False, disable=not enabled,
                 dynamic_ncols=True, mininterval=0.1 if interactive else 30.0,
                 file=sys.stderr if interactive else LogLines(sys.stderr), **kwargs)
 

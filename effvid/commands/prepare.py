@@ -1,0 +1,103 @@
+"""``effvid prepare SRC DST``: a copy of a video collection made for training.
+
+Every video under SRC is re-encoded to the same path and name under DST: short side 256 pixels
+(TSM's scale size; never enlarged), a keyframe every second (so that reading a clip's 8 frames
+seeks near each one instead of decoding seconds of video), the rotation applied to the pixels,
+the timestamps and the audio kept. List files, class files, Kinetics' CSV and
+Something-Something's JSON (.txt, .csv, .json, .lst) are copied as they are, so DST is given to
+effvid train as SRC was. This replaces extracting frames to folders of images.
+
+Long runs: --workers processes; each video appears under its name only when complete, so a run
+stopped by Ctrl-C is finished by running the same command again (videos already there are
+skipped). An unreadable video is skipped and named, at the end and in DST's
+effvid-prepare-report.txt; the exit status is then 1.
+
+    effvid prepare /data/ucf101 /data/ucf101_256 --workers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..cli import nonnegative_int, positive_int
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def crf_value(text: str) -> int:
+    value = nonnegative_int(text)
+    if value > 51:
+        raise argparse.ArgumentTypeError(f"must be 0 to 51, got {value}")
+    return value
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.prepare import prepare_folder
+    from ..training.evaluate import bad_videos_report
+    from ..training.progress import progress_bar
+
+    def progress(results, total):
+        return progress_bar(results, desc="prepare", unit="video", total=total)
+
+    summary = prepare_folder(args.src, args.dst, short_side=args.short_side,
+                             keyframe_interval=args.keyframe_interval, crf=args.crf,
+                             audio=not args.no_audio, fps=args.fps, workers=args.workers,
+                             overwrite=args.overwrite, progress=None if args.quiet else progress)
+    total = len(summary.prepared) + summary.already_there + len(summary.skipped)
+    print(f"prepared {len(summary.prepared):,} of {total:,} videos in {summary.seconds:,.1f} s"
+          + (f" ({summary.already_there:,} already there)" if summary.already_there else "")
+          + (f": {_size(summary.bytes_in)} -> {_size(summary.bytes_out)}" if summary.prepared else ""))
+    print(f"copied {len(summary.copied):,} annotation file(s)"
+          + (f"; left out {len(summary.left_out):,} other file(s), e.g. {summary.left_out[0]}"
+             if summary.left_out else ""))
+    if summary.skipped:
+        print(bad_videos_report(summary.skipped, when="", full_list=f"all in {summary.report}"))
+    print(f"wrote {summary.report}")
+    if summary.skipped:
+        print(f"effvid prepare: {len(summary.skipped):,} of {total:,} videos are unreadable and were "
+              "skipped", file=sys.stderr)
+    return 1 if summary.skipped else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("prepare", help="re-encode a video collection for training: 256-px short side, "
+                                       "a keyframe every second", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="the folder of the videos (class folders, or videos with their list, "
+                               "split or annotation files)")
+    p.add_argument("dst", help="the folder for the copy (made if needed; outside SRC)")
+    p.add_argument("--short-side", type=positive_int, default=256,
+                   help="short side of the frames in pixels; smaller videos keep their size (default: 256)")
+    p.add_argument("--keyframe-interval", type=positive_float, default=1.0,
+                   help="seconds between keyframes (default: 1.0)")
+    p.add_argument("--crf", type=crf_value, default=23,
+                   help="quality of H.264 (mp4, mov, mkv) and VP9 (webm): lower is better and "
+                        "larger (default: 23)")
+    p.add_argument("--fps", type=positive_float,
+                   help="resample to this constant frame rate, dropping frames (videos at a lower "
+                        "rate keep theirs; default: keep every frame and its timestamp)")
+    p.add_argument("--no-audio", action="store_true", help="leave the audio out (default: kept)")
+    p.add_argument("--workers", type=nonnegative_int, default=_cpus(),
+                   help="videos encoded at once, one process each (default: the CPU count)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo the videos already in DST (default: skip them, to finish a stopped run)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

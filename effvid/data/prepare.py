@@ -1,0 +1,564 @@
+"""A training copy of a video collection: smaller frames and a keyframe every second.
+
+Training reads a few frames of every video, epoch after epoch. :func:`read_frames` seeks to the
+keyframe before each wanted frame and decodes forward from it, so the work per clip grows with
+the keyframe interval and the frame size: a 720p video with x264's default 250-frame GOP loads
+an 8-segment clip about 3x faster sparse than by a full decode, 10x with 1-s GOPs, and TSM
+resizes to a 256-pixel short side anyway (docs/benchmarks.md). :func:`prepare_video` re-encodes
+one video: short side ``short_side`` (never enlarged), a keyframe every ``keyframe_interval``
+seconds, the display rotation applied to the pixels, the timestamps kept (variable frame rates
+too), the audio re-encoded. :func:`prepare_folder` does it for every video under a folder,
+writing each to the same relative path and name, and copies the list and annotation files, so
+the copy is read as the original was. This replaces the frame extraction to folders of JPEGs
+that other toolboxes need.
+
+Each video is written under a hidden temporary name beside its final one and renamed when
+complete: an interrupted run leaves no partial video under a video's name, and a rerun skips the
+videos that are there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import av
+import numpy as np
+from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
+
+from .datasets import find_files
+from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
+                    _open, _probe_open, av_reason, probe_video)
+
+__all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "prepare_video",
+           "prepare_folder", "check_folders"]
+
+# The small files that layouts need beside the videos: list files and class files (.txt, .lst),
+# Kinetics' CSV, Something-Something's JSON; UCF101's and HMDB51's split files are .txt.
+ANNOTATION_EXTENSIONS = (".txt", ".csv", ".json", ".lst")
+REPORT_NAME = "effvid-prepare-report.txt"
+_PART = ".effvid-part"  # ".<stem>.effvid-part<ext>": hidden, so datasets never read one
+
+# extension -> (video encoder, audio encoder). AVI: H.264 written there by libx264 (B-frames
+# off) reads back one frame late (the AVI demuxer gives its packets pts = dts + 1), so MPEG-4
+# part 2 at a fixed high quality; and MP2, which starts at time 0: MP3's and AAC's first packets
+# start before it (encoder delay), and the AVI muxer then shifts every stream, the video by a
+# whole frame.
+_ENCODERS = {
+    ".mp4": ("libx264", "aac"), ".m4v": ("libx264", "aac"), ".mov": ("libx264", "aac"),
+    ".mkv": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"),
+    ".avi": ("mpeg4", "mp2"), ".mpg": ("mpeg2video", "mp2"), ".mpeg": ("mpeg2video", "mp2"),
+}
+# Containers that store a frame rate, not timestamps (and encoders that want 1/rate time bases):
+# their frames are numbered in order.
+_CONSTANT_RATE = (".avi", ".mpg", ".mpeg")
+# MPEG-2/4 quantizer (2 = best, 31 = worst). On the 720p benchmark video (at 456x256) MPEG-4 at
+# 3 is 35 dB PSNR from a lossless copy, where x264 at crf 23 is 32 dB, in a file 5x as large.
+_MPEG_QUANTIZER = 3
+# The 720p benchmark video's whole preparation took 2.7 s with veryfast, 4.7 s with x264's
+# default (medium).
+_X264_PRESET = "veryfast"
+
+
+def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """The (width, height) of a ``width`` x ``height`` picture with its short side made
+    ``short_side``, never enlarged; both even (4:2:0 encoders need even sizes)."""
+    scale = min(1.0, short_side / min(width, height))
+    if scale == 1.0:  # kept: an odd side loses its last row or column
+        return max(2, width - width % 2), max(2, height - height % 2)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+def part_path(dst: str | os.PathLike) -> Path:
+    """The hidden name ``dst`` is written under until it is complete."""
+    dst = Path(dst)
+    return dst.with_name(f".{dst.stem}{_PART}{dst.suffix}")
+
+
+def _video_encoder(out, codec: str, rate: Fraction, size: tuple[int, int], crf: int, gop: int):
+    options = {}
+    if codec == "libx264":
+        options = {"crf": str(crf), "preset": _X264_PRESET}
+    elif codec == "libvpx-vp9":
+        # "good" at cpu-used 5, its fastest: the 720p benchmark video took 7.8 s (13.3 s at
+        # cpu-used 2, for a 5% larger file)
+        options = {"crf": str(crf), "b": "0", "deadline": "good", "cpu-used": "5"}
+    stream = out.add_stream(codec, rate=rate, options=options)
+    stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+    cc = stream.codec_context
+    cc.thread_count = 1  # one process per CPU (workers) does the parallel work
+    cc.gop_size = gop  # an upper bound; keyframes are placed by time (pict_type I)
+    if codec in ("mpeg4", "mpeg2video"):
+        # a fixed quantizer: the bit rate is only a ceiling then
+        cc.qmin = cc.qmax = _MPEG_QUANTIZER
+        cc.bit_rate = 50_000_000
+        cc.max_b_frames = 0  # an AVI's B-frames leave frame order to guesswork (see video.py)
+    return stream
+
+
+def _audio_encoder(out, codec: str, source):
+    """An encoder for the audio stream ``source``: its sample rate where the codec takes it (else
+    the next one up), mono kept mono and anything else stereo (every codec here takes those)."""
+    rates = av.codec.Codec(codec, "w").audio_rates
+    rate = source.codec_context.sample_rate or 48000
+    if rates and rate not in rates:
+        higher = [r for r in rates if r >= rate]
+        rate = min(higher) if higher else max(rates)
+    stream = out.add_stream(codec, rate=rate)
+    stream.layout = "mono" if source.codec_context.channels == 1 else "stereo"
+    return stream
+
+
+def _end_time(stream) -> float | None:
+    """Where ``stream`` ends in seconds, if its container says."""
+    if stream.duration is None or not stream.time_base:
+        return None
+    return float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+
+
+def _cut_after(frame: av.AudioFrame, end: float | None) -> av.AudioFrame | None:
+    """``frame`` without its samples at or after ``end`` seconds (None if it has none before).
+    Decoders give whole codec frames: an AAC stream's last one has up to 1023 samples of padding
+    past the stream's end, which the copy would otherwise keep and lengthen the sound by."""
+    if end is None or frame.pts is None or frame.time_base is None:
+        return frame
+    start = float(frame.pts * frame.time_base)
+    keep = round((end - start) * frame.sample_rate)
+    if keep >= frame.samples:
+        return frame
+    if keep <= 0:
+        return None
+    samples = frame.to_ndarray()  # (channels, samples), or (1, samples x channels) if packed
+    per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)
+    cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, :keep * per_sample]),
+                                     format=frame.format.name, layout=frame.layout.name)
+    cut.sample_rate, cut.pts, cut.time_base = frame.sample_rate, frame.pts, frame.time_base
+    return cut
+
+
+def _turned(picture: av.VideoFrame, rotation: int) -> av.VideoFrame:
+    """A 4:2:0 ``picture`` turned ``rotation`` degrees counter-clockwise (its planes turned as
+    read_frames turns RGB frames)."""
+    w, h = picture.width, picture.height
+    flat = picture.to_ndarray().reshape(-1)  # the Y plane, then U, then V
+    planes = (flat[:w * h].reshape(h, w), flat[w * h:w * h * 5 // 4].reshape(h // 2, w // 2),
+              flat[w * h * 5 // 4:].reshape(h // 2, w // 2))
+    planes = [np.rot90(p, k=rotation // 90) for p in planes]
+    width = planes[0].shape[1]
+    return av.VideoFrame.from_ndarray(np.concatenate([p.ravel() for p in planes]).reshape(-1, width),
+                                      format="yuv420p")
+
+
+@dataclass
+class _Frames:
+    """Turns decoded frames into the encoder's: resized, rotated upright, timed, with keyframes."""
+
+    stream: object  # the output video stream
+    out: object  # the output container
+    rotation: int
+    size: tuple[int, int]  # displayed (width, height) of the output
+    time_base: Fraction  # of the output frames' pts
+    constant_rate: bool  # number the frames (pts = index) instead of keeping their timestamps
+    fps_in: float
+    keyframe_interval: float
+    fps_out: float | None = None  # resample to this rate (lower than fps_in)
+    source_time_base: Fraction = Fraction(1, 1000)
+    times_from_pts: bool = True
+    written: int = 0
+    decoded: int = 0
+    _start: float | None = None
+    _next_key: float = 0.0
+    _last_pts: int | None = None
+    _tagged: bool = False
+    # kept single-threaded contexts, as effvid.data.video.frame_to_rgb's
+    _convert: VideoReformatter = field(default_factory=VideoReformatter)
+    _subsample: VideoReformatter = field(default_factory=VideoReformatter)
+
+    def _time(self, frame) -> float:
+        """Seconds since the first frame (from the timestamps, or the frame's number)."""
+        if self.times_from_pts and frame.pts is not None:
+            t = float(frame.pts * self.source_time_base)
+        else:
+            t = self.decoded / self.fps_in
+        if self._start is None:
+            self._start = t
+        return t - self._start
+
+    def _picture(self, frame) -> av.VideoFrame:
+        """``frame`` as the encoder takes it: 4:2:0 in video range at the output size, upright.
+
+        Resized in YUV, bicubic (as FFmpeg's scale filter, which frame-extraction scripts use):
+        on the 720p benchmark video as fast as 0.7 ms a frame, where going through RGB at full
+        size (read_frames' picture, then resized) took 3.6 ms and made the copy 1.2 levels
+        darker on average, the 4:2:0 round trip's rounding; both are 5.8 levels from
+        read_frames' frames resized by torch (bicubic, antialiased), most of it the 4:2:0
+        chroma of that saturated noise at 456x256.
+        """
+        w, h = self.size
+        if self.rotation in (90, -90):  # the stored picture is the displayed one turned
+            w, h = h, w
+        # Video range everywhere: full-range (yuvj, greyscale) pictures are converted, as
+        # MPEG-2/4 cannot say they are full range.
+        if (frame.width, frame.height) == (w, h):
+            picture = self._convert.reformat(frame, format="yuv420p", dst_color_range="MPEG", threads=1)
+        elif (frame.width - frame.width % 2, frame.height - frame.height % 2) == (w, h):
+            # not resized: the odd last row or column is dropped (in 4:4:4, before subsampling)
+            planes = self._convert.reformat(frame, format="yuv444p", dst_color_range="MPEG",
+                                            threads=1).to_ndarray()
+            full = av.VideoFrame.from_ndarray(np.ascontiguousarray(planes[:, :h, :w]), format="yuv444p")
+            full.colorspace = frame.colorspace
+            picture = self._subsample.reformat(full, format="yuv420p", dst_color_range="MPEG", threads=1)
+        else:
+            picture = self._convert.reformat(frame, format="yuv420p", width=w, height=h,
+                                             interpolation="BICUBIC", dst_color_range="MPEG", threads=1)
+        if not self._tagged:
+            # The copy's YUV values keep the source's colour matrix (RGB and greyscale pictures
+            # get the default one): say which, so that read_frames turns them into the same RGB.
+            # (MPEG-4 part 2 cannot say: an AVI in BT.709, rare, is read back as BT.601.)
+            cc = self.stream.codec_context
+            cc.colorspace, cc.color_range = picture.colorspace, picture.color_range
+            cc.color_primaries, cc.color_trc = picture.color_primaries, picture.color_trc
+            self._tagged = True
+        return _turned(picture, self.rotation) if self.rotation else picture
+
+    def add(self, frame) -> None:
+        t = self._time(frame)
+        self.decoded += 1
+        if self.fps_out is None:
+            self._encode(frame, t, frame.pts)
+            return
+        # Output frame k shows the first frame at or after k / fps_out seconds (half a source
+        # frame early counts), as read_frames picks frame k of a video: frames are dropped,
+        # and one repeated over a gap of a variable-rate video.
+        tolerance = 0.5 / self.fps_in
+        while self.written / self.fps_out <= t + tolerance:
+            slot = self.written / self.fps_out
+            self._encode(frame, slot, None if self.constant_rate else
+                         round((self._start + slot) / self.source_time_base))
+
+    def _encode(self, frame, t: float, pts: int | None) -> None:
+        picture = self._picture(frame)
+        if self.constant_rate:
+            pts = self.written
+        elif pts is None:  # no timestamp: one frame after the last
+            pts = round((self._start + t) / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # encoders refuse repeated or decreasing timestamps
+        picture.pts, picture.time_base, self._last_pts = pts, self.time_base, pts
+        # I forces a keyframe; NONE lets the encoder choose (a decoded frame passed on as it
+        # is keeps its own type, which libx264 would follow)
+        picture.pict_type = PictureType.NONE
+        if t >= self._next_key - 1e-6:
+            picture.pict_type = PictureType.I
+            self._next_key = (math.floor(t / self.keyframe_interval + 1e-6) + 1) * self.keyframe_interval
+        for packet in self.stream.encode(picture):
+            self.out.mux(packet)
+        self.written += 1
+
+    def finish(self) -> None:
+        for packet in self.stream.encode(None):
+            self.out.mux(packet)
+
+
+def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyframe_interval: float,
+               crf: int, audio: bool, fps: float | None) -> int:
+    """Write ``container``'s video (and audio) to ``tmp``; the number of frames written."""
+    ext = tmp.suffix.lower()
+    video_codec, audio_codec = _ENCODERS[ext]
+    source = container.streams.video[0]
+    size = output_size(info.width, info.height, short_side)
+    fps_out = fps if fps is not None and fps < info.fps else None
+    rate = Fraction(fps_out if fps_out else (source.average_rate or info.fps)).limit_denominator(1001)
+    constant = ext in _CONSTANT_RATE
+    time_base = Fraction(1, 1) / rate if constant else (source.time_base or Fraction(1, 90000))
+    gop = max(1, round(keyframe_interval * float(rate)))
+    sound = container.streams.audio[0] if audio and container.streams.audio else None
+
+    with av.open(str(tmp), mode="w") as out:
+        stream = _video_encoder(out, video_codec, rate, size, crf, gop)
+        stream.codec_context.time_base = time_base
+        frames = _Frames(stream, out, info.rotation, size, time_base, constant, info.fps,
+                         keyframe_interval, fps_out, source.time_base or Fraction(1, 90000),
+                         # AVI has no presentation timestamps: FFmpeg's are made up
+                         times_from_pts=container.format.name != "avi")
+        audio_out = _audio_encoder(out, audio_codec, sound) if sound is not None else None
+        sound_end = _end_time(sound) if sound is not None else None
+        errors = 0
+        try:
+            for packet in container.demux(*([source] + ([sound] if sound is not None else []))):
+                if sound is not None and packet.stream.index == sound.index:
+                    try:
+                        decoded = packet.decode()
+                    except _AV_ERRORS:  # a damaged audio packet: a moment of silence
+                        continue
+                    for frame in decoded:
+                        frame = _cut_after(frame, sound_end)
+                        if frame is not None:
+                            for p in audio_out.encode(frame):
+                                out.mux(p)
+                    continue
+                try:
+                    decoded = packet.decode()
+                except _AV_ERRORS:  # as read_frames: a damaged packet loses its frames
+                    errors += 1
+                    if errors > _MAX_BAD_PACKETS:
+                        break
+                    continue
+                for frame in decoded:
+                    frames.add(frame)
+        except _AV_ERRORS:
+            pass  # a truncated or damaged container: keep the frames it gave, as read_frames does
+        if frames.written == 0:
+            raise VideoDecodeError(container.name, "no frame could be decoded")
+        frames.finish()
+        if audio_out is not None:
+            for p in audio_out.encode(None):
+                out.mux(p)
+    return frames.written
+
+
+def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256,
+                  keyframe_interval: float = 1.0, crf: int = 23, audio: bool = True,
+                  fps: float | None = None) -> VideoInfo:
+    """Re-encode the video ``src`` to ``dst`` for training and return ``dst``'s :class:`VideoInfo`.
+
+    The container follows ``dst``'s extension: mp4/mov/m4v/mkv get H.264 (libx264, ``crf``) and
+    AAC, webm VP9 (``crf`` on VP9's scale, where 23 is high quality) and Opus, avi MPEG-4 part 2
+    and MP2, mpg/mpeg MPEG-2 and MP2 (the MPEG ones at a fixed high quality; MP2 starts the sound
+    about 5 ms late, its encoder's delay).
+    The picture is what :func:`read_frames` shows for ``src``: the display rotation is applied
+    to the pixels (no rotation tag is written), then the short side is made ``short_side``
+    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (AVI and
+    MPEG-PS files are numbered at the stream's rate instead), unless ``fps``, below the video's
+    rate, resamples it to that constant rate. The first frame at or after every
+    ``keyframe_interval`` seconds is a keyframe. ``audio``: the first audio stream is kept.
+
+    ``dst`` appears only when complete (written as ``part_path(dst)``, then renamed).
+    Raises FileNotFoundError, or VideoDecodeError for a file that cannot be read (naming ``src``)
+    or whose copy cannot be written or read back.
+    """
+    src, dst = Path(src), Path(dst)
+    ext = dst.suffix.lower()
+    if ext not in _ENCODERS:
+        raise ValueError(f"cannot write {str(dst)!r}: expected one of {', '.join(_ENCODERS)}")
+    if short_side < 2 or keyframe_interval <= 0 or (fps is not None and fps <= 0):
+        raise ValueError(f"short_side must be >= 2, keyframe_interval and fps > 0; got {short_side}, "
+                         f"{keyframe_interval}, {fps}")
+    container = _open(src, "SLICE")
+    container.streams.video[0].codec_context.thread_count = 1
+    tmp = part_path(dst)
+    try:
+        info = _probe_open(container, str(src))
+        container.seek(0)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _transcode(container, info, tmp, short_side=short_side, keyframe_interval=keyframe_interval,
+                       crf=crf, audio=audio, fps=fps)
+        except _AV_ERRORS as e:
+            raise VideoDecodeError(src, f"cannot write its copy {str(dst)!r} ({av_reason(e)})") from e
+        try:
+            written = probe_video(tmp)
+        except VideoDecodeError as e:
+            raise VideoDecodeError(src, f"its copy does not read back ({e.reason})") from e
+        os.replace(tmp, dst)
+    except BaseException:  # an error, Ctrl-C or SystemExit (a worker terminated): no partial file
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        container.close()
+    return dataclasses.replace(written, path=str(dst))
+
+
+# ---------------------------------------------------------------------------
+# a folder
+
+
+def check_folders(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Refuse a missing SRC, a SRC that is not a folder, and DST equal to SRC, inside it or
+    holding it."""
+    src, dst = Path(src), Path(dst)
+    if not src.exists():
+        raise FileNotFoundError(2, "source folder not found", str(src))
+    if not src.is_dir():
+        raise ValueError(f"{str(src)!r} is a file: SRC is the folder that holds the videos (and "
+                         "their list or annotation files), which is copied as a whole")
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"DST {str(dst)!r} is a file: it must be a folder (made if missing)")
+    real_src, real_dst = src.resolve(), dst.resolve()
+    if real_dst == real_src:
+        raise ValueError(f"DST {str(dst)!r} is SRC: the copy needs a folder of its own (its videos "
+                         "keep their names)")
+    if real_src in real_dst.parents:
+        raise ValueError(f"DST {str(dst)!r} is inside SRC {str(src)!r}: its videos would be read "
+                         "as SRC's; choose a folder outside SRC")
+    if real_dst in real_src.parents:
+        raise ValueError(f"SRC {str(src)!r} is inside DST {str(dst)!r}: copies could land on "
+                         "source files; choose a folder beside SRC")
+
+
+@dataclass
+class PrepareSummary:
+    """What :func:`prepare_folder` did. ``prepared``: ``[(src, VideoInfo of the copy)]``;
+    ``skipped``: ``[(src, reason)]`` for unreadable videos; ``left_out``: files neither video
+    nor annotation, not copied."""
+
+    src: str
+    dst: str
+    settings: dict
+    prepared: list = field(default_factory=list)
+    already_there: int = 0
+    skipped: list = field(default_factory=list)
+    copied: list = field(default_factory=list)
+    left_out: list = field(default_factory=list)
+    seconds: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    @property
+    def report(self) -> Path:
+        return Path(self.dst) / REPORT_NAME
+
+
+def _settings_line(settings: dict) -> str:
+    return "settings: " + json.dumps(settings, sort_keys=True)
+
+
+def _previous_settings(report: Path) -> dict | None:
+    try:
+        for line in report.read_text(encoding="utf-8").splitlines():
+            if line.startswith("settings: "):
+                return json.loads(line[len("settings: "):])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _write_report(summary: PrepareSummary, finished: bool) -> None:
+    lines = [f"effvid prepare {summary.src} {summary.dst}", _settings_line(summary.settings)]
+    if not finished:
+        lines.append("status: not finished (running, or interrupted: rerun the command to finish)")
+    else:
+        lines += [f"status: finished in {summary.seconds:,.1f} s",
+                  f"videos: {len(summary.prepared)} written, {summary.already_there} already there, "
+                  f"{len(summary.skipped)} skipped (unreadable)",
+                  f"annotation files copied: {len(summary.copied)}",
+                  f"other files left out: {len(summary.left_out)}"]
+        if summary.skipped:
+            lines.append("skipped:")
+            lines += [f"  {path}: {reason}" for path, reason in summary.skipped]
+    tmp = part_path(summary.report)
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, summary.report)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds prepare_video, which removes its partial file
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the pool, whose
+    # SIGTERM each worker turns into SystemExit (a quiet exit that removes its partial file).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+
+
+def _prepare_job(job: tuple[Path, Path, dict]):
+    src, dst, options = job
+    try:
+        return src, prepare_video(src, dst, **options), None
+    except (VideoDecodeError, OSError) as e:
+        return src, None, e.reason if isinstance(e, VideoDecodeError) else av_reason(e)
+
+
+def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256,
+                   keyframe_interval: float = 1.0, crf: int = 23, audio: bool = True,
+                   fps: float | None = None, workers: int = 0, overwrite: bool = False,
+                   progress: Callable[[Iterable, int], Iterable] | None = None) -> PrepareSummary:
+    """:func:`prepare_video` for every video under ``src`` (effvid's video extensions), written to
+    the same relative path under ``dst``; the annotation files (:data:`ANNOTATION_EXTENSIONS`)
+    are copied as they are; hidden files and folders are left out, as datasets do.
+
+    ``workers`` processes (0: in this one). A video whose copy exists is skipped unless
+    ``overwrite``; a rerun after an interruption thus finishes the job, and a rerun with other
+    settings than those ``dst``'s report names is refused (``overwrite`` redoes every video).
+    An unreadable video is skipped and listed. ``progress(iterable, total)`` may wrap the
+    results as they come (a progress bar). ``dst/effvid-prepare-report.txt`` records the
+    settings and the outcome.
+    """
+    check_folders(src, dst)
+    start = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    settings = {"short_side": short_side, "keyframe_interval": keyframe_interval, "crf": crf,
+                "audio": audio, "fps": fps}
+    summary = PrepareSummary(str(src), str(dst), settings)
+    videos = []
+    for path in find_files(src):
+        rel = path.relative_to(src)
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_EXTENSIONS:
+            videos.append((path, dst / rel))
+        elif suffix in ANNOTATION_EXTENSIONS and rel != Path(REPORT_NAME):
+            summary.copied.append((path, dst / rel))
+        else:
+            summary.left_out.append(path)
+    done = [(s, d) for s, d in videos if not overwrite and d.exists()]
+    previous = _previous_settings(summary.report)
+    if done and previous is not None and previous != settings:
+        changed = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in settings.items()
+                            if previous.get(k) != v)
+        raise ValueError(f"{str(dst)!r} holds {len(done):,} videos prepared with other settings: "
+                         f"{changed} ({summary.report}): rerun with those to finish it, or add "
+                         "--overwrite to redo every video")
+    dst.mkdir(parents=True, exist_ok=True)
+    _write_report(summary, finished=False)
+    for path, target in summary.copied:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    summary.already_there = len(done)
+    for _, target in done:  # a copy left by a run killed while redoing it (--overwrite)
+        part_path(target).unlink(missing_ok=True)
+    options = dict(short_side=short_side, keyframe_interval=keyframe_interval, crf=crf, audio=audio, fps=fps)
+    todo = [(s, d, options) for s, d in videos if overwrite or not d.exists()]
+    # A kill (SIGTERM) stops the run as Ctrl-C does: partial files removed, the workers stopped
+    # (they would finish their videos and die on the closed pipe, with tracebacks).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
+    pool = multiprocessing.Pool(workers, initializer=_worker_init) if workers > 0 and todo else None
+    try:
+        results = pool.imap_unordered(_prepare_job, todo) if pool else map(_prepare_job, todo)
+        if progress is not None:
+            results = progress(results, len(todo))
+        for path, info, reason in results:
+            if info is None:
+                summary.skipped.append((str(path), reason))
+            else:
+                summary.prepared.append((str(path), info))
+                summary.bytes_in += path.stat().st_size
+                summary.bytes_out += os.path.getsize(info.path)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
+    summary.prepared.sort(key=lambda item: item[0])
+    summary.skipped.sort()
+    summary.seconds = time.perf_counter() - start
+    _write_report(summary, finished=True)
+    return summary

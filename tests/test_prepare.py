@@ -1,0 +1,272 @@
+"""``effvid prepare``: a training copy of a video collection, checked on real small videos.
+
+Frames are made so that each one names itself: the bottom half is grey at a level that counts
+the frames, the top half has red rising left to right and green top to bottom, and a white block
+marks the top-left corner, so a dropped, repeated, flipped or turned frame shows in the values.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from effvid.av.audio import read_audio
+from effvid.cli import main
+from effvid.data import build_dataset, probe_video, read_all_frames, write_video
+from effvid.data.prepare import REPORT_NAME, output_size, prepare_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _step(num_frames: int) -> float:
+    return min(8.0, 200.0 / max(1, num_frames - 1))  # grey levels 16 to 216 at most
+
+
+def named_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    top = height // 2
+    frames[:, :top, :, 0] = np.linspace(30, 220, width)[None, None, :]
+    frames[:, :top, :, 1] = np.linspace(30, 220, top)[None, :, None]
+    frames[:, :top, :, 2] = 128
+    frames[:, top:] = np.round(16 + _step(num_frames) * np.arange(num_frames))[:, None, None, None]
+    frames[:, : height // 4, : width // 4] = 255
+    return frames
+
+
+def frame_numbers(frames: torch.Tensor, num_frames: int) -> list[int]:
+    """The index each frame of :func:`named_frames` shows (its bottom quarter's grey level)."""
+    grey = frames[:, frames.shape[1] * 3 // 4:].float().flatten(1).median(dim=1).values
+    return [int(round((g - 16) / _step(num_frames))) for g in grey.tolist()]
+
+
+def resized(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    x = frames.permute(0, 3, 1, 2).float()
+    return F.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
+                         align_corners=False).clamp(0, 255).permute(0, 2, 3, 1)
+
+
+def keyframe_times(path) -> list[float]:
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return sorted(round(float(p.pts * stream.time_base), 4) for p in c.demux(stream)
+                      if p.size and p.is_keyframe)
+
+
+def frame_times(path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [round(f.time, 4) for f in c.decode(video=0)]
+
+
+def assert_keyframe_every(path, interval: float) -> None:
+    """The first frame at or after every ``interval`` seconds is a keyframe (x264 may add more,
+    at scene cuts)."""
+    times, keys = frame_times(path), set(keyframe_times(path))
+    for start in np.arange(0, times[-1] + 1e-9, interval):
+        first = min(t for t in times if t >= start - 1e-6)
+        assert first in keys, (start, first, sorted(keys))
+
+
+def test_output_size():
+    assert output_size(1280, 720, 256) == (456, 256)  # 455.1 rounded to even
+    assert output_size(720, 1280, 256) == (256, 456)
+    assert output_size(320, 240, 256) == (320, 240)  # never enlarged
+    assert output_size(63, 47, 256) == (62, 46)  # odd sides lose a column / row
+    assert output_size(101, 50, 25) == (50, 24)  # 50.5 -> 50; 25 -> 24
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_video_is_written_upright_resized_with_its_frames(tmp_path, rotation):
+    # stored turned clockwise by `rotation` degrees, with a display rotation of `rotation`
+    # degrees counter-clockwise: shown (and read) upright, 64 wide and 96 high
+    upright = named_frames(12, 96, 64)
+    src = write_video(tmp_path / "turned.mp4", np.rot90(upright, k=-rotation // 90, axes=(1, 2)), fps=8,
+                      rotation=rotation, gop=100)
+    original = read_all_frames(src)
+    assert probe_video(src).rotation == rotation and original.shape == (12, 96, 64, 3)
+    assert (original.float() - torch.from_numpy(upright).float()).abs().mean() < 2
+
+    info = prepare_video(src, tmp_path / "out" / "turned.mp4", short_side=32)
+    assert (info.width, info.height, info.rotation, info.num_frames) == (32, 48, 0, 12)
+    got = read_all_frames(info.path)
+    assert got.shape == (12, 48, 32, 3) and frame_numbers(got, 12) == list(range(12))
+    # Against the reader's picture of the original resized by torch (bicubic, antialiased): 2.0
+    # levels off on average for each rotation (1.3 of it with crf 0: 4:2:0 chroma at 16x24 on
+    # the colour ramps and the block's edges; the rest from crf 23); 4 is the bound. A picture
+    # flipped or turned the wrong way is 26 (left-right: the grey half stays) to 90 levels off.
+    reference = resized(original, 48, 32)
+    error = (got.float() - reference).abs().mean().item()
+    assert error < 4, error
+    for wrong in (reference.flip(1), reference.flip(2), reference.flip(1, 2)):
+        assert (got.float() - wrong).abs().mean().item() > 20
+    assert got[:, :8, :4].float().mean() > 240  # the white block is in the top-left corner
+    assert not os.path.exists(tmp_path / "out" / ".turned.effvid-part.mp4")
+
+
+def test_keyframes_every_interval_frame_count_timestamps_and_audio(tmp_path):
+    fps, n = 4, 20  # 5 s
+    t = np.arange(5 * 16000) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    src = write_video(tmp_path / "src.mp4", named_frames(n, 48, 64), fps=fps, gop=250, audio=tone)
+    assert keyframe_times(src) == [0.0]
+
+    info = prepare_video(src, tmp_path / "out.mp4", short_side=32, keyframe_interval=1.0)
+    assert (info.width, info.height, info.num_frames, info.fps) == (42, 32, n, fps)
+    assert_keyframe_every(info.path, 1.0)
+    assert frame_times(info.path) == frame_times(src)
+    assert frame_numbers(read_all_frames(info.path), n) == list(range(n))
+    assert info.has_audio
+    kept, original = read_audio(info.path).waveform, read_audio(src).waveform
+    assert kept.shape == original.shape  # same length, same start (AAC: lag 0)
+    assert np.corrcoef(kept.numpy(), original.numpy())[0, 1] > 0.99
+
+    info = prepare_video(src, tmp_path / "half.mp4", short_side=32, keyframe_interval=0.5,
+                         audio=False, fps=2)
+    assert not info.has_audio and (info.num_frames, info.fps) == (n // 2, 2)
+    assert frame_numbers(read_all_frames(info.path), n) == list(range(0, n, 2))  # every other frame
+    assert keyframe_times(info.path) == [k / 2 for k in range(10)]  # every frame: 0.5 s apart
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path):
+    times = [0.0, 0.1, 0.15, 0.4, 0.45, 0.5, 0.9, 1.3, 1.35, 2.1, 2.2, 2.25]
+    src = write_video(tmp_path / "vfr.mkv", named_frames(len(times), 48, 64), fps=8, timestamps=times)
+    assert frame_times(src) == times
+    info = prepare_video(src, tmp_path / "out" / "vfr.mkv", short_side=32, keyframe_interval=1.0)
+    assert frame_times(info.path) == times
+    assert frame_numbers(read_all_frames(info.path), len(times)) == list(range(len(times)))
+    assert_keyframe_every(info.path, 1.0)  # the first frames at or after 0, 1 and 2 s
+    assert {1.3, 2.1} <= set(keyframe_times(info.path))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("gray.mp4", dict(codec="libx264", pix_fmt="gray")),  # grayscale, odd sizes
+    ("odd.webm", dict(codec="libvpx-vp9", pix_fmt="yuv444p")),
+    ("odd.avi", dict(codec="mjpeg")),  # full range (yuvj)
+    ("rgb.mov", dict(codec="png")),  # RGB
+])
+def test_small_and_odd_sized_videos_keep_their_pixels(tmp_path, name, kwargs):
+    src = write_video(tmp_path / name, named_frames(10, 47, 63), fps=8, **kwargs)
+    original = read_all_frames(src)
+    assert original.shape == (10, 47, 63, 3)
+    info = prepare_video(src, tmp_path / "out" / name, short_side=256, keyframe_interval=0.5)
+    got = read_all_frames(info.path)
+    assert got.shape == (10, 46, 62, 3)  # not enlarged: the odd last row and column dropped
+    assert frame_numbers(got, 10) == frame_numbers(original, 10) == list(range(10))
+    # The same pixels through 4:2:0 and a second lossy encoding: 4:2:0 alone moves this
+    # picture (colour ramps, the block's edges; 4:4:4, RGB or greyscale sources) by 2.4 levels
+    # on average; measured 1.0 (greyscale) to 3.1 (RGB); 4 is the bound.
+    assert (got.float() - original[:, :46, :62].float()).abs().mean() < 4
+    assert_keyframe_every(info.path, 0.5)
+
+
+def make_collection(root: Path) -> Path:
+    """Class folders with a list file and a class file beside them, a note, and two bad videos."""
+    frames = named_frames(8, 48, 64)
+    write_video(root / "videos" / "jump" / "a.mp4", frames, fps=8)
+    write_video(root / "videos" / "jump" / "b.webm", frames, fps=8, codec="libvpx-vp9")
+    write_video(root / "videos" / "run" / "c.avi", frames, fps=8, codec="mpeg4")
+    write_video(root / "videos" / "run" / "d.mkv", frames, fps=8)
+    (root / "videos" / "run" / "empty.mp4").write_bytes(b"")
+    (root / "videos" / "run" / "noise.mp4").write_bytes(b"not a video" * 100)
+    (root / "train.txt").write_text("videos/jump/a.mp4 1\nvideos/run/c.avi 2\nvideos/run/d.mkv 2\n")
+    (root / "classInd.txt").write_text("1 jump\n2 run\n")
+    (root / "README.md").write_text("notes\n")
+    return root
+
+
+def test_folder_layout_kept_bad_videos_named_and_rerun_skips(tmp_path, capsys):
+    src, dst = make_collection(tmp_path / "src"), tmp_path / "dst"
+    args = ["prepare", str(src), str(dst), "--short-side", "32", "--quiet"]
+    assert main(args + ["--workers", "2"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[0].startswith("prepared 4 of 6 videos in ")
+    assert out[1] == f"copied 2 annotation file(s); left out 1 other file(s), e.g. {src / 'README.md'}"
+    assert out[2:5] == ["  skipped 2 unreadable video(s):",
+                        f"    {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)",
+                        f"    {src / 'videos/run/noise.mp4'}: cannot open container (Invalid data "
+                        "found when processing input)"]
+    assert captured.err.splitlines()[-1] == "effvid prepare: 2 of 6 videos are unreadable and were skipped"
+    written = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert written == sorted([REPORT_NAME, "classInd.txt", "train.txt", "videos/jump/a.mp4", "videos/jump/b.webm",
+                              "videos/run/c.avi", "videos/run/d.mkv"])  # and no temporary file
+    assert (dst / "train.txt").read_text() == (src / "train.txt").read_text()
+    report = (dst / REPORT_NAME).read_text()
+    assert "videos: 4 written, 0 already there, 2 skipped (unreadable)" in report
+    assert f"  {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)" in report
+    for video in ("videos/jump/b.webm", "videos/run/c.avi"):
+        with av.open(str(dst / video)) as c:
+            assert c.streams.video[0].codec_context.name == ("vp9" if video.endswith("webm") else "mpeg4")
+        assert frame_numbers(read_all_frames(dst / video), 8) == list(range(8))
+
+    # the list file, with the class file found beside it, reads the prepared videos
+    dataset = build_dataset(dst / "train.txt", split="all", num_segments=4, train=False, size=32)
+    assert dataset.classes == ["jump", "run"] and dataset.labels == [0, 1, 1]
+    assert [s.path for s in dataset.samples] == [str(dst / "videos/jump/a.mp4"), str(dst / "videos/run/c.avi"),
+                                                 str(dst / "videos/run/d.mkv")]
+    assert dataset[1]["video"].shape == (4, 3, 32, 32)
+
+    # a rerun writes nothing again; other settings are refused while videos are there
+    stamps = {p: p.stat().st_mtime_ns for p in dst.rglob("*.m*")}
+    assert main(args + ["--workers", "0"]) == 1
+    assert capsys.readouterr().out.splitlines()[0].startswith("prepared 0 of 6 videos in ")
+    assert stamps == {p: p.stat().st_mtime_ns for p in dst.rglob("*.m*")}
+    assert "videos: 0 written, 4 already there, 2 skipped" in (dst / REPORT_NAME).read_text()
+    assert main(["prepare", str(src), str(dst), "--short-side", "48", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 4 videos prepared with other settings: short_side 32 (now 48)" in err and "--overwrite" in err
+    assert main(["prepare", str(src), str(dst), "--short-side", "48", "--overwrite", "--quiet", "--workers", "0"]) == 1
+    assert capsys.readouterr().out.startswith("prepared 4 of 6 videos in ")
+    assert probe_video(dst / "videos/run/d.mkv").height == 48
+
+
+def test_refused_folders_are_named(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for dst, says in ((src, "is SRC"), (src / "copy", "is inside SRC"), (tmp_path, "is inside DST")):
+        assert main(["prepare", str(src), str(dst)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and repr(str(dst)) in err
+    assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "dst")]) == 2
+    assert f"source folder not found: {str(tmp_path / 'missing')!r}" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["prepare", str(src), str(tmp_path / "file")]) == 2
+    assert f"DST {str(tmp_path / 'file')!r} is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill"])
+def test_a_stopped_run_leaves_no_partial_video_and_a_rerun_finishes(tmp_path, stop):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    frames = named_frames(240, 240, 320)  # about 0.2 s each to prepare, two at a time
+    for k in range(8):
+        write_video(src / f"v{k}.mp4", frames, fps=30, preset="ultrafast")
+    command = [sys.executable, "-m", "effvid", "prepare", str(src), str(dst), "--workers", "2", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(command, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(dst.glob(".*.effvid-part.mp4")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if stop == "ctrl-c":  # the terminal signals the whole process group
+        os.killpg(proc.pid, signal.SIGINT)
+    else:  # kill PID: the command's process alone, which stops its workers
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.strip()) == ((130, "effvid prepare: interrupted") if stop == "ctrl-c"
+                                              else (128 + signal.SIGTERM, ""))
+    assert not list(dst.glob(".*effvid-part*"))
+    done = list(dst.glob("*.mp4"))
+    assert len(done) < 8 and all(probe_video(video).num_frames == 240 for video in done)  # complete
+    assert "status: not finished" in (dst / REPORT_NAME).read_text()
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.startswith(f"prepared {8 - len(done)} of 8 videos in ")
+    assert [probe_video(p).num_frames for p in sorted(dst.glob("*.mp4"))] == [240] * 8
