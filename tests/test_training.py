@@ -15,7 +15,7 @@ from effvid.errors import UserError
 from effvid.models import create_model
 from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
-from effvid.training.loop import data_wait_hint, lr_factor, train
+from effvid.training.loop import _for_val_data, data_wait_hint, lr_factor, train
 from effvid.training.metrics import per_class_report
 from effvid.training.progress import TimedWait
 
@@ -916,8 +916,13 @@ def test_validation_videos_in_another_folder_with_val_data_root(tmp_path, capsys
         f"effvid train: error: {val_list} line 1: video not found: "
         f"{str(train_videos / 'left' / 'val_left_0000.mp4')!r}; 3 more of the 4 listed videos are missing "
         f"too (the next: {val_list} line 2: video not found: "
-        f"{str(train_videos / 'left' / 'val_left_0001.mp4')!r})\n")
+        f"{str(train_videos / 'left' / 'val_left_0001.mp4')!r}) (--val-data-root gives the folder "
+        "of --val-data's videos)\n")
     assert not run.exists()
+    # the readers' own hints name --data-root, DATA's folder: for --val-data, the flag is another
+    assert _for_val_data("v.csv: none of its 4 listed videos is in '/x': give the videos' folder "
+                         "with --data-root") == ("v.csv: none of its 4 listed videos is in '/x': give "
+                                                 "the videos' folder with --val-data-root")
     assert main([*args, "--val-data-root", str(val_videos)]) == 0
     history = json.loads((run / "history.json").read_text())
     assert (history[0]["train"]["count"], history[0]["val"]["count"]) == (8, 4)

@@ -341,6 +341,14 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
 
 
+def _for_val_data(message: str, missing: bool = False) -> str:
+    """A reader's message about --val-data's videos: the readers name --data-root, the folder
+    of DATA's, which --val-data-root replaces for the validation videos."""
+    if "--data-root" in message:
+        return message.replace("--data-root", "--val-data-root")
+    return message + (" (--val-data-root gives the folder of --val-data's videos)" if missing else "")
+
+
 def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
     (its val/ part if it has train/ and val/; its relative paths resolved against
@@ -378,9 +386,15 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     else:
         train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
         val_split = "val" if has_parts(cfg.val_data) else "all"  # its validation (test) part
-        val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
-                                classes=train_set.classes,
-                                **dict(common, root=cfg.val_data_root or cfg.data_root))
+        val_notice = notice and (lambda text: notice(_for_val_data(text)))
+        try:
+            val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
+                                    classes=train_set.classes,
+                                    **dict(common, root=cfg.val_data_root or cfg.data_root, notice=val_notice))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(e.errno, _for_val_data(e.strerror, missing=True), e.filename) from None
+        except ValueError as e:
+            raise ValueError(_for_val_data(str(e))) from None
     if len(train_set.classes) < 2:
         raise ValueError(f"{cfg.data} has {len(train_set.classes)} class ({', '.join(train_set.classes)}); "
                          "a classifier needs at least 2")
