@@ -78,6 +78,15 @@ def test_indices_past_end_give_last_frame(index_videos):
         read_frames(path, [-1])
 
 
+def test_a_frame_in_the_last_gop_of_an_mpeg_ts(index_videos):
+    # Seeking an MPEG-TS to its last keyframe lands at the end, with no frame left: the reader
+    # gave up ("no frame could be decoded") instead of seeking further back.
+    path = index_videos["ts_h264"]
+    for i in (16, 20, 23):
+        assert indices_of(read_frames(path, [i])) == [i]
+    assert indices_of(read_frames(path, [1000])) == [N_FRAMES - 1]
+
+
 def test_grayscale_video(index_videos):
     got = read_frames(index_videos["mp4_gray"], [2, 17]).int()
     assert (got[..., 0] - got[..., 1]).abs().max() <= 2

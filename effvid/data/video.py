@@ -463,8 +463,8 @@ class _SparseDecoder:
                                           1.0 / float(self.tb)):
                 self.seek(seek_to)
                 first = self._next_frame()
-                if first is None:
-                    break
+                if first is None:  # landed at the end (MPEG-TS, seeking to its last keyframe)
+                    continue
                 ts = _frame_ts(first)
                 self.last = first
                 if ts is None or ts <= threshold + self.frame_pts or seek_to <= self.start_pts:
