@@ -78,6 +78,15 @@ def test_indices_past_end_give_last_frame(index_videos):
         read_frames(path, [-1])
 
 
+def test_a_frame_in_the_last_gop_of_an_mpeg_ts(index_videos):
+    # Seeking an MPEG-TS to its last keyframe lands at the end, with no frame left: the reader
+    # gave up ("no frame could be decoded") instead of seeking further back.
+    path = index_videos["ts_h264"]
+    for i in (16, 20, 23):
+        assert indices_of(read_frames(path, [i])) == [i]
+    assert indices_of(read_frames(path, [1000])) == [N_FRAMES - 1]
+
+
 def test_grayscale_video(index_videos):
     got = read_frames(index_videos["mp4_gray"], [2, 17]).int()
     assert (got[..., 0] - got[..., 1]).abs().max() <= 2
@@ -188,6 +197,7 @@ def _distinct_frames(n, h=48, w=64):
     ("long.mp4", dict(codec="libx264", gop=30)),          # B-frames + full keyframe index
     ("long.mkv", dict(codec="libx264", gop=30)),          # no keyframe index: distance heuristic
     ("long.webm", dict(codec="libvpx-vp9", gop=30)),
+    ("long.avi", dict(codec="libx264", gop=30, options={"bf": "0"})),  # H.264 in AVI, made-up pts
 ])
 def test_sparse_decode_seeks_and_matches_full_decode(video_factory, name, kw, monkeypatch):
     n = 150
@@ -215,6 +225,59 @@ def test_avi_with_b_frames_counts_frames(video_factory, index_frames):
     got = read_frames(p, [20, 1, 7, 7], stats=st)
     assert st["sequential"]
     assert indices_of(got) == [20, 1, 7, 7]
+
+
+@pytest.mark.parametrize("name,options", [("h264_no_b.avi", {"bf": "0"}),
+                                          ("h264_baseline.avi", {"profile": "baseline"})])
+def test_avi_h264_without_b_frames_reads_the_requested_frames(video_factory, index_frames, name, options):
+    # As cameras and baseline encoders write. AVI stores no presentation times: FFmpeg makes up
+    # H.264's as dts + 1 while the stream's start_time stays 0, and index i read frame i - 1.
+    p = video_factory(name, index_frames, fps=FPS, codec="libx264", gop=8, options=options)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        first = next(packet for packet in c.demux(s) if packet.size)
+        assert (s.start_time, first.dts, first.pts) == (0, 0, 1)  # the case under test
+        assert not s.codec_context.has_b_frames
+    full = read_all_frames(p)
+    assert indices_of(full) == list(range(N_FRAMES))
+    for idx in ([0, 3, 10, 23], [23], [1], [8], [23, 0, 12, 12, 7], [9, 16, 17]):
+        for thread_type in ("SLICE", "FRAME"):
+            st = {}
+            got = read_frames(p, idx, thread_type=thread_type, stats=st)
+            assert indices_of(got) == idx and torch.equal(got, full[idx]), (idx, thread_type)
+            assert not st["sequential"]  # by timestamps, seeking
+    st = {}  # every frame in order: one seek, then decoding forward
+    assert indices_of(read_frames(p, range(N_FRAMES), stats=st)) == list(range(N_FRAMES))
+    assert st["seeks"] == 1
+    # counting frames from the start (the reader's fallback for B-frames in AVI) agrees
+    with av.open(str(p)) as c:
+        counted = video_mod._read_sequential(c, c.streams.video[0], [0, 3, 10, 23])
+    assert [decode_frame_index(video_mod.frame_to_rgb(counted[i]), N_FRAMES) for i in (0, 3, 10, 23)] \
+        == [0, 3, 10, 23]
+
+
+def test_mp4_edit_list_that_starts_after_a_keyframe(index_videos, tmp_path):
+    # The first 3 frames of a GOP are decoded but not shown (an edit list cut them, as trimming
+    # without re-encoding does): the first packet's pts lies before start_time, the first frame
+    # shown is index 0.
+    trimmed = tmp_path / "trimmed.mp4"
+    with av.open(str(index_videos["mp4_h264"])) as src, av.open(str(trimmed), "w") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        shift = round(3 / (FPS * stream.time_base))
+        for packet in src.demux(stream):
+            if packet.dts is None:  # the empty flush packet
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, out
+            dst.mux(packet)
+    with av.open(str(trimmed)) as c:
+        s = c.streams.video[0]
+        assert next(packet for packet in c.demux(s) if packet.size).pts < s.start_time == 0
+    full = read_all_frames(trimmed)
+    assert indices_of(full) == list(range(3, N_FRAMES))
+    idx = [0, 5, 12, 20, 1]
+    got = read_frames(trimmed, idx)
+    assert indices_of(got) == [3, 8, 15, 23, 4] and torch.equal(got, full[idx])
 
 
 def test_missing_file():

@@ -51,11 +51,12 @@ ANNOTATION_EXTENSIONS = (".txt", ".csv", ".json", ".lst")
 REPORT_NAME = "effvid-prepare-report.txt"
 _PART = ".effvid-part"  # ".<stem>.effvid-part<ext>": hidden, so datasets never read one
 
-# extension -> (video encoder, audio encoder). AVI: H.264 written there by libx264 (B-frames
-# off) reads back one frame late (the AVI demuxer gives its packets pts = dts + 1), so MPEG-4
-# part 2 at a fixed high quality; and MP2, which starts at time 0: MP3's and AAC's first packets
-# start before it (encoder delay), and the AVI muxer then shifts every stream, the video by a
-# whole frame.
+# extension -> (video encoder, audio encoder). AVI: MPEG-4 part 2 at a fixed high quality, as
+# AVI stores no presentation times and FFmpeg makes up H.264's as dts + 1 (B-frames off or not):
+# read_frames counts H.264 frames from the first, but readers that go by time (effvid.av,
+# players) would show the picture a frame after the sound; and MP2, which starts at time 0:
+# MP3's and AAC's first packets start before it (encoder delay), and the AVI muxer then shifts
+# every stream, the video by a whole frame.
 _ENCODERS = {
     ".mp4": ("libx264", "aac"), ".m4v": ("libx264", "aac"), ".mov": ("libx264", "aac"),
     ".mkv": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"),

@@ -6,10 +6,10 @@ seeks to the keyframe before each target and decodes forward only as far as the
 target, reusing the decoder when the next target is close ahead. On a long video
 this is many times faster than decoding every frame.
 
-Frame index ``i`` means presentation time ``start + i / fps`` where ``fps`` is the
-stream's average frame rate; the returned frame is the first one whose timestamp
-is at or after that time (with half a frame of tolerance for timestamp rounding),
-which also gives sensible answers for variable-frame-rate files.
+Frame index ``i`` means presentation time ``start + i / fps``, where ``start`` is the
+timestamp of the stream's first frame and ``fps`` its average frame rate; the returned frame
+is the first one whose timestamp is at or after that time (with half a frame of tolerance
+for timestamp rounding), which also gives sensible answers for variable-frame-rate files.
 """
 
 from __future__ import annotations
@@ -301,12 +301,34 @@ def _frame_ts(frame) -> int | None:
     return getattr(frame, "dts", None)
 
 
+def _first_pts(container, stream) -> int:
+    """Where frame 0 lies: the presentation timestamp of ``stream``'s first frame, from its first
+    packet (a keyframe, shown first; demuxed, not decoded). ``container`` must be at its beginning.
+
+    That is the stream's start_time, except where FFmpeg's timestamps start later: AVI stores
+    only the decode order (dts = frame number), and FFmpeg makes up H.264's pts as dts + 1 (a
+    guessed reorder delay, B-frames or not) while start_time stays at the first dts, 0; counted
+    from start_time, index i read frame i - 1. The first packet's pts can also lie before
+    start_time: an mp4 edit list that starts after a keyframe has the frames before its start
+    decoded but not shown, and start_time is the first one shown.
+    """
+    start = stream.start_time if stream.start_time is not None else 0
+    try:
+        first = next((p for p in container.demux(stream) if p.size > 0), None)
+    except _AV_ERRORS:
+        return start
+    if first is None or first.pts is None:
+        return start
+    return max(start, first.pts)
+
+
 class _UnreliableTimestamps(Exception):
     """The container's timestamps cannot map frames to indices (e.g. B-frames in AVI)."""
 
 
 class _SparseDecoder:
-    """Forward decoder over one stream that can jump (seek) when a target is far ahead."""
+    """Forward decoder over one stream that can jump (seek) when a target is far ahead.
+    ``container`` must be at its beginning (frame 0's pts is read there: :func:`_first_pts`)."""
 
     def __init__(self, container, stream, path: str, fps: float, seek_ahead_frames: int,
                  skip_nonref: bool):
@@ -315,7 +337,7 @@ class _SparseDecoder:
         self.path = path
         self.tb = stream.time_base or Fraction(1, 1000)
         self.frame_pts = 1.0 / (fps * float(self.tb))  # one frame in pts units
-        self.start_pts = stream.start_time if stream.start_time is not None else 0
+        self.start_pts = _first_pts(container, stream)  # frame 0's pts
         self.seek_ahead = seek_ahead_frames * self.frame_pts
         self.skip_nonref = skip_nonref
         self.keyframes = self._keyframe_table()
@@ -336,7 +358,8 @@ class _SparseDecoder:
 
         mp4/mov/avi index every packet (by decode timestamp); Matroska cues list only
         some keyframes, so they are not usable. With B-frames a keyframe's pts is its
-        dts plus the constant reorder delay, which is the first packet's dts offset.
+        dts plus the constant reorder delay, which is the first packet's dts offset (in AVI,
+        whose H.264 pts FFmpeg makes up as dts + 1, that made-up delay).
         """
         try:
             entries = self.stream.index_entries
@@ -440,8 +463,8 @@ class _SparseDecoder:
                                           1.0 / float(self.tb)):
                 self.seek(seek_to)
                 first = self._next_frame()
-                if first is None:
-                    break
+                if first is None:  # landed at the end (MPEG-TS, seeking to its last keyframe)
+                    continue
                 ts = _frame_ts(first)
                 self.last = first
                 if ts is None or ts <= threshold + self.frame_pts or seek_to <= self.start_pts:
