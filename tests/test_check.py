@@ -12,9 +12,14 @@ def test_check_reports_unreadable_videos_classes_and_ranges(tmp_path, capsys):
     data = tmp_path / "data"
     make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=3, videos_per_class_val=2,
                            num_frames=8, size=32, seed=1)
-    assert main(["check", str(data), "--workers", "0", "--quiet"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    assert main(["check", str(data), "--workers", "0"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert out[0].startswith("checked 10 videos (train 6, val 4) in ")
+    # the progress bar (into a log here: its first and final lines) counts videos, not batches
+    bar = captured.err.splitlines()
+    assert bar[0].startswith("check:   0%|") and bar[0].endswith("| 0/10 [00:00<?, ?video/s]"), bar
+    assert bar[-1].startswith("check: 100%|") and "| 10/10 [" in bar[-1] and bar[-1].endswith("video/s]"), bar
     assert out[1:] == ["unreadable: none",
                        "frames:     8 to 8, median 8",
                        "fps:        8.0 to 8.0, median 8.0",

@@ -207,7 +207,9 @@ def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, ca
     history = [{"epoch": e, "train": {"loss": 1.5 - e / 10, "top1": 0.4}, "val": val, "seconds": 30.0,
                 "bad_samples": [["/data/ucf/a.avi", "no video stream"]]} for e in range(2)]
     (run / "history.json").write_text(json.dumps(history))
-    (run / "last_state.pt").write_bytes(b"not read by info")
+    # info reads the epochs committed in the state (its tensors are not read)
+    torch.save({"model": {"w": torch.zeros(3)}, "epoch": 1, "history": json.dumps(history)},
+               run / "last_state.pt")
     assert main(["info", str(run)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == "model        tsm_resnet_tiny, 4 segments, 3 classes"
@@ -216,6 +218,13 @@ def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, ca
     assert lines[5] == "last epoch   train loss 1.400, top-1 40.0%; val top-1 50.0%, top-5 75.0%"
     assert lines[6] == "unreadable   1 video(s) skipped (history.json)"  # the file that lists it
     assert lines[7] == f"state        stopped: continue with effvid train --output {run} --resume"
+    # a state that cannot be read: the epochs from history.json, and no resume offered
+    (run / "last_state.pt").write_bytes(b"not a state")
+    assert main(["info", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3] == "epochs       2 of 3 (1 min of training and validation)"
+    assert lines[7].startswith(f"state        stopped, and its last_state.pt cannot be read to resume it: "
+                               f"{run / 'last_state.pt'} is not a readable PyTorch checkpoint"), lines[7]
     # a model's flags are refused, not ignored (the run has its own model)
     assert main(["info", str(run), "--size", "112", "--num-segments", "8"]) == 2
     assert capsys.readouterr().err.strip() == (

@@ -239,6 +239,109 @@ def test_a_worker_killed_by_the_kernel_ends_the_run_with_what_to_do(tiny_data, t
         "(this run: 3) or a smaller --batch-size (this run: 8). No epoch was completed; nothing to resume.")
 
 
+# Trains as `effvid train` does; once epoch 1 is saved, the next DataLoader worker started (a
+# pass forks its workers anew) meets a Ctrl-C as a terminal sends it, to the whole process
+# group (the worker too). It comes while the parent's after-fork hooks run, where Python drops
+# exceptions ("Exception ignored in: <function _releaseLock ...>"): the run went on to its end.
+_CTRL_C_AS_A_WORKER_STARTS = """
+import os, signal, sys, time
+from pathlib import Path
+from effvid.cli import main
+
+run = Path(sys.argv[sys.argv.index("--output") + 1])
+sent = []
+
+def ctrl_c_as_a_worker_starts():
+    if sent or not (run / "last_state.pt").exists():
+        return
+    sent.append(1)
+    assert os.getpgid(0) == os.getpid(), "run me in a process group of my own"
+    (run.parent / "sigint_at").write_text(repr(time.time()))
+    os.killpg(0, signal.SIGINT)
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # Python runs the handler here, in the hook
+        pass
+
+os.register_at_fork(after_in_parent=ctrl_c_as_a_worker_starts)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_as_a_data_loading_worker_starts_stops_the_run(tiny_data, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(_CTRL_C_AS_A_WORKER_STARTS)
+    run = tmp_path / "run"
+    args = train_args(tiny_data, run, "--epochs", "3", "--workers", "1")
+    proc = subprocess.run([sys.executable, str(driver), *args], capture_output=True, text=True,
+                          timeout=300, start_new_session=True)  # its killpg reaches it and its workers only
+    ended = time.time()
+    assert (tmp_path / "sigint_at").exists(), proc.stdout + proc.stderr
+    # not trained on (exit 0), nor a worker "died, most likely out of memory" (exit 1), nor a
+    # traceback from the hook or from the worker
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"effvid train: interrupted; the last completed epoch (1 of 3) is saved: continue with "
+        f"effvid train --output {run} --resume"], proc.stderr
+    assert ended - float((tmp_path / "sigint_at").read_text()) < 10
+    assert "epoch 1/3:" in proc.stdout and "epoch 2/3" not in proc.stdout
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0]
+
+
+def test_an_error_after_a_ctrl_c_is_the_interrupt_and_workers_leave_ctrl_c_to_the_run():
+    from torch.utils.data import DataLoader
+
+    from effvid.training.interrupts import StopsOnCtrlC, ctrl_c_recorded
+
+    # A Ctrl-C dropped where Python drops exceptions (an after-fork hook, a __del__), then the
+    # error it caused (its worker ended by it): the interrupt, not "a worker died"
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with ctrl_c_recorded():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # ended by the handler's KeyboardInterrupt
+            except KeyboardInterrupt:
+                pass  # dropped
+            raise RuntimeError("DataLoader worker (pid 7) exited unexpectedly")
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    # without a Ctrl-C an error is its own; the handler is put back either way
+    with pytest.raises(RuntimeError):
+        with ctrl_c_recorded():
+            raise RuntimeError("DataLoader worker (pid 7) exited unexpectedly")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # a dropped Ctrl-C is raised at the next batch
+    with pytest.raises(KeyboardInterrupt), ctrl_c_recorded():
+        batches = iter(StopsOnCtrlC(range(3)))
+        assert next(batches) == 0
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        next(batches)
+
+    # A worker that gets a Ctrl-C (a terminal sends it to the whole process group) goes on: it
+    # used to end (PyTorch's worker catches KeyboardInterrupt and returns), or die of it as it
+    # started, and the run reported "a data-loading worker process died"
+    with ctrl_c_recorded():
+        loader = DataLoader(_SigintInWorker(), batch_size=1, num_workers=1,
+                            multiprocessing_context="fork")
+        assert [int(b) for b in StopsOnCtrlC(loader)] == [0, 1, 2]
+
+
+class _SigintInWorker:
+    """Three items; loading each sends a Ctrl-C to the worker that loads it."""
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:  # the handler runs by now
+            pass
+        return i
+
+
 def test_ctrl_c_while_torch_is_imported_is_one_line(monkeypatch, capsys):
     # -X importtime reports each module as its import ends: once a module inside torch has
     # been imported, torch itself is still being imported, and that is when Ctrl-C comes. The

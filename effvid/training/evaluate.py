@@ -11,6 +11,7 @@ from torch import nn
 from ..errors import UserError
 from .config import AMP_DTYPES
 from .distributed import DistEnv, all_reduce_sum
+from .interrupts import StopsOnCtrlC
 from .metrics import ClassificationMeter
 from .progress import progress_bar
 
@@ -85,7 +86,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int, *
     model.eval()
     meter = ClassificationMeter(num_classes)
     bad = []
-    for batch in progress_bar(loader, desc="eval", enabled=progress and env.is_main):
+    for batch in progress_bar(StopsOnCtrlC(loader), desc="eval", enabled=progress and env.is_main):
         bad.extend(batch["bad"])
         if len(batch["label"]) == 0:
             continue

@@ -41,6 +41,7 @@ from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_proce
                           process_device,
                           build_sampler, close_distributed, init_distributed, set_sampler_epoch)
 from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_readable_clips
+from .interrupts import StopsOnCtrlC, ctrl_c_recorded
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
 from .run_lock import hold_run_folder
@@ -192,6 +193,19 @@ def load_resume_state(folder: Path) -> dict | None:
     if not path.exists():
         return None
     return load_torch_file(path)  # weights_only: tensors and plain data only
+
+
+def committed_history(folder: Path) -> list[dict] | None:
+    """The records of the epochs committed in ``folder`` (its last_state.pt's), or None when it
+    has no state. history.json is written after the commit point and may be an epoch behind:
+    a Ctrl-C between the two writes was reported, and shown by effvid info, as an epoch fewer
+    than a resume continues from. The state's tensors are mapped, not read."""
+    path = folder / "last_state.pt"
+    if not path.exists():
+        return None
+    history = json.loads(load_torch_file(path, mmap=True)["history"])
+    upgrade_bad_samples(history)  # runs written before bad_new
+    return history
 
 
 def epoch_files_missing(folder: Path, history: list[dict]) -> bool:
@@ -432,6 +446,20 @@ def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, clip
     scaler.update()
 
 
+def epoch_report(record: dict, epochs: int, classes: list[str], is_best: bool) -> str:
+    """The lines that say how an epoch went (``record``, its history entry)."""
+    train_stats, val_stats = record["train"], record["val"]
+    waited = (f", {100 * train_stats['data_wait']:.0f}% waiting for data"
+              if "data_wait" in train_stats else "")  # older runs' records do not say
+    lines = [f"epoch {record['epoch'] + 1}/{epochs}: train loss {train_stats['loss']:.3f} "
+             f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
+             + (f" top5 {100 * val_stats['top5']:.1f}%" if "top5" in val_stats else "")
+             + f" | {record['seconds']:.0f}s{waited}" + (" | best" if is_best else "")]
+    if "per_class" in val_stats:
+        lines.append("  val top-1 per class: " + per_class_report(classes, val_stats["per_class"]))
+    return "\n".join(lines)
+
+
 def data_wait_hint(data_wait: float, device: torch.device, workers: int, epoch: int) -> str | None:
     """A note for a GPU run that spent most of an epoch waiting for decoded clips. (On a CPU the
     decoding workers and the step share the cores: more workers do not help there.)"""
@@ -447,7 +475,7 @@ def train_one_epoch(model, loader, optimizer, scaler, precision, cfg, device, ep
     meter = ClassificationMeter(model.num_classes)
     bad: list = []
     start, seen = time.perf_counter(), 0
-    batches = TimedWait(loader)
+    batches = TimedWait(StopsOnCtrlC(loader))
     bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and env.is_main)
     for i, batch in enumerate(bar):
         bad.extend(batch["bad"])
@@ -495,11 +523,13 @@ def train(cfg: TrainConfig) -> dict:
     # 1. set up
     cfg.validate()
     device = resolve_device(cfg.device)
-    env = init_distributed(str(device))
-    with hold_run_folder(cfg.output, env):  # one run at a time in a folder (run_lock.py)
-        result = train_in_held_folder(cfg, device, env)
-        close_distributed(env)  # a run that ended as planned, with or without epochs to do
-        return result
+    # Ctrl-C stops the run also when it comes as the loaders start their workers (interrupts.py)
+    with ctrl_c_recorded():
+        env = init_distributed(str(device))
+        with hold_run_folder(cfg.output, env):  # one run at a time in a folder (run_lock.py)
+            result = train_in_held_folder(cfg, device, env)
+            close_distributed(env)  # a run that ended as planned, with or without epochs to do
+            return result
 
 
 def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
@@ -601,6 +631,14 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         # finished run's folder gets only these (no new TensorBoard file).
         (writer or RunWriter(out, env, tensorboard=False)).epoch_files(
             model, history, classes, metadata, last_epoch_is_best(history, best))
+        if env.is_main:  # its results are printed after these files: the run stopped before
+            last = history[-1]
+            print(f"epoch {last['epoch'] + 1} was saved just before the run stopped; its results, "
+                  "not shown then:")
+            print(epoch_report(last, cfg.epochs, classes, last_epoch_is_best(history, best)))
+            if last.get("bad_count"):
+                print(f"  skipped {last['bad_count']} unreadable video(s) that epoch (all in "
+                      "bad_videos.json)")
     if finished:
         if env.is_main:
             print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
@@ -654,12 +692,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                      "last_state.pt")
         writer.epoch_files(model, history, classes, metadata, is_best)
         if env.is_main:
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_stats['loss']:.3f} "
-                  f"top1 {100 * train_stats['top1']:.1f}% | val top1 {100 * val_stats['top1']:.1f}%"
-                  + (f" top5 {100 * val_stats['top5']:.1f}%" if "top5" in val_stats else "")
-                  + f" | {record['seconds']:.0f}s, {100 * train_stats['data_wait']:.0f}% waiting for data"
-                  + (" | best" if is_best else ""))
-            print("  val top-1 per class: " + per_class_report(classes, val_stats["per_class"]))
+            print(epoch_report(record, cfg.epochs, classes, is_best))
             if bad:
                 print(bad_videos_report(bad))
             hint = None if hinted else data_wait_hint(train_stats["data_wait"], device, cfg.workers, epoch)

@@ -27,11 +27,13 @@ class LogLines:
 
 
 def progress_bar(iterable, *, desc: str, enabled: bool = True, unit: str = "batch", **kwargs) -> tqdm:
-    """A tqdm bar on stderr. On a terminal it redraws ~10 times a second; when stderr is a
-    file or pipe (a log, CI) it writes a line at most every 30 s instead of thousands of
-    carriage-return updates, each on a line of its own."""
+    """A tqdm bar on stderr. On a terminal it redraws ~10 times a second and is cleared when
+    done (the caller prints its result instead); when stderr is a file or pipe (a log, CI) it
+    writes a line at most every 30 s instead of thousands of carriage-return updates, each on a
+    line of its own, and its final state (100%, with the overall rate) when done: a log that
+    kept only the first line, 0%, read as if the bar had stuck."""
     interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, unit=unit, leave=False, disable=not enabled,
+    return tqdm(iterable, desc=desc, unit=unit, leave=not interactive, disable=not enabled,
                 dynamic_ncols=True, mininterval=0.1 if interactive else 30.0,
                 file=sys.stderr if interactive else LogLines(sys.stderr), **kwargs)
 
