@@ -332,3 +332,57 @@ def test_eval_json_lists_each_video_with_its_top_classes(trained, tmp_path, caps
     # the same answers as the metrics
     assert sum(v["correct"] for v in videos) / len(videos) == pytest.approx(stats["top1"])
     assert sum(v["correct"] for v in videos) == sum(stats["confusion"][k][k] for k in range(2))
+
+
+def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_path, capsys):
+    # `effvid eval vids -c RUN/best.safetensors` on the folder the run split itself: "53 videos
+    # ... top-1 100.00%", about 80% of them trained on, and nothing said
+    import shutil
+
+    data, ckpt = trained
+    flat = tmp_path / "flat"
+    shutil.copytree(data / "train", flat)
+    for video in sorted((data / "val").glob("*/*.mp4")):  # 6 videos of each class
+        shutil.copy(video, flat / video.parent.name / f"v_{video.name}")
+    run = tmp_path / "run"
+    assert main(["train", str(flat), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+                 "--scale-size", "32", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+                 "--val-fraction", "0.34", "--no-progress", "--output", str(run)]) == 0
+    held_out = [str(flat / key) for key in json.loads((run / "split.json").read_text())["val"]]
+    assert len(held_out) == 4  # round(6 * 0.34) of each class
+    capsys.readouterr()
+    common = ["-c", str(run / "best.safetensors"), "--workers", "0", "--quiet"]
+    assert main(["eval", str(flat), *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"note: {run} trained on most of these videos (it held out 34% of each class "
+                          "for validation): --held-out evaluates only the held-out ones\n12 videos")
+    report = tmp_path / "e.json"
+    assert main(["eval", str(flat), *common, "--held-out", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"the 4 videos {run} held out of {flat} for validation (split.json)\n4 videos")
+    assert [v["video"] for v in json.loads(report.read_text())["videos"]] == held_out
+    # the run's own validation: the same accuracy as its last epoch
+    history = json.loads((run / "history.json").read_text())
+    assert json.loads(report.read_text())["top1"] == pytest.approx(history[-1]["val"]["top1"])
+    # DATA spelled relative, or moved: the same videos
+    moved = tmp_path / "moved"
+    shutil.copytree(flat, moved)
+    assert main(["eval", str(moved), *common, "--held-out", "--json", str(report)]) == 0
+    assert [v["video"] for v in json.loads(report.read_text())["videos"]] == [
+        p.replace(str(flat), str(moved)) for p in held_out]
+    assert "note:" not in capsys.readouterr().out
+
+    # errors: no run beside the checkpoint, a run that held nothing out, an older run
+    elsewhere = tmp_path / "copy.safetensors"
+    shutil.copy(run / "best.safetensors", elsewhere)
+    assert main(["eval", str(flat), "-c", str(elsewhere), "--held-out"]) == 2
+    assert (f"--held-out evaluates the videos a run held out of its data, as its config.json and "
+            f"split.json say; {tmp_path} has no config.json") in capsys.readouterr().err
+    assert main(["eval", str(data), "-c", str(ckpt), "--held-out"]) == 2
+    assert (f"--held-out: {ckpt.parent} held out nothing of its data, it validated on the validation "
+            f"part of {data} (its val/ folder or published split)") in capsys.readouterr().err
+    assert main(["eval", str(data / "train"), "-c", str(ckpt)]) == 0  # not its DATA: no note
+    assert "note:" not in capsys.readouterr().out
+    (run / "split.json").unlink()
+    assert main(["eval", str(flat), *common, "--held-out"]) == 2
+    assert f"--held-out: {run} has no split.json" in capsys.readouterr().err

@@ -1,4 +1,6 @@
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from effvid.data import (BadSample, TestTransform, TrainTransform, VideoClipDataset, VideoSample,
                          build_dataset, collate_clips, decode_frame_index,
-                         read_list_file, scan_class_folders, stratified_split, write_video)
+                         read_list_file, scan_class_folders, split_key, stratified_split, write_video)
 
 CLASSES = sorted(["down", "grow", "left", "right", "shrink", "up"])
 
@@ -87,7 +89,7 @@ def test_stratified_split_from_flat_folder(index_root):
     again = build_dataset(index_root, "val", num_segments=2, val_fraction=0.5, seed=1)
     assert again.samples == va.samples
     samples, _ = scan_class_folders(index_root)
-    t2, v2 = stratified_split(samples, 0.5, seed=1)
+    t2, v2 = stratified_split(samples, 0.5, seed=1, root=index_root)
     assert v2 == va.samples and t2 == tr.samples
 
 
@@ -290,3 +292,73 @@ def test_all_missing_videos_of_a_list_are_counted_in_one_error(tmp_path, index_r
         f"{str(lst)!r} line 2: video not found: {str(index_root / 'a' / 'nope1.mp4')!r}; 2 more of the 5 "
         f"listed videos are missing too (the next: {str(lst)!r} line 4: video not found: "
         f"{str(index_root / 'b' / 'nope2.mp4')!r})")
+
+
+def _class_files(root, counts):
+    """root/<class>/vNN.mp4 for each class's count: the split reads names, not frames."""
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for k in range(n):
+            (root / cls / f"v{k:02d}.mp4").write_bytes(b"")
+    return root
+
+
+def _sides(root, fraction=0.2, seed=0, previous=None):
+    samples, _ = scan_class_folders(root)
+    train, val = stratified_split(samples, fraction, seed, root=root, previous=previous)
+    return {"train": [split_key(s.path, root) for s in train], "val": [split_key(s.path, root) for s in val]}
+
+
+def test_split_moves_no_other_video_when_videos_are_added_or_removed(tmp_path):
+    # An rng drawn class after class: 3 videos added to one class moved 7 of 12 validation
+    # videos into training, also in classes that got no new video.
+    root = _class_files(tmp_path / "d", {"a": 12, "b": 12, "c": 12, "d": 12})
+    before = _sides(root)
+    assert [sum(k.startswith(c + "/") for k in before["val"]) for c in "abcd"] == [2, 2, 2, 2]  # round(2.4)
+    for k in range(12, 15):
+        (root / "a" / f"v{k:02d}.mp4").write_bytes(b"")
+    (root / "c" / "v05.mp4").unlink()
+    after = _sides(root)
+    for c in "bd":  # classes without a new video: the same validation videos
+        assert [k for k in after["val"] if k.startswith(c + "/")] == [k for k in before["val"] if k.startswith(c + "/")]
+    # c lost a video (its share stays 2): its other validation videos stay
+    assert {k for k in before["val"] if k.startswith("c/")} - {"c/v05.mp4"} <= set(after["val"])
+    moved = set(before["val"]) & set(after["train"])
+    assert len(moved) <= 1  # at most one where a class's count changes its share
+    # a moved DATA folder, or DATA spelled relative, splits the same
+    shutil.copytree(root, tmp_path / "moved")
+    assert _sides(tmp_path / "moved") == after
+    assert _sides(Path(os.path.relpath(root))) == after
+    # another seed, another split
+    assert _sides(root, seed=1) != after
+    for fraction in (0.01, 0.99):  # each class of >= 2 videos keeps one on each side
+        sides = _sides(root, fraction)
+        assert all(any(k.startswith(c + "/") for k in sides[side]) for c in "abcd" for side in ("train", "val"))
+
+
+def test_split_keeps_the_sides_of_a_previous_split(tmp_path):
+    root = _class_files(tmp_path / "d", {"a": 10, "b": 3, "c": 2})
+    first = _sides(root)
+    assert len(first["val"]) == 2 + 1 + 1  # each class with >= 2 videos validates one at least
+    # videos added: the earlier ones keep their sides, the new ones fill each class's share
+    for k in range(10, 16):
+        (root / "a" / f"v{k:02d}.mp4").write_bytes(b"")
+    again = _sides(root, previous=first)
+    assert set(first["val"]) <= set(again["val"]) and set(first["train"]) <= set(again["train"])
+    assert sum(k.startswith("a/") for k in again["val"]) == 3  # round(16 * 0.2)
+    # class c's training video removed: its validation video trains (a class must be learnable)
+    (c_train,) = [k for k in first["train"] if k.startswith("c/")]
+    (c_val,) = [k for k in first["val"] if k.startswith("c/")]
+    (root / c_train).unlink()
+    (root / "c" / "v09.mp4").write_bytes(b"")  # a new one
+    third = _sides(root, previous=again)
+    assert c_val in third["val"] and "c/v09.mp4" in third["train"]
+    (root / "c" / "v09.mp4").unlink()
+    fourth = _sides(root, previous=again)
+    assert c_val in fourth["train"]  # a lone validation video would leave c untrained
+    # b's validation video removed: no trained video moves to validation (it would be measured
+    # on what it learnt); b validates on nothing
+    (b_val,) = [k for k in first["val"] if k.startswith("b/")]
+    (root / b_val).unlink()
+    fifth = _sides(root, previous=again)
+    assert not [k for k in fifth["val"] if k.startswith("b/")]

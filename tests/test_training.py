@@ -1030,3 +1030,137 @@ def test_validation_videos_in_another_folder_with_val_data_root(tmp_path, capsys
     resumed = train(config_from_args(args))
     assert [h["epoch"] for h in resumed["history"]] == [0, 1]
     assert resumed["history"][1]["val"]["count"] == 8
+
+
+def _resume_args(run, *more):
+    from effvid.commands.train import config_from_args, register
+
+    parser = __import__("argparse").ArgumentParser()
+    register(parser.add_subparsers())
+    return config_from_args(parser.parse_args(["train", "--output", str(run), "--resume", *more]))
+
+
+def test_resume_after_the_data_changed_keeps_its_validation_videos(tiny_data, tmp_path, capsys):
+    # Adding 3 videos and resuming moved 7 of 12 validation videos into training, silently.
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_data / "train", flat)
+    run = tmp_path / "run"
+    train(tiny_config(flat, run, epochs=1, val_fraction=0.34))
+    split = json.loads((run / "split.json").read_text())
+    assert (split["seed"], split["val_fraction"]) == (3, 0.34)
+    assert len(split["val"]) == 4 and len(split["train"]) == 8  # round(6 * 0.34) of each class
+    assert all(not key.startswith("/") and key.split("/")[0] in ("left", "right")
+               for key in split["val"] + split["train"])  # relative to DATA
+    for video in sorted((tiny_data / "val").glob("*/*.mp4")):  # 3 new videos in each class
+        shutil.copy(video, flat / video.parent.name / f"new_{video.name}")
+    (flat / split["train"][0]).unlink()  # and a training video of left gone
+    capsys.readouterr()
+    resumed = train(_resume_args(run, "--epochs", "2"))
+    out = capsys.readouterr().out
+    # left 8 videos: round(2.72) = 3 validate; right 9: round(3.06) = 3; one new video each
+    assert ("note: the data has changed since the run started: 6 video(s) added, 1 removed; 0 "
+            "video(s) changed sides; validation: 4 -> 6 videos (2 of them added)\n") in out
+    assert f"resumed from {run / 'last_state.pt'} at epoch 2" in out
+    again = json.loads((run / "split.json").read_text())
+    assert set(split["val"]) <= set(again["val"]) and not set(split["train"]) & set(again["val"])
+    assert resumed["history"][1]["val"]["count"] == 6
+    # unchanged data: nothing to say
+    capsys.readouterr()
+    train(_resume_args(run, "--epochs", "3"))
+    assert "note:" not in capsys.readouterr().out
+    # a run from before split.json resumes, with the split drawn again and a note
+    (run / "split.json").unlink()
+    train(_resume_args(run, "--epochs", "4"))
+    out = capsys.readouterr().out
+    assert (f"note: {run} has no split.json (a run from before effvid saved its held-out split): the "
+            "validation videos are drawn again, and some of them may have been trained on in the "
+            "epochs before\n") in out
+    from effvid.data import scan_class_folders, split_key, stratified_split
+
+    _, fresh = stratified_split(scan_class_folders(flat)[0], 0.34, 3, root=flat)
+    assert json.loads((run / "split.json").read_text())["val"] == [split_key(s.path, flat) for s in fresh]
+
+
+def test_val_fraction_that_would_be_ignored_is_refused(tiny_data, tmp_path):
+    # `effvid train tv --val-fraction 0.5` (tv has train/ and val/) and a --val-fraction beside
+    # --val-data were silently ignored, as --official-split is not
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"^val_fraction=0.5 holds out part of DATA for validation, but "
+                                         rf"{tiny_data} has train/ and val/ folders, whose val/ validates; "
+                                         r"nothing is held out \(drop --val-fraction\)$"):
+        train(tiny_config(tiny_data, run, val_fraction=0.5))
+    with pytest.raises(ValueError, match=rf"^val_fraction=0.3 .*, but --val-data {tiny_data / 'val'} gives "
+                                         "the validation videos; nothing is held out"):
+        train(tiny_config(tiny_data / "train", run, val_data=str(tiny_data / "val"), val_fraction=0.3))
+    assert not run.exists()
+    # a run whose config.json holds one (saved before it was refused) still resumes
+    train(tiny_config(tiny_data, run, epochs=1))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"val_fraction": 0.5}))
+    state = torch.load(run / "last_state.pt", weights_only=True)
+    state["config"] = json.dumps(json.loads(state["config"]) | {"val_fraction": 0.5})
+    torch.save(state, run / "last_state.pt")
+    assert [h["epoch"] for h in train(_resume_args(run, "--epochs", "2"))["history"]] == [0, 1]
+
+
+def test_the_run_summarises_its_data_and_warns_of_classes_it_cannot_learn(tiny_data, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_data / "train", flat)
+    (flat / "still").mkdir()
+    (flat / "still" / "empty.mp4").write_bytes(b"")  # listed, so counted; unreadable when decoded
+    # one batch of all 11 training clips: none is dropped as a ragged last batch
+    train(tiny_config(flat, tmp_path / "run", epochs=1, batch_size=11))
+    out = capsys.readouterr().out
+    assert out.startswith("data: 3 classes, 11 training and 2 validation videos (20% of each class "
+                          "held out, seed 3)\n")
+    assert "warning: every training video of still is unreadable: the model cannot learn it\n" in out
+
+    # a list's typo'd label makes a class of 1 video; a class all held out trains on nothing
+    from effvid.training.loop import build_datasets, data_summary
+
+    videos = sorted(str(p) for p in (tiny_data / "train").glob("*/*.mp4"))
+    lines = [f"{v} {v.split('/')[-2]}" for v in videos]
+    lines[2] = lines[2].replace(" left", " lef")
+    lines.append(f"{videos[0]} up")
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    cfg = tiny_config(tmp_path / "train.txt", tmp_path / "r2", val_fraction=0.8)
+    assert data_summary(*build_datasets(cfg, 3), cfg, 3) == [
+        # left 5: 4 validate, 1 trains; right 6: 5 and 1; lef 1 and up 1: round(0.8) = 1 validates
+        "data: 4 classes, 2 training and 11 validation videos (80% of each class held out, seed 3)",
+        "warning: 2 of 4 classes have no training videos, so the model cannot learn them: lef, up",
+    ]
+    cfg = tiny_config(tmp_path / "train.txt", tmp_path / "r2")
+    assert data_summary(*build_datasets(cfg, 3), cfg, 3)[1:] == [
+        "warning: class 'lef' has 1 training video and 'left' has 4: is 'lef' a typo of 'left'? "
+        "(each label is a class)"]
+
+
+def test_unreadable_videos_are_listed_once_across_a_resume(tiny_data, tmp_path, monkeypatch, capsys):
+    # DATA given relative: the first epochs recorded data/train/left/zero.mp4, the resumed ones
+    # (config.json keeps DATA absolute) the absolute path, and bad_videos.json listed it twice
+    shutil.copytree(tiny_data, tmp_path / "data")
+    (tmp_path / "data" / "train" / "left" / "zero.mp4").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    train(tiny_config("data", run, epochs=1, batch_size=13))  # one batch: every clip is read
+    first = capsys.readouterr().out
+    zero = str(tmp_path / "data" / "train" / "left" / "zero.mp4")
+    assert f"    {zero}: file is empty (0 bytes)" in first
+    train(_resume_args(run, "--epochs", "2"))
+    assert f"    {zero}: file is empty (0 bytes)" in capsys.readouterr().out
+    assert json.loads((run / "bad_videos.json").read_text()) == [
+        {"path": zero, "reason": "file is empty (0 bytes)", "epoch": 0}]
+
+    # an older run's history, with both spellings, lists each video once after a resume
+    from effvid.training.loop import absolute_bad_paths
+
+    history = [{"epoch": 0, "bad_new": [["vids/running/empty.mp4", "empty"], ["./vids/a/x.mp4", "bad"]]},
+               {"epoch": 1, "bad_new": [["/r/vids/running/empty.mp4", "empty"], ["/r/vids/sitting/t.mp4", "cut"]]}]
+    absolute_bad_paths(history, ["/r/vids/running/empty.mp4", "/r/vids/sitting/t.mp4", "/r/vids/a/x.mp4",
+                                 "/r/vids/b/ok.mp4"])
+    assert history == [{"epoch": 0, "bad_new": [["/r/vids/running/empty.mp4", "empty"], ["/r/vids/a/x.mp4", "bad"]]},
+                       {"epoch": 1, "bad_new": [["/r/vids/sitting/t.mp4", "cut"]]}]
+    # a path that two videos end with is left as it was
+    history = [{"epoch": 0, "bad_new": [["x.mp4", "bad"]]}]
+    absolute_bad_paths(history, ["/r/a/x.mp4", "/r/b/x.mp4"])
+    assert history == [{"epoch": 0, "bad_new": [["x.mp4", "bad"]]}]

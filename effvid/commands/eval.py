@@ -8,6 +8,8 @@ integer labels (UCF101's classInd.txt). Views are clips x crops, with logits ave
 x 1 crop is TSM's single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
 Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.
 The original ran both 3-crop protocols at full resolution (256x256 crops): add ``--size 256``.
+A folder (or list) that the run split by ``--val-fraction`` is evaluated whole, training videos
+too, unless ``--held-out`` keeps only the ones the run held out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 from pathlib import Path
 
 from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
-from ..training.config import AMP_DTYPES
+from ..training.config import AMP_DTYPES, TrainConfig
 
 
 def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None,
@@ -50,6 +52,77 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
     if (src / "val").is_dir():
         src = src / "val"
     return scan_class_folders(src, classes=classes)[0]
+
+
+def run_config_beside(checkpoint: str) -> TrainConfig | None:
+    """The configuration of the run whose folder holds ``checkpoint`` (its config.json), or None
+    for a checkpoint kept elsewhere."""
+    from ..training.config import TrainConfig
+
+    path = Path(checkpoint).parent / "config.json"
+    return TrainConfig.load(path) if path.is_file() else None
+
+
+def held_out_samples(source: str, checkpoint: str, classes: list[str], root: str | None, notice=None):
+    """The videos of DATA that the run of ``checkpoint`` held out for validation: its split,
+    drawn again by training's own code from the run's config.json and split.json (which keeps
+    each video's side), labelled with the checkpoint's ``classes``."""
+    import dataclasses
+
+    from ..data import VideoSample
+    from ..training.loop import build_datasets, read_split, split_changes, split_record, splits_by_fraction
+
+    run = Path(checkpoint).parent
+    cfg = run_config_beside(checkpoint)
+    if cfg is None:
+        raise UserError(f"--held-out evaluates the videos a run held out of its data, as its "
+                        f"config.json and split.json say; {run} has no config.json (give the "
+                        "checkpoint in its run folder)")
+    if not splits_by_fraction(cfg):
+        given = (f"--val-data {cfg.val_data}" if cfg.val_data else
+                 f"the validation part of {cfg.data} (its val/ folder or published split)")
+        raise UserError(f"--held-out: {run} held out nothing of its data, it validated on {given}: "
+                        "evaluate that without --held-out")
+    split = read_split(run)
+    if split is None:
+        raise UserError(f"--held-out: {run} has no split.json: it was trained by an effvid from "
+                        "before the held-out split was saved, and that split cannot be drawn again")
+    cfg = dataclasses.replace(cfg, data=source, data_root=root or cfg.data_root)
+    if not splits_by_fraction(cfg):
+        raise UserError(f"--held-out: {source} brings its own validation part (val/ or a published "
+                        f"split); {run} held out part of {cfg.data}, a folder or a list file")
+    train_set, val_set = build_datasets(cfg, cfg.seed, notice=notice, previous_split=split)
+    current = split_record(cfg, cfg.seed, train_set, val_set)
+    if not set(current["train"] + current["val"]) & set(split["train"] + split["val"]):
+        raise UserError(f"--held-out: none of the videos of {source} is one of those {run} "
+                        "split (split.json): give the data it was trained on")
+    if notice and (change := split_changes(split, current)):
+        notice(f"note: {change}")
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({val_set.classes[s.label] for s in val_set.samples} - index.keys())
+    if unknown:
+        raise UserError(f"--held-out: {source} has classes the checkpoint was not trained on: "
+                        f"{', '.join(unknown)}")
+    if notice:
+        notice(f"the {len(val_set)} videos {run} held out of {source} for validation (split.json)")
+    return [VideoSample(s.path, index[val_set.classes[s.label]]) for s in val_set.samples]
+
+
+def trained_on_note(source: str, checkpoint: str) -> str | None:
+    """A note for DATA that the checkpoint's run split by fraction and mostly trained on, or None."""
+    import os
+
+    from ..training.loop import splits_by_fraction
+
+    try:
+        cfg = run_config_beside(checkpoint)
+    except ValueError:  # an unreadable config.json: no note, the evaluation goes on
+        return None
+    if cfg is None or os.path.realpath(source) != os.path.realpath(cfg.data) or not splits_by_fraction(cfg):
+        return None
+    return (f"note: {Path(checkpoint).parent} trained on most of these videos (it held out "
+            f"{100 * cfg.val_fraction:g}% of each class for validation): --held-out evaluates "
+            "only the held-out ones")
 
 
 def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
@@ -93,8 +166,16 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     # said before reading: an error about a label's number names no file
     if say and not args.classes and (found := find_class_file(args.data)) is not None:
         say(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
-    samples = eval_samples(args.data, classes, args.data_root, args.classes, args.official_split,
-                           notice=say)
+    if args.held_out:
+        if args.classes or args.official_split:  # the run's own settings draw its split
+            raise UserError(f"--held-out takes the run's settings from its config.json (drop "
+                            f"{'--classes' if args.classes else '--official-split'})")
+        samples = held_out_samples(args.data, args.checkpoint, classes, args.data_root, notice=say)
+    else:
+        samples = eval_samples(args.data, classes, args.data_root, args.classes, args.official_split,
+                               notice=say)
+        if say and (note := trained_on_note(args.data, args.checkpoint)):
+            say(note)
     dataset = test_dataset(samples, meta, num_segments=model.num_segments, num_clips=args.clips,
                            num_crops=args.crops, twice=args.twice, sampling=args.sampling,
                            size=args.size, scale_size=args.scale_size)
@@ -146,6 +227,9 @@ def register(sub) -> None:
     p.add_argument("--official-split", type=int, choices=(1, 2, 3),
                    help="with HMDB51's or UCF101's split folder as DATA: which split's test part "
                         "(default: 1)")
+    p.add_argument("--held-out", action="store_true",
+                   help="with the DATA a run split by --val-fraction: only the videos it held out "
+                        "for validation (from config.json and split.json beside the checkpoint)")
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")

@@ -4,7 +4,7 @@ from .datasets import (BadSample, VideoClipDataset, VideoSample, build_dataset, 
                        find_class_file, find_files, has_parts, has_split_folders, read_class_file,
                        read_kinetics_annotations, read_list_file, read_samples,
                        read_something_annotations, read_split_folder, scan_class_folders,
-                       split_folder_kind, stratified_split)
+                       split_folder_kind, split_key, stratified_split)
 from .sampling import dense_indices, dense_test_clips, segment_bounds, segment_indices, test_clips
 from .synthetic import (SYNTHETIC_CLASSES, decode_frame_index, index_pattern_frames,
                         make_synthetic_dataset, render_motion_clip)
@@ -23,7 +23,7 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "to_chw", "normalize_clip", "multi_scale_crop_params",
     "TrainTransform", "TestTransform",
     # datasets
-    "VideoSample", "BadSample", "find_files", "has_parts", "has_split_folders", "scan_class_folders", "read_list_file", "stratified_split",
+    "VideoSample", "BadSample", "find_files", "has_parts", "has_split_folders", "scan_class_folders", "read_list_file", "split_key", "stratified_split",
     "read_class_file", "find_class_file", "read_something_annotations", "read_kinetics_annotations",
     "read_samples", "split_folder_kind", "read_split_folder",
     "VideoClipDataset", "collate_clips", "build_dataset",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -53,6 +54,7 @@ __all__ = [
     "read_something_annotations",
     "read_kinetics_annotations",
     "read_samples",
+    "split_key",
     "stratified_split",
     "VideoClipDataset",
     "collate_clips",
@@ -855,29 +857,70 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     return reader(path, root=root, classes=classes, class_numbers=class_numbers, missing=missing)
 
 
-def stratified_split(samples: Sequence[VideoSample], val_fraction: float = 0.2,
-                     seed: int = 0) -> tuple[list[VideoSample], list[VideoSample]]:
-    """Deterministic per-class split: round(n * val_fraction) of each class go to val.
+def split_key(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
+    """A video's name in a split: its path relative to ``root`` (DATA's folder), with ``/``
+    between folders, so that a moved DATA folder, or DATA spelled absolute or relative, gives
+    the same split. Without ``root``, the path as given."""
+    if root is None:
+        return Path(path).as_posix()
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
 
-    Classes with >= 2 videos keep at least one on each side when 0 < val_fraction < 1.
-    The result depends only on the samples (sorted by path) and ``seed``.
+
+def _split_rank(seed: int, key: str) -> bytes:
+    # a hash, not an rng drawn in turn: a video's rank depends on nothing but itself and the seed
+    return hashlib.blake2b(f"{seed}/{key}".encode(), digest_size=8).digest()
+
+
+def stratified_split(samples: Sequence[VideoSample], val_fraction: float = 0.2, seed: int = 0, *,
+                     root: str | os.PathLike | None = None,
+                     previous: Mapping[str, Sequence[str]] | None = None,
+                     ) -> tuple[list[VideoSample], list[VideoSample]]:
+    """Deterministic per-class split: within each class the videos are ranked by a hash of
+    ``seed`` and their :func:`split_key` (the path relative to ``root``), and the first
+    round(n * val_fraction) validate. Classes with >= 2 videos keep at least one on each side
+    when 0 < val_fraction < 1.
+
+    A video's side depends only on its own rank among its class's: adding or removing videos
+    moves few others (an rng drawn class after class moved most of every later class).
+
+    ``previous``: an earlier split of (mostly) the same videos, ``{"train": [keys], "val":
+    [keys]}``, as a resumed run saved it. Its videos keep their sides; the videos it does not
+    know fill each class's validation share in rank order, the rest train. A trained video never
+    moves to validation; a validation video moves to training only when its class would
+    otherwise have no training video (where a new split would give it one).
+
+    Both lists are sorted by (label, path).
     """
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    by_class: dict[int, list[VideoSample]] = {}
-    for s in sorted(samples, key=lambda s: (s.label, s.path)):
-        by_class.setdefault(s.label, []).append(s)
-    rng = np.random.default_rng(seed)
+    was_val = set(previous["val"]) if previous is not None else set()
+    was_train = set(previous["train"]) if previous is not None else set()
+    by_class: dict[int, list[tuple[bytes, str, VideoSample]]] = {}
+    for s in samples:
+        key = split_key(s.path, root)
+        by_class.setdefault(s.label, []).append((_split_rank(seed, key), key, s))
     train, val = [], []
     for label in sorted(by_class):
-        items = by_class[label]
-        order = rng.permutation(len(items))
-        n_val = int(round(len(items) * val_fraction))
-        if 0 < val_fraction < 1 and len(items) >= 2:
-            n_val = min(max(n_val, 1), len(items) - 1)
-        val += [items[i] for i in sorted(order[:n_val])]
-        train += [items[i] for i in sorted(order[n_val:])]
-    return train, val
+        ranked = sorted(by_class[label])
+        items = [s for _, _, s in ranked]
+        keys = {s: key for _, key, s in ranked}
+        n = len(items)
+        n_val = int(round(n * val_fraction))
+        if 0 < val_fraction < 1 and n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        if previous is None:
+            chosen = items[:n_val]
+        else:
+            kept = [s for s in items if keys[s] in was_val]
+            new = [s for s in items if keys[s] not in was_val and keys[s] not in was_train]
+            chosen = kept + new[:max(n_val - len(kept), 0)]
+            if len(chosen) == n > n_val:  # nothing left to train on: the last ranked trains
+                chosen.remove(max(chosen, key=items.index))
+        chosen_set = set(chosen)
+        val += [s for s in items if s in chosen_set]
+        train += [s for s in items if s not in chosen_set]
+    order = lambda s: (s.label, s.path)  # noqa: E731
+    return sorted(train, key=order), sorted(val, key=order)
 
 
 class VideoClipDataset(torch.utils.data.Dataset):
@@ -1052,7 +1095,8 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                                                   classes=classes)
         else:
             everything, classes = scan_class_folders(src, classes=classes)
-            tr, va = stratified_split(everything, val_fraction, seed) if split != "all" else (everything, [])
+            tr, va = (stratified_split(everything, val_fraction, seed, root=src) if split != "all"
+                      else (everything, []))
             samples = va if split == "val" else tr
     else:
         raise FileNotFoundError(errno.ENOENT, f"dataset source not found: {str(src)!r}", str(src))

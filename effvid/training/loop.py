@@ -76,7 +76,7 @@ class RunWriter:
 
     # what a run writes; --overwrite removes an earlier run's before the new one starts
     RUN_FILES = ("config.json", "history.json", "last.safetensors", "last_state.pt",
-                 "best.safetensors", "curves.png", "confusion.png", "bad_videos.json")
+                 "best.safetensors", "curves.png", "confusion.png", "bad_videos.json", "split.json")
 
     def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False,
                  tensorboard: bool = True):
@@ -185,6 +185,122 @@ def upgrade_bad_samples(history: list[dict]) -> None:
             h["bad_new"] = first_seen(bad, seen)
         else:
             seen.update(path for path, _ in h["bad_new"])
+
+
+def split_record(cfg: TrainConfig, seed: int, train_set, val_set) -> dict:
+    """What split.json keeps of a held-out split: each side's videos by :func:`split_key`, so
+    that a resume (and ``effvid eval --held-out``) keeps them where they were when DATA changed."""
+    from ..data import split_key
+
+    root = split_root(cfg)
+    return {"seed": seed, "val_fraction": cfg.val_fraction,
+            "train": [split_key(s.path, root) for s in train_set.samples],
+            "val": [split_key(s.path, root) for s in val_set.samples]}
+
+
+def read_split(folder: Path) -> dict | None:
+    """A run's split.json (:func:`split_record`), or None where it has none (runs from before
+    it was saved)."""
+    path = Path(folder) / "split.json"
+    try:
+        split = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+    if not (isinstance(split, dict) and isinstance(split.get("train"), list) and isinstance(split.get("val"), list)):
+        raise ValueError(f"{path} is not a split (a JSON object with lists 'train' and 'val')")
+    return split
+
+
+def split_changes(previous: dict, current: dict) -> str | None:
+    """One line on how the videos of ``current`` differ from those of ``previous`` (two
+    :func:`split_record`), or None when they are the same videos on the same sides."""
+    before = {k: "train" for k in previous["train"]} | {k: "val" for k in previous["val"]}
+    now = {k: "train" for k in current["train"]} | {k: "val" for k in current["val"]}
+    added, removed = now.keys() - before.keys(), before.keys() - now.keys()
+    moved = sum(now[k] != before[k] for k in now.keys() & before.keys())
+    if not (added or removed or moved):
+        return None
+    new_val = sum(now[k] == "val" for k in added)
+    return (f"the data has changed since the run started: {len(added)} video(s) added, "
+            f"{len(removed)} removed; {moved} video(s) changed sides; validation: "
+            f"{len(previous['val'])} -> {len(current['val'])} videos ({new_val} of them added)")
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether one letter substituted, inserted or deleted makes ``a`` into ``b``."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k in range(len(a)) if a[k] != b[k]), len(a))
+    return a[i + (len(a) == len(b)):] == b[i + 1:]
+
+
+def data_summary(train_set, val_set, cfg: TrainConfig, seed: int) -> list[str]:
+    """The run's first word on its data: one line of counts, and a warning for each class the
+    model cannot learn (no training video) and each label that looks like a typo (a class of
+    one training video one letter away from a class of more: "jumpin" beside "jumping")."""
+    classes = train_set.classes
+    trains = np.bincount(train_set.labels, minlength=len(classes))
+    held = (f" ({100 * cfg.val_fraction:g}% of each class held out, seed {seed})"
+            if splits_by_fraction(cfg) else "")
+    lines = [f"data: {len(classes)} classes, {len(train_set):,} training and {len(val_set):,} "
+             f"validation videos{held}"]
+    untrained = [c for c, n in zip(classes, trains) if n == 0]
+    if untrained:
+        names = ", ".join(untrained[:10]) + (f" and {len(untrained) - 10} more" if len(untrained) > 10 else "")
+        one = len(untrained) == 1
+        lines.append(f"warning: {len(untrained)} of {len(classes)} classes {'has' if one else 'have'} no "
+                     f"training videos, so the model cannot learn {'it' if one else 'them'}: {names}")
+    for c, n in zip(classes, trains):
+        if n != 1:
+            continue
+        near = [(o, m) for o, m in zip(classes, trains) if m > 1 and _one_edit_apart(c, o)]
+        if near:
+            other, m = max(near, key=lambda pair: pair[1])
+            lines.append(f"warning: class {c!r} has 1 training video and {other!r} has {m}: is "
+                         f"{c!r} a typo of {other!r}? (each label is a class)")
+    return lines
+
+
+def unlearnable_classes(train_set, unreadable: set[str]) -> list[str]:
+    """The classes that have training videos, all of them unreadable (a class folder holding
+    one zero-byte file): listed, they count in the summary, but nothing trains them."""
+    paths: dict[int, list[str]] = {}
+    for s in train_set.samples:
+        paths.setdefault(s.label, []).append(s.path)
+    return [train_set.classes[label] for label, ps in sorted(paths.items())
+            if all(p in unreadable for p in ps)]
+
+
+def absolute_bad_paths(history: list[dict], videos: list[str]) -> None:
+    """Runs before paths were made absolute recorded unreadable videos as DATA was spelled:
+    relative ones before a resume, absolute ones after it (config.json keeps DATA absolute), so
+    bad_videos.json listed a video twice. Rewrite each relative path as the one video of the
+    run's data (``videos``, absolute) whose path ends with it, and keep each video once, in the
+    epoch that first met it."""
+    if all(os.path.isabs(path) for h in history for path, _ in h["bad_new"]):
+        return
+    by_tail: dict[str, str | None] = {}
+    for video in videos:
+        parts = Path(video).parts
+        for k in range(1, len(parts)):
+            tail = os.path.join(*parts[k:])
+            by_tail[tail] = video if by_tail.get(tail, video) == video else None  # None: two videos
+    seen: set[str] = set()
+    for h in history:
+        kept = []
+        for path, reason in h["bad_new"]:
+            if not os.path.isabs(path):
+                parts = Path(os.path.normpath(path)).parts
+                tail = os.path.join(*[p for p in parts if p != os.pardir] or [path])
+                path = by_tail.get(tail) or path
+            if path not in seen:
+                seen.add(path)
+                kept.append([path, reason])
+        h["bad_new"] = kept
 
 
 def load_resume_state(folder: Path) -> dict | None:
@@ -355,6 +471,36 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
 
 
+def splits_by_fraction(cfg: TrainConfig) -> bool:
+    """Whether the run holds out ``val_fraction`` of DATA: neither ``val_data`` nor DATA's own
+    parts (train/ and val/, HMDB51's or UCF101's split folder) give the validation videos."""
+    from ..data import has_parts
+
+    return cfg.val_data is None and not has_parts(cfg.data)
+
+
+def split_root(cfg: TrainConfig) -> str:
+    """The folder a held-out split names its videos relative to (:func:`split_key`): DATA, or
+    for a list or annotation file the folder its relative paths start from."""
+    data = Path(cfg.data)
+    return str(data if data.is_dir() else Path(cfg.data_root) if cfg.data_root else data.parent)
+
+
+def unused_val_fraction(cfg: TrainConfig) -> str | None:
+    """Why a ``val_fraction`` other than the default would be ignored (the validation videos
+    come from elsewhere), or None: refused, not ignored, as official_split is."""
+    if cfg.val_fraction == TrainConfig.val_fraction or splits_by_fraction(cfg):
+        return None
+    if cfg.val_data is not None:
+        where = f"--val-data {cfg.val_data} gives the validation videos"
+    elif split_folder_kind(cfg.data):
+        where = f"{cfg.data} is a split folder, whose published split gives the validation videos"
+    else:
+        where = f"{cfg.data} has train/ and val/ folders, whose val/ validates"
+    return (f"val_fraction={cfg.val_fraction} holds out part of DATA for validation, but {where}; "
+            "nothing is held out (drop --val-fraction)")
+
+
 def _for_val_data(message: str, missing: bool = False) -> str:
     """A reader's message about --val-data's videos: the readers name --data-root, the folder
     of DATA's, which --val-data-root replaces for the validation videos."""
@@ -363,16 +509,18 @@ def _for_val_data(message: str, missing: bool = False) -> str:
     return message + (" (--val-data-root gives the folder of --val-data's videos)" if missing else "")
 
 
-def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
+def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previous_split: dict | None = None):
     """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
     (its val/ part if it has train/ and val/; its relative paths resolved against
     ``val_data_root``, default ``data_root``); without, ``data``'s val/ part or a split of it
     drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
     state keep: a resume, or a new run from that config.json, gets the same split).
+    ``previous_split`` (a run's split.json, :func:`split_record`) keeps its videos on their
+    sides (:func:`~effvid.data.stratified_split`).
     ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        has_parts, read_class_file, read_samples, stratified_split)
+                        has_parts, read_class_file, stratified_split)
 
     if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
         # it would be ignored: only these folders have published splits
@@ -387,10 +535,11 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None):
     common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
                   val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers,
                   official_split=cfg.official_split, notice=notice)
-    if Path(cfg.data).is_file() and cfg.val_data is None:
-        samples, classes = read_samples(cfg.data, root=cfg.data_root, class_numbers=class_numbers,
-                                        notice=notice)
-        train_samples, val_samples = stratified_split(samples, cfg.val_fraction, seed)
+    if splits_by_fraction(cfg):  # a folder of class folders, or a list or annotation file
+        everything = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
+        train_samples, val_samples = stratified_split(everything.samples, cfg.val_fraction, seed,
+                                                      root=split_root(cfg), previous=previous_split)
+        classes = everything.classes
         train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
         val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
     elif cfg.val_data is None:
@@ -537,14 +686,34 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
     check_run_folder(cfg, resume, env)
+    if resume is None and (why := unused_val_fraction(cfg)):  # a resumed run's config may hold one
+        raise ValueError(why)
+    # Input paths made absolute, as config.json keeps them (so that `effvid train --output RUN
+    # --resume` finds the data from any working folder): the videos' paths in reports and
+    # bad_videos.json then read the same before and after a resume.
+    cfg = dataclasses.replace(cfg, **{k: os.path.abspath(getattr(cfg, k)) for k in INPUT_PATHS
+                                      if getattr(cfg, k)})
     seed = run_seed(cfg, env, resume)
     seed_everything(seed)  # model initialisation: the same on every process
 
     # 2. data
     if env.is_main:  # before reading: an error about a label's number names no file
         print_found_class_file(cfg)
+    # a held-out split keeps the sides the run drew when DATA changes (videos added or removed)
+    previous_split = read_split(out) if resume is not None and splits_by_fraction(cfg) else None
     # the videos a Kinetics CSV lists but the download lacks: said once, by the main process
-    train_set, val_set = build_datasets(cfg, seed, notice=print if env.is_main else None)
+    train_set, val_set = build_datasets(cfg, seed, notice=print if env.is_main else None,
+                                        previous_split=previous_split)
+    split = split_record(cfg, seed, train_set, val_set) if splits_by_fraction(cfg) else None
+    if env.is_main:
+        print("\n".join(data_summary(train_set, val_set, cfg, seed)))
+        if split is not None and resume is not None:
+            change = (split_changes(previous_split, split) if previous_split is not None else
+                      f"{out} has no split.json (a run from before effvid saved its held-out split): "
+                      "the validation videos are drawn again, and some of them may have been "
+                      "trained on in the epochs before")
+            if change:
+                print(f"note: {change}")
     classes = list(train_set.classes)
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
@@ -614,15 +783,13 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         start_epoch, best = resume["epoch"] + 1, resume["best"]
         history = json.loads(resume["history"])
         upgrade_bad_samples(history)
+        absolute_bad_paths(history, [s.path for s in train_set.samples + val_set.samples])
     elif cfg.resume and env.is_main:
         print(f"nothing to resume in {out}; starting from scratch")
     # Only now, with the data, the model and any resume state known to be valid, is the run
     # folder written: a failed start leaves an existing run alone. The saved configuration
     # holds the seed actually used, so that it repeats a seedless run too.
-    # Input paths made absolute, so that `effvid train --output RUN --resume` finds the data
-    # from any working folder (a list file's entries are relative to the list file anyway).
-    inputs = {k: os.path.abspath(getattr(cfg, k)) for k in INPUT_PATHS if getattr(cfg, k)}
-    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False, **inputs).to_json()
+    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
     finished = resume is not None and start_epoch >= cfg.epochs
     writer = None if finished else RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
     if resume is not None and epoch_files_missing(out, history):
@@ -647,10 +814,13 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     if resume is not None and env.is_main:
         print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
     writer.text("config.json", run_config)
+    if split is not None:
+        writer.text("split.json", json.dumps(split, indent=0))
 
     # 5. epochs
     seen_bad = {path for h in history for path, _ in h["bad_new"]}  # a resumed run's too
     hinted = False  # data_wait_hint: once a run
+    unlearnable_said: set[str] = set()
     for epoch in range(start_epoch, cfg.epochs):
         # Every random stream of an epoch depends only on (seed, epoch, rank), so a resumed
         # run repeats exactly what the uninterrupted run would have done.
@@ -695,6 +865,11 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             print(epoch_report(record, cfg.epochs, classes, is_best))
             if bad:
                 print(bad_videos_report(bad))
+            unlearnable = [c for c in unlearnable_classes(train_set, seen_bad) if c not in unlearnable_said]
+            if unlearnable:
+                unlearnable_said.update(unlearnable)
+                print(f"warning: every training video of {', '.join(unlearnable)} is unreadable: the "
+                      "model cannot learn " + ("it" if len(unlearnable) == 1 else "them"))
             hint = None if hinted else data_wait_hint(train_stats["data_wait"], device, cfg.workers, epoch)
             if hint:
                 print(hint)
