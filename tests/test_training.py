@@ -672,6 +672,32 @@ def test_crashes_around_the_commit_point_keep_best_and_history(tiny_data, tmp_pa
             torch.testing.assert_close(v, committed["model"][k], rtol=0, atol=0, msg=k)
 
 
+def test_curves_use_one_colour_per_split_in_both_panels():
+    # the accuracy panel drew val blue and train orange, the loss panel train blue and val orange
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from effvid.training.plots import curves_figure
+
+    history = [{"epoch": e, "train": {"loss": 2.0 - e, "top1": 0.3 + 0.1 * e},
+                "val": {"loss": 2.5 - e, "top1": 0.2 + 0.1 * e}} for e in range(2)]
+    fig = curves_figure(history)
+    try:
+        ax_loss, ax_acc = fig.axes
+        loss = {line.get_label(): line for line in ax_loss.get_lines()}
+        acc = {line.get_label(): line for line in ax_acc.get_lines()}
+        assert sorted(loss) == ["train", "val"] and sorted(acc) == ["train top-1", "val top-1"]
+        for split in ("train", "val"):
+            assert (matplotlib.colors.to_hex(loss[split].get_color())
+                    == matplotlib.colors.to_hex(acc[f"{split} top-1"].get_color())), split
+        assert (matplotlib.colors.to_hex(loss["train"].get_color())
+                != matplotlib.colors.to_hex(loss["val"].get_color()))
+        assert list(loss["val"].get_ydata()) == [2.5, 1.5]
+        assert list(acc["train top-1"].get_ydata()) == pytest.approx([30.0, 40.0])
+    finally:
+        plt.close(fig)
+
+
 def test_write_failures_name_the_file_and_keep_the_previous_one(tmp_path, monkeypatch):
     import matplotlib.figure
 
