@@ -332,3 +332,29 @@ def test_eval_json_lists_each_video_with_its_top_classes(trained, tmp_path, caps
     # the same answers as the metrics
     assert sum(v["correct"] for v in videos) / len(videos) == pytest.approx(stats["top1"])
     assert sum(v["correct"] for v in videos) == sum(stats["confusion"][k][k] for k in range(2))
+
+
+def test_a_resume_state_given_as_weights_points_to_the_runs_weights(trained, tmp_path, capsys):
+    # predict said "is a PyTorch checkpoint ... convert it with effvid convert", and convert then
+    # "does not hold a state dict of tensors"; only train --init-weights knew the file
+    data, ckpt = trained
+    run = ckpt.parent
+    state = run / "last_state.pt"
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    said = (f"{state} is a run's resume state, not weights: use {run / 'best.safetensors'} or "
+            f"{run / 'last.safetensors'} (effvid train --output {run} --resume continues that run)")
+    for args in (["predict", video, "-c", str(state)], ["eval", str(data), "-c", str(state)],
+                 ["info", str(state)], ["convert", str(state), str(tmp_path / "w.safetensors")],
+                 ["stream", video, "-c", str(state)],
+                 ["train", str(data), "--init-weights", str(state), "--output", str(tmp_path / "t")]):
+        assert main(args) == 2, args
+        assert capsys.readouterr().err == f"effvid {args[0]}: error: {said}\n", args
+    assert not (tmp_path / "w.safetensors").exists() and not (tmp_path / "t").exists()
+    # a renamed copy is known by what it holds; a folder with only the state says that
+    copy = tmp_path / "state.pt"
+    copy.write_bytes(state.read_bytes())
+    assert main(["convert", str(copy), str(tmp_path / "w.safetensors")]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid convert: error: {copy} is a run's resume state, not weights: its folder {tmp_path} "
+        f"has no best.safetensors or last.safetensors (effvid train --output {tmp_path} --resume "
+        "continues that run)\n")

@@ -462,8 +462,9 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     assert set(match_shift_wrappers(tsm_keys, tsn_keys)) == set(tsn_keys)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last_state.pt").write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match=r"last_state.pt is a run's resume state: start from its "
-                                         r"weights, .*run/best.safetensors or last.safetensors"):
+    (tmp_path / "run" / "best.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"last_state.pt is a run's resume state, not weights: "
+                                         r"use .*run/best.safetensors \(effvid train --output "):
         load_init_weights(tsm, tmp_path / "run" / "last_state.pt", ["left", "right"], "tsm_resnet_tiny")
     div4 = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4, shift_div=4)
     said = load_init_weights(div4, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")

@@ -280,10 +280,6 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
     that differ from ``model``'s (the weights load, but compute something else: a TSN's into a
     TSM, a bidirectional shift's into a causal one; fine-tuning adapts them)."""
     new_fc = f"a new classifier for {len(classes)} classes"
-    if Path(path).name == "last_state.pt":  # read as a release checkpoint it "holds no state dict"
-        raise ValueError(f"{path} is a run's resume state: start from its weights, "
-                         f"{Path(path).parent / 'best.safetensors'} or last.safetensors, or continue "
-                         f"that run with effvid train --output {Path(path).parent} --resume")
     if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
         from ..models.tsm_checkpoint import tsm_init_state_dict
 
