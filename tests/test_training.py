@@ -328,6 +328,38 @@ def test_quickstart_tsm_learns_order_that_tsn_cannot(tmp_path, capsys):
     assert len(videos) == 75 and left >= 0.9 and right >= 0.9, (left, right)
 
 
+def test_quickstart_table_shows_the_epoch_its_checkpoint_holds(tmp_path, capsys):
+    # the table printed the last epoch (TSM 10.0%) next to best.safetensors (its best epoch:
+    # 16.7%, which effvid eval gave), and judged a 2-epoch run by the 12-epoch run's 90%
+    from effvid.cli import main
+    from effvid.commands.quickstart import PAIRS, pair_accuracy
+
+    out = tmp_path / "qs"
+    # a high learning rate: the second epoch overshoots, below the first
+    assert main(["quickstart", "--output", str(out), "--epochs", "2", "--videos-per-class", "4",
+                 "--lr", "0.03", "--workers", "0", "--quiet", "--device", "cpu"]) == 0  # no verdict
+    printed = capsys.readouterr().out.splitlines()
+    histories = {k: json.loads((out / k / "history.json").read_text()) for k in ("tsn", "tsm")}
+    best = {k: max(h, key=lambda e: (e["val"]["top1"], -e["epoch"])) for k, h in histories.items()}
+    assert best["tsm"]["epoch"] == 0 and histories["tsm"][-1]["val"]["top1"] < best["tsm"]["val"]["top1"]
+    classes = load_weights(out / "tsm" / "best.safetensors")[1]["classes"]
+    start = printed.index("validation accuracy (top-1)       TSN      TSM")
+    pct = {k: [100 * best[k]["val"]["top1"]] + [100 * pair_accuracy(best[k]["val"]["confusion"], classes, p)
+                                                 for p in PAIRS] for k in ("tsn", "tsm")}
+    rows = ["  all 6 classes", "   left vs right", "     up vs down", "   grow vs shrink"]
+    assert printed[start + 1:start + 6] == [
+        f"{'  best epoch (of 2)':<32}{best['tsn']['epoch'] + 1:5d}        1",
+        *[f"{row:<32}{pct['tsn'][i]:5.1f}%   {pct['tsm'][i]:5.1f}%" for i, row in enumerate(rows)]]
+    assert printed[start + 8] == f"TSM checkpoint: {out / 'tsm' / 'best.safetensors'} (epoch 1)"
+    assert printed[-1] == ("(the expected TSM accuracy, 90%, is for the default settings; this run changed "
+                           "--epochs, --videos-per-class, --lr)")
+    # the checkpoint it points to scores what the table says
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(out / "data"), "-c", str(out / "tsm" / "best.safetensors"), "--workers", "0",
+                 "--quiet", "--device", "cpu", "--json", str(report)]) == 0
+    assert f"{100 * json.loads(report.read_text())['top1']:5.1f}%" == f"{pct['tsm'][0]:5.1f}%"
+
+
 def test_config_types_ranges_and_finite_numbers():
     # a config file is JSON: "0.01" or "false" must not pass as a number or a bool
     for values, match in [({"lr": "0.01"}, "lr='0.01': expected float"),
