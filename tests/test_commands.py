@@ -245,8 +245,11 @@ def test_eval_lists_the_first_10_unreadable_videos(trained, tmp_path, capsys):
     shutil.copytree(data / "val", root)
     for k in range(12):
         (root / "left" / f"broken_{k:02d}.mp4").write_bytes(b"")
+    # exit status 0: the results are valid for the 4 videos read; stderr says they are not of all
     assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert captured.err == "effvid eval: 12 of 16 videos could not be read; the results are of the other 4\n"
     assert "  skipped 12 unreadable video(s):" in out, out
     # each named once, with its reason (which repeated the path)
     assert out.count("broken_") == 10 and "left/broken_00.mp4: file is empty (0 bytes)\n" in out, out
@@ -255,8 +258,11 @@ def test_eval_lists_the_first_10_unreadable_videos(trained, tmp_path, capsys):
     report = tmp_path / "e.json"
     assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
     assert f"... and 2 more (all in {report})" in capsys.readouterr().out
-    assert sorted(p.rsplit("/", 1)[1] for p, _ in json.loads(report.read_text())["bad"]) == \
-        [f"broken_{k:02d}.mp4" for k in range(12)]
+    # as effvid check lists them: {"path", "reason"} objects under "unreadable"
+    saved = json.loads(report.read_text())
+    assert "bad" not in saved and saved["count"] == 4
+    assert sorted(saved["unreadable"], key=lambda b: b["path"]) == [
+        {"path": str(root / "left" / f"broken_{k:02d}.mp4"), "reason": "file is empty (0 bytes)"} for k in range(12)]
 
 
 def test_eval_refuses_classes_for_a_folder(trained, capsys):
