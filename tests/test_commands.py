@@ -364,3 +364,20 @@ def test_a_resume_state_given_as_weights_points_to_the_runs_weights(trained, tmp
         f"effvid convert: error: {copy} is a run's resume state, not weights: its folder {tmp_path} "
         f"has no best.safetensors or last.safetensors (effvid train --output {tmp_path} --resume "
         "continues that run)\n")
+
+
+def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
+    # it printed "usage: effvid [-h] [--version] COMMAND ...", the top level's
+    from effvid.cli import build_parser
+
+    parsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for argv, unknown in ((["train", "vids", "--bogus"], "--bogus"),
+                          (["check", "vids", "--val-data", "val.txt"], "--val-data val.txt")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.splitlines()
+        usage = parsers[argv[0]].format_usage().splitlines()[0]
+        assert usage.startswith(f"usage: effvid {argv[0]} [-h] ")
+        assert err[0] == usage
+        assert err[-1] == f"effvid {argv[0]}: error: unrecognized arguments: {unknown}"
