@@ -381,3 +381,18 @@ def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
         assert usage.startswith(f"usage: effvid {argv[0]} [-h] ")
         assert err[0] == usage
         assert err[-1] == f"effvid {argv[0]}: error: unrecognized arguments: {unknown}"
+
+
+def test_train_help_states_each_default_once_and_never_none():
+    # "(default: DATA/val, or a split of DATA) (default: None)", "(unset: --data-root serves
+    # both) (default: None)"
+    from effvid.cli import build_parser
+
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    helps = {a.option_strings[0]: a.help or "" for a in train._actions if a.option_strings}
+    assert all(h.count("(default:") + h.count("(unset:") <= 1 for h in helps.values()), helps
+    assert not [o for o, h in helps.items() if "(default: None)" in h]
+    assert helps["--val-data"].endswith("(default: DATA/val, or a split of DATA)")
+    assert helps["--val-data-root"].endswith("(unset: --data-root serves both)")
+    assert helps["--scale-size"].endswith("(default: --size x 256/224)")
+    assert helps["--epochs"].endswith("(default: 50)")

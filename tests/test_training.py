@@ -501,6 +501,12 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     div4 = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4, shift_div=4)
     said = load_init_weights(div4, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
     assert said.endswith("; it was trained as shift_div 8 (this run: 4)"), said
+    # the frame size it was trained at (train's metadata), when this run's differs: it was not said
+    save_weights(source, tmp_path / "at32.safetensors", {"classes": ["left", "right"], "extra": {"size": 32}})
+    said = load_init_weights(div4, tmp_path / "at32.safetensors", ["left", "right"], "tsm_resnet_tiny", 64)
+    assert said.endswith("; it was trained as shift_div 8 (this run: 4), size 32 (this run: 64)"), said
+    said = load_init_weights(same, tmp_path / "at32.safetensors", ["left", "right"], "tsm_resnet_tiny", 32)
+    assert said.endswith(": all its weights, classifier included"), said
     assert torch.equal(other.backbone.conv1.weight, source.backbone.conv1.weight)
     wide = create_model("tsm_resnet18", num_classes=2, num_segments=4)
     with pytest.raises(ValueError, match=r"w\.safetensors does not match tsm_resnet18: .*wrong shape"):

@@ -357,8 +357,9 @@ class _MissingVideos:
         if not self.errors:
             return
         first, more = self.errors[0][0], len(self.errors) - 1
-        message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos are missing "
-                                    f"too (the next: {self.errors[1][0].strerror})" if more else "")
+        message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos "
+                                    f"{'is' if more == 1 else 'are'} missing too (the next: "
+                                    f"{self.errors[1][0].strerror})" if more else "")
         raise FileNotFoundError(errno.ENOENT, message, first.filename)
 
 
