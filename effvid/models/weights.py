@@ -123,8 +123,12 @@ def _starts_like_torch_save(path: Path) -> bool:
 def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     """Rebuild a model from an effvid weights file; returns (model, metadata).
 
-    ``overrides`` change construction arguments, e.g. ``num_segments=16``; an argument that
-    :func:`effvid.create_model` does not take raises its ``TypeError``.
+    The model is in eval mode, ready to classify, as
+    :func:`effvid.models.tsm_checkpoint.load_tsm_checkpoint` returns one (``model.train()`` to
+    train it further; :func:`effvid.create_model`, like torchvision's constructors, returns a new
+    model in training mode). ``overrides`` change construction arguments, e.g.
+    ``num_segments=16``; an argument that :func:`effvid.create_model` does not take raises its
+    ``TypeError``.
     """
     from . import create_model
 
@@ -141,7 +145,9 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     except RuntimeError as e:  # e.g. num_classes overridden: say which file and which keys
         raise ValueError(f"{path} does not fit {meta['name']} built with {overrides or 'its own configuration'}: "
                          + str(e).split("\n\t", 1)[-1].replace("\n\t", "; ")) from e
-    return model, meta
+    # trained weights are loaded to be used: in training mode, BatchNorm used each batch's
+    # statistics and dropout dropped, so a user's model(x) gave other, noisier answers
+    return model.eval(), meta
 
 
 def _factory_kwargs(meta: dict) -> dict:
