@@ -51,8 +51,11 @@ class _Checked:
             return part, sample.path, sample.label, got.reason, None, None
         info = dataset._info[sample.path]  # the probe the dataset made while reading it
         # training would repeat an earlier frame for the segments past the cut; count the frames
-        # there are (the whole file is decoded, for these few files only)
+        # there are (the whole file is decoded, for these few files only). A file whose frames
+        # all decode is not cut: its timestamps only stray from frame number / fps (variable rate)
         ends = decodable_frames(sample.path) if dataset.read_stats[sample.path]["past_end"] else None
+        if ends is not None and ends >= info.num_frames:
+            ends = None
         return part, sample.path, sample.label, None, (info.num_frames, info.fps, info.duration_s,
                                                         info.width, info.height), ends
 
