@@ -99,8 +99,19 @@ def interrupted(argv: list[str] | None) -> int:
     return 130
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that an argument the command does not know is refused
+    by that command's parser, with its usage line: the top-level parser's refusal printed
+    ``usage: effvid [-h] [--version] COMMAND ...``, which says nothing of the command's options."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def run_command(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     from effvid.runtime import retain_freed_memory_unless_disabled
 
     retain_freed_memory_unless_disabled()  # up to 2-3x faster CPU forwards; see effvid/runtime.py

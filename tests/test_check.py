@@ -134,3 +134,53 @@ def test_check_names_the_part_of_a_split_folder_a_missing_video_is_in(tmp_path, 
         ("val", str(videos / "cartwheel" / "cartwheel_2.avi"))]
     assert saved["missing"][0]["listed"] == f"{str(splits / 'catch_test_split1.txt')!r} line 3"
     assert saved["per_class"]["val"] == {c: 1 for c in HMDB_CLASSES}
+
+
+def test_check_reports_videos_that_end_before_their_header_says(tmp_path, capsys):
+    # a .mkv cut at 3/4 still opens and its header still says 40 frames: check reported
+    # "frames: 40" and nothing else, while training repeated the last decodable frame for the
+    # segments past the cut
+    import av
+
+    from effvid.data import index_pattern_frames, write_video
+    from effvid.data.synthetic import decode_frame_index
+    from effvid.data.video import probe_video, read_frames
+
+    data = tmp_path / "data"
+    for name in ("left", "right"):
+        (data / name).mkdir(parents=True)
+        write_video(data / name / "whole.mkv", index_pattern_frames(40, 48, 64), fps=8, gop=8)
+    whole = (data / "right" / "whole.mkv").read_bytes()
+    cut = data / "right" / "cut.mkv"
+    cut.write_bytes(whole[:len(whole) * 3 // 4])
+    with av.open(str(cut)) as container:  # what plain PyAV decodes of it, stopping at the cut
+        decodable = 0
+        try:
+            for _ in container.decode(video=0):
+                decodable += 1
+        except av.FFmpegError:
+            pass
+    assert probe_video(cut).num_frames == 40 and 10 < decodable < 35
+    # the centres of 8 segments past the cut get the last frame that decodes
+    centres = [2, 7, 12, 17, 22, 27, 32, 37]
+    stats = {}
+    frames = read_frames(cut, centres, stats=stats)
+    got = [decode_frame_index(f.numpy(), 40) for f in frames]
+    assert got[-1] == got[-2] < 37 and stats["past_end"] == sum(i > got[-1] for i in centres) > 0
+
+    report = tmp_path / "check.json"
+    assert main(["check", str(data), "--workers", "0", "--quiet", "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[1:4] == ["unreadable: none",
+                        "  found 1 video(s) that end early (frames past the cut repeat the last one):",
+                        f"    {cut}: {decodable} of the 40 frames in its header decode"]
+    assert captured.err.splitlines()[-1] == "effvid check: 1 of 3 videos end early"
+    saved = json.loads(report.read_text())
+    assert saved["ends_early"] == [{"path": str(cut), "part": "all", "frames": 40, "decodable_frames": decodable}]
+    assert [(v["path"], v["frames"], v.get("decodable_frames")) for v in saved["videos_info"]] == [
+        (str(data / "left" / "whole.mkv"), 40, None), (str(cut), 40, decodable),
+        (str(data / "right" / "whole.mkv"), 40, None)]
+    cut.unlink()  # the whole files alone: nothing to report
+    assert main(["check", str(data), "--workers", "0", "--quiet"]) == 0
+    assert "end early" not in capsys.readouterr().out

@@ -245,8 +245,11 @@ def test_eval_lists_the_first_10_unreadable_videos(trained, tmp_path, capsys):
     shutil.copytree(data / "val", root)
     for k in range(12):
         (root / "left" / f"broken_{k:02d}.mp4").write_bytes(b"")
+    # exit status 0: the results are valid for the 4 videos read; stderr says they are not of all
     assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert captured.err == "effvid eval: 12 of 16 videos could not be read; the results are of the other 4\n"
     assert "  skipped 12 unreadable video(s):" in out, out
     # each named once, with its reason (which repeated the path)
     assert out.count("broken_") == 10 and "left/broken_00.mp4: file is empty (0 bytes)\n" in out, out
@@ -255,8 +258,11 @@ def test_eval_lists_the_first_10_unreadable_videos(trained, tmp_path, capsys):
     report = tmp_path / "e.json"
     assert main(["eval", str(root), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
     assert f"... and 2 more (all in {report})" in capsys.readouterr().out
-    assert sorted(p.rsplit("/", 1)[1] for p, _ in json.loads(report.read_text())["bad"]) == \
-        [f"broken_{k:02d}.mp4" for k in range(12)]
+    # as effvid check lists them: {"path", "reason"} objects under "unreadable"
+    saved = json.loads(report.read_text())
+    assert "bad" not in saved and saved["count"] == 4
+    assert sorted(saved["unreadable"], key=lambda b: b["path"]) == [
+        {"path": str(root / "left" / f"broken_{k:02d}.mp4"), "reason": "file is empty (0 bytes)"} for k in range(12)]
 
 
 def test_eval_refuses_classes_for_a_folder(trained, capsys):
@@ -386,3 +392,61 @@ def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_p
     (run / "split.json").unlink()
     assert main(["eval", str(flat), *common, "--held-out"]) == 2
     assert f"--held-out: {run} has no split.json" in capsys.readouterr().err
+
+
+def test_a_resume_state_given_as_weights_points_to_the_runs_weights(trained, tmp_path, capsys):
+    # predict said "is a PyTorch checkpoint ... convert it with effvid convert", and convert then
+    # "does not hold a state dict of tensors"; only train --init-weights knew the file
+    data, ckpt = trained
+    run = ckpt.parent
+    state = run / "last_state.pt"
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    said = (f"{state} is a run's resume state, not weights: use {run / 'best.safetensors'} or "
+            f"{run / 'last.safetensors'} (effvid train --output {run} --resume continues that run)")
+    for args in (["predict", video, "-c", str(state)], ["eval", str(data), "-c", str(state)],
+                 ["info", str(state)], ["convert", str(state), str(tmp_path / "w.safetensors")],
+                 ["stream", video, "-c", str(state)],
+                 ["train", str(data), "--init-weights", str(state), "--output", str(tmp_path / "t")]):
+        assert main(args) == 2, args
+        assert capsys.readouterr().err == f"effvid {args[0]}: error: {said}\n", args
+    assert not (tmp_path / "w.safetensors").exists() and not (tmp_path / "t").exists()
+    # a renamed copy is known by what it holds; a folder with only the state says that
+    copy = tmp_path / "state.pt"
+    copy.write_bytes(state.read_bytes())
+    assert main(["convert", str(copy), str(tmp_path / "w.safetensors")]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid convert: error: {copy} is a run's resume state, not weights: its folder {tmp_path} "
+        f"has no best.safetensors or last.safetensors (effvid train --output {tmp_path} --resume "
+        "continues that run)\n")
+
+
+def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
+    # it printed "usage: effvid [-h] [--version] COMMAND ...", the top level's
+    from effvid.cli import build_parser
+
+    parsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for argv, unknown in ((["train", "vids", "--bogus"], "--bogus"),
+                          (["check", "vids", "--val-data", "val.txt"], "--val-data val.txt")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.splitlines()
+        usage = parsers[argv[0]].format_usage().splitlines()[0]
+        assert usage.startswith(f"usage: effvid {argv[0]} [-h] ")
+        assert err[0] == usage
+        assert err[-1] == f"effvid {argv[0]}: error: unrecognized arguments: {unknown}"
+
+
+def test_train_help_states_each_default_once_and_never_none():
+    # "(default: DATA/val, or a split of DATA) (default: None)", "(unset: --data-root serves
+    # both) (default: None)"
+    from effvid.cli import build_parser
+
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    helps = {a.option_strings[0]: a.help or "" for a in train._actions if a.option_strings}
+    assert all(h.count("(default:") + h.count("(unset:") <= 1 for h in helps.values()), helps
+    assert not [o for o, h in helps.items() if "(default: None)" in h]
+    assert helps["--val-data"].endswith("(default: DATA/val, or a split of DATA)")
+    assert helps["--val-data-root"].endswith("(unset: --data-root serves both)")
+    assert helps["--scale-size"].endswith("(default: --size x 256/224)")
+    assert helps["--epochs"].endswith("(default: 50)")

@@ -292,6 +292,10 @@ def test_all_missing_videos_of_a_list_are_counted_in_one_error(tmp_path, index_r
         f"{str(lst)!r} line 2: video not found: {str(index_root / 'a' / 'nope1.mp4')!r}; 2 more of the 5 "
         f"listed videos are missing too (the next: {str(lst)!r} line 4: video not found: "
         f"{str(index_root / 'b' / 'nope2.mp4')!r})")
+    lst.write_text("a/a0.mp4 0\na/nope1.mp4 0\nb/nope2.mp4 1\n")  # one more: "is missing"
+    with pytest.raises(FileNotFoundError) as e:
+        read_list_file(lst, root=index_root)
+    assert e.value.strerror.split("; ", 1)[1].startswith("1 more of the 3 listed videos is missing too (the next: ")
 
 
 def _class_files(root, counts):

@@ -165,7 +165,8 @@ def test_eval_under_torchrun_evaluates_each_video_once(tmp_path):
     assert proc.stdout.count("9 videos, 1 view(s) each") == 1 and "(2 processes)" in proc.stdout
     assert two["confusion"] == alone["confusion"] and two["top1"] == pytest.approx(alone["top1"])
     assert two["loss"] == pytest.approx(alone["loss"], rel=1e-5)
-    assert [b[0].rsplit("/", 1)[1] for b in two["bad"]] == ["zero.mp4"]
+    assert two["unreadable"] == alone["unreadable"] == [{"path": str(data / "val" / "up" / "zero.mp4"),
+                                                          "reason": "file is empty (0 bytes)"}]
     # every video once, in the data's order, with the same answers
     assert [v["video"] for v in two["videos"]] == [v["video"] for v in alone["videos"]]
     for a, b in zip(alone["videos"], two["videos"]):

@@ -121,3 +121,32 @@ def test_public_names_have_docstrings():
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
                 missing.append(f"{name}.{attr}")
     assert not missing, f"no docstring: {missing}"
+
+
+def test_the_python_api_snippet_classifies_a_video(tmp_path, monkeypatch, capsys):
+    """usage.md's "Classifying a video file from Python" block, run as written, on a checkpoint
+    and a video at the paths it names: the class and probability it prints are the model's."""
+    import torch
+
+    import effvid
+    from effvid.data.synthetic import make_synthetic_dataset
+    from effvid.inference import test_dataset
+    from effvid.models.weights import save_weights
+
+    block = next(b for b in _blocks((ROOT / "docs" / "usage.md").read_text(encoding="utf-8"), ("python",))
+                 if "predict_paths(" in b)
+    monkeypatch.chdir(tmp_path)
+    make_synthetic_dataset(tmp_path / "effvid-quickstart" / "data", classes=("left", "right"),
+                           videos_per_class_train=0, videos_per_class_val=1, num_frames=8, size=32, seed=3)
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
+    save_weights(model, tmp_path / "runs" / "try" / "best.safetensors",
+                 {"classes": ["left", "right"], "extra": {"size": 32, "scale_size": 32, "sampling": "segment"}})
+    exec(compile(block, "usage.md (Python API)", "exec"), {})
+    video = "effvid-quickstart/data/val/left/left_0000.mp4"
+    meta = {"classes": ["left", "right"], "extra": {"size": 32, "scale_size": 32, "sampling": "segment"}}
+    clip = test_dataset([(video, 0)], meta, num_segments=4)[0]["video"]
+    with torch.no_grad():
+        probs = model.eval()(clip[None]).softmax(dim=1)[0]
+    best = int(probs.argmax())
+    assert capsys.readouterr().out == f"{video}: {meta['classes'][best]} {float(probs[best]):.3f}\n"

@@ -121,7 +121,7 @@ def test_info_user_errors(tmp_path, capsys):
         main(["info", "tsm_resnet_tiny", "--size", "0"])
     assert e.value.code == 2 and "argument --size: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["info", "av", "--size", "112"]) == 2  # it used to be ignored silently
-    assert "--size do not apply to 'av'" in capsys.readouterr().err
+    assert "--size does not apply to 'av'" in capsys.readouterr().err  # one flag: "does"
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage")
     assert main(["info", str(bad)]) == 2
@@ -230,3 +230,6 @@ def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, ca
     assert capsys.readouterr().err.strip() == (
         f"effvid info: error: --num-segments, --size do not apply to a run folder ({run} is one); for its "
         f"model's parameters and FLOPs: effvid info {run / 'best.safetensors'}")
+    assert main(["info", str(run), "--size", "112"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"effvid info: error: --size does not apply to a run folder ({run} is one); ")

@@ -354,6 +354,38 @@ def test_quickstart_tsm_learns_order_that_tsn_cannot(tmp_path, capsys):
     assert len(videos) == 75 and left >= 0.9 and right >= 0.9, (left, right)
 
 
+def test_quickstart_table_shows_the_epoch_its_checkpoint_holds(tmp_path, capsys):
+    # the table printed the last epoch (TSM 10.0%) next to best.safetensors (its best epoch:
+    # 16.7%, which effvid eval gave), and judged a 2-epoch run by the 12-epoch run's 90%
+    from effvid.cli import main
+    from effvid.commands.quickstart import PAIRS, pair_accuracy
+
+    out = tmp_path / "qs"
+    # a high learning rate: the second epoch overshoots, below the first
+    assert main(["quickstart", "--output", str(out), "--epochs", "2", "--videos-per-class", "4",
+                 "--lr", "0.03", "--workers", "0", "--quiet", "--device", "cpu"]) == 0  # no verdict
+    printed = capsys.readouterr().out.splitlines()
+    histories = {k: json.loads((out / k / "history.json").read_text()) for k in ("tsn", "tsm")}
+    best = {k: max(h, key=lambda e: (e["val"]["top1"], -e["epoch"])) for k, h in histories.items()}
+    assert best["tsm"]["epoch"] == 0 and histories["tsm"][-1]["val"]["top1"] < best["tsm"]["val"]["top1"]
+    classes = load_weights(out / "tsm" / "best.safetensors")[1]["classes"]
+    start = printed.index("validation accuracy (top-1)       TSN      TSM")
+    pct = {k: [100 * best[k]["val"]["top1"]] + [100 * pair_accuracy(best[k]["val"]["confusion"], classes, p)
+                                                 for p in PAIRS] for k in ("tsn", "tsm")}
+    rows = ["  all 6 classes", "   left vs right", "     up vs down", "   grow vs shrink"]
+    assert printed[start + 1:start + 6] == [
+        f"{'  best epoch (of 2)':<32}{best['tsn']['epoch'] + 1:5d}        1",
+        *[f"{row:<32}{pct['tsn'][i]:5.1f}%   {pct['tsm'][i]:5.1f}%" for i, row in enumerate(rows)]]
+    assert printed[start + 8] == f"TSM checkpoint: {out / 'tsm' / 'best.safetensors'} (epoch 1)"
+    assert printed[-1] == ("(the expected TSM accuracy, 90%, is for the default settings; this run changed "
+                           "--epochs, --videos-per-class, --lr)")
+    # the checkpoint it points to scores what the table says
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(out / "data"), "-c", str(out / "tsm" / "best.safetensors"), "--workers", "0",
+                 "--quiet", "--device", "cpu", "--json", str(report)]) == 0
+    assert f"{100 * json.loads(report.read_text())['top1']:5.1f}%" == f"{pct['tsm'][0]:5.1f}%"
+
+
 def test_config_types_ranges_and_finite_numbers():
     # a config file is JSON: "0.01" or "false" must not pass as a number or a bool
     for values, match in [({"lr": "0.01"}, "lr='0.01': expected float"),
@@ -488,12 +520,19 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     assert set(match_shift_wrappers(tsm_keys, tsn_keys)) == set(tsn_keys)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last_state.pt").write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match=r"last_state.pt is a run's resume state: start from its "
-                                         r"weights, .*run/best.safetensors or last.safetensors"):
+    (tmp_path / "run" / "best.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"last_state.pt is a run's resume state, not weights: "
+                                         r"use .*run/best.safetensors \(effvid train --output "):
         load_init_weights(tsm, tmp_path / "run" / "last_state.pt", ["left", "right"], "tsm_resnet_tiny")
     div4 = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4, shift_div=4)
     said = load_init_weights(div4, tmp_path / "w.safetensors", ["left", "right"], "tsm_resnet_tiny")
     assert said.endswith("; it was trained as shift_div 8 (this run: 4)"), said
+    # the frame size it was trained at (train's metadata), when this run's differs: it was not said
+    save_weights(source, tmp_path / "at32.safetensors", {"classes": ["left", "right"], "extra": {"size": 32}})
+    said = load_init_weights(div4, tmp_path / "at32.safetensors", ["left", "right"], "tsm_resnet_tiny", 64)
+    assert said.endswith("; it was trained as shift_div 8 (this run: 4), size 32 (this run: 64)"), said
+    said = load_init_weights(same, tmp_path / "at32.safetensors", ["left", "right"], "tsm_resnet_tiny", 32)
+    assert said.endswith(": all its weights, classifier included"), said
     assert torch.equal(other.backbone.conv1.weight, source.backbone.conv1.weight)
     wide = create_model("tsm_resnet18", num_classes=2, num_segments=4)
     with pytest.raises(ValueError, match=r"w\.safetensors does not match tsm_resnet18: .*wrong shape"):
@@ -748,6 +787,32 @@ def test_a_stop_after_the_commit_point_counts_and_shows_the_committed_epoch(tiny
     assert out[at + 3] == f"resumed from {run / 'last_state.pt'} at epoch 3"
     assert out[at + 4].startswith("epoch 3/3: ")
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1, 2]
+
+
+def test_curves_use_one_colour_per_split_in_both_panels():
+    # the accuracy panel drew val blue and train orange, the loss panel train blue and val orange
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from effvid.training.plots import curves_figure
+
+    history = [{"epoch": e, "train": {"loss": 2.0 - e, "top1": 0.3 + 0.1 * e},
+                "val": {"loss": 2.5 - e, "top1": 0.2 + 0.1 * e}} for e in range(2)]
+    fig = curves_figure(history)
+    try:
+        ax_loss, ax_acc = fig.axes
+        loss = {line.get_label(): line for line in ax_loss.get_lines()}
+        acc = {line.get_label(): line for line in ax_acc.get_lines()}
+        assert sorted(loss) == ["train", "val"] and sorted(acc) == ["train top-1", "val top-1"]
+        for split in ("train", "val"):
+            assert (matplotlib.colors.to_hex(loss[split].get_color())
+                    == matplotlib.colors.to_hex(acc[f"{split} top-1"].get_color())), split
+        assert (matplotlib.colors.to_hex(loss["train"].get_color())
+                != matplotlib.colors.to_hex(loss["val"].get_color()))
+        assert list(loss["val"].get_ydata()) == [2.5, 1.5]
+        assert list(acc["train top-1"].get_ydata()) == pytest.approx([30.0, 40.0])
+    finally:
+        plt.close(fig)
 
 
 def test_write_failures_name_the_file_and_keep_the_previous_one(tmp_path, monkeypatch):

@@ -64,7 +64,9 @@ def test_load_model_rebuilds_exactly(tmp_path, tiny):
     model, meta = load_model(path)
     assert type(model) is type(tiny) and model.config == tiny.config
     assert meta["classes"] == CLASSES
-    model.eval()
+    # in eval mode, ready to classify (it came in training mode: BatchNorm used the batch's
+    # statistics, and the same clip got another answer in another batch)
+    assert not any(m.training for m in model.modules())
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), tiny(x))

@@ -6,8 +6,10 @@ segment centres, as validation does) in worker processes and reports the unreada
 their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
 folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
-split folder's, a Kinetics CSV's skipped ones) are reported too, and the others checked. Exit
-status 1 when a video is unreadable or missing, so that scripts can stop.
+split folder's, a Kinetics CSV's skipped ones) are reported too, and the others checked. So are
+videos that end before their header says (truncated): they open, but the segments past the cut
+get the last frame that decodes, again and again. Exit status 1 when a video is unreadable,
+missing or ends early, so that scripts can stop.
 
     effvid check /data/k400/annotations/train.csv --workers 8 --json k400_train_check.json
 """
@@ -26,25 +28,36 @@ from ..cli import UserError, nonnegative_int, positive_int
 
 
 class _Checked:
-    """Item ``i``: ``(part, path, label, reason or None, (frames, fps, duration, width, height) or None)``."""
+    """Item ``i``: ``(part, path, label, reason or None, (frames, fps, duration, width, height) or
+    None, decodable frames or None)``; the last is set when a wanted frame lay past where the file
+    stops (truncated): how many frames decode, against the header's ``frames``."""
 
     def __init__(self, parts):
         self.items = [(name, dataset, i) for name, dataset in parts for i in range(len(dataset))]
+        for _, dataset in parts:
+            dataset.read_stats = {}  # each read's past_end, in the worker that read it
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, k: int):
         from ..data import BadSample
+        from ..data.video import decodable_frames
 
         part, dataset, i = self.items[k]
         sample = dataset.samples[i]
         got = dataset[i]
         if isinstance(got, BadSample):
-            return part, sample.path, sample.label, got.reason, None
+            return part, sample.path, sample.label, got.reason, None, None
         info = dataset._info[sample.path]  # the probe the dataset made while reading it
+        # training would repeat an earlier frame for the segments past the cut; count the frames
+        # there are (the whole file is decoded, for these few files only). A file whose frames
+        # all decode is not cut: its timestamps only stray from frame number / fps (variable rate)
+        ends = decodable_frames(sample.path) if dataset.read_stats[sample.path]["past_end"] else None
+        if ends is not None and ends >= info.num_frames:
+            ends = None
         return part, sample.path, sample.label, None, (info.num_frames, info.fps, info.duration_s,
-                                                        info.width, info.height)
+                                                        info.width, info.height), ends
 
 
 def _first(batch):
@@ -101,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(checked, batch_size=1, num_workers=args.workers, collate_fn=_first)
     results = list(progress_bar(loader, desc="check", unit="video", enabled=not args.quiet))  # batches of 1
     seconds = time.perf_counter() - start
-    bad = [(path, reason) for _, path, _, reason, _ in results if reason is not None]
-    infos = [info for *_, info in results if info is not None]
+    bad = [(path, reason) for _, path, _, reason, _, _ in results if reason is not None]
+    early = [(part, path, info[0], ends) for part, path, _, _, info, ends in results if ends is not None]
+    infos = [info for *_, info, _ in results if info is not None]
     names = [name for name, _ in parts]
     per_part = Counter(part for part, *_ in results)
     print(f"checked {len(results):,} videos" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
@@ -115,13 +129,18 @@ def run(args: argparse.Namespace) -> int:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
     else:
         print("unreadable: none")
+    if early:
+        print(bad_videos_report([(path, f"{ends} of the {frames} frames in its header decode")
+                                 for _, path, frames, ends in early], when="", verb="found",
+                                what="video(s) that end early (frames past the cut repeat the last one)",
+                                full_list=full_list))
     if infos:
         frames, fps, duration, width, height = zip(*infos)
         print(f"frames:     {_spread(frames)}")
         print(f"fps:        {_spread(fps, '{:.1f}')}")
         print(f"seconds:    {_spread(duration, '{:.1f}')}")
         print(f"size:       width {_spread(width)}; height {_spread(height)}")
-    readable = Counter((part, label) for part, _, label, reason, _ in results if reason is None)
+    readable = Counter((part, label) for part, _, label, reason, _, _ in results if reason is None)
     for name in names:
         counts = [readable[name, k] for k in range(len(classes))]
         empty = [c for c, n in zip(classes, counts) if n == 0]
@@ -133,13 +152,17 @@ def run(args: argparse.Namespace) -> int:
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
             "missing": [{"path": path, "part": part, "listed": where} for part, path, where in missing],
+            "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
+                           for part, path, frames, ends in early],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
             "videos_info": [{"path": path, "part": part, "frames": info[0], "fps": info[1], "seconds": info[2],
-                             "width": info[3], "height": info[4]}
-                            for part, path, _, _, info in results if info is not None]}, indent=1) + "\n")
+                             "width": info[3], "height": info[4],
+                             **({"decodable_frames": ends} if ends is not None else {})}
+                            for part, path, _, _, info, ends in results if info is not None]}, indent=1) + "\n")
         print(f"wrote {args.json}")
     trouble = ([f"{len(missing):,} listed videos are missing"] if missing else []) + (
-        [f"{len(bad):,} of {len(results):,} videos are unreadable"] if bad else [])
+        [f"{len(bad):,} of {len(results):,} videos are unreadable"] if bad else []) + (
+        [f"{len(early):,} of {len(results):,} videos end early"] if early else [])
     if trouble:
         print(f"effvid check: {'; '.join(trouble)}", file=sys.stderr)
     return 1 if trouble else 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
@@ -202,11 +203,21 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
         print(bad_videos_report(stats["bad"], when="", full_list="--json FILE lists them all"
                                 if not args.json else f"all in {args.json}"))
     if args.json:
-        # each video's label and top-5, to find the ones that were wrong
+        # each video's label and top-5, to find the ones that were wrong; the unreadable ones as
+        # effvid check lists them
         videos = [{"video": path, "label": classes[label], "correct": top[0][0] == label,
                    "top": [{"label": classes[c], "score": round(p, 6)} for c, p in top]}
                   for path, label, top in videos]
-        Path(args.json).write_text(json.dumps(stats | {"classes": classes, "videos": videos}, indent=1) + "\n")
+        metrics = {k: v for k, v in stats.items() if k != "bad"}
+        unreadable = [{"path": path, "reason": reason} for path, reason in stats["bad"]]
+        Path(args.json).write_text(json.dumps(metrics | {"unreadable": unreadable, "classes": classes,
+                                                         "videos": videos}, indent=1) + "\n")
+    if stats["bad"]:
+        # exit status 0 all the same (unlike check, predict and stream): the results are valid,
+        # for the videos that were read, and this line says they are not of all
+        total = stats["count"] + len(stats["bad"])
+        print(f"effvid eval: {len(stats['bad'])} of {total} videos could not be read; the results "
+              f"are of the other {stats['count']}", file=sys.stderr)
     return 0
 
 

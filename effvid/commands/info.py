@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.model).is_dir():
         if given := model_flags_given(args):  # they would be ignored: the run has its own model
             weights = Path(args.model) / "best.safetensors"
-            raise UserError(f"{', '.join(given)} do not apply to a run folder ({args.model} is one); "
+            raise UserError(f"{_do_not_apply(given)} to a run folder ({args.model} is one); "
                             f"for its model's parameters and FLOPs: effvid info {weights}")
         info = run_folder_info(Path(args.model))
         print(json.dumps(info, indent=2) if args.json else format_run_folder(info))
@@ -296,6 +296,11 @@ def format_run_folder(info: dict) -> str:
     return "\n".join(lines)
 
 
+def _do_not_apply(given: list[str]) -> str:
+    """"--size does not apply", "--num-segments, --size do not apply"."""
+    return f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply"
+
+
 def _run_av(args: argparse.Namespace) -> int:
     # Hook into the audio-visual package (effvid.av): create_av_model + parameter_report.
     try:
@@ -303,7 +308,7 @@ def _run_av(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UserError(f"the audio-visual model is not available in this build ({e})") from e
     if given := model_flags_given(args):  # the report is of parameters, which do not depend on these
-        raise UserError(f"{', '.join(given)} do not apply to 'av' (its report counts parameters; "
+        raise UserError(f"{_do_not_apply(given)} to 'av' (its report counts parameters; "
                         "use --sharing, --fusion, --visual-cnn, --audio-cnn)")
     kwargs = {"sharing": args.sharing, "fusion": args.fusion}
     if args.visual_cnn:

@@ -5,6 +5,10 @@ It writes a small synthetic dataset of real mp4 files whose classes depend on fr
 and distractors random), trains a TSN and a TSM with the same small ResNet, and prints both
 accuracies side by side. A frame-order-blind TSN cannot tell the mirrored pairs apart; the
 temporal shift can. The TSM checkpoint it leaves works with ``effvid predict``.
+
+The table shows each model's best epoch, the one its ``best.safetensors`` holds. With the
+default settings it exits 1 when the TSM stays below 90%; with other settings (fewer epochs or
+videos, ``--amp``...) it prints the numbers without that verdict.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from ..cli import add_device_argument, nonnegative_int, positive_int
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
+# the settings TARGET_TSM was measured with (any seed, device or --workers): with fewer epochs or
+# videos the run is a smoke test, and bfloat16 autocast reached 80% (see --amp below)
+DEFAULTS = {"epochs": 12, "videos_per_class": 300, "size": 32, "optimizer": "adamw", "lr": 0.003,
+            "amp": False}
 
 
 def pair_accuracy(confusion: list[list[int]], classes: list[str], pair: tuple[str, str]) -> float:
@@ -23,6 +31,32 @@ def pair_accuracy(confusion: list[list[int]], classes: list[str], pair: tuple[st
     correct = sum(confusion[r][r] for r in rows)
     total = sum(sum(confusion[r]) for r in rows)
     return correct / max(total, 1)
+
+
+def best_record(result: dict) -> dict:
+    """The history record of the epoch ``result``'s best.safetensors holds (train()'s result)."""
+    from ..training.loop import best_epoch
+
+    epoch = best_epoch(result["history"], result["best_top1"])
+    return next(h for h in result["history"] if h["epoch"] == epoch)
+
+
+def results_table(results: dict[str, dict], epochs: int) -> list[str]:
+    """The TSN / TSM table of the epochs their best.safetensors hold (the TSM's is the checkpoint
+    the command points to; the last epoch's accuracy may be lower), with those epochs."""
+    best = {k: best_record(r) for k, r in results.items()}
+    val = {k: h["val"] for k, h in best.items()}
+    label = f"  best epoch (of {epochs})"
+    lines = ["validation accuracy (top-1)       TSN      TSM",
+             f"{label:<32}{best['tsn']['epoch'] + 1:5d}    {best['tsm']['epoch'] + 1:5d}"]
+    rows = [(f"  all {len(PAIRS) * 2} classes", [val[k]["top1"] for k in ("tsn", "tsm")])]
+    rows += [(f"  {pair[0]:>5} vs {pair[1]}", [pair_accuracy(val[k]["confusion"], results[k]["classes"], pair)
+                                               for k in ("tsn", "tsm")]) for pair in PAIRS]
+    # one column for every row (the pairs' rows were a character to the right)
+    lines += [f"{label:<32}{100 * tsn:5.1f}%   {100 * tsm:5.1f}%" for label, (tsn, tsm) in rows]
+    lines.append("  (a frame-order-blind model can reach at most 50% on a mirrored pair: single frames"
+                 " carry no direction)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,19 +90,17 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet)
         results[kind] = train(cfg)
 
-    print("\nvalidation accuracy (top-1)       TSN      TSM")
-    val = {k: r["history"][-1]["val"] for k, r in results.items()}
-    print(f"  all {len(classes)} classes                 {100 * val['tsn']['top1']:5.1f}%   {100 * val['tsm']['top1']:5.1f}%")
-    for pair in PAIRS:
-        accs = [pair_accuracy(val[k]["confusion"], results[k]["classes"], pair) for k in ("tsn", "tsm")]
-        print(f"  {pair[0]:>5} vs {pair[1]:<6}                {100 * accs[0]:5.1f}%   {100 * accs[1]:5.1f}%")
-    print("  (a frame-order-blind model can reach at most 50% on a mirrored pair: single frames"
-          " carry no direction)")
+    print("\n" + "\n".join(results_table(results, args.epochs)))
     ckpt = out / "tsm" / "best.safetensors"
     example = next(iter(sorted((data / "val" / "left").glob("*.mp4"))))
-    print(f"\nTSM checkpoint: {ckpt}\ntry: effvid predict {example} --checkpoint {ckpt}")
-    if val["tsm"]["top1"] < TARGET_TSM:
-        print(f"TSM reached {100 * val['tsm']['top1']:.1f}%, below the expected {100 * TARGET_TSM:.0f}%")
+    tsm = best_record(results["tsm"])
+    print(f"\nTSM checkpoint: {ckpt} (epoch {tsm['epoch'] + 1})\ntry: effvid predict {example} --checkpoint {ckpt}")
+    changed = [k for k, v in DEFAULTS.items() if getattr(args, k) != v]
+    if changed:  # a shorter or smaller run: the numbers, without a verdict
+        print(f"(the expected TSM accuracy, {100 * TARGET_TSM:.0f}%, is for the default settings; "
+              f"this run changed {', '.join('--' + k.replace('_', '-') for k in changed)})")
+    elif tsm["val"]["top1"] < TARGET_TSM:
+        print(f"TSM reached {100 * tsm['val']['top1']:.1f}%, below the expected {100 * TARGET_TSM:.0f}%")
         return 1
     return 0
 
@@ -77,18 +109,19 @@ def register(sub) -> None:
     p = sub.add_parser("quickstart", help="synthetic order-dependent data: TSN vs TSM in minutes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="effvid-quickstart", help="folder for data and runs (default: %(default)s)")
-    p.add_argument("--epochs", type=positive_int, default=12)
-    p.add_argument("--videos-per-class", type=positive_int, default=300, help="training videos per class")
-    p.add_argument("--size", type=positive_int, default=32, help="video frame size in pixels")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw")
-    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
+    p.add_argument("--videos-per-class", type=positive_int, default=DEFAULTS["videos_per_class"],
+                   help="training videos per class")
+    p.add_argument("--size", type=positive_int, default=DEFAULTS["size"], help="video frame size in pixels")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=DEFAULTS["optimizer"])
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     p.add_argument("--workers", type=nonnegative_int, default=2)
     p.add_argument("--seed", type=int, default=0)
     add_device_argument(p)
     # Off by default, unlike effvid train: on an H200 (2026-11-30) the default run reached TSM
     # 80.2% with bfloat16 autocast (seed 0; 99.3% with seed 1) and 98.0% / 97.6% in float32;
     # this tiny model's epochs took 2 s either way there.
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=DEFAULTS["amp"],
                    help="mixed precision on a GPU, as effvid train's --amp (bfloat16 from Ampere on, float16 "
                         "before; default: off, float32; no effect on the CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

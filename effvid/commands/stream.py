@@ -185,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
             except st.StreamError as e:
                 if not multi:
                     raise UserError(str(e)) from None
-                print(f"effvid stream: skipping {source}: {e}", file=sys.stderr)
+                # the error names the video already ("cannot open video X: ..."): once is enough
+                said = str(e) if str(source) in str(e) else f"{source}: {e}"
+                print(f"effvid stream: skipping: {said}", file=sys.stderr)
                 failed.append(source)
                 continue
             print(st.format_summary(summary), file=sys.stderr)

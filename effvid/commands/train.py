@@ -33,6 +33,8 @@ HELP = {
     "classes": "class file: one name per line, UCF101's classInd.txt ('number name' lines: "
                "integer labels are its numbers) or Something-Something's labels.json (default: "
                "classInd.txt or labels.json beside DATA, if there)",
+    "scale_size": "validation's resize of the short side, before the centre --size crop "
+                  "(default: --size x 256/224)",
     "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
     "flip": "random horizontal flips (turn off when flipping changes labels)",
@@ -62,7 +64,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()
         kind = hints[f.name]
-        help_text = HELP.get(f.name, "") + f" (default: {default})"
+        help_text = HELP.get(f.name, "")
+        # None says nothing ("(default: None)" followed the help's own "(default: DATA/val ...)")
+        if default is not None and "(default:" not in help_text and "(unset:" not in help_text:
+            help_text += f" (default: {default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is list:

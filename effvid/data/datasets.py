@@ -359,8 +359,9 @@ class _MissingVideos:
         if not self.errors:
             return
         first, more = self.errors[0][0], len(self.errors) - 1
-        message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos are missing "
-                                    f"too (the next: {self.errors[1][0].strerror})" if more else "")
+        message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos "
+                                    f"{'is' if more == 1 else 'are'} missing too (the next: "
+                                    f"{self.errors[1][0].strerror})" if more else "")
         raise FileNotFoundError(errno.ENOENT, message, first.filename)
 
 
@@ -961,6 +962,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
             transform = TrainTransform(size, flip=flip) if train else TestTransform(size, int(round(size * 256 / 224)))
         self.transform = transform
         self._info: dict[str, VideoInfo] = {}  # per-process probe cache
+        # set to {} to keep read_frames' stats of each video read, by path (effvid check
+        # learns from them which videos end before their header says)
+        self.read_stats: dict[str, dict] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -993,7 +997,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
         try:
             # one opening of the file: probe (unless cached), then one pass for all clips
-            frames = read_frames(sample.path, choose, self._info.get(sample.path))
+            stats = {} if self.read_stats is not None else None
+            frames = read_frames(sample.path, choose, self._info.get(sample.path), stats=stats)
+            if stats is not None:
+                self.read_stats[sample.path] = stats
         except (VideoDecodeError, OSError) as e:
             # the reason alone: reports print it beside the path, which str(e) repeated
             return BadSample(sample.path, e.reason if isinstance(e, VideoDecodeError) else av_reason(e))

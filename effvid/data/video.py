@@ -521,15 +521,17 @@ def decode_from(container, stream, pts: float):
     yield from frames
 
 
-def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
-    """Fallback for streams without timestamps: count frames from the start."""
+def _read_sequential(container, stream, wanted: list[int]) -> tuple[dict[int, object], int]:
+    """Fallback for streams without timestamps: count frames from the start. Returns the
+    frames and how many of them decoded (targets past that number get the last one)."""
     out: dict[int, object] = {}
     targets = iter(wanted)
     tgt = next(targets, None)
     last = None
+    count = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
-            last = frame
+            last, count = frame, i + 1
             while tgt is not None and tgt == i:
                 out[tgt] = frame
                 tgt = next(targets, None)
@@ -540,7 +542,24 @@ def _read_sequential(container, stream, wanted: list[int]) -> dict[int, object]:
     while tgt is not None and last is not None:
         out[tgt] = last
         tgt = next(targets, None)
-    return out
+    return out, count
+
+
+def decodable_frames(path: str | os.PathLike) -> int:
+    """How many frames :func:`read_frames` can reach in ``path``, decoding it from the start
+    as it does (bad packets passed over, a broken container read as its end): fewer than
+    ``num_frames`` when the file ends early (truncated). Decodes the whole file."""
+    container = _open(path, "SLICE")
+    try:
+        stream = container.streams.video[0]
+        dec = _SparseDecoder(container, stream, str(path), _stream_fps(stream) or 25.0, 0,
+                             skip_nonref=False)
+        count = 0
+        while dec._next_frame() is not None:
+            count += 1
+        return count
+    finally:
+        container.close()
 
 
 def _check_indices(indices: Iterable[int], path) -> list[int]:
@@ -568,6 +587,9 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
     except that a truncated file's fallback "last frame" may be a reference frame).
     ``thread_type``: PyAV decoder threading ("SLICE", "FRAME" or "AUTO"; see ``_open``).
     Raises FileNotFoundError, or VideoDecodeError only if no frame could be decoded.
+    ``stats``, if given, receives ``decoded`` (frames decoded), ``seeks``, ``sequential``
+    (counted from the start: no usable timestamps) and ``past_end``: how many of the distinct
+    indices lay past where the file stops and got an earlier frame instead.
     """
     if not callable(indices):
         idx = _check_indices(indices, path)
@@ -601,12 +623,18 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
                 container.seek(0)
                 stream.codec_context.skip_frame = "DEFAULT"
                 sequential = True
-                got = _read_sequential(container, stream, wanted)
+                got, count = _read_sequential(container, stream, wanted)
         except _AV_ERRORS as e:
             if not got:
                 raise VideoDecodeError(path, f"decoding failed ({av_reason(e)})") from e
         if stats is not None:
-            stats.update(decoded=dec.decoded, seeks=dec.seeks, sequential=sequential)
+            # targets past where the file stops (truncated, or a header that promises more
+            # frames than there are) get an earlier frame: say how many, for effvid check
+            if sequential:
+                past_end = sum(i >= count for i in wanted)
+            else:
+                past_end = sum(i not in got or _frame_ts(got[i]) < dec.pts_of(i - 0.5) for i in wanted)
+            stats.update(decoded=dec.decoded, seeks=dec.seeks, sequential=sequential, past_end=past_end)
         if not got:
             raise VideoDecodeError(path, "no frame could be decoded")
         # Targets after a premature EOF get the last frame that did decode.

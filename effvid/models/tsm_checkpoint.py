@@ -36,7 +36,7 @@ from typing import Iterable
 import torch
 
 from .recognizer import Recognizer
-from .weights import load_torch_file
+from .weights import is_resume_state, load_torch_file, resume_state_error
 
 __all__ = [
     "TSMCheckpointInfo",
@@ -123,10 +123,14 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if is_resume_state(path):
+        raise TSMCheckpointError(str(resume_state_error(path)))
     try:
         obj = load_torch_file(path)
     except ValueError as e:
         raise TSMCheckpointError(str(e)) from e
+    if is_resume_state(path, obj):
+        raise TSMCheckpointError(str(resume_state_error(path)))
 
     extras: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

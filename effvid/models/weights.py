@@ -59,6 +59,29 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = Non
     atomic_replace(path, lambda tmp: save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(info)}))
 
 
+RESUME_STATE = "last_state.pt"  # a run's resume state (weights, optimizer, history), as train writes it
+
+
+def is_resume_state(path: str | Path, content=None) -> bool:
+    """Whether ``path`` is a run's resume state rather than weights: by its name, or, once
+    loaded, by its ``content`` (the keys train writes), so that a renamed copy is known too."""
+    if Path(path).name == RESUME_STATE:
+        return True
+    return isinstance(content, dict) and {"model", "optimizer", "history"} <= content.keys()
+
+
+def resume_state_error(path: str | Path) -> ValueError:
+    """What every command says when given a resume state where weights are wanted: the weights
+    files of that run folder (read as a release checkpoint, the state "holds no state dict of
+    tensors", and effvid convert was suggested)."""
+    folder = Path(path).parent
+    found = [str(folder / n) for n in ("best.safetensors", "last.safetensors") if (folder / n).is_file()]
+    use = (f"use {' or '.join(found)}" if found
+           else f"its folder {folder} has no best.safetensors or last.safetensors")
+    return ValueError(f"{path} is a run's resume state, not weights: {use} (effvid train --output "
+                      f"{folder} --resume continues that run)")
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return (state_dict, metadata) of an effvid safetensors file."""
     path = Path(path)
@@ -68,6 +91,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise FileNotFoundError(f"{path} is a folder: give a weights file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    if is_resume_state(path):
+        raise resume_state_error(path)
     try:
         state = load_file(str(path))
         from safetensors import safe_open
@@ -98,8 +123,12 @@ def _starts_like_torch_save(path: Path) -> bool:
 def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     """Rebuild a model from an effvid weights file; returns (model, metadata).
 
-    ``overrides`` change construction arguments, e.g. ``num_segments=16``; an argument that
-    :func:`effvid.create_model` does not take raises its ``TypeError``.
+    The model is in eval mode, ready to classify, as
+    :func:`effvid.models.tsm_checkpoint.load_tsm_checkpoint` returns one (``model.train()`` to
+    train it further; :func:`effvid.create_model`, like torchvision's constructors, returns a new
+    model in training mode). ``overrides`` change construction arguments, e.g.
+    ``num_segments=16``; an argument that :func:`effvid.create_model` does not take raises its
+    ``TypeError``.
     """
     from . import create_model
 
@@ -116,7 +145,9 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     except RuntimeError as e:  # e.g. num_classes overridden: say which file and which keys
         raise ValueError(f"{path} does not fit {meta['name']} built with {overrides or 'its own configuration'}: "
                          + str(e).split("\n\t", 1)[-1].replace("\n\t", "; ")) from e
-    return model, meta
+    # trained weights are loaded to be used: in training mode, BatchNorm used each batch's
+    # statistics and dropout dropped, so a user's model(x) gave other, noisier answers
+    return model.eval(), meta
 
 
 def _factory_kwargs(meta: dict) -> dict:

@@ -402,18 +402,16 @@ def match_shift_wrappers(state: dict, own: dict) -> dict:
     return out
 
 
-def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str) -> str:
+def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str,
+                      size: int | None = None) -> str:
     """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
     on the same classes, in the same order, and replaced otherwise. An original TSM release
     checkpoint (.pth) gives its backbone only (it has no class names). Returns what was loaded,
     for the run's first lines: which classifier, and the settings the source was trained with
     that differ from ``model``'s (the weights load, but compute something else: a TSN's into a
-    TSM, a bidirectional shift's into a causal one; fine-tuning adapts them)."""
+    TSM, a bidirectional shift's into a causal one; fine-tuning adapts them), and the frame size
+    it was trained at when it is not this run's ``size``."""
     new_fc = f"a new classifier for {len(classes)} classes"
-    if Path(path).name == "last_state.pt":  # read as a release checkpoint it "holds no state dict"
-        raise ValueError(f"{path} is a run's resume state: start from its weights, "
-                         f"{Path(path).parent / 'best.safetensors'} or last.safetensors, or continue "
-                         f"that run with effvid train --output {Path(path).parent} --resume")
     if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
         from ..models.tsm_checkpoint import tsm_init_state_dict
 
@@ -431,6 +429,9 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
     differs = [f"{k} {meta.get(k, '-')} (this run: {config.get(k, '-')})"
                for k in ("name", "shift_div", "shift_place", "shift_direction", "num_segments")
                if (k in meta or k in config) and meta.get(k) != config.get(k)]
+    trained_size = meta.get("extra", {}).get("size")  # not a model setting: the training's input
+    if size is not None and trained_size is not None and trained_size != size:
+        differs.append(f"size {trained_size} (this run: {size})")
     which = "all its weights, classifier included" if kept else f"its backbone, {new_fc}"
     return f"starting from {path}: {which}" + (f"; it was trained as {', '.join(differs)}" if differs else "")
 
@@ -735,7 +736,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                          **({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
                              "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {}))
     if cfg.init_weights and resume is None:
-        loaded = load_init_weights(model, cfg.init_weights, classes, cfg.model)
+        loaded = load_init_weights(model, cfg.init_weights, classes, cfg.model, cfg.size)
         if env.is_main:
             print(loaded)
     model.to(device)

@@ -22,21 +22,31 @@ def _save(fig, path: str | Path) -> None:
         plt.close(fig)
 
 
-def plot_curves(history: list[dict], path: str | Path) -> None:
+# one colour per split in both panels (the accuracy panel drew val first, which swapped them)
+SPLIT_COLOURS = {"train": "C0", "val": "C1"}
+
+
+def curves_figure(history: list[dict]):
+    """The loss and accuracy panels of ``curves.png`` (a matplotlib Figure; the caller closes it)."""
     epochs = [h["epoch"] + 1 for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h["train"]["loss"] for h in history], "o-", label="train")
-    if all("val" in h for h in history):
-        ax_loss.plot(epochs, [h["val"]["loss"] for h in history], "o-", label="val")
-        ax_acc.plot(epochs, [100 * h["val"]["top1"] for h in history], "o-", label="val top-1")
-    ax_acc.plot(epochs, [100 * h["train"]["top1"] for h in history], "o-", label="train top-1")
+    splits = ["train", "val"] if all("val" in h for h in history) else ["train"]
+    for split in splits:
+        colour = SPLIT_COLOURS[split]
+        ax_loss.plot(epochs, [h[split]["loss"] for h in history], "o-", color=colour, label=split)
+        ax_acc.plot(epochs, [100 * h[split]["top1"] for h in history], "o-", color=colour,
+                    label=f"{split} top-1")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy", ylim=(0, 100))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    _save(curves_figure(history), path)
 
 
 def plot_confusion(confusion, classes: list[str], path: str | Path, title: str = "") -> None:
