@@ -316,7 +316,11 @@ def _first_pts(container, stream) -> int:
     try:
         first = next((p for p in container.demux(stream) if p.size > 0), None)
     except _AV_ERRORS:
-        return start
+        first = None
+    try:  # back to the beginning: a reader that decodes on from here without seeking first
+        container.seek(0)  # (decodable_frames) lost the first keyframe, and its whole GOP
+    except _AV_ERRORS:
+        pass
     if first is None or first.pts is None:
         return start
     return max(start, first.pts)
