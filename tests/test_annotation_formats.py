@@ -16,7 +16,7 @@ from effvid.data import (find_class_file, read_class_file, read_list_file, read_
                          read_something_annotations, render_motion_clip, write_video)
 from effvid.models.weights import load_weights
 from effvid.training.config import TrainConfig
-from effvid.training.loop import build_datasets
+from effvid.training.run_data import build_datasets
 
 # as in UCF101's classInd.txt: numbered from 1, in an order that is not Python's sort
 # ("JumpRope" < "JumpingJack" for Python; classInd lists JumpingJack first)
@@ -335,7 +335,7 @@ def test_hmdb51_split_files(hmdb):
 
 def test_ucf101_split_folder(ucf, capsys):
     from effvid.data import read_split_folder, split_folder_kind
-    from effvid.training.loop import print_found_class_file
+    from effvid.training.run_data import print_found_class_file
 
     lists, videos = ucf / "ucfTrainTestlist", ucf / "UCF-101"
     assert split_folder_kind(lists) == "ucf101"

@@ -19,7 +19,7 @@ from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
 from effvid.training.distributed import DistEnv, ShardSampler, build_sampler
 from effvid.training.evaluate import evaluate
-from effvid.training.loop import build_datasets
+from effvid.training.run_data import build_datasets
 
 
 def test_evaluation_shards_cover_every_sample_once():

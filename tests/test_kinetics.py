@@ -14,7 +14,7 @@ from effvid.cli import main
 from effvid.data import read_kinetics_annotations, read_samples
 from effvid.models.weights import load_weights
 from effvid.training.config import TrainConfig
-from effvid.training.loop import build_datasets
+from effvid.training.run_data import build_datasets
 from test_annotation_formats import _write_clips
 
 # sorted: Kinetics numbers its classes alphabetically, whatever the order of the CSV's lines

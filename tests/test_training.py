@@ -17,7 +17,8 @@ from effvid.errors import UserError
 from effvid.models import create_model
 from effvid.models.weights import load_model, load_weights
 from effvid.training.config import TrainConfig
-from effvid.training.loop import _for_val_data, data_wait_hint, lr_factor, train
+from effvid.training.loop import data_wait_hint, lr_factor, train
+from effvid.training.run_data import _for_val_data
 from effvid.training.metrics import per_class_report
 from effvid.training.progress import TimedWait, progress_bar
 
@@ -211,7 +212,7 @@ def test_many_bad_videos_are_counted_not_all_printed_and_kept_once(tiny_data, tm
 
 def test_history_of_an_older_run_lists_each_bad_video_once_on_resume():
     # records written before bad_new listed every unreadable video of their epoch
-    from effvid.training.loop import bad_videos_list, upgrade_bad_samples
+    from effvid.training.run_folder import bad_videos_list, upgrade_bad_samples
 
     history = [{"epoch": 0, "bad_samples": [["a.mp4", "empty"], ["b.mp4", "no video stream"]]},
                {"epoch": 1, "bad_samples": [["a.mp4", "empty"], ["c.mp4", "truncated"]]},
@@ -559,7 +560,7 @@ def test_resume_does_not_need_the_starting_weights(tiny_data, tmp_path, capsys):
 
 
 def test_validation_data_is_used_whole(synthetic_root, tmp_path):
-    from effvid.training.loop import build_datasets
+    from effvid.training.run_data import build_datasets
 
     # --val-data: all of DATA trains and all of the validation folder validates (each used to
     # lose a 20% split); a root with train/ and val/ as --val-data gives its val/ part
@@ -1181,7 +1182,7 @@ def test_the_run_summarises_its_data_and_warns_of_classes_it_cannot_learn(tiny_d
     assert "warning: every training video of still is unreadable: the model cannot learn it\n" in out
 
     # a list's typo'd label makes a class of 1 video; a class all held out trains on nothing
-    from effvid.training.loop import build_datasets, data_summary
+    from effvid.training.run_data import build_datasets, data_summary
 
     videos = sorted(str(p) for p in (tiny_data / "train").glob("*/*.mp4"))
     lines = [f"{v} {v.split('/')[-2]}" for v in videos]
@@ -1217,7 +1218,7 @@ def test_unreadable_videos_are_listed_once_across_a_resume(tiny_data, tmp_path, 
         {"path": zero, "reason": "file is empty (0 bytes)", "epoch": 0}]
 
     # an older run's history, with both spellings, lists each video once after a resume
-    from effvid.training.loop import absolute_bad_paths
+    from effvid.training.run_folder import absolute_bad_paths
 
     history = [{"epoch": 0, "bad_new": [["vids/running/empty.mp4", "empty"], ["./vids/a/x.mp4", "bad"]]},
                {"epoch": 1, "bad_new": [["/r/vids/running/empty.mp4", "empty"], ["/r/vids/sitting/t.mp4", "cut"]]}]

@@ -71,7 +71,8 @@ def held_out_samples(source: str, checkpoint: str, classes: list[str], root: str
     import dataclasses
 
     from ..data import VideoSample
-    from ..training.loop import build_datasets, read_split, split_changes, split_record, splits_by_fraction
+    from ..training.run_folder import read_split
+    from ..training.run_data import build_datasets, split_changes, split_record, splits_by_fraction
 
     run = Path(checkpoint).parent
     cfg = run_config_beside(checkpoint)
@@ -113,7 +114,7 @@ def trained_on_note(source: str, checkpoint: str) -> str | None:
     """A note for DATA that the checkpoint's run split by fraction and mostly trained on, or None."""
     import os
 
-    from ..training.loop import splits_by_fraction
+    from ..training.run_data import splits_by_fraction
 
     try:
         cfg = run_config_beside(checkpoint)

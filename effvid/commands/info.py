@@ -219,7 +219,7 @@ def run_folder_info(folder: Path) -> dict:
     """Where the run in ``folder`` stands, from its config.json, the epochs its last_state.pt
     commits (its tensors are not read) or else history.json, and its lock
     (:func:`~effvid.training.run_lock.run_folder_holder`)."""
-    from ..training.loop import bad_videos_list, best_epoch, committed_history, upgrade_bad_samples
+    from ..training.run_folder import bad_videos_list, best_epoch, committed_history, upgrade_bad_samples
     from ..training.run_lock import run_folder_holder
 
     def read_json(name: str):

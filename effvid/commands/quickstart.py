@@ -35,7 +35,7 @@ def pair_accuracy(confusion: list[list[int]], classes: list[str], pair: tuple[st
 
 def best_record(result: dict) -> dict:
     """The history record of the epoch ``result``'s best.safetensors holds (train()'s result)."""
-    from ..training.loop import best_epoch
+    from ..training.run_folder import best_epoch
 
     epoch = best_epoch(result["history"], result["best_top1"])
     return next(h for h in result["history"] if h["epoch"] == epoch)

@@ -108,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def saved_epochs(cfg: TrainConfig) -> str | None:
     """What a run that stopped can be continued from, for its last message; None when it
     stopped before its first epoch was completed."""
-    from ..training.loop import committed_history
+    from ..training.run_folder import committed_history
 
     out = Path(cfg.output)
     try:  # the state, the commit point, counts them (history.json may be an epoch behind)

@@ -8,7 +8,8 @@ Structure (also what runs under torchrun, one process per GPU):
      a failed start writes nothing (but the lock file that keeps a second run out, run_lock.py)
   5. per epoch: train, evaluate, log, write checkpoint (atomically) and the best model, plots
 
-Only the main process writes files (:class:`RunWriter`). Bad videos are skipped by the data
+The data sets and the held-out split are built in ``run_data.py``; what the run writes and a
+resume reads back is in ``run_folder.py``, where only the main process writes. Bad videos are skipped by the data
 pipeline and reported at the end of each epoch with their paths; history.json lists each once,
 in the epoch that first met it, and bad_videos.json all of them.
 """
@@ -20,7 +21,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -31,31 +31,24 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import runtime
-from ..data import collate_clips, find_class_file, split_folder_kind
-from ..models import create_model
+from ..data import collate_clips
 from ..errors import UserError
-from ..models.weights import (atomic_replace, check_state_dict_fits, load_torch_file, load_weights,
-                              save_weights)
+from ..models import create_model
+from ..models.weights import check_state_dict_fits, load_weights
 from .config import INPUT_PATHS, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
-                          process_device,
-                          build_sampler, close_distributed, init_distributed, set_sampler_epoch)
+                          build_sampler, close_distributed, init_distributed, process_device,
+                          set_sampler_epoch)
 from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_readable_clips
 from .interrupts import StopsOnCtrlC, ctrl_c_recorded
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
+from .run_data import (build_datasets, data_summary, print_found_class_file, split_changes,
+                       split_record, splits_by_fraction, unlearnable_classes, unused_val_fraction)
+from .run_folder import (RunWriter, absolute_bad_paths, check_run_folder, drop_old_confusions,
+                         epoch_files_missing, first_seen, last_epoch_is_best, load_resume_state,
+                         read_split, upgrade_bad_samples)
 from .run_lock import hold_run_folder
-
-
-def on_cpu(obj):
-    """``obj`` (dicts, lists and tuples of tensors and plain values) with every tensor on the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: on_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(on_cpu(v) for v in obj)
-    return obj
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,313 +62,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class RunWriter:
-    """Everything the run writes to disk goes through here; only the main process writes."""
-
-    # what a run writes; --overwrite removes an earlier run's before the new one starts
-    RUN_FILES = ("config.json", "history.json", "last.safetensors", "last_state.pt",
-                 "best.safetensors", "curves.png", "confusion.png", "bad_videos.json", "split.json")
-
-    def __init__(self, folder: str | Path, env: DistEnv, start_epoch: int = 0, replace: bool = False,
-                 tensorboard: bool = True):
-        self.folder = Path(folder)
-        self.enabled = env.is_main
-        self.tb = None
-        if self.enabled:
-            if replace:
-                for name in self.RUN_FILES:
-                    (self.folder / name).unlink(missing_ok=True)
-                shutil.rmtree(self.folder / "tensorboard", ignore_errors=True)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for name in self.RUN_FILES:  # atomic_replace's temp files, left by a killed process
-                for tmp in self.folder.glob(f".{name}.tmp*"):
-                    if tmp.is_file() and tmp.name[len(name) + 5:].isdigit():
-                        tmp.unlink()
-        if self.enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step: a resumed run hides the points a crashed one logged after its last
-            # checkpoint, so TensorBoard shows each epoch once
-            self.tb = SummaryWriter(str(self.folder / "tensorboard"), purge_step=start_epoch or None)
-
-    def text(self, name: str, content: str) -> None:
-        if self.enabled:
-            atomic_replace(self.folder / name, lambda tmp: Path(tmp).write_text(content))
-
-    def scalars(self, prefix: str, values: dict, step: int) -> None:
-        if self.tb is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.tb.add_scalar(f"{prefix}/{key}", value, step)
-            self.tb.flush()
-
-    def weights(self, model: nn.Module, name: str, metadata: dict) -> None:
-        if self.enabled:
-            save_weights(model, self.folder / name, metadata)
-
-    def state(self, state: dict, name: str) -> None:
-        if self.enabled:
-            # CPU tensors: a GPU run's state then loads anywhere, also with a plain
-            # torch.load on a machine without CUDA (torch.save copies them to the host anyway)
-            atomic_replace(self.folder / name, lambda tmp: torch.save(on_cpu(state), tmp))
-
-    def epoch_files(self, model: nn.Module, history: list[dict], classes: list[str], metadata: dict,
-                    is_best: bool) -> None:
-        """What is derived from a committed epoch (``history[-1]``, ``model`` its weights):
-        last.safetensors, best.safetensors when that epoch is the best, the plots,
-        bad_videos.json when a video was unreadable, and last history.json, whose being up to
-        date says that the others are (epoch_files_missing)."""
-        epoch_meta = metadata | {"epoch": history[-1]["epoch"] + 1}
-        self.weights(model, "last.safetensors", epoch_meta)
-        if is_best:
-            self.weights(model, "best.safetensors", epoch_meta)
-        self.plots(history, classes)
-        bad = bad_videos_list(history)
-        if bad:
-            self.text("bad_videos.json", json.dumps(bad, indent=1))
-        self.text("history.json", json.dumps(history, indent=1))
-
-    def plots(self, history: list[dict], classes: list[str]) -> None:
-        if not self.enabled or not history:
-            return
-        from .plots import plot_confusion, plot_curves
-
-        plot_curves(history, self.folder / "curves.png")
-        last = history[-1].get("val")
-        if last is not None:
-            plot_confusion(last["confusion"], classes, self.folder / "confusion.png",
-                           title=f"Validation, epoch {history[-1]['epoch'] + 1}")
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-def first_seen(bad: list, seen: set[str]) -> list[list[str]]:
-    """The [path, reason] of ``bad`` whose path is not in ``seen``, each path once; adds them
-    to ``seen``. An epoch's record keeps only these (``bad_new``) and a count: with the full
-    list in every epoch, 2,400 broken Kinetics files made history.json 21 MB after 50 epochs,
-    rewritten, and dumped into last_state.pt, every epoch."""
-    new = []
-    for path, reason in bad:
-        if path not in seen:
-            seen.add(path)
-            new.append([path, reason])
-    return new
-
-
-def bad_videos_list(history: list[dict]) -> list[dict]:
-    """Every video the run found unreadable, once, with the epoch that first met it: the
-    contents of bad_videos.json."""
-    return [{"path": path, "reason": reason, "epoch": h["epoch"]}
-            for h in history for path, reason in h["bad_new"]]
-
-
-def upgrade_bad_samples(history: list[dict]) -> None:
-    """Records written before ``bad_new`` listed every unreadable video of their epoch under
-    ``bad_samples``: rewrite them as count and first seen, as the run would now have written
-    them, so that a resumed older run goes on in one format (and its history shrinks)."""
-    seen: set[str] = set()
-    for h in history:
-        if "bad_samples" in h:
-            bad = h.pop("bad_samples")
-            h["bad_count"] = len({path for path, _ in bad})
-            h["bad_new"] = first_seen(bad, seen)
-        else:
-            seen.update(path for path, _ in h["bad_new"])
-
-
-def split_record(cfg: TrainConfig, seed: int, train_set, val_set) -> dict:
-    """What split.json keeps of a held-out split: each side's videos by :func:`split_key`, so
-    that a resume (and ``effvid eval --held-out``) keeps them where they were when DATA changed."""
-    from ..data import split_key
-
-    root = split_root(cfg)
-    return {"seed": seed, "val_fraction": cfg.val_fraction,
-            "train": [split_key(s.path, root) for s in train_set.samples],
-            "val": [split_key(s.path, root) for s in val_set.samples]}
-
-
-def read_split(folder: Path) -> dict | None:
-    """A run's split.json (:func:`split_record`), or None where it has none (runs from before
-    it was saved)."""
-    path = Path(folder) / "split.json"
-    try:
-        split = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from e
-    if not (isinstance(split, dict) and isinstance(split.get("train"), list) and isinstance(split.get("val"), list)):
-        raise ValueError(f"{path} is not a split (a JSON object with lists 'train' and 'val')")
-    return split
-
-
-def split_changes(previous: dict, current: dict) -> str | None:
-    """One line on how the videos of ``current`` differ from those of ``previous`` (two
-    :func:`split_record`), or None when they are the same videos on the same sides."""
-    before = {k: "train" for k in previous["train"]} | {k: "val" for k in previous["val"]}
-    now = {k: "train" for k in current["train"]} | {k: "val" for k in current["val"]}
-    added, removed = now.keys() - before.keys(), before.keys() - now.keys()
-    moved = sum(now[k] != before[k] for k in now.keys() & before.keys())
-    if not (added or removed or moved):
-        return None
-    new_val = sum(now[k] == "val" for k in added)
-    return (f"the data has changed since the run started: {len(added)} video(s) added, "
-            f"{len(removed)} removed; {moved} video(s) changed sides; validation: "
-            f"{len(previous['val'])} -> {len(current['val'])} videos ({new_val} of them added)")
-
-
-def _one_edit_apart(a: str, b: str) -> bool:
-    """Whether one letter substituted, inserted or deleted makes ``a`` into ``b``."""
-    if abs(len(a) - len(b)) > 1 or a == b:
-        return False
-    if len(a) > len(b):
-        a, b = b, a
-    i = next((k for k in range(len(a)) if a[k] != b[k]), len(a))
-    return a[i + (len(a) == len(b)):] == b[i + 1:]
-
-
-def data_summary(train_set, val_set, cfg: TrainConfig, seed: int) -> list[str]:
-    """The run's first word on its data: one line of counts, and a warning for each class the
-    model cannot learn (no training video) and each label that looks like a typo (a class of
-    one training video one letter away from a class of more: "jumpin" beside "jumping")."""
-    classes = train_set.classes
-    trains = np.bincount(train_set.labels, minlength=len(classes))
-    held = (f" ({100 * cfg.val_fraction:g}% of each class held out, seed {seed})"
-            if splits_by_fraction(cfg) else "")
-    lines = [f"data: {len(classes)} classes, {len(train_set):,} training and {len(val_set):,} "
-             f"validation videos{held}"]
-    untrained = [c for c, n in zip(classes, trains) if n == 0]
-    if untrained:
-        names = ", ".join(untrained[:10]) + (f" and {len(untrained) - 10} more" if len(untrained) > 10 else "")
-        one = len(untrained) == 1
-        lines.append(f"warning: {len(untrained)} of {len(classes)} classes {'has' if one else 'have'} no "
-                     f"training videos, so the model cannot learn {'it' if one else 'them'}: {names}")
-    for c, n in zip(classes, trains):
-        if n != 1:
-            continue
-        near = [(o, m) for o, m in zip(classes, trains) if m > 1 and _one_edit_apart(c, o)]
-        if near:
-            other, m = max(near, key=lambda pair: pair[1])
-            lines.append(f"warning: class {c!r} has 1 training video and {other!r} has {m}: is "
-                         f"{c!r} a typo of {other!r}? (each label is a class)")
-    return lines
-
-
-def unlearnable_classes(train_set, unreadable: set[str]) -> list[str]:
-    """The classes that have training videos, all of them unreadable (a class folder holding
-    one zero-byte file): listed, they count in the summary, but nothing trains them."""
-    paths: dict[int, list[str]] = {}
-    for s in train_set.samples:
-        paths.setdefault(s.label, []).append(s.path)
-    return [train_set.classes[label] for label, ps in sorted(paths.items())
-            if all(p in unreadable for p in ps)]
-
-
-def absolute_bad_paths(history: list[dict], videos: list[str]) -> None:
-    """Runs before paths were made absolute recorded unreadable videos as DATA was spelled:
-    relative ones before a resume, absolute ones after it (config.json keeps DATA absolute), so
-    bad_videos.json listed a video twice. Rewrite each relative path as the one video of the
-    run's data (``videos``, absolute) whose path ends with it, and keep each video once, in the
-    epoch that first met it."""
-    if all(os.path.isabs(path) for h in history for path, _ in h["bad_new"]):
-        return
-    by_tail: dict[str, str | None] = {}
-    for video in videos:
-        parts = Path(video).parts
-        for k in range(1, len(parts)):
-            tail = os.path.join(*parts[k:])
-            by_tail[tail] = video if by_tail.get(tail, video) == video else None  # None: two videos
-    seen: set[str] = set()
-    for h in history:
-        kept = []
-        for path, reason in h["bad_new"]:
-            if not os.path.isabs(path):
-                parts = Path(os.path.normpath(path)).parts
-                tail = os.path.join(*[p for p in parts if p != os.pardir] or [path])
-                path = by_tail.get(tail) or path
-            if path not in seen:
-                seen.add(path)
-                kept.append([path, reason])
-        h["bad_new"] = kept
-
-
-def load_resume_state(folder: Path) -> dict | None:
-    """The last completed epoch's training state in ``folder``, or None if there is none."""
-    path = folder / "last_state.pt"
-    if not path.exists():
-        return None
-    return load_torch_file(path)  # weights_only: tensors and plain data only
-
-
-def committed_history(folder: Path) -> list[dict] | None:
-    """The records of the epochs committed in ``folder`` (its last_state.pt's), or None when it
-    has no state. history.json is written after the commit point and may be an epoch behind:
-    a Ctrl-C between the two writes was reported, and shown by effvid info, as an epoch fewer
-    than a resume continues from. The state's tensors are mapped, not read."""
-    path = folder / "last_state.pt"
-    if not path.exists():
-        return None
-    history = json.loads(load_torch_file(path, mmap=True)["history"])
-    upgrade_bad_samples(history)  # runs written before bad_new
-    return history
-
-
-def epoch_files_missing(folder: Path, history: list[dict]) -> bool:
-    """Whether a crash after the last commit point left the files derived from it unwritten
-    (history.json, written last of them, is behind the committed history)."""
-    try:
-        return json.loads((folder / "history.json").read_text()) != history
-    except (OSError, ValueError):
-        return True
-
-
-def best_epoch(history: list[dict], best: float) -> int | None:
-    """The epoch best.safetensors holds: the first to reach ``best``."""
-    return next((h["epoch"] for h in history if h["val"]["top1"] == best), None)
-
-
-def last_epoch_is_best(history: list[dict], best: float) -> bool:
-    return bool(history) and best_epoch(history, best) == history[-1]["epoch"]
-
-
-def drop_old_confusions(history: list[dict], best: float) -> None:
-    """Keep the validation confusion matrix of the last epoch and of the best one (the epoch
-    best.safetensors holds) only: a matrix per epoch made history.json, rewritten every
-    epoch, 65 MB and 5 s to write after 50 epochs of 400 classes (last_state.pt 24 MB)."""
-    keep = best_epoch(history, best)
-    for h in history[:-1]:
-        if h["epoch"] != keep:
-            h["val"].pop("confusion", None)
-
-
-def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:
-    """Refuse what would silently damage a run: a new run over an existing one, and a resume
-    with settings that differ from the run's (it would not continue exactly)."""
-    out = Path(cfg.output)
-    if resume is None:
-        if not cfg.overwrite and any((out / f).exists() for f in ("last_state.pt", "history.json")):
-            raise ValueError(f"{out} already holds a run: continue it with --resume, write the new "
-                             "run elsewhere with --output, or replace it with --overwrite")
-        return
-    if "config" in resume:  # states written before this check existed have no config
-        diffs = cfg.resume_differences(json.loads(resume["config"]))
-        if diffs:
-            raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
-                             f"resume it as it was (effvid train --output {out} --resume), or "
-                             "start a new run with another --output")
-    # --batch-size is per process: another number of processes changes the effective batch,
-    # the steps per epoch and the data shards, so the run would not continue the same way
-    saved_world = resume.get("world_size", env.world_size)  # older states do not say
-    if saved_world != env.world_size:
-        raise ValueError(f"cannot resume {out} with {env.world_size} process(es): it was trained with "
-                         f"{saved_world} (effective batch {saved_world * cfg.batch_size}, now "
-                         f"{env.world_size * cfg.batch_size}); resume it with {saved_world} "
-                         "(torchrun --nproc-per-node), or start a new run from its weights "
-                         f"(--init-weights {out / 'last.safetensors'} --output NEW)")
 
 
 def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
@@ -470,116 +156,6 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
         return 0.1 ** sum(epoch >= s for s in cfg.lr_steps)
     span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
-
-
-def splits_by_fraction(cfg: TrainConfig) -> bool:
-    """Whether the run holds out ``val_fraction`` of DATA: neither ``val_data`` nor DATA's own
-    parts (train/ and val/, HMDB51's or UCF101's split folder) give the validation videos."""
-    from ..data import has_parts
-
-    return cfg.val_data is None and not has_parts(cfg.data)
-
-
-def split_root(cfg: TrainConfig) -> str:
-    """The folder a held-out split names its videos relative to (:func:`split_key`): DATA, or
-    for a list or annotation file the folder its relative paths start from."""
-    data = Path(cfg.data)
-    return str(data if data.is_dir() else Path(cfg.data_root) if cfg.data_root else data.parent)
-
-
-def unused_val_fraction(cfg: TrainConfig) -> str | None:
-    """Why a ``val_fraction`` other than the default would be ignored (the validation videos
-    come from elsewhere), or None: refused, not ignored, as official_split is."""
-    if cfg.val_fraction == TrainConfig.val_fraction or splits_by_fraction(cfg):
-        return None
-    if cfg.val_data is not None:
-        where = f"--val-data {cfg.val_data} gives the validation videos"
-    elif split_folder_kind(cfg.data):
-        where = f"{cfg.data} is a split folder, whose published split gives the validation videos"
-    else:
-        where = f"{cfg.data} has train/ and val/ folders, whose val/ validates"
-    return (f"val_fraction={cfg.val_fraction} holds out part of DATA for validation, but {where}; "
-            "nothing is held out (drop --val-fraction)")
-
-
-def _for_val_data(message: str, missing: bool = False) -> str:
-    """A reader's message about --val-data's videos: the readers name --data-root, the folder
-    of DATA's, which --val-data-root replaces for the validation videos."""
-    if "--data-root" in message:
-        return message.replace("--data-root", "--val-data-root")
-    return message + (" (--val-data-root gives the folder of --val-data's videos)" if missing else "")
-
-
-def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previous_split: dict | None = None):
-    """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
-    (its val/ part if it has train/ and val/; its relative paths resolved against
-    ``val_data_root``, default ``data_root``); without, ``data``'s val/ part or a split of it
-    drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
-    state keep: a resume, or a new run from that config.json, gets the same split).
-    ``previous_split`` (a run's split.json, :func:`split_record`) keeps its videos on their
-    sides (:func:`~effvid.data.stratified_split`).
-    ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
-    seed = (cfg.seed or 0) if seed is None else seed
-    from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
-                        has_parts, read_class_file, stratified_split)
-
-    if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
-        # it would be ignored: only these folders have published splits
-        raise ValueError(f"official_split={cfg.official_split} picks a split of HMDB51's or UCF101's "
-                         f"split folder (testTrainMulti_7030_splits, ucfTrainTestlist); {cfg.data} is "
-                         "not one (drop --official-split)")
-    train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
-    val_tf = TestTransform(cfg.size, cfg.test_scale_size)
-    # read once, for both sets: the validation data's integer labels are the same numbers
-    class_file = cfg.classes or find_class_file(cfg.data)
-    class_numbers = read_class_file(class_file) if class_file else None
-    common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
-                  val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers,
-                  official_split=cfg.official_split, notice=notice)
-    if splits_by_fraction(cfg):  # a folder of class folders, or a list or annotation file
-        everything = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
-        train_samples, val_samples = stratified_split(everything.samples, cfg.val_fraction, seed,
-                                                      root=split_root(cfg), previous=previous_split)
-        classes = everything.classes
-        train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
-        val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
-    elif cfg.val_data is None:
-        train_set = build_dataset(cfg.data, split="train", train=True, transform=train_tf, **common)
-        val_set = build_dataset(cfg.data, split="val", train=False, transform=val_tf,
-                                classes=train_set.classes, **common)
-    else:
-        train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
-        val_split = "val" if has_parts(cfg.val_data) else "all"  # its validation (test) part
-        val_notice = notice and (lambda text: notice(_for_val_data(text)))
-        try:
-            val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
-                                    classes=train_set.classes,
-                                    **dict(common, root=cfg.val_data_root or cfg.data_root, notice=val_notice))
-        except FileNotFoundError as e:
-            raise FileNotFoundError(e.errno, _for_val_data(e.strerror, missing=True), e.filename) from None
-        except ValueError as e:
-            raise ValueError(_for_val_data(str(e))) from None
-    if len(train_set.classes) < 2:
-        raise ValueError(f"{cfg.data} has {len(train_set.classes)} class ({', '.join(train_set.classes)}); "
-                         "a classifier needs at least 2")
-    if len(val_set) == 0:
-        raise ValueError(f"no validation videos: {cfg.data} has too few videos per class for "
-                         f"val_fraction={cfg.val_fraction} (each class needs 2); add videos or "
-                         "pass validation data (--val-data)")
-    return train_set, val_set
-
-
-def print_found_class_file(cfg: TrainConfig) -> None:
-    """Say which class file build_datasets reads without --classes: the one beside DATA, else
-    the one beside --val-data, which numbers that data's integer labels."""
-    if cfg.classes:
-        return
-    if (found := find_class_file(cfg.data)) is not None:
-        print(f"class names and numbers from {found}, found beside the data (--classes FILE to give another)")
-    elif split_folder_kind(cfg.data) == "ucf101":
-        print(f"class names and numbers from {Path(cfg.data) / 'classInd.txt'}, UCF101's split folder")
-    elif cfg.val_data and (found := find_class_file(cfg.val_data)) is not None:
-        print(f"class numbers of {cfg.val_data} from {found}, found beside it (--classes FILE to give another)")
 
 
 def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, clip_grad: float | None) -> None:

@@ -1,0 +1,196 @@
+"""A training run's data: the training and validation sets as the configuration asks for
+them (:func:`build_datasets`), the held-out split a resume keeps (``split.json``), and the
+run's first lines about its data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data import find_class_file, split_folder_kind
+from .config import TrainConfig
+
+
+def split_record(cfg: TrainConfig, seed: int, train_set, val_set) -> dict:
+    """What split.json keeps of a held-out split: each side's videos by :func:`split_key`, so
+    that a resume (and ``effvid eval --held-out``) keeps them where they were when DATA changed."""
+    from ..data import split_key
+
+    root = split_root(cfg)
+    return {"seed": seed, "val_fraction": cfg.val_fraction,
+            "train": [split_key(s.path, root) for s in train_set.samples],
+            "val": [split_key(s.path, root) for s in val_set.samples]}
+
+
+def split_changes(previous: dict, current: dict) -> str | None:
+    """One line on how the videos of ``current`` differ from those of ``previous`` (two
+    :func:`split_record`), or None when they are the same videos on the same sides."""
+    before = {k: "train" for k in previous["train"]} | {k: "val" for k in previous["val"]}
+    now = {k: "train" for k in current["train"]} | {k: "val" for k in current["val"]}
+    added, removed = now.keys() - before.keys(), before.keys() - now.keys()
+    moved = sum(now[k] != before[k] for k in now.keys() & before.keys())
+    if not (added or removed or moved):
+        return None
+    new_val = sum(now[k] == "val" for k in added)
+    return (f"the data has changed since the run started: {len(added)} video(s) added, "
+            f"{len(removed)} removed; {moved} video(s) changed sides; validation: "
+            f"{len(previous['val'])} -> {len(current['val'])} videos ({new_val} of them added)")
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether one letter substituted, inserted or deleted makes ``a`` into ``b``."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k in range(len(a)) if a[k] != b[k]), len(a))
+    return a[i + (len(a) == len(b)):] == b[i + 1:]
+
+
+def data_summary(train_set, val_set, cfg: TrainConfig, seed: int) -> list[str]:
+    """The run's first word on its data: one line of counts, and a warning for each class the
+    model cannot learn (no training video) and each label that looks like a typo (a class of
+    one training video one letter away from a class of more: "jumpin" beside "jumping")."""
+    classes = train_set.classes
+    trains = np.bincount(train_set.labels, minlength=len(classes))
+    held = (f" ({100 * cfg.val_fraction:g}% of each class held out, seed {seed})"
+            if splits_by_fraction(cfg) else "")
+    lines = [f"data: {len(classes)} classes, {len(train_set):,} training and {len(val_set):,} "
+             f"validation videos{held}"]
+    untrained = [c for c, n in zip(classes, trains) if n == 0]
+    if untrained:
+        names = ", ".join(untrained[:10]) + (f" and {len(untrained) - 10} more" if len(untrained) > 10 else "")
+        one = len(untrained) == 1
+        lines.append(f"warning: {len(untrained)} of {len(classes)} classes {'has' if one else 'have'} no "
+                     f"training videos, so the model cannot learn {'it' if one else 'them'}: {names}")
+    for c, n in zip(classes, trains):
+        if n != 1:
+            continue
+        near = [(o, m) for o, m in zip(classes, trains) if m > 1 and _one_edit_apart(c, o)]
+        if near:
+            other, m = max(near, key=lambda pair: pair[1])
+            lines.append(f"warning: class {c!r} has 1 training video and {other!r} has {m}: is "
+                         f"{c!r} a typo of {other!r}? (each label is a class)")
+    return lines
+
+
+def unlearnable_classes(train_set, unreadable: set[str]) -> list[str]:
+    """The classes that have training videos, all of them unreadable (a class folder holding
+    one zero-byte file): listed, they count in the summary, but nothing trains them."""
+    paths: dict[int, list[str]] = {}
+    for s in train_set.samples:
+        paths.setdefault(s.label, []).append(s.path)
+    return [train_set.classes[label] for label, ps in sorted(paths.items())
+            if all(p in unreadable for p in ps)]
+
+
+def splits_by_fraction(cfg: TrainConfig) -> bool:
+    """Whether the run holds out ``val_fraction`` of DATA: neither ``val_data`` nor DATA's own
+    parts (train/ and val/, HMDB51's or UCF101's split folder) give the validation videos."""
+    from ..data import has_parts
+
+    return cfg.val_data is None and not has_parts(cfg.data)
+
+
+def split_root(cfg: TrainConfig) -> str:
+    """The folder a held-out split names its videos relative to (:func:`split_key`): DATA, or
+    for a list or annotation file the folder its relative paths start from."""
+    data = Path(cfg.data)
+    return str(data if data.is_dir() else Path(cfg.data_root) if cfg.data_root else data.parent)
+
+
+def unused_val_fraction(cfg: TrainConfig) -> str | None:
+    """Why a ``val_fraction`` other than the default would be ignored (the validation videos
+    come from elsewhere), or None: refused, not ignored, as official_split is."""
+    if cfg.val_fraction == TrainConfig.val_fraction or splits_by_fraction(cfg):
+        return None
+    if cfg.val_data is not None:
+        where = f"--val-data {cfg.val_data} gives the validation videos"
+    elif split_folder_kind(cfg.data):
+        where = f"{cfg.data} is a split folder, whose published split gives the validation videos"
+    else:
+        where = f"{cfg.data} has train/ and val/ folders, whose val/ validates"
+    return (f"val_fraction={cfg.val_fraction} holds out part of DATA for validation, but {where}; "
+            "nothing is held out (drop --val-fraction)")
+
+
+def _for_val_data(message: str, missing: bool = False) -> str:
+    """A reader's message about --val-data's videos: the readers name --data-root, the folder
+    of DATA's, which --val-data-root replaces for the validation videos."""
+    if "--data-root" in message:
+        return message.replace("--data-root", "--val-data-root")
+    return message + (" (--val-data-root gives the folder of --val-data's videos)" if missing else "")
+
+
+def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previous_split: dict | None = None):
+    """Training and validation sets: with ``val_data``, all of ``data`` and all of ``val_data``
+    (its val/ part if it has train/ and val/; its relative paths resolved against
+    ``val_data_root``, default ``data_root``); without, ``data``'s val/ part or a split of it
+    drawn with the run's ``seed`` (the clock's for a seedless run, which its config.json and
+    state keep: a resume, or a new run from that config.json, gets the same split).
+    ``previous_split`` (a run's split.json, :func:`split_record`) keeps its videos on their
+    sides (:func:`~effvid.data.stratified_split`).
+    ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
+    seed = (cfg.seed or 0) if seed is None else seed
+    from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
+                        has_parts, read_class_file, stratified_split)
+
+    if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
+        # it would be ignored: only these folders have published splits
+        raise ValueError(f"official_split={cfg.official_split} picks a split of HMDB51's or UCF101's "
+                         f"split folder (testTrainMulti_7030_splits, ucfTrainTestlist); {cfg.data} is "
+                         "not one (drop --official-split)")
+    train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
+    val_tf = TestTransform(cfg.size, cfg.test_scale_size)
+    # read once, for both sets: the validation data's integer labels are the same numbers
+    class_file = cfg.classes or find_class_file(cfg.data)
+    class_numbers = read_class_file(class_file) if class_file else None
+    common = dict(num_segments=cfg.num_segments, sampling=cfg.sampling, root=cfg.data_root,
+                  val_fraction=cfg.val_fraction, seed=seed, class_numbers=class_numbers,
+                  official_split=cfg.official_split, notice=notice)
+    if splits_by_fraction(cfg):  # a folder of class folders, or a list or annotation file
+        everything = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
+        train_samples, val_samples = stratified_split(everything.samples, cfg.val_fraction, seed,
+                                                      root=split_root(cfg), previous=previous_split)
+        classes = everything.classes
+        train_set = VideoClipDataset(train_samples, classes, cfg.num_segments, True, train_tf, cfg.sampling)
+        val_set = VideoClipDataset(val_samples, classes, cfg.num_segments, False, val_tf, cfg.sampling)
+    elif cfg.val_data is None:
+        train_set = build_dataset(cfg.data, split="train", train=True, transform=train_tf, **common)
+        val_set = build_dataset(cfg.data, split="val", train=False, transform=val_tf,
+                                classes=train_set.classes, **common)
+    else:
+        train_set = build_dataset(cfg.data, split="all", train=True, transform=train_tf, **common)
+        val_split = "val" if has_parts(cfg.val_data) else "all"  # its validation (test) part
+        val_notice = notice and (lambda text: notice(_for_val_data(text)))
+        try:
+            val_set = build_dataset(cfg.val_data, split=val_split, train=False, transform=val_tf,
+                                    classes=train_set.classes,
+                                    **dict(common, root=cfg.val_data_root or cfg.data_root, notice=val_notice))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(e.errno, _for_val_data(e.strerror, missing=True), e.filename) from None
+        except ValueError as e:
+            raise ValueError(_for_val_data(str(e))) from None
+    if len(train_set.classes) < 2:
+        raise ValueError(f"{cfg.data} has {len(train_set.classes)} class ({', '.join(train_set.classes)}); "
+                         "a classifier needs at least 2")
+    if len(val_set) == 0:
+        raise ValueError(f"no validation videos: {cfg.data} has too few videos per class for "
+                         f"val_fraction={cfg.val_fraction} (each class needs 2); add videos or "
+                         "pass validation data (--val-data)")
+    return train_set, val_set
+
+
+def print_found_class_file(cfg: TrainConfig) -> None:
+    """Say which class file build_datasets reads without --classes: the one beside DATA, else
+    the one beside --val-data, which numbers that data's integer labels."""
+    if cfg.classes:
+        return
+    if (found := find_class_file(cfg.data)) is not None:
+        print(f"class names and numbers from {found}, found beside the data (--classes FILE to give another)")
+    elif split_folder_kind(cfg.data) == "ucf101":
+        print(f"class names and numbers from {Path(cfg.data) / 'classInd.txt'}, UCF101's split folder")
+    elif cfg.val_data and (found := find_class_file(cfg.val_data)) is not None:
+        print(f"class numbers of {cfg.val_data} from {found}, found beside it (--classes FILE to give another)")
