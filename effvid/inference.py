@@ -11,6 +11,7 @@ from .data import TestTransform, VideoClipDataset, collate_clips
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .models.weights import load_model
 from .training.evaluate import predict_views
+from .training.interrupts import StopsOnCtrlC
 from .training.progress import progress_bar
 
 
@@ -59,7 +60,8 @@ def predict_paths(model, dataset: VideoClipDataset, *, batch_size: int = 4, work
     device = torch.device(device)
     model.to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips)
-    for k, batch in enumerate(progress_bar(loader, desc="predict", enabled=progress)):
+    # a Ctrl-C as it forks its workers is raised once they are started (training/interrupts.py)
+    for k, batch in enumerate(progress_bar(StopsOnCtrlC(loader), desc="predict", enabled=progress)):
         results = {}  # path -> outputs; collate_clips separates the good clips from the bad
         for path, reason in batch["bad"]:
             results.setdefault(path, []).append(reason)

@@ -82,8 +82,8 @@ def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
         "effvid check: 12 listed videos are missing; 1 of 5 videos are unreadable"
     saved = json.loads(report.read_text())
     assert saved["videos"] == 5 and len(saved["unreadable"]) == 1
-    assert saved["missing"] == [{"path": str(videos / p), "part": "all", "listed": f"{str(lst)!r} line {k}"}
-                                for k, p in enumerate(gone, 2)]
+    assert saved["missing"] == [{"path": str(videos / p), "part": "all", "listed": f"{str(lst)!r} line {k}",
+                                 "reason": f"listed in {str(lst)!r} line {k}"} for k, p in enumerate(gone, 2)]
 
     # nothing listed is there (a wrong --data-root): all of it is listed, and nothing checked
     assert main(["check", str(lst), "--data-root", str(tmp_path), "--workers", "0", "--quiet"]) == 1
@@ -93,6 +93,39 @@ def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
                        f"    {tmp_path / 'left' / 'left_0000.mp4'}: listed in {str(lst)!r} line 1"]
     assert out[12] == "    ... and 7 more (--json FILE lists them all)"
     assert captured.err.splitlines()[-1] == "effvid check: 17 listed videos are missing"
+
+
+def test_check_lists_every_broken_link_of_the_class_folders(tmp_path, capsys):
+    # the first broken link stopped check as it stops training: the others, and every other
+    # video, went unchecked
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=2, videos_per_class_val=1,
+                           num_frames=8, size=32, seed=1)
+    gone = tmp_path / "moved"
+    links = [data / "train" / "left" / "a.mp4", data / "train" / "right" / "b.mp4", data / "val" / "right" / "c.mp4"]
+    for link in links:
+        link.symlink_to(gone / link.name)
+    report = tmp_path / "check.json"
+    assert main(["check", str(data), "--workers", "0", "--quiet", "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[0].startswith("checked 6 videos (train 4, val 2) in ")
+    assert out[1:6] == ["  found 3 video(s) missing:",
+                        *[f"    {link}: broken link to {gone / link.name}" for link in links],
+                        "unreadable: none"]
+    assert captured.err.splitlines()[-1] == "effvid check: 3 videos are missing"
+    saved = json.loads(report.read_text())
+    assert [(m["part"], m["path"], m["reason"]) for m in saved["missing"]] == [
+        ("train", str(links[0]), f"broken link to {gone / 'a.mp4'}"),
+        ("train", str(links[1]), f"broken link to {gone / 'b.mp4'}"),
+        ("val", str(links[2]), f"broken link to {gone / 'c.mp4'}")]
+    assert saved["per_class"] == {"train": {"left": 2, "right": 2}, "val": {"left": 1, "right": 1}}
+    # training stops at them, naming the first and counting the others
+    assert main(["train", str(data), "--workers", "0", "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"effvid train: error: dataset: {str(links[0])!r} is a broken link to {gone / 'a.mp4'}; 1 more of "
+        f"the 6 videos in the class folders is a broken link too (the next: dataset: {str(links[1])!r} "
+        f"is a broken link to {gone / 'b.mp4'})")
 
 
 def test_check_lists_the_videos_a_kinetics_csv_skips(tmp_path, capsys):

@@ -233,3 +233,25 @@ def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, ca
     assert main(["info", str(run), "--size", "112"]) == 2
     assert capsys.readouterr().err.startswith(
         f"effvid info: error: --size does not apply to a run folder ({run} is one); ")
+
+
+def test_info_counts_a_video_once_under_both_spellings_of_an_older_run(tmp_path, capsys):
+    # runs before input paths were made absolute recorded the unreadable videos relative to
+    # where they started, and absolute after a resume: info counted the same video twice
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "tsm_resnet_tiny", "num_segments": 4,
+                                                 "data": "/home/u/data/ucf", "val_fraction": 0.2,
+                                                 "epochs": 3}))
+    val = {"top1": 0.5, "top5": 1.0, "loss": 1.2, "count": 4, "confusion": [[1, 1], [1, 1]]}
+    bad = [[["data/ucf/a/x.avi", "no video stream"], ["./data/ucf/b/y.avi", "file is empty (0 bytes)"]],
+           [["/home/u/data/ucf/a/x.avi", "no video stream"], ["/home/u/data/ucf/b/z.avi", "cut"]]]
+    history = [{"epoch": e, "train": {"loss": 1.0, "top1": 0.5}, "val": val, "seconds": 10.0,
+                "bad_count": 2, "bad_new": bad[e]} for e in range(2)]
+    (run / "history.json").write_text(json.dumps(history))
+    (run / "bad_videos.json").write_text("[]")
+    (run / "split.json").write_text(json.dumps({"train": [], "val": []}))
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["unreadable_videos"] == 3  # x.avi once; y.avi (before only) and z.avi (after only)
+    assert info["files"] == ["bad_videos.json", "split.json"]  # the held-out split is the run's

@@ -239,52 +239,82 @@ def test_a_worker_killed_by_the_kernel_ends_the_run_with_what_to_do(tiny_data, t
         "(this run: 3) or a smaller --batch-size (this run: 8). No epoch was completed; nothing to resume.")
 
 
-# Trains as `effvid train` does; once epoch 1 is saved, the next DataLoader worker started (a
-# pass forks its workers anew) meets a Ctrl-C as a terminal sends it, to the whole process
-# group (the worker too). It comes while the parent's after-fork hooks run, where Python drops
-# exceptions ("Exception ignored in: <function _releaseLock ...>"): the run went on to its end.
+# Runs an effvid command (its arguments after the driver's first, ARMED_BY); once the file
+# ARMED_BY exists, the next DataLoader worker started (a pass forks its workers anew) meets a
+# Ctrl-C as a terminal sends it, to the whole process group (the worker too). It comes while the
+# parent's after-fork hooks run, where Python drops exceptions ("Exception ignored in: <function
+# _releaseLock ...>"): the run went on to its end, or ended with a worker's death.
 _CTRL_C_AS_A_WORKER_STARTS = """
-import os, signal, sys, time
+import os, signal, sys, time, traceback
 from pathlib import Path
 from effvid.cli import main
 
-run = Path(sys.argv[sys.argv.index("--output") + 1])
+armed_by = Path(sys.argv[1])
 sent = []
 
 def ctrl_c_as_a_worker_starts():
-    if sent or not (run / "last_state.pt").exists():
+    if sent or not armed_by.exists():
         return
+    if not any("torch/utils/data" in f.filename for f in traceback.extract_stack()):
+        return  # a fork, but not a DataLoader's
     sent.append(1)
     assert os.getpgid(0) == os.getpid(), "run me in a process group of my own"
-    (run.parent / "sigint_at").write_text(repr(time.time()))
+    (Path(__file__).parent / "sigint_at").write_text(repr(time.time()))
     os.killpg(0, signal.SIGINT)
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:  # Python runs the handler here, in the hook
         pass
 
 os.register_at_fork(after_in_parent=ctrl_c_as_a_worker_starts)
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(sys.argv[2:]))
 """
 
 
-def test_ctrl_c_as_a_data_loading_worker_starts_stops_the_run(tiny_data, tmp_path):
+def ctrl_c_as_a_worker_starts(tmp_path, armed_by, args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """The command ``args`` run by the driver above, and how long after the Ctrl-C it ended."""
     driver = tmp_path / "driver.py"
     driver.write_text(_CTRL_C_AS_A_WORKER_STARTS)
-    run = tmp_path / "run"
-    args = train_args(tiny_data, run, "--epochs", "3", "--workers", "1")
-    proc = subprocess.run([sys.executable, str(driver), *args], capture_output=True, text=True,
-                          timeout=300, start_new_session=True)  # its killpg reaches it and its workers only
+    proc = subprocess.run([sys.executable, str(driver), str(armed_by), *args], capture_output=True,
+                          text=True, timeout=300, start_new_session=True)  # its killpg reaches it and its workers only
     ended = time.time()
     assert (tmp_path / "sigint_at").exists(), proc.stdout + proc.stderr
+    return proc, ended - float((tmp_path / "sigint_at").read_text())
+
+
+def test_ctrl_c_as_a_data_loading_worker_starts_stops_the_run(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(tiny_data, run, "--epochs", "3", "--workers", "1")
+    # once epoch 1 is saved
+    proc, took = ctrl_c_as_a_worker_starts(tmp_path, run / "last_state.pt", args)
     # not trained on (exit 0), nor a worker "died, most likely out of memory" (exit 1), nor a
     # traceback from the hook or from the worker
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert proc.stderr.splitlines() == [
         f"effvid train: interrupted; the last completed epoch (1 of 3) is saved: continue with "
         f"effvid train --output {run} --resume"], proc.stderr
-    assert ended - float((tmp_path / "sigint_at").read_text()) < 10
+    assert took < 10
     assert "epoch 1/3:" in proc.stdout and "epoch 2/3" not in proc.stdout
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("checkpoint") / "run"
+    assert main(train_args(tiny_data, run)) == 0
+    return run / "best.safetensors"
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_ctrl_c_as_eval_or_predict_starts_its_workers_stops_it(tiny_data, tiny_checkpoint, tmp_path, command):
+    # They ended with the worker's death ("DataLoader worker (pid N) exited unexpectedly", a
+    # traceback), or went on to their results as if nothing had happened
+    data = tiny_data / "val" if command == "eval" else tiny_data / "val" / "left"
+    args = [command, str(data), "--checkpoint", str(tiny_checkpoint), "--workers", "1", "--batch-size", "1"]
+    proc, took = ctrl_c_as_a_worker_starts(tmp_path, tiny_checkpoint, args + ["--quiet"] * (command == "eval"))
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [f"effvid {command}: interrupted"], proc.stderr
+    assert proc.stdout == ""  # no results
+    assert took < 10
 
 
 def test_an_error_after_a_ctrl_c_is_the_interrupt_and_workers_leave_ctrl_c_to_the_run():

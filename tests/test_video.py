@@ -282,6 +282,24 @@ def test_mp4_edit_list_that_starts_after_a_keyframe(index_videos, tmp_path):
     idx = [0, 5, 12, 20, 1]
     got = read_frames(trimmed, idx)
     assert indices_of(got) == [3, 8, 15, 23, 4] and torch.equal(got, full[idx])
+    # the header counts 24 frames; the 21 shown are the video's (index 21 read the last again)
+    info = probe_video(trimmed)
+    assert (info.num_frames, info.num_frames_source) == (21, "edit list")
+    assert probe_video(index_videos["mp4_h264"]).num_frames_source == "header"
+    # The keyframes are shown at 5 and 13 (the source's 8 and 16). Frame 5 is one: a seek
+    # lands on it and 9 follows. The table put them 3 frames late: 5 was read from a seek to
+    # the cut-off first keyframe, then "a keyframe at 8" before 9 seeked back to 5 again.
+    stats = {}
+    got = read_frames(trimmed, [5, 9], stats=stats)
+    assert indices_of(got) == [8, 12] and torch.equal(got, full[[5, 9]])
+    assert (stats["seeks"], stats["decoded"]) == (1, 3)
+    # 6 then 13: decoded from the keyframe at 5 (the table's keyframe at 0 was the cut-off
+    # one), and on to 13
+    stats = {}
+    assert torch.equal(read_frames(trimmed, [6, 13], stats=stats), full[[6, 13]])
+    assert (stats["seeks"], stats["decoded"]) == (1, 7)
+    for idx in ([0, 20], [4, 10, 16, 20], [2, 7, 12, 17], [13, 12, 5, 4]):  # each GOP, each way
+        assert torch.equal(read_frames(trimmed, idx), full[idx]), idx
 
 
 def test_missing_file():

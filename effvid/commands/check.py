@@ -6,10 +6,10 @@ segment centres, as validation does) in worker processes and reports the unreada
 their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
 folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
-split folder's, a Kinetics CSV's skipped ones) are reported too, and the others checked. So are
-videos that end before their header says (truncated): they open, but the segments past the cut
-get the last frame that decodes, again and again. Exit status 1 when a video is unreadable,
-missing or ends early, so that scripts can stop.
+split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links are reported
+too, and the others checked. So are videos that end before their header says (truncated): they
+open, but the segments past the cut get the last frame that decodes, again and again. Exit
+status 1 when a video is unreadable, missing or ends early, so that scripts can stop.
 
     effvid check /data/k400/annotations/train.csv --workers 8 --json k400_train_check.json
 """
@@ -101,6 +101,7 @@ def _spread(values, fmt="{:,.0f}") -> str:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    from ..data.datasets import broken_link
     from ..training.evaluate import bad_videos_report
     from ..training.progress import progress_bar
 
@@ -122,9 +123,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"checked {len(results):,} videos" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
+    # why each is missing: a link whose target is gone (a class folder's, or one a list names)
+    # says where it pointed; the others, where they are listed
+    links = [broken_link(path) for _, path, _ in missing]
+    why = [link or f"listed in {where}" for (_, _, where), link in zip(missing, links)]
+    listed = "" if any(links) else "listed "
     if missing:
-        print(bad_videos_report([(path, f"listed in {where}") for _, path, where in missing], when="",
-                                verb="found", what="listed video(s) missing", full_list=full_list))
+        print(bad_videos_report([(path, reason) for (_, path, _), reason in zip(missing, why)], when="",
+                                verb="found", what=f"{listed}video(s) missing", full_list=full_list))
     if bad:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
     else:
@@ -151,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
-            "missing": [{"path": path, "part": part, "listed": where} for part, path, where in missing],
+            "missing": [{"path": path, "part": part, "listed": where, "reason": reason}
+                        for (part, path, where), reason in zip(missing, why)],
             "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
                            for part, path, frames, ends in early],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
@@ -160,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                              **({"decodable_frames": ends} if ends is not None else {})}
                             for part, path, _, _, info, ends in results if info is not None]}, indent=1) + "\n")
         print(f"wrote {args.json}")
-    trouble = ([f"{len(missing):,} listed videos are missing"] if missing else []) + (
+    trouble = ([f"{len(missing):,} {listed}videos are missing"] if missing else []) + (
         [f"{len(bad):,} of {len(results):,} videos are unreadable"] if bad else []) + (
         [f"{len(early):,} of {len(results):,} videos end early"] if early else [])
     if trouble:

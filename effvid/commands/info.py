@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -212,14 +213,15 @@ def format_info(info: dict) -> str:
 
 
 RUN_FILES = ("best.safetensors", "last.safetensors", "curves.png", "confusion.png", "bad_videos.json",
-             "tensorboard")
+             "split.json", "tensorboard")
 
 
 def run_folder_info(folder: Path) -> dict:
     """Where the run in ``folder`` stands, from its config.json, the epochs its last_state.pt
     commits (its tensors are not read) or else history.json, and its lock
     (:func:`~effvid.training.run_lock.run_folder_holder`)."""
-    from ..training.run_folder import bad_videos_list, best_epoch, committed_history, upgrade_bad_samples
+    from ..training.run_folder import (absolute_bad_paths, bad_videos_list, best_epoch, committed_history,
+                                       upgrade_bad_samples)
     from ..training.run_lock import run_folder_holder
 
     def read_json(name: str):
@@ -241,6 +243,10 @@ def run_folder_info(folder: Path) -> dict:
         history = committed_history(folder) or history
     except (OSError, ValueError, KeyError) as e:
         unreadable_state = str(e)
+    # An older run's history spells a video relative to where it started, then absolute after a
+    # resume: each relative path is the absolute one it ends with, as a resume reads them (the
+    # data is not scanned here: a video met under both spellings has its absolute one in there)
+    absolute_bad_paths(history, [path for h in history for path, _ in h["bad_new"] if os.path.isabs(path)])
     total = (config or {}).get("epochs")
     info = {"folder": str(folder), "model": (config or {}).get("model"),
             "num_segments": (config or {}).get("num_segments"), "data": (config or {}).get("data"),

@@ -116,13 +116,23 @@ def find_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
+def broken_link(path: str | os.PathLike) -> str | None:
+    """"broken link to TARGET" for a symbolic link whose target is not there, else None."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"broken link to {os.readlink(path)}"
+    return None
+
+
 def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
-                       classes: Sequence[str] | None = None) -> tuple[list[VideoSample], list[str]]:
+                       classes: Sequence[str] | None = None, *,
+                       missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from ``root/<class>/**/<video>``; classes are the sorted folder names.
 
-    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root or a
-    broken link, ValueError for an empty class folder, a file with an unknown extension, a root
-    without class folders, or (when ``classes`` is given) an unknown class folder.
+    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root or broken
+    links (naming the first, the next and how many), ValueError for an empty class folder, a
+    file with an unknown extension, a root without class folders, or (when ``classes`` is
+    given) an unknown class folder. Given a list ``missing``, each broken link is appended to
+    it as ``(path, class folder)`` instead and left out (effvid check reports them all).
     """
     root = Path(root)
     if not root.is_dir():
@@ -133,6 +143,9 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     classes = list(classes) if classes is not None else folders
     index = {c: i for i, c in enumerate(classes)}
     samples = []
+    # as a list file's missing videos: refused at start, all of them in one error
+    broken = _MissingVideos(missing, counted="videos in the class folders",
+                            being=("a broken link", "broken links"))
     for name in folders:
         if name not in index:
             raise ValueError(f"class folder {str(root / name)!r} is not one of the classes {classes}")
@@ -141,10 +154,13 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
         for f in files:
             _check_ext(f, "dataset", extensions)
-            if not f.exists():  # as a list file's missing video, refused at start
-                raise FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a broken link (to "
-                                        f"{os.readlink(f)!r})", str(f))
+            broken.listed += 1
+            if (reason := broken_link(f)) is not None:  # find_files keeps them, to be reported
+                broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a {reason}", str(f)),
+                            f"class folder {str(root / name)!r}")
+                continue
             samples.append(VideoSample(str(f), index[name]))
+    broken.raise_if_any()
     return samples, classes
 
 
@@ -336,10 +352,16 @@ class _MissingVideos:
     missing file found the next. Given a list (``missing``, effvid check's), it does not raise
     but appends ``(path, where)`` for each, and the reader goes on without them."""
 
-    def __init__(self, missing: list | None = None) -> None:
+    def __init__(self, missing: list | None = None, counted: str = "listed videos",
+                 being: tuple[str, str] = ("missing", "missing")) -> None:
         self.errors: list[tuple[FileNotFoundError, str]] = []  # (error, where)
-        self.listed = 0
+        self.listed = 0  # the videos looked for
         self.missing = missing
+        self.counted, self.being = counted, being  # the error's words: "listed videos", "missing"
+
+    def note(self, error: FileNotFoundError, where: str) -> None:
+        """A video that is not there; ``error`` names it."""
+        self.errors.append((error, where))
 
     def path(self, path: str, base: Path, where: str, extensions: Sequence[str]) -> str | None:
         """:func:`_video_path`, or None for a video that is not there (noted)."""
@@ -347,7 +369,7 @@ class _MissingVideos:
         try:
             return _video_path(path, base, where, extensions)
         except FileNotFoundError as e:
-            self.errors.append((e, where))
+            self.note(e, where)
             return None
 
     def raise_if_any(self) -> None:
@@ -359,9 +381,9 @@ class _MissingVideos:
         if not self.errors:
             return
         first, more = self.errors[0][0], len(self.errors) - 1
-        message = first.strerror + (f"; {more:,} more of the {self.listed:,} listed videos "
-                                    f"{'is' if more == 1 else 'are'} missing too (the next: "
-                                    f"{self.errors[1][0].strerror})" if more else "")
+        message = first.strerror + (f"; {more:,} more of the {self.listed:,} {self.counted} "
+                                    f"{'is ' + self.being[0] if more == 1 else 'are ' + self.being[1]} "
+                                    f"too (the next: {self.errors[1][0].strerror})" if more else "")
         raise FileNotFoundError(errno.ENOENT, message, first.filename)
 
 
@@ -1096,12 +1118,12 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                                                  official_split, root=root, classes=classes,
                                                  missing=missing)
         elif has_split_folders(src):
-            if classes is None:
-                _, classes = scan_class_folders(src / "train")
+            if classes is None:  # its broken links are the train part's, noted there
+                _, classes = scan_class_folders(src / "train", missing=None if missing is None else [])
             samples, classes = scan_class_folders(src / ("val" if split == "val" else "train"),
-                                                  classes=classes)
+                                                  classes=classes, missing=missing)
         else:
-            everything, classes = scan_class_folders(src, classes=classes)
+            everything, classes = scan_class_folders(src, classes=classes, missing=missing)
             tr, va = (stratified_split(everything, val_fraction, seed, root=src) if split != "all"
                       else (everything, []))
             samples = va if split == "val" else tr

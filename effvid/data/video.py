@@ -76,7 +76,8 @@ class VideoInfo:
     (swapped for +-90 degrees), which is the size :func:`read_frames` returns.
     ``rotation`` is the counter-clockwise display rotation in degrees (0, 90, 180, -90).
     ``num_frames_source`` says where ``num_frames`` came from: "header",
-    "duration" (duration x fps estimate) or "packets" (counted by demuxing).
+    "duration" (duration x fps estimate), "edit list" (the part of the header's frames that an
+    mp4's edit list shows: duration x fps) or "packets" (counted by demuxing).
     """
 
     path: str
@@ -211,6 +212,15 @@ def _probe_open(container, path: str) -> VideoInfo:
     # MPEG program/transport streams have no frame count, and FFmpeg's duration estimate for
     # them can be far off (1 frame for a 12-frame file): count their packets instead.
     estimate_ok = container.format.name not in ("mpeg", "mpegts")
+    # An mp4 edit list (trimmed without re-encoding) shows part of the frames the header
+    # counts: the indices past the part shown all got its last frame. The stream's duration is
+    # the part shown; the frame rate is of all the frames (FFmpeg divides the count by the
+    # whole media's duration), so the two give the frames shown, and the header's count
+    # otherwise (up to rounding).
+    if num > 0 and duration and fps and "mp4" in container.format.name.split(","):
+        shown = int(round(duration * fps))
+        if 0 < shown < num:
+            num, source = shown, "edit list"
     if num <= 0 and duration and fps and estimate_ok:
         num = int(round(duration * fps))
         source = "duration"
@@ -301,16 +311,19 @@ def _frame_ts(frame) -> int | None:
     return getattr(frame, "dts", None)
 
 
-def _first_pts(container, stream) -> int:
-    """Where frame 0 lies: the presentation timestamp of ``stream``'s first frame, from its first
-    packet (a keyframe, shown first; demuxed, not decoded). ``container`` must be at its beginning.
+def _first_pts(container, stream) -> tuple[int, int]:
+    """Where frame 0 lies, and how much earlier the stream's first packet lies: the presentation
+    timestamp of ``stream``'s first frame, and that minus the first packet's (a keyframe, shown
+    first unless an edit list cuts it; demuxed, not decoded). ``container`` must be at its
+    beginning.
 
-    That is the stream's start_time, except where FFmpeg's timestamps start later: AVI stores
-    only the decode order (dts = frame number), and FFmpeg makes up H.264's pts as dts + 1 (a
-    guessed reorder delay, B-frames or not) while start_time stays at the first dts, 0; counted
-    from start_time, index i read frame i - 1. The first packet's pts can also lie before
-    start_time: an mp4 edit list that starts after a keyframe has the frames before its start
-    decoded but not shown, and start_time is the first one shown.
+    Frame 0 is at the stream's start_time, except where FFmpeg's timestamps start later: AVI
+    stores only the decode order (dts = frame number), and FFmpeg makes up H.264's pts as dts + 1
+    (a guessed reorder delay, B-frames or not) while start_time stays at the first dts, 0;
+    counted from start_time, index i read frame i - 1. The first packet's pts can also lie
+    before start_time (the second number, otherwise 0): an mp4 edit list that starts after a
+    keyframe has the frames before its start decoded but not shown, and start_time is the
+    first one shown.
     """
     start = stream.start_time if stream.start_time is not None else 0
     try:
@@ -322,8 +335,8 @@ def _first_pts(container, stream) -> int:
     except _AV_ERRORS:
         pass
     if first is None or first.pts is None:
-        return start
-    return max(start, first.pts)
+        return start, 0
+    return max(start, first.pts), max(0, start - first.pts)
 
 
 class _UnreliableTimestamps(Exception):
@@ -341,7 +354,8 @@ class _SparseDecoder:
         self.path = path
         self.tb = stream.time_base or Fraction(1, 1000)
         self.frame_pts = 1.0 / (fps * float(self.tb))  # one frame in pts units
-        self.start_pts = _first_pts(container, stream)  # frame 0's pts
+        # frame 0's pts, and how far before it an edit list starts the stream (_first_pts)
+        self.start_pts, self.edit_cut = _first_pts(container, stream)
         self.seek_ahead = seek_ahead_frames * self.frame_pts
         self.skip_nonref = skip_nonref
         self.keyframes = self._keyframe_table()
@@ -363,7 +377,8 @@ class _SparseDecoder:
         mp4/mov/avi index every packet (by decode timestamp); Matroska cues list only
         some keyframes, so they are not usable. With B-frames a keyframe's pts is its
         dts plus the constant reorder delay, which is the first packet's dts offset (in AVI,
-        whose H.264 pts FFmpeg makes up as dts + 1, that made-up delay).
+        whose H.264 pts FFmpeg makes up as dts + 1, that made-up delay). Where an mp4 edit list
+        starts after the first keyframe, that packet lies ``edit_cut`` before frame 0.
         """
         try:
             entries = self.stream.index_entries
@@ -374,15 +389,19 @@ class _SparseDecoder:
             return None
         if all(k for _, k in flags) or not any(k for _, k in flags):
             return None  # intra-only or cue-only tables say nothing useful
-        offset = max(0, self.start_pts - min(t for t, _ in flags))
+        offset = max(0, self.start_pts - min(t for t, _ in flags)) - self.edit_cut
         return np.array(sorted(t + offset for t, k in flags if k), dtype=np.int64)
 
     def seek_point(self, threshold: float) -> float:
-        """Where to seek for a target: its keyframe's pts if known, else the target time."""
+        """Where to seek for a target: its keyframe's pts if known, else the target time.
+
+        FFmpeg's mp4 demuxer maps a seek's pts to its index as if the edit list began at the
+        first packet: to land on a keyframe, seek ``edit_cut`` past it (at it, the seek landed
+        a keyframe earlier, and the keyframe table without the cut had seeks that went back)."""
         if self.keyframes is not None:
             i = np.searchsorted(self.keyframes, threshold + 0.5 * self.frame_pts, side="right") - 1
             if i >= 0:
-                return float(self.keyframes[i])
+                return float(self.keyframes[i] + self.edit_cut)
         return threshold
 
     def pts_of(self, index: float) -> float:
