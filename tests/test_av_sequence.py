@@ -1,6 +1,7 @@
 """Long-video sampler of effvid.av: clip/audio alignment, padding masks, bad files."""
 
 import random
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -159,3 +160,79 @@ def test_clip_length_that_is_not_a_whole_number_of_samples(videos):
     seq = LongVideoSampler(num_clips=3, clip_seconds=0.75, frames_per_clip=4, sample_rate=11025)(videos["five"])
     assert seq.audio.shape == (3, 8269) and seq.mask.all()
     assert 600 < dominant_hz(seq.audio[2].numpy()) * 11025 / SR < 640  # 1.5-2.25 s: the 622 Hz tone
+
+
+@pytest.mark.parametrize("ext,codec,src_fps", [
+    ("mkv", "libx264", 16), ("webm", "libvpx-vp9", 16),  # frame 1 stored at 62/63 ms, not 62.5
+    ("mkv", "libx264", 30), ("webm", "libvpx-vp9", 25),  # other source rates sampled at 16 fps
+    ("mp4", "libx264", 30),
+])
+def test_frames_at_millisecond_timestamps(tmp_path, ext, codec, src_fps):
+    # Matroska and WebM round frame times to milliseconds; frame j of clip k must still be the
+    # one displayed at k + j/16 s (it used to take the previous frame whenever the stored time
+    # was rounded up: [0, 0, 2, 2, 4, 4, ...] at 16 fps).
+    import av
+
+    from effvid.data import decode_frame_index, index_pattern_frames
+
+    n = 2 * src_fps
+    path = write_video(tmp_path / f"idx{src_fps}.{ext}", index_pattern_frames(n, 32, 48, marker=False),
+                       fps=src_fps, codec=codec)
+    if ext != "mp4":
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].time_base == Fraction(1, 1000)  # the case under test
+    seq = LongVideoSampler(num_clips=2, frames_per_clip=FPS, sample_rate=SR, missing_audio="mask")(path)
+    assert seq.mask.tolist() == [True, True]
+    got = [decode_frame_index(seq.frames[k, j].numpy(), n) for k in range(2) for j in range(FPS)]
+    want = [int((k + j / FPS) * src_fps + 1e-6) for k in range(2) for j in range(FPS)]
+    assert got == want
+
+
+def test_truncated_file_masks_clips_past_its_last_frame(tmp_path):
+    # The header of a cut file promises 3 s; the clips whose frames did not decode are masked
+    # (they used to be valid, the last decoded frame repeated), and so is their audio.
+    import av
+
+    from effvid.data import decode_frame_index, index_pattern_frames
+
+    n = 3 * FPS
+    full = write_video(tmp_path / "full.mkv", index_pattern_frames(n, 32, 48, marker=False), fps=FPS,
+                       audio=signal(3), audio_rate=SR)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.55)])
+    with av.open(str(cut)) as c:
+        assert c.duration / 1e6 > 3.0  # the header still says 3 s
+        decoded = sum(1 for _ in c.decode(c.streams.video[0]))
+    assert FPS + 1 < decoded < 2 * FPS  # clip 0 whole, clip 1 partly decoded
+    sampler = LongVideoSampler(num_clips=3, frames_per_clip=8, sample_rate=SR)
+    seq = sampler(cut)
+    assert seq.mask.tolist() == [True, False, False] and seq.audio_mask.tolist() == [True, False, False]
+    assert [decode_frame_index(f.numpy(), n) for f in seq.frames[0]] == list(range(0, FPS, 2))
+    assert seq.frames[1:].abs().sum() == 0 and seq.audio[1:].abs().sum() == 0
+    # a first clip that is only partly decoded stays valid, as for a video shorter than a clip:
+    # its frames up to the last decoded one, then that frame held
+    seq = sampler(cut, start=1.0)
+    assert seq.mask.tolist() == [True, False, False]
+    got = [decode_frame_index(f.numpy(), n) for f in seq.frames[0]]
+    assert got == [min(FPS + 2 * j, decoded - 1) for j in range(8)]
+    with pytest.raises(AudioDecodeError, match="past the last decodable frame"):
+        sampler(cut, start=2.0)
+
+
+def test_audio_shorter_than_video_is_masked_where_it_ends(tmp_path):
+    # 6 s of video, 2.5 s of audio: clips 0-1 have audio; clip 2 only half (masked), clips 3-5
+    # none (they used to be valid, zero-filled silence).
+    frames = np.stack([np.full((32, 48, 3), LEVELS[i // FPS % 5], np.uint8) for i in range(6 * FPS)])
+    path = write_video(tmp_path / "short_audio.mp4", frames, fps=FPS, audio=signal(3)[: int(2.5 * SR)],
+                       audio_rate=SR)
+    seq = LongVideoSampler(num_clips=8, frames_per_clip=4, sample_rate=SR)(path)
+    assert seq.mask.tolist() == [True] * 6 + [False] * 2
+    assert seq.audio_mask.tolist() == [True, True] + [False] * 6
+    assert abs(dominant_hz(seq.audio[1].numpy()) - TONES[1]) < 2
+    assert seq.audio[3:].abs().sum() == 0
+    # read_audio says where the decoded audio ends (the AAC decoder may add a short tail)
+    from effvid.av import read_audio
+
+    window = read_audio(path, start=1.0, duration=3.0, sample_rate=SR)
+    assert 1.5 * SR <= window.decoded_samples < 1.5 * SR + 1024
+    assert read_audio(path, start=0.5, duration=1.0, sample_rate=SR).decoded_samples == SR

@@ -68,11 +68,15 @@ def open_media(path):
 @dataclass
 class AudioWindow:
     """A mono waveform window: ``waveform`` is float32 ``(samples,)`` in [-1, 1];
-    ``has_audio`` is False when the file has no audio track (waveform is then all zeros)."""
+    ``has_audio`` is False when the file has no audio track (waveform is then all zeros).
+    ``decoded_samples``: how far (in samples from the window's start) the decoded audio reaches;
+    the rest of the window lies past the end of the stream and is zero padding (0 without audio;
+    ``None``: the whole window)."""
 
     waveform: torch.Tensor
     sample_rate: int
     has_audio: bool
+    decoded_samples: int | None = None
 
 
 def read_audio(
@@ -92,7 +96,7 @@ def read_audio(
             as for the video frames; a stream that starts later is zero-padded before it).
         duration: window length in seconds; ``None`` reads to the end of the stream. The result
             always has exactly ``round(duration * sample_rate)`` samples: audio past the end of
-            the stream is zero-padded.
+            the stream is zero-padded (``decoded_samples`` says where the padding starts).
         sample_rate: output rate in Hz (the stream is resampled).
         missing_audio: ``"error"`` raises :class:`AudioDecodeError` for a file without an audio
             stream; ``"mask"`` returns zeros with ``has_audio=False`` so the caller can mask them.
@@ -116,7 +120,7 @@ def read_audio(
         if not container.streams.audio:
             if missing_audio == "mask":
                 n = want if want is not None else _video_samples(container, sample_rate, start)
-                return AudioWindow(torch.zeros(n), sample_rate, has_audio=False)
+                return AudioWindow(torch.zeros(n), sample_rate, has_audio=False, decoded_samples=0)
             raise AudioDecodeError(path, "file has no audio stream (pass missing_audio='mask' to get a masked zero waveform)")
         stream = container.streams.audio[0]
         # Times are on the container's timeline, 0 = the container's start (the same origin
@@ -167,12 +171,14 @@ def read_audio(
         samples = samples[offset:]
     else:  # the stream starts after the requested time: pad the gap with silence
         samples = np.concatenate([np.zeros(-offset, np.float32), samples])
+    decoded = samples.shape[0] if want is None else min(samples.shape[0], want)
     if want is not None:
         if samples.shape[0] >= want:
             samples = samples[:want]
         else:
             samples = np.concatenate([samples, np.zeros(want - samples.shape[0], np.float32)])
-    return AudioWindow(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, has_audio=True)
+    return AudioWindow(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, has_audio=True,
+                       decoded_samples=decoded)
 
 
 def container_origin(container) -> float:

@@ -10,6 +10,12 @@ All times are seconds on the container's timeline, 0 = the container's start; fr
 clip ``k`` is the frame displayed at ``start + k·clip_seconds + j·clip_seconds/frames_per_clip``
 (the last frame whose presentation time is at or before that instant), and the clip's audio is
 ``[start + k·clip_seconds, start + (k+1)·clip_seconds)``.
+
+``mask`` and ``audio_mask`` say what really decoded, not only what the header promises: a clip
+counts as video when every one of its frame instants shows a decoded frame (a truncated file's
+clips past its last decodable frame, which would repeat that frame, are masked), and as audio
+when the decoded audio covers its window (an audio track shorter than the video leaves the later
+clips' audio masked, not zero-filled silence marked valid).
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ class AVSequence:
     Attributes:
         frames: uint8 ``(K, T, H, W, 3)``; padded clips are zeros.
         audio: float32 ``(K, samples_per_clip)`` mono waveform per clip; zeros where padded.
-        mask: bool ``(K,)``, True for clips inside the video.
-        audio_mask: bool ``(K,)``, ``mask`` and the file has audio.
+        mask: bool ``(K,)``, True for clips whose frames all decoded (see :class:`LongVideoSampler`).
+        audio_mask: bool ``(K,)``, ``mask`` and the decoded audio covers the clip.
         clip_starts: float64 ``(K,)`` clip start times in seconds (padded clips continue the grid).
         has_audio: whether the file has an audio track.
         path: the source file.
@@ -71,7 +77,13 @@ class LongVideoSampler:
         missing_audio: ``"error"`` (raise for files without audio) or ``"mask"`` (zero audio,
             ``audio_mask`` all False).
 
-    ``sampler(path)`` returns an :class:`AVSequence`. A missing file raises
+    ``sampler(path)`` returns an :class:`AVSequence`. ``mask`` marks the clips inside the video
+    whose frame instants are all shown by decoded frames: frames past the last decodable frame of
+    a truncated file are not real, so a clip that reaches past it is masked (zeros), even if only
+    partly (it would repeat the last frame). As for a video shorter than one clip, the first clip
+    stays valid, holding the last frame, when at least its first instant decoded. ``audio_mask``
+    marks the valid clips whose window the decoded audio covers up to the last tenth of a clip
+    (codec frame edges; for a single short clip, up to where its frames end). A missing file raises
     ``FileNotFoundError``; unreadable files, files without video (or without audio when
     ``missing_audio="error"``) raise :class:`effvid.av.audio.AudioDecodeError`, a
     ``VideoDecodeError`` naming the file. Display-rotation metadata is applied, as in
@@ -126,11 +138,18 @@ class LongVideoSampler:
             num_valid = min(self.num_clips, max(fit, 1 if duration > start else 0))
             if num_valid == 0:
                 raise AudioDecodeError(path, f"start {start:.3f}s is past the end of the video ({duration:.3f}s)")
-            frames = self._decode_frames(container, stream, origin, start, num_valid, path)
+            frames, shown, video_end = self._decode_frames(container, stream, origin, start, num_valid, path)
         finally:
             container.close()
 
         K, T = self.num_clips, self.frames_per_clip
+        # only clips whose frames all decoded (a truncated file's header promises more); the
+        # first one, like a video shorter than a clip, whenever its first instant decoded
+        if shown == 0:
+            raise AudioDecodeError(path, f"start {start:.3f}s is past the last decodable frame "
+                                         f"(frames end at {video_end:.3f}s, the header says {duration:.3f}s)")
+        num_valid = max(1, min(num_valid, shown // T))
+        frames = frames[: num_valid * T]
         out_frames = torch.zeros((K, T, *frames.shape[1:]), dtype=torch.uint8)
         out_frames[:num_valid] = torch.from_numpy(frames).view(num_valid, T, *frames.shape[1:])
 
@@ -142,24 +161,37 @@ class LongVideoSampler:
         out_audio[:num_valid] = audio.waveform.view(num_valid, self.samples_per_clip)
 
         mask = torch.arange(K) < num_valid
+        # A clip has audio when the decoded audio reaches its end (or, for a single short clip,
+        # where its frames end), give or take a tenth of a clip for codec frame edges; past
+        # the end of the track read_audio zero-pads, and that silence is not the file's.
+        audio_end = start + audio.decoded_samples / self.sample_rate
+        clip_ends = start + self.clip_seconds * torch.arange(1, K + 1, dtype=torch.float64)
+        covered = audio_end >= torch.clamp(clip_ends, max=video_end) - 0.1 * self.clip_seconds
         return AVSequence(
             frames=out_frames,
             audio=out_audio,
             mask=mask,
-            audio_mask=mask & audio.has_audio,
+            audio_mask=mask & covered & audio.has_audio,
             clip_starts=start + self.clip_seconds * torch.arange(K, dtype=torch.float64),
             has_audio=audio.has_audio,
             path=path,
             sample_rate=self.sample_rate,
         )
 
-    def _decode_frames(self, container, stream, origin, start, num_valid, path) -> np.ndarray:
-        """Frames displayed at the target instants, as uint8 ``(num_valid * T, H, W, 3)``."""
+    def _decode_frames(self, container, stream, origin, start, num_valid, path):
+        """Frames displayed at the target instants, as uint8 ``(num_valid * T, H, W, 3)``; how
+        many leading targets a decoded frame really shows (the rest hold the last frame past
+        its display time); and where the decoded frames end (seconds; ``inf`` when decoding
+        stopped before the end of the stream)."""
         import av
 
         step = self.clip_seconds / self.frames_per_clip
         targets = [start + i * step for i in range(num_valid * self.frames_per_clip)]
-        eps = 1e-6
+        # A frame stored at up to half a tick after a target counts as displayed at it: Matroska
+        # and WebM round times to milliseconds, so the frame at 1/16 s is stored as 62 or 63 ms;
+        # at least 0.5 ms, as such rounded times keep their error when remuxed into a finer time
+        # base. (Far below a frame period, so the next frame is never taken early.)
+        eps = max(float(stream.time_base) / 2, 0.0005) + 1e-9
         frames = (decode_from(container, stream, (origin + start) / stream.time_base) if start > 0
                   else container.decode(stream))
         picked: list[np.ndarray | None] = [None] * len(targets)
@@ -195,11 +227,24 @@ class LongVideoSampler:
             raise AudioDecodeError(path, f"video decoding failed ({av_reason(exc)})") from exc
         if prev is None:
             raise AudioDecodeError(path, "no decodable video frames in the requested window")
+        shown, video_end = len(targets), math.inf
+        if nxt < len(targets):  # the stream ended first: the last frame shows until its end
+            prev_t = float(prev.pts * stream.time_base) - origin
+            video_end = prev_t + _frame_seconds(prev, stream)
+            shown = nxt + sum(1 for t in targets[nxt:] if t < video_end - eps)
         last = None
         for i in range(nxt, len(targets)):  # targets after the last frame: hold the last frame
             last = rgb(prev) if last is None else last
             picked[i] = last
-        return np.stack(picked)
+        return np.stack(picked), shown, video_end
+
+
+def _frame_seconds(frame, stream) -> float:
+    """How long ``frame`` is displayed: its own duration, else one period of the stream's rate."""
+    if frame.duration:
+        return float(frame.duration * stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate
+    return 1 / float(rate) if rate else 0.0
 
 
 def _duration_seconds(container, stream, origin: float) -> float:
