@@ -7,6 +7,7 @@ marks the top-left corner, so a dropped, repeated, flipped or turned frame shows
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from effvid.av.audio import read_audio
 from effvid.cli import main
 from effvid.data import build_dataset, probe_video, read_all_frames, write_video
+from effvid.data.datasets import BadSample
 from effvid.data.prepare import REPORT_NAME, output_size, prepare_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,17 +193,22 @@ def test_folder_layout_kept_bad_videos_named_and_rerun_skips(tmp_path, capsys):
     out = captured.out.splitlines()
     assert out[0].startswith("prepared 4 of 6 videos in ")
     assert out[1] == f"copied 2 annotation file(s); left out 1 other file(s), e.g. {src / 'README.md'}"
-    assert out[2:5] == ["  skipped 2 unreadable video(s):",
+    assert out[2:5] == ["  found 2 unreadable video(s), copied unchanged:",
                         f"    {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)",
                         f"    {src / 'videos/run/noise.mp4'}: cannot open container (Invalid data "
                         "found when processing input)"]
-    assert captured.err.splitlines()[-1] == "effvid prepare: 2 of 6 videos are unreadable and were skipped"
+    assert captured.err.splitlines()[-1] == ("effvid prepare: 2 of 6 videos are unreadable and were copied "
+                                             "unchanged")
     written = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
     assert written == sorted([REPORT_NAME, "classInd.txt", "train.txt", "videos/jump/a.mp4", "videos/jump/b.webm",
-                              "videos/run/c.avi", "videos/run/d.mkv"])  # and no temporary file
+                              "videos/run/c.avi", "videos/run/d.mkv", "videos/run/empty.mp4",
+                              "videos/run/noise.mp4"])  # and no temporary file
+    for bad in ("videos/run/empty.mp4", "videos/run/noise.mp4"):
+        assert (dst / bad).read_bytes() == (src / bad).read_bytes()
     assert (dst / "train.txt").read_text() == (src / "train.txt").read_text()
     report = (dst / REPORT_NAME).read_text()
-    assert "videos: 4 written, 0 already there, 2 skipped (unreadable)" in report
+    assert "videos: 4 written, 0 already there, 2 unreadable (copied unchanged)" in report
+    assert "copied unchanged (unreadable):" in report
     assert f"  {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)" in report
     for video in ("videos/jump/b.webm", "videos/run/c.avi"):
         with av.open(str(dst / video)) as c:
@@ -215,18 +222,57 @@ def test_folder_layout_kept_bad_videos_named_and_rerun_skips(tmp_path, capsys):
                                                  str(dst / "videos/run/d.mkv")]
     assert dataset[1]["video"].shape == (4, 3, 32, 32)
 
-    # a rerun writes nothing again; other settings are refused while videos are there
+    # a rerun writes nothing again (the unreadable videos are tried again and named again);
+    # other settings are refused while videos are there
     stamps = {p: p.stat().st_mtime_ns for p in dst.rglob("*.m*")}
     assert main(args + ["--workers", "0"]) == 1
     assert capsys.readouterr().out.splitlines()[0].startswith("prepared 0 of 6 videos in ")
     assert stamps == {p: p.stat().st_mtime_ns for p in dst.rglob("*.m*")}
-    assert "videos: 0 written, 4 already there, 2 skipped" in (dst / REPORT_NAME).read_text()
+    assert "videos: 0 written, 4 already there, 2 unreadable (copied unchanged)" in (dst / REPORT_NAME).read_text()
     assert main(["prepare", str(src), str(dst), "--short-side", "48", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "holds 4 videos prepared with other settings: short_side 32 (now 48)" in err and "--overwrite" in err
     assert main(["prepare", str(src), str(dst), "--short-side", "48", "--overwrite", "--quiet", "--workers", "0"]) == 1
     assert capsys.readouterr().out.startswith("prepared 4 of 6 videos in ")
     assert probe_video(dst / "videos/run/d.mkv").height == 48
+
+
+def test_a_list_file_naming_an_unreadable_video_reads_the_copy_as_the_original(tmp_path, capsys):
+    # The unreadable video was left out of DST: its list file stopped training ("line 4: video
+    # not found"), where SRC's trains and counts it unreadable; effvid check called it missing
+    src, dst = make_collection(tmp_path / "src"), tmp_path / "dst"
+    (src / "all.txt").write_text("videos/jump/a.mp4 1\nvideos/run/c.avi 2\nvideos/run/empty.mp4 2\n"
+                                 "videos/run/noise.mp4 2\n")
+    args = ["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]
+    assert main(args) == 1
+    capsys.readouterr()
+    for root in (src, dst):
+        dataset = build_dataset(root / "all.txt", split="all", num_segments=4, train=False, size=32)
+        assert [s.path for s in dataset.samples] == [str(root / "videos" / v) for v in (
+            "jump/a.mp4", "run/c.avi", "run/empty.mp4", "run/noise.mp4")]
+        assert [isinstance(dataset[k], BadSample) for k in range(4)] == [False, False, True, True]
+        assert dataset[3].reason.startswith("cannot open container")
+        report = root.parent / f"check_{root.name}.json"
+        assert main(["check", str(root / "all.txt"), "--json", str(report), "--quiet"]) == 1
+        found = json.loads(report.read_text())
+        capsys.readouterr()
+        assert found["missing"] == []
+        assert sorted(found["unreadable"], key=str) == sorted([
+            {"path": str(root / "videos/run/empty.mp4"), "reason": "file is empty (0 bytes)"},
+            {"path": str(root / "videos/run/noise.mp4"), "reason": "cannot open container (Invalid data "
+                                                                   "found when processing input)"}],
+            key=str), found
+
+    # A copied-unchanged video is not "done": a rerun tries it again, and prepares it once its
+    # source is mended
+    write_video(src / "videos/run/noise.mp4", named_frames(8, 48, 64), fps=8)
+    assert main(args) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("prepared 1 of 6 videos in ") and "(4 already there)" in out[0]
+    assert out[2:4] == ["  found 1 unreadable video(s), copied unchanged:",
+                        f"    {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)"]
+    assert frame_numbers(read_all_frames(dst / "videos/run/noise.mp4"), 8) == list(range(8))
+    assert probe_video(dst / "videos/run/noise.mp4").height == 32
 
 
 def test_refused_folders_are_named(tmp_path, capsys):

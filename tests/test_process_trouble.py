@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from effvid.cli import interrupted, main
@@ -239,9 +240,10 @@ def test_a_worker_killed_by_the_kernel_ends_the_run_with_what_to_do(tiny_data, t
         "(this run: 3) or a smaller --batch-size (this run: 8). No epoch was completed; nothing to resume.")
 
 
-# Runs an effvid command (its arguments after the driver's first, ARMED_BY); once the file
-# ARMED_BY exists, the next DataLoader worker started (a pass forks its workers anew) meets a
-# Ctrl-C as a terminal sends it, to the whole process group (the worker too). It comes while the
+# Runs an effvid command (its arguments after the driver's first two, ARMED_BY and FORKED_BY);
+# once the file ARMED_BY exists, the next worker forked from code under FORKED_BY (a DataLoader's:
+# a pass forks its workers anew; effvid prepare's process pool) meets a Ctrl-C as a terminal
+# sends it, to the whole process group (the worker too). It comes while the
 # parent's after-fork hooks run, where Python drops exceptions ("Exception ignored in: <function
 # _releaseLock ...>"): the run went on to its end, or ended with a worker's death.
 _CTRL_C_AS_A_WORKER_STARTS = """
@@ -249,14 +251,14 @@ import os, signal, sys, time, traceback
 from pathlib import Path
 from effvid.cli import main
 
-armed_by = Path(sys.argv[1])
+armed_by, forked_by = Path(sys.argv[1]), sys.argv[2]
 sent = []
 
 def ctrl_c_as_a_worker_starts():
     if sent or not armed_by.exists():
         return
-    if not any("torch/utils/data" in f.filename for f in traceback.extract_stack()):
-        return  # a fork, but not a DataLoader's
+    if not any(forked_by in f.filename for f in traceback.extract_stack()):
+        return  # a fork, but not one of those
     sent.append(1)
     assert os.getpgid(0) == os.getpid(), "run me in a process group of my own"
     (Path(__file__).parent / "sigint_at").write_text(repr(time.time()))
@@ -266,15 +268,16 @@ def ctrl_c_as_a_worker_starts():
         pass
 
 os.register_at_fork(after_in_parent=ctrl_c_as_a_worker_starts)
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
-def ctrl_c_as_a_worker_starts(tmp_path, armed_by, args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+def ctrl_c_as_a_worker_starts(tmp_path, armed_by, args: list[str], forked_by: str = "torch/utils/data"
+                              ) -> tuple[subprocess.CompletedProcess, float]:
     """The command ``args`` run by the driver above, and how long after the Ctrl-C it ended."""
     driver = tmp_path / "driver.py"
     driver.write_text(_CTRL_C_AS_A_WORKER_STARTS)
-    proc = subprocess.run([sys.executable, str(driver), str(armed_by), *args], capture_output=True,
+    proc = subprocess.run([sys.executable, str(driver), str(armed_by), forked_by, *args], capture_output=True,
                           text=True, timeout=300, start_new_session=True)  # its killpg reaches it and its workers only
     ended = time.time()
     assert (tmp_path / "sigint_at").exists(), proc.stdout + proc.stderr
@@ -315,6 +318,29 @@ def test_ctrl_c_as_eval_or_predict_starts_its_workers_stops_it(tiny_data, tiny_c
     assert proc.stderr.splitlines() == [f"effvid {command}: interrupted"], proc.stderr
     assert proc.stdout == ""  # no results
     assert took < 10
+
+
+def test_ctrl_c_as_prepare_starts_its_workers_stops_it_and_a_rerun_finishes(tmp_path):
+    # The Ctrl-C came in the pool's after-fork hook and was dropped ("Exception ignored in:
+    # <function _releaseLock ...>"): the run prepared every video and exited 0
+    from effvid.data import probe_video, write_video
+    from effvid.data.prepare import REPORT_NAME
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    frames = np.zeros((8, 32, 32, 3), np.uint8)
+    for k in range(3):
+        write_video(src / f"v{k}.mp4", frames, fps=8)
+    args = ["prepare", str(src), str(dst), "--workers", "2", "--quiet"]
+    proc, took = ctrl_c_as_a_worker_starts(tmp_path, src, args, forked_by="multiprocessing/pool")
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == ["effvid prepare: interrupted"], proc.stderr
+    assert proc.stdout == "" and took < 10
+    # stopped before any video was given to a worker: none written, no partial file
+    assert sorted(p.name for p in dst.iterdir()) == [REPORT_NAME]
+    assert "status: not finished" in (dst / REPORT_NAME).read_text()
+    assert main(args) == 0
+    assert [probe_video(dst / f"v{k}.mp4").num_frames for k in range(3)] == [8] * 3
+    assert "videos: 3 written, 0 already there" in (dst / REPORT_NAME).read_text()
 
 
 def test_an_error_after_a_ctrl_c_is_the_interrupt_and_workers_leave_ctrl_c_to_the_run():

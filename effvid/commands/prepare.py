@@ -9,8 +9,9 @@ effvid train as SRC was. This replaces extracting frames to folders of images.
 
 Long runs: --workers processes; each video appears under its name only when complete, so a run
 stopped by Ctrl-C is finished by running the same command again (videos already there are
-skipped). An unreadable video is skipped and named, at the end and in DST's
-effvid-prepare-report.txt; the exit status is then 1.
+skipped). An unreadable video is copied unchanged, so that DST trains as SRC does (training
+skips and counts it), and named, at the end and in DST's effvid-prepare-report.txt; the exit
+status is then 1.
 
     effvid prepare /data/ucf101 /data/ucf101_256 --workers 8
 """
@@ -69,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
           + (f"; left out {len(summary.left_out):,} other file(s), e.g. {summary.left_out[0]}"
              if summary.left_out else ""))
     if summary.skipped:
-        print(bad_videos_report(summary.skipped, when="", full_list=f"all in {summary.report}"))
+        print(bad_videos_report(summary.skipped, when=", copied unchanged", verb="found",
+                                full_list=f"all in {summary.report}"))
     print(f"wrote {summary.report}")
     if summary.skipped:
         print(f"effvid prepare: {len(summary.skipped):,} of {total:,} videos are unreadable and were "
-              "skipped", file=sys.stderr)
+              "copied unchanged", file=sys.stderr)
     return 1 if summary.skipped else 0
 
 

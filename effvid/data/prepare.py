@@ -20,6 +20,7 @@ videos that are there.
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import json
 import math
 import multiprocessing
@@ -38,6 +39,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
+from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import find_files
 from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
                     _open, _probe_open, av_reason, probe_video)
@@ -412,8 +414,9 @@ def check_folders(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 @dataclass
 class PrepareSummary:
     """What :func:`prepare_folder` did. ``prepared``: ``[(src, VideoInfo of the copy)]``;
-    ``skipped``: ``[(src, reason)]`` for unreadable videos; ``left_out``: files neither video
-    nor annotation, not copied."""
+    ``skipped``: ``[(src, reason)]`` for the unreadable videos, not prepared but copied unchanged
+    (the reason says if one could not be copied); ``left_out``: files neither video nor
+    annotation, not copied."""
 
     src: str
     dst: str
@@ -453,11 +456,11 @@ def _write_report(summary: PrepareSummary, finished: bool) -> None:
     else:
         lines += [f"status: finished in {summary.seconds:,.1f} s",
                   f"videos: {len(summary.prepared)} written, {summary.already_there} already there, "
-                  f"{len(summary.skipped)} skipped (unreadable)",
+                  f"{len(summary.skipped)} unreadable (copied unchanged)",
                   f"annotation files copied: {len(summary.copied)}",
                   f"other files left out: {len(summary.left_out)}"]
         if summary.skipped:
-            lines.append("skipped:")
+            lines.append("copied unchanged (unreadable):")
             lines += [f"  {path}: {reason}" for path, reason in summary.skipped]
     tmp = part_path(summary.report)
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -480,7 +483,73 @@ def _prepare_job(job: tuple[Path, Path, dict]):
     try:
         return src, prepare_video(src, dst, **options), None
     except (VideoDecodeError, OSError) as e:
-        return src, None, e.reason if isinstance(e, VideoDecodeError) else av_reason(e)
+        reason = e.reason if isinstance(e, VideoDecodeError) else av_reason(e)
+    return src, None, _copy_unchanged(src, dst, reason)
+
+
+def _copy_unchanged(src: Path, dst: Path, reason: str) -> str:
+    """Copy the video ``src``, which could not be prepared, to ``dst`` as it is, so that DST is
+    read as SRC is: training skips and counts it, effvid check names its reason (missing, a
+    list file naming it stopped training with "video not found"). ``reason``, and why it could
+    not be copied if so."""
+    tmp = part_path(dst)
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, tmp)  # with its times, which _copied_unchanged compares
+        os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        return f"{reason}; not copied ({av_reason(e)})"
+    except BaseException:  # Ctrl-C, or SystemExit (a worker terminated): no partial file
+        tmp.unlink(missing_ok=True)
+        raise
+    return reason
+
+
+def _copied_unchanged_before(report: Path) -> set[str]:
+    """The videos (source paths) that ``report``, a finished run's, names as copied unchanged.
+    Its lines are "  PATH: REASON", and a path or a reason may hold ": ": every candidate."""
+    try:
+        lines = report.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return set()
+    if "copied unchanged (unreadable):" not in lines:
+        return set()
+    paths = set()
+    for line in lines[lines.index("copied unchanged (unreadable):") + 1:]:
+        end = line.find(": ")
+        while end != -1:
+            paths.add(line[2:end])
+            end = line.find(": ", end + 1)
+    return paths
+
+
+def _copied_unchanged(src: Path, dst: Path, listed: set[str]) -> bool:
+    """Whether ``dst`` is ``src`` copied as it is (an unreadable video), not a prepared copy: a
+    rerun tries it again (and names it again, or prepares a source mended since) rather than
+    counting it as done. The report of the run that copied it names it (``listed``); one
+    stopped before it wrote the list left the copy with the source's size and modification time
+    (the same bytes; a prepared copy differs in size but by chance)."""
+    if str(src) in listed:
+        return True
+    try:
+        return filecmp.cmp(src, dst, shallow=True)
+    except OSError:
+        return False
+
+
+def _prepare_all(pool, todo: list, summary: PrepareSummary, progress) -> None:
+    results = pool.imap_unordered(_prepare_job, todo) if pool else map(_prepare_job, todo)
+    if progress is not None:
+        results = progress(results, len(todo))
+    for path, info, reason in results:
+        raise_if_interrupted()  # one dropped elsewhere
+        if info is None:
+            summary.skipped.append((str(path), reason))
+        else:
+            summary.prepared.append((str(path), info))
+            summary.bytes_in += path.stat().st_size
+            summary.bytes_out += os.path.getsize(info.path)
 
 
 def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side: int = 256,
@@ -494,7 +563,8 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     ``workers`` processes (0: in this one). A video whose copy exists is skipped unless
     ``overwrite``; a rerun after an interruption thus finishes the job, and a rerun with other
     settings than those ``dst``'s report names is refused (``overwrite`` redoes every video).
-    An unreadable video is skipped and listed. ``progress(iterable, total)`` may wrap the
+    An unreadable video is copied unchanged (so that ``dst`` reads as ``src``: training skips and
+    counts it) and listed; a rerun tries it again. ``progress(iterable, total)`` may wrap the
     results as they come (a progress bar). ``dst/effvid-prepare-report.txt`` records the
     settings and the outcome.
     """
@@ -514,7 +584,9 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
             summary.copied.append((path, dst / rel))
         else:
             summary.left_out.append(path)
-    done = [(s, d) for s, d in videos if not overwrite and d.exists()]
+    unchanged_before = _copied_unchanged_before(summary.report)
+    done = [(s, d) for s, d in videos
+            if not overwrite and d.exists() and not _copied_unchanged(s, d, unchanged_before)]
     previous = _previous_settings(summary.report)
     if done and previous is not None and previous != settings:
         changed = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in settings.items()
@@ -531,23 +603,21 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     for _, target in done:  # a copy left by a run killed while redoing it (--overwrite)
         part_path(target).unlink(missing_ok=True)
     options = dict(short_side=short_side, keyframe_interval=keyframe_interval, crf=crf, audio=audio, fps=fps)
-    todo = [(s, d, options) for s, d in videos if overwrite or not d.exists()]
+    done_set = set(done)
+    todo = [(s, d, options) for s, d in videos if (s, d) not in done_set]
     # A kill (SIGTERM) stops the run as Ctrl-C does: partial files removed, the workers stopped
     # (they would finish their videos and die on the closed pipe, with tracebacks).
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
-    pool = multiprocessing.Pool(workers, initializer=_worker_init) if workers > 0 and todo else None
+    pool = None
     try:
-        results = pool.imap_unordered(_prepare_job, todo) if pool else map(_prepare_job, todo)
-        if progress is not None:
-            results = progress(results, len(todo))
-        for path, info, reason in results:
-            if info is None:
-                summary.skipped.append((str(path), reason))
-            else:
-                summary.prepared.append((str(path), info))
-                summary.bytes_in += path.stat().st_size
-                summary.bytes_out += os.path.getsize(info.path)
+        with ctrl_c_recorded():
+            if workers > 0 and todo:
+                # A Ctrl-C while the pool forks came in an after-fork hook, where Python drops
+                # it: the run went on to its end. Recorded, it is raised once the pool is there.
+                with only_recorded():
+                    pool = multiprocessing.Pool(workers, initializer=_worker_init)
+            _prepare_all(pool, todo, summary, progress)
     except BaseException:
         if pool is not None:
             pool.terminate()

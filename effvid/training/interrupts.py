@@ -1,5 +1,5 @@
-"""Ctrl-C during effvid train, eval or predict: it always stops the run, and only the main
-process acts on it.
+"""Ctrl-C during effvid train, eval, predict or prepare: it always stops the run, and only the
+main process acts on it.
 
 Python raises KeyboardInterrupt wherever the main thread is when the signal's handler runs. In
 a few places an exception is "ignored" (printed and dropped): in os.fork's after-fork hooks
@@ -7,13 +7,15 @@ a few places an exception is "ignored" (printed and dropped): in os.fork's after
 at the start of every pass (``persistent_workers=False``), so a Ctrl-C that came at that
 moment was dropped and the run trained on to its end; the workers, in the same process group
 (a terminal sends Ctrl-C to all of it), died of the same signal and the run ended with a false
-"worker died, out of memory" report.
+"worker died, out of memory" report. effvid prepare's process pool forks its workers the same
+way, and a Ctrl-C dropped there let the run finish and exit 0.
 
 So for the run (:func:`ctrl_c_recorded`) SIGINT has a handler that records it before raising,
 and that does nothing in a forked process (a worker: the main process stops the run and ends
-its workers). While a pass starts its workers (:class:`StopsOnCtrlC`) it only records it;
-the pass raises it once they are started, and checks again after every batch, which catches
-one dropped elsewhere. An error that follows a Ctrl-C (a worker or a torchrun peer it ended)
+its workers). While processes are forked (:func:`only_recorded`; :class:`StopsOnCtrlC` as a
+pass starts its workers) it only records it and raises it once they are started; the pass
+checks again after every batch (:func:`raise_if_interrupted`), which catches one dropped
+elsewhere. An error that follows a Ctrl-C (a worker or a torchrun peer it ended)
 is reported as the interrupt it is.
 """
 
@@ -65,6 +67,19 @@ def ctrl_c_recorded():
         _main_pid = None
 
 
+@contextlib.contextmanager
+def only_recorded():
+    """Within the block (which forks processes) a Ctrl-C is only recorded; it is raised when the
+    block is done, its processes started, for the caller to stop them."""
+    global _deferred
+    _deferred = True
+    try:
+        yield
+    finally:
+        _deferred = False
+    raise_if_interrupted()
+
+
 class StopsOnCtrlC:
     """Iterates over a DataLoader: a Ctrl-C that comes while it forks its workers is raised
     once they are started, and one that was dropped anywhere is raised at the next batch."""
@@ -76,12 +91,8 @@ class StopsOnCtrlC:
         return len(self.loader)
 
     def __iter__(self):
-        global _deferred
-        _deferred = True
-        try:
+        with only_recorded():
             batches = iter(self.loader)  # forks the workers
-        finally:
-            _deferred = False
         while True:
             raise_if_interrupted()
             try:
