@@ -368,11 +368,14 @@ def _to_numpy(logits) -> np.ndarray:
 
 
 def run_stream(recognizer, frames: Iterable[tuple[float, np.ndarray]], *,
-               classes: Sequence[str] | None = None, size: int = 224, smooth: int = 1,
+               classes: Sequence[str] | None = None, size: int = 224, scale_size: int | None = None,
+               smooth: int = 1,
                source: str = "", out: TextIO | None = None, video_path: str | Path | None = None,
                video_fps: float = 25.0, plot_path: str | Path | None = None,
                max_frames: int | None = None) -> StreamSummary:
-    """Run ``recognizer`` (``step``/``reset``) over ``frames`` ((time_s, RGB uint8) pairs).
+    """Run ``recognizer`` (``step``/``reset``) over ``frames`` ((time_s, RGB uint8) pairs),
+    each resized to ``scale_size`` on its shorter side (default ``size * 256 / 224``; the model's
+    validation resize, which effvid stream reads from the checkpoint) and centre-cropped to ``size``.
 
     Writes one JSON line per frame to ``out`` (``source``, ``frame``, ``time``, ``label``,
     ``index``, ``score``, ``latency_ms``; the score is the smoothed probability of the label),
@@ -391,7 +394,7 @@ def run_stream(recognizer, frames: Iterable[tuple[float, np.ndarray]], *,
             if max_frames is not None and summary.frames >= max_frames:
                 break
             t0 = time.perf_counter()
-            x = preprocess_frame(frame, size)
+            x = preprocess_frame(frame, size, scale_size)
             logits = _to_numpy(recognizer.step(x))
             latency = (time.perf_counter() - t0) * 1000.0
             if classes is None:

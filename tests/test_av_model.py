@@ -151,6 +151,8 @@ def test_fusion_modes_transformer_sets():
     one_layer = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 4 * 32
     assert parameter_report(early)["transformers"]["total"] == 3 * one_layer
     assert late["transformers"]["total"] == 2 * one_layer
+    assert "transformers (1 role, 1 module(s))" in format_parameter_report(early)  # was "1 roles"
+    assert "transformers (2 roles, 2 module(s))" in format_parameter_report(late)
 
 
 # -- forward, masks ----------------------------------------------------------------------------------

@@ -144,6 +144,28 @@ def test_info_av_parameter_report(capsys):
     assert "21,263,616" in capsys.readouterr().out
 
 
+def test_info_av_names_its_cnns_and_which_are_the_papers(capsys):
+    """The default visual CNN is a TSM-ResNet-50, not the paper's slow_r50: the report's total
+    (35,762,720) is not the paper model's (43,889,184), and its header named no CNN."""
+    pytest.importorskip("effvid.av")
+    assert main(["info", "av"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("AV model  visual_cnn=tsm_resnet50 (the paper's: slow_r50)  audio_cnn=resnet50_half "
+                        "(the paper's)  sharing=partial  fusion=mid")
+    assert "model total: 35,762,720 parameters (35,762,720 trainable)" in lines
+    assert ("note: the total is of a model with visual_cnn=tsm_resnet50, not the paper's slow_r50: effvid "
+            "info av --visual-cnn slow_r50 counts the paper's model") in lines
+    report = _info_json(capsys, "av", "--visual-cnn", "slow_r50")
+    assert (report["visual_cnn"], report["audio_cnn"], report["total"]) == ("slow_r50", "resnet50_half", 43_889_184)
+    assert not any("paper's model" in note for note in report["notes"])
+    assert main(["info", "av", "--visual-cnn", "slow_tiny", "--audio-cnn", "resnet_tiny"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("AV model  visual_cnn=slow_tiny (the paper's: slow_r50)  audio_cnn=resnet_tiny "
+                          "(the paper's: resnet50_half)  sharing=partial")
+    assert ("with visual_cnn=slow_tiny and audio_cnn=resnet_tiny, not the paper's slow_r50 and resnet50_half: "
+            "effvid info av --visual-cnn slow_r50 --audio-cnn resnet50_half counts") in out
+
+
 def test_info_on_a_run_folder_says_where_the_run_stands(tmp_path, capsys):
     import os
     import socket

@@ -87,13 +87,45 @@ def test_fewer_epochs_move_the_decay_steps_in_proportion(capsys):
     parse = build_parser().parse_args
     cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "15"]))
     assert cfg.epochs == 15 and cfg.lr_steps == [6, 12]
-    assert "for 15 epochs the steps at 6, 12" in capsys.readouterr().out
+    assert ("15 epochs (yours; the recipe's 50), steps at 6 and 12 (the recipe's 20 and 40 of 50 "
+            "epochs, moved in proportion)") in capsys.readouterr().out
     cfg = config_from_args(parse(["train", "videos", "--recipe", "ucf101-finetune", "--epochs", "2"]))
     assert cfg.lr_steps == [1, 2]  # 10 and 20 of 25 -> 0.8 and 1.6, rounded
     cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "1"]))
     assert cfg.lr_steps == [1]  # 0.4 and 0.8: a step cannot be epoch 0, and one is enough
+    assert "1 epoch (yours; the recipe's 50), steps at 1 (the recipe's" in capsys.readouterr().out
     # steps given with the epochs are used as given; the recipe's own epochs keep its steps
     cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "15",
                                   "--lr-steps", "10"]))
     assert cfg.lr_steps == [10]
     assert config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "50"])).lr_steps == [20, 40]
+
+
+def test_the_line_names_the_values_used_and_which_are_the_users(capsys):
+    """Flags override the recipe, but its line said the recipe's values: "no horizontal flips"
+    for a run with --flip, "weight decay 1e-4, dropout 0.5" with --weight-decay 1e-3 --dropout 0.2."""
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "something", "--flip"]))
+    line = capsys.readouterr().out
+    assert cfg.flip is True
+    assert line.startswith("recipe something (TSM on Something-Something v1/v2 from ImageNet): 50 epochs, "
+                           "steps at 20 and 40, weight decay 5e-4, dropout 0.5, horizontal flips (yours; "
+                           "the recipe's: no horizontal flips); lr 0.01 at batch 64 scaled to ")
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--weight-decay", "1e-3",
+                                  "--dropout", "0.2", "--schedule", "cosine", "--momentum", "0.8"]))
+    line = capsys.readouterr().out
+    assert (cfg.weight_decay, cfg.dropout, cfg.schedule, cfg.momentum) == (1e-3, 0.2, "cosine", 0.8)
+    assert line.startswith("recipe kinetics (TSM on Kinetics from ImageNet): 50 epochs, cosine schedule "
+                           "(yours; the recipe's: steps at 20 and 40), weight decay 1e-3 (yours; the "
+                           "recipe's 1e-4), dropout 0.2 (yours; the recipe's 0.5), momentum 0.8 (yours; "
+                           "the recipe's 0.9); lr 0.02 at batch 128 scaled to ")
+    # a cosine run has no steps to move; the steps given are the user's, not effvid's choice
+    config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "10", "--schedule", "cosine"]))
+    assert "10 epochs (yours; the recipe's 50), cosine schedule (yours;" in capsys.readouterr().out
+    _, line = recipe_values("ucf101-finetune", 64, lr_steps=[5], weight_decay=5e-4, partial_bn=False)
+    assert line.startswith("recipe ucf101-finetune (TSM fine-tuned on UCF101 from a Kinetics model): "
+                           "25 epochs, steps at 5 (yours; the recipe's: steps at 10 and 20), weight decay "
+                           "5e-4, dropout 0.8, no partial BatchNorm (yours; the recipe's: partial BatchNorm);")
+    assert "effvid's choice: fc_lr_mult=5.0;" in line  # lr_steps and weight_decay: the user's
+    with pytest.raises(TypeError, match="not TrainConfig fields: wieght_decay"):
+        recipe_values("kinetics", 8, wieght_decay=1e-3)

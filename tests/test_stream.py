@@ -108,6 +108,41 @@ def test_stream_matches_online_model_from_checkpoint(video, tmp_path, capsys):
     assert [r["label"] for r in lines] == expected
 
 
+def _offline_scores(model, video: Path, frames: int, scale_size: int) -> np.ndarray:
+    """The largest class probability per frame of the offline model on the first ``frames``
+    frames, prepared as effvid eval prepares them (TestTransform at the checkpoint's size and
+    scale size): for a causal TSM, frame t's output sees frames 0..t only, as a stream's."""
+    from effvid.data.transforms import TestTransform
+
+    decoded = [frame for _, (_, frame) in zip(range(frames), st.open_frames(str(video)))]
+    clip = TestTransform(SIZE, scale_size)(torch.from_numpy(np.stack(decoded)))
+    with torch.no_grad():
+        return model.frame_logits(clip[None])[0].softmax(-1).max(-1).values.numpy()
+
+
+def test_stream_resizes_frames_as_the_checkpoint_was_validated(video, tmp_path, capsys):
+    """A run trained with --size 32 --scale-size 48 records both; stream resized the shorter
+    side to 37 (32 x 256/224) whatever was recorded, so its scores were not eval's."""
+    pytest.importorskip("onnxruntime")
+    from effvid.export import export_online
+    from effvid.inference import test_view
+    from effvid.models.weights import save_weights
+
+    model = _causal_model()
+    meta = {"classes": ["a", "b", "c"], "extra": {"size": SIZE, "scale_size": 48}}  # as training writes
+    ckpt = tmp_path / "best.safetensors"
+    save_weights(model, ckpt, meta)
+    onnx = export_online(model, tmp_path / "best.online.onnx", height=SIZE, classes=meta["classes"],
+                         preprocess=test_view(meta), exporter="torchscript")
+    expected = _offline_scores(model, video, 4, scale_size=48)
+    # what the test tells apart: the default resize gives other scores
+    assert np.abs(_offline_scores(model, video, 4, scale_size=37) - expected).max() > 1e-3
+    for path in (ckpt, onnx):
+        assert main(["stream", str(video), "-c", str(path), "--max-frames", "4"]) == 0
+        scores = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
+        np.testing.assert_allclose(scores, expected, atol=2e-5, err_msg=str(path))
+
+
 def test_bidirectional_checkpoint_refused(video, tmp_path, capsys):
     from effvid.models.weights import save_weights
 

@@ -7,6 +7,7 @@ saved the way the original training script saves them.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -288,6 +289,84 @@ def test_info_says_what_the_release_file_tells(tmp_path, capsys):
     assert main(["info", str(path), "--size", "32"]) == 0
     assert f"from         {path} (original TSM checkpoint: kinetics, epoch 50, best top-1 74.1%, " \
            "dense sampling)" in capsys.readouterr().out
+
+
+def test_a_renamed_file_says_which_settings_were_assumed(tmp_path, capsys):
+    """A renamed release file was built as 8 segments and shift 1/8 without a word: the weights
+    cannot tell either (same shapes), and a model trained with shift 1/4 gives other logits."""
+    from effvid.cli import main
+
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4)
+    _randomise(src, seed=21)
+    release = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift4_blockres_avg_segment4_e50.pth")
+    renamed = tmp_path / "renamed.pth"
+    renamed.write_bytes(release.read_bytes())
+    note = ("note: the name renamed.pth does not give the number of segments or the shift fraction, "
+            "which the weights cannot tell: assumed 8 segments and shift 1/8; if it was trained "
+            "otherwise, give --num-segments N and --shift-div N")
+    dst = tmp_path / "renamed.safetensors"
+    assert main(["convert", str(renamed), str(dst)]) == 0
+    assert capsys.readouterr().out == (f"wrote {dst}: tsm_resnet18, 3 classes, 8 segments, shift 1/8 "
+                                       f"residual, segment sampling (classes numbered: --classes FILE "
+                                       f"names them)\n{note}\n")
+    # the guess computes something else, even on the right number of segments
+    guessed = load_model(dst, num_segments=4)[0]
+    src.eval()
+    with torch.no_grad():
+        assert not torch.allclose(guessed(_clip(4)), src(_clip(4)), atol=1e-3)
+    # given, no note, and the network of the file
+    assert main(["convert", str(renamed), str(dst), "--overwrite", "--num-segments", "4",
+                 "--shift-div", "4"]) == 0
+    assert "note" not in capsys.readouterr().out
+    _assert_same_outputs(src, load_model(dst)[0], 4)
+    # one of the two given: the other is named alone
+    assert main(["convert", str(renamed), str(dst), "--overwrite", "--num-segments", "4"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "note: the name renamed.pth does not give the shift fraction, which the weights cannot tell: "
+        "assumed shift 1/8; if it was trained otherwise, give --shift-div N")
+    # the release name gives both
+    assert main(["convert", str(release), str(dst), "--overwrite"]) == 0
+    assert "note" not in capsys.readouterr().out
+
+    # effvid info: the same line, in --json too; its flags set them
+    assert main(["info", str(renamed), "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == note and "shift 1/8 residual" in out
+    assert main(["info", str(renamed), "--size", "32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["note"] == note
+    assert main(["info", str(renamed), "--size", "32", "--num-segments", "4", "--shift-div", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "note" not in out and "shift 1/4 residual" in out and "1 x 4 x 3 x 32 x 32" in out
+    assert main(["info", "tsm_resnet18", "--shift-div", "4"]) == 2
+    assert "--shift-div applies to an original TSM .pth" in capsys.readouterr().err
+    # a TSN has no shift: only the segments were assumed
+    tsn = _save_original(effvid.create_model("tsn_resnet18", num_classes=3), tmp_path / "tsn.pth")
+    assert main(["info", str(tsn), "--size", "32"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "note: the name tsn.pth does not give the number of segments, which the weights cannot "
+        "tell: assumed 8 segments; if it was trained otherwise, give --num-segments N")
+
+
+def test_fine_tuning_from_a_release_file_names_what_differs_and_what_its_name_does_not_say(tmp_path):
+    """--init-weights X.pth said nothing of the settings the file was trained with, where an
+    effvid checkpoint's differences are named."""
+    from effvid.training.loop import load_init_weights
+
+    src = effvid.create_model("tsm_resnet18", num_classes=5, num_segments=8)
+    path = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment8_e50.pth")
+    line = load_init_weights(effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4),
+                             str(path), ["a", "b", "c"], "tsm_resnet18")
+    assert line == (f"starting from {path}: the original TSM checkpoint's backbone, a new classifier "
+                    "for 3 classes; it was trained as num_segments 8 (this run: 4)")
+    same = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=8)
+    assert load_init_weights(same, str(path), ["a", "b", "c"], "x").endswith("for 3 classes")
+    renamed = tmp_path / "weights.pth"
+    renamed.write_bytes(path.read_bytes())
+    line = load_init_weights(effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4),
+                             str(renamed), ["a", "b", "c"], "x")
+    assert line.endswith("a new classifier for 3 classes; its name does not say the number of segments "
+                         "or the shift fraction it was trained with, which the weights cannot tell "
+                         "(this run's: 4 segments and shift 1/4)")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -301,12 +301,15 @@ def create_av_model(
     frontend = LogMelSpectrogram(sample_rate, n_mels=n_mels)
     if spec_augment:
         frontend = nn.Sequential(frontend, SpecAugment())
-    return AVModel(
+    model = AVModel(
         build_visual_encoder(visual_cnn, frames_per_clip=frames_per_clip, **(visual_kwargs or {})),
         build_audio_encoder(audio_cnn, **(audio_kwargs or {})),
         transformers,
         width=width, fusion=fusion, max_clips=max_clips, dropout=dropout, audio_frontend=frontend, sharing=sharing,
     )
+    # named in parameter_report: its total is the paper model's only with the paper's CNNs
+    model.visual_cnn_name, model.audio_cnn_name = visual_cnn, audio_cnn
+    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +337,10 @@ def _params(module: nn.Module) -> dict[int, nn.Parameter]:
     return {id(p): p for p in module.parameters()}
 
 
+# The clip encoders of the paper's model (create_av_model's visual default is a cheaper TSM-ResNet-50)
+PAPER_CNNS = {"visual_cnn": "slow_r50", "audio_cnn": "resnet50_half"}
+
+
 def parameter_report(model: nn.Module) -> dict:
     """Parameter counts of an :class:`AVModel` (or anything with a ``components()`` method;
     other modules are reported as one component).
@@ -346,7 +353,8 @@ def parameter_report(model: nn.Module) -> dict:
     * ``transformers``: over all transformers together: ``total`` (stored parameters),
       ``free`` (orthogonal ``S`` counted by its degrees of freedom instead of its stored
       rank×rank tensor), ``shared`` (in more than one transformer), ``private``;
-    * ``total`` and ``trainable`` for the whole model; ``sharing``, ``fusion``; ``notes``.
+    * ``total`` and ``trainable`` for the whole model; ``sharing``, ``fusion``; ``visual_cnn``
+      and ``audio_cnn`` (their names, for a model of :func:`create_av_model`); ``notes``.
     """
     comps = model.components() if hasattr(model, "components") else OrderedDict(model=model)
     comp_params = OrderedDict((name, _params(m)) for name, m in comps.items())
@@ -359,6 +367,8 @@ def parameter_report(model: nn.Module) -> dict:
     report = OrderedDict()
     report["sharing"] = getattr(model, "sharing", None)
     report["fusion"] = getattr(model, "fusion", None)
+    report["visual_cnn"] = getattr(model, "visual_cnn_name", None)
+    report["audio_cnn"] = getattr(model, "audio_cnn_name", None)
     components = OrderedDict()
     for name, ps in comp_params.items():
         total = sum(p.numel() for p in ps.values())
@@ -389,6 +399,12 @@ def parameter_report(model: nn.Module) -> dict:
     report["total"] = sum(p.numel() for p in allp.values())
     report["trainable"] = sum(p.numel() for p in allp.values() if p.requires_grad)
     notes = []
+    other = [role for role, paper in PAPER_CNNS.items() if report[role] not in (None, paper)]
+    if other:
+        notes.append("the total is of a model with " + " and ".join(f"{role}={report[role]}" for role in other)
+                     + ", not the paper's " + " and ".join(PAPER_CNNS[role] for role in other)
+                     + ": effvid info av " + " ".join(f"--{role.replace('_', '-')} {PAPER_CNNS[role]}" for role in other)
+                     + " counts the paper's model")
     if free_map:
         notes.append(
             "S is kept orthogonal by torch.nn.utils.parametrizations.orthogonal, which stores a full "
@@ -403,14 +419,17 @@ def parameter_report(model: nn.Module) -> dict:
 def format_parameter_report(report_or_model) -> str:
     """Human-readable table of :func:`parameter_report` (accepts the report or the model)."""
     r = report_or_model if isinstance(report_or_model, dict) else parameter_report(report_or_model)
-    lines = [f"AV model  sharing={r['sharing']}  fusion={r['fusion']}", ""]
+    cnns = "".join(f"  {role}={r[role]} (" + ("the paper's" if r[role] == paper else f"the paper's: {paper}") + ")"
+                   for role, paper in PAPER_CNNS.items() if r.get(role))
+    lines = [f"AV model{cnns}  sharing={r['sharing']}  fusion={r['fusion']}", ""]
     lines.append(f"{'component':<24}{'total':>14}{'private':>14}{'shared':>14}")
     for name, c in r["components"].items():
         lines.append(f"{name:<24}{c['total']:>14,}{c['private']:>14,}{c['shared']:>14,}")
     t = r["transformers"]
     lines += [
         "",
-        f"transformers ({len(t['names'])} roles, {t['unique_modules']} module(s)): {t['total']:,} parameters "
+        f"transformers ({len(t['names'])} role{'' if len(t['names']) == 1 else 's'}, {t['unique_modules']} "
+        f"module(s)): {t['total']:,} parameters "
         f"({t['shared']:,} shared between transformers, {t['private']:,} private)",
     ]
     if t["orthogonal_matrices"]:

@@ -17,7 +17,7 @@ from ..cli import UserError, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.tsm_checkpoint import convert_tsm_checkpoint
+    from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {dst}: {info.model_name}, {info.num_classes} classes, {info.num_segments} "
           f"segments{shift}, {'dense' if info.dense else 'segment'} sampling"
           + ("" if args.classes else " (classes numbered: --classes FILE names them)"))
+    if note := assumed_settings_note(info):  # a renamed file: 8 segments, shift 1/8 are guesses
+        print(note)
     return 0
 
 
@@ -45,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("--num-segments", type=positive_int,
                    help="frames per clip, when the file name does not say (default: from the name, else 8)")
     p.add_argument("--shift-div", type=positive_int,
-                   help="1/shift_div of the channels shift each way, when the file name does not say")
+                   help="1/shift_div of the channels shift each way, when the file name does not say "
+                   "(default: from the name, else 8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     p.set_defaults(func=run)

@@ -50,6 +50,9 @@ def register(subparsers) -> None:
                    help="classes for a model name (default: 400; files use their own)")
     p.add_argument("--num-segments", "--frames", type=positive_int, default=None,
                    help="frames per clip (default: 8, or the file's)")
+    p.add_argument("--shift-div", type=positive_int, default=None,
+                   help="for an original TSM .pth whose name does not say it: 1/N of the channels "
+                   "shift each way (default: from the name, else 8)")
     p.add_argument("--size", type=positive_int, default=None,
                    help="frame height and width (default: 224, or the size a checkpoint was trained at)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -82,11 +85,13 @@ def run(args: argparse.Namespace) -> int:
         info = run_folder_info(Path(args.model))
         print(json.dumps(info, indent=2) if args.json else format_run_folder(info))
         return 0
-    model, source, trained_size, classes = _build(args)
+    model, source, trained_size, classes, note = _build(args)
     info = describe(model, num_segments=args.num_segments, size=args.size or trained_size or 224)
     info["source"] = source
     if classes:
         info["classes"] = classes
+    if note:
+        info["note"] = note
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -98,17 +103,22 @@ def model_flags_given(args: argparse.Namespace) -> list[str]:
     """The flags given that describe a recogniser to build, which 'av' and a run folder refuse
     rather than ignore."""
     return [flag for flag, value in (("--num-classes", args.num_classes), ("--num-segments", args.num_segments),
-                                     ("--size", args.size)) if value is not None]
+                                     ("--shift-div", args.shift_div), ("--size", args.size))
+            if value is not None]
 
 
 def _build(args: argparse.Namespace):
     """(model, source description, the frame size it was trained at and its class names, if
-    known) for a model name or a weights file."""
+    known, and a note on settings that were assumed) for a model name or a weights file."""
     import torch
 
     from ..models import create_model, list_models
 
     path = Path(args.model)
+    if args.shift_div is not None and (args.model in list_models() or path.suffix == ".safetensors"):
+        # a name builds what it is given, and an effvid file says its own
+        raise UserError("--shift-div applies to an original TSM .pth (whose name does not say it), "
+                        f"not to {args.model}")
     if args.model in list_models():
         kwargs = {"num_classes": args.num_classes or 400, "num_segments": args.num_segments or 8}
         try:
@@ -116,7 +126,7 @@ def _build(args: argparse.Namespace):
                 model = create_model(args.model, **kwargs)
         except (RuntimeError, NotImplementedError):
             model = create_model(args.model, **kwargs)
-        return model, "registry", None, None
+        return model, "registry", None, None, None
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise UserError(f"weights file not found: {path}")
@@ -128,19 +138,21 @@ def _build(args: argparse.Namespace):
         if args.num_classes is not None:
             raise UserError("--num-classes does not apply to a weights file (it has its own)")
         model, meta = load_model(path, **overrides)
-        return model, str(path), meta.get("extra", {}).get("size"), meta.get("classes")
+        return model, str(path), meta.get("extra", {}).get("size"), meta.get("classes"), None
     if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
-        from ..models.tsm_checkpoint import load_tsm_checkpoint
+        from ..models.tsm_checkpoint import assumed_settings_note, load_tsm_checkpoint
 
-        model = load_tsm_checkpoint(path, num_segments=args.num_segments)
+        model = load_tsm_checkpoint(path, num_segments=args.num_segments, shift_div=args.shift_div)
         ci = model.checkpoint_info  # what the file says of its training, from its name and fields
         about = [ci.dataset, f"epoch {ci.epoch}" if ci.epoch is not None else None,
                  f"best top-1 {ci.best_prec1:.1f}%" if ci.best_prec1 is not None else None,
                  "dense sampling" if ci.dense else None]
         about = ": " + ", ".join(a for a in about if a) if any(about) else ""
-        return model, f"{path} (original TSM checkpoint{about})", None, None  # no class names inside
+        # no class names inside; what its name does not give was assumed
+        return (model, f"{path} (original TSM checkpoint{about})", None, None,
+                assumed_settings_note(ci))
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
         "not a .safetensors file, not 'av', and not a folder")
@@ -209,6 +221,8 @@ def format_info(info: dict) -> str:
         "counted      convolutions and matrix products; BatchNorm, activations, pooling and the "
         "temporal shift count zero",
     ]
+    if info.get("note"):
+        lines.append(info["note"])
     return "\n".join(lines)
 
 

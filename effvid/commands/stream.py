@@ -82,8 +82,11 @@ def read_labels(path: str) -> list[str]:
 
 
 def _recognizer(args: argparse.Namespace):
-    """(recogniser with step/reset, class names, input size). The size is --size, else the
-    size an .onnx was exported for or a checkpoint was trained at, else 224."""
+    """(recogniser with step/reset, class names, input size, resize of the shorter side). The
+    size is --size, else the size an .onnx was exported for or a checkpoint was trained at,
+    else 224; the resize is the one the checkpoint was validated with (its --scale-size, which
+    the checkpoint and the .onnx record), else size x 256/224, so that the stream sees frames as
+    effvid eval does."""
     if args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
         if args.model:
             raise UserError("give exactly one of --checkpoint PATH or --model NAME")
@@ -100,21 +103,24 @@ def _recognizer(args: argparse.Namespace):
                   "input; using that size", file=sys.stderr)
         classes = read_labels(args.labels) if args.labels else runner.classes
         _check_labels(classes, runner.num_classes)
-        return runner, classes, runner.height
+        view = runner.metadata.get("preprocess", {})  # effvid export records it
+        return runner, classes, runner.height, view.get("scale_size") if view.get("size") == runner.height else None
     import torch
 
     from ..models.online import OnlineRecognizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from ..inference import test_view
+
     model, classes, meta = load_model_from_args(args)
-    trained_size = meta.get("extra", {}).get("size")
+    view = test_view(meta, size=args.size)  # as trained, or at --size with TSM's 256/224
     try:
         online = OnlineRecognizer.from_model(model)
     except ValueError as e:
         raise UserError(str(e)) from None
     _check_labels(classes, online.num_classes)
-    return online, classes, args.size or trained_size or 224
+    return online, classes, view["size"], view["scale_size"]
 
 
 def _check_labels(classes, num_classes) -> None:
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                                 + ([Path(args.jsonl)] if args.jsonl else []), sources)
     if args.jsonl and Path(args.jsonl).is_dir():
         raise UserError(f"--jsonl {args.jsonl} is a folder; give a file name")
-    recognizer, classes, size = _recognizer(args)
+    recognizer, classes, size, scale_size = _recognizer(args)
     if args.jsonl:
         Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.jsonl, "w") if args.jsonl else sys.stdout
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 frames = st.open_frames(source)
                 summary = st.run_stream(
-                    recognizer, frames, classes=classes, size=size, smooth=args.smooth,
+                    recognizer, frames, classes=classes, size=size, scale_size=scale_size, smooth=args.smooth,
                     source=source, out=out, video_path=video, video_fps=fps, plot_path=plot,
                     max_frames=args.max_frames)
             except st.StreamError as e:

@@ -91,10 +91,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"--recipe starts a new run from the paper's settings; {base} already "
                              "holds a whole configuration (drop --recipe, or --config / --resume)")
         # the learning rate is scaled to the batch of all processes together (torchrun sets WORLD_SIZE)
+        # the flags given override the recipe: its line names them as the user's
+        given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)
+                 if f.name not in ("batch_size", "init_weights", "imagenet_weights")}
         recipe, line = recipe_values(args.recipe, args.batch_size or TrainConfig.batch_size,
-                                     int(os.environ.get("WORLD_SIZE", "1")), lr=args.lr,
+                                     int(os.environ.get("WORLD_SIZE", "1")),
                                      init_weights=args.init_weights, imagenet_weights=args.imagenet_weights,
-                                     epochs=args.epochs, lr_steps=args.lr_steps)
+                                     **given)
         values.update(recipe)
         if os.environ.get("RANK", "0") == "0":
             print(line)

@@ -256,12 +256,13 @@ class OnnxOnlineRunner:
         if isinstance(frame, torch.Tensor):
             frame = frame.detach().cpu().numpy()
         frame = np.ascontiguousarray(frame, dtype=np.float32)
+        given = frame.shape  # the error names what was passed, not the batch of one made of it
         single = frame.ndim == 3
         if single:
             frame = frame[None]
         if frame.ndim != 4 or frame.shape[1:] != (3, self.height, self.width):
             raise ValueError(f"expected a frame (3, {self.height}, {self.width}) or (B, 3, "
-                             f"{self.height}, {self.width}), got {frame.shape}")
+                             f"{self.height}, {self.width}), got {given}")
         if self.caches is None or self.caches and self.caches[0].shape[0] != frame.shape[0]:
             if self.caches:
                 raise ValueError("batch size changed within a stream; call reset() first")

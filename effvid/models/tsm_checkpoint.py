@@ -40,11 +40,13 @@ from .weights import is_resume_state, load_torch_file, resume_state_error
 
 __all__ = [
     "TSMCheckpointInfo",
+    "assumed_settings_note",
     "convert_tsm_checkpoint",
     "inspect_tsm_checkpoint",
     "load_tsm_checkpoint",
     "read_tsm_checkpoint",
     "tsm_init_state_dict",
+    "tsm_init_weights",
     "tsm_to_effvid_state_dict",
 ]
 
@@ -107,6 +109,36 @@ class TSMCheckpointInfo:
         d = asdict(self)
         d["model_name"] = self.model_name
         return d
+
+    def assumed(self) -> dict[str, str]:
+        """The settings that neither the caller nor the file name gave, so the defaults were
+        taken (the weights cannot tell them: any number of segments and any shift fraction give
+        the same shapes): setting -> its value in words ({} when none was assumed)."""
+        out = {}
+        if self.sources.get("num_segments") == "default":
+            out["num_segments"] = f"{self.num_segments} segments"
+        if self.shift and self.sources.get("shift_div") == "default":
+            out["shift_div"] = f"shift 1/{self.shift_div}"
+        return out
+
+
+# The words and flags for what a file name may not give (TSMCheckpointInfo.assumed)
+SETTINGS_NOT_IN_WEIGHTS = {"num_segments": ("the number of segments", "--num-segments"),
+            "shift_div": ("the shift fraction", "--shift-div")}
+
+
+def assumed_settings_note(info: TSMCheckpointInfo) -> str | None:
+    """One line for the commands that build a model of an original TSM checkpoint (convert,
+    info): the settings its name did not give and were assumed, and the flags that set them;
+    None when the name (or the caller) gave them all. Without it a renamed file was built as 8
+    segments and shift 1/8 without a word, and gave wrong logits if it was trained otherwise."""
+    assumed = info.assumed()
+    if not assumed:
+        return None
+    return (f"note: the name {Path(info.path).name} does not give "
+            f"{' or '.join(SETTINGS_NOT_IN_WEIGHTS[k][0] for k in assumed)}, which the weights cannot tell: assumed "
+            f"{' and '.join(assumed.values())}; if it was trained otherwise, give "
+            f"{' and '.join(SETTINGS_NOT_IN_WEIGHTS[k][1] + ' N' for k in assumed)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,12 +464,19 @@ def load_tsm_checkpoint(
 
 
 def tsm_init_state_dict(path: str | Path, model: Recognizer) -> dict[str, torch.Tensor]:
+    """The weights of an original TSM checkpoint for fine-tuning ``model``: see
+    :func:`tsm_init_weights`, which returns what was inferred of the file too."""
+    return tsm_init_weights(path, model)[0]
+
+
+def tsm_init_weights(path: str | Path, model: Recognizer) -> tuple[dict[str, torch.Tensor], TSMCheckpointInfo]:
     """The weights of an original TSM checkpoint for fine-tuning ``model``, an effvid recogniser
     of the same architecture with any number of classes (``effvid train --init-weights X.pth``):
     every backbone weight, renamed, and none of the classifier's (the file has no class names,
     so its classes cannot be matched with the new ones). A model built with another
     architecture, shift placement or shift fraction (the latter when the file name tells it) is
-    refused with the flags that match the file."""
+    refused with the flags that match the file. Returns (state dict, what was inferred of the
+    file)."""
     loaded = read_tsm_checkpoint(path)
     info = inspect_tsm_checkpoint(path, _loaded=loaded)
     config = getattr(model, "config", {})
@@ -456,7 +495,7 @@ def tsm_init_state_dict(path: str | Path, model: Recognizer) -> dict[str, torch.
             f"fine-tune it with {' '.join(flags)}")
     backbone = {k: v for k, v in _strip_prefix(loaded[0]).items() if not k.startswith(_CLASSIFIERS)}
     target = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
-    return tsm_to_effvid_state_dict(backbone, info.arch, target, where=str(path))
+    return tsm_to_effvid_state_dict(backbone, info.arch, target, where=str(path)), info
 
 
 def _read_classes(classes, num_classes: int) -> list[str] | None:

@@ -98,11 +98,14 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
     TSM, a bidirectional shift's into a causal one; fine-tuning adapts them), and the frame size
     it was trained at when it is not this run's ``size``."""
     new_fc = f"a new classifier for {len(classes)} classes"
+    config = getattr(model, "config", {})
     if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
-        from ..models.tsm_checkpoint import tsm_init_state_dict
+        from ..models.tsm_checkpoint import tsm_init_weights
 
-        model.load_state_dict(tsm_init_state_dict(path, model), strict=False)
-        return f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
+        state, info = tsm_init_weights(path, model)
+        model.load_state_dict(state, strict=False)
+        return (f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
+                + _release_file_differences(info, config))
     state, meta = load_weights(path)
     state = match_shift_wrappers(state, model.state_dict())
     kept = meta.get("classes") == classes
@@ -111,7 +114,6 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
     check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
                           may_miss=lambda k: k in ("fc.weight", "fc.bias"))
     model.load_state_dict(state, strict=False)
-    config = getattr(model, "config", {})
     differs = [f"{k} {meta.get(k, '-')} (this run: {config.get(k, '-')})"
                for k in ("name", "shift_div", "shift_place", "shift_direction", "num_segments")
                if (k in meta or k in config) and meta.get(k) != config.get(k)]
@@ -120,6 +122,27 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
         differs.append(f"size {trained_size} (this run: {size})")
     which = "all its weights, classifier included" if kept else f"its backbone, {new_fc}"
     return f"starting from {path}: {which}" + (f"; it was trained as {', '.join(differs)}" if differs else "")
+
+
+def _release_file_differences(info, config: dict) -> str:
+    """What an original TSM checkpoint's name says it was trained with that differs from this
+    run's ``config`` (the weights load either way: a model trained on 8 segments fine-tuned on
+    4 computes something else at first), and what its name does not say, which the weights
+    cannot tell either: "" when neither. (An architecture, shift placement or fraction that
+    differs was refused by tsm_init_weights.)"""
+    named = {k: getattr(info, k) for k, source in info.sources.items()
+             if k in ("num_segments", "shift_div", "shift_place") and source in ("file name", "keys")}
+    differs = [f"{k} {v} (this run: {config.get(k, '-')})" for k, v in named.items()
+               if k in config and v != config.get(k)]
+    line = f"; it was trained as {', '.join(differs)}" if differs else ""
+    if unnamed := info.assumed():
+        from ..models.tsm_checkpoint import SETTINGS_NOT_IN_WEIGHTS as words
+
+        ours = {"num_segments": f"{config.get('num_segments')} segments",
+                "shift_div": f"shift 1/{config.get('shift_div')}"}
+        line += (f"; its name does not say {' or '.join(words[k][0] for k in unnamed)} it was trained "
+                 f"with, which the weights cannot tell (this run's: {' and '.join(ours[k] for k in unnamed)})")
+    return line
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
