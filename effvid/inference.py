@@ -43,7 +43,7 @@ def test_view(meta: dict, *, size: int | None = None, scale_size: int | None = N
     ``scale_size``, the centre ``size`` x ``size`` crop, and the RGB ``mean`` and ``std`` that
     normalise pixels in [0, 1]. Exported ONNX files record it too."""
     extra = meta.get("extra", {})
-    if size is None:  # as trained
+    if size is None or size == extra.get("size"):  # as trained (the trained size given again)
         size = extra.get("size", 224)
         scale_size = scale_size or extra.get("scale_size")
     return {"sampling": sampling or extra.get("sampling", "segment"), "size": int(size),

@@ -215,3 +215,15 @@ def test_mismatched_imagenet_file_is_refused(tmp_path, imagenet_r18):
     torch.save({"conv1.weight": torch.zeros(1), "x": Evil()}, evil)
     with pytest.raises(ValueError, match="evil.pth.*weights_only"):
         read_state_dict(evil)
+
+
+def test_test_view_keeps_the_trained_scale_size_for_the_trained_size_given_again():
+    # `effvid eval --size 32` on a run trained at 32 with --scale-size 48 resized to 37
+    # (32 x 256/224), unlike the same eval without --size
+    from effvid.inference import test_view
+
+    meta = {"extra": {"size": 32, "scale_size": 48, "sampling": "segment"}}
+    assert test_view(meta)["scale_size"] == 48
+    assert test_view(meta, size=32)["scale_size"] == 48
+    assert test_view(meta, size=64)["scale_size"] == round(64 * 256 / 224)
+    assert test_view(meta, size=64, scale_size=80)["scale_size"] == 80
