@@ -384,6 +384,19 @@ def test_an_error_after_a_ctrl_c_is_the_interrupt_and_workers_leave_ctrl_c_to_th
         assert [int(b) for b in StopsOnCtrlC(loader)] == [0, 1, 2]
 
 
+def test_ctrl_c_stops_a_run_after_a_run_nested_in_it_ended():
+    from effvid.training.interrupts import ctrl_c_recorded
+
+    # e.g. prepare_folder called within another ctrl_c_recorded block: the inner block's end
+    # left the outer one ignoring Ctrl-C (its handler saw no run to stop)
+    with pytest.raises(KeyboardInterrupt), ctrl_c_recorded():
+        with ctrl_c_recorded():
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # ended by the handler's KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 class _SigintInWorker:
     """Three items; loading each sends a Ctrl-C to the worker that loads it."""
 

@@ -54,6 +54,9 @@ def ctrl_c_recorded():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # a block nested in another (an API user's script that prepares, then trains, in its own)
+    # gives the outer one its state back: reset, the outer block ignored every later Ctrl-C
+    outer = _main_pid, _received, _deferred
     _main_pid, _received, _deferred = os.getpid(), False, False
     previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
@@ -64,7 +67,7 @@ def ctrl_c_recorded():
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
-        _main_pid = None
+        _main_pid, _received, _deferred = outer
 
 
 @contextlib.contextmanager
