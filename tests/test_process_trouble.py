@@ -307,13 +307,17 @@ def tiny_checkpoint(tiny_data, tmp_path_factory):
     return run / "best.safetensors"
 
 
-@pytest.mark.parametrize("command", ["eval", "predict"])
-def test_ctrl_c_as_eval_or_predict_starts_its_workers_stops_it(tiny_data, tiny_checkpoint, tmp_path, command):
+@pytest.mark.parametrize("command", ["eval", "predict", "check"])
+def test_ctrl_c_as_eval_predict_or_check_starts_its_workers_stops_it(tiny_data, tiny_checkpoint, tmp_path, command):
     # They ended with the worker's death ("DataLoader worker (pid N) exited unexpectedly", a
     # traceback), or went on to their results as if nothing had happened
     data = tiny_data / "val" if command == "eval" else tiny_data / "val" / "left"
-    args = [command, str(data), "--checkpoint", str(tiny_checkpoint), "--workers", "1", "--batch-size", "1"]
-    proc, took = ctrl_c_as_a_worker_starts(tmp_path, tiny_checkpoint, args + ["--quiet"] * (command == "eval"))
+    if command == "check":
+        args = ["check", str(tiny_data), "--workers", "1", "--quiet"]
+    else:
+        args = [command, str(data), "--checkpoint", str(tiny_checkpoint), "--workers", "1", "--batch-size", "1"]
+        args += ["--quiet"] * (command == "eval")
+    proc, took = ctrl_c_as_a_worker_starts(tmp_path, tiny_checkpoint, args)
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert proc.stderr.splitlines() == [f"effvid {command}: interrupted"], proc.stderr
     assert proc.stdout == ""  # no results

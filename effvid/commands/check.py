@@ -99,10 +99,19 @@ def _spread(values, fmt="{:,.0f}") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.interrupts import ctrl_c_recorded
+
+    # Ctrl-C stops it also when it comes as the loader starts its workers (interrupts.py)
+    with ctrl_c_recorded():
+        return check(args)
+
+
+def check(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..data.datasets import broken_link
     from ..training.evaluate import bad_videos_report
+    from ..training.interrupts import StopsOnCtrlC
     from ..training.progress import progress_bar
 
     missing: list = []
@@ -113,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no videos in {args.data}")
     start = time.perf_counter()
     loader = DataLoader(checked, batch_size=1, num_workers=args.workers, collate_fn=_first)
-    results = list(progress_bar(loader, desc="check", unit="video", enabled=not args.quiet))  # batches of 1
+    results = list(progress_bar(StopsOnCtrlC(loader), desc="check", unit="video",  # batches of 1
+                                enabled=not args.quiet))
     seconds = time.perf_counter() - start
     bad = [(path, reason) for _, path, _, reason, _, _ in results if reason is not None]
     early = [(part, path, info[0], ends) for part, path, _, _, info, ends in results if ends is not None]
