@@ -101,4 +101,5 @@ def describe_device(device, precision=None) -> str:
         mode = {None: "float32", torch.bfloat16: "bfloat16 autocast",
                 torch.float16: "float16 autocast with loss scaling"}[precision]
         return f"cuda:{index} ({torch.cuda.get_device_name(index)}, {mode})"
-    return f"{device.type} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} thread{'s' * (threads != 1)})"

@@ -138,9 +138,23 @@ def test_eval_options_that_used_to_fail(trained, capsys):
     # a new --size without --scale-size: the resize follows the new size (it kept the trained 32)
     assert main(["eval", str(data), "-c", str(ckpt), "--size", "48", "--workers", "0", "--quiet"]) == 0
     assert "4 videos, 1 view(s) each" in capsys.readouterr().out
-    # --twice is a segment-sampling protocol: with dense sampling it was ignored but counted
+    # --twice is a segment-sampling protocol: with dense sampling it was ignored but counted;
+    # then refused after reading the data, naming the dataset's field ("twice (...)")
     assert main(["eval", str(data), "-c", str(ckpt), "--twice", "--sampling", "dense", "--workers", "0"]) == 2
-    assert "twice (a second clip at the segment starts) needs segment sampling" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert captured.err == ("effvid eval: error: --twice (a second clip at the segment starts) needs "
+                            "segment sampling, not --sampling dense\n") and captured.out == ""
+    # the trained size is 32: "scale_size (20) must be >= size (32)" came after the data too
+    assert main(["eval", str(data), "-c", str(ckpt), "--scale-size", "20", "--workers", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("effvid eval: error: --scale-size 20 is below the crop size 32 (--size): "
+                            "the short side must be at least the crop's\n") and captured.out == ""
+    # 3 crops are cut from frames resized to --size: a --scale-size there did nothing, silently
+    assert main(["eval", str(data), "-c", str(ckpt), "--crops", "3", "--scale-size", "40", "--workers", "0",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("note: --scale-size 40 has no effect with --crops 3, whose "
+                                              "crops are taken from frames with the short side resized "
+                                              "to --size\n")
     # a run folder instead of a checkpoint file
     assert main(["eval", str(data), "-c", str(ckpt.parent)]) == 2
     assert f"is a folder: give a weights file such as {ckpt}" in capsys.readouterr().err
@@ -295,7 +309,8 @@ def test_bad_device_is_one_line_naming_the_value(trained, tmp_path, capsys, monk
     assert "  1. " in capsys.readouterr().out
     assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "32",
                  "--epochs", "1", "--workers", "0", "--no-progress", "--output", str(tmp_path / "r")]) == 0
-    assert f"training on cpu ({torch.get_num_threads()} threads)" in capsys.readouterr().out
+    threads = torch.get_num_threads()
+    assert f"training on cpu ({threads} thread{'s' * (threads != 1)})" in capsys.readouterr().out
 
 
 def test_device_index_beyond_the_gpus_is_refused(monkeypatch):

@@ -64,3 +64,19 @@ def test_opt_out_by_environment(monkeypatch):
 def test_bad_threshold():
     with pytest.raises(ValueError, match="threshold_bytes"):
         runtime.retain_freed_memory(0)
+
+
+def test_describe_device_counts_threads_in_words():
+    # under torchrun each process gets one thread: it said "cpu (1 threads)"
+    import torch
+
+    from effvid.runtime import describe_device
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert describe_device(torch.device("cpu"), None) == "cpu (1 thread)"
+        torch.set_num_threads(2)
+        assert describe_device(torch.device("cpu"), None) == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)

@@ -156,6 +156,24 @@ def run(args: argparse.Namespace) -> int:
     return result
 
 
+def check_views(args: argparse.Namespace, meta: dict, say=None) -> None:
+    """Refuse a protocol that cannot be, naming the flags as typed (the dataset's own checks
+    named its fields, after the data was read); say when --scale-size has no effect."""
+    from ..inference import test_view
+
+    view = test_view(meta, size=args.size, scale_size=args.scale_size, sampling=args.sampling)
+    if args.twice and view["sampling"] != "segment":
+        given = "--sampling dense" if args.sampling else "this checkpoint's dense sampling"
+        raise UserError(f"--twice (a second clip at the segment starts) needs segment sampling, "
+                        f"not {given}")
+    if view["scale_size"] < view["size"]:
+        raise UserError(f"--scale-size {view['scale_size']} is below the crop size {view['size']} "
+                        "(--size): the short side must be at least the crop's")
+    if say and args.scale_size is not None and args.crops == 3:
+        say(f"note: --scale-size {args.scale_size} has no effect with --crops 3, whose crops are "
+            "taken from frames with the short side resized to --size")
+
+
 def evaluate_command(args: argparse.Namespace, env) -> int:
     from torch.utils.data import DataLoader
 
@@ -168,6 +186,7 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     say = print if env.is_main else None  # notices and results: once
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
+    check_views(args, meta, say)  # before reading the data, which may take minutes
     # said before reading: an error about a label's number names no file
     if say and not args.classes and (found := find_class_file(args.data)) is not None:
         say(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
