@@ -236,3 +236,66 @@ def test_audio_shorter_than_video_is_masked_where_it_ends(tmp_path):
     window = read_audio(path, start=1.0, duration=3.0, sample_rate=SR)
     assert 1.5 * SR <= window.decoded_samples < 1.5 * SR + 1024
     assert read_audio(path, start=0.5, duration=1.0, sample_rate=SR).decoded_samples == SR
+
+
+def write_late_audio_video(path, seconds, audio_start):
+    """A video of ``seconds`` whose AAC audio track (the test signal from ``audio_start`` on)
+    begins ``audio_start`` seconds after the first frame: the audio frames' pts start there."""
+    import av
+
+    frames = np.stack([np.full((32, 48, 3), LEVELS[i // FPS % 5], np.uint8) for i in range(seconds * FPS)])
+    wav = signal(seconds)[int(audio_start * SR):]
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=FPS, options={"crf": "18", "preset": "veryfast"})
+        video.width, video.height, video.pix_fmt = 48, 32, "yuv420p"
+        audio = container.add_stream("aac", rate=SR)
+        audio.layout = "mono"
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        step = audio.codec_context.frame_size or 1024
+        for pos in range(0, len(wav), step):
+            aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[None, pos:pos + step]), format="fltp",
+                                                layout="mono")
+            aframe.sample_rate = SR
+            aframe.pts, aframe.time_base = int(audio_start * SR) + pos, Fraction(1, SR)
+            for packet in audio.encode(aframe):
+                container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+    return path
+
+
+def test_audio_that_starts_late_is_masked_before_it_starts(tmp_path):
+    # 4 s of video whose audio starts at 1 s: clip 0's window is silence padding, not the
+    # file's audio, and is masked (it used to be valid); clips 1-3 keep their audio unchanged.
+    import av
+
+    from effvid.av import read_audio
+
+    path = write_late_audio_video(tmp_path / "late_audio.mkv", 4, audio_start=1.0)
+    with av.open(str(path)) as c:  # the file really says so
+        a, v = c.streams.audio[0], c.streams.video[0]
+        assert abs(float(a.start_time * a.time_base) - 1.0) < 0.05
+        assert float(v.start_time * v.time_base) < 0.01
+    seq = LongVideoSampler(num_clips=5, frames_per_clip=4, sample_rate=SR)(path)
+    assert seq.mask.tolist() == [True] * 4 + [False]
+    assert seq.audio_mask.tolist() == [False, True, True, True, False]
+    assert seq.audio[0].abs().max() < 0.01
+    decoded = seq.audio[1:4].reshape(-1).numpy()
+    reference = signal(4)[SR:]
+    assert best_lag(decoded, reference) == 0
+    assert np.abs(decoded[1000:-2000] - reference[1000:-2000]).mean() < 0.02
+    for k in (1, 2, 3):
+        assert abs(dominant_hz(seq.audio[k].numpy()) - TONES[k]) < 2
+    # read_audio says where the decoded audio begins (0 for windows inside the track)
+    window = read_audio(path, start=0.5, duration=2.0, sample_rate=SR)
+    assert window.decoded_from == SR // 2 and window.decoded_samples == 2 * SR
+    assert read_audio(path, start=1.5, duration=1.0, sample_rate=SR).decoded_from == 0
+    # a window wholly before the track: nothing of it decoded
+    before = read_audio(path, start=0.0, duration=0.5, sample_rate=SR)
+    assert before.decoded_from == before.decoded_samples and before.waveform.abs().max() == 0

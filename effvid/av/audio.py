@@ -71,12 +71,16 @@ class AudioWindow:
     ``has_audio`` is False when the file has no audio track (waveform is then all zeros).
     ``decoded_samples``: how far (in samples from the window's start) the decoded audio reaches;
     the rest of the window lies past the end of the stream and is zero padding (0 without audio;
-    ``None``: the whole window)."""
+    ``None``: the whole window). ``decoded_from``: where (in samples from the window's start) the
+    decoded audio begins; before it the window lies before the start of the stream and is zero
+    padding (0 when the stream starts at or before the window). The real audio is
+    ``waveform[decoded_from:decoded_samples]``."""
 
     waveform: torch.Tensor
     sample_rate: int
     has_audio: bool
     decoded_samples: int | None = None
+    decoded_from: int = 0
 
 
 def read_audio(
@@ -96,7 +100,8 @@ def read_audio(
             as for the video frames; a stream that starts later is zero-padded before it).
         duration: window length in seconds; ``None`` reads to the end of the stream. The result
             always has exactly ``round(duration * sample_rate)`` samples: audio past the end of
-            the stream is zero-padded (``decoded_samples`` says where the padding starts).
+            the stream is zero-padded (``decoded_samples`` says where the padding starts), and so
+            is the part before a stream that starts late (``decoded_from`` says where it ends).
         sample_rate: output rate in Hz (the stream is resampled).
         missing_audio: ``"error"`` raises :class:`AudioDecodeError` for a file without an audio
             stream; ``"mask"`` returns zeros with ``has_audio=False`` so the caller can mask them.
@@ -172,13 +177,14 @@ def read_audio(
     else:  # the stream starts after the requested time: pad the gap with silence
         samples = np.concatenate([np.zeros(-offset, np.float32), samples])
     decoded = samples.shape[0] if want is None else min(samples.shape[0], want)
+    decoded_from = min(max(0, -offset), decoded)  # a stream starting after the window: none of it
     if want is not None:
         if samples.shape[0] >= want:
             samples = samples[:want]
         else:
             samples = np.concatenate([samples, np.zeros(want - samples.shape[0], np.float32)])
     return AudioWindow(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, has_audio=True,
-                       decoded_samples=decoded)
+                       decoded_samples=decoded, decoded_from=decoded_from)
 
 
 def container_origin(container) -> float:

@@ -15,7 +15,8 @@ clip ``k`` is the frame displayed at ``start + k·clip_seconds + j·clip_seconds
 counts as video when every one of its frame instants shows a decoded frame (a truncated file's
 clips past its last decodable frame, which would repeat that frame, are masked), and as audio
 when the decoded audio covers its window (an audio track shorter than the video leaves the later
-clips' audio masked, not zero-filled silence marked valid).
+clips' audio masked, and one that starts late the earlier clips', not zero-filled silence marked
+valid).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ class LongVideoSampler:
     a truncated file are not real, so a clip that reaches past it is masked (zeros), even if only
     partly (it would repeat the last frame). As for a video shorter than one clip, the first clip
     stays valid, holding the last frame, when at least its first instant decoded. ``audio_mask``
-    marks the valid clips whose window the decoded audio covers up to the last tenth of a clip
-    (codec frame edges; for a single short clip, up to where its frames end). A missing file raises
+    marks the valid clips whose window the decoded audio covers but for a tenth of a clip at
+    either end (codec frame edges; for a single short clip, up to where its frames end): clips
+    before an audio track that starts late or past one that ends early are masked. A missing file raises
     ``FileNotFoundError``; unreadable files, files without video (or without audio when
     ``missing_audio="error"``) raise :class:`effvid.av.audio.AudioDecodeError`, a
     ``VideoDecodeError`` naming the file. Display-rotation metadata is applied, as in
@@ -161,18 +163,23 @@ class LongVideoSampler:
         out_audio[:num_valid] = audio.waveform.view(num_valid, self.samples_per_clip)
 
         mask = torch.arange(K) < num_valid
-        # A clip has audio when the decoded audio reaches its end (or, for a single short clip,
-        # where its frames end), give or take a tenth of a clip for codec frame edges; past
-        # the end of the track read_audio zero-pads, and that silence is not the file's.
+        # A clip has audio when the decoded audio covers it from its start to its end (or, for a
+        # single short clip, where its frames end), give or take a tenth of a clip at each end
+        # for codec frame edges; before a track that starts late and past the end of the track
+        # read_audio zero-pads, and that silence is not the file's.
+        audio_begin = start + audio.decoded_from / self.sample_rate
         audio_end = start + audio.decoded_samples / self.sample_rate
-        clip_ends = start + self.clip_seconds * torch.arange(1, K + 1, dtype=torch.float64)
-        covered = audio_end >= torch.clamp(clip_ends, max=video_end) - 0.1 * self.clip_seconds
+        clip_starts = start + self.clip_seconds * torch.arange(K, dtype=torch.float64)
+        clip_ends = clip_starts + self.clip_seconds
+        tolerance = 0.1 * self.clip_seconds
+        covered = ((audio_begin <= clip_starts + tolerance)
+                   & (audio_end >= torch.clamp(clip_ends, max=video_end) - tolerance))
         return AVSequence(
             frames=out_frames,
             audio=out_audio,
             mask=mask,
             audio_mask=mask & covered & audio.has_audio,
-            clip_starts=start + self.clip_seconds * torch.arange(K, dtype=torch.float64),
+            clip_starts=clip_starts,
             has_audio=audio.has_audio,
             path=path,
             sample_rate=self.sample_rate,
