@@ -544,8 +544,13 @@ def test_gpu_out_of_memory_is_one_line_with_what_to_change(tiny_data, tmp_path, 
     import torch
     import torch.nn.functional as F
 
+    from effvid import inference
     from effvid.training import evaluate as evaluate_module
     from effvid.training import loop
+
+    # imported before predict_views is patched below: inference binds the name at import, and a
+    # first import under the patch kept the fake for later tests
+    assert inference.predict_views is evaluate_module.predict_views
 
     calls = []
     oom = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.89 GiB"
