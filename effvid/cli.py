@@ -115,8 +115,12 @@ def run_command(argv: list[str] | None) -> int:
     from effvid.runtime import retain_freed_memory_unless_disabled
 
     retain_freed_memory_unless_disabled()  # up to 2-3x faster CPU forwards; see effvid/runtime.py
+    from effvid.training.interrupts import ctrl_c_recorded
+
     try:
-        result = args.func(args)
+        # Ctrl-C stops every command also when it comes as one forks its workers (interrupts.py)
+        with ctrl_c_recorded():
+            result = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:  # "effvid stream ... | head": the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush

@@ -99,14 +99,6 @@ def _spread(values, fmt="{:,.0f}") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.interrupts import ctrl_c_recorded
-
-    # Ctrl-C stops it also when it comes as the loader starts its workers (interrupts.py)
-    with ctrl_c_recorded():
-        return check(args)
-
-
-def check(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..data.datasets import broken_link

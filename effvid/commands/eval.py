@@ -146,13 +146,10 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate; under torchrun each process evaluates a shard of the videos (each once), and
     the first one prints and writes the results of all."""
     from ..training.distributed import close_distributed, init_distributed
-    from ..training.interrupts import ctrl_c_recorded
 
-    # Ctrl-C stops it also when it comes as the loader starts its workers (interrupts.py)
-    with ctrl_c_recorded():
-        env = init_distributed(str(args.device))
-        result = evaluate_command(args, env)
-        close_distributed(env)
+    env = init_distributed(str(args.device))
+    result = evaluate_command(args, env)
+    close_distributed(env)
     return result
 
 

@@ -11,14 +11,6 @@ from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.interrupts import ctrl_c_recorded
-
-    # Ctrl-C stops it also when it comes as the loader starts its workers (interrupts.py)
-    with ctrl_c_recorded():
-        return predict(args)
-
-
-def predict(args: argparse.Namespace) -> int:
     from ..data import find_files
     from ..data.video import VIDEO_EXTENSIONS
     from ..inference import load_recognizer, predict_paths, test_dataset

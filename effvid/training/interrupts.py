@@ -1,5 +1,5 @@
-"""Ctrl-C during effvid train, eval, predict or prepare: it always stops the run, and only the
-main process acts on it.
+"""Ctrl-C during an effvid command (train, eval, predict, check, prepare...): it always stops the
+run, and only the main process acts on it.
 
 Python raises KeyboardInterrupt wherever the main thread is when the signal's handler runs. In
 a few places an exception is "ignored" (printed and dropped): in os.fork's after-fork hooks
