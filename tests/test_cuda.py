@@ -9,6 +9,8 @@ Comparisons with the CPU turn TF32 off (cuDNN uses it for float32 convolutions b
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -74,6 +76,55 @@ def test_shift_on_cuda_moves_exactly_what_it_moves_on_the_cpu(direction, dtype):
     # channels-last input (cuDNN's preferred layout) gives the same values
     cl = temporal_shift(x.cuda().to(memory_format=torch.channels_last), t, 8, direction)
     assert torch.equal(cl.cpu(), cpu_out.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("shape", [(16, 64, 56, 56), (24, 40, 7, 7), (8, 2048, 1, 1), (6, 24, 3, 5)],
+                         ids=["layer1", "small_hw", "pooled", "odd"])
+def test_one_kernel_shift_equals_the_eager_shift_on_cuda(shape, dtype):
+    # the kernel is what effvid uses on a GPU: check it is used (no fallback warning) and that
+    # it writes exactly what the eager formulation writes, forward and backward
+    from effvid.models import shift_kernel
+
+    torch.manual_seed(0)
+    x = torch.randn(shape, device="cuda").to(dtype)
+    grad = torch.randn_like(x)
+    assert shift_kernel.available(x)
+    for direction, t in (("bidirectional", 8), ("causal", 2), ("bidirectional", 3)):
+        if shape[0] % t:
+            continue
+        results = []
+        for use_kernel in (True, False):
+            inp = x.clone().requires_grad_(True)
+            with warnings.catch_warnings(), (nullcontext() if use_kernel else shift_kernel.disabled()):
+                warnings.simplefilter("error")  # a kernel that fails falls back with a RuntimeWarning
+                out = temporal_shift(inp, t, 8, direction)
+                out.backward(grad)
+            results.append((out.detach(), inp.grad))
+        assert torch.equal(results[0][0], results[1][0]), direction
+        assert torch.equal(results[0][1], results[1][1]), direction
+
+
+def test_tsm_replayed_as_a_cuda_graph_equals_eager():
+    # the one-kernel shift is captured into a CUDA graph (how a deployed model runs without
+    # per-launch CPU cost) and the replay gives the eager forward's logits
+    torch.manual_seed(0)
+    model = _sensible(effvid.create_model("tsm_resnet18", num_classes=10, num_segments=4)).eval().cuda()
+    x = torch.randn(2, 4, 3, 64, 64, device="cuda")
+    with torch.inference_mode():
+        eager = model(x).clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            model(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = model(x)
+        x.copy_(torch.randn_like(x))  # a new clip in the captured input
+        graph.replay()
+        torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(out, eager)
 
 
 # bfloat16 keeps 8 bits of mantissa; the relative error of the logits (L2) of these random-weight

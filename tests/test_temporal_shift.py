@@ -680,3 +680,56 @@ def test_torch_compile_gives_the_eager_results():
         assert any(g.abs().sum() > 0 for g in grads[0])
     finally:
         torch._dynamo.reset()
+
+
+# ----------------------------------------------------------------------------------------------
+# The GPU kernel (effvid/models/shift_kernel.py), run by Triton's interpreter on the CPU
+# ----------------------------------------------------------------------------------------------
+
+_KERNEL_CHECK = r"""
+import itertools, sys, torch
+sys.path.insert(0, {tests!r})
+from test_temporal_shift import _expected, _labelled
+from effvid.models import shift_kernel
+from effvid.models.temporal_shift import _OFFSETS
+checked = 0
+for (n, t, c, h, w), fold_div, direction in itertools.product(
+        [(2, 4, 16, 3, 5), (1, 3, 24, 1, 1), (2, 2, 8, 40, 40), (1, 8, 3, 2, 2), (3, 5, 10, 7, 7)],
+        [8, 4, 2], ["bidirectional", "causal"]):
+    fold = c // fold_div
+    if fold == 0:
+        continue
+    x = _labelled(n, t, c, h, w)
+    y = shift_kernel.launch(x, t, fold, _OFFSETS[direction])
+    assert torch.equal(y, _expected(x, t, fold_div, direction)), (n, t, c, h, w, fold_div, direction)
+    # the backward pass is the kernel with the offsets negated: it sends each gradient back
+    g = torch.randn(x.shape, dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    (_expected(xr, t, fold_div, direction) * g).sum().backward()
+    back = shift_kernel.launch(g, t, fold, tuple(-o for o in _OFFSETS[direction]))
+    assert torch.equal(back, xr.grad), ("backward", n, t, c, h, w, fold_div, direction)
+    checked += 1
+print("checked", checked)
+"""
+
+
+def test_gpu_kernel_moves_every_element_where_the_eager_shift_does():
+    pytest.importorskip("triton")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, TRITON_INTERPRET="1")  # must be set before triton is imported
+    out = subprocess.run([sys.executable, "-c", _KERNEL_CHECK.format(tests=str(Path(__file__).parent))],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["checked", "26"]
+
+
+def test_gpu_kernel_is_not_used_for_cpu_tensors():
+    from effvid.models import shift_kernel
+
+    x = torch.randn(4, 8, 2, 2)
+    assert not shift_kernel.available(x)
+    assert shift_kernel.shift(x, 2, 1, (1, -1)) is None

@@ -18,6 +18,8 @@ as constants by the TorchScript exporter (a known bug of the original code), con
 exports as real data movement. The backward pass is the same shift with the offsets negated,
 written as a custom autograd function so that it is one pass too.
 
+On a CUDA GPU the shift is one Triton kernel instead (:mod:`effvid.models.shift_kernel`).
+
 CPU inference (no autograd) avoids even that allocation: :class:`TemporalShift` writes the
 shifted tensor into a reused per-thread buffer, or, for inputs that are the network's
 own activations (``borrow_input``), saves the channel groups the shift replaces, shifts them in
@@ -32,6 +34,8 @@ from typing import Iterable
 
 import torch
 from torch import nn
+
+from effvid.models import shift_kernel
 
 DIRECTIONS = ("bidirectional", "causal")
 PLACEMENTS = ("residual", "inplace")
@@ -103,6 +107,13 @@ def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[i
     return out.view(nt, c, h, w)
 
 
+def _shift_one_pass(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor:
+    """On a GPU, one Triton kernel (effvid/models/shift_kernel.py: the eager shift's five
+    kernels cost launches there, not bytes); elsewhere, or without Triton, the eager shift."""
+    y = shift_kernel.shift(x, num_segments, fold, offsets)
+    return _shift_eager(x, num_segments, fold, offsets) if y is None else y
+
+
 class _ShiftFunction(torch.autograd.Function):
     # The gradient of "read from t+k" is "send the gradient back to t+k", i.e. the same shift
     # with the offset negated; one pass instead of autograd's chain of slice backward ops (each
@@ -111,7 +122,7 @@ class _ShiftFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, num_segments, fold, offsets):
         ctx.shift_args = (num_segments, fold, tuple(-o for o in offsets))
-        return _shift_eager(x, num_segments, fold, offsets)
+        return _shift_one_pass(x, num_segments, fold, offsets)
 
     @staticmethod
     def backward(ctx, grad):
@@ -142,7 +153,7 @@ def temporal_shift(
         return _shift(x, num_segments, fold, offsets)
     if x.requires_grad and torch.is_grad_enabled():
         return _ShiftFunction.apply(x, num_segments, fold, offsets)
-    return _shift_eager(x, num_segments, fold, offsets)
+    return _shift_one_pass(x, num_segments, fold, offsets)
 
 
 class _Scratch(threading.local):
