@@ -105,6 +105,41 @@ def test_one_kernel_shift_equals_the_eager_shift_on_cuda(shape, dtype):
         assert torch.equal(results[0][1], results[1][1]), direction
 
 
+class _RecordingConv(nn.Conv2d):
+    """A conv that keeps the tensor it was given (a subclass, not a hook: a hook that keeps the
+    input turns borrowing off)."""
+
+    def forward(self, x):
+        self.seen, self.seen_values = x, x.clone()
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_gpu_inference_shifts_the_input_in_place_and_puts_it_back(direction):
+    from effvid.models import shift_kernel
+    from effvid.models.temporal_shift import TemporalShift
+
+    torch.manual_seed(0)
+    conv = _RecordingConv(32, 16, 1).cuda().eval()
+    mod = TemporalShift(conv, 4, 8, direction, borrow_input=True)
+    x = torch.randn(8, 32, 14, 14, device="cuda")
+    before = x.clone()
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = mod(x)
+        expected_in = temporal_shift(before, 4, 8, direction)
+        expected = conv(expected_in)
+    assert conv.seen is x  # borrowed: the conv got the input itself, not a copy
+    assert torch.equal(conv.seen_values, expected_in)  # holding the shifted values meanwhile
+    assert torch.equal(x, before)  # and every value was put back
+    torch.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
+    # with the kernel off it shifts a copy: the same output, the input never touched
+    with torch.inference_mode(), shift_kernel.disabled():
+        y_copy = mod(x)
+    assert conv.seen is not x
+    torch.testing.assert_close(y_copy, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_tsm_replayed_as_a_cuda_graph_equals_eager():
     # the one-kernel shift is captured into a CUDA graph (how a deployed model runs without
     # per-launch CPU cost) and the replay gives the eager forward's logits

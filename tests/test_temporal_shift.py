@@ -694,7 +694,7 @@ from effvid.models import shift_kernel
 from effvid.models.temporal_shift import _OFFSETS
 checked = 0
 for (n, t, c, h, w), fold_div, direction in itertools.product(
-        [(2, 4, 16, 3, 5), (1, 3, 24, 1, 1), (2, 2, 8, 40, 40), (1, 8, 3, 2, 2), (3, 5, 10, 7, 7)],
+        [(2, 4, 16, 3, 5), (1, 3, 24, 1, 1), (2, 2, 8, 40, 40), (1, 8, 3, 2, 2), (3, 5, 10, 7, 7), (2, 1, 17, 2, 2)],
         [8, 4, 2], ["bidirectional", "causal"]):
     fold = c // fold_div
     if fold == 0:
@@ -708,6 +708,13 @@ for (n, t, c, h, w), fold_div, direction in itertools.product(
     (_expected(xr, t, fold_div, direction) * g).sum().backward()
     back = shift_kernel.launch(g, t, fold, tuple(-o for o in _OFFSETS[direction]))
     assert torch.equal(back, xr.grad), ("backward", n, t, c, h, w, fold_div, direction)
+    # GPU inference's borrowing: the same shift in place, then every value put back
+    y = x.clone()
+    saved = shift_kernel.launch_in_place(y, t, fold, _OFFSETS[direction])
+    assert torch.equal(y, _expected(x, t, fold_div, direction)), ("in place", n, t, c, h, w, fold_div, direction)
+    assert saved.numel() == n * len(_OFFSETS[direction]) * fold * h * w
+    shift_kernel.launch_restore(y, saved, t, fold, _OFFSETS[direction])
+    assert torch.equal(y, x), ("restore", n, t, c, h, w, fold_div, direction)
     checked += 1
 print("checked", checked)
 """
@@ -724,7 +731,7 @@ def test_gpu_kernel_moves_every_element_where_the_eager_shift_does():
     out = subprocess.run([sys.executable, "-c", _KERNEL_CHECK.format(tests=str(Path(__file__).parent))],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["checked", "26"]
+    assert out.stdout.split() == ["checked", "32"]
 
 
 def test_gpu_kernel_is_not_used_for_cpu_tensors():

@@ -23,7 +23,7 @@ import warnings
 import torch
 
 _disabled_reason: str | None = None if os.environ.get("EFFVID_SHIFT_KERNEL", "") != "eager" else "EFFVID_SHIFT_KERNEL=eager"
-_kernel = None
+_kernels = None
 
 
 def _build():
@@ -31,8 +31,8 @@ def _build():
     import triton.language as tl
 
     @triton.jit
-    def shift_kernel(x_ptr, out_ptr, rows, hw, channels, segments, fold, off0, off1,
-                     NGROUPS: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr):
+    def shift_copy(x_ptr, out_ptr, rows, hw, channels, segments, fold, off0, off1,
+                   NGROUPS: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr):
         # A tile of ROWS (frame, channel) rows by COLS pixels of the (N*T*C, H*W) view. The
         # channel and frame of a row are computed once per row, not per element.
         row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
@@ -51,22 +51,57 @@ def _build():
         dst = out_ptr + row.to(tl.int64)[:, None] * hw + col[None, :]
         tl.store(dst, v, mask=(row < rows)[:, None] & col_ok[None, :])
 
-    return shift_kernel
+    @triton.jit
+    def shift_in_place(x_ptr, saved_ptr, hw, channels, segments, fold, moved, off0, off1,
+                       RESTORE: tl.constexpr, TB: tl.constexpr, COLS: tl.constexpr):
+        # One program owns all T frames of one shifted channel of one clip (COLS pixels), so it
+        # can read them all before it overwrites any (the barrier). The shift by +-1 drops one
+        # frame per channel (frame 0 when reading from the future, T-1 from the past): that
+        # frame goes to ``saved``, and RESTORE puts everything back from there.
+        pid = tl.program_id(0)
+        n = (pid // moved).to(tl.int64)
+        c = pid % moved
+        shift_off = tl.where(c < fold, off0, off1)
+        dropped = tl.where(shift_off > 0, 0, segments - 1)
+        off = -shift_off if RESTORE else shift_off
+        t = tl.arange(0, TB)
+        col = tl.program_id(1) * COLS + tl.arange(0, COLS)
+        col_ok = col < hw
+        frame = channels * hw
+        base = x_ptr + n * segments * frame + c * hw
+        src_t = t + off
+        ok = (t < segments) & (src_t >= 0) & (src_t < segments)
+        v = tl.load(base + src_t[:, None] * frame + col[None, :], mask=ok[:, None] & col_ok[None, :], other=0.0)
+        saved = saved_ptr + (n * moved + c) * hw + col
+        if RESTORE:
+            v = tl.where((t == dropped)[:, None], tl.load(saved, mask=col_ok)[None, :], v)
+        else:
+            tl.store(saved, tl.load(base + dropped * frame + col, mask=col_ok), mask=col_ok)
+        tl.debug_barrier()
+        tl.store(base + t[:, None] * frame + col[None, :], v, mask=(t < segments)[:, None] & col_ok[None, :])
+
+    return shift_copy, shift_in_place
 
 
-def _tile(hw: int) -> tuple[int, int]:
-    """(ROWS, COLS): COLS covers a row's pixels up to 1024, ROWS fills a tile of ~4096 elements."""
-    cols = min(1024, 1 << max(hw - 1, 0).bit_length())
-    return max(1, 4096 // cols), cols
+def _tile(hw: int, elements: int = 4096, rows_at_least: int = 1) -> tuple[int, int]:
+    """(ROWS, COLS): COLS covers a row's pixels up to ``elements / rows_at_least``, ROWS fills a
+    tile of ~``elements``."""
+    cols = min(elements // rows_at_least, 1 << max(hw - 1, 0).bit_length())
+    return max(rows_at_least, elements // cols), cols
+
+
+def _get_kernels():
+    global _kernels
+    if _kernels is None:
+        _kernels = _build()
+    return _kernels
 
 
 def launch(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...],
            out: torch.Tensor | None = None) -> torch.Tensor:
     """The shift of a contiguous (N*T, C, H, W) tensor by one kernel launch. Works on any device
     Triton runs on (CUDA; the CPU under ``TRITON_INTERPRET=1``, which the tests use)."""
-    global _kernel
-    if _kernel is None:
-        _kernel = _build()
+    shift_copy = _get_kernels()[0]
     nt, c, h, w = x.shape
     out = torch.empty_like(x) if out is None else out
     rows, hw = nt * c, h * w
@@ -75,9 +110,43 @@ def launch(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ..
     rows_per_tile, cols = _tile(hw)
     grid = (-(-rows // rows_per_tile), -(-hw // cols))
     off1 = offsets[1] if len(offsets) > 1 else 0
-    _kernel[grid](x, out, rows, hw, c, num_segments, fold, offsets[0], off1,
-                  NGROUPS=len(offsets), ROWS=rows_per_tile, COLS=cols)
+    shift_copy[grid](x, out, rows, hw, c, num_segments, fold, offsets[0], off1,
+                     NGROUPS=len(offsets), ROWS=rows_per_tile, COLS=cols)
     return out
+
+
+def launch_in_place(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...],
+                    saved: torch.Tensor | None = None) -> torch.Tensor:
+    """Shift the channel groups of a contiguous (N*T, C, H, W) tensor in place and return what
+    :func:`launch_restore` needs to undo it (the frames the shift dropped, 1/T of the moved
+    channels). Each moved element is read and written once and the unshifted channels are not
+    touched: with fold_div 8 this and the restore together move half the bytes of a shifted
+    copy."""
+    return _in_place(x, num_segments, fold, offsets, saved, restore=False)
+
+
+def launch_restore(x: torch.Tensor, saved: torch.Tensor, num_segments: int, fold: int,
+                   offsets: tuple[int, ...]) -> None:
+    """Undo :func:`launch_in_place`: ``x`` holds exactly its values from before again."""
+    _in_place(x, num_segments, fold, offsets, saved, restore=True)
+
+
+def _in_place(x, num_segments, fold, offsets, saved, restore):
+    if any(abs(o) != 1 for o in offsets):
+        raise ValueError(f"the in-place shift moves channels by one frame, got offsets {offsets}")
+    shift_in_place = _get_kernels()[1]
+    nt, c, h, w = x.shape
+    n, hw, moved = nt // num_segments, h * w, len(offsets) * fold
+    if saved is None:
+        saved = x.new_empty((n, moved, h, w))
+    if n == 0 or hw == 0 or moved == 0:
+        return saved
+    tb = 1 << max(num_segments - 1, 0).bit_length()
+    _, cols = _tile(hw, rows_at_least=tb)
+    off1 = offsets[1] if len(offsets) > 1 else 0
+    shift_in_place[(n * moved, -(-hw // cols))](x, saved, hw, c, num_segments, fold, moved, offsets[0], off1,
+                                                RESTORE=restore, TB=tb, COLS=cols)
+    return saved
 
 
 def available(x: torch.Tensor) -> bool:
@@ -93,14 +162,21 @@ def _triton_installed() -> bool:
 
 
 def shift(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor | None:
-    """The kernel's shift of ``x``, or None where it is not used (the caller then shifts in
-    eager mode). A kernel that fails to build or launch is turned off for the process, with a
-    warning that says why."""
+    """The kernel's shifted copy of ``x``, or None where it is not used (the caller then shifts
+    in eager mode). A kernel that fails to build or launch is turned off for the process, with
+    a warning that says why."""
+    return _guarded(launch, x, num_segments, fold, offsets) if available(x) else None
+
+
+def shift_in_place(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor | None:
+    """:func:`launch_in_place` where the kernel is used, else None (nothing changed)."""
+    return _guarded(launch_in_place, x, num_segments, fold, offsets) if available(x) else None
+
+
+def _guarded(fn, *args):
     global _disabled_reason
-    if not available(x):
-        return None
     try:
-        return launch(x, num_segments, fold, offsets)
+        return fn(*args)
     except torch.OutOfMemoryError:
         raise
     except Exception as e:  # Triton's build errors have no common base class

@@ -18,7 +18,8 @@ as constants by the TorchScript exporter (a known bug of the original code), con
 exports as real data movement. The backward pass is the same shift with the offsets negated,
 written as a custom autograd function so that it is one pass too.
 
-On a CUDA GPU the shift is one Triton kernel instead (:mod:`effvid.models.shift_kernel`).
+On a CUDA GPU the shift is one Triton kernel instead (:mod:`effvid.models.shift_kernel`), and
+GPU inference borrows its input the same way with an in-place kernel.
 
 CPU inference (no autograd) avoids even that allocation: :class:`TemporalShift` writes the
 shifted tensor into a reused per-thread buffer, or, for inputs that are the network's
@@ -202,8 +203,9 @@ class TemporalShift(nn.Module):
     The wrapped module is called ``net`` so that state-dict keys match the original TSM release
     (``layer1.0.conv1.net.weight``).
 
-    ``borrow_input``: during CPU inference, when ``net`` is a convolution, shift the input
-    tensor itself, run the conv, and put the input back, instead of writing a shifted copy.
+    ``borrow_input``: during inference (on the CPU, and on a GPU with the Triton kernels), when
+    ``net`` is a convolution, shift the input tensor itself, run the conv, and put the input
+    back, instead of writing a shifted copy.
     Only the shifted channel groups (a quarter of the channels for fold_div 8) are saved and
     moved, and the conv reads the activation that the previous layer has just left in the
     cache rather than a copy (see docs/benchmarks.md). The input holds shifted values while
@@ -228,14 +230,21 @@ class TemporalShift(nn.Module):
         self.borrow_input = borrow_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or torch.is_grad_enabled() or _scratch.busy or x.dim() != 4
+        if (torch.is_grad_enabled() or x.dim() != 4
                 or _has_hooks(self.net)  # a hook that keeps net's input must get a tensor of its own
                 or x.shape[0] % self.num_segments or x.shape[1] // self.fold_div == 0
                 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
             return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
-        if (self.borrow_input and isinstance(self.net, nn.Conv2d) and x.is_contiguous()
-                and (torch.is_inference_mode_enabled() or not x.is_inference())):
+        borrow = (self.borrow_input and isinstance(self.net, nn.Conv2d) and x.is_contiguous()
+                  and (torch.is_inference_mode_enabled() or not x.is_inference()))
+        if x.device.type != "cpu":
+            if borrow and shift_kernel.available(x):
+                return self._forward_borrowing_on_gpu(x)
+            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+        if _scratch.busy:
+            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+        if borrow:
             return self._forward_borrowing(x)
         # CPU inference: shift into the reusable scratch buffer (see _Scratch). Without
         # autograd nothing keeps the shifted tensor once net has read it; busy guards against
@@ -268,6 +277,21 @@ class TemporalShift(nn.Module):
                 moved.copy_(saved)
         finally:
             _scratch.busy = False
+
+    def _forward_borrowing_on_gpu(self, x: torch.Tensor) -> torch.Tensor:
+        # The same idea with the GPU kernels: shift the moved channel groups in place (the frame
+        # each drops is kept aside), run the conv, shift them back. The restore is queued on
+        # the stream after the conv, so the conv reads the shifted input. Shift and restore
+        # move half the bytes of a shifted copy (docs/benchmarks.md).
+        fold = x.shape[1] // self.fold_div
+        offsets = _OFFSETS[self.direction]
+        saved = shift_kernel.shift_in_place(x, self.num_segments, fold, offsets)
+        if saved is None:  # the kernel failed (and is now off): nothing was changed
+            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+        try:
+            return self.net(x)
+        finally:
+            shift_kernel.launch_restore(x, saved, self.num_segments, fold, offsets)
 
     def extra_repr(self) -> str:
         borrow = ", borrow_input=True" if self.borrow_input else ""
