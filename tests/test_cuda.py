@@ -127,10 +127,11 @@ def test_gpu_inference_shifts_the_input_in_place_and_puts_it_back(direction):
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("error")
         y = mod(x)
+        seen, seen_values = conv.seen, conv.seen_values
         expected_in = temporal_shift(before, 4, 8, direction)
         expected = conv(expected_in)
-    assert conv.seen is x  # borrowed: the conv got the input itself, not a copy
-    assert torch.equal(conv.seen_values, expected_in)  # holding the shifted values meanwhile
+    assert seen is x  # borrowed: the conv got the input itself, not a copy
+    assert torch.equal(seen_values, expected_in)  # holding the shifted values meanwhile
     assert torch.equal(x, before)  # and every value was put back
     torch.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
     # with the kernel off it shifts a copy: the same output, the input never touched
