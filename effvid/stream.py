@@ -3,7 +3,8 @@ emit per-frame predictions, an annotated video and a plot of class probabilities
 
 The pieces are usable on their own:
 
-* :func:`open_frames` yields ``(time_s, frame)`` with ``frame`` an RGB uint8 (H, W, 3) array,
+* :func:`open_frames` yields ``(time_s, frame)`` with ``frame`` a C-contiguous RGB uint8 (H, W, 3)
+  array (``torch.from_numpy`` takes it as is),
   from a file or a V4L2 camera (``"0"`` means ``/dev/video0``); :func:`list_sources` expands a
   directory of videos.
 * :func:`preprocess_frame`: resize the shorter side, centre crop, ImageNet normalisation.
@@ -99,7 +100,8 @@ def _open_container(source: str):
 def open_frames(source: str | int, on_warning: Callable[[str], None] | None = None
                 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time_s, rgb_uint8_HWC)`` for each frame of a file or camera: upright (display
-    rotation applied, as by every effvid reader), with the time from the stream's start.
+    rotation applied, as by every effvid reader), C-contiguous, with the time from the stream's
+    start.
 
     Raises :class:`StreamError` if the source cannot be opened or has no video stream. A
     decoding error after the first frame ends the stream with a warning (``on_warning``), not
@@ -139,7 +141,10 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
                 t = index / fps
             if rotation is None:
                 rotation = _rotation_of(frame, stream)
-            yield t, _to_rgb(frame, rotation, None)
+            # a rotated frame is a negative-stride view (np.rot90), which torch.from_numpy
+            # refuses. ascontiguousarray copies it (and a frame whose rows FFmpeg padded, which
+            # preprocess_frame and the video writer would copy anyway) and returns the rest as is.
+            yield t, np.ascontiguousarray(_to_rgb(frame, rotation, None))
             index += 1
         if index == 0:
             raise StreamError(f"{source}: no frames could be decoded")

@@ -138,9 +138,46 @@ def test_paper_transformer_parameter_counts(sharing, total):
         assert t["free"] == total
     if sharing == "all":
         assert model.visual_transformer is model.audio_transformer is model.multimodal_transformer
-        assert t["unique_modules"] == 1 and comps["visual_transformer"]["private"] == total
+        # one module serves the three roles: all its parameters are shared between them
+        assert t["unique_modules"] == 1 and (t["shared"], t["private"]) == (total, 0)
+        for role in ("visual_transformer", "audio_transformer", "multimodal_transformer"):
+            assert (comps[role]["total"], comps[role]["private"], comps[role]["shared"]) == (total, 0, total)
+    else:  # separate modules per role: only partial shares anything (checked above)
+        assert t["unique_modules"] == 3
+        if sharing != "partial":
+            assert (t["shared"], t["private"]) == (0, total)
+            assert all(c["shared"] == 0 for c in comps.values())
     text = format_parameter_report(report)
     assert f"{total:,}" in text and "visual_cnn" in text
+
+
+def test_report_of_one_module_serving_two_roles():
+    # `effvid info av --fusion late --sharing all` read "0 shared between transformers, 7,087,872
+    # private" and 0 in each role's shared column, though one module serves both roles
+    text = format_parameter_report(create_av_model(visual_cnn="slow_tiny", audio_cnn="resnet_tiny",
+                                                   sharing="all", fusion="late")).splitlines()
+    assert f"{'visual_transformer':<24}{'7,087,872':>14}{'0':>14}{'7,087,872':>14}" in text
+    assert f"{'audio_transformer':<24}{'7,087,872':>14}{'0':>14}{'7,087,872':>14}" in text
+    assert ("transformers (2 roles, 1 module(s)): 7,087,872 parameters (7,087,872 shared between "
+            "transformers, 0 private)") in text
+    assert "model total: 7,252,904 parameters (7,252,904 trainable)" in text  # counted once
+    assert ("note: the 2 transformer roles are 1 module(s): a module's parameters are shared between the "
+            "roles it serves, listed in each of their rows and counted once in the totals") in text
+    # one role: nothing to share with
+    early = parameter_report(create_av_model(sharing="all", fusion="early", **TINY))
+    assert early["components"]["multimodal_transformer"]["shared"] == early["transformers"]["shared"] == 0
+    assert not any("roles are" in note for note in early["notes"])
+
+
+def test_docs_example_report_is_what_the_model_prints():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "av.md").read_text(encoding="utf-8")
+    intro = 'Example (`create_av_model(visual_cnn="slow_tiny", audio_cnn="resnet_tiny")`):\n\n```\n'
+    assert intro in doc
+    example = doc.split(intro, 1)[1].split("\n```", 1)[0]
+    model = create_av_model(visual_cnn="slow_tiny", audio_cnn="resnet_tiny")
+    assert format_parameter_report(model) == example
 
 
 def test_fusion_modes_transformer_sets():
@@ -153,6 +190,37 @@ def test_fusion_modes_transformer_sets():
     assert late["transformers"]["total"] == 2 * one_layer
     assert "transformers (1 role, 1 module(s))" in format_parameter_report(early)  # was "1 roles"
     assert "transformers (2 roles, 2 module(s))" in format_parameter_report(late)
+
+
+# -- argument checks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,value", [("rank", 0), ("rank", -1), ("rank", 2.5), ("rank", True), ("width", 0),
+                                        ("heads", 0), ("layers", 0), ("ffn", 0), ("max_clips", 0),
+                                        ("frames_per_clip", 0), ("sample_rate", 0), ("n_mels", 0), ("heads", 4.0)])
+def test_create_av_model_refuses_sizes_below_one(name, value):
+    # rank=0 used to build zero-element S, V, U with only torch's "Initializing zero-element
+    # tensors" warning: every factorised matrix then output just its bias
+    with pytest.raises(ValueError) as err:
+        create_av_model(**{**TINY, name: value})
+    assert str(err.value) == f"{name} must be a positive integer, got {value!r}"
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, 1.5, "0.1"])
+def test_create_av_model_refuses_dropout_outside_0_1(value):
+    with pytest.raises(ValueError) as err:
+        create_av_model(**TINY, dropout=value)
+    assert str(err.value) == f"dropout must be a number in [0, 1), got {value!r}"
+
+
+def test_building_blocks_refuse_rank_below_one():
+    with pytest.raises(ValueError, match="^rank must be a positive integer, got 0$"):
+        FactorizedLinear(8, 8, 0)
+    with pytest.raises(ValueError, match="^depth must be a positive integer, got 0$"):
+        build_transformers(["visual"], sharing="layers", width=32, heads=4, ffn=64, depth=0)
+    torch.manual_seed(0)  # rank 1 is the smallest that works: the output depends on the input
+    fl = FactorizedLinear(4, 3, 1)
+    assert not torch.allclose(fl(torch.ones(1, 4)), fl(-torch.ones(1, 4)))
 
 
 # -- forward, masks ----------------------------------------------------------------------------------

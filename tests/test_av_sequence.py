@@ -141,6 +141,34 @@ def test_collate_and_clip_layout(videos):
     assert clips[0, 0, 0].mean().item() == pytest.approx((level - 0.485) / 0.229, abs=0.03)
 
 
+def test_missing_audio_is_checked_when_the_sampler_is_made():
+    # it used to be refused only when the first file was read
+    with pytest.raises(ValueError) as err:
+        LongVideoSampler(missing_audio="maks")
+    assert str(err.value) == "missing_audio must be one of ('error', 'mask'), got 'maks'"
+
+
+def test_collate_names_the_samples_that_differ_and_the_remedy(videos, tmp_path):
+    small = write_video(tmp_path / "small.mp4", np.full((2 * FPS, 16, 24, 3), 90, np.uint8), fps=FPS,
+                        audio=signal(2), audio_rate=SR)
+    sampler = LongVideoSampler(num_clips=2, frames_per_clip=4, sample_rate=SR)
+    big, little = sampler(videos["five"]), sampler(small)
+    with pytest.raises(ValueError) as err:  # was torch's "stack expects each tensor to be equal size"
+        collate_av_sequences([big, big, little])
+    assert str(err.value) == (
+        f"cannot batch AV sequences whose frames differ in shape: sample 0 ({videos['five']}) has "
+        f"(2, 4, 32, 48, 3), sample 2 ({small}) has (2, 4, 16, 24, 3); pass size=(height, width) to "
+        "LongVideoSampler to decode every video to one size")
+    resized = LongVideoSampler(num_clips=2, frames_per_clip=4, sample_rate=SR, size=(16, 24))
+    assert collate_av_sequences([resized(videos["five"]), little])["frames"].shape == (2, 2, 4, 16, 24, 3)
+    longer = LongVideoSampler(num_clips=3, frames_per_clip=4, sample_rate=SR)(videos["five"])
+    with pytest.raises(ValueError, match=r"sample 1 .* has \(3, 4, 32, 48, 3\); sample them with the same "
+                                         r"LongVideoSampler settings"):
+        collate_av_sequences([big, longer])
+    with pytest.raises(ValueError, match="empty batch"):
+        collate_av_sequences([])
+
+
 def test_mpeg_ts_window_starts_at_the_right_frame(tmp_path):
     # In MPEG-TS a seek lands after its target (by up to a GOP); the sampler seeks further back
     # instead of taking the late frame for the first targets of the window.

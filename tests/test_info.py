@@ -138,6 +138,12 @@ def test_info_av_parameter_report(capsys):
     all_shared = _info_json(capsys, "av", "--sharing", "all", *small)
     assert all_shared["sharing"] == "all"
     assert all_shared["transformers"]["total"] == 7_087_872
+    # one module serves the three roles: its parameters are shared between them (was: "0 shared")
+    assert (all_shared["transformers"]["shared"], all_shared["transformers"]["private"]) == (7_087_872, 0)
+    assert all_shared["components"]["audio_transformer"] == {"total": 7_087_872, "private": 0, "shared": 7_087_872}
+    assert main(["info", "av", "--fusion", "late", "--sharing", "all", *small]) == 0
+    assert ("transformers (2 roles, 1 module(s)): 7,087,872 parameters (7,087,872 shared between transformers, "
+            "0 private)") in capsys.readouterr().out.splitlines()
     partial = _info_json(capsys, "av", "--sharing", "partial", *small)
     assert partial["transformers"]["total"] == 3_843_840
     assert main(["info", "av", "--sharing", "layers", *small]) == 0

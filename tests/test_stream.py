@@ -311,6 +311,24 @@ def test_rotated_video_is_streamed_upright_and_times_start_at_zero(tmp_path):
     assert first[-4:, :4].mean() > 200 and first[:4, :4].mean() < 50  # the corner went bottom left
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_frames_go_to_torch_as_they_are(tmp_path, rotation):
+    # np.rot90 views have a negative stride: torch.from_numpy refused them ("At least one stride
+    # in the given numpy array is negative")
+    from effvid.data.synthetic import index_pattern_frames
+    from effvid.data.video import write_video
+
+    frames = index_pattern_frames(2, 32, 48)  # a white block at the top left shows the orientation
+    path = write_video(tmp_path / f"rot{rotation}.mp4", frames, fps=10, rotation=rotation, pix_fmt="yuv444p")
+    upright = np.rot90(frames, k=rotation // 90, axes=(1, 2))
+    got = [frame for _, frame in st.open_frames(str(path))]
+    assert len(got) == 2
+    for frame, expected in zip(got, upright):
+        assert frame.flags.c_contiguous and frame.shape == expected.shape
+        tensor = torch.from_numpy(frame)
+        assert np.abs(tensor.numpy().astype(int) - expected).mean() < 3  # lossy H.264
+
+
 def test_a_folder_named_with_digits_is_not_a_camera(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "12").mkdir()

@@ -36,6 +36,14 @@ __all__ = [
     "SpecAugment",
 ]
 
+# What read_audio and LongVideoSampler do with a file without audio: raise, or zeros and a mask
+MISSING_AUDIO_MODES = ("error", "mask")
+
+
+def check_missing_audio(missing_audio) -> None:
+    if missing_audio not in MISSING_AUDIO_MODES:
+        raise ValueError(f"missing_audio must be one of {MISSING_AUDIO_MODES}, got {missing_audio!r}")
+
 
 class AudioDecodeError(VideoDecodeError):
     """A file's audio (or, from :class:`effvid.av.LongVideoSampler`, its frames) could not be
@@ -111,8 +119,7 @@ def read_audio(
     """
     import av
 
-    if missing_audio not in ("error", "mask"):
-        raise ValueError(f"missing_audio must be 'error' or 'mask', got {missing_audio!r}")
+    check_missing_audio(missing_audio)
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if duration is not None and duration < 0:

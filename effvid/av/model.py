@@ -24,7 +24,7 @@ from torch.nn.utils import parametrize
 
 from .audio import LogMelSpectrogram, SpecAugment
 from .encoders import build_audio_encoder, build_visual_encoder
-from .transformer import SHARING_MODES, TransformerEncoder, build_transformers
+from .transformer import SHARING_MODES, TransformerEncoder, build_transformers, check_dropout, check_positive_ints
 
 __all__ = [
     "FUSION_MODES",
@@ -295,6 +295,10 @@ def create_av_model(
         raise ValueError(f"sharing must be one of {SHARING_MODES}, got {sharing!r}")
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
+    # checked here under this function's names (build_transformers calls layers "depth")
+    check_positive_ints(width=width, heads=heads, layers=layers, ffn=ffn, rank=rank, max_clips=max_clips,
+                        frames_per_clip=frames_per_clip, sample_rate=sample_rate, n_mels=n_mels)
+    check_dropout(dropout)
     names = {"early": ["multimodal"], "mid": ["visual", "audio", "multimodal"], "late": ["visual", "audio"]}[fusion]
     transformers = build_transformers(names, sharing=sharing, width=width, heads=heads, depth=layers, ffn=ffn,
                                       dropout=dropout, rank=rank, normalize_factors=normalize_factors)
@@ -349,10 +353,12 @@ def parameter_report(model: nn.Module) -> dict:
     are counted once. Returns a dict:
 
     * ``components``: per component ``{"total", "private", "shared"}`` — ``shared`` counts
-      parameters that also belong to another component;
+      parameters that also belong to another component (with ``sharing="all"``, where one
+      module serves every transformer role, all of each transformer's parameters);
     * ``transformers``: over all transformers together: ``total`` (stored parameters),
       ``free`` (orthogonal ``S`` counted by its degrees of freedom instead of its stored
-      rank×rank tensor), ``shared`` (in more than one transformer), ``private``;
+      rank×rank tensor), ``shared`` (used by more than one transformer role), ``private``,
+      ``unique_modules`` (distinct transformer objects behind the roles);
     * ``total`` and ``trainable`` for the whole model; ``sharing``, ``fusion``; ``visual_cnn``
       and ``audio_cnn`` (their names, for a model of :func:`create_av_model`); ``notes``.
     """
@@ -362,8 +368,6 @@ def parameter_report(model: nn.Module) -> dict:
     for name, ps in comp_params.items():
         for pid in ps:
             owners.setdefault(pid, set()).add(name)
-    # components that are the very same module (sharing="all") count as one owner
-    same = {name: id(m) for name, m in comps.items()}
     report = OrderedDict()
     report["sharing"] = getattr(model, "sharing", None)
     report["fusion"] = getattr(model, "fusion", None)
@@ -372,7 +376,8 @@ def parameter_report(model: nn.Module) -> dict:
     components = OrderedDict()
     for name, ps in comp_params.items():
         total = sum(p.numel() for p in ps.values())
-        private = sum(p.numel() for pid, p in ps.items() if len({same[o] for o in owners[pid]}) == 1)
+        # a parameter of one module serving several roles (sharing="all") is shared between them
+        private = sum(p.numel() for pid, p in ps.items() if len(owners[pid]) == 1)
         components[name] = {"total": total, "private": private, "shared": total - private}
     report["components"] = components
 
@@ -380,7 +385,7 @@ def parameter_report(model: nn.Module) -> dict:
     tparams: dict[int, nn.Parameter] = {}
     for n in tnames:
         tparams.update(comp_params[n])
-    tshared = {pid for pid in tparams if len({same[o] for o in owners[pid] if o in tnames}) > 1}
+    tshared = {pid for pid in tparams if len(owners[pid] & set(tnames)) > 1}
     free_map = {}
     for n in tnames:
         free_map.update(_orthogonal_free(comps[n]))
@@ -388,7 +393,7 @@ def parameter_report(model: nn.Module) -> dict:
     free = sum(free_map.get(pid, p.numel()) for pid, p in tparams.items())
     report["transformers"] = {
         "names": tnames,
-        "unique_modules": len({same[n] for n in tnames}),
+        "unique_modules": len({id(comps[n]) for n in tnames}),
         "total": stored,
         "free": free,
         "shared": sum(tparams[pid].numel() for pid in tshared),
@@ -405,6 +410,11 @@ def parameter_report(model: nn.Module) -> dict:
                      + ", not the paper's " + " and ".join(PAPER_CNNS[role] for role in other)
                      + ": effvid info av " + " ".join(f"--{role.replace('_', '-')} {PAPER_CNNS[role]}" for role in other)
                      + " counts the paper's model")
+    t = report["transformers"]
+    if t["unique_modules"] < len(tnames):  # the rows' totals add up to more than the model has
+        notes.append(f"the {len(tnames)} transformer roles are {t['unique_modules']} module(s): a module's "
+                     "parameters are shared between the roles it serves, listed in each of their rows and "
+                     "counted once in the totals")
     if free_map:
         notes.append(
             "S is kept orthogonal by torch.nn.utils.parametrizations.orthogonal, which stores a full "

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from
-from .audio import AudioDecodeError, container_origin, open_media, read_audio
+from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
 
@@ -107,6 +107,7 @@ class LongVideoSampler:
             raise ValueError("num_clips, frames_per_clip must be >= 1 and clip_seconds > 0")
         if not (start == "random" or isinstance(start, (int, float))):
             raise ValueError(f"start must be seconds or 'random', got {start!r}")
+        check_missing_audio(missing_audio)  # not only once the first file is read
         self.num_clips = num_clips
         self.clip_seconds = float(clip_seconds)
         self.frames_per_clip = frames_per_clip
@@ -265,7 +266,23 @@ def _duration_seconds(container, stream, origin: float) -> float:
 
 def collate_av_sequences(batch: list[AVSequence]) -> dict[str, torch.Tensor]:
     """Stack :class:`AVSequence` items: ``frames (B, K, T, H, W, 3)`` uint8, ``audio (B, K, S)``,
-    ``mask``/``audio_mask (B, K)`` bool, ``clip_starts (B, K)``."""
+    ``mask``/``audio_mask (B, K)`` bool, ``clip_starts (B, K)``. The items must have one shape:
+    frames of videos of different sizes stack only when the sampler resizes them (``size=``)."""
+    if not batch:
+        raise ValueError("collate_av_sequences needs at least one AVSequence, got an empty batch")
+    for name in ("frames", "audio", "mask"):  # audio_mask and clip_starts have mask's shape
+        shapes = [tuple(getattr(b, name).shape) for b in batch]
+        odd = next((i for i, shape in enumerate(shapes) if shape != shapes[0]), None)
+        if odd is None:
+            continue
+        if name == "frames" and shapes[odd][:2] == shapes[0][:2]:  # the same clips, other (H, W)
+            remedy = "pass size=(height, width) to LongVideoSampler to decode every video to one size"
+        else:
+            remedy = ("sample them with the same LongVideoSampler settings (num_clips, frames_per_clip, "
+                      "clip_seconds, sample_rate)")
+        raise ValueError(f"cannot batch AV sequences whose {name} differ in shape: sample 0 "
+                         f"({batch[0].path or 'no path'}) has {shapes[0]}, sample {odd} "
+                         f"({batch[odd].path or 'no path'}) has {shapes[odd]}; {remedy}")
     return {
         "frames": torch.stack([b.frames for b in batch]),
         "audio": torch.stack([b.audio for b in batch]),

@@ -23,6 +23,8 @@ Shared weights are the *same* ``nn.Parameter`` objects registered in several mod
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +40,19 @@ __all__ = [
 
 SHARING_MODES = ("none", "layers", "all", "partial")
 _MATRICES = ("query", "key", "value", "output", "ffn_in", "ffn_out")
+
+
+def check_positive_ints(**values) -> None:
+    """Refuse any value that is not an integer >= 1, naming its argument: a size of 0 builds
+    zero-element weights without an error (a rank-0 factorised matrix outputs just its bias)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_dropout(dropout) -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 class FactorizedLinear(nn.Module):
@@ -58,6 +73,7 @@ class FactorizedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, rank: int, *, shared: nn.Linear | None = None,
                  normalize: bool = True):
         super().__init__()
+        check_positive_ints(in_features=in_features, out_features=out_features, rank=rank)
         if shared is not None and (shared.in_features != rank or shared.out_features != out_features):
             raise ValueError(f"shared U must be Linear({rank}, {out_features}), got {shared}")
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
@@ -149,6 +165,8 @@ def build_transformers(names, *, sharing: str = "partial", width: int = 768, hea
     names = list(names)
     if sharing not in SHARING_MODES:
         raise ValueError(f"sharing must be one of {SHARING_MODES}, got {sharing!r}")
+    check_positive_ints(width=width, heads=heads, depth=depth, ffn=ffn, rank=rank)
+    check_dropout(dropout)
 
     def layer(**kw):
         return TransformerLayer(width, heads, ffn, dropout, **kw)
