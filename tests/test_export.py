@@ -126,6 +126,21 @@ def test_offline_export_dynamic_batch_bidirectional(tmp_path):
     assert np.abs(a - b).max() > 1e-3
     with pytest.raises(ValueError, match=r"offline model, .*run_offline\. .*--shift-direction causal"):
         OnnxOnlineRunner(path)
+    # the wrong clip length or a clip without its batch axis: refused before ONNX Runtime runs,
+    # naming the file and both shapes (not "[ONNXRuntimeError] ... index: 1 Got: 8 Expected: 4")
+    with pytest.raises(ValueError, match=rf"offline.onnx takes video \(N, 4, 3, {SIZE}, {SIZE}\) "
+                       rf"for any N, got \(1, 8, 3, {SIZE}, {SIZE}\)$"):
+        run_offline(path, np.zeros((1, 8, 3, SIZE, SIZE), np.float32))
+    with pytest.raises(ValueError, match=rf"got \(4, 3, {SIZE}, {SIZE}\) \(one clip: .*video\[None\]"):
+        run_offline(path, np.zeros((4, 3, SIZE, SIZE), np.float32))
+
+
+def test_run_offline_refuses_an_online_file(online_onnx):
+    # not "Required inputs (['frame', 'cache_in_0', ...]) are missing": what the file is and
+    # what runs it
+    with pytest.raises(ValueError, match=rf"{online_onnx.name} is an online model, .*OnnxOnlineRunner "
+                       r"or effvid stream\. run_offline takes whole clips .*\.offline\.onnx"):
+        run_offline(online_onnx, np.zeros((1, 4, 3, SIZE, SIZE), np.float32))
 
 
 def test_bidirectional_online_export_refused(tmp_path):
@@ -171,11 +186,13 @@ def test_export_checks_the_opset_the_size_and_the_output(tmp_path, capsys):
     ckpt = tmp_path / "m.safetensors"
     save_weights(model, ckpt, {"classes": ["a", "b", "c"], "extra": {"size": 40, "scale_size": 48,
                                                                    "sampling": "dense"}})
-    # the default exporter cannot write opset 13 and writes its own: refused, nothing left
+    # the default exporter cannot convert this model to opset 13 and writes its own: refused,
+    # nothing left, not even the folder it was to go in
     rc = main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e13"), "--opset", "13",
                "--mode", "offline", "--no-verify"])
-    assert rc == 2 and "wrote opset 18, not the requested 13" in capsys.readouterr().err
-    assert not list((tmp_path / "e13").glob("*.onnx"))
+    assert rc == 2 and ("wrote opset 18, not the requested 13 (it could not convert this model down "
+                        "from opset 18; --exporter torchscript writes older opsets)") in capsys.readouterr().err
+    assert not (tmp_path / "e13").exists()
     # the checkpoint's training size is the default
     rc = main(["export", "-c", str(ckpt), "-o", str(tmp_path / "e"), "--mode", "offline",
                "--exporter", "torchscript"])
@@ -212,3 +229,48 @@ def test_verify_is_relative_to_the_logits(tmp_path):
     with torch.no_grad():
         other.fc.weight.mul_(1.1)
     assert _verify_offline(other, path, SIZE, 4) > VERIFY_TOLERANCE
+
+
+def test_a_refused_export_keeps_the_files_already_there(tmp_path, capsys):
+    """A refusal (here: an opset the dynamo exporter writes but cannot convert this model to)
+    leaves the earlier export as it was; it used to delete it."""
+    import onnx
+
+    from effvid.cli import main
+
+    out = tmp_path / "exported"
+    model = ["export", "--model", "tsm_resnet_tiny", "--num-classes", "2", "--num-segments", "4",
+             "--size", str(SIZE), "--mode", "offline", "--no-verify"]
+    args = model + ["-o", str(out)]
+    assert main(args + ["--exporter", "torchscript"]) == 0
+    before = (out / "tsm_resnet_tiny.offline.onnx").read_bytes()
+    capsys.readouterr()
+    assert main(args + ["--opset", "9"]) == 2
+    assert (out / "tsm_resnet_tiny.offline.onnx").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["tsm_resnet_tiny.offline.onnx"]  # no temporary file
+    err = capsys.readouterr().err
+    assert "not the requested 9" in err and f"the previous {out / 'tsm_resnet_tiny.offline.onnx'} is unchanged" in err
+    # An opset above what the installed onnx (or the TorchScript exporter) writes is refused
+    # before exporting, with the newest one; not called older, and no folder is made.
+    newest = onnx.defs.onnx_opset_version()
+    for exporter, opset, up_to in (("dynamo", newest + 1, f"up to {newest} "), ("torchscript", 99, "up to ")):
+        fresh = tmp_path / f"fresh_{exporter}"
+        rc = main(model + ["-o", str(fresh), "--exporter", exporter, "--opset", str(opset)])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"opset {opset} cannot be written: the {exporter} exporter writes opsets {up_to}" in err
+        assert "older" not in err and not fresh.exists()
+
+
+def test_export_refuses_labels_of_another_number_of_classes(tmp_path, capsys):
+    # as effvid stream does (one check for both): before anything is exported, naming the file
+    from effvid.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    out = tmp_path / "exported"
+    rc = main(["export", "--model", "tsm_resnet_tiny", "--num-classes", "2", "--num-segments", "4",
+               "--size", str(SIZE), "-o", str(out), "--labels", str(labels), "--no-verify",
+               "--exporter", "torchscript"])
+    assert rc == 2
+    assert f"labels file {labels}: 3 class names for a model with 2 classes" in capsys.readouterr().err
+    assert not out.exists()

@@ -266,6 +266,11 @@ def test_stream_with_onnx_runner(video, tmp_path, capsys):
             break
         expected.append("xyz"[int(online.step(st.preprocess_frame(frame, SIZE)).argmax())])
     assert [r["label"] for r in lines] == expected
+    # --labels of another number of names: the check export and a checkpoint get too
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    assert main(["stream", str(video), "--checkpoint", str(path), "--labels", str(labels)]) == 2
+    assert f"labels file {labels}: 2 class names for a model with 3 classes" in capsys.readouterr().err
 
 
 def test_outputs_never_overwrite_the_videos_streamed(tmp_path, capsys):
@@ -297,7 +302,7 @@ def test_folder_outputs_same_stems_hidden_files_and_a_wrong_label_count(tmp_path
     labels.write_text("a\nb\n")
     rc = main(["stream", str(folder), "--model", "tsm_resnet_tiny", "--num-classes", "3",
                "--size", str(SIZE), "--labels", str(labels)])
-    assert rc == 2 and "2 class names for a model with 3 classes" in capsys.readouterr().err
+    assert rc == 2 and f"labels file {labels}: 2 class names for a model with 3 classes" in capsys.readouterr().err
 
 
 def test_rotated_video_is_streamed_upright_and_times_start_at_zero(tmp_path):

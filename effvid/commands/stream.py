@@ -68,7 +68,7 @@ def load_model_from_args(args: argparse.Namespace):
               file=sys.stderr)
         classes, meta = None, {}
     model.eval()
-    return model, read_labels(args.labels) if args.labels else classes, meta
+    return model, class_names(args, classes, model.num_classes), meta
 
 
 def read_labels(path: str) -> list[str]:
@@ -79,6 +79,16 @@ def read_labels(path: str) -> list[str]:
     if not labels:
         raise UserError(f"labels file {p} is empty")
     return labels
+
+
+def class_names(args: argparse.Namespace, stored, num_classes: int | None) -> list[str] | None:
+    """The --labels file's names, else ``stored`` (those the --checkpoint holds); refused
+    unless there is one per class of the model (export and stream)."""
+    classes, origin = (read_labels(args.labels), f"labels file {args.labels}") if args.labels \
+        else (stored, f"checkpoint {args.checkpoint}")
+    if classes is not None and num_classes is not None and len(classes) != num_classes:
+        raise UserError(f"{origin}: {len(classes)} class names for a model with {num_classes} classes")
+    return classes
 
 
 def _recognizer(args: argparse.Namespace):
@@ -101,8 +111,7 @@ def _recognizer(args: argparse.Namespace):
         if args.size and args.size != runner.height:
             print(f"note: {args.checkpoint} was exported for {runner.height}x{runner.width} "
                   "input; using that size", file=sys.stderr)
-        classes = read_labels(args.labels) if args.labels else runner.classes
-        _check_labels(classes, runner.num_classes)
+        classes = class_names(args, runner.classes, runner.num_classes)
         view = runner.metadata.get("preprocess", {})  # effvid export records it
         return runner, classes, runner.height, view.get("scale_size") if view.get("size") == runner.height else None
     import torch
@@ -119,13 +128,7 @@ def _recognizer(args: argparse.Namespace):
         online = OnlineRecognizer.from_model(model)
     except ValueError as e:
         raise UserError(str(e)) from None
-    _check_labels(classes, online.num_classes)
     return online, classes, view["size"], view["scale_size"]
-
-
-def _check_labels(classes, num_classes) -> None:
-    if classes is not None and num_classes is not None and len(classes) != num_classes:
-        raise UserError(f"{len(classes)} class names for a model with {num_classes} classes")
 
 
 def _output_names(sources: list[str]) -> dict[str, str]:

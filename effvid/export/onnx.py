@@ -16,6 +16,8 @@ the bug of the original TSM's export.
 
 Both files carry a JSON ``effvid`` entry in the ONNX metadata: the model configuration, the
 kind (``offline``/``online``), the input size, the cache names and class names when given.
+Each is written under a temporary name next to its path and renamed into place once complete
+(opset checked, metadata added): a refused export leaves the file already there unchanged.
 
 ONNX, ONNX Runtime and onnxscript are the optional ``export`` dependency group
 (``pip install effvid[export]``); they are imported only when needed.
@@ -59,12 +61,47 @@ def _size(height: int, width: int | None) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str],
-            output_names: list[str], exporter: str, opset: int | None) -> None:
+def _newest_opset(exporter: str) -> int:
+    """The newest ONNX opset ``exporter`` can write with the installed torch and onnx."""
+    newest = _require("onnx").defs.onnx_opset_version()
+    if exporter == "torchscript":  # the legacy exporter stops earlier ("Unsupported onnx_opset_version")
+        try:
+            from torch.onnx._constants import ONNX_MAX_OPSET  # private: may move in another torch
+        except ImportError:
+            return newest
+        newest = min(newest, ONNX_MAX_OPSET)
+    return newest
+
+
+def _check_export_options(exporter: str, opset: int | None) -> None:
+    """Refuse an unknown exporter or an opset it cannot write, before anything is exported."""
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
-    _require("onnx")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx = _require("onnx")
+    if opset is not None:
+        newest = _newest_opset(exporter)
+        if not 1 <= opset <= newest:
+            raise ValueError(f"opset {opset} cannot be written: the {exporter} exporter writes opsets "
+                             f"up to {newest} with the installed torch {torch.__version__} and onnx "
+                             f"{onnx.__version__}")
+
+
+def _write_atomically(path: Path, export, info: dict) -> None:
+    """``export(tmp)``, the metadata, then the rename over ``path``: a refused or failed export
+    leaves the file already at ``path`` as it was (and no folder it created)."""
+    from ..models.weights import atomic_replace
+
+    existed = path.exists()
+    try:
+        atomic_replace(path, lambda tmp: (export(tmp), _write_metadata(tmp, info)))
+    except ValueError as e:
+        if not existed:
+            raise
+        raise ValueError(f"{e}; the previous {path} is unchanged") from e
+
+
+def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str],
+            output_names: list[str], exporter: str, opset: int | None) -> None:
     # Every input and output has the batch as its first axis, which is dynamic.
     kwargs: dict = dict(input_names=input_names, output_names=output_names, opset_version=opset)
     if exporter == "dynamo":
@@ -96,10 +133,13 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str],
         written = next((o.version for o in _require("onnx").load(str(path)).opset_import
                         if o.domain in ("", "ai.onnx")), None)
         if written != opset:
-            path.unlink()
+            if written is not None and opset < written:
+                why = f"it could not convert this model down from opset {written}" + (
+                    "; --exporter torchscript writes older opsets" if exporter == "dynamo" else "")
+            else:
+                why = f"it could not convert this model up from opset {written}"
             raise ValueError(f"the {exporter} exporter wrote opset {written}, not the requested "
-                             f"{opset}" + (" (try --exporter torchscript for older opsets)"
-                                           if exporter == "dynamo" else ""))
+                             f"{opset} ({why})")
 
 
 def _write_metadata(path: Path, info: dict) -> None:
@@ -129,24 +169,25 @@ def export_offline(model: nn.Module, path: str | Path, *, height: int = 224, wid
 
     T is ``num_segments`` (default: the model's), H and W are fixed.
     """
+    _check_export_options(exporter, opset)
     path = Path(path)
     h, w = _size(height, width)
     t = int(num_segments or getattr(model, "num_segments", 0) or model.config["num_segments"])
-    was_training = model.training
-    model.eval()
-    try:
-        p = next(model.parameters())
-        example = torch.randn(2, t, 3, h, w, dtype=p.dtype, device=p.device)
-        _export(model, (example,), path, ["video"], ["logits"], exporter, opset)
-    finally:
-        model.train(was_training)
     info = {"kind": "offline", "config": dict(getattr(model, "config", {}) or {}),
             "num_segments": t, "height": h, "width": w, "exporter": exporter}
     if classes is not None:
         info["classes"] = list(classes)
     if preprocess is not None:
         info["preprocess"] = dict(preprocess)
-    _write_metadata(path, info)
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters())
+        example = torch.randn(2, t, 3, h, w, dtype=p.dtype, device=p.device)
+        _write_atomically(path, lambda tmp: _export(model, (example,), tmp, ["video"], ["logits"],
+                                                    exporter, opset), info)
+    finally:
+        model.train(was_training)
     return path
 
 
@@ -161,6 +202,7 @@ def export_online(model: nn.Module, path: str | Path, *, height: int = 224, widt
     """
     from ..models.online import OnlineRecognizer, OnlineStep, to_online_step
 
+    _check_export_options(exporter, opset)
     if isinstance(model, OnlineRecognizer):
         step = model.step_module
     elif isinstance(model, OnlineStep):
@@ -177,7 +219,6 @@ def export_online(model: nn.Module, path: str | Path, *, height: int = 224, widt
     n = len(caches)
     inputs = ["frame"] + [f"cache_in_{i}" for i in range(n)]
     outputs = ["logits"] + [f"cache_out_{i}" for i in range(n)]
-    _export(step, (frame, *caches), path, inputs, outputs, exporter, opset)
     info = {"kind": "online", "config": dict(step.config), "height": h, "width": w,
             "cache_inputs": inputs[1:], "cache_outputs": outputs[1:],
             "cache_shapes": [list(c.shape[1:]) for c in caches], "exporter": exporter}
@@ -185,7 +226,8 @@ def export_online(model: nn.Module, path: str | Path, *, height: int = 224, widt
         info["classes"] = list(classes)
     if preprocess is not None:
         info["preprocess"] = dict(preprocess)
-    _write_metadata(path, info)
+    _write_atomically(path, lambda tmp: _export(step, (frame, *caches), tmp, inputs, outputs,
+                                                exporter, opset), info)
     return path
 
 
@@ -206,9 +248,33 @@ def _session(path: str | Path, threads: int | None, providers: Sequence[str] | N
 
 
 def run_offline(path: str | Path, video: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-    """Run an exported offline model on ``video`` (N, T, 3, H, W) float32; returns (N, K)."""
+    """Run an exported offline model on ``video`` (N, T, 3, H, W) float32; returns (N, K).
+
+    T, H and W are those of the export (N is free); another shape raises ValueError naming both.
+    """
+    path = Path(path)
     sess = _session(path, threads, None)
-    return sess.run(None, {"video": np.ascontiguousarray(video, dtype=np.float32)})[0]
+    inputs = sess.get_inputs()
+    if [i.name for i in inputs] != ["video"]:
+        if read_metadata(path).get("kind") == "online" or inputs and inputs[0].name == "frame":
+            # the mirror of OnnxOnlineRunner's refusal of an offline file
+            raise ValueError(f"{path} is an online model, which takes one frame at a time with its "
+                             "caches (frame, cache_in_0..): run it with effvid.export.OnnxOnlineRunner "
+                             "or effvid stream. run_offline takes whole clips (N, T, 3, H, W): the "
+                             ".offline.onnx that effvid export writes next to it")
+        raise ValueError(f"{path} is not an effvid offline model: its inputs are "
+                         f"{[i.name for i in inputs]}, not ['video']")
+    if isinstance(video, torch.Tensor):
+        video = video.detach().cpu().numpy()
+    video = np.ascontiguousarray(video, dtype=np.float32)
+    expected = inputs[0].shape  # [batch name, T, 3, H, W]: named (dynamic) axes are free
+    if video.ndim != len(expected) or any(isinstance(e, int) and e != g
+                                          for e, g in zip(expected, video.shape)):
+        want = ", ".join(str(e) if isinstance(e, int) else "N" for e in expected)
+        hint = (" (one clip: add the batch axis, video[None])"
+                if video.ndim == len(expected) - 1 else "")
+        raise ValueError(f"{path} takes video ({want}) for any N, got {tuple(video.shape)}{hint}")
+    return sess.run(None, {"video": video})[0]
 
 
 class OnnxOnlineRunner:

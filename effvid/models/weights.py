@@ -24,10 +24,13 @@ METADATA_KEY = "effvid"
 
 
 def atomic_replace(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves half a file."""
+    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves half a file.
+    If ``write`` raises, ``path`` is untouched and the folders made for it are removed again."""
     path = Path(path)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    replaced = False
     try:
         write(tmp)
         # as open() would create it: safetensors makes its files 0600 whatever the umask,
@@ -36,6 +39,7 @@ def atomic_replace(path: str | Path, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+        replaced = True
     except (OSError, RuntimeError, SafetensorError) as e:
         # A full disk, a file-size limit or a read-only folder: torch.save reports these as
         # "unexpected pos 1415296 vs 1415184" and safetensors without the path, so say which
@@ -47,6 +51,12 @@ def atomic_replace(path: str | Path, write) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+        if not replaced:
+            for folder in made:
+                try:
+                    folder.rmdir()
+                except OSError:  # something else was written there meanwhile: keep it
+                    break
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
