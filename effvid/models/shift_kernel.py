@@ -15,6 +15,7 @@ first time), effvid warns once and uses the eager shift from then on. Set
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -67,7 +68,7 @@ def _build():
         t = tl.arange(0, TB)
         col = tl.program_id(1) * COLS + tl.arange(0, COLS)
         col_ok = col < hw
-        frame = channels * hw
+        frame = channels.to(tl.int64) * hw  # a clip can exceed 2**31 elements where a frame does not
         base = x_ptr + n * segments * frame + c * hw
         src_t = t + off
         ok = (t < segments) & (src_t >= 0) & (src_t < segments)
@@ -110,9 +111,18 @@ def launch(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ..
     rows_per_tile, cols = _tile(hw)
     grid = (-(-rows // rows_per_tile), -(-hw // cols))
     off1 = offsets[1] if len(offsets) > 1 else 0
-    shift_copy[grid](x, out, rows, hw, c, num_segments, fold, offsets[0], off1,
-                     NGROUPS=len(offsets), ROWS=rows_per_tile, COLS=cols)
+    with _device_of(x):
+        shift_copy[grid](x, out, rows, hw, c, num_segments, fold, offsets[0], off1,
+                         NGROUPS=len(offsets), ROWS=rows_per_tile, COLS=cols)
     return out
+
+
+def _device_of(x: torch.Tensor):
+    # Triton launches on the current CUDA device: a tensor on another GPU (--device cuda:1 in
+    # one process) needs that device made current for the launch
+    if x.is_cuda and x.device.index is not None and x.device.index != torch.cuda.current_device():
+        return torch.cuda.device(x.device)
+    return contextlib.nullcontext()
 
 
 def launch_in_place(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...],
@@ -144,8 +154,9 @@ def _in_place(x, num_segments, fold, offsets, saved, restore):
     tb = 1 << max(num_segments - 1, 0).bit_length()
     _, cols = _tile(hw, rows_at_least=tb)
     off1 = offsets[1] if len(offsets) > 1 else 0
-    shift_in_place[(n * moved, -(-hw // cols))](x, saved, hw, c, num_segments, fold, moved, offsets[0], off1,
-                                                RESTORE=restore, TB=tb, COLS=cols)
+    with _device_of(x):
+        shift_in_place[(n * moved, -(-hw // cols))](x, saved, hw, c, num_segments, fold, moved, offsets[0], off1,
+                                                    RESTORE=restore, TB=tb, COLS=cols)
     return saved
 
 
