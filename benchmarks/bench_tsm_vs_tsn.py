@@ -23,7 +23,7 @@ autocast, for batches of 1 and 8 clips (``--batches``): each repetition is the m
 forwards between CUDA synchronisations, interleaved as above. It also times TSM with the shift's
 eager formulation instead of effvid's one-kernel GPU shift, and both networks replayed as CUDA
 graphs (which removes the CPU's launch cost from both and leaves the GPU time the shift adds),
-there also with ``borrow_input`` off.
+there also with every block input copied and with every one shifted in place and back.
 """
 
 from __future__ import annotations
@@ -192,8 +192,12 @@ def bench_cuda(arch: str, reps: int, frames: int, size: int, batch: int, precisi
     copy_graph = graphed(tsm)  # the kernel writes a shifted copy of every block input
     for m, flag in zip(shift_modules(tsm), borrows):
         m.borrow_input = flag
+    threshold, shift_kernel.IN_PLACE_MIN_BYTES = shift_kernel.IN_PLACE_MIN_BYTES, 0
+    in_place_graph = graphed(tsm)  # every block input shifted in place and back
+    shift_kernel.IN_PLACE_MIN_BYTES = threshold
     variants = {"tsm": eager(tsm), "tsn": eager(tsn), "tsm_eager_shift": eager(tsm, kernel=False),
-                "tsm_graph": graphed(tsm), "tsn_graph": graphed(tsn), "tsm_graph_copy": copy_graph}
+                "tsm_graph": graphed(tsm), "tsn_graph": graphed(tsn), "tsm_graph_copy": copy_graph,
+                "tsm_graph_in_place": in_place_graph}
     for run in list(variants.values()) * 2:  # warm-up
         timed(run)
     times = {name: [] for name in variants}
@@ -209,7 +213,8 @@ def bench_cuda(arch: str, reps: int, frames: int, size: int, batch: int, precisi
 
     ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     return {"ms": ms, "ratio": ratio("tsm", "tsn"), "eager_shift": ratio("tsm_eager_shift", "tsn"),
-            "graph": ratio("tsm_graph", "tsn_graph"), "graph_copy": ratio("tsm_graph_copy", "tsn_graph")}
+            "graph": ratio("tsm_graph", "tsn_graph"), "graph_copy": ratio("tsm_graph_copy", "tsn_graph"),
+            "graph_in_place": ratio("tsm_graph_in_place", "tsn_graph")}
 
 
 def run_cuda(args) -> int:
@@ -220,7 +225,8 @@ def run_cuda(args) -> int:
           f"{args.reps or 21} interleaved reps of 10 forwards; ratios = median of the per-rep ratios; "
           f"TSM's shift: {kernel}")
     print(f"{'model':<14}{'batch':>6}{'precision':>10}{'TSM ms':>9}{'TSN ms':>9}{'TSM/TSN':>9}{'quartiles':>14}"
-          f"{'5-kernel shift':>16}{'graphs TSM ms':>15}{'TSN ms':>8}{'TSM/TSN':>9}{'copying':>9}")
+          f"{'5-kernel shift':>16}{'graphs TSM ms':>15}{'TSN ms':>8}{'TSM/TSN':>9}{'quartiles':>14}"
+          f"{'copying':>9}{'in place':>9}")
     ok = ok_graph = True
     for arch in args.archs:
         for batch in args.batches:
@@ -232,13 +238,17 @@ def run_cuda(args) -> int:
                 print(f"{arch:<14}{batch:>6}{precision:>10}{ms['tsm']:>9.2f}{ms['tsn']:>9.2f}"
                       f"{r['ratio'][0]:>9.3f}{r['ratio'][1]:>8.3f}..{r['ratio'][2]:.3f}"
                       f"{r['eager_shift'][0]:>16.3f}{ms['tsm_graph']:>15.2f}{ms['tsn_graph']:>8.2f}"
-                      f"{r['graph'][0]:>9.3f}{r['graph_copy'][0]:>9.3f}")
+                      f"{r['graph'][0]:>9.3f}{r['graph'][1]:>8.3f}..{r['graph'][2]:.3f}"
+                      f"{r['graph_copy'][0]:>9.3f}{r['graph_in_place'][0]:>9.3f}")
     print(f"TSM/TSN target (<= {TARGET} on every row): eager " + ("meets" if ok else "MISSES")
           + "; CUDA graphs " + ("meet" if ok_graph else "MISS"))
     print("'5-kernel shift': TSM/TSN with the shift's eager formulation instead of the kernel (eager). "
-          "'graphs': both networks captured once and replayed as CUDA graphs; 'copying': TSM/TSN there with "
-          "borrow_input off (the kernel writes a shifted copy of each block input instead of shifting a "
-          "quarter of its channels in place and back).")
+          "'graphs': both networks captured once and replayed as CUDA graphs, TSM as effvid runs it (block "
+          f"inputs of >= {shift_kernel.IN_PLACE_MIN_BYTES >> 20} MiB shifted in place and back, smaller ones "
+          "copied); 'copying': every block input copied; 'in place': every block input shifted in place and back.")
+    if shift_kernel.off_reason():
+        print(f"NOTE: the shift kernels were turned off during the run ({shift_kernel.off_reason()}): "
+              "rows after that used the eager shift")
     return 0
 
 

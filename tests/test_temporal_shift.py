@@ -740,3 +740,92 @@ def test_gpu_kernel_is_not_used_for_cpu_tensors():
     x = torch.randn(4, 8, 2, 2)
     assert not shift_kernel.available(x)
     assert shift_kernel.shift(x, 2, 1, (1, -1)) is None
+
+
+def test_gpu_kernels_compile_for_an_nvidia_gpu_with_any_argument_equal_to_one():
+    # The interpreter does not specialise arguments; a real build turns an integer argument
+    # equal to 1 into a constant (a `.to()` on one failed to compile). Build every variant for
+    # an H100 on this machine (Triton brings ptxas), and check in the PTX that the in-place
+    # kernel does all its loads before the barrier and all its stores to x after it.
+    triton = pytest.importorskip("triton")
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError:
+        pytest.skip("this Triton version has no ASTSource / GPUTarget")
+    from effvid.models import shift_kernel
+
+    copy_kernel, in_place_kernel = shift_kernel._build()
+    cases = [(copy_kernel, dict(rows=1024, hw=49, channels=64, segments=8, fold=8, off0=1, off1=-1),
+              dict(NGROUPS=2, ROWS=64, COLS=64))]
+    for restore in (False, True):
+        cases.append((in_place_kernel, dict(hw=49, channels=64, segments=8, fold=8, moved=16, off0=1, off1=-1),
+                      dict(RESTORE=restore, TB=8, COLS=64)))
+    built = 0
+    for kernel, scalars, constants in cases:
+        for one in [None, *scalars]:
+            sig, consts = {}, dict(constants)
+            for name in kernel.arg_names:
+                if name.endswith("_ptr"):
+                    sig[name] = "*fp32"
+                elif name in constants or name == one:
+                    sig[name] = "constexpr"
+                    consts.setdefault(name, 1)
+                else:
+                    sig[name] = "i32"
+            compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", 90, 32))
+            built += 1
+            if kernel is in_place_kernel and one is None:
+                lines = [ln.strip() for ln in compiled.asm["ptx"].splitlines()]
+                barrier = next(i for i, ln in enumerate(lines) if ln.startswith("bar.sync"))
+                loads = [i for i, ln in enumerate(lines) if ln.startswith("ld.global") or " ld.global" in ln]
+                stores = [i for i, ln in enumerate(lines) if ln.startswith("st.global") or " st.global" in ln]
+                assert loads and max(loads) < barrier, constants
+                after = [i for i in stores if i > barrier]
+                # restore: every store after the barrier; shift: all but the saved frame's
+                assert len(after) == len(stores) - (0 if constants["RESTORE"] else 1) and after, constants
+    assert built == 8 + 2 * 8
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+def test_a_kernel_that_fails_is_turned_off_and_the_input_is_put_back(direction, monkeypatch):
+    # A Triton launch on this GPU-less machine fails for real ("0 active drivers"), as a build
+    # failure would on a GPU machine without a C compiler: the restore must still put every
+    # value back (in PyTorch), warn once, and leave the kernels off for the process.
+    pytest.importorskip("triton")
+    from effvid.models import shift_kernel
+    from effvid.models.temporal_shift import _OFFSETS, _shift_eager
+
+    monkeypatch.setattr(shift_kernel, "_off_reason", None)  # restored after the test
+    t, c, fold_div = 4, 16, 8
+    x = _labelled(2, t, c)
+    fold, offsets = c // fold_div, _OFFSETS[direction]
+    # the state after an in-place shift: x shifted, and the frame each moved channel dropped
+    shifted = _shift_eager(x, t, fold, offsets)
+    x5 = x.view(2, t, c, 2, 3)
+    saved = torch.cat([x5[:, 0 if off > 0 else t - 1, g * fold:(g + 1) * fold] for g, off in enumerate(offsets)], dim=1)
+    with pytest.warns(RuntimeWarning, match="temporal-shift kernel failed"):
+        shift_kernel.restore(shifted, saved, t, fold, offsets)
+    assert torch.equal(shifted, x)
+    assert shift_kernel.off_reason() and "driver" in shift_kernel.off_reason()
+    # and an in-place shift that cannot launch changes nothing
+    y = x.clone()
+    with pytest.warns(RuntimeWarning):
+        assert shift_kernel.shift_in_place(y, t, fold, offsets) is None
+    assert torch.equal(y, x)
+
+
+def test_disabling_the_kernel_is_per_thread_and_nests():
+    import threading
+
+    from effvid.models import shift_kernel
+
+    seen = []
+    with shift_kernel.disabled():
+        with shift_kernel.disabled():
+            pass
+        assert shift_kernel._local.disabled_depth == 1  # the inner block did not end the outer
+        t = threading.Thread(target=lambda: seen.append(shift_kernel._local.disabled_depth))
+        t.start()
+        t.join()
+    assert seen == [0] and shift_kernel._local.disabled_depth == 0

@@ -19,7 +19,7 @@ exports as real data movement. The backward pass is the same shift with the offs
 written as a custom autograd function so that it is one pass too.
 
 On a CUDA GPU the shift is one Triton kernel instead (:mod:`effvid.models.shift_kernel`), and
-GPU inference borrows its input the same way with an in-place kernel.
+GPU inference on large inputs borrows them the same way with an in-place kernel.
 
 CPU inference (no autograd) avoids even that allocation: :class:`TemporalShift` writes the
 shifted tensor into a reused per-thread buffer, or, for inputs that are the network's
@@ -108,7 +108,7 @@ def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[i
     return out.view(nt, c, h, w)
 
 
-def _shift_one_pass(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor:
+def _shift_kernel_or_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor:
     """On a GPU, one Triton kernel (effvid/models/shift_kernel.py: the eager shift's five
     kernels cost launches there, not bytes); elsewhere, or without Triton, the eager shift."""
     y = shift_kernel.shift(x, num_segments, fold, offsets)
@@ -123,7 +123,7 @@ class _ShiftFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, num_segments, fold, offsets):
         ctx.shift_args = (num_segments, fold, tuple(-o for o in offsets))
-        return _shift_one_pass(x, num_segments, fold, offsets)
+        return _shift_kernel_or_eager(x, num_segments, fold, offsets)
 
     @staticmethod
     def backward(ctx, grad):
@@ -154,7 +154,7 @@ def temporal_shift(
         return _shift(x, num_segments, fold, offsets)
     if x.requires_grad and torch.is_grad_enabled():
         return _ShiftFunction.apply(x, num_segments, fold, offsets)
-    return _shift_one_pass(x, num_segments, fold, offsets)
+    return _shift_kernel_or_eager(x, num_segments, fold, offsets)
 
 
 class _Scratch(threading.local):
@@ -203,9 +203,10 @@ class TemporalShift(nn.Module):
     The wrapped module is called ``net`` so that state-dict keys match the original TSM release
     (``layer1.0.conv1.net.weight``).
 
-    ``borrow_input``: during inference (on the CPU, and on a GPU with the Triton kernels), when
-    ``net`` is a convolution, shift the input tensor itself, run the conv, and put the input
-    back, instead of writing a shifted copy.
+    ``borrow_input``: during inference, when ``net`` is a convolution, shift the input tensor
+    itself, run the conv, and put the input back, instead of writing a shifted copy: on the CPU
+    always, on an NVIDIA GPU for inputs of at least ``shift_kernel.IN_PLACE_MIN_BYTES`` (there
+    the Triton kernels keep only the frame each moved channel drops).
     Only the shifted channel groups (a quarter of the channels for fold_div 8) are saved and
     moved, and the conv reads the activation that the previous layer has just left in the
     cache rather than a copy (see docs/benchmarks.md). The input holds shifted values while
@@ -235,15 +236,15 @@ class TemporalShift(nn.Module):
                 or x.shape[0] % self.num_segments or x.shape[1] // self.fold_div == 0
                 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
-            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+            return self._net_on_shifted_copy(x)  # what autograd and tracing can see
         borrow = (self.borrow_input and isinstance(self.net, nn.Conv2d) and x.is_contiguous()
                   and (torch.is_inference_mode_enabled() or not x.is_inference()))
-        if x.device.type != "cpu":
-            if borrow and shift_kernel.available(x):
+        if x.device.type != "cpu":  # GPU inference: in place and back where that pays off
+            if borrow and shift_kernel.use_in_place(x, self.num_segments):
                 return self._forward_borrowing_on_gpu(x)
-            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+            return self._net_on_shifted_copy(x)
         if _scratch.busy:
-            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+            return self._net_on_shifted_copy(x)
         if borrow:
             return self._forward_borrowing(x)
         # CPU inference: shift into the reusable scratch buffer (see _Scratch). Without
@@ -279,19 +280,22 @@ class TemporalShift(nn.Module):
             _scratch.busy = False
 
     def _forward_borrowing_on_gpu(self, x: torch.Tensor) -> torch.Tensor:
-        # The same idea with the GPU kernels: shift the moved channel groups in place (the frame
-        # each drops is kept aside), run the conv, shift them back. The restore is queued on
-        # the stream after the conv, so the conv reads the shifted input. Shift and restore
+        # The same idea with the GPU kernels: shift the moved channel groups in place (only the
+        # frame each drops is kept aside), run the conv, shift them back. The restore is queued
+        # on the stream after the conv, so the conv reads the shifted input. Shift and restore
         # move half the bytes of a shifted copy (docs/benchmarks.md).
         fold = x.shape[1] // self.fold_div
         offsets = _OFFSETS[self.direction]
         saved = shift_kernel.shift_in_place(x, self.num_segments, fold, offsets)
         if saved is None:  # the kernel failed (and is now off): nothing was changed
-            return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
+            return self._net_on_shifted_copy(x)
         try:
             return self.net(x)
         finally:
-            shift_kernel.launch_restore(x, saved, self.num_segments, fold, offsets)
+            shift_kernel.restore(x, saved, self.num_segments, fold, offsets)
+
+    def _net_on_shifted_copy(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(temporal_shift(x, self.num_segments, self.fold_div, self.direction))
 
     def extra_repr(self) -> str:
         borrow = ", borrow_input=True" if self.borrow_input else ""
