@@ -9,6 +9,7 @@ import torch
 
 from effvid.cli import build_parser, main
 from effvid.commands.train import config_from_args
+from effvid.training.config import TrainConfig
 from effvid.data.synthetic import make_synthetic_dataset
 
 
@@ -37,10 +38,40 @@ def test_train_flags_become_config(tmp_path):
 
 def test_train_reports_bad_values_in_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--num-segments", "0"]) == 2
-    err = capsys.readouterr().err
-    assert "num_segments=0" in err and "Traceback" not in err
+    # named as the flag typed, as argparse and eval's --num-segments say it
+    assert capsys.readouterr().err == "effvid train: error: argument --num-segments: must be >= 1, got 0\n"
     assert main(["train", str(tmp_path / "missing"), "--epochs", "1", "--output", str(tmp_path / "o")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_train_refuses_a_bad_shift_div_before_reading_the_data(tmp_path, capsys):
+    # --shift-div 1 was refused only after the data scan, as "fold_div must be ...", and 0 as
+    # "must be >= 1" (a bidirectional shift needs 2); a too-large one after the scan too
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=1,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    run = tmp_path / "run"
+    common = ["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "16",
+              "--epochs", "1", "--workers", "0", "--no-progress", "--output", str(run)]
+    for flags, why in ((["--shift-div", "1"], "must be >= 2 for a bidirectional shift, got 1"),
+                       (["--shift-div", "0"], "must be >= 2 for a bidirectional shift, got 0"),
+                       (["--shift-div", "0", "--shift-direction", "causal"], "must be >= 1 for a causal shift, got 0"),
+                       (["--shift-div", "64"], "must be at most 16 for this model (a 1/64 shift of the 16 input "
+                                               "channels of layer1.0.conv1 moves none of them), got 64")):
+        assert main(common + flags) == 2
+        out, err = capsys.readouterr()
+        assert err == f"effvid train: error: argument --shift-div: {why}\n"
+        assert "data:" not in out and not run.exists()  # "data: 2 classes, ..." came first
+    # a value from a --config file keeps the file's name for it
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"shift_div": 1}))
+    assert main(common + ["--config", str(saved)]) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: config file {str(saved)!r}: bad config value "
+                                       "shift_div=1: must be >= 2 for a bidirectional shift\n")
+    # from Python, the field's name; a causal shift takes 1
+    with pytest.raises(ValueError, match="^bad config value shift_div=1: must be >= 2 for a bidirectional shift$"):
+        TrainConfig(data=str(data), shift_div=1)
+    assert TrainConfig(data=str(data), shift_div=1, shift_direction="causal").shift_div == 1
 
 
 def test_ctrl_c_says_whether_there_is_an_epoch_to_resume(tmp_path, capsys, monkeypatch):

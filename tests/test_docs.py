@@ -125,7 +125,9 @@ def test_public_names_have_docstrings():
 
 def test_the_python_api_snippet_classifies_a_video(tmp_path, monkeypatch, capsys):
     """usage.md's "Classifying a video file from Python" block, run as written, on a checkpoint
-    and a video at the paths it names: the class and probability it prints are the model's."""
+    and videos at the paths it names: the class and probability it prints are the model's, and
+    for an unreadable video (a zero-byte file here) the reason. The loop called probs.argmax() on
+    the reason, a str: AttributeError."""
     import torch
 
     import effvid
@@ -138,6 +140,8 @@ def test_the_python_api_snippet_classifies_a_video(tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)
     make_synthetic_dataset(tmp_path / "effvid-quickstart" / "data", classes=("left", "right"),
                            videos_per_class_train=0, videos_per_class_val=1, num_frames=8, size=32, seed=3)
+    unreadable = "effvid-quickstart/data/val/right/right_0000.mp4"
+    (tmp_path / unreadable).write_bytes(b"")
     torch.manual_seed(0)
     model = effvid.create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
     save_weights(model, tmp_path / "runs" / "try" / "best.safetensors",
@@ -149,4 +153,7 @@ def test_the_python_api_snippet_classifies_a_video(tmp_path, monkeypatch, capsys
     with torch.no_grad():
         probs = model.eval()(clip[None]).softmax(dim=1)[0]
     best = int(probs.argmax())
-    assert capsys.readouterr().out == f"{video}: {meta['classes'][best]} {float(probs[best]):.3f}\n"
+    reason = test_dataset([(unreadable, 0)], meta, num_segments=4)[0].reason
+    assert reason  # what the decoder said, e.g. that the file is empty
+    assert capsys.readouterr().out == (f"{video}: {meta['classes'][best]} {float(probs[best]):.3f}\n"
+                                       f"{unreadable}: unreadable: {reason}\n")

@@ -263,6 +263,81 @@ def test_generic_rule_and_explicit_modules():
         assert torch.allclose(shifted(x), want, atol=1e-6)
 
 
+def test_fold_div_above_a_layers_channels_names_it_and_changes_nothing():
+    # the low-level API keeps its name, fold_div; the layer is named by its dotted name
+    with pytest.raises(ValueError, match=r"^fold_div must be at most 64 for this model \(a 1/128 shift of the 64 "
+                                         r"input channels of layer1\.0\.conv1 moves none of them\), got 128$"):
+        insert_temporal_shift(_meta(tvm.resnet18), 8, fold_div=128)
+    with pytest.raises(ValueError, match=r"at most 64 .* of layer1\.0 moves none"):  # in-place: the block
+        insert_temporal_shift(_meta(tvm.resnet18), 8, fold_div=128, placement="inplace")
+    # every module is checked before the first is wrapped: a refusal leaves the model as it was
+    # (body.2 has 16 input channels, head 32; "head" was wrapped before body.2 was refused)
+    plain = _PlainCNN()
+    with pytest.raises(ValueError, match=r"at most 16 .* of body\.2 moves none of them\), got 32$"):
+        insert_temporal_shift(plain, 4, fold_div=32, modules=["head", "body.2"])
+    assert shift_modules(plain) == []
+
+
+class _HandWrittenSE(nn.Module):
+    """A plain CNN whose squeeze-and-excitation branch is an nn.Sequential, not torchvision's."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv = nn.Conv2d(16, 32, 3, padding=1)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(32, 8, 1), nn.ReLU(),
+                                nn.Conv2d(8, 32, 1), nn.Sigmoid())
+        self.head = nn.Conv2d(32, 8, 1)
+
+    def forward(self, x):
+        x = self.conv(self.stem(x))
+        return self.head(x * self.se(x))
+
+
+def _listed_modules(message: str) -> list[str]:
+    import ast
+
+    return ast.literal_eval(message[message.rindex("modules=[") + len("modules="):])
+
+
+@pytest.mark.parametrize("build,pooled,others", [(tvm.efficientnet_b0, 32, 32), (tvm.mobilenet_v3_small, 18, 22),
+                                                 (_HandWrittenSE, 2, 2)])
+def test_generic_rule_refuses_squeeze_and_excitation(build, pooled, others):
+    # It shifted the SE blocks' 1x1 convs too (61 convs of EfficientNet-B0, 40 of MobileNetV3-
+    # Small), whose input is a per-frame summary of the channels, not a feature map
+    from torchvision.ops import SqueezeExcitation
+
+    model = _meta(build)
+    se_convs = {f"{name}.{c}" for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)
+                for c in ("fc1", "fc2")} | ({"se.1", "se.3"} if build is _HandWrittenSE else set())
+    assert len(se_convs) == pooled
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(model, 8)
+    message = str(e.value)
+    assert message.startswith(f"{type(model).__name__} has {pooled} convs whose input is a globally pooled 1x1 map "
+                              "(squeeze-and-excitation blocks, such as ")
+    assert "pass modules=[...]" in message and f"the generic rule's other convs ({others}): modules=[" in message
+    assert shift_modules(model) == []
+    # the listed convs: the generic rule's, but for the pooled ones; pasted, they are what is shifted
+    listed = _listed_modules(message)
+    assert len(listed) == others and not se_convs & set(listed)
+    generic = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1][1:]
+    assert listed == [n for n in generic if n not in se_convs and model.get_submodule(n).in_channels >= 8]
+    insert_temporal_shift(model, 8, modules=listed)
+    assert len(shift_modules(model)) == others
+    assert all(isinstance(model.get_submodule(n), TemporalShift) for n in listed)
+
+
+def test_generic_rule_still_takes_plain_cnns_and_resnet_variants():
+    # ResNeXt and Wide ResNet take the ResNet rule; VGG the generic one (no pooled convs)
+    for build, count in ((tvm.resnext50_32x4d, 16), (tvm.wide_resnet50_2, 16), (tvm.vgg11, 7)):
+        assert len(shift_modules(insert_temporal_shift(_meta(build), 8))) == count, build.__name__
+    # a conv after a global pool in an nn.Sequential (a conv head on the pooled map) is not shifted either
+    head = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3), nn.AdaptiveAvgPool2d((1, 1)), nn.Conv2d(16, 4, 1))
+    with pytest.raises(ValueError, match=r"^Sequential has 1 conv whose .* such as 3\).*other convs \(1\): modules=\['1'\]$"):
+        insert_temporal_shift(head, 4)
+
+
 def _twin_blocks(place):
     torch.manual_seed(0)
     tsm = effvid.create_model("tsm_resnet50", num_classes=5, num_segments=4, shift_place=place).eval()
@@ -360,13 +435,17 @@ def test_bad_model_arguments_name_the_value():
         effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=2.5)
     with pytest.raises(ValueError, match="'bogus'"):
         effvid.create_model("tsn_resnet_tiny", num_classes=3, shift_direction="bogus")
-    # fold_div 1 with two directions would move every channel to t+1 and none to t-1
-    with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional"):
+    # fold_div 1 with two directions would move every channel to t+1 and none to t-1; the
+    # factory's errors name its own argument, shift_div (they said fold_div)
+    with pytest.raises(ValueError, match="^shift_div must be an integer >= 2 for a bidirectional shift, got 1$"):
         effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=1)
     assert effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=1, shift_direction="causal")
-    # a fold_div larger than a shifted conv's input channels would shift nothing: a TSN in disguise
-    with pytest.raises(ValueError, match="input channels: fold_div=512 would shift none"):
+    # a shift_div larger than a shifted conv's input channels would shift nothing: a TSN in
+    # disguise. The error names the layer (it said "Conv2d") and the largest shift_div allowed.
+    with pytest.raises(ValueError, match=r"^shift_div must be at most 16 for this model \(a 1/512 shift of the 16 "
+                                         r"input channels of layer1\.0\.conv1 moves none of them\), got 512$"):
         effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=512)
+    assert len(shift_modules(effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=16))) == 4
     x = torch.randn(4, 8, 2, 2)
     with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional shift, got 1"):
         temporal_shift(x, 2, fold_div=1)  # moved every channel to t+1, none to t-1
@@ -375,7 +454,7 @@ def test_bad_model_arguments_name_the_value():
     assert torch.equal(temporal_shift(x, 2, fold_div=1, direction="causal"),
                        reference_shift(x, 2, 1, "causal"))
     # these crashed with ZeroDivisionError / torch's "empty(): argument 'size'" TypeError
-    with pytest.raises(ValueError, match="fold_div must be an integer >= 2 for a bidirectional shift, got 0"):
+    with pytest.raises(ValueError, match="^shift_div must be an integer >= 2 for a bidirectional shift, got 0$"):
         effvid.create_model("tsm_resnet_tiny", num_classes=3, shift_div=0)
     with pytest.raises(ValueError, match="fold_div must be an integer >= 1 for a causal shift, got 0"):
         insert_temporal_shift(tvm.resnet18(), 4, fold_div=0, direction="causal")

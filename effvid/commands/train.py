@@ -18,6 +18,7 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from ..cli import reports_errors
+from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.recipes import RECIPES, recipe_values
 
@@ -164,10 +165,24 @@ def out_of_memory_message(cfg: TrainConfig, error: str) -> str:
             f"them). {then}")
 
 
+def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
+    """A bad value the user gave as a flag, said as that flag, as argparse says its own refusals
+    (``argument --shift-div: must be >= 2 for a bidirectional shift, got 1``); a value from a
+    --config file or a saved run keeps its config name."""
+    given = getattr(args, error.name, None)
+    if given is None:
+        return error
+    shown = " ".join(map(str, given)) if isinstance(given, list) else given
+    return ValueError(f"argument --{error.name.replace('_', '-')}: {error.why}, got {shown}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.loop import train
 
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except BadValue as e:
+        raise as_flag(e, args) from None
     if not cfg.data:
         if args.resume and args.config is None and not (Path(cfg.output) / "config.json").is_file():
             raise ValueError(f"nothing to resume in {cfg.output}: it has no config.json (the run "
@@ -175,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
     try:
         result = train(cfg)
+    except BadValue as e:  # a setting the model refuses (create_model names it as the config does)
+        raise as_flag(e, args) from None
     except KeyboardInterrupt:
         saved = saved_epochs(cfg)
         if reports_errors():  # torchrun passes a Ctrl-C to every process

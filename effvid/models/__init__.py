@@ -63,7 +63,7 @@ def build_recognizer(
     if shift_direction not in DIRECTIONS or shift_place not in PLACEMENTS:
         raise ValueError(f"shift_direction must be one of {DIRECTIONS} and shift_place one of "
                          f"{PLACEMENTS}, got {shift_direction!r}, {shift_place!r}")
-    _check_fold_div(shift_div, shift_direction)
+    _check_fold_div(shift_div, shift_direction, "shift_div")
     backbone, dim = build_backbone(
         arch, num_segments=num_segments, shift=shift, shift_div=shift_div,
         shift_direction=shift_direction, shift_place=shift_place,

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from .resnet_tiny import ResNetTiny
-from .temporal_shift import insert_temporal_shift
+from .temporal_shift import _insert_temporal_shift
 
 _CONSTRUCTORS = {
     "resnet18": tvm.resnet18,
@@ -60,5 +60,6 @@ def build_backbone(
         load_imagenet_weights(model, imagenet_weights)
     feature_dim = _remove_head(model)
     if shift:
-        insert_temporal_shift(model, num_segments, shift_div, shift_direction, shift_place)
+        # errors name shift_div, this function's (and create_model's) name for fold_div
+        _insert_temporal_shift(model, num_segments, shift_div, shift_direction, shift_place, None, "shift_div")
     return model, feature_dim

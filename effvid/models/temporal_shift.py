@@ -36,6 +36,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from effvid.errors import BadValue
 from effvid.models import shift_kernel
 
 DIRECTIONS = ("bidirectional", "causal")
@@ -52,11 +53,12 @@ def _check_direction(direction: str) -> tuple[int, ...]:
     return _OFFSETS[direction]
 
 
-def _check_fold_div(fold_div, direction: str) -> None:
+def _check_fold_div(fold_div, direction: str, name: str = "fold_div") -> None:
+    """``name``: the argument as the caller's user typed it (``shift_div`` for create_model)."""
     groups = len(_check_direction(direction))
     if isinstance(fold_div, bool) or not isinstance(fold_div, int) or fold_div < groups:
         # fold_div 1 with two directions would shift every channel one way and none the other
-        raise ValueError(f"fold_div must be an integer >= {groups} for a {direction} shift, got {fold_div!r}")
+        raise BadValue(name, fold_div, f"must be an integer >= {groups} for a {direction} shift")
 
 
 def _check_segments(num_segments) -> None:
@@ -308,8 +310,8 @@ class TemporalShift(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def _resnet_blocks(model: nn.Module, placement: str) -> list[tuple[nn.Module, str]] | None:
-    """(parent, attribute) of every block to shift in a torchvision-style ResNet, or None."""
+def _resnet_blocks(model: nn.Module, placement: str) -> list[str] | None:
+    """The dotted names of the blocks to shift in a torchvision-style ResNet, or None."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
     layers = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
@@ -320,17 +322,109 @@ def _resnet_blocks(model: nn.Module, placement: str) -> list[tuple[nn.Module, st
     # ResNet-101/152 (layer3 has >= 23 blocks): the original shifts every other block with
     # residual placement, and every block with in-place placement.
     every = 2 if placement == "residual" and len(model.layer3) >= 23 else 1
-    return [(layer, str(i)) for layer in layers for i in range(0, len(layer), every)]
+    return [f"layer{n}.{i}" for n, layer in enumerate(layers, 1) for i in range(0, len(layer), every)]
 
 
-def _mobilenet_v2_blocks(model: nn.Module) -> list[nn.Module] | None:
+def _mobilenet_v2_blocks(model: nn.Module) -> list[str] | None:
+    """The dotted names of the MobileNetV2 blocks to shift, or None for another model."""
     from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
 
     if not isinstance(model, MobileNetV2):
         return None
     # Blocks with a residual connection and an expansion conv (10 in the standard network).
-    return [m for m in model.features if isinstance(m, InvertedResidual) and m.use_res_connect
-            and len(m.conv) == 4]
+    return [f"features.{i}" for i, m in enumerate(model.features)
+            if isinstance(m, InvertedResidual) and m.use_res_connect and len(m.conv) == 4]
+
+
+def _is_global_pool(m: nn.Module) -> bool:
+    return isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and m.output_size in (1, (1, 1))
+
+
+def _pooled_convs(model: nn.Module) -> list[str]:
+    """The dotted names of the convs whose input is a globally pooled 1x1 map, in model order:
+    those of torchvision's squeeze-and-excitation blocks (EfficientNet, MobileNetV3, RegNetY),
+    and those after a global adaptive pool in an ``nn.Sequential`` (which runs its children in
+    order: a hand-written SE block, a conv head)."""
+    from torchvision.ops import SqueezeExcitation
+
+    def dotted(*parts: str) -> str:
+        return ".".join(p for p in parts if p)
+
+    def convs_in(name: str, m: nn.Module) -> list[str]:
+        return [dotted(name, n) for n, c in m.named_modules() if isinstance(c, nn.Conv2d)]
+
+    pooled: set[str] = set()
+    for name, m in model.named_modules():
+        if isinstance(m, SqueezeExcitation):
+            pooled.update(convs_in(name, m))
+        elif isinstance(m, nn.Sequential):
+            children = list(m.named_children())
+            first_pool = next((i for i, (_, c) in enumerate(children) if _is_global_pool(c)), None)
+            if first_pool is not None:
+                for child_name, child in children[first_pool + 1:]:
+                    pooled.update(convs_in(dotted(name, child_name), child))
+    return [name for name, _ in model.named_modules() if name in pooled]
+
+
+def _generic_rule_convs(model: nn.Module, fold_div: int) -> list[str]:
+    """The convs whose input the generic rule shifts (see insert_temporal_shift)."""
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
+    convs = [name for name in convs[1:] if model.get_submodule(name).in_channels // fold_div > 0]
+    pooled = _pooled_convs(model)
+    others = [name for name in convs if name not in pooled]
+    if set(pooled) & set(convs):
+        # Their input is a per-frame summary of the channels, not a feature map; the original
+        # TSM shifts feature maps only. The rule cannot tell which of the other convs the
+        # network's design wants shifted: the user names them.
+        listed = f"; the generic rule's other convs ({len(others)}): modules={others!r}" if others else ""
+        raise ValueError(
+            f"{type(model).__name__} has {len(pooled)} conv{'s' * (len(pooled) != 1)} whose input is a "
+            "globally pooled 1x1 map "
+            f"(squeeze-and-excitation blocks, such as {pooled[0]}), which the generic rule would "
+            "shift too: pass modules=[...], the dotted names of the modules whose input to shift "
+            f"(for residual placement, the first conv of each residual branch){listed}")
+    if not others:
+        raise ValueError(
+            f"no rule to insert a temporal shift into {type(model).__name__}: pass modules=[...]")
+    return others
+
+
+def _shift_targets(model: nn.Module, fold_div: int, placement: str | None) -> list[tuple[str, bool]]:
+    """(dotted name, borrow_input) of each module whose input the rules shift."""
+    blocks = _resnet_blocks(model, placement or "residual")
+    if blocks is not None:
+        if placement in (None, "residual"):
+            # the block input is the previous block's output: safe to borrow
+            return [(f"{block}.conv1", True) for block in blocks]
+        return [(block, False) for block in blocks]
+    mb_blocks = _mobilenet_v2_blocks(model)
+    if mb_blocks is not None:
+        if placement not in (None, "residual"):
+            raise ValueError("MobileNetV2 supports only residual shift placement")
+        # the expansion Conv2dNormActivation: [Conv2d, BatchNorm2d, ReLU6]
+        return [(f"{block}.conv.0.0", True) for block in mb_blocks]
+    if placement == "residual":
+        raise ValueError(
+            f"no residual-placement rule for {type(model).__name__}: pass modules=[...] (the "
+            "first conv of each residual branch), or placement='inplace' for the generic rule")
+    return [(name, False) for name in _generic_rule_convs(model, fold_div)]
+
+
+def _check_shifted_channels(model: nn.Module, names: list[str], fold_div: int, fold_div_name: str) -> None:
+    """Refuse a fold_div larger than the input channels of a module to shift: it would shift
+    none of them there (a TSN in disguise)."""
+    channels = []
+    for name in names:
+        m = model.get_submodule(name)
+        conv = m if isinstance(m, nn.Conv2d) else getattr(m, "conv1", None)  # a ResNet block: its first conv
+        if isinstance(conv, nn.Conv2d):
+            channels.append((conv.in_channels, name))
+    if channels:
+        fewest, name = min(channels, key=lambda cn: cn[0])
+        if fewest // fold_div == 0:
+            raise BadValue(fold_div_name, fold_div,
+                           f"must be at most {fewest} for this model (a 1/{fold_div} shift of the "
+                           f"{fewest} input channels of {name} moves none of them)")
 
 
 def insert_temporal_shift(
@@ -357,64 +451,42 @@ def insert_temporal_shift(
       is then not used. Without ``modules`` the generic rule shifts the input of every
       ungrouped (``groups == 1``) ``nn.Conv2d`` except the first one (the stem sees RGB) and
       except those with fewer than ``fold_div`` input channels: the in-place variant, for plain
-      CNNs. It is refused with ``placement="residual"``, which needs to know the branches. For
-      networks with squeeze-and-excitation (EfficientNet, MobileNetV3: the rule would shift
-      their pooled 1x1 convs) or whose pointwise layers are ``nn.Linear`` (ConvNeXt), name
-      the modules.
+      CNNs. It is refused with ``placement="residual"``, which needs to know the branches. It
+      refuses networks with squeeze-and-excitation (EfficientNet, MobileNetV3, RegNetY: convs
+      whose input is a globally pooled 1x1 map, found as torchvision's ``SqueezeExcitation``
+      or as convs after a global adaptive pool in an ``nn.Sequential``); its error lists the
+      other convs it would have shifted, as ``modules=[...]`` to choose from. Networks whose
+      pointwise layers are ``nn.Linear`` (ConvNeXt) need ``modules`` too.
 
-    A model that already contains a shift is refused.
+    A ``fold_div`` larger than the input channels of a module to shift is refused (it would
+    shift none of them there), as is a model that already contains a shift. Nothing is changed
+    when the insertion is refused.
     """
-    _check_fold_div(fold_div, direction)  # before wrap() divides by it
+    return _insert_temporal_shift(model, num_segments, fold_div, direction, placement, modules, "fold_div")
+
+
+def _insert_temporal_shift(model: nn.Module, num_segments: int, fold_div: int, direction: str,
+                           placement: str | None, modules: Iterable[str] | None,
+                           fold_div_name: str) -> nn.Module:
+    """:func:`insert_temporal_shift`, whose errors call ``fold_div`` ``fold_div_name``: the name
+    the caller's user typed (``shift_div`` for :func:`effvid.models.build_backbone`)."""
+    _check_fold_div(fold_div, direction, fold_div_name)  # before anything divides by it
     _check_segments(num_segments)
     if placement is not None and placement not in PLACEMENTS:
         raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")
     if shift_modules(model):
         raise ValueError(f"{type(model).__name__} already has a temporal shift")
-
-    def wrap(m: nn.Module, borrow_input: bool = False, name: str = "") -> TemporalShift:
-        conv = m if isinstance(m, nn.Conv2d) else getattr(m, "conv1", None)
-        if isinstance(conv, nn.Conv2d) and conv.in_channels // fold_div == 0:
-            raise ValueError(f"{name or type(m).__name__} has {conv.in_channels} input channels: "
-                             f"fold_div={fold_div} would shift none of them")
-        return TemporalShift(m, num_segments, fold_div, direction, borrow_input)
-
     if modules is not None:
-        for name in modules:
-            parent_name, _, attr = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, wrap(getattr(parent, attr), name=name))
-        return model
-
-    blocks = _resnet_blocks(model, placement or "residual")
-    if blocks is not None:
-        for parent, idx in blocks:
-            block = parent[int(idx)]
-            if placement in (None, "residual"):
-                # the block input is the previous block's output: safe to borrow
-                block.conv1 = wrap(block.conv1, borrow_input=True)
-            else:
-                parent[int(idx)] = wrap(block)
-        return model
-
-    mb_blocks = _mobilenet_v2_blocks(model)
-    if mb_blocks is not None:
-        if placement not in (None, "residual"):
-            raise ValueError("MobileNetV2 supports only residual shift placement")
-        for block in mb_blocks:
-            expand = block.conv[0]  # Conv2dNormActivation: [Conv2d, BatchNorm2d, ReLU6]
-            expand[0] = wrap(expand[0], borrow_input=True)
-        return model
-
-    if placement == "residual":
-        raise ValueError(
-            f"no residual-placement rule for {type(model).__name__}: pass modules=[...] (the "
-            "first conv of each residual branch), or placement='inplace' for the generic rule")
-    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
-    convs = [name for name in convs[1:] if model.get_submodule(name).in_channels // fold_div > 0]
-    if not convs:
-        raise ValueError(
-            f"no rule to insert a temporal shift into {type(model).__name__}: pass modules=[...]")
-    return insert_temporal_shift(model, num_segments, fold_div, direction, placement, convs)
+        targets = [(name, False) for name in modules]
+    else:
+        targets = _shift_targets(model, fold_div, placement)
+    # all checked before the first is wrapped, so that a refusal leaves the model as it was
+    _check_shifted_channels(model, [name for name, _ in targets], fold_div, fold_div_name)
+    for name, borrow_input in targets:
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, TemporalShift(getattr(parent, attr), num_segments, fold_div, direction, borrow_input))
+    return model
 
 
 def shift_modules(model: nn.Module) -> list[TemporalShift]:

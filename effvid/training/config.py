@@ -10,6 +10,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..errors import BadValue
+
 # Mixed precision's autocast dtypes on GPU (effvid.training.evaluate.amp_dtype)
 AMP_DTYPES = ("auto", "bfloat16", "float16")
 
@@ -87,7 +89,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         def bad(name, why):
-            raise ValueError(f"bad config value {name}={getattr(self, name)!r}: {why}")
+            value = getattr(self, name)
+            raise BadValue(name, value, why, f"bad config value {name}={value!r}: {why}")
 
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
@@ -96,7 +99,7 @@ class TrainConfig:
                 bad(f.name, f"expected {_type_name(hints[f.name])}, got {type(value).__name__}")
             if isinstance(value, float) and not math.isfinite(value):
                 bad(f.name, "must be a finite number")
-        for name in ("num_segments", "epochs", "batch_size", "size", "shift_div"):
+        for name in ("num_segments", "epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
         if self.lr <= 0:
@@ -135,6 +138,12 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"choose one of {', '.join(allowed)}")
+        # A bidirectional shift moves 1/shift_div of the channels each way: 1 would move them
+        # all to t+1 and none to t-1 (the bound of effvid.models.temporal_shift, checked here
+        # so that a run is refused before its data is read)
+        fewest_div = 2 if self.shift_direction == "bidirectional" else 1
+        if self.shift_div < fewest_div:
+            bad("shift_div", f"must be >= {fewest_div} for a {self.shift_direction} shift")
 
     @property
     def test_scale_size(self) -> int:

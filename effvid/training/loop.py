@@ -268,9 +268,26 @@ def train_one_epoch(model, loader, optimizer, scaler, precision, cfg, device, ep
     return stats, bad
 
 
+def model_settings(cfg: TrainConfig) -> dict:
+    """create_model's keyword arguments from the run's configuration, but for the number of
+    classes (from the data) and the ImageNet weights."""
+    shift = ({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
+              "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {})
+    return dict(num_segments=cfg.num_segments, dropout=cfg.dropout, partial_bn=cfg.partial_bn, **shift)
+
+
+def check_model_settings(cfg: TrainConfig) -> None:
+    """Build the model's structure alone (on the meta device: no memory, no weights), so that a
+    setting it refuses (an unknown --model, a --shift-div above a shifted layer's channels) is
+    refused before the data is read, which can take minutes."""
+    with torch.device("meta"):
+        create_model(cfg.model, num_classes=1, **model_settings(cfg))
+
+
 def train(cfg: TrainConfig) -> dict:
     # 1. set up
     cfg.validate()
+    check_model_settings(cfg)
     device = resolve_device(cfg.device)
     # Ctrl-C stops the run also when it comes as the loaders start their workers (interrupts.py)
     with ctrl_c_recorded():
@@ -328,12 +345,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     steps_per_epoch = max(len(train_loader), 1)
 
     # 3. model and optimiser
-    model = create_model(cfg.model, num_classes=len(classes), num_segments=cfg.num_segments,
-                         dropout=cfg.dropout, partial_bn=cfg.partial_bn,
+    model = create_model(cfg.model, num_classes=len(classes), **model_settings(cfg),
                          # a resume overwrites the starting weights: they need not be there
-                         imagenet_weights=cfg.imagenet_weights if resume is None else None,
-                         **({"shift_div": cfg.shift_div, "shift_direction": cfg.shift_direction,
-                             "shift_place": cfg.shift_place} if cfg.model.startswith("tsm_") else {}))
+                         imagenet_weights=cfg.imagenet_weights if resume is None else None)
     if cfg.init_weights and resume is None:
         loaded = load_init_weights(model, cfg.init_weights, classes, cfg.model, cfg.size)
         if env.is_main:
