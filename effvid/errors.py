@@ -1,4 +1,6 @@
-"""Errors shared across effvid."""
+"""Errors shared across effvid, and the argument checks that raise them."""
+
+import numbers
 
 
 class UserError(Exception):
@@ -13,3 +15,16 @@ class BadValue(ValueError):
     def __init__(self, name: str, value, why: str, message: str | None = None):
         super().__init__(message or f"{name} {why}, got {value!r}")
         self.name, self.value, self.why = name, value, why
+
+
+def check_positive_ints(**values) -> None:
+    """Refuse any value that is not an integer >= 1, naming its argument: a size of 0 builds
+    zero-element weights without an error (a rank-0 factorised matrix outputs just its bias)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise BadValue(name, value, "must be a positive integer")
+
+
+def check_dropout(dropout) -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise BadValue("dropout", dropout, "must be a number in [0, 1)")

@@ -728,3 +728,17 @@ def test_mobilenet_v2_matches_original_forward(tmp_path):
         ours = model(video)
         ref = _ref_tsn(sd, video, 8, _ref_mbv2)
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_a_shift_div_that_the_original_bidirectional_shift_cannot_have_is_refused(tmp_path, capsys):
+    # 1 was accepted: 1/1 to the past and 1/1 to the future of the same channels
+    from effvid.cli import main
+
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4)
+    release = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift4_blockres_avg_segment4_e50.pth")
+    for argv in (["convert", str(release), str(tmp_path / "x.safetensors"), "--shift-div", "1"],
+                 ["info", str(release), "--size", "32", "--shift-div", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "shift_div must be >= 2 for the original TSM's bidirectional shift, got 1" in err, err
+        assert not (tmp_path / "x.safetensors").exists()

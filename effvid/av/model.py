@@ -24,7 +24,8 @@ from torch.nn.utils import parametrize
 
 from .audio import LogMelSpectrogram, SpecAugment
 from .encoders import build_audio_encoder, build_visual_encoder
-from .transformer import SHARING_MODES, TransformerEncoder, build_transformers, check_dropout, check_positive_ints
+from ..errors import check_dropout, check_positive_ints
+from .transformer import SHARING_MODES, TransformerEncoder, build_transformers
 
 __all__ = [
     "FUSION_MODES",

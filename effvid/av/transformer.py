@@ -23,12 +23,12 @@ Shared weights are the *same* ``nn.Parameter`` objects registered in several mod
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import orthogonal
+
+from ..errors import check_dropout, check_positive_ints
 
 __all__ = [
     "SHARING_MODES",
@@ -40,19 +40,6 @@ __all__ = [
 
 SHARING_MODES = ("none", "layers", "all", "partial")
 _MATRICES = ("query", "key", "value", "output", "ffn_in", "ffn_out")
-
-
-def check_positive_ints(**values) -> None:
-    """Refuse any value that is not an integer >= 1, naming its argument: a size of 0 builds
-    zero-element weights without an error (a rank-0 factorised matrix outputs just its bias)."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def check_dropout(dropout) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 class FactorizedLinear(nn.Module):

@@ -16,6 +16,7 @@ from typing import Callable
 
 from torch import nn
 
+from ..errors import check_positive_ints
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
 from .temporal_shift import (DIRECTIONS, PLACEMENTS, TemporalShift, _check_fold_div, insert_temporal_shift,
@@ -57,8 +58,7 @@ def build_recognizer(
     imagenet_weights: str | Path | None = None,
 ) -> Recognizer:
     """A TSN (``shift=False``) or TSM recogniser over a torchvision backbone."""
-    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
-        raise ValueError(f"num_segments must be a positive integer, got {num_segments!r}")
+    check_positive_ints(num_segments=num_segments)
     # checked for TSN too, so that a typo is not silently ignored
     if shift_direction not in DIRECTIONS or shift_place not in PLACEMENTS:
         raise ValueError(f"shift_direction must be one of {DIRECTIONS} and shift_place one of "

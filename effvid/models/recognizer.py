@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import check_dropout, check_positive_ints
 from .temporal_shift import TemporalShift
 
 
@@ -24,10 +25,8 @@ class Recognizer(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, num_segments: int,
                  dropout: float = 0.5, partial_bn: bool = False):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        check_positive_ints(num_classes=num_classes)
+        check_dropout(dropout)
         if not isinstance(partial_bn, bool):  # "no" would be taken as true
             raise ValueError(f"partial_bn must be True or False, got {partial_bn!r}")
         self.backbone = backbone

@@ -36,7 +36,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from effvid.errors import BadValue
+from effvid.errors import BadValue, check_positive_ints
 from effvid.models import shift_kernel
 
 DIRECTIONS = ("bidirectional", "causal")
@@ -62,8 +62,7 @@ def _check_fold_div(fold_div, direction: str, name: str = "fold_div") -> None:
 
 
 def _check_segments(num_segments) -> None:
-    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
-        raise ValueError(f"num_segments must be a positive integer, got {num_segments!r}")
+    check_positive_ints(num_segments=num_segments)
 
 
 def _shift_time(x: torch.Tensor, offset: int) -> torch.Tensor:

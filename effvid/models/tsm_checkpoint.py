@@ -35,6 +35,7 @@ from typing import Iterable
 
 import torch
 
+from ..errors import BadValue, check_positive_ints
 from .recognizer import Recognizer
 from .weights import is_resume_state, load_torch_file, resume_state_error
 
@@ -319,8 +320,9 @@ def inspect_tsm_checkpoint(
 
     segs = pick("num_segments", num_segments, DEFAULT_NUM_SEGMENTS)
     div = pick("shift_div", shift_div, DEFAULT_SHIFT_DIV)
-    if segs < 1 or div < 1:
-        raise ValueError(f"num_segments and shift_div must be >= 1, got {segs} and {div}")
+    check_positive_ints(num_segments=segs)
+    if shift and div < 2:  # the released TSMs shift both ways: 1/div to the past, 1/div to the future
+        raise BadValue("shift_div", div, "must be >= 2 for the original TSM's bidirectional shift")
     return TSMCheckpointInfo(
         path=str(path), arch=arch, shift=shift, shift_place=shift_place, shift_div=div,
         num_segments=segs, num_classes=num_classes, sources=sources,
