@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 
 COMMANDS = ("quickstart", "prepare", "check", "train", "eval", "predict", "info", "convert", "stream", "export")
@@ -28,6 +29,12 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
     return parse
+
+
+def command_line(*words) -> str:
+    """A command for the user to paste, each word quoted as a shell needs it: a path with a space
+    or an apostrophe, printed bare, split into other arguments when pasted."""
+    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 # argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs

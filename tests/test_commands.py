@@ -496,3 +496,125 @@ def test_train_help_states_each_default_once_and_never_none():
     assert helps["--val-data-root"].endswith("(unset: --data-root serves both)")
     assert helps["--scale-size"].endswith("(default: --size x 256/224)")
     assert helps["--epochs"].endswith("(default: 50)")
+
+
+def _copy_run(trained, tmp_path, name="run"):
+    """A copy of the tiny trained run's folder, to damage."""
+    import shutil
+
+    run = tmp_path / name
+    shutil.copytree(trained[1].parent, run)
+    return run
+
+
+def test_printed_commands_quote_paths_so_they_paste(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    from effvid.commands.train import worker_died_message
+    from effvid.training import loop
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    run = tmp_path / "my run ü"
+    run.mkdir()
+    torch.save({"epoch": 0, "history": "[]"}, run / "last_state.pt")
+    (run / "config.json").write_text(TrainConfig(data=str(tmp_path), output=str(run), epochs=3).to_json())
+    assert main(["train", str(tmp_path), "--output", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert f"continue with effvid train --output '{run}' --resume" in err, err
+
+    def pasted(command: str):  # what the shell gives effvid: the same folder
+        words = shlex.split(command)
+        assert words[:2] == ["effvid", "train"]
+        return build_parser().parse_args(words[1:])
+
+    assert pasted(err.split("continue with ")[1].strip()).output == str(run)
+    cfg = TrainConfig(data=str(tmp_path), output=str(run), workers=4)
+    said = worker_died_message(cfg, "DataLoader worker (pid 7) is killed by signal: Killed.")
+    command = said.split("continue with ")[1].rstrip(".")
+    assert command == f"effvid train --output '{run}' --resume --workers 2"
+    assert (pasted(command).output, pasted(command).workers) == (str(run), 2)
+    assert main(["info", str(run), "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)["state"]
+    assert state == f"stopped: continue with effvid train --output '{run}' --resume"
+    assert pasted(state.split("continue with ")[1]).output == str(run)
+
+
+def test_info_names_a_history_or_config_of_the_wrong_shape(trained, tmp_path, capsys):
+    run = _copy_run(trained, tmp_path)
+    (run / "last_state.pt").unlink()  # the state's history would be read instead of history.json
+    history = (run / "history.json").read_text()
+    (run / "history.json").write_text("[1, 2]")
+    assert main(["info", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"effvid info: error: {run / 'history.json'} is not a run's history") and \
+        err.count("\n") == 1, err
+    (run / "history.json").write_text(history)
+    for content in ("[1, 2]", "{}"):
+        (run / "config.json").write_text(content)
+        assert main(["info", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("effvid info: error: ") and str(run / "config.json") in err and \
+            err.count("\n") == 1, err
+
+
+def test_a_new_run_never_overwrites_the_weights_of_a_run_without_its_state(trained, tmp_path, capsys):
+    data = trained[0]
+    run = _copy_run(trained, tmp_path)
+    (run / "last_state.pt").unlink()
+    (run / "history.json").unlink()
+    weights = {n: (run / n).read_bytes() for n in ("best.safetensors", "last.safetensors")}
+    flags = ["--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32", "--scale-size", "32",
+             "--epochs", "1", "--batch-size", "4", "--workers", "0", "--no-progress", "--output", str(run)]
+    for more in ([], ["--resume"]):
+        assert main(["train", str(data), *flags, *more]) == 2
+        err = capsys.readouterr().err
+        assert f"{run} already holds a run (best.safetensors, last.safetensors), but its resume state " \
+               "last_state.pt is missing" in err, err
+        assert f"--init-weights {run / 'last.safetensors'} --output NEW" in err and "--overwrite" in err
+    assert main(["train", "--output", str(run), "--resume"]) == 2  # its config.json gives DATA
+    assert "last_state.pt is missing" in capsys.readouterr().err
+    assert {n: (run / n).read_bytes() for n in weights} == weights
+
+
+def test_a_run_without_its_resume_state_is_said_to_be_so(trained, tmp_path, capsys):
+    run = _copy_run(trained, tmp_path)
+    (run / "last_state.pt").unlink()
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 3}))  # not finished
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["epochs_done"] == 1
+    assert info["state"] == (f"stopped, and its resume state last_state.pt is missing, so the run cannot be "
+                             f"continued exactly: start a new run from its weights with --init-weights "
+                             f"{run / 'last.safetensors'} --output NEW, or replace it with --overwrite")
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "last_state.pt is missing" in err and "continue it with --resume" not in err, err
+
+
+def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):
+    run = _copy_run(trained, tmp_path)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").unlink()
+    assert main(["train", "--output", str(run), "--resume", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "at epoch 2" in out, out
+    rewritten = json.loads((run / "config.json").read_text())
+    assert rewritten == saved | {"epochs": 2, "output": str(run)}
+    assert len(json.loads((run / "history.json").read_text())) == 2
+    # a state of an older effvid holds no configuration: say so, and how to resume
+    state = torch.load(run / "last_state.pt", weights_only=True)
+    del state["config"]
+    torch.save(state, run / "last_state.pt")
+    (run / "config.json").unlink()
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume {run}: its config.json is missing" in err and "DATA" in err, err
+    assert "stopped before it started" not in err
+    (run / "config.json").write_text("{}")
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume {run}: its config.json holds no 'data'" in err, err

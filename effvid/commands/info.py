@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import UserError, positive_int
+from ..cli import UserError, command_line, positive_int
 
 SHARING_CHOICES = ("none", "layers", "all", "partial")
 FUSION_CHOICES = ("early", "mid", "late")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if given := model_flags_given(args):  # they would be ignored: the run has its own model
             weights = Path(args.model) / "best.safetensors"
             raise UserError(f"{_do_not_apply(given)} to a run folder ({args.model} is one); "
-                            f"for its model's parameters and FLOPs: effvid info {weights}")
+                            f"for its model's parameters and FLOPs: {command_line('effvid', 'info', weights)}")
         info = run_folder_info(Path(args.model))
         print(json.dumps(info, indent=2) if args.json else format_run_folder(info))
         return 0
@@ -234,7 +234,11 @@ def run_folder_info(folder: Path) -> dict:
     """Where the run in ``folder`` stands, from its config.json, the epochs its last_state.pt
     commits (its tensors are not read) or else history.json, and its lock
     (:func:`~effvid.training.run_lock.run_folder_holder`)."""
-    from ..training.run_folder import (absolute_bad_paths, bad_videos_list, best_epoch, committed_history,
+    from dataclasses import asdict
+
+    from ..training.config import TrainConfig
+    from ..training.run_folder import (absolute_bad_paths, bad_videos_list, best_epoch, check_history,
+                                       committed_history, missing_state_advice, run_left_without_state,
                                        upgrade_bad_samples)
     from ..training.run_lock import run_folder_holder
 
@@ -246,7 +250,17 @@ def run_folder_info(folder: Path) -> dict:
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read {folder / name}: {e}") from e
 
-    config, history = read_json("config.json"), read_json("history.json") or []
+    # checked as train --resume and eval check them: a file of another shape is named (status
+    # 2), where it failed later with a traceback
+    try:
+        config = asdict(TrainConfig.load(folder / "config.json")) if (folder / "config.json").is_file() else None
+        history = read_json("history.json")
+        history = [] if history is None else check_history(history, folder / "history.json")
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if config is not None and not config["data"]:  # train writes DATA, made absolute, always
+        raise UserError(f"{folder / 'config.json'} holds no 'data': it is not a run's configuration "
+                        "(empty or damaged)")
     has_state = (folder / "last_state.pt").is_file()
     if config is None and not history and not has_state:
         raise UserError(f"{folder} is a folder, not an effvid run folder (it has no config.json, "
@@ -284,7 +298,9 @@ def run_folder_info(folder: Path) -> dict:
     elif unreadable_state:
         info["state"] = f"stopped, and its last_state.pt cannot be read to resume it: {unreadable_state}"
     elif has_state:
-        info["state"] = f"stopped: continue with effvid train --output {folder} --resume"
+        info["state"] = f"stopped: continue with {command_line('effvid', 'train', '--output', folder, '--resume')}"
+    elif run_left_without_state(folder):  # its epochs' files, without the state that resumes them
+        info["state"] = f"stopped, and {missing_state_advice(folder)}"
     else:
         info["state"] = "stopped before its first epoch was completed: nothing to resume"
     return info

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
+from ..cli import UserError, add_device_argument, command_line, nonnegative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
             paths += [str(f) for f in find_files(p) if f.suffix.lower() in VIDEO_EXTENSIONS]
         elif p.suffix.lower() in (".csv", ".json", ".txt") and p.is_file():
             # decoded, it failed as "cannot open container", which hid the command meant
-            raise UserError(f"{v} is an annotation or list file, not a video: effvid eval {v} -c CKPT "
+            raise UserError(f"{v} is an annotation or list file, not a video: {command_line('effvid', 'eval', v)} -c CKPT "
                             "measures accuracy on the videos it lists")
         elif p.is_file():
             paths.append(str(p))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_device_argument, nonnegative_int, positive_int
+from ..cli import add_device_argument, command_line, nonnegative_int, positive_int
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = out / "tsm" / "best.safetensors"
     example = next(iter(sorted((data / "val" / "left").glob("*.mp4"))))
     tsm = best_record(results["tsm"])
-    print(f"\nTSM checkpoint: {ckpt} (epoch {tsm['epoch'] + 1})\ntry: effvid predict {example} --checkpoint {ckpt}")
+    print(f"\nTSM checkpoint: {ckpt} (epoch {tsm['epoch'] + 1})\ntry: {command_line('effvid', 'predict', example, '--checkpoint', ckpt)}")
     changed = [k for k, v in DEFAULTS.items() if getattr(args, k) != v]
     if changed:  # a shorter or smaller run: the numbers, without a verdict
         print(f"(the expected TSM accuracy, {100 * TARGET_TSM:.0f}%, is for the default settings; "

@@ -17,7 +17,7 @@ import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from ..cli import reports_errors
+from ..cli import command_line, reports_errors
 from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.recipes import RECIPES, recipe_values
@@ -83,10 +83,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's configuration: TrainConfig's defaults, then ``--recipe`` or ``--config`` (or, on
     ``--resume``, the run's saved config.json), then the flags given."""
     base = args.config
+    values = {}
     if base is None and args.resume:  # "--output RUN --resume": the run's own configuration
         saved = Path(args.output or TrainConfig.output) / "config.json"
-        base = saved if saved.is_file() else None
-    values = asdict(TrainConfig.load(base)) if base else {}
+        base = saved if saved.is_file() else state_config(saved.parent)
+    if isinstance(base, TrainConfig):  # last_state.pt's (the resume rewrites config.json)
+        values, base = asdict(base), saved.parent / "last_state.pt"
+    elif base:
+        values = asdict(TrainConfig.load(base))
     if getattr(args, "recipe", None):
         if base:  # a saved configuration already holds every value, the recipe's included
             raise ValueError(f"--recipe starts a new run from the paper's settings; {base} already "
@@ -109,9 +113,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def saved_epochs(cfg: TrainConfig) -> str | None:
-    """What a run that stopped can be continued from, for its last message; None when it
-    stopped before its first epoch was completed."""
+def state_config(folder: Path) -> TrainConfig | None:
+    """The configuration that ``folder``'s last_state.pt holds (it commits every epoch, with
+    the configuration), for a run whose config.json is gone; None without one."""
+    from ..training.run_folder import load_resume_state
+
+    state = load_resume_state(folder, mmap=True)  # the plain values only; unreadable: named
+    if state is None or not isinstance(state.get("config"), str):  # states of older runs hold none
+        return None
+    return TrainConfig.from_json(state["config"], f"the configuration in {folder / 'last_state.pt'}")
+
+
+def saved_epochs(cfg: TrainConfig, *options: str) -> str | None:
+    """What a run that stopped can be continued from, for its last message, with the command
+    (and ``options``, such as fewer --workers) that continues it; None when it stopped before
+    its first epoch was completed."""
     from ..training.run_folder import committed_history
 
     out = Path(cfg.output)
@@ -122,7 +138,8 @@ def saved_epochs(cfg: TrainConfig) -> str | None:
     if history is None:
         return None
     done = f" ({len(history)} of {cfg.epochs})" if history else ""
-    return f"the last completed epoch{done} is saved: continue with effvid train --output {out} --resume"
+    return (f"the last completed epoch{done} is saved: continue with "
+            f"{command_line('effvid', 'train', '--output', out, '--resume', *options)}")
 
 
 def _this_process() -> str:
@@ -141,9 +158,9 @@ def worker_died_message(cfg: TrainConfig, error: str) -> str:
     # PyTorch noticed it missing before the signal was reported)
     crashed = "killed by signal" in error and "Killed" not in error  # a segfault, a bus error
     cause = "it crashed" if crashed else "most likely the system ran out of memory and killed it"
-    saved = saved_epochs(cfg)
     # --workers may change on resume; --batch-size may not (it would no longer be the same run)
-    then = (f"{saved[0].upper()}{saved[1:]} --workers {cfg.workers // 2}." if saved
+    saved = saved_epochs(cfg, "--workers", str(cfg.workers // 2))
+    then = (f"{saved[0].upper()}{saved[1:]}." if saved
             else "No epoch was completed; nothing to resume.")
     return (f"effvid train{where}: error: a data-loading worker process died ({error}); {cause}. "
             f"Try fewer --workers (this run: {cfg.workers}) or a smaller --batch-size (this run: "
@@ -178,15 +195,29 @@ def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.loop import train
+    from ..training.run_folder import missing_state_advice, run_left_without_state
 
     try:
         cfg = config_from_args(args)
     except BadValue as e:
         raise as_flag(e, args) from None
     if not cfg.data:
-        if args.resume and args.config is None and not (Path(cfg.output) / "config.json").is_file():
-            raise ValueError(f"nothing to resume in {cfg.output}: it has no config.json (the run "
-                             "stopped before it started); pass DATA to start it")
+        out = Path(cfg.output)
+        if args.config is not None:
+            raise ValueError(f"no training data given: pass DATA, or 'data' in {args.config}")
+        if args.resume and (out / "config.json").is_file():  # train writes 'data' there always
+            raise ValueError(f"cannot resume {out}: its config.json holds no 'data' (it is empty or "
+                             "damaged); resume it with DATA and the run's original options")
+        if args.resume and (out / "last_state.pt").is_file():
+            raise ValueError(f"cannot resume {out}: its config.json is missing, and its last_state.pt "
+                             "(from an older effvid) does not hold the configuration; resume it with "
+                             "DATA and the run's original options: "
+                             f"{command_line('effvid', 'train', 'DATA', '--output', out, '--resume')} ...")
+        if args.resume and run_left_without_state(out):
+            raise ValueError(f"cannot resume {out}: {missing_state_advice(out)}")
+        if args.resume:
+            raise ValueError(f"nothing to resume in {out}: it has no config.json (the run stopped "
+                             "before it started); pass DATA to start it")
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
     try:
         result = train(cfg)

@@ -450,9 +450,11 @@ def load_tsm_checkpoint(
             overrides.pop(name, None)
     for name in ("num_classes", "shift_place"):
         if name in overrides and overrides[name] != kwargs.get(name):
+            from ..cli import command_line
+
             hint = ("; to fine-tune on other classes, build the model with create_model and load "
-                    "tsm_init_state_dict(path, model) into it, or run effvid train --init-weights "
-                    f"{path}") if name == "num_classes" else ""
+                    "tsm_init_state_dict(path, model) into it, or run "
+                    f"{command_line('effvid', 'train', '--init-weights', path)}") if name == "num_classes" else ""
             raise ValueError(
                 f"{path}: {name}={overrides[name]!r} disagrees with the weights "
                 f"({name}={kwargs.get(name)!r}){hint}")

@@ -86,10 +86,12 @@ def resume_state_error(path: str | Path) -> ValueError:
     tensors", and effvid convert was suggested)."""
     folder = Path(path).parent
     found = [str(folder / n) for n in ("best.safetensors", "last.safetensors") if (folder / n).is_file()]
+    from ..cli import command_line
+
     use = (f"use {' or '.join(found)}" if found
            else f"its folder {folder} has no best.safetensors or last.safetensors")
-    return ValueError(f"{path} is a run's resume state, not weights: {use} (effvid train --output "
-                      f"{folder} --resume continues that run)")
+    return ValueError(f"{path} is a run's resume state, not weights: {use} "
+                      f"({command_line('effvid', 'train', '--output', folder, '--resume')} continues that run)")
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -111,9 +113,11 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         if _starts_like_torch_save(path):  # safetensors says "header too large"
+            from ..cli import command_line
+
             raise ValueError(
                 f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "
-                f"original TSM release checkpoint with effvid convert {path} model.safetensors "
+                f"original TSM release checkpoint with {command_line('effvid', 'convert', path, 'model.safetensors')} "
                 "--classes CLASS_FILE, or fine-tune from it with effvid train --init-weights") from e
         raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
     return state, json.loads(header.get(METADATA_KEY, "{}"))

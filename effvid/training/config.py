@@ -162,16 +162,21 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_json(Path(path).read_text(), f"config file {str(path)!r}")
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> "TrainConfig":
+        """The configuration in ``text``, read from ``source`` (which errors name)."""
         try:
-            values = json.loads(Path(path).read_text())
+            values = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"config file {str(path)!r} is not valid JSON: {e}") from e
+            raise ValueError(f"{source} is not valid JSON: {e}") from e
         if not isinstance(values, dict):
-            raise ValueError(f"config file {str(path)!r} must hold a JSON object")
+            raise ValueError(f"{source} must hold a JSON object")
         try:
             return cls.from_dict(values)
         except ValueError as e:
-            raise ValueError(f"config file {str(path)!r}: {e}") from e
+            raise ValueError(f"{source}: {e}") from e
 
     def resume_differences(self, saved: dict) -> list[str]:
         """The settings that differ from a saved run's (``saved``: its config as a dict) and

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..cli import command_line
 from ..models.weights import atomic_replace, load_torch_file, save_weights
 from .config import TrainConfig
 from .distributed import DistEnv
@@ -192,12 +193,24 @@ def absolute_bad_paths(history: list[dict], videos: list[str]) -> None:
         h["bad_new"] = kept
 
 
-def load_resume_state(folder: Path) -> dict | None:
-    """The last completed epoch's training state in ``folder``, or None if there is none."""
+def load_resume_state(folder: Path, mmap: bool = False) -> dict | None:
+    """The last completed epoch's training state in ``folder``, or None if there is none
+    (``mmap``: its tensors mapped, not read, for the plain values)."""
     path = folder / "last_state.pt"
     if not path.exists():
         return None
-    return load_torch_file(path)  # weights_only: tensors and plain data only
+    return load_torch_file(path, mmap=mmap)  # weights_only: tensors and plain data only
+
+
+def check_history(history, source: Path) -> list[dict]:
+    """``history`` (read from ``source``) if it is a list of epoch records, else a ValueError
+    naming the file: valid JSON of another shape failed later with a TypeError."""
+    if not (isinstance(history, list) and all(
+            isinstance(h, dict) and isinstance(h.get("epoch"), int) and isinstance(h.get("train"), dict)
+            and isinstance(h.get("val"), dict) and ("bad_new" in h or "bad_samples" in h) for h in history)):
+        raise ValueError(f"{source} is not a run's history (a JSON list of epoch records with "
+                         "'epoch', 'train', 'val' and 'bad_new')")
+    return history
 
 
 def committed_history(folder: Path) -> list[dict] | None:
@@ -208,7 +221,7 @@ def committed_history(folder: Path) -> list[dict] | None:
     path = folder / "last_state.pt"
     if not path.exists():
         return None
-    history = json.loads(load_torch_file(path, mmap=True)["history"])
+    history = check_history(json.loads(load_torch_file(path, mmap=True)["history"]), path)
     upgrade_bad_samples(history)  # runs written before bad_new
     return history
 
@@ -241,20 +254,42 @@ def drop_old_confusions(history: list[dict], best: float) -> None:
             h["val"].pop("confusion", None)
 
 
+def run_left_without_state(folder: Path) -> list[str]:
+    """The files of a run that ``folder`` holds besides its resume state (history.json and the
+    weights): a run whose last_state.pt is gone, which a new run would overwrite."""
+    return [name for name in ("history.json", "best.safetensors", "last.safetensors") if (folder / name).is_file()]
+
+
+def missing_state_advice(folder: Path) -> str:
+    """What to say of a run without its resume state: why it cannot be resumed, and the ways on."""
+    weights = next((folder / n for n in ("last.safetensors", "best.safetensors") if (folder / n).is_file()), None)
+    start = (f"start a new run from its weights with {command_line('--init-weights', weights)} --output NEW, "
+             if weights else "")
+    return (f"its resume state last_state.pt is missing, so the run cannot be continued exactly: "
+            f"{start}or replace it with --overwrite")
+
+
 def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:
     """Refuse what would silently damage a run: a new run over an existing one, and a resume
     with settings that differ from the run's (it would not continue exactly)."""
     out = Path(cfg.output)
     if resume is None:
-        if not cfg.overwrite and any((out / f).exists() for f in ("last_state.pt", "history.json")):
+        if cfg.overwrite:
+            return
+        if (out / "last_state.pt").exists():  # not resumed: --resume was not given
             raise ValueError(f"{out} already holds a run: continue it with --resume, write the new "
                              "run elsewhere with --output, or replace it with --overwrite")
+        # without its resume state, a run's weights would still be overwritten by the new run's
+        # (and a --resume would start from scratch over them)
+        left = run_left_without_state(out)
+        if left:
+            raise ValueError(f"{out} already holds a run ({', '.join(left)}), but {missing_state_advice(out)}")
         return
     if "config" in resume:  # states written before this check existed have no config
         diffs = cfg.resume_differences(json.loads(resume["config"]))
         if diffs:
             raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
-                             f"resume it as it was (effvid train --output {out} --resume), or "
+                             f"resume it as it was ({command_line('effvid', 'train', '--output', out, '--resume')}), or "
                              "start a new run with another --output")
     # --batch-size is per process: another number of processes changes the effective batch,
     # the steps per epoch and the data shards, so the run would not continue the same way
@@ -264,4 +299,4 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
                          f"{saved_world} (effective batch {saved_world * cfg.batch_size}, now "
                          f"{env.world_size * cfg.batch_size}); resume it with {saved_world} "
                          "(torchrun --nproc-per-node), or start a new run from its weights "
-                         f"(--init-weights {out / 'last.safetensors'} --output NEW)")
+                         f"({command_line('--init-weights', out / 'last.safetensors')} --output NEW)")
