@@ -579,3 +579,114 @@ def test_gpu_out_of_memory_is_one_line_with_what_to_change(tiny_data, tmp_path, 
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"effvid eval: error: the GPU ran out of memory ({oom}); a smaller --batch-size needs less, and "
         "other processes on the GPU hold memory too (nvidia-smi lists them)")
+
+
+# Trains as `effvid train` does; once an epoch is saved, each data-loading worker stops itself
+# with SIGSTOP (as `kill -STOP` does) on its first clip, after writing its pid to stopped_PID.
+_STOPPED_WORKER = """
+import os, signal, sys
+from pathlib import Path
+from torch.utils.data import get_worker_info
+from effvid.cli import main
+from effvid.data.datasets import VideoClipDataset
+
+run = Path(sys.argv[sys.argv.index("--output") + 1])
+load = VideoClipDataset.__getitem__
+
+def stopped_after_first_epoch(self, i):
+    if get_worker_info() is not None and (run / "last_state.pt").exists():
+        (run.parent / f"stopped_{os.getpid()}").write_text("")
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return load(self, i)
+
+VideoClipDataset.__getitem__ = stopped_after_first_epoch
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stalled_worker_ends_the_run_after_the_worker_timeout_with_what_is_saved(tiny_data, tmp_path):
+    # No timeout: the run waited for the stopped worker forever, silently
+    driver = tmp_path / "driver.py"
+    driver.write_text(_STOPPED_WORKER)
+    run = tmp_path / "run"
+    args = train_args(tiny_data, run, "--epochs", "2", "--workers", "2", "--worker-timeout", "4")
+    proc = subprocess.Popen([sys.executable, str(driver), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        stopped = [int(p.name.split("_")[1]) for p in tmp_path.glob("stopped_*")]
+        for pid in stopped:  # a worker left stopped would outlive the test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert stopped, out + err
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in err and "epoch 1/2:" in out and "epoch 2/2:" not in out
+    assert err.splitlines() == [
+        "effvid train: error: a data-loading worker process stalled: no batch came for 4 s "
+        "(--worker-timeout); it was stopped, or stuck reading a video (an unresponsive disk?). The "
+        f"last completed epoch (1 of 2) is saved: continue with effvid train --output {run} --resume."], err
+    # the run ended its stopped workers (SIGKILL ends a stopped process; SIGTERM waits for SIGCONT)
+    for pid in stopped:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        assert state in "ZX", (pid, state)
+    # which it does
+    assert subprocess.run([sys.executable, "-m", "effvid", "train", "--output", str(run), "--resume",
+                           "--workers", "0"], capture_output=True, timeout=120).returncode == 0
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0, 1]
+    # a bad value is refused as the flag
+    assert main(train_args(tiny_data, tmp_path / "bad", "--worker-timeout", "-1")) == 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_stops_a_run_as_ctrl_c_does_with_what_is_saved(tiny_data, tmp_path, signum):
+    # docker stop, a batch scheduler or a closed terminal ended the run silently (143, 129)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "effvid", *train_args(
+        tiny_data, run, "--epochs", "50", "--workers", "1")], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last_state.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        # as a scheduler or a closing terminal does: to the run and its worker (the process group)
+        os.killpg(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, out + err
+    name = signal.Signals(signum).name
+    # one line: the epochs state.pt holds, and how to continue
+    from effvid.training.run_folder import committed_history
+
+    done = len(committed_history(run))
+    assert done >= 1 and err.splitlines() == [f"effvid train: stopped by {name}; the last completed epoch ({done} "
+                                f"of 50) is saved: continue with effvid train --output {run} --resume"], err
+    assert done < 50
+
+
+def test_sigterm_before_the_first_epoch_says_nothing_is_saved(tiny_data, tmp_path, monkeypatch, capsys):
+    import effvid.training.loop as loop
+    from effvid.cli import build_parser
+    from effvid.commands.train import run as train_command
+
+    args = build_parser().parse_args(train_args(tiny_data, tmp_path / "run"))
+    real = loop.build_datasets
+
+    def terminated_while_reading(*a, **kw):  # the signal comes as the data is read
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # ended by the handler
+        return real(*a, **kw)
+
+    monkeypatch.setattr(loop, "build_datasets", terminated_while_reading)
+    assert train_command(args) == 143
+    assert capsys.readouterr().err == ("effvid train: stopped by SIGTERM before the first epoch was "
+                                       "completed; nothing to resume\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back

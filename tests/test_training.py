@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shutil
 import sys
 import time
@@ -1133,7 +1134,7 @@ def test_resume_after_the_data_changed_keeps_its_validation_videos(tiny_data, tm
     # unchanged data: nothing to say
     capsys.readouterr()
     train(_resume_args(run, "--epochs", "3"))
-    assert "note:" not in capsys.readouterr().out
+    assert "note: the data" not in capsys.readouterr().out  # (the other --epochs has its note)
     # a run from before split.json resumes, with the split drawn again and a note
     (run / "split.json").unlink()
     train(_resume_args(run, "--epochs", "4"))
@@ -1230,3 +1231,37 @@ def test_unreadable_videos_are_listed_once_across_a_resume(tiny_data, tmp_path, 
     history = [{"epoch": 0, "bad_new": [["x.mp4", "bad"]]}]
     absolute_bad_paths(history, ["/r/a/x.mp4", "/r/b/x.mp4"])
     assert history == [{"epoch": 0, "bad_new": [["x.mp4", "bad"]]}]
+
+
+def test_a_resume_with_other_epochs_says_what_happens_to_the_learning_rate(tiny_data, tmp_path, capsys):
+    from effvid.training.loop import epochs_change_note
+
+    # The cosine schedule spans the run's length: raising --epochs raised the rate again, unsaid.
+    # 12 training videos in batches of 4: 3 steps an epoch; the rate is set per step
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, run, epochs=2))
+    capsys.readouterr()
+    train(tiny_config(tiny_data, run, epochs=3, resume=True))
+    ended = 0.02 * 0.5 * (1 + math.cos(math.pi * 5 / 6))  # step 6 of 6, of the 2-epoch schedule
+    starts = 0.02 * 0.5 * (1 + math.cos(math.pi * 6 / 9))  # step 7 of 9, of the 3-epoch one
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: --epochs 3 differs from the run's 2: the cosine schedule now decays over 3 "
+                     f"epochs instead of 2, so the learning rate rises from {ended:.3g} (end of epoch 2) "
+                     f"to {starts:.3g} (epoch 3); the weights will differ from those of a run of either length"]
+    # the same length again (its config.json now says 3): no note
+    train(tiny_config(tiny_data, run, epochs=4, resume=True))
+    capsys.readouterr()
+    train(tiny_config(tiny_data, run, epochs=4, resume=True))
+    assert "note:" not in capsys.readouterr().out
+    # lowered: a 5-epoch run of 10 steps an epoch, 2 epochs done, resumed with 4
+    history = [{"train": {"lr": 0.1 * 0.5 * (1 + math.cos(math.pi * (10 * e + 9) / 50))}} for e in range(2)]
+    note = epochs_change_note(TrainConfig(data="x", epochs=4, lr=0.1), 5, history, 10)
+    assert note == (f"note: --epochs 4 differs from the run's 5: the cosine schedule now decays over 4 "
+                    f"epochs instead of 5, so the learning rate drops from {history[1]['train']['lr']:.3g} "
+                    "(end of epoch 2) to 0.05 (epoch 3); the weights will differ from those of a run of "
+                    "either length")
+    assert epochs_change_note(TrainConfig(data="x", epochs=4, schedule="step", lr_steps=[2, 3]), 5,
+                              history, 10) == ("note: --epochs 4 differs from the run's 5: the step "
+                                               "schedule's epochs (--lr-steps 2 3) do not change; the run "
+                                               "ends after epoch 4")
+    assert epochs_change_note(TrainConfig(data="x", epochs=5), 5, history, 10) is None

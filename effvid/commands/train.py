@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import typing
 from dataclasses import MISSING, asdict, fields
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..cli import command_line, reports_errors
 from ..errors import BadValue
 from ..training.config import TrainConfig
+from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded
 from ..training.recipes import RECIPES, recipe_values
 
 HELP = {
@@ -52,6 +54,8 @@ HELP = {
     "official_split": "with HMDB51's split files (testTrainMulti_7030_splits) or UCF101's "
                       "ucfTrainTestlist as DATA: which published split (1, 2 or 3) to train and "
                       "validate on",
+    "worker_timeout": "seconds to wait for a batch from the data-loading workers (with --workers "
+                      "above 0) before the run ends as stalled; 0 waits forever (default: 600)",
     "seed": "random seed (runs with the same seed repeat exactly)",
 }
 
@@ -142,6 +146,15 @@ def saved_epochs(cfg: TrainConfig, *options: str) -> str | None:
             f"{command_line('effvid', 'train', '--output', out, '--resume', *options)}")
 
 
+def say(line: str) -> None:
+    """A last line on stderr, which a closed terminal (SIGHUP) may no longer take (EIO): the
+    exit status still says why the run stopped."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def _this_process() -> str:
     """`` (process N)`` under torchrun but for the first process: a process's own trouble (a
     dead worker, its GPU's memory) is reported by that process, which says which it is."""
@@ -165,6 +178,17 @@ def worker_died_message(cfg: TrainConfig, error: str) -> str:
     return (f"effvid train{where}: error: a data-loading worker process died ({error}); {cause}. "
             f"Try fewer --workers (this run: {cfg.workers}) or a smaller --batch-size (this run: "
             f"{cfg.batch_size}). {then}")
+
+
+def worker_stalled_message(cfg: TrainConfig) -> str:
+    """No batch came from the data-loading workers within --worker-timeout: a worker stopped
+    (kill -STOP, a debugger) or stuck (an unresponsive network disk). The run hung forever,
+    silently, before the loaders had a timeout."""
+    saved = saved_epochs(cfg)
+    then = f"{saved[0].upper()}{saved[1:]}." if saved else "No epoch was completed; nothing to resume."
+    return (f"effvid train{_this_process()}: error: a data-loading worker process stalled: no batch "
+            f"came for {cfg.worker_timeout:g} s (--worker-timeout); it was stopped, or stuck reading "
+            f"a video (an unresponsive disk?). {then}")
 
 
 def out_of_memory_message(cfg: TrainConfig, error: str) -> str:
@@ -220,18 +244,26 @@ def run(args: argparse.Namespace) -> int:
                              "before it started); pass DATA to start it")
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
     try:
-        result = train(cfg)
+        # SIGTERM (docker stop, a batch scheduler's end of job) and SIGHUP (a closed terminal)
+        # stop the run as Ctrl-C does: they ended it with no word of what was saved
+        with ctrl_c_recorded(also_on=(signal.SIGTERM, signal.SIGHUP)):
+            result = train(cfg)
     except BadValue as e:  # a setting the model refuses (create_model names it as the config does)
         raise as_flag(e, args) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        why = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
         saved = saved_epochs(cfg)
         if reports_errors():  # torchrun passes a Ctrl-C to every process
-            print(f"effvid train: interrupted; {saved}" if saved else "effvid train: interrupted "
-                  "before the first epoch was completed; nothing to resume", file=sys.stderr)
-        return 130
+            say(f"effvid train: {why}; {saved}" if saved else f"effvid train: {why} before the first "
+                "epoch was completed; nothing to resume")
+        return 128 + signum
     except RuntimeError as e:
         if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
             print(out_of_memory_message(cfg, str(e)), file=sys.stderr)
+            return 1
+        if str(e).startswith(STALLED):
+            print(worker_stalled_message(cfg), file=sys.stderr)
             return 1
         if not str(e).startswith("DataLoader worker (pid"):
             raise

@@ -22,7 +22,7 @@ AMP_DTYPES = ("auto", "bfloat16", "float16")
 INPUT_PATHS = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
                "init_weights")
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
-                     "init_weights", "epochs", "output", "workers", "device", "amp_dtype", "resume",
+                     "init_weights", "epochs", "output", "workers", "worker_timeout", "device", "amp_dtype", "resume",
                      "overwrite", "progress")
 
 
@@ -70,6 +70,10 @@ class TrainConfig:
     output: str = "runs/effvid"
     seed: int | None = 0
     workers: int = 2
+    # seconds the run waits for a batch from its data-loading workers before it ends as stalled
+    # (a stopped worker, one stuck on an unresponsive disk); 0: forever. A slow but healthy
+    # batch of long videos takes tens of seconds: 600 leaves a wide margin.
+    worker_timeout: float = 600.0
     device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True               # mixed precision on GPU (autocast); ignored on CPU
     amp_dtype: str = "auto"        # "auto" (bfloat16 from Ampere on, else float16), "bfloat16", "float16"
@@ -115,6 +119,8 @@ class TrainConfig:
             bad("official_split", "must be 1, 2 or 3 (HMDB51 and UCF101 publish three splits)")
         if self.workers < 0:
             bad("workers", "must be >= 0")
+        if self.worker_timeout < 0:
+            bad("worker_timeout", "must be >= 0 (0: wait forever)")
         if self.weight_decay < 0:
             bad("weight_decay", "must be >= 0")
         if not self.crop_scales or not all(0 < c <= 1 for c in self.crop_scales):

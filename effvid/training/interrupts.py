@@ -17,39 +17,63 @@ pass starts its workers) it only records it and raises it once they are started;
 checks again after every batch (:func:`raise_if_interrupted`), which catches one dropped
 elsewhere. An error that follows a Ctrl-C (a worker or a torchrun peer it ended)
 is reported as the interrupt it is.
+
+effvid train handles SIGTERM and SIGHUP the same way (``ctrl_c_recorded(also_on=...)``), raised
+as :class:`Stopped`, a KeyboardInterrupt that names its signal. A pass whose loader timed out
+(a stalled worker) has its workers killed by :class:`StopsOnCtrlC`, the one wrapper every
+loader goes through.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
 
 _main_pid: int | None = None  # the process whose run ctrl_c_recorded() watches
-_received = False  # a Ctrl-C came during the run
+_received = 0  # the stop signal (SIGINT: a Ctrl-C) that came during the run; 0: none
 _deferred = False  # workers are being started: record, raise later
 
 
-def _on_sigint(signum, frame) -> None:
+class Stopped(KeyboardInterrupt):
+    """A stop signal other than Ctrl-C (SIGTERM, SIGHUP) that a block handles as Ctrl-C
+    (``ctrl_c_recorded(also_on=...)``): ``signum`` says which, for the command's message and
+    its exit status, 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interruption() -> KeyboardInterrupt:
+    return KeyboardInterrupt() if _received == signal.SIGINT else Stopped(_received)
+
+
+def _on_stop_signal(signum, frame) -> None:
     global _received
     if os.getpid() != _main_pid:  # a forked DataLoader worker, which inherits the handler
         return
-    _received = True
+    _received = _received or signum  # the first one says why the run stops
     if not _deferred:
-        raise KeyboardInterrupt
+        raise _interruption()
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if a Ctrl-C came during the run and was not acted on yet."""
+    """Raise KeyboardInterrupt (:class:`Stopped` for another stop signal) if a Ctrl-C came
+    during the run and was not acted on yet."""
     if _received and os.getpid() == _main_pid:
-        raise KeyboardInterrupt
+        raise _interruption()
 
 
 @contextlib.contextmanager
-def ctrl_c_recorded():
+def ctrl_c_recorded(also_on: tuple[int, ...] = ()):
     """Handle SIGINT as the module says for the block (in the main thread; elsewhere there is
-    no signal handler to install), then restore the previous handler."""
+    no signal handler to install), then restore the previous handler. The signals ``also_on``
+    (effvid train's SIGTERM and SIGHUP: docker stop, a batch scheduler, a closed terminal) are
+    handled the same way, raised as :class:`Stopped`: they ended a run with no word of what
+    was saved."""
     global _main_pid, _received, _deferred
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -57,16 +81,18 @@ def ctrl_c_recorded():
     # a block nested in another (an API user's script that prepares, then trains, in its own)
     # gives the outer one its state back: reset, the outer block ignored every later Ctrl-C
     outer = _main_pid, _received, _deferred
-    _main_pid, _received, _deferred = os.getpid(), False, False
-    previous = signal.signal(signal.SIGINT, _on_sigint)
+    _main_pid, _received, _deferred = os.getpid(), 0, False
+    handled = (signal.SIGINT, *also_on)
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in handled}
     try:
         yield
     except Exception as e:
         if _received:  # a consequence of the Ctrl-C, not a fault of its own
-            raise KeyboardInterrupt from e
+            raise _interruption() from e
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _main_pid, _received, _deferred = outer
 
 
@@ -83,9 +109,14 @@ def only_recorded():
     raise_if_interrupted()
 
 
+STALLED = "DataLoader timed out"  # how PyTorch's error begins when a loader's timeout passed
+
+
 class StopsOnCtrlC:
     """Iterates over a DataLoader: a Ctrl-C that comes while it forks its workers is raised
-    once they are started, and one that was dropped anywhere is raised at the next batch."""
+    once they are started, and one that was dropped anywhere is raised at the next batch.
+    When no batch came within the loader's ``timeout`` (a worker stalled), its workers are
+    ended before PyTorch's error is raised again (:func:`end_stalled_workers`)."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -94,12 +125,35 @@ class StopsOnCtrlC:
         return len(self.loader)
 
     def __iter__(self):
+        before = set(multiprocessing.active_children())
         with only_recorded():
             batches = iter(self.loader)  # forks the workers
+        workers = [p for p in multiprocessing.active_children() if p not in before]
         while True:
             raise_if_interrupted()
+            stalled = None
             try:
                 batch = next(batches)
             except StopIteration:
                 return
+            except RuntimeError as e:
+                if not str(e).startswith(STALLED):
+                    raise
+                stalled = str(e)  # raised again below, once the error no longer holds the loader
+            if stalled is not None:
+                del batches
+                end_stalled_workers(workers)
+                raise RuntimeError(stalled)
             yield batch
+
+
+def end_stalled_workers(workers: list) -> None:
+    """Kill the workers of a pass that stalled and is shut down. PyTorch asks them to exit,
+    then sends SIGTERM, which a stopped (SIGSTOP) worker leaves pending: it stayed, and Python's
+    exit waited for it forever (multiprocessing joins its children). SIGKILL also ends a
+    stopped process. Only after the shutdown: PyTorch reported a worker killed while it still
+    watched it as "a worker died"."""
+    for process in workers:
+        if process.is_alive():
+            process.kill()
+            process.join()

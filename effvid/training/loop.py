@@ -181,6 +181,25 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((epoch - cfg.warmup_epochs) / span, 1.0)))
 
 
+def epochs_change_note(cfg: TrainConfig, run_epochs: int, history: list[dict], steps_per_epoch: int) -> str | None:
+    """What a resume with another ``epochs`` than the run's (``run_epochs``) does to the
+    learning rate, or None when it is the same. The cosine schedule spans the run's length:
+    resuming a 5-epoch run with 8 raised the rate again, with 4 dropped it, unsaid."""
+    if cfg.epochs == run_epochs or not history:
+        return None
+    changed = f"note: --epochs {cfg.epochs} differs from the run's {run_epochs}"
+    if cfg.schedule == "step":
+        return (f"{changed}: the step schedule's epochs (--lr-steps "
+                f"{' '.join(map(str, cfg.lr_steps))}) do not change; the run ends after epoch {cfg.epochs}")
+    done = len(history)
+    last = history[-1]["train"].get("lr")  # the rate at the end of the last completed epoch
+    now = cfg.lr * lr_factor(cfg, done * steps_per_epoch, steps_per_epoch)
+    moves = "" if last is None else (f", so the learning rate {'rises' if now > last else 'drops'} from "
+                                     f"{last:.3g} (end of epoch {done}) to {now:.3g} (epoch {done + 1})")
+    return (f"{changed}: the cosine schedule now decays over {cfg.epochs} epochs instead of "
+            f"{run_epochs}{moves}; the weights will differ from those of a run of either length")
+
+
 def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, clip_grad: float | None) -> None:
     """Backward and update. With float16 autocast ``scaler`` scales the loss, so that small
     gradients do not flush to zero, and unscales the gradients before clipping (the threshold
@@ -335,7 +354,10 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_clips,
-                       pin_memory=device.type == "cuda", persistent_workers=False)
+                       pin_memory=device.type == "cuda", persistent_workers=False,
+                       # a stalled worker (stopped, stuck on a dead disk) hung the run forever,
+                       # silently; the timeout ends it with a message (commands/train.py)
+                       timeout=cfg.worker_timeout if cfg.workers > 0 else 0)
     # drop a ragged last batch (BatchNorm on a batch of 1 is noise), unless that would leave a
     # process with nothing: each gets ceil(len / world_size) clips
     per_process = math.ceil(len(train_set) / env.world_size)
@@ -427,6 +449,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         return outcome()
     if resume is not None and env.is_main:
         print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
+        if "config" in resume and (note := epochs_change_note(cfg, json.loads(resume["config"])["epochs"],
+                                                              history, steps_per_epoch)):
+            print(note)
     writer.text("config.json", run_config)
     if split is not None:
         writer.text("split.json", json.dumps(split, indent=0))
