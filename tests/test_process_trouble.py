@@ -106,6 +106,10 @@ def test_a_failed_start_leaves_no_folder_and_a_folder_that_cannot_be_made_is_one
     assert main(train_args(tiny_data, tmp_path / "file" / "run")) == 2
     assert capsys.readouterr().err == (f"effvid train: error: cannot write to the run folder "
                                        f"{tmp_path / 'file' / 'run'}: Not a directory\n")
+    # the run folder itself a file: mkdir says only "File exists"
+    assert main(train_args(tiny_data, tmp_path / "file")) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: cannot write to the run folder "
+                                       f"{tmp_path / 'file'}: it is a file, not a folder\n")
 
 def test_a_failed_start_in_an_existing_folder_leaves_it_empty_and_an_earlier_lock_file_alone(
         tiny_data, tmp_path, capsys):
