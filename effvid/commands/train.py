@@ -162,6 +162,12 @@ def _this_process() -> str:
     return f" (process {rank})" if rank != "0" else ""
 
 
+def _saved_sentence(cfg: TrainConfig, *options: str) -> str:
+    """saved_epochs as the last sentence of an error message."""
+    saved = saved_epochs(cfg, *options)
+    return f"{saved[0].upper()}{saved[1:]}." if saved else "No epoch was completed; nothing to resume."
+
+
 def worker_died_message(cfg: TrainConfig, error: str) -> str:
     """A DataLoader worker that died (the kernel's OOM killer sends SIGKILL) ended the run with
     PyTorch's traceback: say what probably happened, what to change, and what is saved."""
@@ -172,9 +178,7 @@ def worker_died_message(cfg: TrainConfig, error: str) -> str:
     crashed = "killed by signal" in error and "Killed" not in error  # a segfault, a bus error
     cause = "it crashed" if crashed else "most likely the system ran out of memory and killed it"
     # --workers may change on resume; --batch-size may not (it would no longer be the same run)
-    saved = saved_epochs(cfg, "--workers", str(cfg.workers // 2))
-    then = (f"{saved[0].upper()}{saved[1:]}." if saved
-            else "No epoch was completed; nothing to resume.")
+    then = _saved_sentence(cfg, "--workers", str(cfg.workers // 2))
     return (f"effvid train{where}: error: a data-loading worker process died ({error}); {cause}. "
             f"Try fewer --workers (this run: {cfg.workers}) or a smaller --batch-size (this run: "
             f"{cfg.batch_size}). {then}")
@@ -184,8 +188,7 @@ def worker_stalled_message(cfg: TrainConfig) -> str:
     """No batch came from the data-loading workers within --worker-timeout: a worker stopped
     (kill -STOP, a debugger) or stuck (an unresponsive network disk). The run hung forever,
     silently, before the loaders had a timeout."""
-    saved = saved_epochs(cfg)
-    then = f"{saved[0].upper()}{saved[1:]}." if saved else "No epoch was completed; nothing to resume."
+    then = _saved_sentence(cfg)
     return (f"effvid train{_this_process()}: error: a data-loading worker process stalled: no batch "
             f"came for {cfg.worker_timeout:g} s (--worker-timeout); it was stopped, or stuck reading "
             f"a video (an unresponsive disk?). {then}")
