@@ -5,8 +5,10 @@ A single process is the world of size 1: every helper here works without torch.d
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -21,6 +23,8 @@ class DistEnv:
     world_size: int = 1
     local_rank: int = 0
     owns_group: bool = False  # init_distributed created the process group, so it ends it
+    # the tensors this process gave to collectives, until the backend lets go of them (_sent)
+    in_flight: list = field(default_factory=list, compare=False, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -66,6 +70,28 @@ def close_distributed(env: DistEnv) -> None:
     if env.distributed and env.owns_group and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    _wait_for_release(env)
+
+
+def _sent(env: DistEnv, *tensors: torch.Tensor) -> None:
+    """Remember tensors given to a collective until gloo's worker threads have dropped them.
+
+    A gloo thread drops a finished collective's tensors a moment after the caller saw it finish
+    (or later still: a barrier keeps the collectives before it alive), and dropping a tensor made
+    in Python takes the GIL. A process that had reached interpreter shutdown by then was aborted
+    ("terminate called without an active exception"), which failed a complete torchrun job about
+    one run in ten on a loaded machine. close_distributed waits for these drops before returning.
+    """
+    env.in_flight[:] = [t for t in env.in_flight if t._use_count() > 1]  # those still held
+    env.in_flight.extend(tensors)
+
+
+def _wait_for_release(env: DistEnv, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    # sleeping releases the GIL, which the gloo threads need for the drops
+    while any(t._use_count() > 1 for t in env.in_flight) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    env.in_flight.clear()
 
 
 class ShardSampler(Sampler[int]):
@@ -111,12 +137,13 @@ def broadcast_buffers(model: torch.nn.Module, env: DistEnv) -> None:
     own; evaluation would then differ between processes, and from the weights rank 0 saves."""
     if env.distributed:
         for buf in model.buffers():
-            dist.broadcast(buf, src=0)
+            dist.broadcast(buf, src=0)  # the model keeps its buffers: nothing for _sent
 
 
 def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        _sent(env, tensor)
     return tensor
 
 
@@ -126,12 +153,25 @@ def any_process(flag: bool, env: DistEnv, device: torch.device) -> bool:
         return flag
     t = torch.tensor([int(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    _sent(env, t)
     return bool(t.item())
 
 
 def all_gather_objects(obj, env: DistEnv) -> list:
+    """Every process's ``obj``, in rank order. The objects travel as JSON (numbers, strings,
+    lists, dicts; tuples arrive as lists), not as pickles as in ``dist.all_gather_object``,
+    and in tensors made here, so that _sent can follow them."""
     if not env.distributed:
         return [obj]
-    out = [None] * env.world_size
-    dist.all_gather_object(out, obj)
-    return out
+    # NCCL moves only GPU tensors
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    data = torch.frombuffer(bytearray(json.dumps(obj).encode()), dtype=torch.uint8).to(device, copy=True)
+    size = torch.tensor([len(data)], device=device)
+    sizes = [torch.zeros_like(size) for _ in range(env.world_size)]
+    dist.all_gather(sizes, size)
+    longest = max(int(s) for s in sizes)
+    padded = torch.cat([data, data.new_zeros(longest - len(data))])
+    parts = [torch.empty_like(padded) for _ in range(env.world_size)]
+    dist.all_gather(parts, padded)
+    _sent(env, size, *sizes, padded, *parts)
+    return [json.loads(p[:int(s)].cpu().numpy().tobytes()) for p, s in zip(parts, sizes)]
