@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from effvid.data import (VideoDecodeError, decode_frame_index, index_pattern_frames, probe_video,
-                         read_all_frames, read_frames)
+                         read_all_frames, read_frames, write_video)
 from effvid.data import video as video_mod
 
 from conftest import FPS, HEIGHT, INDEX_VIDEO_SPECS, N_FRAMES, WIDTH
@@ -390,6 +390,23 @@ def test_frame_to_rgb_matches_pyav_conversion(index_videos):
                 np.testing.assert_array_equal(video_mod.frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
                 np.testing.assert_array_equal(video_mod.frame_to_rgb(frame, 32, 24),
                                               frame.to_ndarray(format="rgb24", width=32, height=24))
+
+
+def test_10_bit_video_reads_the_levels_of_8_bit(tmp_path):
+    # swscale's packed-RGB output from 10-bit 4:2:0 read about 2 levels dark (grey 128 as 126).
+    # Lossless 8- and 10-bit encodes of the same greys must read the same levels, and 10 bits
+    # the source's (a colour in 8 bits reads ~2 levels off: its chroma has 8 bits).
+    h, w = 32, 128
+    ramp = np.tile(np.linspace(0, 255, w).round().astype(np.uint8)[None, :, None], (h, 1, 3))
+    frames = np.stack([np.full((h, w, 3), 128, np.uint8), ramp, ramp[:, ::-1],
+                       np.full((h, w, 3), (200, 60, 100), np.uint8)])
+    ten, eight = (read_frames(write_video(tmp_path / f"{fmt}.mp4", frames, pix_fmt=fmt, crf=0),
+                              range(4)).numpy().astype(int)
+                  for fmt in ("yuv420p10le", "yuv420p"))
+    assert (ten[0] == 128).all(), np.unique(ten[0])
+    assert np.abs(ten[:3] - eight[:3]).max() <= 1, np.abs(ten[:3] - eight[:3]).max()
+    assert np.abs(ten - frames).max() <= 1, np.abs(ten - frames).max()
+    assert abs((ten - frames).mean()) < 0.3, (ten - frames).mean()
 
 
 def test_frame_conversion_in_forked_workers(index_videos, tmp_path):
