@@ -327,3 +327,18 @@ def test_audio_that_starts_late_is_masked_before_it_starts(tmp_path):
     # a window wholly before the track: nothing of it decoded
     before = read_audio(path, start=0.0, duration=0.5, sample_rate=SR)
     assert before.decoded_from == before.decoded_samples and before.waveform.abs().max() == 0
+
+
+def test_variable_frame_rate_mp4_with_b_frames_reaches_its_last_second(tmp_path):
+    # The mp4 header of a VFR file with B-frames ends early (1.85 s for frames shown to 1.9 s,
+    # with 2 s of sound): its second clip was left out as past the end of the video
+    from effvid.data import decode_frame_index, index_pattern_frames
+
+    ts = [0, 0.1, 0.15, 0.4, 0.45, 0.5, 0.9, 1.0, 1.05, 1.5, 1.6, 1.7, 1.9]
+    path = write_video(tmp_path / "vfr_b.mp4", index_pattern_frames(len(ts)), fps=10, timestamps=ts,
+                       audio=signal(2), audio_rate=SR)
+    seq = LongVideoSampler(num_clips=2, frames_per_clip=4, sample_rate=SR)(path)
+    assert seq.mask.tolist() == [True, True] and seq.audio_mask.tolist() == [True, True]
+    shown = [[decode_frame_index(seq.frames[k, j].numpy(), len(ts)) for j in range(4)] for k in range(2)]
+    # the frame shown at k + j/4: the last one whose time is at or before it
+    assert shown == [[max(i for i, t in enumerate(ts) if t <= k + j / 4) for j in range(4)] for k in range(2)]

@@ -183,6 +183,28 @@ def test_variable_frame_rate(video_factory):
     assert got[:6] == [0, 1, 2, 3, 3, 4]
 
 
+def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path):
+    # An mp4 header sums frame durations in decode order: with B-frames and a variable rate
+    # the last frame shown lies past that (the header said 1.85 s for frames up to 1.9 s), so
+    # the frame rate FFmpeg derives from it was too high and the last index read frame 11
+    ts = [0, 0.1, 0.15, 0.4, 0.45, 0.5, 0.9, 1.0, 1.05, 1.5, 1.6, 1.7, 1.9]
+    n = len(ts)
+    p = write_video(tmp_path / "vfr_b.mp4", index_pattern_frames(n), fps=10, timestamps=ts)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        packets = [pk for pk in c.demux(s) if pk.size]
+        header = float(s.duration * s.time_base)
+        end = float(max(pk.pts + pk.duration for pk in packets) * s.time_base)
+    assert any(pk.pts != pk.dts for pk in packets) and header < ts[-1] < end  # B-frames, short header
+    info = probe_video(p)
+    assert info.duration_s == pytest.approx(end) and info.fps == pytest.approx(n / end)
+    assert (info.num_frames, info.num_frames_source) == (n, "header")
+    got = indices_of(read_frames(p, range(n), info), n)
+    assert got[-1] == n - 1 and got == sorted(got)
+    # the index maps to time as ever: the first frame at or after (i - 0.5) / fps
+    assert got == [next(k for k, t in enumerate(ts) if t >= (i - 0.5) / info.fps - 1e-9) for i in range(n)]
+
+
 def _distinct_frames(n, h=48, w=64):
     """Frames that all differ: a bar moving across + brightness steps."""
     f = np.zeros((n, h, w, 3), np.uint8)

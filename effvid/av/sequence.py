@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from
+from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from, stream_duration
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -256,9 +256,10 @@ def _frame_seconds(frame, stream) -> float:
 
 
 def _duration_seconds(container, stream, origin: float) -> float:
-    if stream.duration is not None and stream.time_base is not None:
+    duration = stream_duration(container, stream)  # an mp4's frames may be shown past its header's
+    if duration is not None:
         first = float(stream.start_time * stream.time_base) if stream.start_time is not None else origin
-        return first - origin + float(stream.duration * stream.time_base)
+        return first - origin + float(duration * stream.time_base)
     if container.duration is not None:
         return container.duration / 1_000_000
     raise AudioDecodeError(container.name, "cannot determine the video's duration")
