@@ -391,6 +391,21 @@ def _first_pts(container, stream) -> tuple[int, int]:
     return max(start, first.pts), max(0, start - first.pts)
 
 
+def pts_delay(container, stream) -> int:
+    """How far FFmpeg's timestamps of ``stream`` lie after its frames' presentation times (its
+    time base): in an AVI, the reorder delay FFmpeg makes up for H.264 (one frame; see
+    :func:`_first_pts`), else 0. Readers that go by time subtract it, so that the picture stays
+    with the sound, as :func:`read_frames` counts frame 0 from it. ``container`` must be at its
+    beginning and is left there.
+
+    Only AVI, whose presentation times FFmpeg makes up: elsewhere they are the file's own.
+    """
+    if container.format.name != "avi":
+        return 0
+    start = stream.start_time if stream.start_time is not None else 0
+    return _first_pts(container, stream)[0] - start
+
+
 class _UnreliableTimestamps(Exception):
     """The container's timestamps cannot map frames to indices (e.g. B-frames in AVI)."""
 
