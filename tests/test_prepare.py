@@ -149,6 +149,19 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path):
     assert {1.3, 2.1} <= set(keyframe_times(info.path))
 
 
+@pytest.mark.parametrize("options", [{"bf": "0"}, {}])
+def test_an_h264_avi_copy_shows_each_frame_at_its_number(tmp_path, options):
+    # AVI stores no presentation times; FFmpeg makes up H.264's as dts + 1: the copy kept them,
+    # its picture a frame after its sound (B-frames: in decode order)
+    fps, n = 8, 16
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * 16000) / 16000)
+    src = write_video(tmp_path / "h264.avi", named_frames(n, 48, 64), fps=fps, codec="libx264",
+                      gop=8, options=options, audio=tone)
+    info = prepare_video(src, tmp_path / "out.mp4", short_side=32)
+    assert frame_times(info.path) == [i / fps for i in range(n)]
+    assert frame_numbers(read_all_frames(info.path), n) == list(range(n))
+
+
 @pytest.mark.parametrize("name, kwargs", [
     ("gray.mp4", dict(codec="libx264", pix_fmt="gray")),  # grayscale, odd sizes
     ("odd.webm", dict(codec="libvpx-vp9", pix_fmt="yuv444p")),

@@ -240,7 +240,9 @@ class _Frames:
         t = self._time(frame)
         self.decoded += 1
         if self.fps_out is None:
-            self._encode(frame, t, frame.pts)
+            # an AVI's frames at their numbers: FFmpeg's made-up H.264 pts lie a frame late, and
+            # with B-frames in decode order
+            self._encode(frame, t, frame.pts if self.times_from_pts else None)
             return
         # Output frame k shows the first frame at or after k / fps_out seconds (half a source
         # frame early counts), as read_frames picks frame k of a video: frames are dropped,
@@ -343,8 +345,9 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     about 5 ms late, its encoder's delay).
     The picture is what :func:`read_frames` shows for ``src``: the display rotation is applied
     to the pixels (no rotation tag is written), then the short side is made ``short_side``
-    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (AVI and
-    MPEG-PS files are numbered at the stream's rate instead), unless ``fps``, below the video's
+    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (an AVI
+    source's frames, whose timestamps FFmpeg makes up, and AVI and MPEG-PS copies are numbered
+    at the stream's rate instead), unless ``fps``, below the video's
     rate, resamples it to that constant rate. The first frame at or after every
     ``keyframe_interval`` seconds is a keyframe. ``audio``: the first audio stream is kept.
 
