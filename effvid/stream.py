@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .data.transforms import TestTransform
-from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb
+from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, pts_delay
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -120,6 +120,8 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 25.0
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        if not camera:  # FFmpeg's made-up H.264 timestamps in an AVI lie a frame late
+            origin += float(pts_delay(container, stream) * stream.time_base)
         rotation = None
         index = 0
         frames = container.decode(stream)

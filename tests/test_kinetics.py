@@ -248,3 +248,30 @@ def test_a_clip_listed_twice_is_read_once_and_said(tmp_path):
         ("0347ZoDXyP0_000000_000010.mp4", "abseiling")]
     assert notes == [f"{csv}: 2 line(s) repeat a clip listed earlier and are read once (the first: line 5 "
                      f"repeats line 2 (labels {LABELS[2]!r} and 'abseiling'; the first is kept))"]
+
+
+@pytest.mark.parametrize("layout", ["flat", "class folders"])
+def test_videos_named_by_their_youtube_id_alone(tmp_path, layout):
+    # Downloaders that save a clip as <youtube_id>.mp4: found as the timed name is, which is
+    # preferred where both are there. An id listed twice (two clips of one YouTube video) is
+    # not read from <id>.mp4, which cannot say which clip it holds.
+    rows = TRAIN[:3] + [("abseiling", "twice000000", "0", "10", False),
+                        ("air drumming", "twice000000", "30", "40", False)]
+    csv = _write_csv(tmp_path / "train.csv", rows, "train")
+    videos = tmp_path / "videos"
+
+    def where(row) -> Path:
+        return videos if layout == "flat" else videos / _folder(_label(row[0]))
+
+    _write_clips([where(rows[0]) / "--33Lscn6sk.mp4", where(rows[1]) / "-VtLx-mcPds.mkv",
+                  where(rows[2]) / "0347ZoDXyP0.mp4", where(rows[2]) / _file(rows[2]),
+                  where(rows[3]) / "twice000000.mp4"])
+    notes: list[str] = []
+    samples, classes = read_kinetics_annotations(csv, root=videos, notice=notes.append)
+    assert [(s.path, classes[s.label]) for s in samples] == [
+        (str(where(rows[0]) / "--33Lscn6sk.mp4"), LABELS[2]),
+        (str(where(rows[1]) / "-VtLx-mcPds.mkv"), "air drumming"),
+        (str(where(rows[2]) / "0347ZoDXyP0_000000_000010.mp4"), "abseiling"),  # the timed name first
+    ]
+    assert notes == [f"{csv}: 2 of 5 listed videos not found under {videos} (skipped; the first: "
+                     f"{where(rows[3]) / 'twice000000_000000_000010.mp4'})"]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from effvid.av.audio import read_audio
 from effvid.cli import main
 from effvid.data import build_dataset, probe_video, read_all_frames, write_video
-from effvid.data.datasets import BadSample
+from effvid.data.datasets import BadSample, broken_link, scan_class_folders
 from effvid.data.prepare import REPORT_NAME, output_size, prepare_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +147,19 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path):
     assert frame_numbers(read_all_frames(info.path), len(times)) == list(range(len(times)))
     assert_keyframe_every(info.path, 1.0)  # the first frames at or after 0, 1 and 2 s
     assert {1.3, 2.1} <= set(keyframe_times(info.path))
+
+
+@pytest.mark.parametrize("options", [{"bf": "0"}, {}])
+def test_an_h264_avi_copy_shows_each_frame_at_its_number(tmp_path, options):
+    # AVI stores no presentation times; FFmpeg makes up H.264's as dts + 1: the copy kept them,
+    # its picture a frame after its sound (B-frames: in decode order)
+    fps, n = 8, 16
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * 16000) / 16000)
+    src = write_video(tmp_path / "h264.avi", named_frames(n, 48, 64), fps=fps, codec="libx264",
+                      gop=8, options=options, audio=tone)
+    info = prepare_video(src, tmp_path / "out.mp4", short_side=32)
+    assert frame_times(info.path) == [i / fps for i in range(n)]
+    assert frame_numbers(read_all_frames(info.path), n) == list(range(n))
 
 
 @pytest.mark.parametrize("name, kwargs", [
@@ -273,6 +286,45 @@ def test_a_list_file_naming_an_unreadable_video_reads_the_copy_as_the_original(t
                         f"    {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)"]
     assert frame_numbers(read_all_frames(dst / "videos/run/noise.mp4"), 8) == list(range(8))
     assert probe_video(dst / "videos/run/noise.mp4").height == 32
+
+
+def test_broken_links_are_made_again_and_named(tmp_path, capsys):
+    # Links whose targets are missing: a video's was named "video file not found; not copied"
+    # and left out of DST (whose class folders then trained without it, without a word); an
+    # annotation file's stopped the run, naming no link
+    src, dst = tmp_path / "src", tmp_path / "out" / "dst"
+    write_video(src / "jump" / "a.mp4", named_frames(8, 48, 64), fps=8)
+    (src / "run").mkdir()
+    moved = tmp_path / "moved"
+    os.symlink(moved / "b.mp4", src / "run" / "b.mp4")
+    os.symlink("../../moved/c.mp4", src / "run" / "c.mp4")  # relative: from DST it names another file
+    os.symlink(moved / "train.txt", src / "train.txt")
+    args = ["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[2:7] == [
+        "  found 2 unreadable video(s), copied unchanged:",
+        f"    {src / 'run/b.mp4'}: broken link to {moved / 'b.mp4'}",
+        f"    {src / 'run/c.mp4'}: broken link to ../../moved/c.mp4",
+        "  1 annotation file(s) are broken links, made again as they are:",
+        f"    {src / 'train.txt'}: broken link to {moved / 'train.txt'}"]
+    assert captured.err.splitlines()[-1] == "effvid prepare: 1 annotation file(s) are broken links"
+    for name in ("run/b.mp4", "run/c.mp4", "train.txt"):  # pointing where SRC's point
+        assert broken_link(dst / name) and os.path.realpath(dst / name) == os.path.realpath(src / name)
+    report = (dst / REPORT_NAME).read_text()
+    assert f"  {src / 'run/b.mp4'}: broken link to {moved / 'b.mp4'}" in report
+    assert f"  {src / 'train.txt'}: broken link to {moved / 'train.txt'}" in report
+    missing = []
+    scan_class_folders(dst, missing=missing)  # training and effvid check name them as in SRC
+    assert sorted(path for path, _ in missing) == [str(dst / "run/b.mp4"), str(dst / "run/c.mp4")]
+
+    # the targets back, a rerun prepares them
+    for name in ("b.mp4", "c.mp4"):
+        write_video(moved / name, named_frames(8, 48, 64), fps=8)
+    assert main(args) == 1  # the list file's target is still missing
+    assert capsys.readouterr().out.startswith("prepared 2 of 3 videos in ")
+    for name in ("run/b.mp4", "run/c.mp4"):
+        assert not os.path.islink(dst / name) and probe_video(dst / name).height == 32
 
 
 def test_refused_folders_are_named(tmp_path, capsys):

@@ -316,6 +316,18 @@ def test_rotated_video_is_streamed_upright_and_times_start_at_zero(tmp_path):
     assert first[-4:, :4].mean() > 200 and first[:4, :4].mean() < 50  # the corner went bottom left
 
 
+@pytest.mark.parametrize("ext,options", [(".avi", {"bf": "0"}), (".mp4", {})])
+def test_frame_times_of_an_h264_avi_are_its_frames(tmp_path, ext, options):
+    # FFmpeg makes up an AVI's H.264 timestamps a frame late (pts = dts + 1 from 0): frame i
+    # was timed (i + 1) / fps, a frame after its sound; the mp4 is the reference
+    from effvid.data.synthetic import decode_frame_index, index_pattern_frames
+    from effvid.data.video import write_video
+
+    path = write_video(tmp_path / f"h264{ext}", index_pattern_frames(12), fps=8, gop=4, options=options)
+    got = [(t, decode_frame_index(frame, 12)) for t, frame in st.open_frames(str(path))]
+    assert got == [(i / 8, i) for i in range(12)]
+
+
 @pytest.mark.parametrize("rotation", [90, -90, 180])
 def test_rotated_frames_go_to_torch_as_they_are(tmp_path, rotation):
     # np.rot90 views have a negative stride: torch.from_numpy refused them ("At least one stride

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from effvid.data import (VideoDecodeError, decode_frame_index, index_pattern_frames, probe_video,
-                         read_all_frames, read_frames)
+                         read_all_frames, read_frames, write_video)
 from effvid.data import video as video_mod
 
 from conftest import FPS, HEIGHT, INDEX_VIDEO_SPECS, N_FRAMES, WIDTH
@@ -181,6 +181,28 @@ def test_variable_frame_rate(video_factory):
         exp.append(later[0] if later else len(ts) - 1)
     assert got == exp
     assert got[:6] == [0, 1, 2, 3, 3, 4]
+
+
+def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path):
+    # An mp4 header sums frame durations in decode order: with B-frames and a variable rate
+    # the last frame shown lies past that (the header said 1.85 s for frames up to 1.9 s), so
+    # the frame rate FFmpeg derives from it was too high and the last index read frame 11
+    ts = [0, 0.1, 0.15, 0.4, 0.45, 0.5, 0.9, 1.0, 1.05, 1.5, 1.6, 1.7, 1.9]
+    n = len(ts)
+    p = write_video(tmp_path / "vfr_b.mp4", index_pattern_frames(n), fps=10, timestamps=ts)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        packets = [pk for pk in c.demux(s) if pk.size]
+        header = float(s.duration * s.time_base)
+        end = float(max(pk.pts + pk.duration for pk in packets) * s.time_base)
+    assert any(pk.pts != pk.dts for pk in packets) and header < ts[-1] < end  # B-frames, short header
+    info = probe_video(p)
+    assert info.duration_s == pytest.approx(end) and info.fps == pytest.approx(n / end)
+    assert (info.num_frames, info.num_frames_source) == (n, "header")
+    got = indices_of(read_frames(p, range(n), info), n)
+    assert got[-1] == n - 1 and got == sorted(got)
+    # the index maps to time as ever: the first frame at or after (i - 0.5) / fps
+    assert got == [next(k for k, t in enumerate(ts) if t >= (i - 0.5) / info.fps - 1e-9) for i in range(n)]
 
 
 def _distinct_frames(n, h=48, w=64):
@@ -390,6 +412,23 @@ def test_frame_to_rgb_matches_pyav_conversion(index_videos):
                 np.testing.assert_array_equal(video_mod.frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
                 np.testing.assert_array_equal(video_mod.frame_to_rgb(frame, 32, 24),
                                               frame.to_ndarray(format="rgb24", width=32, height=24))
+
+
+def test_10_bit_video_reads_the_levels_of_8_bit(tmp_path):
+    # swscale's packed-RGB output from 10-bit 4:2:0 read about 2 levels dark (grey 128 as 126).
+    # Lossless 8- and 10-bit encodes of the same greys must read the same levels, and 10 bits
+    # the source's (a colour in 8 bits reads ~2 levels off: its chroma has 8 bits).
+    h, w = 32, 128
+    ramp = np.tile(np.linspace(0, 255, w).round().astype(np.uint8)[None, :, None], (h, 1, 3))
+    frames = np.stack([np.full((h, w, 3), 128, np.uint8), ramp, ramp[:, ::-1],
+                       np.full((h, w, 3), (200, 60, 100), np.uint8)])
+    ten, eight = (read_frames(write_video(tmp_path / f"{fmt}.mp4", frames, pix_fmt=fmt, crf=0),
+                              range(4)).numpy().astype(int)
+                  for fmt in ("yuv420p10le", "yuv420p"))
+    assert (ten[0] == 128).all(), np.unique(ten[0])
+    assert np.abs(ten[:3] - eight[:3]).max() <= 1, np.abs(ten[:3] - eight[:3]).max()
+    assert np.abs(ten - frames).max() <= 1, np.abs(ten - frames).max()
+    assert abs((ten - frames).mean()) < 0.3, (ten - frames).mean()
 
 
 def test_frame_conversion_in_forked_workers(index_videos, tmp_path):

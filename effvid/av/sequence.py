@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from
+from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from, pts_delay, stream_duration
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -200,7 +200,9 @@ class LongVideoSampler:
         # at least 0.5 ms, as such rounded times keep their error when remuxed into a finer time
         # base. (Far below a frame period, so the next frame is never taken early.)
         eps = max(float(stream.time_base) / 2, 0.0005) + 1e-9
-        frames = (decode_from(container, stream, (origin + start) / stream.time_base) if start > 0
+        # FFmpeg's made-up H.264 timestamps in an AVI show each picture a frame after its sound
+        delay = pts_delay(container, stream)
+        frames = (decode_from(container, stream, (origin + start) / stream.time_base + delay) if start > 0
                   else container.decode(stream))
         picked: list[np.ndarray | None] = [None] * len(targets)
         nxt = 0  # next target to fill
@@ -222,7 +224,7 @@ class LongVideoSampler:
                     if self.size is not None:
                         h, w = self.size
                         frame_size = (h, w) if rotation in (90, -90) else (w, h)
-                t = float(frame.pts * stream.time_base) - origin
+                t = float((frame.pts - delay) * stream.time_base) - origin
                 while nxt < len(targets) and t > targets[nxt] + eps:
                     if prev is None:  # the first frame comes after the target: use it anyway
                         prev = frame
@@ -237,7 +239,7 @@ class LongVideoSampler:
             raise AudioDecodeError(path, "no decodable video frames in the requested window")
         shown, video_end = len(targets), math.inf
         if nxt < len(targets):  # the stream ended first: the last frame shows until its end
-            prev_t = float(prev.pts * stream.time_base) - origin
+            prev_t = float((prev.pts - delay) * stream.time_base) - origin
             video_end = prev_t + _frame_seconds(prev, stream)
             shown = nxt + sum(1 for t in targets[nxt:] if t < video_end - eps)
         last = None
@@ -256,9 +258,10 @@ def _frame_seconds(frame, stream) -> float:
 
 
 def _duration_seconds(container, stream, origin: float) -> float:
-    if stream.duration is not None and stream.time_base is not None:
+    duration = stream_duration(container, stream)  # an mp4's frames may be shown past its header's
+    if duration is not None:
         first = float(stream.start_time * stream.time_base) if stream.start_time is not None else origin
-        return first - origin + float(stream.duration * stream.time_base)
+        return first - origin + float(duration * stream.time_base)
     if container.duration is not None:
         return container.duration / 1_000_000
     raise AudioDecodeError(container.name, "cannot determine the video's duration")

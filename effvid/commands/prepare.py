@@ -11,7 +11,8 @@ Long runs: --workers processes; each video appears under its name only when comp
 stopped by Ctrl-C is finished by running the same command again (videos already there are
 skipped). An unreadable video is copied unchanged, so that DST trains as SRC does (training
 skips and counts it), and named, at the end and in DST's effvid-prepare-report.txt; the exit
-status is then 1.
+status is then 1. So is a broken link (a video's or an annotation file's), made again in DST
+pointing where it points, and named with its target.
 
     effvid prepare /data/ucf101 /data/ucf101_256 --workers 8
 """
@@ -72,11 +73,17 @@ def run(args: argparse.Namespace) -> int:
     if summary.skipped:
         print(bad_videos_report(summary.skipped, when=", copied unchanged", verb="found",
                                 full_list=f"all in {summary.report}"))
+    if summary.broken_links:
+        print(f"  {len(summary.broken_links):,} annotation file(s) are broken links, made again as they are:")
+        print("\n".join(f"    {path}: {reason}" for path, reason in summary.broken_links))
     print(f"wrote {summary.report}")
     if summary.skipped:
         print(f"effvid prepare: {len(summary.skipped):,} of {total:,} videos are unreadable and were "
               "copied unchanged", file=sys.stderr)
-    return 1 if summary.skipped else 0
+    if summary.broken_links:
+        print(f"effvid prepare: {len(summary.broken_links):,} annotation file(s) are broken links",
+              file=sys.stderr)
+    return 1 if summary.skipped or summary.broken_links else 0
 
 
 def register(sub) -> None:

@@ -23,6 +23,7 @@ reports in ``batch["bad"]``.
 
 from __future__ import annotations
 
+import collections
 import csv
 import errno
 import hashlib
@@ -687,20 +688,22 @@ def _kinetics_folders(root: Path, label: str) -> list[Path]:
     return [root, root / label, root / label.replace(" ", "_")]
 
 
-def _find_kinetics_videos(root: Path, clips: Sequence[tuple[str, str]],
+def _find_kinetics_videos(root: Path, clips: Sequence[tuple[str, Sequence[str]]],
                           extensions: Sequence[str]) -> list[str | None]:
-    """The video of each ``(label, stem)`` clip under ``root``, None where it is missing."""
+    """The video of each ``(label, stems)`` clip under ``root``: the first of its ``stems`` (file
+    names without extension, in order of preference) found in any of its folders; None where
+    none is."""
     listings: dict[Path, dict[str, str]] = {}  # each folder listed once
     places: dict[str, list[tuple[Path, dict[str, str]]]] = {}  # label -> its folders' listings
     found: list[str | None] = []
-    for label, stem in clips:
+    for label, stems in clips:
         if label not in places:
             for folder in _kinetics_folders(root, label):
                 if folder not in listings:
                     listings[folder] = _videos_in(folder, extensions)
             places[label] = [(folder, listings[folder]) for folder in _kinetics_folders(root, label)]
-        found.append(next((str(folder / videos[stem]) for folder, videos in places[label]
-                           if stem in videos), None))
+        found.append(next((str(folder / videos[stem]) for stem in stems
+                           for folder, videos in places[label] if stem in videos), None))
     return found
 
 
@@ -737,8 +740,10 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
     found by name), then one clip a line, e.g. ``"passing American football (in game)",--33Lscn6sk,4,14,train``.
 
     The clip's video is ``<youtube_id>_<time_start:06d>_<time_end:06d>`` with any of
-    ``extensions``, directly in ``root`` (CVDF's flat download) or in ``root/<label>/`` (the label
-    as in the CSV, or with underscores for its spaces). ``root`` defaults to the CSV's folder;
+    ``extensions``, else ``<youtube_id>`` (as downloaders that save a clip by its id name it;
+    only for an id the CSV lists once, as such a file cannot say which of two clips it holds),
+    directly in ``root`` (CVDF's flat download) or in ``root/<label>/`` (the label as in the
+    CSV, or with underscores for its spaces). ``root`` defaults to the CSV's folder;
     when no listed video is in it, its ``<split>/`` folder is tried, then (by default only)
     ``<CSV's folder>/../<split>/``, CVDF's layout (see :func:`_kinetics_roots`); ``notice`` is
     told which one was read.
@@ -777,7 +782,7 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
             raise ValueError(f"{name} has no label column (its columns: {', '.join(header)}): a file "
                              "without labels, such as Kinetics' test.csv, cannot be trained or "
                              "evaluated on")
-        clips: list[tuple[int, str, str, str]] = []  # line, label, file name without extension, split
+        clips: list[tuple[int, str, str, str, str]] = []  # line, label, file name without extension, split, id
         next_line = rows.line_num + 1
         for row in rows:
             lineno, next_line = next_line, rows.line_num + 1
@@ -796,7 +801,7 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
             start = _whole_seconds(field["time_start"], "time_start", where)
             end = _whole_seconds(field["time_end"], "time_end", where)
             clips.append((lineno, field["label"], f"{field['youtube_id']}_{start:06d}_{end:06d}",
-                          field.get("split", "")))
+                          field.get("split", ""), field["youtube_id"]))
     except csv.Error as e:  # an unclosed quote, a NUL byte
         raise ValueError(f"{name} line {next_line}: not valid CSV ({e})") from e
     if not clips:
@@ -805,7 +810,7 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
     # second label for it is named, since one of the two is wrong
     first_line: dict[str, tuple[int, str]] = {}
     repeated: list[tuple[int, int, str, str]] = []  # (first line, this line, first label, this label)
-    for lineno, label, stem, _ in clips:
+    for lineno, label, stem, *_ in clips:
         if stem in first_line:
             repeated.append((*first_line[stem][:1], lineno, first_line[stem][1], label))
         else:
@@ -820,9 +825,9 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
 
     if classes is None and class_numbers is not None:
         classes = list(class_numbers.values())
-    classes = sorted({label for _, label, _, _ in clips}) if classes is None else list(classes)
+    classes = sorted({label for _, label, *_ in clips}) if classes is None else list(classes)
     index = {c: i for i, c in enumerate(classes)}
-    for lineno, label, _, _ in clips:
+    for lineno, label, *_ in clips:
         if label not in index:
             hint = (f" (the classes name it {label.replace(' ', '_')!r})"
                     if label.replace(" ", "_") in index else "")
@@ -830,9 +835,13 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
                              f"{len(classes)} classes{hint}")
 
     roots = _kinetics_roots(csv_path, root, clips[0][3])
-    pairs = [(label, stem) for _, label, stem, _ in clips]
+    pairs = [(label, stem) for _, label, stem, *_ in clips]
+    # the timed name, else the id alone where the CSV lists the id once
+    clips_per_id = collections.Counter(youtube_id for *_, youtube_id in clips)
+    names = [(label, (stem,) + ((youtube_id,) if clips_per_id[youtube_id] == 1 else ()))
+             for _, label, stem, _, youtube_id in clips]
     for base in roots:
-        videos = _find_kinetics_videos(base, pairs, extensions)
+        videos = _find_kinetics_videos(base, names, extensions)
         if any(videos):
             break
     else:

@@ -40,7 +40,7 @@ from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
-from .datasets import find_files
+from .datasets import broken_link, find_files
 from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
                     _open, _probe_open, av_reason, probe_video)
 
@@ -240,7 +240,9 @@ class _Frames:
         t = self._time(frame)
         self.decoded += 1
         if self.fps_out is None:
-            self._encode(frame, t, frame.pts)
+            # an AVI's frames at their numbers: FFmpeg's made-up H.264 pts lie a frame late, and
+            # with B-frames in decode order
+            self._encode(frame, t, frame.pts if self.times_from_pts else None)
             return
         # Output frame k shows the first frame at or after k / fps_out seconds (half a source
         # frame early counts), as read_frames picks frame k of a video: frames are dropped,
@@ -343,8 +345,9 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     about 5 ms late, its encoder's delay).
     The picture is what :func:`read_frames` shows for ``src``: the display rotation is applied
     to the pixels (no rotation tag is written), then the short side is made ``short_side``
-    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (AVI and
-    MPEG-PS files are numbered at the stream's rate instead), unless ``fps``, below the video's
+    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (an AVI
+    source's frames, whose timestamps FFmpeg makes up, and AVI and MPEG-PS copies are numbered
+    at the stream's rate instead), unless ``fps``, below the video's
     rate, resamples it to that constant rate. The first frame at or after every
     ``keyframe_interval`` seconds is a keyframe. ``audio``: the first audio stream is kept.
 
@@ -415,8 +418,9 @@ def check_folders(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 class PrepareSummary:
     """What :func:`prepare_folder` did. ``prepared``: ``[(src, VideoInfo of the copy)]``;
     ``skipped``: ``[(src, reason)]`` for the unreadable videos, not prepared but copied unchanged
-    (the reason says if one could not be copied); ``left_out``: files neither video nor
-    annotation, not copied."""
+    (the reason says if one could not be copied; a broken link is made again, pointing where it
+    points); ``broken_links``: ``[(src, reason)]`` for the annotation files that are broken links,
+    made again so; ``left_out``: files neither video nor annotation, not copied."""
 
     src: str
     dst: str
@@ -425,6 +429,7 @@ class PrepareSummary:
     already_there: int = 0
     skipped: list = field(default_factory=list)
     copied: list = field(default_factory=list)
+    broken_links: list = field(default_factory=list)
     left_out: list = field(default_factory=list)
     seconds: float = 0.0
     bytes_in: int = 0
@@ -462,6 +467,9 @@ def _write_report(summary: PrepareSummary, finished: bool) -> None:
         if summary.skipped:
             lines.append("copied unchanged (unreadable):")
             lines += [f"  {path}: {reason}" for path, reason in summary.skipped]
+        if summary.broken_links:
+            lines.append("annotation files that are broken links (made again as they are):")
+            lines += [f"  {path}: {reason}" for path, reason in summary.broken_links]
     tmp = part_path(summary.report)
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, summary.report)
@@ -483,19 +491,25 @@ def _prepare_job(job: tuple[Path, Path, dict]):
     try:
         return src, prepare_video(src, dst, **options), None
     except (VideoDecodeError, OSError) as e:
-        reason = e.reason if isinstance(e, VideoDecodeError) else av_reason(e)
+        reason = broken_link(src) or (e.reason if isinstance(e, VideoDecodeError) else av_reason(e))
     return src, None, _copy_unchanged(src, dst, reason)
 
 
 def _copy_unchanged(src: Path, dst: Path, reason: str) -> str:
     """Copy the video ``src``, which could not be prepared, to ``dst`` as it is, so that DST is
     read as SRC is: training skips and counts it, effvid check names its reason (missing, a
-    list file naming it stopped training with "video not found"). ``reason``, and why it could
-    not be copied if so."""
+    list file naming it stopped training with "video not found"). A broken link is made again,
+    pointing where ``src`` points (a relative target made absolute, which would name another
+    file from DST): training on DST and effvid check name it as they do in SRC, and it reads
+    once its target is back. ``reason``, and why it could not be copied if so."""
     tmp = part_path(dst)
     try:
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, tmp)  # with its times, which _copied_unchanged compares
+        if broken_link(src):
+            tmp.unlink(missing_ok=True)  # one left by a killed run
+            os.symlink(os.path.join(os.path.abspath(os.path.dirname(src)), os.readlink(src)), tmp)
+        else:
+            shutil.copy2(src, tmp)  # with its times, which _copied_unchanged compares
         os.replace(tmp, dst)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -564,7 +578,8 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     ``overwrite``; a rerun after an interruption thus finishes the job, and a rerun with other
     settings than those ``dst``'s report names is refused (``overwrite`` redoes every video).
     An unreadable video is copied unchanged (so that ``dst`` reads as ``src``: training skips and
-    counts it) and listed; a rerun tries it again. ``progress(iterable, total)`` may wrap the
+    counts it) and listed; a rerun tries it again. A broken link (a video or an annotation file)
+    is made again in ``dst``, pointing where it points, and listed. ``progress(iterable, total)`` may wrap the
     results as they come (a progress bar). ``dst/effvid-prepare-report.txt`` records the
     settings and the outcome.
     """
@@ -598,7 +613,10 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     _write_report(summary, finished=False)
     for path, target in summary.copied:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        if (reason := broken_link(path)) is not None:  # copyfile stopped the run, naming no link
+            summary.broken_links.append((str(path), _copy_unchanged(path, target, reason)))
+        else:
+            shutil.copyfile(path, target)
     summary.already_there = len(done)
     for _, target in done:  # a copy left by a run killed while redoing it (--overwrite)
         part_path(target).unlink(missing_ok=True)
