@@ -239,6 +239,24 @@ def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
     assert test_dataset(video, meta, num_segments=4).sampling == "segment"
 
 
+def test_convert_records_that_something_something_was_trained_without_flips(tmp_path):
+    # the original's main.py turns flips off for Something-Something and Jester: their 10-crop
+    # views are mirrored, which effvid eval notes
+    from effvid.commands.eval import mirrored_views_note
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    for name, flip in (("TSM_somethingv2_RGB_resnet18_avg_segment4_e45.pth", False),
+                       ("TSM_kinetics_RGB_resnet18_avg_segment4_e50.pth", True),
+                       ("renamed.pth", None)):
+        dst = tmp_path / (name + ".safetensors")
+        convert_tsm_checkpoint(_save_original(src, tmp_path / name), dst)
+        meta = load_model(dst)[1]
+        assert meta["extra"].get("flip") is flip
+        note = mirrored_views_note(str(dst), meta, 10)
+        assert (note is not None) == (flip is False)
+        assert mirrored_views_note(str(dst), meta, 3) is None
+
+
 def test_fine_tune_from_original_checkpoint(tmp_path):
     """effvid train --init-weights X.pth: the backbone of the release file, a new classifier."""
     from effvid.training.loop import load_init_weights

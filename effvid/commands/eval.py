@@ -129,6 +129,29 @@ def trained_on_note(source: str, checkpoint: str) -> str | None:
             "only the held-out ones")
 
 
+def trained_with_flips(checkpoint: str, meta: dict) -> bool | None:
+    """Whether the checkpoint was trained with random horizontal flips: as its metadata says,
+    else (a checkpoint from before that was recorded) its run folder's config.json; None when
+    neither tells."""
+    if "flip" in meta.get("extra", {}):
+        return bool(meta["extra"]["flip"])
+    try:
+        cfg = run_config_beside(checkpoint)
+    except ValueError:  # an unreadable config.json: unknown
+        return None
+    return None if cfg is None else cfg.flip
+
+
+def mirrored_views_note(checkpoint: str, meta: dict, crops: int) -> str | None:
+    """A note for 10 crops (5 of them mirrored) of a model trained without flips, which were
+    turned off because mirroring changes its labels ("moving something left"), or None."""
+    if crops != 10 or trained_with_flips(checkpoint, meta) is not False:
+        return None
+    return (f"note: {checkpoint} was trained without horizontal flips, and 5 of the 10 crops are "
+            "mirror images, in which left and right change places (a label such as 'moving "
+            "something left' then shows the opposite): --crops 3 has no mirrored views")
+
+
 def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
     """The accuracy of each class with videos, in a column after the longest name (up to 60
     characters; Something-Something's names are sentences), and the classes without videos on
@@ -183,6 +206,8 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
     check_views(args, meta)  # before reading the data, which may take minutes
+    if say and (note := mirrored_views_note(args.checkpoint, meta, args.crops)):
+        say(note)
     # said before reading: an error about a label's number names no file
     if say and not args.classes and (found := find_class_file(args.data)) is not None:
         say(f"class numbers from {found}, found beside the data (--classes FILE to give another)")

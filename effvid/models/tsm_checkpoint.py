@@ -529,7 +529,9 @@ def convert_tsm_checkpoint(
     metadata; their number must match the checkpoint's. A ``_dense`` checkpoint is evaluated
     with dense sampling by ``effvid eval`` and ``effvid predict``. ``load_kwargs`` go to
     :func:`load_tsm_checkpoint` (e.g. ``num_segments=16``). The result loads with
-    :func:`effvid.models.weights.load_model`. Returns what was inferred.
+    :func:`effvid.models.weights.load_model`. Returns what was inferred. A file name's dataset
+    records whether it was trained with horizontal flips (not on Something-Something and Jester,
+    as the original's main.py), for effvid eval's note on mirrored views.
     """
     from .weights import save_weights
 
@@ -539,6 +541,8 @@ def convert_tsm_checkpoint(
     meta: dict = {"extra": {"converted_from": Path(src).name, "epoch": info.epoch,
                             "best_prec1": info.best_prec1, "dataset": info.dataset,
                             "dense": info.dense, "sampling": "dense" if info.dense else "segment"}}
+    if info.dataset is not None:  # the original's main.py trains these two without flips
+        meta["extra"]["flip"] = not any(d in info.dataset for d in ("something", "jester"))
     names = _read_classes(classes, info.num_classes)
     if names is not None:
         meta["classes"] = names

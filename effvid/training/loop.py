@@ -387,9 +387,10 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     optimizer = build_optimizer(model, cfg)
     # loss scaling for float16 autocast (GPUs before Ampere); a pass-through otherwise
     scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
-    # what eval and predict need to view videos as training's validation did
+    # what eval and predict need to view videos as training's validation did; flip: whether
+    # mirrored test views (--crops 10) are views it was trained on
     metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
-                                              "sampling": cfg.sampling}}
+                                              "sampling": cfg.sampling, "flip": cfg.flip}}
 
     # 4. resume
     history: list[dict] = []
