@@ -151,7 +151,8 @@ def _build(args: argparse.Namespace):
                  "dense sampling" if ci.dense else None]
         about = ": " + ", ".join(a for a in about if a) if any(about) else ""
         # no class names inside; what its name does not give was assumed
-        return (model, f"{path} (original TSM checkpoint{about})", None, None,
+        kind = "original TSM online demo checkpoint" if ci.online_demo else "original TSM checkpoint"
+        return (model, f"{path} ({kind}{about})", None, None,
                 assumed_settings_note(ci))
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
