@@ -357,12 +357,47 @@ def test_a_renamed_file_says_which_settings_were_assumed(tmp_path, capsys):
     assert "note" not in out and "shift 1/4 residual" in out and "1 x 4 x 3 x 32 x 32" in out
     assert main(["info", "tsm_resnet18", "--shift-div", "4"]) == 2
     assert "--shift-div applies to an original TSM .pth" in capsys.readouterr().err
-    # a TSN has no shift: only the segments were assumed
+    # a TSN has no shift, and its weights compute the same on any number of segments: nothing
+    # was assumed that could be wrong
     tsn = _save_original(effvid.create_model("tsn_resnet18", num_classes=3), tmp_path / "tsn.pth")
     assert main(["info", str(tsn), "--size", "32"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        "note: the name tsn.pth does not give the number of segments, which the weights cannot "
-        "tell: assumed 8 segments; if it was trained otherwise, give --num-segments N")
+    assert "note" not in capsys.readouterr().out
+
+
+def test_a_tsn_release_file_says_the_original_tested_it_on_8_segments(tmp_path, capsys):
+    # TSM_kinetics_RGB_resnet50_avg_segment5_e50.pth converted to a 5-segment model, which eval
+    # then used; the original README tests it with --test_segments=8
+    from effvid.cli import main
+    from effvid.training.loop import load_init_weights
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=5)
+    _randomise(src, seed=17)
+    path = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth")
+    note = ("note: a TSN's weights do not depend on the number of segments (each frame is classified "
+            "alone, and the clip's logits are their average); TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth "
+            "was trained on 5, and the original's results evaluate it on 8: give --num-segments 8 for those")
+    dst = tmp_path / "tsn.safetensors"
+    assert main(["convert", str(path), str(dst)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [note]
+    assert main(["info", str(path), "--size", "32"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == note
+    assert main(["convert", str(path), str(dst), "--overwrite", "--num-segments", "8"]) == 0
+    assert "note" not in capsys.readouterr().out
+    # what the note says: per frame, the 8-segment model computes what the 5-segment one does
+    eight, five = load_model(dst)[0], load_tsm_checkpoint(path)
+    assert (eight.num_segments, five.num_segments) == (8, 5)
+    clip = _clip(8)
+    with torch.no_grad():
+        assert torch.allclose(eight.frame_logits(clip)[:, :5], five.frame_logits(clip[:, :5]), atol=1e-5)
+    # a TSM's segments do change what it computes: no such note
+    tsm = _save_original(effvid.create_model("tsm_resnet18", num_classes=3, num_segments=5),
+                         tmp_path / "TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment5_e50.pth")
+    assert main(["convert", str(tsm), str(tmp_path / "tsm.safetensors")]) == 0
+    assert "note" not in capsys.readouterr().out
+    # fine-tuning a TSN from it on 8 segments: nothing to say about its 5
+    line = load_init_weights(effvid.create_model("tsn_resnet18", num_classes=2, num_segments=8), str(path),
+                             ["a", "b"], "tsn_resnet18")
+    assert line == f"starting from {path}: the original TSM checkpoint's backbone, a new classifier for 2 classes"
 
 
 def test_fine_tuning_from_a_release_file_names_what_differs_and_what_its_name_does_not_say(tmp_path):

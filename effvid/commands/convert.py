@@ -19,7 +19,7 @@ from ..cli import UserError, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint
+    from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint, tsn_segments_note
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
           f"segments{shift}, {'dense' if info.dense else 'segment'} sampling"
           + ("" if args.classes else " (classes numbered: --classes FILE names them)"))
     if note := assumed_settings_note(info):  # a renamed file: 8 segments, shift 1/8 are guesses
+        print(note)
+    if note := tsn_segments_note(info):  # the TSN baseline: _segment5, tested on 8
         print(note)
     return 0
 

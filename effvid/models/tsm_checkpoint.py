@@ -56,6 +56,7 @@ __all__ = [
     "tsm_init_state_dict",
     "tsm_init_weights",
     "tsm_to_effvid_state_dict",
+    "tsn_segments_note",
 ]
 
 DEFAULT_SHIFT_DIV = 8
@@ -125,9 +126,11 @@ class TSMCheckpointInfo:
     def assumed(self) -> dict[str, str]:
         """The settings that neither the caller nor the file name gave, so the defaults were
         taken (the weights cannot tell them: any number of segments and any shift fraction give
-        the same shapes): setting -> its value in words ({} when none was assumed)."""
+        the same shapes): setting -> its value in words ({} when none was assumed). A TSN's
+        number of segments is not one: its weights compute the same for any
+        (:func:`tsn_segments_note`)."""
         out = {}
-        if self.sources.get("num_segments") == "default":
+        if self.shift and self.sources.get("num_segments") == "default":
             out["num_segments"] = f"{self.num_segments} segments"
         if self.shift and self.sources.get("shift_div") == "default":
             out["shift_div"] = f"shift 1/{self.shift_div}"
@@ -151,6 +154,22 @@ def assumed_settings_note(info: TSMCheckpointInfo) -> str | None:
             f"{' or '.join(SETTINGS_NOT_IN_WEIGHTS[k][0] for k in assumed)}, which the weights cannot tell: assumed "
             f"{' and '.join(assumed.values())}; if it was trained otherwise, give "
             f"{' and '.join(SETTINGS_NOT_IN_WEIGHTS[k][1] + ' N' for k in assumed)}")
+
+
+ORIGINAL_TEST_SEGMENTS = 8  # what the original README's commands test its TSN on
+
+
+def tsn_segments_note(info: TSMCheckpointInfo) -> str | None:
+    """One line for convert and info when a TSN file's name gives a number of segments other
+    than the 8 the original's results were measured with (the Kinetics TSN baseline is
+    ``_segment5``, and its README evaluates it with ``--test_segments=8``): without it, effvid
+    eval took the 5 as the file's own. None for a TSM, or when the caller chose the number."""
+    if info.shift or info.sources.get("num_segments") != "file name" or info.num_segments == ORIGINAL_TEST_SEGMENTS:
+        return None
+    return (f"note: a TSN's weights do not depend on the number of segments (each frame is "
+            f"classified alone, and the clip's logits are their average); {Path(info.path).name} "
+            f"was trained on {info.num_segments}, and the original's results evaluate it on "
+            f"{ORIGINAL_TEST_SEGMENTS}: give --num-segments {ORIGINAL_TEST_SEGMENTS} for those")
 
 
 # ----------------------------------------------------------------------------------------------
