@@ -413,6 +413,15 @@ def test_fine_tuning_from_a_release_file_names_what_differs_and_what_its_name_do
                     "for 3 classes; it was trained as num_segments 8 (this run: 4)")
     same = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=8)
     assert load_init_weights(same, str(path), ["a", "b", "c"], "x").endswith("for 3 classes")
+    # a causal (online) run from the bidirectional release file, as from an effvid checkpoint
+    causal = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=8, shift_direction="causal")
+    assert load_init_weights(causal, str(path), ["a", "b", "c"], "x") == (
+        f"starting from {path}: the original TSM checkpoint's backbone, a new classifier for 3 classes; "
+        "it was trained as shift_direction bidirectional (this run: causal)")
+    effvid_file = tmp_path / "bidirectional.safetensors"
+    convert_tsm_checkpoint(path, effvid_file)
+    assert load_init_weights(causal, str(effvid_file), ["a", "b", "c"], "x").endswith(
+        "; it was trained as shift_direction bidirectional (this run: causal)")
     renamed = tmp_path / "weights.pth"
     renamed.write_bytes(path.read_bytes())
     line = load_init_weights(effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4),
@@ -918,6 +927,8 @@ def test_the_online_demo_checkpoint_is_a_causal_online_model(tmp_path, capsys, o
     student = effvid.create_model("tsm_mobilenet_v2", num_classes=3, shift_direction="causal")
     load_init_weights(student, str(path), ["a", "b", "c"], "tsm_mobilenet_v2")
     assert torch.equal(student.backbone.features[3].conv[0][0].net.weight, demo.features[3].conv[0].weight)
+    line = load_init_weights(effvid.create_model("tsm_mobilenet_v2", num_classes=3), str(path), ["a", "b", "c"], "x")
+    assert "; it was trained as shift_direction causal (this run: bidirectional);" in line
     # the demo is causal: it cannot be loaded as a bidirectional model
     with pytest.raises(ValueError, match="shift_direction='bidirectional' disagrees with the weights"):
         load_tsm_checkpoint(path, shift_direction="bidirectional")
