@@ -295,9 +295,9 @@ def register(sub) -> None:
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
     p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
     p.add_argument("--scale-size", type=positive_int, default=None,
-                   help="short-side resize before the crops, 1, 3 or 10 (default: as trained, or "
-                        "size x 256/224 with --size; --size 256 --scale-size 256 is the original's "
-                        "--full_res)")
+                   help="short side of the frames the crops are cut from, for any --crops (default: "
+                        "as trained, or size x 256/224 with --size; --size 256 --scale-size 256 is "
+                        "the original's --full_res)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     add_device_argument(p)
