@@ -180,12 +180,11 @@ def test_eval_options_that_used_to_fail(trained, capsys):
     captured = capsys.readouterr()
     assert captured.err == ("effvid eval: error: --scale-size 20 is below the crop size 32 (--size): "
                             "the short side must be at least the crop's\n") and captured.out == ""
-    # 3 crops are cut from frames resized to --size: a --scale-size there did nothing, silently
+    # 3 crops are cut from frames resized to --scale-size, as the original's (they were cut from
+    # frames resized to --size, and a note said --scale-size did nothing)
     assert main(["eval", str(data), "-c", str(ckpt), "--crops", "3", "--scale-size", "40", "--workers", "0",
                  "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith("note: --scale-size 40 has no effect with --crops 3, whose "
-                                              "crops are taken from frames with the short side resized "
-                                              "to --size\n")
+    assert capsys.readouterr().out.startswith("4 videos, 3 view(s) each")
     # a run folder instead of a checkpoint file
     assert main(["eval", str(data), "-c", str(ckpt.parent)]) == 2
     assert f"is a folder: give a weights file such as {ckpt}" in capsys.readouterr().err
@@ -217,6 +216,54 @@ def test_eval_and_predict_sample_frames_as_trained(trained, tmp_path, capsys):
         scores[sampling] = json.loads(capsys.readouterr().out)[0]["top"]
     assert main(["predict", video, "-c", ckpt, "--json", "-", "--workers", "0"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top"] == scores["dense"] != scores["segment"]
+
+
+def test_ten_crops_of_a_model_trained_without_flips_say_they_are_mirrored(trained, tmp_path, capsys):
+    # --no-flip is for labels that mirroring changes; --crops 10 mirrored half its views anyway
+    from effvid.models.weights import load_model, load_weights, save_weights
+
+    data, flipped = trained
+    assert load_weights(flipped)[1]["extra"]["flip"] is True
+    assert main(["eval", str(data), "-c", str(flipped), "--crops", "10", "--workers", "0", "--quiet"]) == 0
+    assert "mirror" not in capsys.readouterr().out
+    run = tmp_path / "noflip"
+    assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+                 "--scale-size", "32", "--no-flip", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+                 "--no-progress", "--output", str(run)]) == 0
+    ckpt = run / "best.safetensors"
+    assert load_weights(ckpt)[1]["extra"]["flip"] is False
+
+    def note(path):
+        return (f"note: {path} was trained without horizontal flips, and 5 of the 10 crops are mirror "
+                "images, in which left and right change places (a label such as 'moving something "
+                "left' then shows the opposite): --crops 3 has no mirrored views")
+
+    capsys.readouterr()
+    assert main(["eval", str(data), "-c", str(ckpt), "--crops", "10", "--workers", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == note(ckpt) and out[1].startswith("4 videos, 10 view(s) each")
+    for crops in ("1", "3"):
+        assert main(["eval", str(data), "-c", str(ckpt), "--crops", crops, "--workers", "0", "--quiet"]) == 0
+        assert "mirror" not in capsys.readouterr().out
+    # predict: on stderr, so that the JSON on stdout stays JSON
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    assert main(["predict", video, "-c", str(ckpt), "--crops", "10", "--json", "-", "--workers", "0",
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == note(ckpt) + "\n" and json.loads(captured.out)[0]["video"] == video
+    # a checkpoint from before flips were recorded: its run folder's config.json says
+    model, meta = load_model(ckpt)
+    del meta["extra"]["flip"]
+    save_weights(model, run / "old.safetensors", metadata=meta)
+    assert "flip" not in load_weights(run / "old.safetensors")[1]["extra"]
+    assert main(["predict", video, "-c", str(run / "old.safetensors"), "--crops", "10", "--workers", "0"]) == 0
+    assert capsys.readouterr().err == note(run / "old.safetensors") + "\n"
+    # and kept elsewhere, nothing says: no note
+    (tmp_path / "elsewhere").mkdir()
+    (run / "old.safetensors").rename(tmp_path / "elsewhere" / "old.safetensors")
+    assert main(["predict", video, "-c", str(tmp_path / "elsewhere" / "old.safetensors"), "--crops", "10",
+                 "--workers", "0"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_no_readable_validation_video_is_an_error_not_zero_percent(trained, tmp_path, capsys):

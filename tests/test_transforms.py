@@ -107,6 +107,59 @@ def test_test_transform_three_crops():
         assert tall[v].mean(dim=(0, 2, 3)).argmax().item() == v
 
 
+def _ramps(h, w):
+    """uint8 clip (1, h, w, 3): red = column, green = row (both < 256)."""
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([cols, rows, torch.zeros_like(cols)], -1).to(torch.uint8)[None]
+
+
+def _raw(tf_size, scale_size, clip):
+    """3-crop views in pixel values (no normalisation)."""
+    return TestTransform(tf_size, scale_size, num_crops=3, mean=(0, 0, 0), std=(1 / 255,) * 3)(clip)
+
+
+def test_three_crops_are_the_originals_full_res_sample():
+    # test_models.py --test_crops=3: GroupFullResSample(size, scale_size) scales the short side to
+    # scale_size, then takes size squares at left 0, 2 and 4 * ((W - size) // 4), all at
+    # 2 * ((H - size) // 4) from the top. They were cut from frames scaled to size, whatever
+    # --scale-size said. A 40 x 75 frame needs no resize for scale_size 40: pixel = position.
+    views = _raw(32, 40, _ramps(40, 75))
+    assert views.shape == (3, 1, 3, 32, 32)
+    for view, left in zip(views, (0, 20, 40)):  # (75 - 32) // 4 = 10
+        assert torch.equal(view[0, 0, 0], torch.arange(left, left + 32, dtype=torch.float32))
+        assert torch.equal(view[0, 1, :, 0], torch.arange(4, 36, dtype=torch.float32))  # (40 - 32) // 4 = 2
+    # portrait: along the long side instead (top/middle/bottom), centred across
+    views = _raw(32, 40, _ramps(75, 40))
+    for view, top in zip(views, (0, 20, 40)):
+        assert torch.equal(view[0, 1, :, 0], torch.arange(top, top + 32, dtype=torch.float32))
+        assert torch.equal(view[0, 0, 0], torch.arange(4, 36, dtype=torch.float32))
+    # a frame twice as large is scaled to scale_size first: view pixel (r, c) is source pixel
+    # (2 (top + r) + 0.5, 2 (left + c) + 0.5), the mean of two, inside the frame
+    views = _raw(56, 64, _ramps(128, 170))  # -> 64 x 85: lefts 0, 14, 28 ((85 - 56) // 4 = 7), top 4
+    for view, left in zip(views, (0, 14, 28)):
+        r, c = torch.arange(2, 54), torch.arange(2, 54)
+        assert (view[0, 0, 10, 2:54] - (2 * (left + c) + 0.5)).abs().max() <= 1
+        assert (view[0, 1, 2:54, 10] - (2 * (4 + r) + 0.5)).abs().max() <= 1
+    # --full_res: crops of the whole short side (size == scale_size)
+    views = _raw(40, 40, _ramps(40, 75))
+    assert [v[0, 0, 0, 0].item() for v in views] == [0, 16, 32] and views[0, 0, 1, 0, 0] == 0
+
+
+def test_three_crops_default_to_the_originals_settings():
+    from effvid.inference import test_view
+
+    # a converted release checkpoint records no size: 224 crops of frames scaled to 256, as
+    # test_models.py without --full_res; --size 256 --scale-size 256 is its --full_res
+    assert (test_view({})["size"], test_view({})["scale_size"]) == (224, 256)
+    full_res = test_view({}, size=256, scale_size=256)
+    assert (full_res["size"], full_res["scale_size"]) == (256, 256)
+    clip = _ramps(256, 340)
+    default = TestTransform(224, 256, num_crops=3, mean=(0, 0, 0), std=(1 / 255,) * 3)(clip)
+    # (340 - 224) // 4 = 29: lefts 0, 58, 116; (256 - 224) // 4 = 8: top 16
+    assert [v[0, 0, 0, 0].item() for v in default] == [0, 58, 116]
+    assert [v[0, 1, 0, 0].item() for v in default] == [16, 16, 16]
+
+
 def test_test_transform_ten_crops():
     clip = torch.full((2, 64, 64, 3), 10, dtype=torch.uint8)
     clip[:, 0:8, 0:8] = 255  # top-left corner only

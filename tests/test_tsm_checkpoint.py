@@ -239,6 +239,24 @@ def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
     assert test_dataset(video, meta, num_segments=4).sampling == "segment"
 
 
+def test_convert_records_that_something_something_was_trained_without_flips(tmp_path):
+    # the original's main.py turns flips off for Something-Something and Jester: their 10-crop
+    # views are mirrored, which effvid eval notes
+    from effvid.commands.eval import mirrored_views_note
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
+    for name, flip in (("TSM_somethingv2_RGB_resnet18_avg_segment4_e45.pth", False),
+                       ("TSM_kinetics_RGB_resnet18_avg_segment4_e50.pth", True),
+                       ("renamed.pth", None)):
+        dst = tmp_path / (name + ".safetensors")
+        convert_tsm_checkpoint(_save_original(src, tmp_path / name), dst)
+        meta = load_model(dst)[1]
+        assert meta["extra"].get("flip") is flip
+        note = mirrored_views_note(str(dst), meta, 10)
+        assert (note is not None) == (flip is False)
+        assert mirrored_views_note(str(dst), meta, 3) is None
+
+
 def test_fine_tune_from_original_checkpoint(tmp_path):
     """effvid train --init-weights X.pth: the backbone of the release file, a new classifier."""
     from effvid.training.loop import load_init_weights
@@ -339,12 +357,47 @@ def test_a_renamed_file_says_which_settings_were_assumed(tmp_path, capsys):
     assert "note" not in out and "shift 1/4 residual" in out and "1 x 4 x 3 x 32 x 32" in out
     assert main(["info", "tsm_resnet18", "--shift-div", "4"]) == 2
     assert "--shift-div applies to an original TSM .pth" in capsys.readouterr().err
-    # a TSN has no shift: only the segments were assumed
+    # a TSN has no shift, and its weights compute the same on any number of segments: nothing
+    # was assumed that could be wrong
     tsn = _save_original(effvid.create_model("tsn_resnet18", num_classes=3), tmp_path / "tsn.pth")
     assert main(["info", str(tsn), "--size", "32"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        "note: the name tsn.pth does not give the number of segments, which the weights cannot "
-        "tell: assumed 8 segments; if it was trained otherwise, give --num-segments N")
+    assert "note" not in capsys.readouterr().out
+
+
+def test_a_tsn_release_file_says_the_original_tested_it_on_8_segments(tmp_path, capsys):
+    # TSM_kinetics_RGB_resnet50_avg_segment5_e50.pth converted to a 5-segment model, which eval
+    # then used; the original README tests it with --test_segments=8
+    from effvid.cli import main
+    from effvid.training.loop import load_init_weights
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=5)
+    _randomise(src, seed=17)
+    path = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth")
+    note = ("note: a TSN's weights do not depend on the number of segments (each frame is classified "
+            "alone, and the clip's logits are their average); TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth "
+            "was trained on 5, and the original's results evaluate it on 8: give --num-segments 8 for those")
+    dst = tmp_path / "tsn.safetensors"
+    assert main(["convert", str(path), str(dst)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [note]
+    assert main(["info", str(path), "--size", "32"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == note
+    assert main(["convert", str(path), str(dst), "--overwrite", "--num-segments", "8"]) == 0
+    assert "note" not in capsys.readouterr().out
+    # what the note says: per frame, the 8-segment model computes what the 5-segment one does
+    eight, five = load_model(dst)[0], load_tsm_checkpoint(path)
+    assert (eight.num_segments, five.num_segments) == (8, 5)
+    clip = _clip(8)
+    with torch.no_grad():
+        assert torch.allclose(eight.frame_logits(clip)[:, :5], five.frame_logits(clip[:, :5]), atol=1e-5)
+    # a TSM's segments do change what it computes: no such note
+    tsm = _save_original(effvid.create_model("tsm_resnet18", num_classes=3, num_segments=5),
+                         tmp_path / "TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment5_e50.pth")
+    assert main(["convert", str(tsm), str(tmp_path / "tsm.safetensors")]) == 0
+    assert "note" not in capsys.readouterr().out
+    # fine-tuning a TSN from it on 8 segments: nothing to say about its 5
+    line = load_init_weights(effvid.create_model("tsn_resnet18", num_classes=2, num_segments=8), str(path),
+                             ["a", "b"], "tsn_resnet18")
+    assert line == f"starting from {path}: the original TSM checkpoint's backbone, a new classifier for 2 classes"
 
 
 def test_fine_tuning_from_a_release_file_names_what_differs_and_what_its_name_does_not_say(tmp_path):
@@ -360,6 +413,15 @@ def test_fine_tuning_from_a_release_file_names_what_differs_and_what_its_name_do
                     "for 3 classes; it was trained as num_segments 8 (this run: 4)")
     same = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=8)
     assert load_init_weights(same, str(path), ["a", "b", "c"], "x").endswith("for 3 classes")
+    # a causal (online) run from the bidirectional release file, as from an effvid checkpoint
+    causal = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=8, shift_direction="causal")
+    assert load_init_weights(causal, str(path), ["a", "b", "c"], "x") == (
+        f"starting from {path}: the original TSM checkpoint's backbone, a new classifier for 3 classes; "
+        "it was trained as shift_direction bidirectional (this run: causal)")
+    effvid_file = tmp_path / "bidirectional.safetensors"
+    convert_tsm_checkpoint(path, effvid_file)
+    assert load_init_weights(causal, str(effvid_file), ["a", "b", "c"], "x").endswith(
+        "; it was trained as shift_direction bidirectional (this run: causal)")
     renamed = tmp_path / "weights.pth"
     renamed.write_bytes(path.read_bytes())
     line = load_init_weights(effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4),
@@ -742,3 +804,131 @@ def test_a_shift_div_that_the_original_bidirectional_shift_cannot_have_is_refuse
         err = capsys.readouterr().err
         assert "shift_div must be >= 2 for the original TSM's bidirectional shift, got 1" in err, err
         assert not (tmp_path / "x.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The online demo's checkpoint (mobilenetv2_jester_online.pth.tar): the bare state dict of the
+# demo's own MobileNetV2 (online_demo/mobilenet_v2_tsm.py), written out here from its structure:
+# flat Sequentials in each block, a plain Linear classifier, and in the blocks it shifts the
+# first 1/8 of the input's channels replaced by the previous frame's, passed in and out as
+# buffers.
+# ----------------------------------------------------------------------------------------------
+
+
+def _conv_bn_relu6(inp, oup, kernel, stride):
+    return torch.nn.Sequential(torch.nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False),
+                               torch.nn.BatchNorm2d(oup), torch.nn.ReLU6())
+
+
+class _DemoBlock(torch.nn.Module):
+    """The demo's InvertedResidual, or with ``shift`` its InvertedResidualWithShift."""
+
+    def __init__(self, inp, oup, stride, expand, shift):
+        super().__init__()
+        hid = inp * expand
+        self.residual, self.shift = stride == 1 and inp == oup, shift
+        dw = [torch.nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), torch.nn.BatchNorm2d(hid),
+              torch.nn.ReLU6()]
+        pw_linear = [torch.nn.Conv2d(hid, oup, 1, bias=False), torch.nn.BatchNorm2d(oup)]
+        pw = [] if expand == 1 else [torch.nn.Conv2d(inp, hid, 1, bias=False), torch.nn.BatchNorm2d(hid),
+                                      torch.nn.ReLU6()]
+        self.conv = torch.nn.Sequential(*pw, *dw, *pw_linear)
+
+    def forward(self, x, buffer=None):
+        if not self.shift:
+            return x + self.conv(x) if self.residual else self.conv(x)
+        fold = x.shape[1] // 8
+        return x + self.conv(torch.cat((buffer, x[:, fold:]), dim=1)), x[:, :fold]
+
+
+class _DemoMobileNetV2(torch.nn.Module):
+    SHIFTED = {2, 4, 5, 7, 8, 9, 11, 12, 14, 15}  # the demo's shift_block_idx, counting blocks from 0
+
+    def __init__(self, classes):
+        super().__init__()
+        blocks = [(inp, oup, stride, t) for inp, oup, stride, t in _mbv2_blocks()]
+        self.features = torch.nn.ModuleList(
+            [_conv_bn_relu6(3, 32, 3, 2)]
+            + [_DemoBlock(*b, shift=i in self.SHIFTED) for i, b in enumerate(blocks)]
+            + [_conv_bn_relu6(320, 1280, 1, 1)])
+        self.classifier = torch.nn.Linear(1280, classes)
+
+    def forward(self, x, *buffers):
+        buffers, out = list(buffers), []
+        for f in self.features:
+            if getattr(f, "shift", False):
+                x, kept = f(x, buffers.pop(0))
+                out.append(kept)
+            else:
+                x = f(x)
+        return (self.classifier(x.mean(3).mean(2)), *out)
+
+
+def _demo_zero_buffers(demo, frame):
+    """The demo's first-frame buffers for frames shaped like ``frame``: zeros, each with 1/8 of
+    its block's input channels, at that block's resolution (a dry run finds the sizes)."""
+    buffers, x = [], frame
+    for f in demo.features:
+        if getattr(f, "shift", False):
+            buffers.append(torch.zeros(x.shape[0], x.shape[1] // 8, *x.shape[2:]))
+            x = f(x, buffers[-1])[0]
+        else:
+            x = f(x)
+    return buffers
+
+
+def test_the_online_demo_checkpoint_is_a_causal_online_model(tmp_path, capsys, one_thread):
+    from effvid.cli import main
+    from effvid.models.online import OnlineRecognizer
+    from effvid.training.loop import load_init_weights
+
+    demo = _DemoMobileNetV2(27).eval()
+    _randomise(demo, seed=4)
+    path = tmp_path / "mobilenetv2_jester_online.pth.tar"
+    torch.save(demo.state_dict(), path)  # as the demo loads it: a bare state dict
+    assert {"features.3.conv.0.weight", "features.1.conv.3.weight", "classifier.weight"} <= demo.state_dict().keys()
+
+    model = load_tsm_checkpoint(path)
+    info = model.checkpoint_info
+    assert (info.model_name, info.num_classes, info.shift_place, info.shift_div) == ("tsm_mobilenet_v2", 27, "residual", 8)
+    assert info.online_demo and model.config["shift_direction"] == "causal"
+    online = OnlineRecognizer.from_model(model)
+    assert online.num_caches == 10
+
+    g = torch.Generator().manual_seed(3)
+    frames = [torch.randn(2, 3, 64, 64, generator=g) for _ in range(8)]  # a clip of the default 8 segments
+    with torch.no_grad():
+        zeros = _demo_zero_buffers(demo, frames[0])  # as the demo starts a stream
+        buffers, reference, without_past = zeros, [], []
+        for x in frames:
+            logits, *buffers = demo(x, *buffers)
+            reference.append(logits)
+            without_past.append(demo(x, *zeros)[0])
+        ours = [online.step(x) for x in frames]
+        offline = model.frame_logits(torch.stack(frames, dim=1))  # the same causal model on the clip
+    for t, (a, b) in enumerate(zip(ours, reference)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item()), t
+        assert torch.allclose(offline[:, t], b, rtol=1e-4, atol=1e-4 * b.abs().max().item()), t
+    # the control: the previous frame's channels change the logits from the second frame on
+    assert not torch.allclose(reference[1], without_past[1], atol=1e-3)
+
+    # effvid convert: a causal model for stream and export, Jester's (trained without flips)
+    dst = tmp_path / "jester_online.safetensors"
+    assert main(["convert", str(path), str(dst)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"wrote {dst}: tsm_mobilenet_v2, 27 classes, 8 segments, shift 1/8 residual causal, segment "
+        "sampling (classes numbered: --classes FILE names them)")
+    converted, meta = OnlineRecognizer.from_checkpoint(dst)
+    assert meta["extra"]["flip"] is False and meta["extra"]["dataset"] == "jester"
+    with torch.no_grad():
+        assert torch.allclose(converted.run(torch.stack(frames, 1)), torch.stack(ours, 1), atol=1e-5)
+
+    # fine-tuning from it: the backbone, into a causal model
+    student = effvid.create_model("tsm_mobilenet_v2", num_classes=3, shift_direction="causal")
+    load_init_weights(student, str(path), ["a", "b", "c"], "tsm_mobilenet_v2")
+    assert torch.equal(student.backbone.features[3].conv[0][0].net.weight, demo.features[3].conv[0].weight)
+    line = load_init_weights(effvid.create_model("tsm_mobilenet_v2", num_classes=3), str(path), ["a", "b", "c"], "x")
+    assert "; it was trained as shift_direction causal (this run: bidirectional);" in line
+    # the demo is causal: it cannot be loaded as a bidirectional model
+    with pytest.raises(ValueError, match="shift_direction='bidirectional' disagrees with the weights"):
+        load_tsm_checkpoint(path, shift_direction="bidirectional")

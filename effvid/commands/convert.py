@@ -1,7 +1,9 @@
 """``effvid convert SRC.pth DST.safetensors``: an original TSM release checkpoint as effvid weights.
 
 The configuration (backbone, shift, segments, dense sampling) is read from the file name and
-the weights, as ``effvid info SRC.pth`` shows it. ``--classes FILE`` names the classes (a class
+the weights, as ``effvid info SRC.pth`` shows it. The online demo's
+``mobilenetv2_jester_online.pth.tar`` becomes a causal TSM-MobileNetV2, for effvid stream and
+export. ``--classes FILE`` names the classes (a class
 file as ``effvid train --classes`` reads: one name per line, UCF101's classInd.txt, labels.json);
 without it they are numbered. The result works with eval, predict, export, stream and info.
 To fine-tune on other classes, ``effvid train --init-weights SRC.pth`` reads the release file
@@ -17,7 +19,7 @@ from ..cli import UserError, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint
+    from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint, tsn_segments_note
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
@@ -30,10 +32,13 @@ def run(args: argparse.Namespace) -> int:
                  if v is not None}
     info = convert_tsm_checkpoint(src, dst, classes=args.classes, **overrides)
     shift = (f", shift 1/{info.shift_div} {info.shift_place}" if info.shift else "")
+    shift += " causal" if info.shift_direction == "causal" else ""  # the online demo's
     print(f"wrote {dst}: {info.model_name}, {info.num_classes} classes, {info.num_segments} "
           f"segments{shift}, {'dense' if info.dense else 'segment'} sampling"
           + ("" if args.classes else " (classes numbered: --classes FILE names them)"))
     if note := assumed_settings_note(info):  # a renamed file: 8 segments, shift 1/8 are guesses
+        print(note)
+    if note := tsn_segments_note(info):  # the TSN baseline: _segment5, tested on 8
         print(note)
     return 0
 
@@ -41,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("convert", help="convert an original TSM checkpoint (.pth) to .safetensors",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="original TSM/TSN release checkpoint (.pth)")
+    p.add_argument("src", help="original TSM/TSN release checkpoint (.pth), or the online demo's "
+                               "mobilenetv2_jester_online.pth.tar")
     p.add_argument("dst", help="effvid weights file to write (.safetensors)")
     p.add_argument("--classes", metavar="FILE", help="class file naming the checkpoint's classes")
     p.add_argument("--num-segments", type=positive_int,

@@ -7,7 +7,9 @@ or a folder of class folders; ``--classes`` numbers a list's
 integer labels (UCF101's classInd.txt). Views are clips x crops, with logits averaged: 1 clip
 x 1 crop is TSM's single-view protocol; ``--clips 10 --crops 3`` with ``--sampling dense`` is its dense
 Kinetics protocol; ``--twice --crops 3`` is its "twice sample" Something-Something protocol.
-The original ran both 3-crop protocols at full resolution (256x256 crops): add ``--size 256``.
+3 crops are --size squares along the long side of frames whose short side is resized to
+--scale-size, as the original's ``--test_crops=3`` (224 of 256 by default); its ``--full_res``
+(256x256 crops, in its dense Kinetics command) is ``--size 256 --scale-size 256``.
 A folder (or list) that the run split by ``--val-fraction`` is evaluated whole, training videos
 too, unless ``--held-out`` keeps only the ones the run held out.
 """
@@ -127,6 +129,29 @@ def trained_on_note(source: str, checkpoint: str) -> str | None:
             "only the held-out ones")
 
 
+def trained_with_flips(checkpoint: str, meta: dict) -> bool | None:
+    """Whether the checkpoint was trained with random horizontal flips: as its metadata says,
+    else (a checkpoint from before that was recorded) its run folder's config.json; None when
+    neither tells."""
+    if "flip" in meta.get("extra", {}):
+        return bool(meta["extra"]["flip"])
+    try:
+        cfg = run_config_beside(checkpoint)
+    except ValueError:  # an unreadable config.json: unknown
+        return None
+    return None if cfg is None else cfg.flip
+
+
+def mirrored_views_note(checkpoint: str, meta: dict, crops: int) -> str | None:
+    """A note for 10 crops (5 of them mirrored) of a model trained without flips, which were
+    turned off because mirroring changes its labels ("moving something left"), or None."""
+    if crops != 10 or trained_with_flips(checkpoint, meta) is not False:
+        return None
+    return (f"note: {checkpoint} was trained without horizontal flips, and 5 of the 10 crops are "
+            "mirror images, in which left and right change places (a label such as 'moving "
+            "something left' then shows the opposite): --crops 3 has no mirrored views")
+
+
 def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
     """The accuracy of each class with videos, in a column after the longest name (up to 60
     characters; Something-Something's names are sentences), and the classes without videos on
@@ -153,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
     return result
 
 
-def check_views(args: argparse.Namespace, meta: dict, say=None) -> None:
+def check_views(args: argparse.Namespace, meta: dict) -> None:
     """Refuse a protocol that cannot be, naming the flags as typed (the dataset's own checks
-    named its fields, after the data was read); say when --scale-size has no effect."""
+    named its fields, after the data was read)."""
     from ..inference import test_view
 
     view = test_view(meta, size=args.size, scale_size=args.scale_size, sampling=args.sampling)
@@ -166,9 +191,6 @@ def check_views(args: argparse.Namespace, meta: dict, say=None) -> None:
     if view["scale_size"] < view["size"]:
         raise UserError(f"--scale-size {view['scale_size']} is below the crop size {view['size']} "
                         "(--size): the short side must be at least the crop's")
-    if say and args.scale_size is not None and args.crops == 3:
-        say(f"note: --scale-size {args.scale_size} has no effect with --crops 3, whose crops are "
-            "taken from frames with the short side resized to --size")
 
 
 def evaluate_command(args: argparse.Namespace, env) -> int:
@@ -183,7 +205,9 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     say = print if env.is_main else None  # notices and results: once
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
-    check_views(args, meta, say)  # before reading the data, which may take minutes
+    check_views(args, meta)  # before reading the data, which may take minutes
+    if say and (note := mirrored_views_note(args.checkpoint, meta, args.crops)):
+        say(note)
     # said before reading: an error about a label's number names no file
     if say and not args.classes and (found := find_class_file(args.data)) is not None:
         say(f"class numbers from {found}, found beside the data (--classes FILE to give another)")
@@ -262,14 +286,18 @@ def register(sub) -> None:
                    help="with the DATA a run split by --val-fraction: only the videos it held out "
                         "for validation (from config.json and split.json beside the checkpoint)")
     p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
+                   help="crops per clip: 1 (centre), 3 (left/centre/right along the long side) or "
+                        "10 (corners and centre, and their mirror images)")
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--sampling", choices=("segment", "dense"), default=None,
                    help="frame sampling (default: as trained)")
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
     p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
     p.add_argument("--scale-size", type=positive_int, default=None,
-                   help="short-side resize (default: as trained, or size x 256/224 with --size)")
+                   help="short side of the frames the crops are cut from, for any --crops (default: "
+                        "as trained, or size x 256/224 with --size; --size 256 --scale-size 256 is "
+                        "the original's --full_res)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)
     add_device_argument(p)

@@ -142,7 +142,7 @@ def _build(args: argparse.Namespace):
     if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
-        from ..models.tsm_checkpoint import assumed_settings_note, load_tsm_checkpoint
+        from ..models.tsm_checkpoint import assumed_settings_note, load_tsm_checkpoint, tsn_segments_note
 
         model = load_tsm_checkpoint(path, num_segments=args.num_segments, shift_div=args.shift_div)
         ci = model.checkpoint_info  # what the file says of its training, from its name and fields
@@ -151,8 +151,10 @@ def _build(args: argparse.Namespace):
                  "dense sampling" if ci.dense else None]
         about = ": " + ", ".join(a for a in about if a) if any(about) else ""
         # no class names inside; what its name does not give was assumed
-        return (model, f"{path} (original TSM checkpoint{about})", None, None,
-                assumed_settings_note(ci))
+        kind = "original TSM online demo checkpoint" if ci.online_demo else "original TSM checkpoint"
+        # (a TSN's number of segments is never assumed: its note is the other one)
+        return (model, f"{path} ({kind}{about})", None, None,
+                assumed_settings_note(ci) or tsn_segments_note(ci))
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
         "not a .safetensors file, not 'av', and not a folder")

@@ -14,6 +14,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import find_files
     from ..data.video import VIDEO_EXTENSIONS
     from ..inference import load_recognizer, predict_paths, test_dataset
+    from .eval import mirrored_views_note
 
     if args.json not in (None, "-") and Path(args.json).suffix.lower() in VIDEO_EXTENSIONS:
         # "--json v1.mp4 v2.mp4": argparse gives v1.mp4 to --json, which would overwrite it
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {' '.join(args.videos)}")
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
+    if note := mirrored_views_note(args.checkpoint, meta, args.crops):
+        print(note, file=sys.stderr)  # stdout may be the JSON
     dataset = test_dataset([(p, 0) for p in paths], meta, num_segments=model.num_segments,
                            num_clips=args.clips, num_crops=args.crops, twice=args.twice,
                            sampling=args.sampling)

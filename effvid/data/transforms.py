@@ -135,9 +135,10 @@ class TestTransform:
 
     - ``num_crops=1``: resize shorter side to ``scale_size``, centre crop ``size``;
       returns (T, 3, size, size).
-    - ``num_crops=3``: resize shorter side to ``size`` (full resolution of the short
-      side) and take 3 ``size`` squares along the long side (left/centre/right or
-      top/middle/bottom); returns (3, T, 3, size, size).
+    - ``num_crops=3``: resize shorter side to ``scale_size`` and take 3 ``size`` squares
+      along the long side (left/centre/right or top/middle/bottom), centred across it, as
+      the original's ``GroupFullResSample`` (``test_models.py --test_crops=3``; its
+      ``--full_res`` is ``size == scale_size``); returns (3, T, 3, size, size).
     - ``num_crops=10``: resize shorter side to ``scale_size``; 4 corners + centre,
       then the same 5 flipped; returns (10, T, 3, size, size).
     """
@@ -166,18 +167,17 @@ class TestTransform:
             return normalize_clip(x, self.mean, self.std)
         # Crop positions on the original's grid of quarter steps (ops/transforms.py): the far
         # edge is at 4 * ((w - s) // 4), up to 3 px short of w - s.
+        x = F.resize(x, [self.scale_size], antialias=True)
+        h, w = x.shape[-2:]
         if self.num_crops == 3:
-            x = F.resize(x, [s], antialias=True)
-            h, w = x.shape[-2:]
             hs, ws = (h - s) // 4, (w - s) // 4
             if w >= h:
                 boxes = [(2 * hs, k * ws) for k in (0, 2, 4)]
-            else:  # the original takes the centre three times here; effvid top/middle/bottom
+            else:  # the original steps along the width here too, within the short side;
+                # effvid along the long side: top/middle/bottom
                 boxes = [(k * hs, 2 * ws) for k in (0, 2, 4)]
             views = [F.crop(x, t, l, s, s) for t, l in boxes]
         else:
-            x = F.resize(x, [self.scale_size], antialias=True)
-            h, w = x.shape[-2:]
             views = [F.crop(x, t, l, s, s) for t, l in _fixed_offsets(h, w, s, s, more=False)]
             views += [F.horizontal_flip(v) for v in views]
         return normalize_clip(torch.stack(views), self.mean, self.std)

@@ -6,6 +6,13 @@ like ``module.base_model.layer1.0.conv1.net.weight`` and ``module.new_fc.weight`
 maps them onto an effvid :class:`~effvid.models.recognizer.Recognizer` (``backbone.*`` and
 ``fc.*``).
 
+**The online demo.** ``mobilenetv2_jester_online.pth.tar``, the only released causal (online)
+model, is the bare state dict of the demo's own MobileNetV2 (``online_demo/mobilenet_v2_tsm.py``:
+``features.N.conv.K...`` and ``classifier.*``, no ``base_model.`` and no ``.net`` wrappers).
+Its code shifts the first 1/8 of the channels of each residual block's input from the previous
+frame, as effvid's causal residual shift does, so it loads as a causal ``tsm_mobilenet_v2``:
+its keys are renamed into the release layout, ``.net`` added where the demo shifts.
+
 **Keys first.** Everything the weights can tell is read from the weights, not from the file
 name: the architecture (MobileNetV2 if there are ``features.*`` keys; the ResNet depth from the
 number of blocks per stage and whether blocks have a ``conv3``), whether there is a temporal
@@ -49,10 +56,12 @@ __all__ = [
     "tsm_init_state_dict",
     "tsm_init_weights",
     "tsm_to_effvid_state_dict",
+    "tsn_segments_note",
 ]
 
 DEFAULT_SHIFT_DIV = 8
 DEFAULT_NUM_SEGMENTS = 8
+ONLINE_DEMO_SHIFT_DIV = 8  # online_demo/mobilenet_v2_tsm.py shifts c // 8 channels, always
 
 # (block type, blocks per stage) -> effvid arch
 _RESNETS = {
@@ -95,6 +104,8 @@ class TSMCheckpointInfo:
     dense: bool = False
     epoch: int | None = None
     best_prec1: float | None = None
+    shift_direction: str = "bidirectional"  # causal: the online demo's
+    online_demo: bool = False
 
     @property
     def model_name(self) -> str:
@@ -103,7 +114,8 @@ class TSMCheckpointInfo:
     def create_kwargs(self) -> dict:
         kwargs = {"num_classes": self.num_classes, "num_segments": self.num_segments}
         if self.shift:
-            kwargs.update(shift_div=self.shift_div, shift_place=self.shift_place)
+            kwargs.update(shift_div=self.shift_div, shift_place=self.shift_place,
+                          shift_direction=self.shift_direction)
         return kwargs
 
     def as_dict(self) -> dict:
@@ -114,9 +126,11 @@ class TSMCheckpointInfo:
     def assumed(self) -> dict[str, str]:
         """The settings that neither the caller nor the file name gave, so the defaults were
         taken (the weights cannot tell them: any number of segments and any shift fraction give
-        the same shapes): setting -> its value in words ({} when none was assumed)."""
+        the same shapes): setting -> its value in words ({} when none was assumed). A TSN's
+        number of segments is not one: its weights compute the same for any
+        (:func:`tsn_segments_note`)."""
         out = {}
-        if self.sources.get("num_segments") == "default":
+        if self.shift and self.sources.get("num_segments") == "default":
             out["num_segments"] = f"{self.num_segments} segments"
         if self.shift and self.sources.get("shift_div") == "default":
             out["shift_div"] = f"shift 1/{self.shift_div}"
@@ -142,6 +156,22 @@ def assumed_settings_note(info: TSMCheckpointInfo) -> str | None:
             f"{' and '.join(SETTINGS_NOT_IN_WEIGHTS[k][1] + ' N' for k in assumed)}")
 
 
+ORIGINAL_TEST_SEGMENTS = 8  # what the original README's commands test its TSN on
+
+
+def tsn_segments_note(info: TSMCheckpointInfo) -> str | None:
+    """One line for convert and info when a TSN file's name gives a number of segments other
+    than the 8 the original's results were measured with (the Kinetics TSN baseline is
+    ``_segment5``, and its README evaluates it with ``--test_segments=8``): without it, effvid
+    eval took the 5 as the file's own. None for a TSM, or when the caller chose the number."""
+    if info.shift or info.sources.get("num_segments") != "file name" or info.num_segments == ORIGINAL_TEST_SEGMENTS:
+        return None
+    return (f"note: a TSN's weights do not depend on the number of segments (each frame is "
+            f"classified alone, and the clip's logits are their average); {Path(info.path).name} "
+            f"was trained on {info.num_segments}, and the original's results evaluate it on "
+            f"{ORIGINAL_TEST_SEGMENTS}: give --num-segments {ORIGINAL_TEST_SEGMENTS} for those")
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading the file
 # ----------------------------------------------------------------------------------------------
@@ -151,7 +181,8 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     """Return (state_dict, extras) of a checkpoint file, read with ``weights_only=True``.
 
     ``extras`` holds ``epoch``, ``arch`` and ``best_prec1`` (as a float) when present. A bare
-    state dict (no wrapper) is accepted too.
+    state dict (no wrapper) is accepted too. The online demo's state dict is returned in the
+    release layout (:func:`_online_demo_as_release`), with ``extras["online_demo"] = True``.
     """
     path = Path(path)
     if not path.is_file():
@@ -176,6 +207,8 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise TSMCheckpointError(f"{path} does not hold a state dict of tensors")
+    if _is_online_demo(state):
+        state, extras["online_demo"] = _online_demo_as_release(state), True
     if "best_prec1" in extras:
         try:
             extras["best_prec1"] = float(extras["best_prec1"])
@@ -199,6 +232,35 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         return {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
+
+
+def _is_online_demo(state: dict[str, torch.Tensor]) -> bool:
+    """Whether ``state`` is the online demo's MobileNetV2: ``features.*`` and a plain Linear
+    ``classifier`` (torchvision's MobileNetV2 has ``classifier.1.*``, the release files
+    ``base_model.*``)."""
+    keys = _strip_prefix(state)
+    return "classifier.weight" in keys and all(k.startswith(("features.", "classifier.")) for k in keys)
+
+
+def _online_demo_as_release(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The online demo's state dict as the release files name it: under ``base_model.``, and
+    the first conv of each block the demo shifts wrapped (``conv.0.net.``). The demo shifts
+    the blocks with a residual connection (its ``shift_block_idx``), which the keys show as an
+    expansion block whose output has as many channels as its input."""
+    state = {"base_model." + k: v for k, v in _strip_prefix(state).items()}
+    shifted = set()
+    for block in _mbv2_expansion_blocks(state):
+        first = state.get(f"base_model.features.{block}.conv.0.weight")
+        last = state.get(f"base_model.features.{block}.conv.6.weight")
+        if first is not None and last is not None and first.shape[1] == last.shape[0]:
+            shifted.add(block)
+    out = {}
+    for key, value in state.items():
+        m = _MBV2_BLOCK_KEY.match(key[len("base_model."):])
+        if m and int(m.group(1)) in shifted and m.group(2) == "0":
+            key = f"base_model.features.{m.group(1)}.conv.0.net.{m.group(3)}"
+        out[key] = value
+    return out
 
 
 def _parse_file_name(name: str) -> dict:
@@ -303,10 +365,12 @@ def inspect_tsm_checkpoint(
                 f"{where}: temporal shift at unexpected positions: {shifted[:4]}")
         shift_place = "residual" if residual else "inplace"
 
+    demo = bool(extras.get("online_demo"))
     hints = _parse_file_name(path.name)
     sources = {"arch": "keys", "shift": "keys", "num_classes": "keys"}
     if shift:
-        sources["shift_place"] = "keys"
+        # the original code's shift is bidirectional; the online demo's is causal
+        sources["shift_place"] = sources["shift_direction"] = "keys"
 
     def pick(name: str, given: int | None, default: int) -> int:
         if given is not None:
@@ -319,15 +383,20 @@ def inspect_tsm_checkpoint(
         return default
 
     segs = pick("num_segments", num_segments, DEFAULT_NUM_SEGMENTS)
-    div = pick("shift_div", shift_div, DEFAULT_SHIFT_DIV)
+    if demo and shift_div is None:  # its code fixes the fraction
+        div, sources["shift_div"] = ONLINE_DEMO_SHIFT_DIV, "keys"
+    else:
+        div = pick("shift_div", shift_div, DEFAULT_SHIFT_DIV)
     check_positive_ints(num_segments=segs)
-    if shift and div < 2:  # the released TSMs shift both ways: 1/div to the past, 1/div to the future
+    if shift and not demo and div < 2:  # the released TSMs shift both ways: 1/div to the past, 1/div to the future
         raise BadValue("shift_div", div, "must be >= 2 for the original TSM's bidirectional shift")
     return TSMCheckpointInfo(
         path=str(path), arch=arch, shift=shift, shift_place=shift_place, shift_div=div,
         num_segments=segs, num_classes=num_classes, sources=sources,
-        dataset=hints.get("dataset"), dense=hints.get("dense", False),
-        epoch=extras.get("epoch"), best_prec1=extras.get("best_prec1"))
+        # the demo's only checkpoint is Jester's (online_demo/main.py)
+        dataset="jester" if demo else hints.get("dataset"), dense=hints.get("dense", False),
+        epoch=extras.get("epoch"), best_prec1=extras.get("best_prec1"),
+        shift_direction="causal" if demo else "bidirectional", online_demo=demo)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -427,7 +496,9 @@ def load_tsm_checkpoint(
     shift_div: int | None = None,
     **overrides,
 ) -> Recognizer:
-    """Build the effvid recogniser of an original TSM/TSN release checkpoint and load its weights.
+    """Build the effvid recogniser of an original TSM/TSN release checkpoint (or of the online
+    demo's ``mobilenetv2_jester_online.pth.tar``: a causal TSM-MobileNetV2, for
+    :class:`effvid.models.online.OnlineRecognizer`) and load its weights.
 
     ``num_segments`` and ``shift_div`` override the file name (they cannot be read from the
     weights); other ``overrides`` go to :func:`effvid.create_model` (e.g. ``dropout``,
@@ -448,7 +519,9 @@ def load_tsm_checkpoint(
             if overrides.get(name) is not None:
                 raise ValueError(f"{path} is a TSN checkpoint (no temporal shift); {name} does not apply")
             overrides.pop(name, None)
-    for name in ("num_classes", "shift_place"):
+    # a bidirectional release file may start a causal model; the causal demo stays causal
+    fixed = ("num_classes", "shift_place") + (("shift_direction",) if info.online_demo else ())
+    for name in fixed:
         if name in overrides and overrides[name] != kwargs.get(name):
             from ..cli import command_line
 
@@ -529,7 +602,9 @@ def convert_tsm_checkpoint(
     metadata; their number must match the checkpoint's. A ``_dense`` checkpoint is evaluated
     with dense sampling by ``effvid eval`` and ``effvid predict``. ``load_kwargs`` go to
     :func:`load_tsm_checkpoint` (e.g. ``num_segments=16``). The result loads with
-    :func:`effvid.models.weights.load_model`. Returns what was inferred.
+    :func:`effvid.models.weights.load_model`. Returns what was inferred. A file name's dataset
+    records whether it was trained with horizontal flips (not on Something-Something and Jester,
+    as the original's main.py), for effvid eval's note on mirrored views.
     """
     from .weights import save_weights
 
@@ -539,6 +614,8 @@ def convert_tsm_checkpoint(
     meta: dict = {"extra": {"converted_from": Path(src).name, "epoch": info.epoch,
                             "best_prec1": info.best_prec1, "dataset": info.dataset,
                             "dense": info.dense, "sampling": "dense" if info.dense else "segment"}}
+    if info.dataset is not None:  # the original's main.py trains these two without flips
+        meta["extra"]["flip"] = not any(d in info.dataset for d in ("something", "jester"))
     names = _read_classes(classes, info.num_classes)
     if names is not None:
         meta["classes"] = names

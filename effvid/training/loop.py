@@ -125,13 +125,17 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
 
 
 def _release_file_differences(info, config: dict) -> str:
-    """What an original TSM checkpoint's name says it was trained with that differs from this
-    run's ``config`` (the weights load either way: a model trained on 8 segments fine-tuned on
-    4 computes something else at first), and what its name does not say, which the weights
+    """What an original TSM checkpoint's name or keys say it was trained with that differs from
+    this run's ``config`` (the weights load either way: a model trained on 8 segments, or with a
+    bidirectional shift, fine-tuned on 4 or as a causal model computes something else at first),
+    and what its name does not say, which the weights
     cannot tell either: "" when neither. (An architecture, shift placement or fraction that
-    differs was refused by tsm_init_weights.)"""
+    differs was refused by tsm_init_weights.) A TSN's weights compute the same for any number
+    of segments: not named."""
     named = {k: getattr(info, k) for k, source in info.sources.items()
-             if k in ("num_segments", "shift_div", "shift_place") and source in ("file name", "keys")}
+             if k in ("num_segments", "shift_div", "shift_place", "shift_direction")
+             and source in ("file name", "keys")
+             and (info.shift or k != "num_segments")}
     differs = [f"{k} {v} (this run: {config.get(k, '-')})" for k, v in named.items()
                if k in config and v != config.get(k)]
     line = f"; it was trained as {', '.join(differs)}" if differs else ""
@@ -387,9 +391,10 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     optimizer = build_optimizer(model, cfg)
     # loss scaling for float16 autocast (GPUs before Ampere); a pass-through otherwise
     scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
-    # what eval and predict need to view videos as training's validation did
+    # what eval and predict need to view videos as training's validation did; flip: whether
+    # mirrored test views (--crops 10) are views it was trained on
     metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
-                                              "sampling": cfg.sampling}}
+                                              "sampling": cfg.sampling, "flip": cfg.flip}}
 
     # 4. resume
     history: list[dict] = []
