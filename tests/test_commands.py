@@ -256,6 +256,23 @@ def test_resume_of_a_run_that_never_started_says_so(tmp_path, capsys):
     assert "nothing to resume in" in capsys.readouterr().err
 
 
+def test_resume_of_a_file_or_of_a_run_given_as_data_says_what_it_is(trained, tmp_path, capsys):
+    # --output FILE --resume said "nothing to resume in FILE: ... the run stopped before it started"
+    file = tmp_path / "file"
+    file.write_text("")
+    for data in ([], [str(trained[0])]):  # with DATA, it was "cannot write to the run folder"
+        assert main(["train", *data, "--output", str(file), "--resume"]) == 2
+        assert capsys.readouterr().err == f"effvid train: error: cannot resume {file}: it is a file, not a folder\n"
+    # --resume takes no value: `--resume RUN` made RUN the DATA, read as class folders (its
+    # tensorboard/ file had an "unsupported video extension") or a list file ("not UTF-8 text")
+    run = trained[1].parent
+    for given, what in ((run, "a run folder"), (run / "last_state.pt", f"a file of the run in {run}")):
+        assert main(["train", "--resume", str(given)]) == 2
+        assert capsys.readouterr().err == (
+            f"effvid train: error: {given} is {what}, not training data: --resume takes no value (it "
+            f"continues the run in --output); effvid train --output {run} --resume continues that run\n")
+
+
 def test_eval_and_predict_columns_with_many_classes_and_long_names(trained, tmp_path, capsys):
     from effvid.models import create_model
     from effvid.models.weights import save_weights
