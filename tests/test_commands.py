@@ -612,6 +612,36 @@ def test_a_run_without_its_resume_state_is_said_to_be_so(trained, tmp_path, caps
     assert "last_state.pt is missing" in err and "continue it with --resume" not in err, err
 
 
+def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, capsys):
+    # a truncated last_state.pt (a full disk, a copy that did not finish) gave PyTorch's paragraph
+    # on "PytorchStreamReader failed reading zip archive ... internal miniz error"; random bytes
+    # "KeyError: 2910924322"
+    import os
+
+    run = _copy_run(trained, tmp_path)
+    state = (run / "last_state.pt").read_bytes()
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 2}))  # not finished
+    advice = (f"its resume state {run / 'last_state.pt'} is damaged (truncated, or not a file effvid wrote), "
+              f"so the run cannot be continued exactly: start a new run from its weights with --init-weights "
+              f"{run / 'last.safetensors'} --output NEW, or replace it with --overwrite")
+    for damaged in (state[: len(state) // 2], os.urandom(3000)):
+        (run / "last_state.pt").write_bytes(damaged)
+        assert main(["train", "--output", str(run), "--resume", "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
+        assert main(["info", str(run), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == f"stopped, and {advice}"
+    (run / "config.json").unlink()  # the configuration is then read from the state
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
+    # the state of no run (a tensor saved under its name)
+    torch.save(torch.zeros(2), run / "last_state.pt")
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: cannot resume {run}: its resume state "
+                                       f"{run / 'last_state.pt'} is not a run's resume state (it holds no "
+                                       f"history), so {advice.split(', so ')[1]}\n")
+
+
 def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):
     run = _copy_run(trained, tmp_path)
     saved = json.loads((run / "config.json").read_text())

@@ -269,7 +269,7 @@ def run_folder_info(folder: Path) -> dict:
     unreadable_state = None
     try:  # the commit point: history.json is written after it and may be an epoch behind
         history = committed_history(folder) or history
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError) as e:  # a damaged state: what to do, in missing_state_advice's words
         unreadable_state = str(e)
     # An older run's history spells a video relative to where it started, then absolute after a
     # resume: each relative path is the absolute one it ends with, as a resume reads them (the
@@ -296,7 +296,7 @@ def run_folder_info(folder: Path) -> dict:
     elif total is not None and len(history) >= total:
         info["state"] = "finished"
     elif unreadable_state:
-        info["state"] = f"stopped, and its last_state.pt cannot be read to resume it: {unreadable_state}"
+        info["state"] = f"stopped, and {unreadable_state}"
     elif has_state:
         info["state"] = f"stopped: continue with {command_line('effvid', 'train', '--output', folder, '--resume')}"
     elif run_left_without_state(folder):  # its epochs' files, without the state that resumes them
