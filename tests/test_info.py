@@ -254,7 +254,7 @@ def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, ca
     # (it was PyTorch's paragraph on "PytorchStreamReader failed reading zip archive")
     assert lines[7] == (f"state        stopped, and its resume state {run / 'last_state.pt'} is damaged "
                         "(truncated, or not a file effvid wrote), so the run cannot be continued exactly: "
-                        "or replace it with --overwrite"), lines[7]  # it has no weights to start from
+                        "replace it with --overwrite"), lines[7]  # it has no weights to start from
     # a model's flags are refused, not ignored (the run has its own model)
     assert main(["info", str(run), "--size", "112", "--num-segments", "8"]) == 2
     assert capsys.readouterr().err.strip() == (

@@ -285,11 +285,10 @@ def missing_state_advice(folder: Path, unusable: str | None = None) -> str:
     """What to say of a run without its resume state, or with one that cannot be used
     (``unusable`` says why: "is damaged (...)"): why it cannot be resumed, and the ways on."""
     weights = next((folder / n for n in ("last.safetensors", "best.safetensors") if (folder / n).is_file()), None)
-    start = (f"start a new run from its weights with {command_line('--init-weights', weights)} --output NEW, "
-             if weights else "")
+    ways = (f"start a new run from its weights with {command_line('--init-weights', weights)} --output NEW, "
+            "or replace it with --overwrite" if weights else "replace it with --overwrite")
     state = f"{folder / 'last_state.pt'} {unusable}" if unusable else "last_state.pt is missing"
-    return (f"its resume state {state}, so the run cannot be continued exactly: "
-            f"{start}or replace it with --overwrite")
+    return f"its resume state {state}, so the run cannot be continued exactly: {ways}"
 
 
 def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:
