@@ -631,6 +631,9 @@ def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, 
         assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
         assert main(["info", str(run), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["state"] == f"stopped, and {advice}"
+    (run / "config.json").write_text(json.dumps(config))  # finished: it said "finished", no more
+    assert main(["info", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == f"finished, and {advice}"
     (run / "config.json").unlink()  # the configuration is then read from the state
     assert main(["train", "--output", str(run), "--resume"]) == 2
     assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
@@ -640,6 +643,41 @@ def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, 
     assert capsys.readouterr().err == (f"effvid train: error: cannot resume {run}: its resume state "
                                        f"{run / 'last_state.pt'} is not a run's resume state (it holds no "
                                        f"history), so {advice.split(', so ')[1]}\n")
+
+
+def test_damaged_weights_are_named_by_info_eval_and_predict(trained, tmp_path, capsys):
+    # a truncated best.safetensors (a full disk, a copy that did not finish) was found only by
+    # eval or predict, in safetensors' words ("incomplete metadata, file not fully covered"),
+    # while effvid info presented the run as fine
+    data = trained[0]
+    run = _copy_run(trained, tmp_path)
+    best, last = run / "best.safetensors", run / "last.safetensors"
+    best.write_bytes(best.read_bytes()[:-100])
+    last.write_bytes(last.read_bytes()[:20])  # cut inside its header
+    cut = "its size is not what its header lists (truncated, or a copy that did not finish)"
+    assert main(["info", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[6:9] == [f"damaged      best.safetensors: {cut}",
+                          "damaged      last.safetensors: it ends inside its header (truncated, or a copy that "
+                          "did not finish)",
+                          "state        finished"], lines
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    for args in (["eval", str(data), "-c", str(best)], ["predict", video, "-c", str(best)]):
+        assert main(args) == 2
+        assert capsys.readouterr().err == f"effvid {args[0]}: error: {best} is not a readable safetensors file: {cut}\n"
+    # without its state, the weights to start from are those that can be read
+    (run / "last_state.pt").unlink()
+    (run / "config.json").write_text(json.dumps(json.loads((run / "config.json").read_text()) | {"epochs": 2}))
+    (run / "best.safetensors").write_bytes(trained[1].read_bytes())
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert list(info["damaged"]) == ["last.safetensors"]
+    assert f"start a new run from its weights with --init-weights {best} --output NEW" in info["state"]
+    (run / "best.safetensors").write_text("")
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["damaged"]["best.safetensors"] == "damaged, or not a safetensors file (header too small)"
+    assert info["state"].endswith("cannot be continued exactly: replace it with --overwrite")
 
 
 def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):

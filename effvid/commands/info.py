@@ -233,9 +233,11 @@ RUN_FILES = ("best.safetensors", "last.safetensors", "curves.png", "confusion.pn
 def run_folder_info(folder: Path) -> dict:
     """Where the run in ``folder`` stands, from its config.json, the epochs its last_state.pt
     commits (its tensors are not read) or else history.json, and its lock
-    (:func:`~effvid.training.run_lock.run_folder_holder`)."""
+    (:func:`~effvid.training.run_lock.run_folder_holder`); and which of its weights files are
+    damaged (their headers read)."""
     from dataclasses import asdict
 
+    from ..models.weights import safetensors_problem
     from ..training.config import TrainConfig
     from ..training.run_folder import (absolute_bad_paths, bad_videos_list, best_epoch, check_history,
                                        committed_history, missing_state_advice, run_left_without_state,
@@ -282,6 +284,10 @@ def run_folder_info(folder: Path) -> dict:
             "seconds": round(sum(h.get("seconds", 0) for h in history), 1),
             "unreadable_videos": len(bad_videos_list(history)),
             "files": [name for name in RUN_FILES if (folder / name).exists()]}
+    # a truncated best.safetensors (a full disk, a copy that did not finish) was found only by
+    # eval or predict, while info presented the run as fine
+    info["damaged"] = {name: why for name in ("best.safetensors", "last.safetensors")
+                       if (folder / name).is_file() and (why := safetensors_problem(folder / name))}
     if history:
         best = max(h["val"]["top1"] for h in history)
         last = history[-1]
@@ -294,7 +300,7 @@ def run_folder_info(folder: Path) -> dict:
     if holder:
         info["state"] = f"running now ({holder})"
     elif total is not None and len(history) >= total:
-        info["state"] = "finished"
+        info["state"] = "finished" + (f", and {unreadable_state}" if unreadable_state else "")
     elif unreadable_state:
         info["state"] = f"stopped, and {unreadable_state}"
     elif has_state:
@@ -328,6 +334,7 @@ def format_run_folder(info: dict) -> str:
     if info["unreadable_videos"]:  # runs written before bad_videos.json list them in history.json only
         listed = "bad_videos.json" if "bad_videos.json" in info["files"] else "history.json"
         lines.append(f"unreadable   {info['unreadable_videos']:,} video(s) skipped ({listed})")
+    lines += [f"damaged      {name}: {why}" for name, why in info["damaged"].items()]
     lines += [f"state        {info['state']}", f"files        {', '.join(info['files']) or '-'}"]
     return "\n".join(lines)
 

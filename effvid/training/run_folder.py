@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..cli import command_line
-from ..models.weights import atomic_replace, load_torch_file, save_weights
+from ..models.weights import atomic_replace, load_torch_file, safetensors_problem, save_weights
 from .config import TrainConfig
 from .distributed import DistEnv
 
@@ -284,7 +284,8 @@ def run_left_without_state(folder: Path) -> list[str]:
 def missing_state_advice(folder: Path, unusable: str | None = None) -> str:
     """What to say of a run without its resume state, or with one that cannot be used
     (``unusable`` says why: "is damaged (...)"): why it cannot be resumed, and the ways on."""
-    weights = next((folder / n for n in ("last.safetensors", "best.safetensors") if (folder / n).is_file()), None)
+    weights = next((folder / n for n in ("last.safetensors", "best.safetensors")
+                    if (folder / n).is_file() and safetensors_problem(folder / n) is None), None)
     ways = (f"start a new run from its weights with {command_line('--init-weights', weights)} --output NEW, "
             "or replace it with --overwrite" if weights else "replace it with --overwrite")
     state = f"{folder / 'last_state.pt'} {unusable}" if unusable else "last_state.pt is missing"
