@@ -129,6 +129,28 @@ def test_predict_missing_video_is_a_clear_error(trained, capsys):
     assert "video not found: nowhere.mp4" in capsys.readouterr().err
 
 
+def test_a_video_path_that_is_no_file_says_what_it_is(trained, tmp_path, capsys):
+    # predict, eval and check said "video not found" of a FIFO, a device and a folder named like a video
+    import os
+
+    data, ckpt = trained
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    assert main(["predict", str(fifo), "-c", str(ckpt)]) == 2
+    assert capsys.readouterr().err == f"effvid predict: error: {fifo} is not a regular file (a FIFO)\n"
+    assert main(["predict", os.devnull, "-c", str(ckpt)]) == 2
+    assert capsys.readouterr().err == f"effvid predict: error: {os.devnull} is not a regular file (a character device)\n"
+    (tmp_path / "folder.mp4").mkdir()
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"folder.mp4 left\n{sorted((data / 'val' / 'left').glob('*.mp4'))[0]} left\n")
+    assert main(["eval", str(lst), "-c", str(ckpt), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == (f"effvid eval: error: {str(lst)!r} line 1: {str(tmp_path / 'folder.mp4')!r} "
+                                       "is a folder, not a video file\n")
+    assert main(["check", str(lst), "--workers", "0", "--quiet"]) == 1
+    assert (f"    {tmp_path / 'folder.mp4'}: a folder, not a video file; listed in {str(lst)!r} line 1"
+            in capsys.readouterr().out.splitlines())
+
+
 def test_eval_protocols(trained, tmp_path, capsys):
     data, ckpt = trained
     out = tmp_path / "metrics.json"
