@@ -702,6 +702,18 @@ def test_damaged_weights_are_named_by_info_eval_and_predict(trained, tmp_path, c
     assert info["state"].endswith("cannot be continued exactly: replace it with --overwrite")
 
 
+def test_counts_of_one_are_singular(trained, tmp_path, capsys):
+    # "has completed 1 of 1 epochs", "[2/3] training TSN (resnet_tiny, 8 segments, 1 epochs)"
+    run = _copy_run(trained, tmp_path)
+    assert main(["train", "--output", str(run), "--resume"]) == 0
+    assert f"{run} has completed 1 of 1 epoch: nothing to do (raise --epochs to train on)" in \
+        capsys.readouterr().out.splitlines()
+    assert main(["quickstart", "--output", str(tmp_path / "qs"), "--epochs", "1", "--videos-per-class", "1",
+                 "--size", "16", "--workers", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "[2/3] training TSN (resnet_tiny, 8 segments, 1 epoch) ..." in out, out
+
+
 def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):
     run = _copy_run(trained, tmp_path)
     saved = json.loads((run / "config.json").read_text())

@@ -241,6 +241,11 @@ def test_info_on_a_run_written_before_per_class_and_bad_videos_json(tmp_path, ca
     assert main(["info", str(run)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == "model        tsm_resnet_tiny, 4 segments, 3 classes"
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"num_segments": 1}))
+    assert main(["info", str(run)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "model        tsm_resnet_tiny, 1 segment, 3 classes"
+    (run / "config.json").write_text(json.dumps(config))
     assert lines[3] == "epochs       2 of 3 (1 min of training and validation)"
     assert lines[4] == "best         val top-1 50.0% at epoch 1"
     assert lines[5] == "last epoch   train loss 1.400, top-1 40.0%; val top-1 50.0%, top-5 75.0%"

@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import UserError, command_line, positive_int
+from ..cli import UserError, command_line, plural, positive_int
 
 SHARING_CHOICES = ("none", "layers", "all", "partial")
 FUSION_CHOICES = ("early", "mid", "late")
@@ -320,7 +320,7 @@ def format_run_folder(info: dict) -> str:
     took = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min" if minutes >= 1 else f"{info['seconds']:.0f} s"
     lines = [f"run folder   {info['folder']}"]
     if info["model"]:
-        lines.append(f"model        {info['model']}, {info['num_segments']} segments"
+        lines.append(f"model        {info['model']}, {plural(info['num_segments'], 'segment')}"
                      + (f", {info['num_classes']} classes" if "num_classes" in info else ""))
     if info["data"]:
         lines.append(f"data         {info['data']}" + (f" (validation: {info['val_data']})" if info["val_data"] else ""))

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import runtime
+from ..cli import plural
 from ..data import collate_clips
 from ..errors import UserError
 from ..models import create_model
@@ -444,7 +445,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                       "bad_videos.json)")
     if finished:
         if env.is_main:
-            print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
+            print(f"{out} has completed {start_epoch} of {plural(cfg.epochs, 'epoch')}: nothing to do "
                   "(raise --epochs to train on)")
         return outcome()
     if resume is not None and env.is_main:
