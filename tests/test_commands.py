@@ -474,9 +474,17 @@ def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_p
             f"part of {data} (its val/ folder or published split)") in capsys.readouterr().err
     assert main(["eval", str(data / "train"), "-c", str(ckpt)]) == 0  # not its DATA: no note
     assert "note:" not in capsys.readouterr().out
+    assert main(["info", str(run), "--json"]) == 0
+    assert "note" not in json.loads(capsys.readouterr().out)
     (run / "split.json").unlink()
     assert main(["eval", str(flat), *common, "--held-out"]) == 2
     assert f"--held-out: {run} has no split.json" in capsys.readouterr().err
+    # and effvid info says so of the run (it said nothing)
+    assert main(["info", str(run)]) == 0
+    assert ("note         no split.json: the run held out 34% of each class of its data for validation, "
+            "and that split cannot be drawn again, so effvid eval --held-out cannot evaluate those videos "
+            "(a run from before effvid saved its split, or the file was deleted)"
+            in capsys.readouterr().out.splitlines())
 
 
 def test_a_resume_state_given_as_weights_points_to_the_runs_weights(trained, tmp_path, capsys):

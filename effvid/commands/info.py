@@ -255,7 +255,8 @@ def run_folder_info(folder: Path) -> dict:
     # checked as train --resume and eval check them: a file of another shape is named (status
     # 2), where it failed later with a traceback
     try:
-        config = asdict(TrainConfig.load(folder / "config.json")) if (folder / "config.json").is_file() else None
+        cfg = TrainConfig.load(folder / "config.json") if (folder / "config.json").is_file() else None
+        config = asdict(cfg) if cfg is not None else None
         history = read_json("history.json")
         history = [] if history is None else check_history(history, folder / "history.json")
     except ValueError as e:
@@ -296,6 +297,8 @@ def run_folder_info(folder: Path) -> dict:
                  "best_epoch": best_epoch(history, best) + 1,
                  "last": {"train_loss": last["train"]["loss"], "train_top1": last["train"]["top1"],
                           "val_top1": last["val"]["top1"], "val_top5": last["val"].get("top5")}}
+    if cfg is not None and (note := unsaved_split_note(cfg, folder)):
+        info["note"] = note
     holder = run_folder_holder(folder)
     if holder:
         info["state"] = f"running now ({holder})"
@@ -312,6 +315,24 @@ def run_folder_info(folder: Path) -> dict:
     return info
 
 
+def unsaved_split_note(cfg, folder: Path) -> str | None:
+    """What to say of a run that held out part of its data for validation but has no split.json
+    (a run from before effvid saved it, or the file deleted): ``effvid eval --held-out`` cannot
+    draw that split again. None otherwise, and where the data is gone (its layout unknown)."""
+    from ..training.run_data import splits_by_fraction
+
+    if (folder / "split.json").exists() or not cfg.data or not Path(cfg.data).exists():
+        return None
+    try:
+        if not splits_by_fraction(cfg):
+            return None
+    except (OSError, ValueError):  # DATA not readable as a run reads it: its run would say so
+        return None
+    return (f"no split.json: the run held out {100 * cfg.val_fraction:g}% of each class of its data for "
+            "validation, and that split cannot be drawn again, so effvid eval --held-out cannot "
+            "evaluate those videos (a run from before effvid saved its split, or the file was deleted)")
+
+
 def format_run_folder(info: dict) -> str:
     def pct(x):
         return f"{100 * x:.1f}%"
@@ -324,6 +345,8 @@ def format_run_folder(info: dict) -> str:
                      + (f", {info['num_classes']} classes" if "num_classes" in info else ""))
     if info["data"]:
         lines.append(f"data         {info['data']}" + (f" (validation: {info['val_data']})" if info["val_data"] else ""))
+    if info.get("note"):
+        lines.append(f"note         {info['note']}")
     lines.append(f"epochs       {info['epochs_done']}" + (f" of {info['epochs']}" if info["epochs"] else "")
                  + (f" ({took} of training and validation)" if info["epochs_done"] else ""))
     if "best_top1" in info:
