@@ -37,6 +37,12 @@ def command_line(*words) -> str:
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an s unless there is one: "1 epoch", "3 epochs" (a message
+    said "completed 1 of 1 epochs")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 # argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs
 positive_int = _int_at_least(1)      # counts and sizes
 nonnegative_int = _int_at_least(0)   # worker processes

@@ -129,6 +129,28 @@ def test_predict_missing_video_is_a_clear_error(trained, capsys):
     assert "video not found: nowhere.mp4" in capsys.readouterr().err
 
 
+def test_a_video_path_that_is_no_file_says_what_it_is(trained, tmp_path, capsys):
+    # predict, eval and check said "video not found" of a FIFO, a device and a folder named like a video
+    import os
+
+    data, ckpt = trained
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    assert main(["predict", str(fifo), "-c", str(ckpt)]) == 2
+    assert capsys.readouterr().err == f"effvid predict: error: {fifo} is not a regular file (a FIFO)\n"
+    assert main(["predict", os.devnull, "-c", str(ckpt)]) == 2
+    assert capsys.readouterr().err == f"effvid predict: error: {os.devnull} is not a regular file (a character device)\n"
+    (tmp_path / "folder.mp4").mkdir()
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"folder.mp4 left\n{sorted((data / 'val' / 'left').glob('*.mp4'))[0]} left\n")
+    assert main(["eval", str(lst), "-c", str(ckpt), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == (f"effvid eval: error: {str(lst)!r} line 1: {str(tmp_path / 'folder.mp4')!r} "
+                                       "is a folder, not a video file\n")
+    assert main(["check", str(lst), "--workers", "0", "--quiet"]) == 1
+    assert (f"    {tmp_path / 'folder.mp4'}: a folder, not a video file; listed in {str(lst)!r} line 1"
+            in capsys.readouterr().out.splitlines())
+
+
 def test_eval_protocols(trained, tmp_path, capsys):
     data, ckpt = trained
     out = tmp_path / "metrics.json"
@@ -301,6 +323,23 @@ def test_info_on_a_checkpoint_uses_its_training_size(trained, capsys):
 def test_resume_of_a_run_that_never_started_says_so(tmp_path, capsys):
     assert main(["train", "--output", str(tmp_path / "run"), "--resume"]) == 2
     assert "nothing to resume in" in capsys.readouterr().err
+
+
+def test_resume_of_a_file_or_of_a_run_given_as_data_says_what_it_is(trained, tmp_path, capsys):
+    # --output FILE --resume said "nothing to resume in FILE: ... the run stopped before it started"
+    file = tmp_path / "file"
+    file.write_text("")
+    for data in ([], [str(trained[0])]):  # with DATA, it was "cannot write to the run folder"
+        assert main(["train", *data, "--output", str(file), "--resume"]) == 2
+        assert capsys.readouterr().err == f"effvid train: error: cannot resume {file}: it is a file, not a folder\n"
+    # --resume takes no value: `--resume RUN` made RUN the DATA, read as class folders (its
+    # tensorboard/ file had an "unsupported video extension") or a list file ("not UTF-8 text")
+    run = trained[1].parent
+    for given, what in ((run, "a run folder"), (run / "last_state.pt", f"a file of the run in {run}")):
+        assert main(["train", "--resume", str(given)]) == 2
+        assert capsys.readouterr().err == (
+            f"effvid train: error: {given} is {what}, not training data: --resume takes no value (it "
+            f"continues the run in --output); effvid train --output {run} --resume continues that run\n")
 
 
 def test_eval_and_predict_columns_with_many_classes_and_long_names(trained, tmp_path, capsys):
@@ -482,9 +521,17 @@ def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_p
             f"part of {data} (its val/ folder or published split)") in capsys.readouterr().err
     assert main(["eval", str(data / "train"), "-c", str(ckpt)]) == 0  # not its DATA: no note
     assert "note:" not in capsys.readouterr().out
+    assert main(["info", str(run), "--json"]) == 0
+    assert "note" not in json.loads(capsys.readouterr().out)
     (run / "split.json").unlink()
     assert main(["eval", str(flat), *common, "--held-out"]) == 2
     assert f"--held-out: {run} has no split.json" in capsys.readouterr().err
+    # and effvid info says so of the run (it said nothing)
+    assert main(["info", str(run)]) == 0
+    assert ("note         no split.json: the run held out 34% of each class of its data for validation, "
+            "and that split cannot be drawn again, so effvid eval --held-out cannot evaluate those videos "
+            "(a run from before effvid saved its split, or the file was deleted)"
+            in capsys.readouterr().out.splitlines())
 
 
 def test_a_resume_state_given_as_weights_points_to_the_runs_weights(trained, tmp_path, capsys):
@@ -640,6 +687,86 @@ def test_a_run_without_its_resume_state_is_said_to_be_so(trained, tmp_path, caps
     assert main(["train", "--output", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "last_state.pt is missing" in err and "continue it with --resume" not in err, err
+
+
+def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, capsys):
+    # a truncated last_state.pt (a full disk, a copy that did not finish) gave PyTorch's paragraph
+    # on "PytorchStreamReader failed reading zip archive ... internal miniz error"; random bytes
+    # "KeyError: 2910924322"
+    import os
+
+    run = _copy_run(trained, tmp_path)
+    state = (run / "last_state.pt").read_bytes()
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 2}))  # not finished
+    advice = (f"its resume state {run / 'last_state.pt'} is damaged (truncated, or not a file effvid wrote), "
+              f"so the run cannot be continued exactly: start a new run from its weights with --init-weights "
+              f"{run / 'last.safetensors'} --output NEW, or replace it with --overwrite")
+    for damaged in (state[: len(state) // 2], os.urandom(3000)):
+        (run / "last_state.pt").write_bytes(damaged)
+        assert main(["train", "--output", str(run), "--resume", "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
+        assert main(["info", str(run), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == f"stopped, and {advice}"
+    (run / "config.json").write_text(json.dumps(config))  # finished: it said "finished", no more
+    assert main(["info", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == f"finished, and {advice}"
+    (run / "config.json").unlink()  # the configuration is then read from the state
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
+    # the state of no run (a tensor saved under its name)
+    torch.save(torch.zeros(2), run / "last_state.pt")
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: cannot resume {run}: its resume state "
+                                       f"{run / 'last_state.pt'} is not a run's resume state (it holds no "
+                                       f"history), so {advice.split(', so ')[1]}\n")
+
+
+def test_damaged_weights_are_named_by_info_eval_and_predict(trained, tmp_path, capsys):
+    # a truncated best.safetensors (a full disk, a copy that did not finish) was found only by
+    # eval or predict, in safetensors' words ("incomplete metadata, file not fully covered"),
+    # while effvid info presented the run as fine
+    data = trained[0]
+    run = _copy_run(trained, tmp_path)
+    best, last = run / "best.safetensors", run / "last.safetensors"
+    best.write_bytes(best.read_bytes()[:-100])
+    last.write_bytes(last.read_bytes()[:20])  # cut inside its header
+    cut = "its size is not what its header lists (truncated, or a copy that did not finish)"
+    assert main(["info", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[6:9] == [f"damaged      best.safetensors: {cut}",
+                          "damaged      last.safetensors: it ends inside its header (truncated, or a copy that "
+                          "did not finish)",
+                          "state        finished"], lines
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    for args in (["eval", str(data), "-c", str(best)], ["predict", video, "-c", str(best)]):
+        assert main(args) == 2
+        assert capsys.readouterr().err == f"effvid {args[0]}: error: {best} is not a readable safetensors file: {cut}\n"
+    # without its state, the weights to start from are those that can be read
+    (run / "last_state.pt").unlink()
+    (run / "config.json").write_text(json.dumps(json.loads((run / "config.json").read_text()) | {"epochs": 2}))
+    (run / "best.safetensors").write_bytes(trained[1].read_bytes())
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert list(info["damaged"]) == ["last.safetensors"]
+    assert f"start a new run from its weights with --init-weights {best} --output NEW" in info["state"]
+    (run / "best.safetensors").write_text("")
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["damaged"]["best.safetensors"] == "damaged, or not a safetensors file (header too small)"
+    assert info["state"].endswith("cannot be continued exactly: replace it with --overwrite")
+
+
+def test_counts_of_one_are_singular(trained, tmp_path, capsys):
+    # "has completed 1 of 1 epochs", "[2/3] training TSN (resnet_tiny, 8 segments, 1 epochs)"
+    run = _copy_run(trained, tmp_path)
+    assert main(["train", "--output", str(run), "--resume"]) == 0
+    assert f"{run} has completed 1 of 1 epoch: nothing to do (raise --epochs to train on)" in \
+        capsys.readouterr().out.splitlines()
+    assert main(["quickstart", "--output", str(tmp_path / "qs"), "--epochs", "1", "--videos-per-class", "1",
+                 "--size", "16", "--workers", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "[2/3] training TSN (resnet_tiny, 8 segments, 1 epoch) ..." in out, out
 
 
 def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):

@@ -302,6 +302,49 @@ def test_dataset_rejects_bad_labels(index_root):
         VideoClipDataset([], ["a"], sampling="random")
 
 
+def _let_a_stuck_reader_go(fifo, after: float = 5.0) -> None:
+    """Open ``fifo``'s writing end after ``after`` seconds, if something waits to read it, so
+    that a reader stuck opening it (what is tested against) fails the test instead of hanging it."""
+    import threading
+    import time
+
+    def release():
+        time.sleep(after)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waiting: nothing was stuck
+            pass
+
+    threading.Thread(target=release, daemon=True).start()
+
+
+def test_a_listed_path_that_is_no_file_says_what_it_is(tmp_path, index_root):
+    # a FIFO, a folder named like a video and a device were each "video not found"
+    from effvid.data import VideoDecodeError, probe_video
+
+    os.mkfifo(tmp_path / "fifo.mp4")
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "null.mp4").symlink_to(os.devnull)
+    lst = tmp_path / "l.txt"
+    lst.write_text("fifo.mp4 0\nfolder.mp4 0\nnull.mp4 1\n")
+    with pytest.raises(FileNotFoundError) as e:
+        read_list_file(lst)
+    assert e.value.strerror == (
+        f"{str(lst)!r} line 1: {str(tmp_path / 'fifo.mp4')!r} is not a regular file (a FIFO); 2 more of "
+        f"the 3 listed videos are missing too (the next: {str(lst)!r} line 2: "
+        f"{str(tmp_path / 'folder.mp4')!r} is a folder, not a video file)")
+    missing: list = []
+    read_list_file(lst, missing=missing)
+    assert [p for p, _ in missing] == [str(tmp_path / n) for n in ("fifo.mp4", "folder.mp4", "null.mp4")]
+    # the decoder is never given a FIFO to open: it would wait for a writer
+    _let_a_stuck_reader_go(tmp_path / "fifo.mp4")
+    for name, what in (("fifo.mp4", "not a regular file (a FIFO)"), ("folder.mp4", "a folder, not a video file"),
+                       ("null.mp4", "not a regular file (a character device)")):
+        with pytest.raises(VideoDecodeError) as e:
+            probe_video(tmp_path / name)
+        assert e.value.reason == f"path is {what}"
+
+
 def test_all_missing_videos_of_a_list_are_counted_in_one_error(tmp_path, index_root):
     # the first missing video stopped the reading: a list with 300 missing files took 300 runs
     lst = tmp_path / "l.txt"

@@ -893,6 +893,44 @@ def test_resume_on_data_with_other_classes_is_refused(tiny_data, tmp_path):
     assert [h["epoch"] for h in train(tiny_config(renamed, run, epochs=2, resume=True))["history"]] == [0, 1]
 
 
+def test_resume_on_data_of_another_layout_is_refused(tiny_data, tmp_path, capsys):
+    # a run on DATA with train/ and val/, resumed on DATA/train (one folder, split by fraction)
+    # or with a --val-data, or a run on one folder resumed on train/ and val/, validated on other
+    # videos from then on, silently (and best.safetensors was the best of both)
+    run, flat, run2 = tmp_path / "run", tmp_path / "flat", tmp_path / "run2"
+    train(tiny_config(tiny_data, run, epochs=1))
+    shutil.copytree(tiny_data / "train", flat)
+    train(tiny_config(flat, run2, epochs=1))
+
+    def refusal(run, before, now, keep):
+        return (f"cannot resume {run}: it validated on {before}, and this resume would validate on {now}: its "
+                "epochs' accuracies would be on other videos (some of them perhaps trained on) and "
+                f"best.safetensors the best of both; resume it with its data (effvid train {keep} --output "
+                f"{run} --resume), or start a new run from its weights (--init-weights {run / 'last.safetensors'} "
+                "--output NEW)")
+
+    parts = f"the val/ folder of {tiny_data}"
+    for data, val_data, now in ((tiny_data / "train", None, f"20% of each class of {tiny_data / 'train'} (held out)"),
+                                (tiny_data / "train", str(tmp_path / "val"), f"--val-data {tmp_path / 'val'}")):
+        with pytest.raises(ValueError) as e:
+            train(tiny_config(data, run, epochs=2, resume=True, val_data=val_data))
+        assert str(e.value) == refusal(run, parts, now, tiny_data)
+    with pytest.raises(ValueError) as e:
+        train(tiny_config(tiny_data, run2, epochs=2, resume=True))
+    assert str(e.value) == refusal(run2, f"20% of each class of {flat} (held out)", parts, flat)
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0]  # untouched
+    # the same layout elsewhere (moved): a note; the same videos as --val-data: nothing to say
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_data, moved)
+    capsys.readouterr()
+    train(tiny_config(moved, run, epochs=1, resume=True))
+    assert (f"note: the run validated on {parts}; this resume validates on the val/ folder of {moved} (moved? "
+            "the same videos keep the epochs' accuracies comparable; to validate as before: effvid train "
+            f"{tiny_data} --output {run} --resume)\n") in capsys.readouterr().out
+    train(tiny_config(tiny_data / "train", run, epochs=1, resume=True, val_data=str(tiny_data / "val")))
+    assert "note:" not in capsys.readouterr().out
+
+
 def png_size(path) -> tuple[int, int]:
     import struct
 

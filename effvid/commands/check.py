@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..data.datasets import broken_link
+    from ..data.video import not_a_video_file
     from ..training.evaluate import bad_videos_report
     from ..training.interrupts import StopsOnCtrlC
     from ..training.progress import progress_bar
@@ -128,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     # why each is missing: a link whose target is gone (a class folder's, or one a list names)
     # says where it pointed; the others, where they are listed
     links = [broken_link(path) for _, path, _ in missing]
-    why = [link or f"listed in {where}" for (_, _, where), link in zip(missing, links)]
+    why = [link or (f"{what}; listed in {where}" if (what := not_a_video_file(path)) else f"listed in {where}")
+           for (_, path, where), link in zip(missing, links)]
     listed = "" if any(links) else "listed "
     if missing:
         print(bad_videos_report([(path, reason) for (_, path, _), reason in zip(missing, why)], when="",

@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import UserError, command_line, positive_int
+from ..cli import UserError, command_line, plural, positive_int
 
 SHARING_CHOICES = ("none", "layers", "all", "partial")
 FUSION_CHOICES = ("early", "mid", "late")
@@ -235,9 +235,11 @@ RUN_FILES = ("best.safetensors", "last.safetensors", "curves.png", "confusion.pn
 def run_folder_info(folder: Path) -> dict:
     """Where the run in ``folder`` stands, from its config.json, the epochs its last_state.pt
     commits (its tensors are not read) or else history.json, and its lock
-    (:func:`~effvid.training.run_lock.run_folder_holder`)."""
+    (:func:`~effvid.training.run_lock.run_folder_holder`); and which of its weights files are
+    damaged (their headers read)."""
     from dataclasses import asdict
 
+    from ..models.weights import safetensors_problem
     from ..training.config import TrainConfig
     from ..training.run_folder import (absolute_bad_paths, bad_videos_list, best_epoch, check_history,
                                        committed_history, missing_state_advice, run_left_without_state,
@@ -255,7 +257,8 @@ def run_folder_info(folder: Path) -> dict:
     # checked as train --resume and eval check them: a file of another shape is named (status
     # 2), where it failed later with a traceback
     try:
-        config = asdict(TrainConfig.load(folder / "config.json")) if (folder / "config.json").is_file() else None
+        cfg = TrainConfig.load(folder / "config.json") if (folder / "config.json").is_file() else None
+        config = asdict(cfg) if cfg is not None else None
         history = read_json("history.json")
         history = [] if history is None else check_history(history, folder / "history.json")
     except ValueError as e:
@@ -271,7 +274,7 @@ def run_folder_info(folder: Path) -> dict:
     unreadable_state = None
     try:  # the commit point: history.json is written after it and may be an epoch behind
         history = committed_history(folder) or history
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError) as e:  # a damaged state: what to do, in missing_state_advice's words
         unreadable_state = str(e)
     # An older run's history spells a video relative to where it started, then absolute after a
     # resume: each relative path is the absolute one it ends with, as a resume reads them (the
@@ -284,6 +287,10 @@ def run_folder_info(folder: Path) -> dict:
             "seconds": round(sum(h.get("seconds", 0) for h in history), 1),
             "unreadable_videos": len(bad_videos_list(history)),
             "files": [name for name in RUN_FILES if (folder / name).exists()]}
+    # a truncated best.safetensors (a full disk, a copy that did not finish) was found only by
+    # eval or predict, while info presented the run as fine
+    info["damaged"] = {name: why for name in ("best.safetensors", "last.safetensors")
+                       if (folder / name).is_file() and (why := safetensors_problem(folder / name))}
     if history:
         best = max(h["val"]["top1"] for h in history)
         last = history[-1]
@@ -292,13 +299,15 @@ def run_folder_info(folder: Path) -> dict:
                  "best_epoch": best_epoch(history, best) + 1,
                  "last": {"train_loss": last["train"]["loss"], "train_top1": last["train"]["top1"],
                           "val_top1": last["val"]["top1"], "val_top5": last["val"].get("top5")}}
+    if cfg is not None and (note := unsaved_split_note(cfg, folder)):
+        info["note"] = note
     holder = run_folder_holder(folder)
     if holder:
         info["state"] = f"running now ({holder})"
     elif total is not None and len(history) >= total:
-        info["state"] = "finished"
+        info["state"] = "finished" + (f", and {unreadable_state}" if unreadable_state else "")
     elif unreadable_state:
-        info["state"] = f"stopped, and its last_state.pt cannot be read to resume it: {unreadable_state}"
+        info["state"] = f"stopped, and {unreadable_state}"
     elif has_state:
         info["state"] = f"stopped: continue with {command_line('effvid', 'train', '--output', folder, '--resume')}"
     elif run_left_without_state(folder):  # its epochs' files, without the state that resumes them
@@ -306,6 +315,24 @@ def run_folder_info(folder: Path) -> dict:
     else:
         info["state"] = "stopped before its first epoch was completed: nothing to resume"
     return info
+
+
+def unsaved_split_note(cfg, folder: Path) -> str | None:
+    """What to say of a run that held out part of its data for validation but has no split.json
+    (a run from before effvid saved it, or the file deleted): ``effvid eval --held-out`` cannot
+    draw that split again. None otherwise, and where the data is gone (its layout unknown)."""
+    from ..training.run_data import splits_by_fraction
+
+    if (folder / "split.json").exists() or not cfg.data or not Path(cfg.data).exists():
+        return None
+    try:
+        if not splits_by_fraction(cfg):
+            return None
+    except (OSError, ValueError):  # DATA not readable as a run reads it: its run would say so
+        return None
+    return (f"no split.json: the run held out {100 * cfg.val_fraction:g}% of each class of its data for "
+            "validation, and that split cannot be drawn again, so effvid eval --held-out cannot "
+            "evaluate those videos (a run from before effvid saved its split, or the file was deleted)")
 
 
 def format_run_folder(info: dict) -> str:
@@ -316,10 +343,12 @@ def format_run_folder(info: dict) -> str:
     took = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min" if minutes >= 1 else f"{info['seconds']:.0f} s"
     lines = [f"run folder   {info['folder']}"]
     if info["model"]:
-        lines.append(f"model        {info['model']}, {info['num_segments']} segments"
+        lines.append(f"model        {info['model']}, {plural(info['num_segments'], 'segment')}"
                      + (f", {info['num_classes']} classes" if "num_classes" in info else ""))
     if info["data"]:
         lines.append(f"data         {info['data']}" + (f" (validation: {info['val_data']})" if info["val_data"] else ""))
+    if info.get("note"):
+        lines.append(f"note         {info['note']}")
     lines.append(f"epochs       {info['epochs_done']}" + (f" of {info['epochs']}" if info["epochs"] else "")
                  + (f" ({took} of training and validation)" if info["epochs_done"] else ""))
     if "best_top1" in info:
@@ -330,6 +359,7 @@ def format_run_folder(info: dict) -> str:
     if info["unreadable_videos"]:  # runs written before bad_videos.json list them in history.json only
         listed = "bad_videos.json" if "bad_videos.json" in info["files"] else "history.json"
         lines.append(f"unreadable   {info['unreadable_videos']:,} video(s) skipped ({listed})")
+    lines += [f"damaged      {name}: {why}" for name, why in info["damaged"].items()]
     lines += [f"state        {info['state']}", f"files        {', '.join(info['files']) or '-'}"]
     return "\n".join(lines)
 

@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
         elif p.is_file():
             paths.append(str(p))
         else:
-            raise UserError(f"video not found: {v}")
+            from ..data.video import not_a_video_file
+
+            what = not_a_video_file(p)
+            raise UserError(f"{v} is {what}" if what else f"video not found: {v}")
     if not paths:
         raise UserError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {' '.join(args.videos)}")
     model, meta = load_recognizer(args.checkpoint, args.num_segments)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_device_argument, command_line, nonnegative_int, positive_int
+from ..cli import add_device_argument, command_line, nonnegative_int, plural, positive_int
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = {}
     for step, kind in ((2, "tsn"), (3, "tsm")):
-        print(f"[{step}/3] training {kind.upper()} (resnet_tiny, 8 segments, {args.epochs} epochs) ...", flush=True)
+        print(f"[{step}/3] training {kind.upper()} (resnet_tiny, 8 segments, {plural(args.epochs, 'epoch')}) ...", flush=True)
         cfg = TrainConfig(
             # The motion spans the whole frame, so the multi-scale crop (made for real videos,
             # where the action fills the frame) would cut the object out of many clips.

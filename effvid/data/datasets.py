@@ -40,7 +40,7 @@ import torch
 
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform
-from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, read_frames
+from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
 
 __all__ = [
     "VideoSample",
@@ -343,7 +343,9 @@ def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) ->
         p = base / p
     _check_ext(p, where, extensions)
     if not p.is_file():
-        raise FileNotFoundError(errno.ENOENT, f"{where}: video not found: {str(p)!r}", str(p))
+        what = not_a_video_file(p)
+        raise FileNotFoundError(errno.ENOENT, f"{where}: {str(p)!r} is {what}" if what else
+                                f"{where}: video not found: {str(p)!r}", str(p))
     return str(p)
 
 

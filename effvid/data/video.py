@@ -19,6 +19,7 @@ import functools
 import math
 import os
 import re
+import stat
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -96,12 +97,31 @@ class VideoInfo:
 # opening / probing
 
 
+def not_a_video_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is there but is no file to read a video from: "a folder, not a
+    video file", "not a regular file (a FIFO)"; None for a regular file (or a link to one) and
+    for nothing there. They were all "video not found". Asked of stat, never by opening the
+    path: a FIFO's open waits for a writer, forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not a video file"
+    kind = next((name for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+                 if test(mode)), None)
+    return f"not a regular file ({kind})" if kind else "not a regular file"
+
+
 def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, "video file not found", str(p))
-    if p.is_dir():
-        raise VideoDecodeError(p, "path is a directory, not a video file")
+    if what := not_a_video_file(p):  # a FIFO would block av.open
+        raise VideoDecodeError(p, f"path is {what}")
     if p.stat().st_size == 0:
         raise VideoDecodeError(p, "file is empty (0 bytes)")
     try:

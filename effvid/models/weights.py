@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -107,8 +107,6 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise resume_state_error(path)
     try:
         state = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as e:
@@ -119,8 +117,33 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                 f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "
                 f"original TSM release checkpoint with {command_line('effvid', 'convert', path, 'model.safetensors')} "
                 "--classes CLASS_FILE, or fine-tune from it with effvid train --init-weights") from e
-        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+        raise ValueError(f"{path} is not a readable safetensors file: {_safetensors_reason(e)}") from e
     return state, json.loads(header.get(METADATA_KEY, "{}"))
+
+
+def _safetensors_reason(error: Exception) -> str:
+    """safetensors' error in words that say what happened to the file ("incomplete metadata,
+    file not fully covered" is a truncated file)."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    text = str(error).removeprefix("Error while deserializing header: ")
+    if "not fully covered" in text:
+        return "its size is not what its header lists (truncated, or a copy that did not finish)"
+    if "invalid header length" in text:  # the file ends before the header it announces does
+        return "it ends inside its header (truncated, or a copy that did not finish)"
+    return f"damaged, or not a safetensors file ({text})"
+
+
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a readable safetensors file (:func:`load_weights`'s words), or None.
+    Only the header is read: safe_open parses it and checks that the file is as long as the
+    tensors it lists, which finds a truncated file at once (no tensor is read)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.metadata()
+    except (SafetensorError, OSError) as e:
+        return _safetensors_reason(e)
+    return None
 
 
 def _starts_like_torch_save(path: Path) -> bool:

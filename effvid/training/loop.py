@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import runtime
+from ..cli import plural
 from ..data import collate_clips
 from ..errors import UserError
 from ..models import create_model
@@ -43,8 +44,9 @@ from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_reada
 from .interrupts import StopsOnCtrlC, ctrl_c_recorded
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
-from .run_data import (build_datasets, data_summary, print_found_class_file, split_changes,
-                       split_record, splits_by_fraction, unlearnable_classes, unused_val_fraction)
+from .run_data import (build_datasets, check_validation_source, data_summary, print_found_class_file,
+                       split_changes, split_record, splits_by_fraction, unlearnable_classes,
+                       unused_val_fraction)
 from .run_folder import (RunWriter, absolute_bad_paths, check_run_folder, drop_old_confusions,
                          epoch_files_missing, first_seen, last_epoch_is_best, load_resume_state,
                          read_split, upgrade_bad_samples)
@@ -333,6 +335,12 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # bad_videos.json then read the same before and after a resume.
     cfg = dataclasses.replace(cfg, **{k: os.path.abspath(getattr(cfg, k)) for k in INPUT_PATHS
                                       if getattr(cfg, k)})
+    # DATA of another layout, or another --val-data, refused before the data is read (states of
+    # older runs hold no configuration to compare); the same layout moved: a note
+    saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
+    moved = saved is not None and check_validation_source(
+        dataclasses.replace(cfg, **{k: saved[k] for k in ("data", "val_data", "val_fraction", "official_split")
+                                    if k in saved}), cfg, held_out=(out / "split.json").is_file())
     seed = run_seed(cfg, env, resume)
     seed_everything(seed)  # model initialisation: the same on every process
 
@@ -347,6 +355,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     split = split_record(cfg, seed, train_set, val_set) if splits_by_fraction(cfg) else None
     if env.is_main:
         print("\n".join(data_summary(train_set, val_set, cfg, seed)))
+        if moved:
+            print(f"note: {moved}")
         if split is not None and resume is not None:
             change = (split_changes(previous_split, split) if previous_split is not None else
                       f"{out} has no split.json (a run from before effvid saved its held-out split): "
@@ -449,7 +459,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                       "bad_videos.json)")
     if finished:
         if env.is_main:
-            print(f"{out} has completed {start_epoch} of {cfg.epochs} epochs: nothing to do "
+            print(f"{out} has completed {start_epoch} of {plural(cfg.epochs, 'epoch')}: nothing to do "
                   "(raise --epochs to train on)")
         return outcome()
     if resume is not None and env.is_main:

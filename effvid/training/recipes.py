@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..cli import plural
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -72,7 +74,7 @@ def _schedule(values: dict) -> str:
 # always named when the recipe sets them; the others (the docs' "SGD, momentum 0.9, ...", shared
 # by all) only when the user changed them.
 _WORDS = {
-    "epochs": ("", lambda v: f"{v} epoch{'' if v == 1 else 's'}"),
+    "epochs": ("", lambda v: plural(v, "epoch")),
     "schedule": ("", None),  # with lr_steps: _schedule
     "weight_decay": ("weight decay ", _number),
     "dropout": ("dropout ", _number),

@@ -5,6 +5,7 @@ run's first lines about its data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,57 @@ def split_changes(previous: dict, current: dict) -> str | None:
     return (f"the data has changed since the run started: {len(added)} video(s) added, "
             f"{len(removed)} removed; {moved} video(s) changed sides; validation: "
             f"{len(previous['val'])} -> {len(current['val'])} videos ({new_val} of them added)")
+
+
+def validation_source(cfg: TrainConfig, held_out: bool = False) -> tuple[str, str, str] | None:
+    """Where ``cfg``'s validation videos come from: its kind ("given", "parts" or "held out"),
+    the folder or file that holds them (real path) and in words; ``held_out``: the run held out
+    part of DATA (it has a split.json), which DATA itself no longer tells when it has moved,
+    gone or been rearranged. None where that cannot be told (DATA gone, or not readable as a run
+    reads it)."""
+    from ..data import has_parts
+
+    try:
+        if cfg.val_data is not None:
+            own = Path(cfg.val_data) / "val" if has_parts(cfg.val_data) and not split_folder_kind(cfg.val_data) else None
+            return "given", os.path.realpath(own or cfg.val_data), f"--val-data {cfg.val_data}"
+        if not held_out and not Path(cfg.data).exists():
+            return None
+        if not held_out and has_parts(cfg.data):
+            if kind := split_folder_kind(cfg.data):
+                return ("parts", os.path.realpath(cfg.data),
+                        f"the test part of {cfg.data}'s published split {cfg.official_split} ({kind})")
+            return "parts", os.path.realpath(Path(cfg.data) / "val"), f"the val/ folder of {cfg.data}"
+    except (OSError, ValueError):
+        return None
+    return "held out", os.path.realpath(cfg.data), f"{100 * cfg.val_fraction:g}% of each class of {cfg.data} (held out)"
+
+
+def check_validation_source(saved: TrainConfig, cfg: TrainConfig, held_out: bool) -> str | None:
+    """Refuse a resume (``cfg``) whose DATA or --val-data would validate on other videos than
+    the run did (``saved``, its configuration; ``held_out``: it has a split.json): DATA of
+    another layout (train/ and val/ against one folder split by fraction) or a --val-data where
+    DATA's own part validated switched the validation set silently, and with it what
+    best.safetensors is chosen on; and --val-data, once in config.json, cannot be unset. The
+    same layout elsewhere (moved) gets a note, returned; None when nothing changed, or it cannot
+    be told (a missing DATA is the data reader's to report). Of a held-out split of DATA moved,
+    :func:`split_changes` says which videos changed."""
+    before, now = validation_source(saved, held_out), validation_source(cfg)
+    if before is None or now is None or before[1] == now[1] or before[0] == now[0] == "held out":
+        return None
+    from ..cli import command_line
+
+    out = Path(cfg.output)
+    keep = command_line("effvid", "train", saved.data, *(["--val-data", saved.val_data] if saved.val_data else []),
+                        "--output", out, "--resume")
+    if before[0] == now[0]:  # the same layout elsewhere: moved, perhaps
+        return (f"the run validated on {before[2]}; this resume validates on {now[2]} (moved? the same "
+                f"videos keep the epochs' accuracies comparable; to validate as before: {keep})")
+    raise ValueError(f"cannot resume {out}: it validated on {before[2]}, and this resume would validate on "
+                     f"{now[2]}: its epochs' accuracies would be on other videos (some of them perhaps "
+                     f"trained on) and best.safetensors the best of both; resume it with its data ({keep}), "
+                     f"or start a new run from its weights ({command_line('--init-weights', out / 'last.safetensors')} "
+                     "--output NEW)")
 
 
 def _one_edit_apart(a: str, b: str) -> bool:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..cli import command_line
-from ..models.weights import atomic_replace, load_torch_file, save_weights
+from ..models.weights import atomic_replace, load_torch_file, safetensors_problem, save_weights
 from .config import TrainConfig
 from .distributed import DistEnv
 
@@ -193,13 +193,34 @@ def absolute_bad_paths(history: list[dict], videos: list[str]) -> None:
         h["bad_new"] = kept
 
 
-def load_resume_state(folder: Path, mmap: bool = False) -> dict | None:
-    """The last completed epoch's training state in ``folder``, or None if there is none
-    (``mmap``: its tensors mapped, not read, for the plain values)."""
+def read_state(folder: Path, mmap: bool = False) -> dict | None:
+    """``folder``'s last_state.pt, or None where it has none (``mmap``: its tensors mapped, not
+    read, for the plain values). One that cannot be read (truncated by a full disk or a copy that
+    did not finish) is a ValueError saying so and what to do, in :func:`missing_state_advice`'s
+    words: it was PyTorch's "PytorchStreamReader failed reading zip archive: ... internal miniz
+    error ..." paragraph."""
     path = folder / "last_state.pt"
     if not path.exists():
         return None
-    return load_torch_file(path, mmap=mmap)  # weights_only: tensors and plain data only
+    try:
+        state = load_torch_file(path, mmap=mmap)  # weights_only: tensors and plain data only
+    except ValueError as e:
+        cause = e.__cause__
+        why = (f"cannot be read ({cause.strerror})" if isinstance(cause, OSError) and cause.strerror
+               else "is damaged (truncated, or not a file effvid wrote)")
+        raise ValueError(missing_state_advice(folder, why)) from e
+    if not (isinstance(state, dict) and isinstance(state.get("history"), str)):  # every state has it
+        raise ValueError(missing_state_advice(folder, "is not a run's resume state (it holds no history)"))
+    return state
+
+
+def load_resume_state(folder: Path, mmap: bool = False) -> dict | None:
+    """The last completed epoch's training state in ``folder``, or None if there is none
+    (``mmap``: its tensors mapped, not read, for the plain values)."""
+    try:
+        return read_state(folder, mmap)
+    except ValueError as e:
+        raise ValueError(f"cannot resume {folder}: {e}") from e
 
 
 def check_history(history, source: Path) -> list[dict]:
@@ -218,10 +239,10 @@ def committed_history(folder: Path) -> list[dict] | None:
     has no state. history.json is written after the commit point and may be an epoch behind:
     a Ctrl-C between the two writes was reported, and shown by effvid info, as an epoch fewer
     than a resume continues from. The state's tensors are mapped, not read."""
-    path = folder / "last_state.pt"
-    if not path.exists():
+    state = read_state(folder, mmap=True)
+    if state is None:
         return None
-    history = check_history(json.loads(load_torch_file(path, mmap=True)["history"]), path)
+    history = check_history(json.loads(state["history"]), folder / "last_state.pt")
     upgrade_bad_samples(history)  # runs written before bad_new
     return history
 
@@ -260,13 +281,15 @@ def run_left_without_state(folder: Path) -> list[str]:
     return [name for name in ("history.json", "best.safetensors", "last.safetensors") if (folder / name).is_file()]
 
 
-def missing_state_advice(folder: Path) -> str:
-    """What to say of a run without its resume state: why it cannot be resumed, and the ways on."""
-    weights = next((folder / n for n in ("last.safetensors", "best.safetensors") if (folder / n).is_file()), None)
-    start = (f"start a new run from its weights with {command_line('--init-weights', weights)} --output NEW, "
-             if weights else "")
-    return (f"its resume state last_state.pt is missing, so the run cannot be continued exactly: "
-            f"{start}or replace it with --overwrite")
+def missing_state_advice(folder: Path, unusable: str | None = None) -> str:
+    """What to say of a run without its resume state, or with one that cannot be used
+    (``unusable`` says why: "is damaged (...)"): why it cannot be resumed, and the ways on."""
+    weights = next((folder / n for n in ("last.safetensors", "best.safetensors")
+                    if (folder / n).is_file() and safetensors_problem(folder / n) is None), None)
+    ways = (f"start a new run from its weights with {command_line('--init-weights', weights)} --output NEW, "
+            "or replace it with --overwrite" if weights else "replace it with --overwrite")
+    state = f"{folder / 'last_state.pt'} {unusable}" if unusable else "last_state.pt is missing"
+    return f"its resume state {state}, so the run cannot be continued exactly: {ways}"
 
 
 def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> None:

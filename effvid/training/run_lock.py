@@ -146,8 +146,9 @@ def release_run_folder(fd: int, folder: Path, created: Path | None, new_lock_fil
     os.close(fd)
 
 
-def _why_not_a_folder(path: Path) -> str | None:
-    """'it is a file, not a folder' where that is why (mkdir's error says only 'File exists')."""
+def why_not_a_folder(path: Path) -> str | None:
+    """'it is a file, not a folder' where that is why a run folder cannot be used (mkdir's error
+    says only 'File exists'; a resume said the run had not started)."""
     try:
         return "it is a file, not a folder" if path.exists() and not path.is_dir() else None
     except OSError:
@@ -173,7 +174,7 @@ def hold_run_folder(folder: str | Path, env: DistEnv):
                       "effvid train from writing the same folder", file=sys.stderr)
         except (UserError, OSError) as e:  # OSError: the folder cannot be made or written
             refusal = (str(e) if isinstance(e, UserError)
-                       else f"cannot write to the run folder {folder}: {_why_not_a_folder(path) or e.strerror or e}")
+                       else f"cannot write to the run folder {folder}: {why_not_a_folder(path) or e.strerror or e}")
     refusal = all_gather_objects(refusal, env)[0]
     if refusal is not None:
         raise UserError(refusal)
