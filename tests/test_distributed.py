@@ -185,9 +185,10 @@ flag = any_process(env.rank == 1, env, torch.device("cpu"))
 total = all_reduce_sum(torch.tensor([1.0 + env.rank]), env).item()
 sent = list(env.in_flight)
 close_distributed(env)
-print(json.dumps({"rank": env.rank, "objs": objs, "flag": flag, "total": total,
-                  "held_after_close": [t._use_count() - 1 for t in sent if t._use_count() > 1],
-                  "in_flight": len(env.in_flight)}))
+with open(f"{sys.argv[1]}/rank{env.rank}.json", "w") as f:  # not stdout, where the lines of two processes can interleave
+    json.dump({"rank": env.rank, "objs": objs, "flag": flag, "total": total,
+               "held_after_close": [t._use_count() - 1 for t in sent if t._use_count() > 1],
+               "in_flight": len(env.in_flight)}, f)
 '''
 
 
@@ -198,11 +199,11 @@ def test_gathered_objects_and_collective_tensors_released_before_exit(tmp_path):
     the process ("terminate called without an active exception") about one run in ten."""
     script = tmp_path / "gather.py"
     script.write_text(GATHER_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+           str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
-                     key=lambda r: r["rank"])
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["rank"] for r in results] == [0, 1]
     for r in results:
         assert [o["rank"] for o in r["objs"]] == [0, 1]

@@ -233,7 +233,7 @@ def test_train_eval_resume_on_kinetics_csv(k400, tmp_path, monkeypatch, capsys):
     assert main(["train", "--output", str(run), "--resume"]) == 0
     out = capsys.readouterr().out
     assert train_note in out
-    assert "has completed 1 of 1 epochs: nothing to do" in out
+    assert "has completed 1 of 1 epoch: nothing to do" in out
 
 
 def test_a_clip_listed_twice_is_read_once_and_said(tmp_path):

@@ -469,7 +469,7 @@ def test_run_folder_is_protected(tiny_data, tmp_path, capsys):
         train(tiny_config(tiny_data, run, epochs=2, resume=True, model="tsn_resnet_tiny"))
     # a finished run resumed with the same number of epochs: nothing to do
     assert train(tiny_config(tiny_data, run, epochs=1, resume=True, seed=None))["history"] == first["history"]
-    assert "has completed 1 of 1 epochs: nothing to do" in capsys.readouterr().out
+    assert "has completed 1 of 1 epoch: nothing to do" in capsys.readouterr().out
     assert snapshot() == before  # none of the refused or empty starts wrote (or removed) anything
     # what may change: more epochs (and workers, device, ...)
     more = train(tiny_config(tiny_data, run, epochs=2, resume=True, seed=None))
