@@ -7,7 +7,7 @@ import math
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..errors import BadValue
@@ -24,6 +24,9 @@ INPUT_PATHS = ("data", "val_data", "data_root", "val_data_root", "classes", "ima
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
                      "init_weights", "epochs", "output", "workers", "worker_timeout", "device", "amp_dtype", "resume",
                      "overwrite", "progress")
+# Fields whose default (None) a run decides when it starts, from its data; config.json holds the
+# decision, which a resume keeps (TrainConfig.with_run_decisions)
+DECIDED_AT_START = ("flip",)
 
 
 @dataclass
@@ -51,7 +54,10 @@ class TrainConfig:
     # input
     size: int = 224
     scale_size: int | None = None  # test resize of the short side; default size * 256 / 224
-    flip: bool = True              # turn off when flipping changes labels (left vs right)
+    # random horizontal flips; None: on, unless they would change the labels (Something-
+    # Something's annotations, classes named by a direction: run_data.flips_change_labels),
+    # decided when the run starts (config.json holds the decision)
+    flip: bool | None = None
     crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     sampling: str = "segment"      # "segment" (TSN) or "dense"
     # optimisation
@@ -183,6 +189,13 @@ class TrainConfig:
             return cls.from_dict(values)
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from e
+
+    def with_run_decisions(self, saved: dict) -> "TrainConfig":
+        """This configuration with a saved run's decisions (``saved``: its config as a dict) in
+        place of its undecided (None) DECIDED_AT_START fields: a resume continues as the run
+        started, whatever its data would decide now."""
+        decided = {k: saved[k] for k in DECIDED_AT_START if getattr(self, k) is None and saved.get(k) is not None}
+        return replace(self, **decided)
 
     def resume_differences(self, saved: dict) -> list[str]:
         """The settings that differ from a saved run's (``saved``: its config as a dict) and

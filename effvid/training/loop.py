@@ -327,6 +327,10 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     device = process_device(device, env)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
+    # the run's configuration (states of older runs hold none)
+    saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
+    if saved is not None:  # it goes on as it started (DECIDED_AT_START)
+        cfg = cfg.with_run_decisions(saved)
     check_run_folder(cfg, resume, env)
     if resume is None and (why := unused_val_fraction(cfg)):  # a resumed run's config may hold one
         raise ValueError(why)
@@ -337,7 +341,6 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                                       if getattr(cfg, k)})
     # DATA of another layout, or another --val-data, refused before the data is read (states of
     # older runs hold no configuration to compare); the same layout moved: a note
-    saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
     moved = saved is not None and check_validation_source(
         dataclasses.replace(cfg, **{k: saved[k] for k in ("data", "val_data", "val_fraction", "official_split")
                                     if k in saved}), cfg, held_out=(out / "split.json").is_file())
@@ -352,6 +355,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # the videos a Kinetics CSV lists but the download lacks: said once, by the main process
     train_set, val_set = build_datasets(cfg, seed, notice=print if env.is_main else None,
                                         previous_split=previous_split)
+    cfg = dataclasses.replace(cfg, flip=train_set.transform.flip)  # flip None: the data decided
     split = split_record(cfg, seed, train_set, val_set) if splits_by_fraction(cfg) else None
     if env.is_main:
         print("\n".join(data_summary(train_set, val_set, cfg, seed)))
