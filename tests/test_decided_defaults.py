@@ -1,5 +1,6 @@
 """Defaults a run decides when it starts: horizontal flips off where they would change the
-labels (Something-Something's annotations, classes named by a direction), each said in one
+labels (Something-Something's annotations, classes named by a direction), and the classifier's
+learning rate at 1x when --init-weights brings it trained on the same classes; each said in one
 line, saved in config.json and kept by a resume."""
 
 from __future__ import annotations
@@ -110,3 +111,47 @@ def test_neutral_class_names_keep_flips(tmp_path, capsys):
     assert main(["train", str(gestures), *TINY, "--output", str(tmp_path / "run")]) == 0
     assert "horizontal flips" not in capsys.readouterr().out
     assert _saved(tmp_path / "run")["flip"] is True
+
+
+def _classifier_lr_mults(run) -> list[float]:
+    """The learning-rate multipliers of the run's optimiser groups for the classifier's weight
+    and bias, from its last_state.pt (the groups: decay, no_decay, fc_weight, fc_bias)."""
+    from effvid.training.run_folder import load_resume_state
+
+    return [g["lr_mult"] for g in load_resume_state(run)["optimizer"]["param_groups"][-2:]]
+
+
+def test_a_classifier_kept_from_init_weights_learns_at_1x(tmp_path, capsys):
+    # the official code: fc_lr5 = not (tune_from and dataset in tune_from); effvid gave a
+    # classifier trained on these very classes 5x again
+    gestures = _class_folders(tmp_path / "gestures", ["Drumming Fingers", "Thumb Up"])
+    assert main(["train", str(gestures), *TINY, "--output", str(tmp_path / "first")]) == 0
+    assert _saved(tmp_path / "first")["fc_lr_mult"] == 5.0  # a new classifier
+    assert _classifier_lr_mults(tmp_path / "first") == [5.0, 10.0]
+    start = ["--init-weights", str(tmp_path / "first" / "best.safetensors")]
+    capsys.readouterr()
+    assert main(["train", str(gestures), *TINY, *start, "--output", str(tmp_path / "kept")]) == 0
+    out = capsys.readouterr().out
+    assert ("all its weights, classifier included\nnote: the classifier learns at 1x the learning rate, "
+            "not 5x: --init-weights brings it trained on these classes (as in the official TSM code); "
+            "--fc-lr-mult sets another multiplier\n") in out
+    assert _saved(tmp_path / "kept")["fc_lr_mult"] == 1.0
+    assert _classifier_lr_mults(tmp_path / "kept") == [1.0, 2.0]
+    # given, it is used as given, without a note
+    assert main(["train", str(gestures), *TINY, *start, "--fc-lr-mult", "5", "--output", str(tmp_path / "given")]) == 0
+    assert "note: the classifier" not in capsys.readouterr().out
+    assert _saved(tmp_path / "given")["fc_lr_mult"] == 5.0
+    # other classes: a new classifier, at 5x
+    thumbs = _class_folders(tmp_path / "thumbs", ["Thumb Down", "Thumb Up"])
+    assert main(["train", str(thumbs), *TINY, *start, "--output", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert "a new classifier for 2 classes" in out and "note: the classifier" not in out
+    assert _saved(tmp_path / "new")["fc_lr_mult"] == 5.0
+
+
+def test_a_resume_keeps_what_the_run_decided():
+    saved = {"flip": False, "fc_lr_mult": 1.0}
+    decided = TrainConfig(data="x").with_run_decisions(saved)
+    assert (decided.flip, decided.fc_lr_mult) == (False, 1.0)
+    given = TrainConfig(data="x", flip=True, fc_lr_mult=3.0).with_run_decisions(saved)
+    assert (given.flip, given.fc_lr_mult) == (True, 3.0)  # then refused as a changed setting

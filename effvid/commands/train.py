@@ -49,7 +49,9 @@ HELP = {
                     "the classes differ), or an original TSM release .pth (its backbone)",
     "resume": "continue the run in --output from its last checkpoint, with its saved configuration",
     "overwrite": "start a new run in an --output that already holds one, replacing it",
-    "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",
+    "fc_lr_mult": "learning-rate multiplier of the classifier's weight (bias: 2x this) (default: 5 "
+                  "for a new classifier; 1 when --init-weights brings one trained on the same "
+                  "classes)",
     "device": "auto, cpu, cuda or cuda:N",
     "amp_dtype": "mixed precision on GPU: auto (bfloat16 from Ampere on, float16 with loss scaling "
                  "before), bfloat16 or float16",

@@ -24,9 +24,12 @@ INPUT_PATHS = ("data", "val_data", "data_root", "val_data_root", "classes", "ima
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
                      "init_weights", "epochs", "output", "workers", "worker_timeout", "device", "amp_dtype", "resume",
                      "overwrite", "progress")
-# Fields whose default (None) a run decides when it starts, from its data; config.json holds the
-# decision, which a resume keeps (TrainConfig.with_run_decisions)
-DECIDED_AT_START = ("flip",)
+# Fields whose default (None) a run decides when it starts, from its data or --init-weights;
+# config.json holds the decision, which a resume keeps (TrainConfig.with_run_decisions)
+DECIDED_AT_START = ("flip", "fc_lr_mult")
+# fc_lr_mult for a new classifier (TSM's 5x from ImageNet; its bias gets 2x that). A classifier
+# that --init-weights brings trained on the run's classes learns at 1x, as in the official code.
+NEW_CLASSIFIER_LR_MULT = 5.0
 
 
 @dataclass
@@ -68,7 +71,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     clip_grad: float | None = 20.0
-    fc_lr_mult: float = 5.0        # classifier weight LR multiplier (its bias gets 2x this)
+    # classifier weight LR multiplier (its bias gets 2x this); None: NEW_CLASSIFIER_LR_MULT,
+    # or 1 when --init-weights keeps its classifier (decided when the run starts)
+    fc_lr_mult: float | None = None
     schedule: str = "cosine"       # "cosine" or "step"
     lr_steps: list[int] = field(default_factory=lambda: [20, 40])
     warmup_epochs: float = 0.0
@@ -137,7 +142,7 @@ class TrainConfig:
             bad("momentum", "must be in [0, 1)")
         if self.clip_grad is not None and self.clip_grad < 0:
             bad("clip_grad", "must be > 0, or 0 / null for no clipping")
-        if self.fc_lr_mult <= 0:
+        if self.fc_lr_mult is not None and self.fc_lr_mult <= 0:
             bad("fc_lr_mult", "must be > 0")
         if any(s < 1 for s in self.lr_steps) or self.lr_steps != sorted(set(self.lr_steps)):
             bad("lr_steps", "must be increasing epoch numbers >= 1")
