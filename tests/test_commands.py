@@ -19,9 +19,10 @@ def trained(tmp_path_factory):
     data = root / "data"
     make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=4,
                            videos_per_class_val=2, num_frames=8, size=32, seed=2)
+    # --flip: a class named "left" turns flips off by default; this model is trained with them
     code = main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4",
                  "--size", "32", "--scale-size", "32", "--epochs", "1", "--batch-size", "4",
-                 "--workers", "0", "--no-progress", "--output", str(root / "run")])
+                 "--workers", "0", "--no-progress", "--flip", "--output", str(root / "run")])
     assert code == 0
     return data, root / "run" / "best.safetensors"
 

@@ -21,14 +21,18 @@ def test_learning_rate_scales_with_the_batch_of_all_processes():
         "optimizer": "sgd", "epochs": 50, "schedule": "step", "lr_steps": [20, 40], "weight_decay": 1e-4,
         "dropout": 0.5, "momentum": 0.9, "clip_grad": 20.0, "fc_lr_mult": 5.0}
     assert "lr 0.02 at batch 128 scaled to 0.0025 for batch 8 x 2 processes" in line
-    assert "effvid's choice" not in line  # everything of this recipe is stated by the sources
+    assert "effvid's choice" not in line and "official" not in line  # all of it in RESEARCH.md
     # at the recipe's own batch, the recipe's rate
     assert recipe_values("something", batch_size=64)[0]["lr"] == pytest.approx(0.01)
     # a rate the user gives is kept, and said
     values, line = recipe_values("something", batch_size=8, lr=0.05)
     assert "lr" not in values and "lr 0.05 as given (the recipe's: 0.01 at batch 64)" in line
-    # what the sources do not give is named as effvid's choice
-    assert "not given by the paper, effvid's choice: lr_steps=[20, 40]" in recipe_values("something", 8)[1]
+    # what RESEARCH.md does not give names the file of the official repository it comes from
+    # (it was called effvid's choice): its README's training command
+    _, line = recipe_values("something", 8)
+    assert ("; from the official TSM repository: lr_steps=[20, 40] (README.md's Something-Something "
+            "command);") in line
+    assert "effvid's choice" not in line
 
 
 def test_fine_tuning_recipe_asks_for_the_model_it_starts_from():
@@ -37,8 +41,12 @@ def test_fine_tuning_recipe_asks_for_the_model_it_starts_from():
     assert values["lr"] == pytest.approx(0.001 * 16 / 64)
     assert "give it with --init-weights" in line
     assert "--init-weights" not in recipe_values("ucf101-finetune", 16, init_weights="k400.safetensors")[1]
-    # the classifier's 5x is the paper's from ImageNet; from Kinetics the sources do not say
-    assert "effvid's choice: lr_steps=[10, 20], weight_decay=0.0005, fc_lr_mult=5.0" in line
+    # the official fine-tuning script, opts.py's default weight decay, and main.py's 5x for the
+    # classifier that replaces the Kinetics one (fc_lr5), named as such (not as effvid's choice)
+    assert ("; from the official TSM repository: lr_steps=[10, 20] (scripts/finetune_tsm_ucf101_rgb_8f.sh), "
+            "weight_decay=0.0005 (opts.py's default), fc_lr_mult=5.0 (main.py's fc_lr5, for the new "
+            "classifier);") in line
+    assert "effvid's choice" not in line
 
 
 def test_imagenet_recipes_ask_for_imagenet_weights():
@@ -119,13 +127,14 @@ def test_the_line_names_the_values_used_and_which_are_the_users(capsys):
                            "(yours; the recipe's: steps at 20 and 40), weight decay 1e-3 (yours; the "
                            "recipe's 1e-4), dropout 0.2 (yours; the recipe's 0.5), momentum 0.8 (yours; "
                            "the recipe's 0.9); lr 0.02 at batch 128 scaled to ")
-    # a cosine run has no steps to move; the steps given are the user's, not effvid's choice
+    # a cosine run has no steps to move; the steps given are the user's, not the official code's
     config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "10", "--schedule", "cosine"]))
     assert "10 epochs (yours; the recipe's 50), cosine schedule (yours;" in capsys.readouterr().out
     _, line = recipe_values("ucf101-finetune", 64, lr_steps=[5], weight_decay=5e-4, partial_bn=False)
     assert line.startswith("recipe ucf101-finetune (TSM fine-tuned on UCF101 from a Kinetics model): "
                            "25 epochs, steps at 5 (yours; the recipe's: steps at 10 and 20), weight decay "
                            "5e-4, dropout 0.8, no partial BatchNorm (yours; the recipe's: partial BatchNorm);")
-    assert "effvid's choice: fc_lr_mult=5.0;" in line  # lr_steps and weight_decay: the user's
+    # lr_steps and weight_decay: the user's
+    assert "; from the official TSM repository: fc_lr_mult=5.0 (main.py's fc_lr5, for the new classifier);" in line
     with pytest.raises(TypeError, match="not TrainConfig fields: wieght_decay"):
         recipe_values("kinetics", 8, wieght_decay=1e-3)

@@ -40,14 +40,18 @@ HELP = {
                   "(default: --size x 256/224)",
     "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
-    "flip": "random horizontal flips (turn off when flipping changes labels)",
+    "flip": "random horizontal flips (default: on, but off when DATA is Something-Something's "
+            "annotation file or a class name says left, right or clockwise, which a flip "
+            "reverses; --flip turns them on anyway)",
     "crop_scales": "multi-scale crop sides as fractions of the short side (TSM's augmentation)",
     "imagenet_weights": "local torchvision ImageNet weights file (.pth or .safetensors)",
     "init_weights": "effvid .safetensors to fine-tune from (its classifier is replaced when "
                     "the classes differ), or an original TSM release .pth (its backbone)",
     "resume": "continue the run in --output from its last checkpoint, with its saved configuration",
     "overwrite": "start a new run in an --output that already holds one, replacing it",
-    "fc_lr_mult": "learning-rate multiplier of the new classifier's weight (bias: 2x this)",
+    "fc_lr_mult": "learning-rate multiplier of the classifier's weight (bias: 2x this) (default: 5 "
+                  "for a new classifier; 1 when --init-weights brings one trained on the same "
+                  "classes)",
     "device": "auto, cpu, cuda or cuda:N",
     "amp_dtype": "mixed precision on GPU: auto (bfloat16 from Ampere on, float16 with loss scaling "
                  "before), bfloat16 or float16",
@@ -69,17 +73,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()
         kind = hints[f.name]
+        base = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]  # X of "X | None"
         help_text = HELP.get(f.name, "")
         # None says nothing ("(default: None)" followed the help's own "(default: DATA/val ...)")
         if default is not None and "(default:" not in help_text and "(unset:" not in help_text:
             help_text += f" (default: {default})"
-        if kind is bool:
+        if base[0] is bool:  # --flip / --no-flip (None: the default, or the data's decision)
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is list:
             item = typing.get_args(kind)[0]
             parser.add_argument(flag, type=item, nargs="+", default=None, help=help_text)
         else:
-            base = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
             parser.add_argument(flag, type=base[0], default=None, help=help_text)
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "read_something_annotations",
     "read_kinetics_annotations",
     "read_samples",
+    "is_something_annotations",
     "split_key",
     "stratified_split",
     "VideoClipDataset",
@@ -887,8 +888,14 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     if suffix == ".csv":
         return read_kinetics_annotations(path, root=root, classes=classes, class_numbers=class_numbers,
                                          notice=notice, missing=missing)
-    reader = read_something_annotations if suffix == ".json" else read_list_file
+    reader = read_something_annotations if is_something_annotations(path) else read_list_file
     return reader(path, root=root, classes=classes, class_numbers=class_numbers, missing=missing)
+
+
+def is_something_annotations(path: str | os.PathLike) -> bool:
+    """Whether :func:`read_samples` reads the file ``path`` as Something-Something v2's
+    annotation JSON (it reads every ``.json`` file so)."""
+    return Path(path).suffix.lower() == ".json"
 
 
 def split_key(path: str | os.PathLike, root: str | os.PathLike | None) -> str:

@@ -7,7 +7,7 @@ import math
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..errors import BadValue
@@ -24,6 +24,12 @@ INPUT_PATHS = ("data", "val_data", "data_root", "val_data_root", "classes", "ima
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
                      "init_weights", "epochs", "output", "workers", "worker_timeout", "device", "amp_dtype", "resume",
                      "overwrite", "progress")
+# Fields whose default (None) a run decides when it starts, from its data or --init-weights;
+# config.json holds the decision, which a resume keeps (TrainConfig.with_run_decisions)
+DECIDED_AT_START = ("flip", "fc_lr_mult")
+# fc_lr_mult for a new classifier (TSM's 5x from ImageNet; its bias gets 2x that). A classifier
+# that --init-weights brings trained on the run's classes learns at 1x, as in the official code.
+NEW_CLASSIFIER_LR_MULT = 5.0
 
 
 @dataclass
@@ -51,7 +57,10 @@ class TrainConfig:
     # input
     size: int = 224
     scale_size: int | None = None  # test resize of the short side; default size * 256 / 224
-    flip: bool = True              # turn off when flipping changes labels (left vs right)
+    # random horizontal flips; None: on, unless they would change the labels (Something-
+    # Something's annotations, classes named by a direction: run_data.flips_change_labels),
+    # decided when the run starts (config.json holds the decision)
+    flip: bool | None = None
     crop_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     sampling: str = "segment"      # "segment" (TSN) or "dense"
     # optimisation
@@ -62,7 +71,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     clip_grad: float | None = 20.0
-    fc_lr_mult: float = 5.0        # classifier weight LR multiplier (its bias gets 2x this)
+    # classifier weight LR multiplier (its bias gets 2x this); None: NEW_CLASSIFIER_LR_MULT,
+    # or 1 when --init-weights keeps its classifier (decided when the run starts)
+    fc_lr_mult: float | None = None
     schedule: str = "cosine"       # "cosine" or "step"
     lr_steps: list[int] = field(default_factory=lambda: [20, 40])
     warmup_epochs: float = 0.0
@@ -131,7 +142,7 @@ class TrainConfig:
             bad("momentum", "must be in [0, 1)")
         if self.clip_grad is not None and self.clip_grad < 0:
             bad("clip_grad", "must be > 0, or 0 / null for no clipping")
-        if self.fc_lr_mult <= 0:
+        if self.fc_lr_mult is not None and self.fc_lr_mult <= 0:
             bad("fc_lr_mult", "must be > 0")
         if any(s < 1 for s in self.lr_steps) or self.lr_steps != sorted(set(self.lr_steps)):
             bad("lr_steps", "must be increasing epoch numbers >= 1")
@@ -183,6 +194,13 @@ class TrainConfig:
             return cls.from_dict(values)
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from e
+
+    def with_run_decisions(self, saved: dict) -> "TrainConfig":
+        """This configuration with a saved run's decisions (``saved``: its config as a dict) in
+        place of its undecided (None) DECIDED_AT_START fields: a resume continues as the run
+        started, whatever its data would decide now."""
+        decided = {k: saved[k] for k in DECIDED_AT_START if getattr(self, k) is None and saved.get(k) is not None}
+        return replace(self, **decided)
 
     def resume_differences(self, saved: dict) -> list[str]:
         """The settings that differ from a saved run's (``saved``: its config as a dict) and

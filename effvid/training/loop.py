@@ -36,7 +36,7 @@ from ..data import collate_clips
 from ..errors import UserError
 from ..models import create_model
 from ..models.weights import check_state_dict_fits, load_weights
-from .config import INPUT_PATHS, TrainConfig
+from .config import INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, close_distributed, init_distributed, process_device,
                           set_sampler_epoch)
@@ -110,7 +110,7 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
                 + _release_file_differences(info, config))
     state, meta = load_weights(path)
     state = match_shift_wrappers(state, model.state_dict())
-    kept = meta.get("classes") == classes
+    kept = keeps_classifier(path, classes)
     if not kept:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
@@ -124,6 +124,21 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
         differs.append(f"size {trained_size} (this run: {size})")
     which = "all its weights, classifier included" if kept else f"its backbone, {new_fc}"
     return f"starting from {path}: {which}" + (f"; it was trained as {', '.join(differs)}" if differs else "")
+
+
+def keeps_classifier(path: str, classes: list[str]) -> bool:
+    """Whether load_init_weights keeps the classifier of the weights file ``path`` for a run on
+    ``classes``: an effvid checkpoint trained on the same classes, in the same order (an
+    original TSM .pth names no classes). Reads the file's header only."""
+    if Path(path).suffix != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    from ..models.weights import METADATA_KEY
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
+    return meta.get("classes") == classes
 
 
 def _release_file_differences(info, config: dict) -> str:
@@ -166,9 +181,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
             groups["no_decay"].append(p)
         else:
             groups["decay"].append(p)
+    fc_mult = NEW_CLASSIFIER_LR_MULT if cfg.fc_lr_mult is None else cfg.fc_lr_mult  # None: a new one's
     settings = {"decay": (1.0, cfg.weight_decay), "no_decay": (1.0, 0.0),
-                "fc_weight": (cfg.fc_lr_mult, cfg.weight_decay),
-                "fc_bias": (2 * cfg.fc_lr_mult, 0.0)}
+                "fc_weight": (fc_mult, cfg.weight_decay),
+                "fc_bias": (2 * fc_mult, 0.0)}
     param_groups = [{"params": ps, "lr_mult": settings[k][0], "weight_decay": settings[k][1],
                      "lr": cfg.lr * settings[k][0]} for k, ps in groups.items() if ps]
     if cfg.optimizer == "adamw":
@@ -327,6 +343,10 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     device = process_device(device, env)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
+    # the run's configuration (states of older runs hold none)
+    saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
+    if saved is not None:  # it goes on as it started (DECIDED_AT_START)
+        cfg = cfg.with_run_decisions(saved)
     check_run_folder(cfg, resume, env)
     if resume is None and (why := unused_val_fraction(cfg)):  # a resumed run's config may hold one
         raise ValueError(why)
@@ -337,7 +357,6 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                                       if getattr(cfg, k)})
     # DATA of another layout, or another --val-data, refused before the data is read (states of
     # older runs hold no configuration to compare); the same layout moved: a note
-    saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
     moved = saved is not None and check_validation_source(
         dataclasses.replace(cfg, **{k: saved[k] for k in ("data", "val_data", "val_fraction", "official_split")
                                     if k in saved}), cfg, held_out=(out / "split.json").is_file())
@@ -352,6 +371,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # the videos a Kinetics CSV lists but the download lacks: said once, by the main process
     train_set, val_set = build_datasets(cfg, seed, notice=print if env.is_main else None,
                                         previous_split=previous_split)
+    cfg = dataclasses.replace(cfg, flip=train_set.transform.flip)  # flip None: the data decided
     split = split_record(cfg, seed, train_set, val_set) if splits_by_fraction(cfg) else None
     if env.is_main:
         print("\n".join(data_summary(train_set, val_set, cfg, seed)))
@@ -388,6 +408,15 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         loaded = load_init_weights(model, cfg.init_weights, classes, cfg.model, cfg.size)
         if env.is_main:
             print(loaded)
+    if cfg.fc_lr_mult is None:  # not given (a resume has the run's own): decided here, saved
+        # The official code gives the classifier 5x unless it fine-tunes on the same dataset
+        # (fc_lr5 = not (tune_from and dataset in tune_from)), whose classifier it keeps, trained
+        kept = bool(cfg.init_weights) and resume is None and keeps_classifier(cfg.init_weights, classes)
+        cfg = dataclasses.replace(cfg, fc_lr_mult=1.0 if kept else NEW_CLASSIFIER_LR_MULT)
+        if kept and env.is_main:
+            print(f"note: the classifier learns at 1x the learning rate, not {NEW_CLASSIFIER_LR_MULT:g}x: "
+                  "--init-weights brings it trained on these classes (as in the official TSM code); "
+                  "--fc-lr-mult sets another multiplier")
     model.to(device)
     precision = amp_dtype(device, cfg.amp, cfg.amp_dtype)  # the autocast dtype, None: float32
     if env.is_main:

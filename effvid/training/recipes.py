@@ -7,13 +7,14 @@ linearly with the batch, and a run that copies the number without scaling trains
 rate (a common reason that reproductions fall short). :func:`recipe_values` does the scaling
 for ``batch_size`` clips per process times the number of processes.
 
-What the paper and RESEARCH.md state is kept apart from what they do not (``unstated``): those
-values are effvid's choice, said so when the recipe is used.
+Values that RESEARCH.md's summary of the paper does not give name the file of the official
+repository (mit-han-lab/temporal-shift-module) they come from (``official_code``), said so when
+the recipe is used: none is effvid's own choice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..cli import plural
 
@@ -23,7 +24,8 @@ class Recipe:
     summary: str                   # what it trains, from what
     batch: int                     # the batch the learning rate was set for (all GPUs together)
     values: dict                   # TrainConfig fields
-    unstated: tuple[str, ...] = ()  # fields of ``values`` that the sources do not give
+    # fields of ``values`` taken from the official code, and where: its file and what there
+    official_code: dict = field(default_factory=dict)
     fine_tunes: str | None = None   # the model it starts from, which --init-weights gives (else ImageNet's)
 
 
@@ -40,13 +42,17 @@ RECIPES = {
         "TSM on Something-Something v1/v2 from ImageNet",
         batch=64,
         values=dict(_SGD, epochs=50, lr_steps=[20, 40], lr=0.01, weight_decay=5e-4, dropout=0.5, flip=False),
-        unstated=("lr_steps",)),
+        official_code={"lr_steps": "README.md's Something-Something command"}),
     "ucf101-finetune": Recipe(
         "TSM fine-tuned on UCF101 from a Kinetics model",
         batch=64,
         values=dict(_SGD, epochs=25, lr_steps=[10, 20], lr=0.001, weight_decay=5e-4, dropout=0.8,
                     partial_bn=True),
-        unstated=("lr_steps", "weight_decay", "fc_lr_mult"),
+        official_code={"lr_steps": "scripts/finetune_tsm_ucf101_rgb_8f.sh",
+                       "weight_decay": "opts.py's default",
+                       # fc_lr5 = not (tune_from and dataset in tune_from): a Kinetics model's
+                       # classifier is replaced, and the new one learns at 5x
+                       "fc_lr_mult": "main.py's fc_lr5, for the new classifier"},
         fine_tunes="a Kinetics model (an effvid .safetensors or the original TSM_kinetics_*.pth)"),
 }
 
@@ -149,11 +155,11 @@ def recipe_values(name: str, batch_size: int, world_size: int = 1, init_weights:
     shown += [k for k in _WORDS if k not in shown and k in given and k in recipe.values
               and given[k] != recipe.values[k]]
     line = f"recipe {name} ({recipe.summary}): {', '.join(named(k) for k in shown)}; {rate}"
-    # what the user gave is not effvid's choice
-    unstated = [k for k in recipe.unstated if k not in given]
-    if unstated:
-        line += ("; not given by the paper, effvid's choice: "
-                 + ", ".join(f"{k}={recipe.values[k]}" for k in unstated))
+    # what the user gave is not the official code's
+    official = [k for k in recipe.official_code if k not in given]
+    if official:
+        line += ("; from the official TSM repository: "
+                 + ", ".join(f"{k}={recipe.values[k]} ({recipe.official_code[k]})" for k in official))
     if recipe.fine_tunes and not init_weights:
         line += f"; it fine-tunes {recipe.fine_tunes}: give it with --init-weights"
     elif not recipe.fine_tunes and not (imagenet_weights or init_weights):

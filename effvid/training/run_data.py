@@ -6,11 +6,12 @@ run's first lines about its data.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from ..data import find_class_file, split_folder_kind
+from ..data import find_class_file, is_something_annotations, split_folder_kind
 from .config import TrainConfig
 
 
@@ -128,6 +129,28 @@ def data_summary(train_set, val_set, cfg: TrainConfig, seed: int) -> list[str]:
     return lines
 
 
+# A direction that a horizontal flip reverses, as a word of a class name (lowercased, its
+# camelCase split): "Swiping Left", "moving_left", "TurnRight", "Turning Hand Counterclockwise"
+_MIRRORED_DIRECTION = re.compile(r"(?<![a-z])(left|right|clockwise|counterclockwise|anticlockwise)(?![a-z])")
+
+
+def flips_change_labels(data: str, classes: list[str]) -> str | None:
+    """Why a horizontal flip would change the labels of ``data`` (of ``classes``), or None:
+    ``data`` is Something-Something's annotation file (the official TSM code turns flips off
+    for Something-Something and Jester, whose classes, "Swiping Left", are found by name), or
+    a class is named by a direction a flip reverses ("Swiping Left", flipped, swipes right)."""
+    if is_something_annotations(data):
+        return (f"{data} is Something-Something's annotation file, whose classes name directions "
+                "that a flip reverses (\"from left to right\"; the official TSM code turns flips off "
+                "for it too)")
+    named = [c for c in classes
+             if _MIRRORED_DIRECTION.search(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", c).lower())]
+    if not named:
+        return None
+    more = f" (and {len(named) - 1} more)" if len(named) > 1 else ""
+    return f"class {named[0]!r}{more} names a direction, which a flip reverses"
+
+
 def unlearnable_classes(train_set, unreadable: set[str]) -> list[str]:
     """The classes that have training videos, all of them unreadable (a class folder holding
     one zero-byte file): listed, they count in the summary, but nothing trains them."""
@@ -184,7 +207,9 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previ
     state keep: a resume, or a new run from that config.json, gets the same split).
     ``previous_split`` (a run's split.json, :func:`split_record`) keeps its videos on their
     sides (:func:`~effvid.data.stratified_split`).
-    ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks."""
+    ``notice`` (e.g. ``print``) is told of the listed videos a Kinetics CSV's download lacks,
+    and why flips are off when ``flip`` is None and the data decides it (:func:`flips_change_labels`;
+    the training set's ``transform.flip`` says what was decided)."""
     seed = (cfg.seed or 0) if seed is None else seed
     from ..data import (TestTransform, TrainTransform, VideoClipDataset, build_dataset,
                         has_parts, read_class_file, stratified_split)
@@ -194,7 +219,8 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previ
         raise ValueError(f"official_split={cfg.official_split} picks a split of HMDB51's or UCF101's "
                          f"split folder (testTrainMulti_7030_splits, ucfTrainTestlist); {cfg.data} is "
                          "not one (drop --official-split)")
-    train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip)
+    # flip None: decided below, once the classes are known (and before a clip is read)
+    train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip is not False)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
     # read once, for both sets: the validation data's integer labels are the same numbers
     class_file = cfg.classes or find_class_file(cfg.data)
@@ -232,6 +258,10 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previ
         raise ValueError(f"no validation videos: {cfg.data} has too few videos per class for "
                          f"val_fraction={cfg.val_fraction} (each class needs 2); add videos or "
                          "pass validation data (--val-data)")
+    if cfg.flip is None and (why := flips_change_labels(cfg.data, train_set.classes)):
+        train_tf.flip = False
+        if notice:
+            notice(f"note: horizontal flips are off: {why}; --flip turns them on")
     return train_set, val_set
 
 
