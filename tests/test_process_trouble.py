@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -653,12 +654,17 @@ def test_sigterm_or_sighup_stops_a_run_as_ctrl_c_does_with_what_is_saved(tiny_da
     # docker stop, a batch scheduler or a closed terminal ended the run silently (143, 129)
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "effvid", *train_args(
-        tiny_data, run, "--epochs", "50", "--workers", "1")], stdout=subprocess.PIPE,
+        tiny_data, run, "--epochs", "50", "--workers", "2")], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not (run / "last_state.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
+        # with its loader's workers running: PyTorch's worker handler let a SIGTERM that was not
+        # from the main process kill the worker, and the main process printed a traceback
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        while not children.read_text().split() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert proc.poll() is None, proc.communicate()
         # as a scheduler or a closing terminal does: to the run and its worker (the process group)
         os.killpg(proc.pid, signum)
@@ -694,3 +700,22 @@ def test_sigterm_before_the_first_epoch_says_nothing_is_saved(tiny_data, tmp_pat
     assert capsys.readouterr().err == ("effvid train: stopped by SIGTERM before the first epoch was "
                                        "completed; nothing to resume\n")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_a_loader_worker_ends_quietly_on_a_sigterm_from_outside():
+    """A SIGTERM to the whole process group (timeout, scancel, systemd) also reaches the
+    DataLoader workers. PyTorch's worker handler exits quietly only for one sent by the main
+    process; from anyone else it killed the worker, and the main process, stopping the run on
+    the same signal, printed 'DataLoader worker (pid N) is killed by signal: Terminated'."""
+    from torch.utils.data import DataLoader
+
+    from effvid.training.interrupts import worker_stops_quietly
+
+    loader = DataLoader(list(range(64)), batch_size=1, num_workers=1, worker_init_fn=worker_stops_quietly)
+    batches = iter(loader)
+    assert int(next(batches)) == 0  # the worker has run its init
+    worker = batches._workers[0]
+    subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)  # sent by another process
+    worker.join(timeout=30)
+    assert worker.exitcode == 0
+    del batches

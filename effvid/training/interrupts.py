@@ -60,6 +60,19 @@ def _on_stop_signal(signum, frame) -> None:
         raise _interruption()
 
 
+def _exit_quietly(signum, frame) -> None:
+    os._exit(0)
+
+
+def worker_stops_quietly(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a SIGTERM ends the worker with status 0, as PyTorch's own
+    handler does only for one from the main process. One sent to the whole process group
+    (``timeout``, Slurm's scancel, systemd, ``kill -TERM -PGID``) killed the worker, and as the
+    main process stopped the run on the same signal, PyTorch's SIGCHLD handler printed a
+    traceback ("DataLoader worker (pid N) is killed by signal: Terminated") above its line."""
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
 def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt (:class:`Stopped` for another stop signal) if a Ctrl-C came
     during the run and was not acted on yet."""

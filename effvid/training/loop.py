@@ -41,7 +41,7 @@ from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_proce
                           build_sampler, close_distributed, init_distributed, process_device,
                           set_sampler_epoch)
 from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_readable_clips
-from .interrupts import StopsOnCtrlC, ctrl_c_recorded
+from .interrupts import StopsOnCtrlC, ctrl_c_recorded, worker_stops_quietly
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
 from .run_data import (build_datasets, check_validation_source, data_summary, print_found_class_file,
@@ -391,7 +391,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                        pin_memory=device.type == "cuda", persistent_workers=False,
                        # a stalled worker (stopped, stuck on a dead disk) hung the run forever,
                        # silently; the timeout ends it with a message (commands/train.py)
-                       timeout=cfg.worker_timeout if cfg.workers > 0 else 0)
+                       timeout=cfg.worker_timeout if cfg.workers > 0 else 0,
+                       worker_init_fn=worker_stops_quietly)  # a SIGTERM to the process group
     # drop a ragged last batch (BatchNorm on a batch of 1 is noise), unless that would leave a
     # process with nothing: each gets ceil(len / world_size) clips
     per_process = math.ceil(len(train_set) / env.world_size)
