@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .data.transforms import TestTransform
-from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, pts_delay
+from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, timed_frames
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -120,14 +120,14 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 25.0
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        if not camera:  # FFmpeg's made-up H.264 timestamps in an AVI lie a frame late
-            origin += float(pts_delay(container, stream) * stream.time_base)
+        # a file's frames at the times they are shown, not FFmpeg's made-up ones in an AVI
+        frames = (((None, frame) for frame in container.decode(stream)) if camera
+                  else timed_frames(container, stream))
         rotation = None
         index = 0
-        frames = container.decode(stream)
         while True:
             try:
-                frame = next(frames)
+                pts, frame = next(frames)
             except StopIteration:
                 break
             except _AV_ERRORS as e:
@@ -137,8 +137,8 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
                 break
             if camera:
                 t = time.perf_counter() - start
-            elif frame.time is not None:
-                t = float(frame.time) - origin
+            elif pts is not None:
+                t = float(pts * stream.time_base) - origin
             else:
                 t = index / fps
             if rotation is None:

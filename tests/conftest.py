@@ -7,8 +7,10 @@ so tests can check *which* frames a reader returned.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import av
 import pytest
 
 from effvid.data import index_pattern_frames, make_synthetic_dataset, write_video
@@ -78,3 +80,79 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# AVI files whose frames the decoder reorders (B-frames), as old datasets (HMDB51, UCF101) hold
+
+B_FRAME_AVI_KINDS = ("h264", "h264_open_gop", "mpeg4", "mpeg4_packed")
+_VOP = b"\x00\x00\x01\xb6"  # MPEG-4 part 2: start code of a picture (VOP)
+
+
+def _vop_type(data: bytes) -> str:
+    """I, P, B or S: the type of the first picture in ``data``."""
+    return "IPBS"[data[data.find(_VOP) + 4] >> 6]
+
+
+def _not_coded_vop(data: bytes, time_bits: int) -> bytes:
+    """A not-coded P-VOP with the time of the first picture in ``data`` (``time_bits``: the bits
+    of vop_time_increment): the placeholder a packed bitstream stores in the chunk it frees."""
+    i = data.find(_VOP)
+    bits = "".join(f"{b:08b}" for b in data[i + 4:i + 12])
+    end = bits.index("0", 2) + 1  # modulo_time_base: ones ended by a zero
+    head = "01" + bits[2:end + time_bits + 2] + "0"  # P; time, marker bits; vop_coded = 0
+    head += "0" + "1" * (-(len(head) + 1) % 8)  # stuffing up to a byte
+    return _VOP + int(head, 2).to_bytes(len(head) // 8, "big")
+
+
+def pack_b_frames(src: Path, dst: Path) -> Path:
+    """Rewrite an MPEG-4 part 2 AVI with B-frames (audio copied) as DivX's and Xvid's "packed
+    bitstream" (FFmpeg cannot write one): a P- or I-frame shares its chunk with the first B-frame
+    after it, a not-coded VOP takes the chunk freed, and user data "DivX503b1393p" (in place of
+    FFmpeg's "Lavc...") tells decoders so. One chunk per frame, as for a decoder without delay."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        video = inp.streams.video[0]
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        chunks, others = [], []
+        for packet in inp.demux():
+            if packet.size and packet.stream.index == video.index:
+                chunks.append(bytes(packet))
+            elif packet.size:
+                others.append(packet)
+        time_bits = (video.time_base.denominator - 1).bit_length()  # as FFmpeg's encoder writes it
+        packed, i = [], 0
+        while i < len(chunks):
+            j = i + 1
+            while j < len(chunks) and _vop_type(chunks[j]) == "B":
+                j += 1
+            packed += ([chunks[i]] if j == i + 1 else
+                       [chunks[i] + chunks[i + 1], *chunks[i + 2:j], _not_coded_vop(chunks[i], time_bits)])
+            i = j
+        for k, data in enumerate(packed):
+            packet = av.Packet(re.sub(rb"\x00\x00\x01\xb2Lavc[0-9.]+", b"\x00\x00\x01\xb2DivX503b1393p", data))
+            packet.dts = packet.pts = k
+            packet.time_base, packet.stream = video.time_base, streams[video.index]
+            packet.is_keyframe = _vop_type(data) == "I"
+            out.mux(packet)
+        for packet in others:
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+_B_FRAME_OPTIONS = {
+    "h264": {},  # x264's veryfast preset: up to 3 B-frames
+    "h264_open_gop": {"options": {"x264-params": "open-gop=1:bframes=2:b-adapt=0:scenecut=0"}},
+    "mpeg4": {"codec": "mpeg4", "options": {"bf": "2"}},
+}
+
+
+def write_b_frame_avi(path: Path, frames, kind: str, fps: float, **kwargs) -> Path:
+    """An AVI of ``frames`` whose decoder reorders them, a keyframe every second: ``kind`` "h264"
+    (x264's B-frames), "h264_open_gop" (B-frames stored after a keyframe but shown before it),
+    "mpeg4" (MPEG-4 part 2 with 2 B-frames, where that happens too) or "mpeg4_packed" (the same,
+    packed). ``kwargs`` go to write_video (audio)."""
+    if kind == "mpeg4_packed":
+        unpacked = write_b_frame_avi(path.with_name(path.stem + "_unpacked.avi"), frames, "mpeg4", fps, **kwargs)
+        return pack_b_frames(unpacked, path)
+    return write_video(path, frames, fps=fps, gop=int(fps), **_B_FRAME_OPTIONS[kind], **kwargs)

@@ -363,3 +363,60 @@ def test_h264_avi_picture_is_shown_with_its_sound(tmp_path, start):
     assert seq.mask.all() and seq.audio_mask.all()
     shown = [[decode_frame_index(seq.frames[k, j].numpy(), n) for j in range(8)] for k in range(2)]
     assert shown == [[int((start + k + j / 8) * FPS) for j in range(8)] for k in range(2)]  # at k + j/8
+
+
+@pytest.fixture(scope="module")
+def b_frame_avis(tmp_path_factory):
+    """kind -> a 4-s AVI with B-frames at 8 fps, frame i numbered i, one tone per second (PCM)."""
+    from conftest import B_FRAME_AVI_KINDS, write_b_frame_avi
+    from effvid.data import index_pattern_frames
+
+    d = tmp_path_factory.mktemp("b_frame_avis")
+    return {kind: write_b_frame_avi(d / f"{kind}.avi", index_pattern_frames(32), kind, fps=8, audio=signal(4),
+                                    audio_rate=SR)
+            for kind in B_FRAME_AVI_KINDS}
+
+
+def test_the_b_frame_avis_are_the_cases_under_test(b_frame_avis):
+    import av
+
+    from effvid.data import decode_frame_index
+
+    for kind, path in b_frame_avis.items():
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            chunks = [(p.dts, p.is_keyframe, bytes(p)) for p in c.demux(s) if p.size]
+            c.seek(0)
+            frames = [(f.pts, f.key_frame, decode_frame_index(f.to_ndarray(format="rgb24"), 32)) for f in c.decode(s)]
+            assert s.codec_context.has_b_frames, kind
+        # one chunk per frame, all coming out in order (FFmpeg's timestamps or not)
+        assert len(chunks) == 32 and [i for _, _, i in frames] == list(range(32)), kind
+        if kind in ("h264", "mpeg4_packed"):  # timestamps made up in decode order
+            assert [pts for pts, _, _ in frames] != sorted(pts for pts, _, _ in frames), kind
+        stored = [dts for dts, key, _ in chunks if key]
+        shown = [i for _, key, i in frames if key]
+        if kind == "h264":  # closed GOPs: a keyframe is shown at its chunk
+            assert stored == shown and len(stored) > 2, (stored, shown)
+        else:  # B-frames stored after a keyframe are shown before it
+            assert all(dts < i for dts, i in zip(stored[1:], shown[1:])), (kind, stored, shown)
+        if kind == "mpeg4_packed":
+            assert sum(data.count(b"\x00\x00\x01\xb6") == 2 for _, _, data in chunks) > 4
+            assert b"DivX503b1393p" in chunks[0][2]
+
+
+@pytest.mark.parametrize("kind", ["h264", "h264_open_gop", "mpeg4", "mpeg4_packed"])
+@pytest.mark.parametrize("start", [0.0, 0.875, 1.375])
+def test_avi_with_b_frames_shows_each_picture_with_its_sound(b_frame_avis, kind, start):
+    # FFmpeg makes up an AVI's timestamps in decode order: with B-frames the frames came out
+    # with wrong, unordered ones, and the sampler showed frames [0, 0, 0, 2, 4, 4, 5, 7] at
+    # 0, 1/8 .. 7/8 s. Frame i is shown at i/8 s, with the sound of that time. 0.875 s is the
+    # frame before a keyframe: in the open GOP and the MPEG-4 files, a B-frame stored after it
+    # (the seek goes a keyframe further back); 1.375 s lies inside a GOP.
+    from effvid.data import decode_frame_index
+
+    seq = LongVideoSampler(num_clips=2, frames_per_clip=8, sample_rate=SR, start=start)(b_frame_avis[kind])
+    assert seq.mask.all() and seq.audio_mask.all()
+    shown = [[decode_frame_index(seq.frames[k, j].numpy(), 32) for j in range(8)] for k in range(2)]
+    assert shown == [[round((start + k + j / 8) * 8) for j in range(8)] for k in range(2)]  # at k + j/8
+    reference = torch.from_numpy(signal(4)[round(start * SR):round((start + 2) * SR)])
+    assert torch.allclose(seq.audio.flatten(), reference, atol=1e-3)  # PCM: the samples themselves

@@ -328,6 +328,18 @@ def test_frame_times_of_an_h264_avi_are_its_frames(tmp_path, ext, options):
     assert got == [(i / 8, i) for i in range(12)]
 
 
+@pytest.mark.parametrize("kind", ["h264", "h264_open_gop", "mpeg4", "mpeg4_packed"])
+def test_frame_times_of_an_avi_with_b_frames_are_its_frames(tmp_path, kind):
+    # FFmpeg makes up an AVI's timestamps in decode order: with B-frames (H.264, and DivX/Xvid's
+    # packed bitstream) frames came out timed 0, 3, 2, 4, 1, ... frames; frame i is at i/fps
+    from conftest import write_b_frame_avi
+    from effvid.data.synthetic import decode_frame_index, index_pattern_frames
+
+    path = write_b_frame_avi(tmp_path / f"{kind}.avi", index_pattern_frames(16), kind, fps=8)
+    got = [(t, decode_frame_index(frame, 16)) for t, frame in st.open_frames(str(path))]
+    assert got == [(i / 8, i) for i in range(16)]
+
+
 @pytest.mark.parametrize("rotation", [90, -90, 180])
 def test_rotated_frames_go_to_torch_as_they_are(tmp_path, rotation):
     # np.rot90 views have a negative stride: torch.from_numpy refused them ("At least one stride

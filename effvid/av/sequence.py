@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import _rotation_of, _to_rgb, av_reason, decode_from, pts_delay, stream_duration
+from ..data.video import _rotation_of, _to_rgb, av_reason, stream_duration, timed_frames
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -200,21 +200,19 @@ class LongVideoSampler:
         # at least 0.5 ms, as such rounded times keep their error when remuxed into a finer time
         # base. (Far below a frame period, so the next frame is never taken early.)
         eps = max(float(stream.time_base) / 2, 0.0005) + 1e-9
-        # FFmpeg's made-up H.264 timestamps in an AVI show each picture a frame after its sound
-        delay = pts_delay(container, stream)
-        frames = (decode_from(container, stream, (origin + start) / stream.time_base + delay) if start > 0
-                  else container.decode(stream))
+        # times where the frames are shown, not FFmpeg's made-up ones in an AVI (timed_frames)
+        frames = timed_frames(container, stream, (origin + start) / stream.time_base if start > 0 else None)
         picked: list[np.ndarray | None] = [None] * len(targets)
         nxt = 0  # next target to fill
-        prev = None  # last decoded frame not after the current target
+        prev, prev_t = None, None  # last decoded frame not after the current target, its time
         rotation, frame_size = None, None  # known once the first frame is decoded
 
         def rgb(frame) -> np.ndarray:
             return _to_rgb(frame, rotation, frame_size)
 
         try:
-            for frame in frames:
-                if frame.pts is None:
+            for pts, frame in frames:
+                if pts is None:
                     continue
                 if rotation is None:
                     rotation = _rotation_of(frame, stream)
@@ -224,22 +222,21 @@ class LongVideoSampler:
                     if self.size is not None:
                         h, w = self.size
                         frame_size = (h, w) if rotation in (90, -90) else (w, h)
-                t = float((frame.pts - delay) * stream.time_base) - origin
+                t = float(pts * stream.time_base) - origin
                 while nxt < len(targets) and t > targets[nxt] + eps:
                     if prev is None:  # the first frame comes after the target: use it anyway
-                        prev = frame
+                        prev, prev_t = frame, t
                     picked[nxt] = rgb(prev)
                     nxt += 1
                 if nxt == len(targets):
                     break
-                prev = frame
+                prev, prev_t = frame, t
         except av.FFmpegError as exc:
             raise AudioDecodeError(path, f"video decoding failed ({av_reason(exc)})") from exc
         if prev is None:
             raise AudioDecodeError(path, "no decodable video frames in the requested window")
         shown, video_end = len(targets), math.inf
         if nxt < len(targets):  # the stream ended first: the last frame shows until its end
-            prev_t = float((prev.pts - delay) * stream.time_base) - origin
             video_end = prev_t + _frame_seconds(prev, stream)
             shown = nxt + sum(1 for t in targets[nxt:] if t < video_end - eps)
         last = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import math
 import os
 import re
@@ -426,6 +427,15 @@ def pts_delay(container, stream) -> int:
     return _first_pts(container, stream)[0] - start
 
 
+def reordered_avi(container, stream) -> bool:
+    """Whether ``stream``'s frame timestamps cannot be trusted: an AVI (which stores only the
+    decode order, one frame per chunk) whose decoder reorders frames (B-frames: H.264, MPEG-4
+    part 2, also DivX/Xvid "packed bitstream"). FFmpeg makes up their timestamps in decode order,
+    so frames come out with wrong, unordered ones; the k-th frame out is the k-th shown. Known
+    once a frame has decoded (``has_b_frames`` comes with the first one)."""
+    return container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
+
+
 class _UnreliableTimestamps(Exception):
     """The container's timestamps cannot map frames to indices (e.g. B-frames in AVI)."""
 
@@ -455,7 +465,7 @@ class _SparseDecoder:
         self.decoded = 0
         self.seeks = 0
         # AVI has no presentation timestamps; FFmpeg invents them from decode order,
-        # which is wrong as soon as frames are reordered (B-frames).
+        # which is wrong as soon as frames are reordered (B-frames): reordered_avi
         self.check_reorder = container.format.name == "avi"
 
     def _keyframe_table(self) -> np.ndarray | None:
@@ -538,7 +548,7 @@ class _SparseDecoder:
                 continue
             self.decoded += len(self.buffer)
             if self.check_reorder and self.buffer:
-                if self.stream.codec_context.has_b_frames:
+                if reordered_avi(self.container, self.stream):
                     raise _UnreliableTimestamps()
                 self.check_reorder = False
         return self.buffer.pop(0)
@@ -629,6 +639,87 @@ def decode_from(container, stream, pts: float):
     if first is not None:
         yield first
     yield from frames
+
+
+def _avi_landing(container, stream, pts: float) -> int:
+    """Seek an AVI with reordered frames (:func:`reordered_avi`) to the keyframe at or before
+    ``pts`` (its time base) and return where the first frame decoded from there is shown: the
+    keyframe's chunk (its dts) plus the frames it loses. Decoding starts there afterwards.
+
+    Neither the index nor FFmpeg's timestamp of the keyframe says where that is: the B-frames
+    stored after a keyframe but shown before it (MPEG-4 part 2 with B-frames, H.264 with an open
+    GOP) are lost when decoding starts at it, as they refer to the frames before, so the first
+    frame is shown later than the keyframe's chunk; in H.264 FFmpeg's timestamp is that chunk's,
+    and in a packed bitstream a frame early. So it is counted: the chunks up to the next keyframe
+    are decoded and the decoder drained (a packed bitstream holds no B-frame back there); each
+    chunk is one frame, and those that gave none are the ones lost, shown first. When the target
+    is one of them, the keyframe before is tried."""
+    start = stream.start_time if stream.start_time is not None else 0
+    cc = stream.codec_context
+    target, last_key = pts, math.inf
+    while True:
+        seek_to_pts(container, stream, target)
+        key, fed, out = None, 0, 0
+        try:
+            for packet in container.demux(stream):
+                if not packet.size:  # the empty packet demux ends with
+                    continue
+                if key is None:
+                    key = packet.dts if packet.dts is not None else int(target)
+                elif packet.is_keyframe:
+                    break
+                fed += 1
+                try:
+                    out += len(packet.decode())
+                except _AV_ERRORS:
+                    pass  # a damaged packet loses its frame in the decode that follows too
+            out += len(cc.decode(None))
+        except _AV_ERRORS:
+            pass  # a broken container: as far as it reads
+        if key is None:  # nothing at or after the keyframe: decode from where the seek lands
+            seek_to_pts(container, stream, target)
+            return int(target)
+        shown = key + fed - out
+        # (a target worked out from seconds may lie a hair before its frame's tick)
+        if shown <= pts + 1e-3 or key <= start or target <= start:
+            seek_to_pts(container, stream, key)  # (also resets the drained decoder)
+            return shown
+        # a seek that does not go back (no index?) goes to the beginning instead
+        target, last_key = (key - 1 if key < last_key else start), key
+
+
+def timed_frames(container, stream, pts: float | None = None):
+    """``(pts, frame)`` for the decoded frames of ``stream``, from its beginning, or from the
+    keyframe at or before ``pts`` (its time base); ``pts`` is where the frame is shown, in the
+    stream's time base (None for a frame without a timestamp). ``container`` must be at its
+    beginning. For readers that go by time (:class:`effvid.av.LongVideoSampler`,
+    :func:`effvid.stream.open_frames`), so that the picture stays with the sound.
+
+    A frame's time is its timestamp, less the frame FFmpeg adds to an AVI's H.264
+    (:func:`pts_delay`). In an AVI whose frames are reordered (:func:`reordered_avi`) FFmpeg's
+    timestamps are made up in decode order, so the frames are timed by the order they come out,
+    one tick of the time base (an AVI's frame) each, as :func:`read_frames` counts them: from
+    the stream's start, or after a seek from where the first frame is shown
+    (:func:`_avi_landing`).
+    """
+    delay = pts_delay(container, stream)
+    frames = container.decode(stream) if pts is None else decode_from(container, stream, pts + delay)
+    first = next(frames, None)  # has_b_frames is known once a frame has decoded
+    if first is None:
+        return
+    if not reordered_avi(container, stream):
+        for frame in itertools.chain([first], frames):
+            yield (frame.pts - delay if frame.pts is not None else None), frame
+        return
+    if pts is None:
+        shown = stream.start_time if stream.start_time is not None else 0
+        frames = itertools.chain([first], frames)
+    else:
+        frames.close()
+        shown = _avi_landing(container, stream, pts)
+        frames = container.decode(stream)
+    for k, frame in enumerate(frames):
+        yield shown + k, frame
 
 
 def _read_sequential(container, stream, wanted: list[int]) -> tuple[dict[int, object], int]:
