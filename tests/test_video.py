@@ -249,6 +249,13 @@ def test_avi_with_b_frames_counts_frames(tmp_path, index_frames, kind):
     got = read_frames(p, [20, 1, 7, 7], stats=st)
     assert st["sequential"]
     assert indices_of(got) == [20, 1, 7, 7]
+    # effvid check's count of the frames a file holds (it raised the reader's internal
+    # "unreliable timestamps" signal): the whole file, and one cut short
+    assert video_mod.decodable_frames(p) == N_FRAMES
+    data = p.read_bytes()
+    cut = tmp_path / f"{kind}_cut.avi"
+    cut.write_bytes(data[: len(data) * 9 // 10])  # its index and last frames gone
+    assert 0 < video_mod.decodable_frames(cut) < N_FRAMES
 
 
 @pytest.mark.parametrize("name,options", [("h264_no_b.avi", {"bf": "0"}),

@@ -755,6 +755,7 @@ def decodable_frames(path: str | os.PathLike) -> int:
         stream = container.streams.video[0]
         dec = _SparseDecoder(container, stream, str(path), _stream_fps(stream) or 25.0, 0,
                              skip_nonref=False)
+        dec.check_reorder = False  # a count needs no timestamps (an AVI's with B-frames are wrong)
         count = 0
         while dec._next_frame() is not None:
             count += 1
