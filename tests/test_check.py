@@ -79,7 +79,7 @@ def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
     assert out[-2:] == ["all:        2 classes, readable videos per class 2 to 2, median 2",
                         f"wrote {report}"]
     assert captured.err.splitlines()[-1] == \
-        "effvid check: 12 listed videos are missing; 1 of 5 videos are unreadable"
+        "effvid check: 12 listed videos are missing; 1 of 5 videos is unreadable"
     saved = json.loads(report.read_text())
     assert saved["videos"] == 5 and len(saved["unreadable"]) == 1
     assert saved["missing"] == [{"path": str(videos / p), "part": "all", "listed": f"{str(lst)!r} line {k}",
@@ -208,7 +208,7 @@ def test_check_reports_videos_that_end_before_their_header_says(tmp_path, capsys
     assert out[1:4] == ["unreadable: none",
                         "  found 1 video(s) that end early (frames past the cut repeat the last one):",
                         f"    {cut}: {decodable} of the 40 frames in its header decode"]
-    assert captured.err.splitlines()[-1] == "effvid check: 1 of 3 videos end early"
+    assert captured.err.splitlines()[-1] == "effvid check: 1 of 3 videos ends early"
     saved = json.loads(report.read_text())
     assert saved["ends_early"] == [{"path": str(cut), "part": "all", "frames": 40, "decodable_frames": decodable}]
     assert [(v["path"], v["frames"], v.get("decodable_frames")) for v in saved["videos_info"]] == [

@@ -219,6 +219,19 @@ def test_convert_command(tmp_path, capsys):
     assert "must be a .safetensors file" in capsys.readouterr().err
 
 
+def test_convert_says_1_segment_and_1_class_name(tmp_path, capsys):
+    # "1 segments", "1 class names given"
+    from effvid.cli import main
+
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=1)
+    path = _save_original(src, tmp_path / "TSM_ucf_RGB_resnet18_shift8_blockres_avg_segment1_e25.pth")
+    dst = tmp_path / "r18.safetensors"
+    assert main(["convert", str(path), str(dst)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {dst}: tsm_resnet18, 3 classes, 1 segment, shift 1/8 ")
+    with pytest.raises(ValueError, match="^1 class name given but the checkpoint has 3 classes$"):
+        convert_tsm_checkpoint(path, tmp_path / "x.safetensors", classes=["a"])
+
+
 def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
     from effvid.data import VideoSample
     from effvid.inference import load_recognizer, test_dataset

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, nonnegative_int, positive_int
+from ..cli import UserError, nonnegative_int, plural, positive_int
 
 
 class _Checked:
@@ -93,6 +93,11 @@ def data_parts(args, missing: list) -> list:
     return [part("all", "all")]
 
 
+def are(things) -> str:
+    """The verb after a count of ``things``: "1 of 3 videos is", "2 of 3 videos are"."""
+    return "is" if len(things) == 1 else "are"
+
+
 def _spread(values, fmt="{:,.0f}") -> str:
     return (f"{fmt.format(min(values))} to {fmt.format(max(values))}, "
             f"median {fmt.format(statistics.median(values))}")
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     infos = [info for *_, info, _ in results if info is not None]
     names = [name for name, _ in parts]
     per_part = Counter(part for part, *_ in results)
-    print(f"checked {len(results):,} videos" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
+    print(f"checked {plural(len(results), 'video')}" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
     # why each is missing: a link whose target is gone (a class folder's, or one a list names)
@@ -140,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("unreadable: none")
     if early:
-        print(bad_videos_report([(path, f"{ends} of the {frames} frames in its header decode")
+        print(bad_videos_report([(path, f"{ends} of the {plural(frames, 'frame')} in its header decode")
                                  for _, path, frames, ends in early], when="", verb="found",
                                 what="video(s) that end early (frames past the cut repeat the last one)",
                                 full_list=full_list))
@@ -154,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         counts = [readable[name, k] for k in range(len(classes))]
         empty = [c for c, n in zip(classes, counts) if n == 0]
-        print(f"{name + ':':<11} {len(classes)} classes, readable videos per class {_spread(counts)}"
+        print(f"{name + ':':<11} {plural(len(classes), 'class')}, readable videos per class {_spread(counts)}"
               + (f"; none for {len(empty)}: {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else "")
                  if empty else ""))
     if args.json:
@@ -171,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
                              **({"decodable_frames": ends} if ends is not None else {})}
                             for part, path, _, _, info, ends in results if info is not None]}, indent=1) + "\n")
         print(f"wrote {args.json}")
-    trouble = ([f"{len(missing):,} {listed}videos are missing"] if missing else []) + (
-        [f"{len(bad):,} of {len(results):,} videos are unreadable"] if bad else []) + (
-        [f"{len(early):,} of {len(results):,} videos end early"] if early else [])
+    trouble = ([f"{plural(len(missing), listed + 'video')} {are(missing)} missing"] if missing else []) + (
+        [f"{len(bad):,} of {plural(len(results), 'video')} {are(bad)} unreadable"] if bad else []) + (
+        [f"{len(early):,} of {plural(len(results), 'video')} {'ends' if len(early) == 1 else 'end'} early"]
+        if early else [])
     if trouble:
         print(f"effvid check: {'; '.join(trouble)}", file=sys.stderr)
     return 1 if trouble else 0

@@ -42,6 +42,7 @@ from typing import Iterable
 
 import torch
 
+from ..cli import plural
 from ..errors import BadValue, check_positive_ints
 from .recognizer import Recognizer
 from .weights import is_resume_state, load_torch_file, resume_state_error
@@ -131,7 +132,7 @@ class TSMCheckpointInfo:
         (:func:`tsn_segments_note`)."""
         out = {}
         if self.shift and self.sources.get("num_segments") == "default":
-            out["num_segments"] = f"{self.num_segments} segments"
+            out["num_segments"] = plural(self.num_segments, "segment")
         if self.shift and self.sources.get("shift_div") == "default":
             out["shift_div"] = f"shift 1/{self.shift_div}"
         return out
@@ -585,7 +586,8 @@ def _read_classes(classes, num_classes: int) -> list[str] | None:
     else:
         names = [str(c) for c in classes]
     if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names given but the checkpoint has {num_classes} classes")
+        raise ValueError(f"{plural(len(names), 'class name')} given but the checkpoint has "
+                         f"{plural(num_classes, 'class')}")
     return names
 
 
