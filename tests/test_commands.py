@@ -709,6 +709,10 @@ def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, 
         assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
         assert main(["info", str(run), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["state"] == f"stopped, and {advice}"
+        # a new run into it suggested --resume, which then refused with the advice above
+        assert main(["train", str(trained[0]), "--output", str(run), "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"effvid train: error: {run} already holds a run, but {advice}\n"
+        assert (run / "last_state.pt").read_bytes() == damaged
     (run / "config.json").write_text(json.dumps(config))  # finished: it said "finished", no more
     assert main(["info", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == f"finished, and {advice}"
