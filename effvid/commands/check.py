@@ -6,8 +6,8 @@ segment centres, as validation does) in worker processes and reports the unreada
 their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
 folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
-split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links are reported
-too, and the others checked. So are videos that end before their header says (truncated): they
+split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links, FIFOs,
+devices and folders named like videos are reported too, and the others checked. So are videos that end before their header says (truncated): they
 open, but the segments past the cut get the last frame that decodes, again and again. Exit
 status 1 when a video is unreadable, missing or ends early, so that scripts can stop.
 
@@ -93,6 +93,26 @@ def data_parts(args, missing: list) -> list:
     return [part("all", "all")]
 
 
+def found_in_class_folder(where: str) -> bool:
+    """Whether a video left out of DATA (its ``where``) was found in a class folder, not listed."""
+    return where.startswith("class folder ")  # as scan_class_folders says it
+
+
+def why_missing(path: str, where: str) -> str:
+    """Why a video of DATA is left out: a link whose target is gone (a class folder's, or one a
+    list names) says where it pointed; a FIFO, a device or a folder named like a video, what it
+    is; a listed one, where it is listed."""
+    from ..data.datasets import broken_link
+    from ..data.video import not_a_video_file
+
+    if link := broken_link(path):
+        return link
+    what = not_a_video_file(path)
+    if found_in_class_folder(where):
+        return what or "gone since the scan"
+    return f"{what}; listed in {where}" if what else f"listed in {where}"
+
+
 def are(things) -> str:
     """The verb after a count of ``things``: "1 of 3 videos is", "2 of 3 videos are"."""
     return "is" if len(things) == 1 else "are"
@@ -107,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..data.datasets import broken_link
-    from ..data.video import not_a_video_file
     from ..training.evaluate import bad_videos_report
     from ..training.interrupts import StopsOnCtrlC
     from ..training.progress import progress_bar
@@ -131,12 +150,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"checked {plural(len(results), 'video')}" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
-    # why each is missing: a link whose target is gone (a class folder's, or one a list names)
-    # says where it pointed; the others, where they are listed
-    links = [broken_link(path) for _, path, _ in missing]
-    why = [link or (f"{what}; listed in {where}" if (what := not_a_video_file(path)) else f"listed in {where}")
-           for (_, path, where), link in zip(missing, links)]
-    listed = "" if any(links) else "listed "
+    why = [why_missing(path, where) for _, path, where in missing]
+    # "listed video(s) missing" where every one is a list's, not a link, not a class folder's
+    listed = "" if any(broken_link(path) or found_in_class_folder(where) for _, path, where in missing) else "listed "
     if missing:
         print(bad_videos_report([(path, reason) for (_, path, _), reason in zip(missing, why)], when="",
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
