@@ -31,6 +31,7 @@ import av
 import numpy as np
 import torch
 
+from .cli import plural
 from .data.transforms import TestTransform
 from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, timed_frames
 
@@ -133,7 +134,7 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
             except _AV_ERRORS as e:
                 if index == 0:
                     raise StreamError(f"cannot decode video {source}: {_describe(e)}") from None
-                warn(f"{source}: stream ended after {index} frames: {_describe(e)}")
+                warn(f"{source}: stream ended after {plural(index, 'frame')}: {_describe(e)}")
                 break
             if camera:
                 t = time.perf_counter() - start
@@ -407,8 +408,8 @@ def run_stream(recognizer, frames: Iterable[tuple[float, np.ndarray]], *,
             if classes is None:
                 classes = [f"class_{i}" for i in range(logits.shape[-1])]
             elif len(classes) != logits.shape[-1]:
-                raise StreamError(f"{len(classes)} class names for a model with "
-                                  f"{logits.shape[-1]} classes")
+                raise StreamError(f"{plural(len(classes), 'class name')} for a model with "
+                                  f"{plural(logits.shape[-1], 'class')}")
             probs = smoother(logits)
             k = int(np.argmax(probs))
             record = {"source": source, "frame": summary.frames, "time": round(float(t), 4),
@@ -441,9 +442,9 @@ def run_stream(recognizer, frames: Iterable[tuple[float, np.ndarray]], *,
 def format_summary(summary: StreamSummary) -> str:
     d = summary.as_dict()
     lat = d["latency_ms"]
-    return (f"{d['source']}: {d['frames']} frames in {d['seconds']:.2f} s, {d['fps']:.1f} fps "
+    return (f"{d['source']}: {plural(d['frames'], 'frame')} in {d['seconds']:.2f} s, {d['fps']:.1f} fps "
             f"end to end; per-frame latency (preprocess + model"
-            + (f", first {d['latency_warmup_frames_excluded']} frames excluded"
+            + (f", first {plural(d['latency_warmup_frames_excluded'], 'frame')} excluded"
                if d["latency_warmup_frames_excluded"] else "")
             + f") mean {lat['mean']:.2f} ms, p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms "
             f"({d['model_fps']:.1f} fps)"

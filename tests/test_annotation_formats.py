@@ -381,7 +381,7 @@ def test_train_and_eval_on_hmdb51_split_folder(hmdb, tmp_path, capsys):
         report = tmp_path / f"eval{number}.json"
         assert main(["eval", str(splits), "-c", str(run / "best.safetensors"), "--data-root", str(videos),
                      "--official-split", str(number), "--workers", "0", "--quiet", "--json", str(report)]) == 0
-        assert f"{expected} videos, 1 view(s) each" in capsys.readouterr().out
+        assert f"{expected} videos, 1 view each" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["eval", str(splits), "-c", str(run / "best.safetensors"), "--official-split", "4"])
     # options that would be ignored are refused (they were, without a word): --classes for a

@@ -79,7 +79,7 @@ def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
     assert out[-2:] == ["all:        2 classes, readable videos per class 2 to 2, median 2",
                         f"wrote {report}"]
     assert captured.err.splitlines()[-1] == \
-        "effvid check: 12 listed videos are missing; 1 of 5 videos are unreadable"
+        "effvid check: 12 listed videos are missing; 1 of 5 videos is unreadable"
     saved = json.loads(report.read_text())
     assert saved["videos"] == 5 and len(saved["unreadable"]) == 1
     assert saved["missing"] == [{"path": str(videos / p), "part": "all", "listed": f"{str(lst)!r} line {k}",
@@ -208,7 +208,7 @@ def test_check_reports_videos_that_end_before_their_header_says(tmp_path, capsys
     assert out[1:4] == ["unreadable: none",
                         "  found 1 video(s) that end early (frames past the cut repeat the last one):",
                         f"    {cut}: {decodable} of the 40 frames in its header decode"]
-    assert captured.err.splitlines()[-1] == "effvid check: 1 of 3 videos end early"
+    assert captured.err.splitlines()[-1] == "effvid check: 1 of 3 videos ends early"
     saved = json.loads(report.read_text())
     assert saved["ends_early"] == [{"path": str(cut), "part": "all", "frames": 40, "decodable_frames": decodable}]
     assert [(v["path"], v["frames"], v.get("decodable_frames")) for v in saved["videos_info"]] == [
@@ -217,3 +217,51 @@ def test_check_reports_videos_that_end_before_their_header_says(tmp_path, capsys
     cut.unlink()  # the whole files alone: nothing to report
     assert main(["check", str(data), "--workers", "0", "--quiet"]) == 0
     assert "end early" not in capsys.readouterr().out
+
+
+def test_fifos_devices_and_folders_named_like_videos_in_class_folders_are_named(tmp_path, capsys):
+    # a FIFO or a device named like a video was left out of a class folder without a word, and a
+    # folder named x.mp4 (extracted frames) searched; training and check name them, never
+    # opening the FIFO (it would wait for a writer)
+    import os
+
+    from test_datasets import _let_a_stuck_reader_go
+
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=2, videos_per_class_val=1,
+                           num_frames=8, size=32, seed=1)
+    fifo, frames, device = data / "train" / "left" / "pipe.mp4", data / "train" / "right" / "v.mp4", \
+        data / "val" / "left" / "null.mp4"
+    os.mkfifo(fifo)
+    frames.mkdir()
+    (frames / "img_00001.jpg").write_bytes(b"")  # searched, it stopped training as a .jpg
+    device.symlink_to(os.devnull)
+    _let_a_stuck_reader_go(fifo)
+    assert main(["train", str(data), "--workers", "0", "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"effvid train: error: dataset: {str(fifo)!r} is not a regular file (a FIFO); 1 more of the 6 videos "
+        f"in the class folders is not a video file too (the next: dataset: {str(frames)!r} is a folder, "
+        "not a video file)")
+    report = tmp_path / "check.json"
+    assert main(["check", str(data), "--workers", "0", "--quiet", "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[0].startswith("checked 6 videos (train 4, val 2) in ")
+    assert out[1:6] == ["  found 3 video(s) missing:",
+                        f"    {fifo}: not a regular file (a FIFO)",
+                        f"    {frames}: a folder, not a video file",
+                        f"    {device}: not a regular file (a character device)",
+                        "unreadable: none"]
+    assert captured.err.splitlines()[-1] == "effvid check: 3 videos are missing"
+    assert [(m["part"], m["path"]) for m in json.loads(report.read_text())["missing"]] == [
+        ("train", str(fifo)), ("train", str(frames)), ("val", str(device))]
+    # a class folder with nothing but a FIFO holds no video, and says which
+    device.unlink()
+    (frames / "img_00001.jpg").unlink()
+    frames.rmdir()
+    for video in (data / "train" / "left").glob("*.mp4"):
+        if video != fifo:
+            video.unlink()
+    assert main(["train", str(data), "--workers", "0", "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"effvid train: error: dataset: {str(fifo)!r} is not a regular file (a FIFO)")

@@ -158,7 +158,7 @@ def test_eval_protocols(trained, tmp_path, capsys):
     assert main(["eval", str(data), "-c", str(ckpt), "--clips", "2", "--crops", "3", "--twice",
                  "--workers", "0", "--quiet", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "4 videos, 9 view(s) each" in text
+    assert "4 videos, 9 views each" in text
     metrics = json.loads(out.read_text())
     assert metrics["classes"] == ["grow", "left"] and metrics["count"] == 4
     assert sum(map(sum, metrics["confusion"])) == 4
@@ -191,7 +191,7 @@ def test_eval_options_that_used_to_fail(trained, capsys):
     data, ckpt = trained
     # a new --size without --scale-size: the resize follows the new size (it kept the trained 32)
     assert main(["eval", str(data), "-c", str(ckpt), "--size", "48", "--workers", "0", "--quiet"]) == 0
-    assert "4 videos, 1 view(s) each" in capsys.readouterr().out
+    assert "4 videos, 1 view each" in capsys.readouterr().out
     # --twice is a segment-sampling protocol: with dense sampling it was ignored but counted;
     # then refused after reading the data, naming the dataset's field ("twice (...)")
     assert main(["eval", str(data), "-c", str(ckpt), "--twice", "--sampling", "dense", "--workers", "0"]) == 2
@@ -207,7 +207,7 @@ def test_eval_options_that_used_to_fail(trained, capsys):
     # frames resized to --size, and a note said --scale-size did nothing)
     assert main(["eval", str(data), "-c", str(ckpt), "--crops", "3", "--scale-size", "40", "--workers", "0",
                  "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith("4 videos, 3 view(s) each")
+    assert capsys.readouterr().out.startswith("4 videos, 3 views each")
     # a run folder instead of a checkpoint file
     assert main(["eval", str(data), "-c", str(ckpt.parent)]) == 2
     assert f"is a folder: give a weights file such as {ckpt}" in capsys.readouterr().err
@@ -264,7 +264,7 @@ def test_ten_crops_of_a_model_trained_without_flips_say_they_are_mirrored(traine
     capsys.readouterr()
     assert main(["eval", str(data), "-c", str(ckpt), "--crops", "10", "--workers", "0", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == note(ckpt) and out[1].startswith("4 videos, 10 view(s) each")
+    assert out[0] == note(ckpt) and out[1].startswith("4 videos, 10 views each")
     for crops in ("1", "3"):
         assert main(["eval", str(data), "-c", str(ckpt), "--crops", crops, "--workers", "0", "--quiet"]) == 0
         assert "mirror" not in capsys.readouterr().out
@@ -709,6 +709,10 @@ def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, 
         assert capsys.readouterr().err == f"effvid train: error: cannot resume {run}: {advice}\n"
         assert main(["info", str(run), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["state"] == f"stopped, and {advice}"
+        # a new run into it suggested --resume, which then refused with the advice above
+        assert main(["train", str(trained[0]), "--output", str(run), "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"effvid train: error: {run} already holds a run, but {advice}\n"
+        assert (run / "last_state.pt").read_bytes() == damaged
     (run / "config.json").write_text(json.dumps(config))  # finished: it said "finished", no more
     assert main(["info", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == f"finished, and {advice}"
@@ -793,3 +797,41 @@ def test_resume_without_config_json_takes_the_configuration_from_the_state(train
     assert main(["train", "--output", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
     assert f"cannot resume {run}: its config.json holds no 'data'" in err, err
+
+
+def test_counts_of_one_are_singular_in_eval_predict_check_prepare_and_stream(trained, tmp_path, capsys):
+    # "1 videos, 1 view(s) each", "1 of 1 videos could not be read", "checked 1 videos",
+    # "prepared 0 of 1 videos", "none of the 1 videos", "1 frames in"
+    from effvid.cli import plural
+
+    assert (plural(1, "class"), plural(2, "class"), plural(1200, "video")) == ("1 class", "2 classes", "1,200 videos")
+    data, ckpt = trained
+    video = sorted((data / "val" / "left").glob("*.mp4"))[0]
+    one = tmp_path / "one.txt"
+    one.write_text(f"{video} left\n")
+    assert main(["eval", str(one), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("1 video, 1 view each: top-1 ")
+
+    broken = tmp_path / "videos" / "only" / "broken.mp4"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a video at all" * 10)
+    assert main(["predict", str(broken), "-c", str(ckpt)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "effvid predict: 1 of 1 video could not be read"
+
+    assert main(["check", str(tmp_path / "videos"), "--workers", "0", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[0].startswith("checked 1 video in ") and out[1] == "  found 1 unreadable video(s):"
+    assert out[-1] == "all:        1 class, readable videos per class 0 to 0, median 0; none for 1: only"
+    assert captured.err.splitlines()[-1] == "effvid check: 1 of 1 video is unreadable"
+
+    assert main(["prepare", str(tmp_path / "videos"), str(tmp_path / "prepared"), "--quiet", "--workers", "0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("prepared 0 of 1 video in ")
+    assert captured.err.splitlines()[-1] == "effvid prepare: 1 of 1 video is unreadable and was copied unchanged"
+
+    assert main(["stream", str(broken.parent), "--model", "tsm_resnet_tiny", "--size", "32"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"effvid stream: error: none of the 1 video in {broken.parent} could be read")
+    assert main(["stream", str(video), "--model", "tsm_resnet_tiny", "--size", "32", "--max-frames", "1"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"{video}: 1 frame in ")

@@ -162,7 +162,7 @@ def test_eval_under_torchrun_evaluates_each_video_once(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     alone, two = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("alone", "two"))
     assert two["count"] == alone["count"] == 9
-    assert proc.stdout.count("9 videos, 1 view(s) each") == 1 and "(2 processes)" in proc.stdout
+    assert proc.stdout.count("9 videos, 1 view each") == 1 and "(2 processes)" in proc.stdout
     assert two["confusion"] == alone["confusion"] and two["top1"] == pytest.approx(alone["top1"])
     assert two["loss"] == pytest.approx(alone["loss"], rel=1e-5)
     assert two["unreadable"] == alone["unreadable"] == [{"path": str(data / "val" / "up" / "zero.mp4"),

@@ -225,7 +225,7 @@ def test_train_eval_resume_on_kinetics_csv(k400, tmp_path, monkeypatch, capsys):
     val_note = ("annotations/validate.csv: 1 of 4 listed videos not found under val (skipped; "
                 "the first: val/v3333333333_000008_000018.mp4)")  # eval's: as typed
     assert out.startswith(val_note + "\n")  # before the results
-    assert "3 videos, 1 view(s) each" in out
+    assert "3 videos, 1 view each" in out
     stats = json.loads((tmp_path / "e.json").read_text())
     assert stats["classes"] == LABELS and [sum(row) for row in stats["confusion"]] == [1, 1, 1]
     # --resume from elsewhere: the saved absolute paths find the CSVs and videos again

@@ -1303,3 +1303,11 @@ def test_a_resume_with_other_epochs_says_what_happens_to_the_learning_rate(tiny_
                                                "schedule's epochs (--lr-steps 2 3) do not change; the run "
                                                "ends after epoch 4")
     assert epochs_change_note(TrainConfig(data="x", epochs=5), 5, history, 10) is None
+    # rates equal to 3 digits (1 epoch of 100 done, resumed with 101) said "drops from 0.01 ... to 0.01"
+    history = [{"train": {"lr": 0.01 * 0.5 * (1 + math.cos(math.pi * 9 / 1000))}}]
+    for epochs, decays in ((101, "more slowly"), (99, "faster")):
+        note = epochs_change_note(TrainConfig(data="x", epochs=epochs, lr=0.01), 100, history, 10)
+        assert note == (f"note: --epochs {epochs} differs from the run's 100: the cosine schedule now decays "
+                        f"over {epochs} epochs instead of 100, so the learning rate goes on at 0.01 in epoch 2, "
+                        f"as at the end of epoch 1, and then decays {decays}; the weights will differ from "
+                        "those of a run of either length")

@@ -219,6 +219,19 @@ def test_convert_command(tmp_path, capsys):
     assert "must be a .safetensors file" in capsys.readouterr().err
 
 
+def test_convert_says_1_segment_and_1_class_name(tmp_path, capsys):
+    # "1 segments", "1 class names given"
+    from effvid.cli import main
+
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=1)
+    path = _save_original(src, tmp_path / "TSM_ucf_RGB_resnet18_shift8_blockres_avg_segment1_e25.pth")
+    dst = tmp_path / "r18.safetensors"
+    assert main(["convert", str(path), str(dst)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {dst}: tsm_resnet18, 3 classes, 1 segment, shift 1/8 ")
+    with pytest.raises(ValueError, match="^1 class name given but the checkpoint has 3 classes$"):
+        convert_tsm_checkpoint(path, tmp_path / "x.safetensors", classes=["a"])
+
+
 def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
     from effvid.data import VideoSample
     from effvid.inference import load_recognizer, test_dataset
@@ -932,3 +945,24 @@ def test_the_online_demo_checkpoint_is_a_causal_online_model(tmp_path, capsys, o
     # the demo is causal: it cannot be loaded as a bidirectional model
     with pytest.raises(ValueError, match="shift_direction='bidirectional' disagrees with the weights"):
         load_tsm_checkpoint(path, shift_direction="bidirectional")
+
+
+def test_the_online_demo_checkpoint_note_says_what_its_segments_are_for(tmp_path, capsys):
+    # convert and info said "assumed 8 segments; if it was trained otherwise, give --num-segments
+    # N" of a model that effvid stream runs frame by frame, where the number changes nothing
+    from effvid.cli import main
+
+    path = tmp_path / "mobilenetv2_jester_online.pth.tar"
+    torch.save(_DemoMobileNetV2(27).state_dict(), path)
+    note = ("note: mobilenetv2_jester_online.pth.tar is the online demo's model: effvid stream runs it frame "
+            "by frame, where the number of segments changes nothing; for what classifies whole clips (effvid "
+            "eval and predict, the offline ONNX export) 8 segments were assumed, as its name does not say "
+            "(--num-segments N for another)")
+    assert main(["convert", str(path), str(tmp_path / "a.safetensors")]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [note]
+    assert main(["info", str(path), "--size", "32"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == note and "trained otherwise" not in "\n".join(out)
+    # given, nothing was assumed: no note
+    assert main(["convert", str(path), str(tmp_path / "b.safetensors"), "--num-segments", "4"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1

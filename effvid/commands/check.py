@@ -6,8 +6,8 @@ segment centres, as validation does) in worker processes and reports the unreada
 their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
 folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
-split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links are reported
-too, and the others checked. So are videos that end before their header says (truncated): they
+split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links, FIFOs,
+devices and folders named like videos are reported too, and the others checked. So are videos that end before their header says (truncated): they
 open, but the segments past the cut get the last frame that decodes, again and again. Exit
 status 1 when a video is unreadable, missing or ends early, so that scripts can stop.
 
@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, nonnegative_int, positive_int
+from ..cli import UserError, nonnegative_int, plural, positive_int
 
 
 class _Checked:
@@ -93,6 +93,31 @@ def data_parts(args, missing: list) -> list:
     return [part("all", "all")]
 
 
+def found_in_class_folder(where: str) -> bool:
+    """Whether a video left out of DATA (its ``where``) was found in a class folder, not listed."""
+    return where.startswith("class folder ")  # as scan_class_folders says it
+
+
+def why_missing(path: str, where: str) -> str:
+    """Why a video of DATA is left out: a link whose target is gone (a class folder's, or one a
+    list names) says where it pointed; a FIFO, a device or a folder named like a video, what it
+    is; a listed one, where it is listed."""
+    from ..data.datasets import broken_link
+    from ..data.video import not_a_video_file
+
+    if link := broken_link(path):
+        return link
+    what = not_a_video_file(path)
+    if found_in_class_folder(where):
+        return what or "gone since the scan"
+    return f"{what}; listed in {where}" if what else f"listed in {where}"
+
+
+def are(things) -> str:
+    """The verb after a count of ``things``: "1 of 3 videos is", "2 of 3 videos are"."""
+    return "is" if len(things) == 1 else "are"
+
+
 def _spread(values, fmt="{:,.0f}") -> str:
     return (f"{fmt.format(min(values))} to {fmt.format(max(values))}, "
             f"median {fmt.format(statistics.median(values))}")
@@ -102,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..data.datasets import broken_link
-    from ..data.video import not_a_video_file
     from ..training.evaluate import bad_videos_report
     from ..training.interrupts import StopsOnCtrlC
     from ..training.progress import progress_bar
@@ -123,15 +147,12 @@ def run(args: argparse.Namespace) -> int:
     infos = [info for *_, info, _ in results if info is not None]
     names = [name for name, _ in parts]
     per_part = Counter(part for part, *_ in results)
-    print(f"checked {len(results):,} videos" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
+    print(f"checked {plural(len(results), 'video')}" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
-    # why each is missing: a link whose target is gone (a class folder's, or one a list names)
-    # says where it pointed; the others, where they are listed
-    links = [broken_link(path) for _, path, _ in missing]
-    why = [link or (f"{what}; listed in {where}" if (what := not_a_video_file(path)) else f"listed in {where}")
-           for (_, path, where), link in zip(missing, links)]
-    listed = "" if any(links) else "listed "
+    why = [why_missing(path, where) for _, path, where in missing]
+    # "listed video(s) missing" where every one is a list's, not a link, not a class folder's
+    listed = "" if any(broken_link(path) or found_in_class_folder(where) for _, path, where in missing) else "listed "
     if missing:
         print(bad_videos_report([(path, reason) for (_, path, _), reason in zip(missing, why)], when="",
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
@@ -140,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("unreadable: none")
     if early:
-        print(bad_videos_report([(path, f"{ends} of the {frames} frames in its header decode")
+        print(bad_videos_report([(path, f"{ends} of the {plural(frames, 'frame')} in its header decode")
                                  for _, path, frames, ends in early], when="", verb="found",
                                 what="video(s) that end early (frames past the cut repeat the last one)",
                                 full_list=full_list))
@@ -154,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         counts = [readable[name, k] for k in range(len(classes))]
         empty = [c for c, n in zip(classes, counts) if n == 0]
-        print(f"{name + ':':<11} {len(classes)} classes, readable videos per class {_spread(counts)}"
+        print(f"{name + ':':<11} {plural(len(classes), 'class')}, readable videos per class {_spread(counts)}"
               + (f"; none for {len(empty)}: {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else "")
                  if empty else ""))
     if args.json:
@@ -171,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
                              **({"decodable_frames": ends} if ends is not None else {})}
                             for part, path, _, _, info, ends in results if info is not None]}, indent=1) + "\n")
         print(f"wrote {args.json}")
-    trouble = ([f"{len(missing):,} {listed}videos are missing"] if missing else []) + (
-        [f"{len(bad):,} of {len(results):,} videos are unreadable"] if bad else []) + (
-        [f"{len(early):,} of {len(results):,} videos end early"] if early else [])
+    trouble = ([f"{plural(len(missing), listed + 'video')} {are(missing)} missing"] if missing else []) + (
+        [f"{len(bad):,} of {plural(len(results), 'video')} {are(bad)} unreadable"] if bad else []) + (
+        [f"{len(early):,} of {plural(len(results), 'video')} {'ends' if len(early) == 1 else 'end'} early"]
+        if early else [])
     if trouble:
         print(f"effvid check: {'; '.join(trouble)}", file=sys.stderr)
     return 1 if trouble else 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import UserError, positive_int
+from ..cli import UserError, plural, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     info = convert_tsm_checkpoint(src, dst, classes=args.classes, **overrides)
     shift = (f", shift 1/{info.shift_div} {info.shift_place}" if info.shift else "")
     shift += " causal" if info.shift_direction == "causal" else ""  # the online demo's
-    print(f"wrote {dst}: {info.model_name}, {info.num_classes} classes, {info.num_segments} "
-          f"segments{shift}, {'dense' if info.dense else 'segment'} sampling"
+    print(f"wrote {dst}: {info.model_name}, {plural(info.num_classes, 'class')}, "
+          f"{plural(info.num_segments, 'segment')}{shift}, {'dense' if info.dense else 'segment'} sampling"
           + ("" if args.classes else " (classes numbered: --classes FILE names them)"))
     if note := assumed_settings_note(info):  # a renamed file: 8 segments, shift 1/8 are guesses
         print(note)

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
+from ..cli import UserError, add_device_argument, nonnegative_int, plural, positive_int
 from ..training.config import AMP_DTYPES, TrainConfig
 
 
@@ -108,7 +108,7 @@ def held_out_samples(source: str, checkpoint: str, classes: list[str], root: str
         raise UserError(f"--held-out: {source} has classes the checkpoint was not trained on: "
                         f"{', '.join(unknown)}")
     if notice:
-        notice(f"the {len(val_set)} videos {run} held out of {source} for validation (split.json)")
+        notice(f"the {plural(len(val_set), 'video')} {run} held out of {source} for validation (split.json)")
     return [VideoSample(s.path, index[val_set.classes[s.label]]) for s in val_set.samples]
 
 
@@ -163,7 +163,7 @@ def per_class_lines(classes: list[str], per_class: list[float | None]) -> str:
     missing = [name for name, acc in zip(classes, per_class) if acc is None]
     if missing:
         names = ": " + ", ".join(missing) if len(missing) <= 10 else " (null in --json's per_class)"
-        lines.append(f"  no videos for {len(missing)} of {len(classes)} classes{names}")
+        lines.append(f"  no videos for {len(missing)} of {plural(len(classes), 'class')}{names}")
     return "\n".join(lines)
 
 
@@ -239,7 +239,7 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     if not env.is_main:
         return 0
     views = (args.clips + int(args.twice)) * args.crops
-    print(f"{stats['count']} videos, {views} view(s) each: top-1 {100 * stats['top1']:.2f}%"
+    print(f"{plural(stats['count'], 'video')}, {plural(views, 'view')} each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else "")
           + (f" ({env.world_size} processes)" if env.distributed else ""))
     print(per_class_lines(classes, stats["per_class"]))

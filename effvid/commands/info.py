@@ -198,7 +198,7 @@ def format_info(info: dict) -> str:
     cfg = info["config"]
     details = []
     if "num_classes" in cfg:
-        details.append(f"{cfg['num_classes']} classes")
+        details.append(plural(cfg['num_classes'], 'class'))
     if "shift_div" in cfg:
         details.append(f"shift 1/{cfg['shift_div']} {cfg.get('shift_place', '')} "
                        f"{cfg.get('shift_direction', '')}".rstrip())
@@ -344,7 +344,7 @@ def format_run_folder(info: dict) -> str:
     lines = [f"run folder   {info['folder']}"]
     if info["model"]:
         lines.append(f"model        {info['model']}, {plural(info['num_segments'], 'segment')}"
-                     + (f", {info['num_classes']} classes" if "num_classes" in info else ""))
+                     + (f", {plural(info['num_classes'], 'class')}" if "num_classes" in info else ""))
     if info["data"]:
         lines.append(f"data         {info['data']}" + (f" (validation: {info['val_data']})" if info["val_data"] else ""))
     if info.get("note"):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, command_line, nonnegative_int, positive_int
+from ..cli import UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json).write_text(text + "\n")
             print(f"wrote {args.json}")
     if failures:  # exit status 1 as `effvid stream`: a script sees that some input failed
-        print(f"effvid predict: {failures} of {len(paths)} videos could not be read", file=sys.stderr)
+        print(f"effvid predict: {failures} of {plural(len(paths), 'video')} could not be read", file=sys.stderr)
     return 1 if failures else 0
 
 

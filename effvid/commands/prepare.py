@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 
-from ..cli import nonnegative_int, positive_int
+from ..cli import nonnegative_int, plural, positive_int
 
 
 def positive_float(text: str) -> float:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                              audio=not args.no_audio, fps=args.fps, workers=args.workers,
                              overwrite=args.overwrite, progress=None if args.quiet else progress)
     total = len(summary.prepared) + summary.already_there + len(summary.skipped)
-    print(f"prepared {len(summary.prepared):,} of {total:,} videos in {summary.seconds:,.1f} s"
+    print(f"prepared {len(summary.prepared):,} of {plural(total, 'video')} in {summary.seconds:,.1f} s"
           + (f" ({summary.already_there:,} already there)" if summary.already_there else "")
           + (f": {_size(summary.bytes_in)} -> {_size(summary.bytes_out)}" if summary.prepared else ""))
     print(f"copied {len(summary.copied):,} annotation file(s)"
@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(f"    {path}: {reason}" for path, reason in summary.broken_links))
     print(f"wrote {summary.report}")
     if summary.skipped:
-        print(f"effvid prepare: {len(summary.skipped):,} of {total:,} videos are unreadable and were "
-              "copied unchanged", file=sys.stderr)
+        one = len(summary.skipped) == 1
+        print(f"effvid prepare: {len(summary.skipped):,} of {plural(total, 'video')} "
+              f"{'is' if one else 'are'} unreadable and {'was' if one else 'were'} copied unchanged",
+              file=sys.stderr)
     if summary.broken_links:
         print(f"effvid prepare: {len(summary.broken_links):,} annotation file(s) are broken links",
               file=sys.stderr)

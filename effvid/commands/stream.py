@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, positive_int
+from ..cli import UserError, plural, positive_int
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,7 +87,8 @@ def class_names(args: argparse.Namespace, stored, num_classes: int | None) -> li
     classes, origin = (read_labels(args.labels), f"labels file {args.labels}") if args.labels \
         else (stored, f"checkpoint {args.checkpoint}")
     if classes is not None and num_classes is not None and len(classes) != num_classes:
-        raise UserError(f"{origin}: {len(classes)} class names for a model with {num_classes} classes")
+        raise UserError(f"{origin}: {plural(len(classes), 'class name')} for a model with "
+                        f"{plural(num_classes, 'class')}")
     return classes
 
 
@@ -213,8 +214,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if failed:
         if len(failed) == len(sources):
-            raise UserError(f"none of the {len(sources)} videos in {args.source} could be read")
-        print(f"effvid stream: {len(failed)} of {len(sources)} videos could not be read",
+            raise UserError(f"none of the {plural(len(sources), 'video')} in {args.source} could be read")
+        print(f"effvid stream: {len(failed)} of {plural(len(sources), 'video')} could not be read",
               file=sys.stderr)
         return 1
     return 0

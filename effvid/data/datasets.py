@@ -98,15 +98,21 @@ def _file_or_broken_link(path: str) -> bool:
     return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
 
 
-def find_files(folder: str | os.PathLike) -> list[Path]:
+def find_files(folder: str | os.PathLike, others: list | None = None,
+               extensions: Sequence[str] = ()) -> list[Path]:
     """Every file under ``folder``, sorted; hidden files and folders (``.*``) are left out.
 
     Symlinked folders are followed (``Path.rglob`` does not follow them before Python 3.13,
     which silently dropped the videos of a linked class folder), each real folder once.
     Broken links are kept, for the caller to report: leaving them out made the videos of a
     link farm whose targets moved vanish without a word.
+
+    Given a list ``others``, what is there but is no file is added to it, sorted, for the caller
+    to report: a FIFO, a device or a socket (never opened: a FIFO's open waits for a writer), and
+    a folder named like a video (one of ``extensions``), which is not searched. Without it they
+    are left out, and every folder is searched.
     """
-    found, seen = [], set()
+    found, seen, not_files = [], set(), []
     for top, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:  # a link back up the tree: do not loop
@@ -114,7 +120,14 @@ def find_files(folder: str | os.PathLike) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(top, f) for f in files if not f.startswith(".") and _file_or_broken_link(os.path.join(top, f))]
+        if others is not None:
+            not_files += [Path(top, d) for d in dirs if _has_video_ext(d, extensions)]
+            dirs[:] = [d for d in dirs if not _has_video_ext(d, extensions)]
+        for f in files:
+            if not f.startswith("."):
+                (found if _file_or_broken_link(os.path.join(top, f)) else not_files).append(Path(top, f))
+    if others is not None:
+        others += sorted(not_files)
     return sorted(found)
 
 
@@ -130,11 +143,13 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
                        missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Samples from ``root/<class>/**/<video>``; classes are the sorted folder names.
 
-    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root or broken
-    links (naming the first, the next and how many), ValueError for an empty class folder, a
-    file with an unknown extension, a root without class folders, or (when ``classes`` is
-    given) an unknown class folder. Given a list ``missing``, each broken link is appended to
-    it as ``(path, class folder)`` instead and left out (effvid check reports them all).
+    Hidden files (``.*``) are ignored. Raises FileNotFoundError for a missing root, and for
+    broken links and what is named like a video but is no file (a FIFO, a device, a folder named
+    ``x.mp4``, which is not searched), naming the first, the next and how many; ValueError for
+    an empty class folder, a file with an unknown extension, a root without class folders, or
+    (when ``classes`` is given) an unknown class folder. Given a list ``missing``, each broken
+    link and each such path is appended to it as ``(path, class folder)`` instead and left out
+    (effvid check reports them all).
     """
     root = Path(root)
     if not root.is_dir():
@@ -146,22 +161,37 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     index = {c: i for i, c in enumerate(classes)}
     samples = []
     # as a list file's missing videos: refused at start, all of them in one error
-    broken = _MissingVideos(missing, counted="videos in the class folders",
-                            being=("a broken link", "broken links"))
+    broken = _MissingVideos(missing, counted="videos in the class folders")
+    links = not_files = 0  # what was noted, for the error's words
     for name in folders:
         if name not in index:
             raise ValueError(f"class folder {str(root / name)!r} is not one of the classes {classes}")
-        files = find_files(root / name)
-        if not files:
+        others: list[Path] = []
+        files = find_files(root / name, others, extensions)
+        # a FIFO or a device named like a video was left out without a word, and a folder named
+        # x.mp4 searched: named here, as a list file's are (never opened: a FIFO's open blocks)
+        named_like_videos = [p for p in others if _has_video_ext(p, extensions)]
+        if not files and not named_like_videos:
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
-        for f in files:
+        where = f"class folder {str(root / name)!r}"
+        for f in sorted(files + named_like_videos):
             _check_ext(f, "dataset", extensions)
             broken.listed += 1
             if (reason := broken_link(f)) is not None:  # find_files keeps them, to be reported
-                broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a {reason}", str(f)),
-                            f"class folder {str(root / name)!r}")
-                continue
-            samples.append(VideoSample(str(f), index[name]))
+                broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a {reason}", str(f)), where)
+                links += 1
+            elif f in named_like_videos:
+                what = not_a_video_file(f) or "not a video file"  # (gone since: said as best it can)
+                broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is {what}", str(f)), where)
+                not_files += 1
+            else:
+                samples.append(VideoSample(str(f), index[name]))
+    if links and not_files:
+        broken.being = ("a broken link or not a video file", "broken links or not video files")
+    elif not_files:
+        broken.being = ("not a video file", "not video files")
+    else:
+        broken.being = ("a broken link", "broken links")
     broken.raise_if_any()
     return samples, classes
 

@@ -39,6 +39,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
+from ..cli import plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import broken_link, find_files
 from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
@@ -606,7 +607,7 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     if done and previous is not None and previous != settings:
         changed = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in settings.items()
                             if previous.get(k) != v)
-        raise ValueError(f"{str(dst)!r} holds {len(done):,} videos prepared with other settings: "
+        raise ValueError(f"{str(dst)!r} holds {plural(len(done), 'video')} prepared with other settings: "
                          f"{changed} ({summary.report}): rerun with those to finish it, or add "
                          "--overwrite to redo every video")
     dst.mkdir(parents=True, exist_ok=True)

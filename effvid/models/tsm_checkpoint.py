@@ -42,6 +42,7 @@ from typing import Iterable
 
 import torch
 
+from ..cli import plural
 from ..errors import BadValue, check_positive_ints
 from .recognizer import Recognizer
 from .weights import is_resume_state, load_torch_file, resume_state_error
@@ -131,7 +132,7 @@ class TSMCheckpointInfo:
         (:func:`tsn_segments_note`)."""
         out = {}
         if self.shift and self.sources.get("num_segments") == "default":
-            out["num_segments"] = f"{self.num_segments} segments"
+            out["num_segments"] = plural(self.num_segments, "segment")
         if self.shift and self.sources.get("shift_div") == "default":
             out["shift_div"] = f"shift 1/{self.shift_div}"
         return out
@@ -146,10 +147,17 @@ def assumed_settings_note(info: TSMCheckpointInfo) -> str | None:
     """One line for the commands that build a model of an original TSM checkpoint (convert,
     info): the settings its name did not give and were assumed, and the flags that set them;
     None when the name (or the caller) gave them all. Without it a renamed file was built as 8
-    segments and shift 1/8 without a word, and gave wrong logits if it was trained otherwise."""
+    segments and shift 1/8 without a word, and gave wrong logits if it was trained otherwise. For
+    the online demo's file, which is streamed frame by frame, it says what the number is for."""
     assumed = info.assumed()
     if not assumed:
         return None
+    if info.online_demo:  # its code fixes the shift fraction: only the segments can be assumed
+        # streamed frame by frame, the number means nothing; "if it was trained otherwise" misled
+        return (f"note: {Path(info.path).name} is the online demo's model: effvid stream runs it frame by "
+                "frame, where the number of segments changes nothing; for what classifies whole clips "
+                f"(effvid eval and predict, the offline ONNX export) {assumed['num_segments']} were assumed, "
+                "as its name does not say (--num-segments N for another)")
     return (f"note: the name {Path(info.path).name} does not give "
             f"{' or '.join(SETTINGS_NOT_IN_WEIGHTS[k][0] for k in assumed)}, which the weights cannot tell: assumed "
             f"{' and '.join(assumed.values())}; if it was trained otherwise, give "
@@ -585,7 +593,8 @@ def _read_classes(classes, num_classes: int) -> list[str] | None:
     else:
         names = [str(c) for c in classes]
     if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names given but the checkpoint has {num_classes} classes")
+        raise ValueError(f"{plural(len(names), 'class name')} given but the checkpoint has "
+                         f"{plural(num_classes, 'class')}")
     return names
 
 

@@ -216,8 +216,14 @@ def epochs_change_note(cfg: TrainConfig, run_epochs: int, history: list[dict], s
     done = len(history)
     last = history[-1]["train"].get("lr")  # the rate at the end of the last completed epoch
     now = cfg.lr * lr_factor(cfg, done * steps_per_epoch, steps_per_epoch)
-    moves = "" if last is None else (f", so the learning rate {'rises' if now > last else 'drops'} from "
-                                     f"{last:.3g} (end of epoch {done}) to {now:.3g} (epoch {done + 1})")
+    if last is None:
+        moves = ""
+    elif f"{last:.3g}" == f"{now:.3g}":  # early in a long run: "drops from 0.005 ... to 0.005" said nothing
+        moves = (f", so the learning rate goes on at {now:.3g} in epoch {done + 1}, as at the end of epoch "
+                 f"{done}, and then decays {'more slowly' if cfg.epochs > run_epochs else 'faster'}")
+    else:
+        moves = (f", so the learning rate {'rises' if now > last else 'drops'} from "
+                 f"{last:.3g} (end of epoch {done}) to {now:.3g} (epoch {done + 1})")
     return (f"{changed}: the cosine schedule now decays over {cfg.epochs} epochs instead of "
             f"{run_epochs}{moves}; the weights will differ from those of a run of either length")
 

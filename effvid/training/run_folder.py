@@ -300,6 +300,10 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
         if cfg.overwrite:
             return
         if (out / "last_state.pt").exists():  # not resumed: --resume was not given
+            try:  # a damaged state: --resume would refuse it, so give the ways on that it gives
+                read_state(out, mmap=True)
+            except ValueError as e:
+                raise ValueError(f"{out} already holds a run, but {e}") from None
             raise ValueError(f"{out} already holds a run: continue it with --resume, write the new "
                              "run elsewhere with --output, or replace it with --overwrite")
         # without its resume state, a run's weights would still be overwritten by the new run's
