@@ -25,6 +25,16 @@ from effvid.errors import UserError
 from effvid.training.run_lock import BUSY_WAIT_S, LOCK_NAME, lock_run_folder, release_run_folder
 
 
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c():
+    """These tests send Ctrl-C: give it Python's handler, which a shell that started the tests in
+    the background (``cmd &``: SIGINT ignored, as POSIX says for jobs without job control) left
+    out; two tests then failed on the ignored signal."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
