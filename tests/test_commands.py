@@ -770,6 +770,29 @@ def test_counts_of_one_are_singular(trained, tmp_path, capsys):
     assert "[2/3] training TSN (resnet_tiny, 8 segments, 1 epoch) ..." in out, out
 
 
+def test_quickstart_rerun_with_fewer_videos_trains_on_what_it_announces(tmp_path, capsys):
+    """A rerun into the folder of a run with more videos announced 60 training and 24 validation
+    videos, and trained on the earlier run's 120 and 30, still there."""
+    data = tmp_path / "qs" / "data"
+    make_synthetic_dataset(data, classes=("left", "right", "up", "down", "grow", "shrink"),
+                           videos_per_class_train=3, videos_per_class_val=5, num_frames=8, size=16)
+    command = ["quickstart", "--output", str(tmp_path / "qs"), "--epochs", "1", "--videos-per-class", "1",
+               "--size", "16", "--workers", "0", "--quiet"]
+    assert main(command) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("      6 training and 24 validation videos (mp4, H.264) in "), out
+    assert out.count("data: 6 classes, 6 training and 24 validation videos") == 2, out  # TSN's and TSM's
+    # videos it did not write (an older effvid kept no record of its own) are refused, not deleted
+    other = data / "train" / "left" / "left_0007.mp4"
+    other.write_bytes(b"")
+    assert main(command) == 2
+    assert capsys.readouterr().err == (
+        f"effvid quickstart: error: {data} holds files that this run did not write ({other}), which "
+        "training would read too: an earlier quickstart of an older effvid left them, or they were "
+        f"put there; delete them (or {data}), or give another --output\n")
+    assert other.exists()
+
+
 def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):
     run = _copy_run(trained, tmp_path)
     saved = json.loads((run / "config.json").read_text())

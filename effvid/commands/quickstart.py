@@ -59,6 +59,22 @@ def results_table(results: dict[str, dict], epochs: int) -> list[str]:
     return lines
 
 
+def refuse_other_files(data: Path, summary: dict) -> None:
+    """Refuse files in the class folders that make_synthetic_dataset did not write (it removes only
+    the ones it recorded): training would read them too, not the videos the command announces.
+    An older effvid, which kept no record, left them there, or someone put them there."""
+    from ..data.datasets import find_files
+    from ..errors import UserError
+
+    written = {p for split in summary["paths"].values() for paths in split.values() for p in paths}
+    other = [f for split in ("train", "val") for f in find_files(data / split) if str(f) not in written]
+    if other:
+        more = f" and {len(other) - 1:,} more" if len(other) > 1 else ""
+        raise UserError(f"{data} holds files that this run did not write ({other[0]}{more}), which "
+                        "training would read too: an earlier quickstart of an older effvid left them, "
+                        f"or they were put there; delete them (or {data}), or give another --output")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.synthetic import make_synthetic_dataset
     from ..training.config import TrainConfig
@@ -73,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         videos_per_class_val=max(args.videos_per_class // 4, 4), num_frames=8, size=args.size,
         seed=args.seed)
     counts = {split: sum(n.values()) for split, n in summary["counts"].items()}
+    refuse_other_files(data, summary)
     print(f"      {counts['train']} training and {counts['val']} validation videos (mp4, H.264) "
           f"in {summary['seconds']:.0f} s")
 
