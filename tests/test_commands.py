@@ -816,3 +816,19 @@ def test_resume_without_config_json_takes_the_configuration_from_the_state(train
     assert main(["train", "--output", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
     assert f"cannot resume {run}: its config.json holds no 'data'" in err, err
+
+
+def test_an_unknown_class_folder_names_a_few_of_the_checkpoints_classes(trained, tmp_path, capsys):
+    """eval on data whose class folder a 400-class checkpoint does not know printed all 400 names."""
+    import effvid
+    from effvid.models.weights import save_weights
+
+    data, _ = trained
+    ckpt = tmp_path / "k400.safetensors"
+    classes = [str(k) for k in range(400)]
+    save_weights(effvid.create_model("tsm_resnet_tiny", num_classes=400, num_segments=4), ckpt,
+                 {"classes": classes, "extra": {"size": 32, "scale_size": 32, "sampling": "segment"}})
+    assert main(["eval", str(data), "-c", str(ckpt), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid eval: error: class folder {str(data / 'val' / 'grow')!r} is not one of the 400 classes "
+        "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 390 more)\n")

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..cli import UserError, nonnegative_int, positive_int
+from ..errors import some_names
 
 
 class _Checked:
@@ -155,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
         counts = [readable[name, k] for k in range(len(classes))]
         empty = [c for c, n in zip(classes, counts) if n == 0]
         print(f"{name + ':':<11} {len(classes)} classes, readable videos per class {_spread(counts)}"
-              + (f"; none for {len(empty)}: {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else "")
-                 if empty else ""))
+              + (f"; none for {len(empty)}: {some_names(empty)}" if empty else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
+from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
 
 
@@ -106,7 +107,7 @@ def held_out_samples(source: str, checkpoint: str, classes: list[str], root: str
     unknown = sorted({val_set.classes[s.label] for s in val_set.samples} - index.keys())
     if unknown:
         raise UserError(f"--held-out: {source} has classes the checkpoint was not trained on: "
-                        f"{', '.join(unknown)}")
+                        f"{some_names(unknown)}")
     if notice:
         notice(f"the {len(val_set)} videos {run} held out of {source} for validation (split.json)")
     return [VideoSample(s.path, index[val_set.classes[s.label]]) for s in val_set.samples]

@@ -38,6 +38,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from ..errors import some_names
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
@@ -150,7 +151,8 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
                             being=("a broken link", "broken links"))
     for name in folders:
         if name not in index:
-            raise ValueError(f"class folder {str(root / name)!r} is not one of the classes {classes}")
+            raise ValueError(f"class folder {str(root / name)!r} is not one of the {len(classes)} "
+                             f"classes ({some_names(classes)})")
         files = find_files(root / name)
         if not files:
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
