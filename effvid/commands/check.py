@@ -73,7 +73,7 @@ def _first_frame(clip, rng):
 def data_parts(args, missing: list) -> list:
     """``[(name, VideoClipDataset)]``: the parts of DATA that training reads, without the listed
     videos that are not there (training stops at them), which ``missing`` gets as
-    ``(part, path, where listed)``."""
+    ``(part, path, where listed, why or None)``."""
     from ..data import build_dataset, find_class_file, has_parts, read_class_file
 
     src = Path(args.data)
@@ -85,7 +85,7 @@ def data_parts(args, missing: list) -> list:
     def part(name: str, split: str, **kwargs):
         not_there: list = []
         dataset = build_dataset(src, split=split, missing=not_there, **common, **kwargs)
-        missing.extend((name, path, where) for path, where in not_there)
+        missing.extend((name, *entry) for entry in not_there)
         return name, dataset
 
     if has_parts(src):
@@ -128,13 +128,14 @@ def run(args: argparse.Namespace) -> int:
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
     # why each is missing: a link whose target is gone (a class folder's, or one a list names)
-    # says where it pointed; the others, where they are listed
-    links = [broken_link(path) for _, path, _ in missing]
-    why = [link or (f"{what}; listed in {where}" if (what := not_a_video_file(path)) else f"listed in {where}")
-           for (_, path, where), link in zip(missing, links)]
+    # says where it pointed; the others, what the reader knows or what is there, and where they
+    # are listed
+    links = [broken_link(path) for _, path, _, _ in missing]
+    why = [link or "; ".join(filter(None, (known or not_a_video_file(path), f"listed in {where}")))
+           for (_, path, where, known), link in zip(missing, links)]
     listed = "" if any(links) else "listed "
     if missing:
-        print(bad_videos_report([(path, reason) for (_, path, _), reason in zip(missing, why)], when="",
+        print(bad_videos_report([(path, reason) for (_, path, _, _), reason in zip(missing, why)], when="",
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
     if bad:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
             "missing": [{"path": path, "part": part, "listed": where, "reason": reason}
-                        for (part, path, where), reason in zip(missing, why)],
+                        for (part, path, where, _), reason in zip(missing, why)],
             "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
                            for part, path, frames, ends in early],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},

@@ -356,7 +356,8 @@ class _MissingVideos:
     """The listed videos that are not there. A reader notes each one and raises once, at its
     end, for all of them: a list with 300 missing files stopped at the first, and a run per
     missing file found the next. Given a list (``missing``, effvid check's), it does not raise
-    but appends ``(path, where)`` for each, and the reader goes on without them."""
+    but appends ``(path, where, None)`` for each, and the reader goes on without them (the
+    third item is a reason a reader may know beyond "not there")."""
 
     def __init__(self, missing: list | None = None, counted: str = "listed videos",
                  being: tuple[str, str] = ("missing", "missing")) -> None:
@@ -382,7 +383,7 @@ class _MissingVideos:
         """The first missing video's error, with how many more there are and the next one; or,
         with a ``missing`` list, every missing video added to it."""
         if self.missing is not None:
-            self.missing += [(e.filename, where) for e, where in self.errors]
+            self.missing += [(e.filename, where, None) for e, where in self.errors]
             return
         if not self.errors:
             return
@@ -411,8 +412,8 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     count, are taken from the end of the line).
 
     A listed video that is not there raises FileNotFoundError, naming the first, the next and
-    how many; given a list ``missing``, each is appended to it as ``(path, where)`` instead
-    and left out (effvid check reports them all).
+    how many; given a list ``missing``, each is appended to it as ``(path, where, None)``
+    instead and left out (effvid check reports them all).
     """
     list_path = Path(list_path)
     if not list_path.is_file():
@@ -758,8 +759,9 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
 
     Videos missing from the download (5-10% of any: deleted from YouTube) are skipped, and
     ``notice``, if given, is called once with a line saying how many and the first one's path;
-    a list ``missing`` gets each one's ``(path it would have, where)``, as :func:`read_list_file`
-    gives them.
+    a list ``missing`` gets each one's ``(path it would have, where, why)``, as
+    :func:`read_list_file` gives them; ``why`` is None, or for a clip whose id the CSV lists
+    more than once and whose ``<youtube_id>`` file is there, why that file is not used.
     No listed video found at all, a line that does not parse or a file without labels (the
     test set's ``test.csv``) raises ValueError naming the file (and the line).
     """
@@ -860,13 +862,23 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
         notice(f"{csv_path}: videos from {base}, as no listed video is in {roots[0]} "
                "(--data-root to give another folder)")
     skipped = [k for k, video in enumerate(videos) if video is None]
+    # a skipped clip whose id the CSV lists more than once may have its <youtube_id> file there,
+    # unused: it was said as plain "not found"
+    ids = [clips[k][4] for k in skipped]
+    plain = _find_kinetics_videos(base, [(pairs[k][0], (i,) if clips_per_id[i] > 1 else ())
+                                         for k, i in zip(skipped, ids)], extensions)
+    why = [f"{file} is there, but the CSV lists {i} for {clips_per_id[i]} clips, and a file named by "
+           "the id alone cannot say which it holds" if file else None for file, i in zip(plain, ids)]
     if skipped and notice is not None:
         label, stem = pairs[skipped[0]]
+        unusable = [w for w in why if w]
+        more = f" (and {len(unusable) - 1:,} more like it)" if len(unusable) > 1 else ""
         notice(f"{csv_path}: {len(skipped):,} of {len(clips):,} listed videos not found under {base} "
-               f"(skipped; the first: {_expected_kinetics_video(base, label, stem, extensions)})")
+               f"(skipped; the first: {_expected_kinetics_video(base, label, stem, extensions)})"
+               + (f"; {unusable[0]}{more}" if unusable else ""))
     if missing is not None:
         missing += [(str(_expected_kinetics_video(base, *pairs[k], extensions)),
-                     f"{name} line {clips[k][0]}") for k in skipped]
+                     f"{name} line {clips[k][0]}", w) for k, w in zip(skipped, why)]
     return [VideoSample(video, index[label]) for video, (label, _) in zip(videos, pairs)
             if video is not None], classes
 
@@ -1117,7 +1129,7 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
       skipped); ``root`` resolves relative paths.
 
     A list's (a file's or a split folder's) videos that are not there raise; given a list
-    ``missing``, they are appended to it as ``(path, where)`` and left out (:func:`read_list_file`).
+    ``missing``, they are appended to it as ``(path, where, why)`` and left out (:func:`read_list_file`).
 
     ``class_numbers`` (a class file's, :func:`read_class_file`) gives the classes when
     ``classes`` is None, and what integer labels stand for. ``train`` defaults to
