@@ -589,7 +589,8 @@ def test_train_help_states_each_default_once_and_never_none():
     assert not [o for o, h in helps.items() if "(default: None)" in h]
     assert helps["--val-data"].endswith("(default: DATA/val, or a split of DATA)")
     assert helps["--val-data-root"].endswith("(unset: --data-root serves both)")
-    assert helps["--scale-size"].endswith("(default: --size x 256/224)")
+    assert helps["--scale-size"].endswith("(default: --size x 256/224, rounded down as the original TSM "
+                                          "does: 256 for 224, 292 for 256)")
     assert helps["--epochs"].endswith("(default: 50)")
 
 

@@ -297,7 +297,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
     p.add_argument("--scale-size", type=positive_int, default=None,
                    help="short side of the frames the crops are cut from, for any --crops (default: "
-                        "as trained, or size x 256/224 with --size; --size 256 --scale-size 256 is "
+                        "as trained, or size x 256/224 rounded down with --size; --size 256 --scale-size 256 is "
                         "the original's --full_res)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--workers", type=nonnegative_int, default=2)

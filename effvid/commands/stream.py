@@ -95,7 +95,7 @@ def _recognizer(args: argparse.Namespace):
     """(recogniser with step/reset, class names, input size, resize of the shorter side). The
     size is --size, else the size an .onnx was exported for or a checkpoint was trained at,
     else 224; the resize is the one the checkpoint was validated with (its --scale-size, which
-    the checkpoint and the .onnx record), else size x 256/224, so that the stream sees frames as
+    the checkpoint and the .onnx record), else size x 256/224 rounded down, so that the stream sees frames as
     effvid eval does."""
     if args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
         if args.model:

@@ -37,7 +37,8 @@ HELP = {
                "integer labels are its numbers) or Something-Something's labels.json (default: "
                "classInd.txt or labels.json beside DATA, if there)",
     "scale_size": "validation's resize of the short side, before the centre --size crop "
-                  "(default: --size x 256/224)",
+                  "(default: --size x 256/224, rounded down as the original TSM does: 256 for 224, "
+                  "292 for 256)",
     "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
     "flip": "random horizontal flips (default: on, but off when DATA is Something-Something's "

@@ -40,7 +40,7 @@ import torch
 
 from ..errors import some_names
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
-from .transforms import TestTransform, TrainTransform
+from .transforms import TestTransform, TrainTransform, default_scale_size
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
 
 __all__ = [
@@ -1013,7 +1013,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.num_segments, self.train, self.sampling = num_segments, train, sampling
         self.window, self.num_clips, self.twice = window, num_clips, twice
         if transform is None:
-            transform = TrainTransform(size, flip=flip) if train else TestTransform(size, int(round(size * 256 / 224)))
+            transform = TrainTransform(size, flip=flip) if train else TestTransform(size, default_scale_size(size))
         self.transform = transform
         self._info: dict[str, VideoInfo] = {}  # per-process probe cache
         # set to {} to keep read_frames' stats of each video read, by path (effvid check
