@@ -58,6 +58,13 @@ def device_arg(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def device_name(text: str) -> str:
+    """train's ``--device`` (a TrainConfig field): checked as :func:`device_arg` checks it, so
+    that it is refused as the flag, as eval's is, and kept as typed (config.json keeps "auto")."""
+    device_arg(text)
+    return text
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--device`` of eval, predict and quickstart (train's is a TrainConfig field)."""
     parser.add_argument("--device", type=device_arg, default="auto",

@@ -411,16 +411,25 @@ def test_bad_device_is_one_line_naming_the_value(trained, tmp_path, capsys, monk
     data, ckpt = trained
     video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for command in (["eval", str(data)], ["predict", video]):
+    # train's said "bad config value device='cuda': ...", the way of a config file's value
+    for command in (["eval", str(data), "-c", str(ckpt)], ["predict", video, "-c", str(ckpt)],
+                    ["train", str(data), "--output", str(tmp_path / "r")],
+                    ["quickstart", "--output", str(tmp_path / "q")]):
         for device, says in (("gpu", "'gpu': use auto, cpu, cuda or cuda:N"),
                              ("mps", "'mps': effvid runs on the CPU or on CUDA GPUs"),
+                             ("cuda", "'cuda': CUDA is not available (no NVIDIA GPU, driver or CUDA "
+                                      "build of torch); use cpu"),
                              ("cuda:1", "'cuda:1': CUDA is not available")):
             with pytest.raises(SystemExit) as e:  # refused by the parser, before anything runs
-                main(command + ["-c", str(ckpt), "--device", device, "--workers", "0"])
+                main(command + ["--device", device, "--workers", "0"])
             assert e.value.code == 2
             err = capsys.readouterr().err
-            assert f"argument --device: {says}" in err and "Traceback" not in err, err
-    assert main(["train", str(data), "--device", "cuda", "--output", str(tmp_path / "r")]) == 2
+            assert f"effvid {command[0]}: error: argument --device: {says}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "q").exists()
+    # a config file's device keeps its config name
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": str(data), "device": "cuda"}))
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "r")]) == 2
     assert "bad config value device='cuda': CUDA is not available" in capsys.readouterr().err
     # auto is the CPU here, and train says where it runs
     assert main(["predict", video, "-c", str(ckpt), "--workers", "0"]) == 0

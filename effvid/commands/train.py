@@ -18,7 +18,7 @@ import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from ..cli import command_line, reports_errors
+from ..cli import command_line, device_name, reports_errors
 from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded
@@ -65,6 +65,10 @@ HELP = {
 }
 
 
+# flags checked as they are parsed, as the other commands' same flags are
+FLAG_TYPES = {"device": device_name}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field, with no default so a --config file can fill it."""
     hints = typing.get_type_hints(TrainConfig)
@@ -85,7 +89,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             item = typing.get_args(kind)[0]
             parser.add_argument(flag, type=item, nargs="+", default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=base[0], default=None, help=help_text)
+            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, base[0]), default=None, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
