@@ -842,3 +842,22 @@ def test_an_unknown_class_folder_names_a_few_of_the_checkpoints_classes(trained,
     assert capsys.readouterr().err == (
         f"effvid eval: error: class folder {str(data / 'val' / 'grow')!r} is not one of the 400 classes "
         "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 390 more)\n")
+
+
+def test_data_that_is_a_broken_link_names_its_target(trained, tmp_path, capsys):
+    """A list file (or annotation file) that is a broken link said "dataset source not found",
+    where a class folder's broken links say where they point."""
+    _, ckpt = trained
+    for name in ("list.txt", "train.csv"):
+        link = tmp_path / name
+        link.symlink_to(f"/nonexistent/gone/{name}")
+        for command in (["train", str(link), "--output", str(tmp_path / "run")], ["check", str(link)],
+                        ["eval", str(link), "-c", str(ckpt)]):
+            assert main(command) == 2
+            assert capsys.readouterr().err == (f"effvid {command[0]}: error: dataset source {str(link)!r} "
+                                               f"is a broken link to /nonexistent/gone/{name}\n"), command
+    classes = tmp_path / "classInd.txt"  # as a class file given with --classes
+    classes.symlink_to("/nonexistent/classInd.txt")
+    assert main(["check", str(trained[0]), "--classes", str(classes)]) == 2
+    assert capsys.readouterr().err == (f"effvid check: error: class file {str(classes)!r} is a broken link "
+                                       "to /nonexistent/classInd.txt\n")

@@ -32,10 +32,11 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
     ``print``) is told of the listed videos a Kinetics CSV's download lacks. ``official_split``
     (default 1) is for a split folder only."""
     from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
+    from ..data.datasets import not_found
 
     src = Path(source)
     if not (src.is_file() or src.is_dir()):
-        raise UserError(f"dataset source not found: {source}")
+        raise not_found("dataset source", src)
     kind = split_folder_kind(src)
     if official_split is not None and kind is None:  # it would be ignored: nothing else has splits
         raise UserError(f"--official-split picks a split of HMDB51's or UCF101's split folder "

@@ -126,6 +126,14 @@ def broken_link(path: str | os.PathLike) -> str | None:
     return None
 
 
+def not_found(what: str, path: str | os.PathLike) -> FileNotFoundError:
+    """The error for ``what`` ("list file") not at ``path``; a broken link is named with its
+    target, as a class folder's are: a list file that was a broken link said "not found"."""
+    link = broken_link(path)
+    said = f"{what} {str(path)!r} is a {link}" if link else f"{what} not found: {str(path)!r}"
+    return FileNotFoundError(errno.ENOENT, said, str(path))
+
+
 def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
                        classes: Sequence[str] | None = None, *,
                        missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
@@ -139,7 +147,7 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"dataset root not found: {str(root)!r}", str(root))
+        raise not_found("dataset root", root)
     folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
         raise ValueError(f"no class folders in {str(root)!r}")
@@ -232,7 +240,7 @@ def read_class_file(path: str | os.PathLike) -> dict[int, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "class file not found", str(path))
+        raise not_found("class file", path)
     text = _read_text(path, "class file")
     if path.suffix.lower() == ".json":
         return _read_json_class_file(path, text)
@@ -417,7 +425,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     """
     list_path = Path(list_path)
     if not list_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "list file not found", str(list_path))
+        raise not_found("list file", list_path)
     base = Path(root) if root is not None else list_path.parent
     parsed: list[tuple[int, str, str | None, int | None]] = []
     text = _read_text(list_path, "list file")
@@ -507,7 +515,7 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     """
     annotation_path = Path(annotation_path)
     if not annotation_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "annotation file not found", str(annotation_path))
+        raise not_found("annotation file", annotation_path)
     name = f"annotation file {str(annotation_path)!r}"
     try:
         entries = json.loads(_read_text(annotation_path, "annotation file"))
@@ -767,7 +775,7 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "annotation file not found", str(csv_path))
+        raise not_found("annotation file", csv_path)
     name = repr(str(csv_path))
     text = _read_text(csv_path, "annotation file")
     rows = csv.reader(io.StringIO(text), strict=True)  # strict: an unclosed quote raises
@@ -1160,5 +1168,5 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                       else (everything, []))
             samples = va if split == "val" else tr
     else:
-        raise FileNotFoundError(errno.ENOENT, f"dataset source not found: {str(src)!r}", str(src))
+        raise not_found("dataset source", src)
     return VideoClipDataset(samples, classes, num_segments, train, transform, sampling, **kwargs)
