@@ -316,7 +316,7 @@ def test_broken_links_are_made_again_and_named(tmp_path, capsys):
     assert f"  {src / 'train.txt'}: broken link to {moved / 'train.txt'}" in report
     missing = []
     scan_class_folders(dst, missing=missing)  # training and effvid check name them as in SRC
-    assert sorted(path for path, _ in missing) == [str(dst / "run/b.mp4"), str(dst / "run/c.mp4")]
+    assert sorted(path for path, *_ in missing) == [str(dst / "run/b.mp4"), str(dst / "run/c.mp4")]
 
     # the targets back, a rerun prepares them
     for name in ("b.mp4", "c.mp4"):
