@@ -587,6 +587,30 @@ def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
         assert err[-1] == f"effvid {argv[0]}: error: unrecognized arguments: {unknown}"
 
 
+def test_help_states_the_defaults(capsys):
+    """effvid quickstart --help showed no default for --epochs (12), --videos-per-class (300),
+    --size (32), ...; eval's and predict's --batch-size and --workers had none either."""
+    import argparse
+
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # as argparse wraps it
+    for shown in ("--epochs EPOCHS epochs of each model (default: 12)",
+                  "training videos per class; validation gets a quarter, at least 4 (default: 300)",
+                  "--size SIZE video frame size in pixels (default: 32)",
+                  "--optimizer {sgd,adamw} optimiser (default: adamw)",
+                  "--lr LR learning rate (default: 0.003)",
+                  "--workers WORKERS data-loading processes (default: 2)",
+                  "--seed SEED random seed of the data and the training (default: 0)"):
+        assert shown in text, shown
+    # every command's option with a default says it
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    silent = [f"{name} {a.option_strings[0]}" for name, parser in commands.items() for a in parser._actions
+              if a.option_strings and not isinstance(a, argparse._HelpAction)
+              and a.default is not None and a.default is not False and "default" not in (a.help or "")]
+    assert not silent
+
+
 def test_train_help_states_each_default_once_and_never_none():
     # "(default: DATA/val, or a split of DATA) (default: None)", "(unset: --data-root serves
     # both) (default: None)"

@@ -287,10 +287,10 @@ def register(sub) -> None:
     p.add_argument("--held-out", action="store_true",
                    help="with the DATA a run split by --val-fraction: only the videos it held out "
                         "for validation (from config.json and split.json beside the checkpoint)")
-    p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
+    p.add_argument("--clips", type=positive_int, default=1, help="clips per video (default: %(default)s)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
                    help="crops per clip: 1 (centre), 3 (left/centre/right along the long side) or "
-                        "10 (corners and centre, and their mirror images)")
+                        "10 (corners and centre, and their mirror images) (default: %(default)s)")
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--sampling", choices=("segment", "dense"), default=None,
                    help="frame sampling (default: as trained)")
@@ -300,13 +300,15 @@ def register(sub) -> None:
                    help="short side of the frames the crops are cut from, for any --crops (default: "
                         "as trained, or size x 256/224 rounded down with --size; --size 256 --scale-size 256 is "
                         "the original's --full_res)")
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--workers", type=nonnegative_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=2,
+                   help="decoding processes (0: decode in this one) (default: %(default)s)")
     add_device_argument(p)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="mixed precision on a GPU, as training's (default: on; no effect on the CPU)")
     p.add_argument("--amp-dtype", choices=AMP_DTYPES, default="auto",
-                   help="auto (bfloat16 from Ampere on, float16 before), bfloat16 or float16")
+                   help="auto (bfloat16 from Ampere on, float16 before), bfloat16 or float16 "
+                        "(default: %(default)s)")
     p.add_argument("--json", metavar="FILE",
                    help="also write the metrics, and each video's label and top-5, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -81,18 +81,22 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
-    p.add_argument("--topk", "-k", type=positive_int, default=5)
+    p.add_argument("--topk", "-k", type=positive_int, default=5,
+                   help="classes shown per video (default: %(default)s)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="write JSON (to FILE, or to standard output with no FILE); put it after "
                    "the videos, or write --json=FILE")
-    p.add_argument("--clips", type=positive_int, default=1, help="clips per video, logits averaged")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
+    p.add_argument("--clips", type=positive_int, default=1,
+                   help="clips per video, logits averaged (default: %(default)s)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
+                   help="crops per clip, as effvid eval's (default: %(default)s)")
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--sampling", choices=("segment", "dense"), default=None,
                    help="frame sampling (default: as trained)")
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (0: decode in this one)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=2,
+                   help="decoding processes (0: decode in this one) (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     add_device_argument(p)
     p.set_defaults(func=run)
