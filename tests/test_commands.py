@@ -885,3 +885,27 @@ def test_data_that_is_a_broken_link_names_its_target(trained, tmp_path, capsys):
     assert main(["check", str(trained[0]), "--classes", str(classes)]) == 2
     assert capsys.readouterr().err == (f"effvid check: error: class file {str(classes)!r} is a broken link "
                                        "to /nonexistent/classInd.txt\n")
+
+
+def test_help_is_plain_text_in_filled_paragraphs(monkeypatch):
+    """--help showed the docstrings' reST (``--classes``, :mod:, :class:) and their source line
+    breaks: eval's "... class folders; ``--classes`` numbers a list's" ended a line early."""
+    import re
+
+    monkeypatch.setenv("COLUMNS", "100")
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert not [m for m in ("``", ":mod:", ":class:", ":func:", "::") if m in text], (name, text)
+        description = text.split("\n\n", 1)[1].split("\npositional arguments:")[0].split("\noptions:")[0]
+        for paragraph in description.split("\n\n"):
+            lines = paragraph.splitlines()
+            if lines[0].startswith(" "):  # an example, as written
+                continue
+            for line, after in zip(lines, lines[1:]):  # each line as full as the next word allows
+                if not after.startswith("* "):
+                    assert len(line) + 1 + len(after.split()[0]) > 98, (name, line, after)
+    eval_help = commands["eval"].format_help()
+    assert "or a folder of class folders; --classes numbers a list's integer labels (UCF101's" in \
+        " ".join(eval_help.split())
+    assert re.search(r"^effvid eval DATA --checkpoint CKPT: accuracy under TSM's test protocols\.$", eval_help, re.M)

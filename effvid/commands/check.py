@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, nonnegative_int, positive_int
+from ..cli import HelpFormatter, UserError, nonnegative_int, positive_int
 from ..errors import some_names
 
 
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="read every video of a dataset as training would, before training",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("data", help="what effvid train reads: class folders, a list file, an annotation file "
                                 "or a split folder")
     p.add_argument("--data-root", help="the videos' folder, as for effvid train")

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, nonnegative_int, positive_int
+from ..cli import HelpFormatter, UserError, add_device_argument, nonnegative_int, positive_int
 from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
 
@@ -269,7 +269,7 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("data", help="list file, class-folder root, Something-Something v2's "
                                 "validation.json, Kinetics' validate.csv, or HMDB51's / UCF101's "
                                 "split folder")

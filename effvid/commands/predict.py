@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, command_line, nonnegative_int, positive_int
+from ..cli import HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__)
+    p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__,
+                       formatter_class=HelpFormatter)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
     p.add_argument("--topk", "-k", type=positive_int, default=5,

@@ -24,7 +24,7 @@ import argparse
 import os
 import sys
 
-from ..cli import nonnegative_int, positive_int
+from ..cli import HelpFormatter, nonnegative_int, positive_int
 
 
 def positive_float(text: str) -> float:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("prepare", help="re-encode a video collection for training: 256-px short side, "
                                        "a keyframe every second", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("src", help="the folder of the videos (class folders, or videos with their list, "
                                "split or annotation files)")
     p.add_argument("dst", help="the folder for the copy (made if needed; outside SRC)")

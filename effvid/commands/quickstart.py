@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_device_argument, command_line, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, add_device_argument, command_line, nonnegative_int, plural, positive_int
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="synthetic order-dependent data: TSN vs TSM in minutes",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--output", default="effvid-quickstart", help="folder for data and runs (default: %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"],
                    help="epochs of each model (default: %(default)s)")

@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, positive_int
+from ..cli import HelpFormatter, UserError, positive_int
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("stream", help="frame-by-frame recognition of a video or camera "
                        "with an online TSM", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("source", help="video file, directory of videos, or camera index (0 = /dev/video0)")
     add_model_arguments(p)
     p.add_argument("--size", type=positive_int, default=None,

@@ -18,7 +18,7 @@ import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from ..cli import command_line, device_name, reports_errors
+from ..cli import HelpFormatter, command_line, device_name, reports_errors
 from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded
@@ -39,7 +39,7 @@ HELP = {
     "scale_size": "validation's resize of the short side, before the centre --size crop "
                   "(default: --size x 256/224, rounded down as the original TSM does: 256 for 224, "
                   "292 for 256)",
-    "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
+    "model": "model name (effvid info --list lists them), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
     "flip": "random horizontal flips (default: on, but off when DATA is Something-Something's "
             "annotation file or a class name says left, right or clockwise, which a flip "
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a TSN/TSM recogniser", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("data", nargs="?", default=None, help=HELP["data"])
     p.add_argument("--config", help="JSON configuration to start from (e.g. a run's config.json)")
     p.add_argument("--recipe", choices=list(RECIPES),
