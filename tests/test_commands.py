@@ -171,8 +171,14 @@ def test_predict_json_never_overwrites_a_video(trained, tmp_path, capsys):
     video = tmp_path / "v1.mp4"
     video.write_bytes(sorted((data / "val" / "left").glob("*.mp4"))[0].read_bytes())
     before = video.read_bytes()
-    assert main(["predict", "--json", str(video), str(video), "-c", str(ckpt)]) == 2
-    assert "that is a video, and the JSON would overwrite it" in capsys.readouterr().err
+    # with one video, none was left for VIDEO: "the following arguments are required: VIDEO"
+    for videos in ([str(video)], [str(video), str(video)]):
+        with pytest.raises(SystemExit) as e:
+            main(["predict", "--json", *videos, "-c", str(ckpt)])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"effvid predict: error: argument --json: {video} is a video, and the JSON would overwrite "
+            "it; put --json after the videos, or write --json=results.json")
     assert video.read_bytes() == before
 
 

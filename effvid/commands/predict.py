@@ -10,16 +10,24 @@ from pathlib import Path
 from ..cli import HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, positive_int
 
 
+def json_file(text: str) -> str:
+    """--json's FILE, refused when it is a video: in "--json v1.mp4 v2.mp4" argparse gives
+    v1.mp4 to --json, and the JSON would overwrite it; with one video ("--json v1.mp4") none was
+    left, and the parser said only that VIDEO is required."""
+    from ..data.video import VIDEO_EXTENSIONS
+
+    if Path(text).suffix.lower() in VIDEO_EXTENSIONS:
+        raise argparse.ArgumentTypeError(f"{text} is a video, and the JSON would overwrite it; put "
+                                         "--json after the videos, or write --json=results.json")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data import find_files
     from ..data.video import VIDEO_EXTENSIONS
     from ..inference import load_recognizer, predict_paths, test_dataset
     from .eval import mirrored_views_note
 
-    if args.json not in (None, "-") and Path(args.json).suffix.lower() in VIDEO_EXTENSIONS:
-        # "--json v1.mp4 v2.mp4": argparse gives v1.mp4 to --json, which would overwrite it
-        raise UserError(f"--json {args.json}: that is a video, and the JSON would overwrite it; "
-                        "put --json after the videos, or write --json=results.json")
     paths = []
     for v in args.videos:
         p = Path(v)
@@ -84,7 +92,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
     p.add_argument("--topk", "-k", type=positive_int, default=5,
                    help="classes shown per video (default: %(default)s)")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE", type=json_file,
                    help="write JSON (to FILE, or to standard output with no FILE); put it after "
                    "the videos, or write --json=FILE")
     p.add_argument("--clips", type=positive_int, default=1,
