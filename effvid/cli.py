@@ -98,8 +98,10 @@ def fill_paragraphs(text: str, width: int, indent: str = "") -> str:
         filled = []
         for item in items:
             bullet = item[0][:2] if item[0].startswith(("* ", "- ")) else ""
+            # unbroken words: "--official-split" split at its hyphen read as two
             filled.append(textwrap.fill(" ".join(item)[len(bullet):], width, initial_indent=indent + bullet,
-                                        subsequent_indent=indent + " " * len(bullet)))
+                                        subsequent_indent=indent + " " * len(bullet),
+                                        break_on_hyphens=False, break_long_words=False))
         blocks.append("\n".join(filled))
     return "\n\n".join(blocks)
 
