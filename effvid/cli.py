@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import shlex
 import sys
+import textwrap
 
 COMMANDS = ("quickstart", "prepare", "check", "train", "eval", "predict", "info", "convert", "stream", "export")
 
@@ -59,10 +61,61 @@ def device_arg(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def device_name(text: str) -> str:
+    """train's ``--device`` (a TrainConfig field): checked as :func:`device_arg` checks it, so
+    that it is refused as the flag, as eval's is, and kept as typed (config.json keeps "auto")."""
+    device_arg(text)
+    return text
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--device`` of eval, predict and quickstart (train's is a TrainConfig field)."""
     parser.add_argument("--device", type=device_arg, default="auto",
                         help="auto (the GPU if there is one), cpu, cuda or cuda:N (default: auto)")
+
+
+def plain_text(text: str) -> str:
+    """A docstring's reST as a terminal shows it: ``:mod:`x```, ````x```` as x, "Examples::" as
+    "Examples:" (the commands' descriptions are their modules' docstrings)."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"::$", ":", text.replace("``", ""), flags=re.M)
+
+
+def fill_paragraphs(text: str, width: int, indent: str = "") -> str:
+    """``text``'s paragraphs (and its "* " items) filled to ``width``; an indented block (an
+    example command) is kept as written. The docstrings' own line breaks, made for the source
+    and its markup, broke --help's lines early."""
+    blocks = []
+    for block in re.split(r"\n[ \t]*\n", text.strip("\n")):
+        lines = block.splitlines()
+        if lines[0].startswith(" "):
+            blocks.append("\n".join(indent + line for line in lines))
+            continue
+        items: list[list[str]] = []
+        for line in lines:
+            if not items or line.startswith(("* ", "- ")):
+                items.append([])
+            items[-1].append(line.strip())
+        filled = []
+        for item in items:
+            bullet = item[0][:2] if item[0].startswith(("* ", "- ")) else ""
+            # unbroken words: "--official-split" split at its hyphen read as two
+            filled.append(textwrap.fill(" ".join(item)[len(bullet):], width, initial_indent=indent + bullet,
+                                        subsequent_indent=indent + " " * len(bullet),
+                                        break_on_hyphens=False, break_long_words=False))
+        blocks.append("\n".join(filled))
+    return "\n\n".join(blocks)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """The commands' --help: descriptions (module docstrings) as plain text in filled paragraphs,
+    example lines kept; option help without markup."""
+
+    def _fill_text(self, text, width, indent):
+        return fill_paragraphs(plain_text(text), width, indent)
+
+    def _split_lines(self, text, width):
+        return super()._split_lines(plain_text(text), width)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,14 @@ class BadValue(ValueError):
         self.name, self.value, self.why = name, value, why
 
 
+def some_names(names, shown: int = 10) -> str:
+    """The first ``shown`` of ``names`` and how many more, for a message: an error that listed a
+    400-class checkpoint's classes filled the screen."""
+    names = [str(n) for n in names]
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def check_positive_ints(**values) -> None:
     """Refuse any value that is not an integer >= 1, naming its argument: a size of 0 builds
     zero-element weights without an error (a rank-0 factorised matrix outputs just its bias)."""

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .data import TestTransform, VideoClipDataset, collate_clips
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_scale_size
 from .models.weights import load_model
 from .training.evaluate import predict_views
 from .training.interrupts import StopsOnCtrlC
@@ -48,7 +48,7 @@ def test_view(meta: dict, *, size: int | None = None, scale_size: int | None = N
         scale_size = scale_size or extra.get("scale_size")
     return {"sampling": sampling or extra.get("sampling", "segment"), "size": int(size),
             # a new size: TSM's 256/224 ratio
-            "scale_size": int(scale_size or round(size * 256 / 224)),
+            "scale_size": int(scale_size or default_scale_size(size)),
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 

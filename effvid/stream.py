@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .cli import plural
-from .data.transforms import TestTransform
+from .data.transforms import TestTransform, default_scale_size
 from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, timed_frames
 
 __all__ = [
@@ -177,7 +177,7 @@ def source_fps(source: str, default: float = 25.0) -> float:
 
 def preprocess_frame(frame: np.ndarray, size: int = 224, scale: int | None = None) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> normalised float (3, size, size): resize the shorter side to
-    ``scale`` (default ``size * 256 / 224``), centre crop ``size``, ImageNet mean/std.
+    ``scale`` (default ``size * 256 // 224``), centre crop ``size``, ImageNet mean/std.
 
     Any input size works, so frames that change size mid-stream are simply resized.
     """
@@ -185,7 +185,7 @@ def preprocess_frame(frame: np.ndarray, size: int = 224, scale: int | None = Non
         raise ValueError(f"expected an RGB frame (H, W, 3), got {frame.shape}")
     # The same test-time transform as evaluation (a one-frame clip), so streams see what
     # `effvid eval` sees.
-    transform = TestTransform(size, scale or int(round(size * 256 / 224)))
+    transform = TestTransform(size, scale or default_scale_size(size))
     return transform(torch.from_numpy(np.ascontiguousarray(frame))[None])[0].contiguous()
 
 
@@ -382,7 +382,7 @@ def run_stream(recognizer, frames: Iterable[tuple[float, np.ndarray]], *,
                video_fps: float = 25.0, plot_path: str | Path | None = None,
                max_frames: int | None = None) -> StreamSummary:
     """Run ``recognizer`` (``step``/``reset``) over ``frames`` ((time_s, RGB uint8) pairs),
-    each resized to ``scale_size`` on its shorter side (default ``size * 256 / 224``; the model's
+    each resized to ``scale_size`` on its shorter side (default ``size * 256 // 224``; the model's
     validation resize, which effvid stream reads from the checkpoint) and centre-cropped to ``size``.
 
     Writes one JSON line per frame to ``out`` (``source``, ``frame``, ``time``, ``label``,

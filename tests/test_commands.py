@@ -171,8 +171,14 @@ def test_predict_json_never_overwrites_a_video(trained, tmp_path, capsys):
     video = tmp_path / "v1.mp4"
     video.write_bytes(sorted((data / "val" / "left").glob("*.mp4"))[0].read_bytes())
     before = video.read_bytes()
-    assert main(["predict", "--json", str(video), str(video), "-c", str(ckpt)]) == 2
-    assert "that is a video, and the JSON would overwrite it" in capsys.readouterr().err
+    # with one video, none was left for VIDEO: "the following arguments are required: VIDEO"
+    for videos in ([str(video)], [str(video), str(video)]):
+        with pytest.raises(SystemExit) as e:
+            main(["predict", "--json", *videos, "-c", str(ckpt)])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"effvid predict: error: argument --json: {video} is a video, and the JSON would overwrite "
+            "it; put --json after the videos, or write --json=results.json")
     assert video.read_bytes() == before
 
 
@@ -411,16 +417,25 @@ def test_bad_device_is_one_line_naming_the_value(trained, tmp_path, capsys, monk
     data, ckpt = trained
     video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for command in (["eval", str(data)], ["predict", video]):
+    # train's said "bad config value device='cuda': ...", the way of a config file's value
+    for command in (["eval", str(data), "-c", str(ckpt)], ["predict", video, "-c", str(ckpt)],
+                    ["train", str(data), "--output", str(tmp_path / "r")],
+                    ["quickstart", "--output", str(tmp_path / "q")]):
         for device, says in (("gpu", "'gpu': use auto, cpu, cuda or cuda:N"),
                              ("mps", "'mps': effvid runs on the CPU or on CUDA GPUs"),
+                             ("cuda", "'cuda': CUDA is not available (no NVIDIA GPU, driver or CUDA "
+                                      "build of torch); use cpu"),
                              ("cuda:1", "'cuda:1': CUDA is not available")):
             with pytest.raises(SystemExit) as e:  # refused by the parser, before anything runs
-                main(command + ["-c", str(ckpt), "--device", device, "--workers", "0"])
+                main(command + ["--device", device, "--workers", "0"])
             assert e.value.code == 2
             err = capsys.readouterr().err
-            assert f"argument --device: {says}" in err and "Traceback" not in err, err
-    assert main(["train", str(data), "--device", "cuda", "--output", str(tmp_path / "r")]) == 2
+            assert f"effvid {command[0]}: error: argument --device: {says}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "q").exists()
+    # a config file's device keeps its config name
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": str(data), "device": "cuda"}))
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "r")]) == 2
     assert "bad config value device='cuda': CUDA is not available" in capsys.readouterr().err
     # auto is the CPU here, and train says where it runs
     assert main(["predict", video, "-c", str(ckpt), "--workers", "0"]) == 0
@@ -578,6 +593,30 @@ def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
         assert err[-1] == f"effvid {argv[0]}: error: unrecognized arguments: {unknown}"
 
 
+def test_help_states_the_defaults(capsys):
+    """effvid quickstart --help showed no default for --epochs (12), --videos-per-class (300),
+    --size (32), ...; eval's and predict's --batch-size and --workers had none either."""
+    import argparse
+
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # as argparse wraps it
+    for shown in ("--epochs EPOCHS epochs of each model (default: 12)",
+                  "training videos per class; validation gets a quarter, at least 4 (default: 300)",
+                  "--size SIZE video frame size in pixels (default: 32)",
+                  "--optimizer {sgd,adamw} optimiser (default: adamw)",
+                  "--lr LR learning rate (default: 0.003)",
+                  "--workers WORKERS data-loading processes (default: 2)",
+                  "--seed SEED random seed of the data and the training (default: 0)"):
+        assert shown in text, shown
+    # every command's option with a default says it
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    silent = [f"{name} {a.option_strings[0]}" for name, parser in commands.items() for a in parser._actions
+              if a.option_strings and not isinstance(a, argparse._HelpAction)
+              and a.default is not None and a.default is not False and "default" not in (a.help or "")]
+    assert not silent
+
+
 def test_train_help_states_each_default_once_and_never_none():
     # "(default: DATA/val, or a split of DATA) (default: None)", "(unset: --data-root serves
     # both) (default: None)"
@@ -589,7 +628,8 @@ def test_train_help_states_each_default_once_and_never_none():
     assert not [o for o, h in helps.items() if "(default: None)" in h]
     assert helps["--val-data"].endswith("(default: DATA/val, or a split of DATA)")
     assert helps["--val-data-root"].endswith("(unset: --data-root serves both)")
-    assert helps["--scale-size"].endswith("(default: --size x 256/224)")
+    assert helps["--scale-size"].endswith("(default: --size x 256/224, rounded down as the original TSM "
+                                          "does: 256 for 224, 292 for 256)")
     assert helps["--epochs"].endswith("(default: 50)")
 
 
@@ -774,6 +814,29 @@ def test_counts_of_one_are_singular(trained, tmp_path, capsys):
     assert "[2/3] training TSN (resnet_tiny, 8 segments, 1 epoch) ..." in out, out
 
 
+def test_quickstart_rerun_with_fewer_videos_trains_on_what_it_announces(tmp_path, capsys):
+    """A rerun into the folder of a run with more videos announced 60 training and 24 validation
+    videos, and trained on the earlier run's 120 and 30, still there."""
+    data = tmp_path / "qs" / "data"
+    make_synthetic_dataset(data, classes=("left", "right", "up", "down", "grow", "shrink"),
+                           videos_per_class_train=3, videos_per_class_val=5, num_frames=8, size=16)
+    command = ["quickstart", "--output", str(tmp_path / "qs"), "--epochs", "1", "--videos-per-class", "1",
+               "--size", "16", "--workers", "0", "--quiet"]
+    assert main(command) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("      6 training and 24 validation videos (mp4, H.264) in "), out
+    assert out.count("data: 6 classes, 6 training and 24 validation videos") == 2, out  # TSN's and TSM's
+    # videos it did not write (an older effvid kept no record of its own) are refused, not deleted
+    other = data / "train" / "left" / "left_0007.mp4"
+    other.write_bytes(b"")
+    assert main(command) == 2
+    assert capsys.readouterr().err == (
+        f"effvid quickstart: error: {data} holds files that this run did not write ({other}), which "
+        "training would read too: an earlier quickstart of an older effvid left them, or they were "
+        f"put there; delete them (or {data}), or give another --output\n")
+    assert other.exists()
+
+
 def test_resume_without_config_json_takes_the_configuration_from_the_state(trained, tmp_path, capsys):
     run = _copy_run(trained, tmp_path)
     saved = json.loads((run / "config.json").read_text())
@@ -835,3 +898,62 @@ def test_counts_of_one_are_singular_in_eval_predict_check_prepare_and_stream(tra
         f"effvid stream: error: none of the 1 video in {broken.parent} could be read")
     assert main(["stream", str(video), "--model", "tsm_resnet_tiny", "--size", "32", "--max-frames", "1"]) == 0
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"{video}: 1 frame in ")
+
+
+def test_an_unknown_class_folder_names_a_few_of_the_checkpoints_classes(trained, tmp_path, capsys):
+    """eval on data whose class folder a 400-class checkpoint does not know printed all 400 names."""
+    import effvid
+    from effvid.models.weights import save_weights
+
+    data, _ = trained
+    ckpt = tmp_path / "k400.safetensors"
+    classes = [str(k) for k in range(400)]
+    save_weights(effvid.create_model("tsm_resnet_tiny", num_classes=400, num_segments=4), ckpt,
+                 {"classes": classes, "extra": {"size": 32, "scale_size": 32, "sampling": "segment"}})
+    assert main(["eval", str(data), "-c", str(ckpt), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid eval: error: class folder {str(data / 'val' / 'grow')!r} is not one of the 400 classes "
+        "(0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 390 more)\n")
+
+
+def test_data_that_is_a_broken_link_names_its_target(trained, tmp_path, capsys):
+    """A list file (or annotation file) that is a broken link said "dataset source not found",
+    where a class folder's broken links say where they point."""
+    _, ckpt = trained
+    for name in ("list.txt", "train.csv"):
+        link = tmp_path / name
+        link.symlink_to(f"/nonexistent/gone/{name}")
+        for command in (["train", str(link), "--output", str(tmp_path / "run")], ["check", str(link)],
+                        ["eval", str(link), "-c", str(ckpt)]):
+            assert main(command) == 2
+            assert capsys.readouterr().err == (f"effvid {command[0]}: error: dataset source {str(link)!r} "
+                                               f"is a broken link to /nonexistent/gone/{name}\n"), command
+    classes = tmp_path / "classInd.txt"  # as a class file given with --classes
+    classes.symlink_to("/nonexistent/classInd.txt")
+    assert main(["check", str(trained[0]), "--classes", str(classes)]) == 2
+    assert capsys.readouterr().err == (f"effvid check: error: class file {str(classes)!r} is a broken link "
+                                       "to /nonexistent/classInd.txt\n")
+
+
+def test_help_is_plain_text_in_filled_paragraphs(monkeypatch):
+    """--help showed the docstrings' reST (``--classes``, :mod:, :class:) and their source line
+    breaks: eval's "... class folders; ``--classes`` numbers a list's" ended a line early."""
+    import re
+
+    monkeypatch.setenv("COLUMNS", "100")
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert not [m for m in ("``", ":mod:", ":class:", ":func:", "::") if m in text], (name, text)
+        description = text.split("\n\n", 1)[1].split("\npositional arguments:")[0].split("\noptions:")[0]
+        for paragraph in description.split("\n\n"):
+            lines = paragraph.splitlines()
+            if lines[0].startswith(" "):  # an example, as written
+                continue
+            for line, after in zip(lines, lines[1:]):  # each line as full as the next word allows
+                if not after.startswith("* "):
+                    assert len(line) + 1 + len(after.split()[0]) > 98, (name, line, after)
+    eval_help = commands["eval"].format_help()
+    assert "or a folder of class folders; --classes numbers a list's integer labels (UCF101's" in \
+        " ".join(eval_help.split())
+    assert re.search(r"^effvid eval DATA --checkpoint CKPT: accuracy under TSM's test protocols\.$", eval_help, re.M)

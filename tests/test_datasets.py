@@ -211,9 +211,9 @@ def test_broken_links_are_reported_not_dropped(tmp_path, index_root):
     missing = []
     dataset = build_dataset(index_root, split="all", missing=missing)
     assert sorted(Path(s.path).name for s in dataset.samples) == ["a0.mp4", "a1.mp4", "a2.mp4", "b0.mp4", "b1.mp4"]
-    assert missing == [(str(index_root / "a" / "moved.mp4"), f"class folder {str(index_root / 'a')!r}"),
-                       (str(index_root / "b" / "lost.mp4"), f"class folder {str(index_root / 'b')!r}"),
-                       (str(index_root / "b" / "sub" / "lost2.mp4"), f"class folder {str(index_root / 'b')!r}")]
+    assert missing == [(str(index_root / "a" / "moved.mp4"), f"class folder {str(index_root / 'a')!r}", None),
+                       (str(index_root / "b" / "lost.mp4"), f"class folder {str(index_root / 'b')!r}", None),
+                       (str(index_root / "b" / "sub" / "lost2.mp4"), f"class folder {str(index_root / 'b')!r}", None)]
 
 
 def test_a_train_folder_without_val_is_refused(tmp_path, index_root):
@@ -335,7 +335,7 @@ def test_a_listed_path_that_is_no_file_says_what_it_is(tmp_path, index_root):
         f"{str(tmp_path / 'folder.mp4')!r} is a folder, not a video file)")
     missing: list = []
     read_list_file(lst, missing=missing)
-    assert [p for p, _ in missing] == [str(tmp_path / n) for n in ("fifo.mp4", "folder.mp4", "null.mp4")]
+    assert [p for p, *_ in missing] == [str(tmp_path / n) for n in ("fifo.mp4", "folder.mp4", "null.mp4")]
     # the decoder is never given a FIFO to open: it would wait for a writer
     _let_a_stuck_reader_go(tmp_path / "fifo.mp4")
     for name, what in (("fifo.mp4", "not a regular file (a FIFO)"), ("folder.mp4", "a folder, not a video file"),

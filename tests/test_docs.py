@@ -157,3 +157,25 @@ def test_the_python_api_snippet_classifies_a_video(tmp_path, monkeypatch, capsys
     assert reason  # what the decoder said, e.g. that the file is empty
     assert capsys.readouterr().out == (f"{video}: {meta['classes'][best]} {float(probs[best]):.3f}\n"
                                        f"{unreadable}: unreadable: {reason}\n")
+
+
+def test_the_av_quick_start_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    """av.md's Quick start, run as written on the two videos it names: it used ``paths`` without
+    defining it (NameError). Its videos are a second long, so the 30 clips hold one each and the
+    CNNs run on that one (masked clips are skipped); the report it prints is effvid info av's."""
+    from effvid.av import format_parameter_report, parameter_report
+    from effvid.cli import main
+    from effvid.data.synthetic import make_synthetic_dataset
+
+    block = next(b for b in _blocks((ROOT / "docs" / "av.md").read_text(encoding="utf-8"), ("python",))
+                 if "LongVideoSampler(" in b)
+    monkeypatch.chdir(tmp_path)
+    make_synthetic_dataset(tmp_path / "effvid-quickstart" / "data", classes=("left", "right"),
+                           videos_per_class_train=0, videos_per_class_val=1, num_frames=8, size=32, seed=3)
+    namespace: dict = {}
+    exec(compile(block, "av.md (Quick start)", "exec"), namespace)
+    assert namespace["out"].fused_summary.shape == (2, 1536)
+    printed = capsys.readouterr().out
+    assert printed == format_parameter_report(parameter_report(namespace["model"])) + "\n"
+    assert main(["info", "av", "--visual-cnn", "slow_r50"]) == 0
+    assert capsys.readouterr().out == printed

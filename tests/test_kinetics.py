@@ -273,5 +273,18 @@ def test_videos_named_by_their_youtube_id_alone(tmp_path, layout):
         (str(where(rows[1]) / "-VtLx-mcPds.mkv"), "air drumming"),
         (str(where(rows[2]) / "0347ZoDXyP0_000000_000010.mp4"), "abseiling"),  # the timed name first
     ]
+    # the unused <id>.mp4 is said, not plain "not found" (flat: both clips' file; in class
+    # folders, the second clip's folder has none)
+    plain = where(rows[3]) / "twice000000.mp4"
     assert notes == [f"{csv}: 2 of 5 listed videos not found under {videos} (skipped; the first: "
-                     f"{where(rows[3]) / 'twice000000_000000_000010.mp4'})"]
+                     f"{where(rows[3]) / 'twice000000_000000_000010.mp4'}); {plain} is there, but the CSV "
+                     "lists twice000000 for 2 clips, and a file named by the id alone cannot say which it "
+                     "holds" + (" (and 1 more like it)" if layout == "flat" else "")]
+    report = tmp_path / "check.json"
+    assert main(["check", str(csv), "--data-root", str(videos), "--workers", "0", "--quiet",
+                 "--json", str(report)]) == 1
+    assert [(m["path"], m["reason"]) for m in json.loads(report.read_text())["missing"]] == [
+        (str(where(row) / _file(row)), (f"{plain} is there, but the CSV lists twice000000 for 2 clips, and a "
+                                        "file named by the id alone cannot say which it holds; "
+                                        if layout == "flat" or row is rows[3] else "")
+         + f"listed in {str(csv)!r} line {line}") for row, line in ((rows[3], 5), (rows[4], 6))]

@@ -220,7 +220,7 @@ def test_folder_layout_kept_bad_videos_named_and_rerun_skips(tmp_path, capsys):
         assert (dst / bad).read_bytes() == (src / bad).read_bytes()
     assert (dst / "train.txt").read_text() == (src / "train.txt").read_text()
     report = (dst / REPORT_NAME).read_text()
-    assert "videos: 4 written, 0 already there, 2 unreadable (copied unchanged)" in report
+    assert "videos: 4 written, 0 already there, 2 unreadable (copied unchanged), 0 broken links (made again as links)" in report
     assert "copied unchanged (unreadable):" in report
     assert f"  {src / 'videos/run/empty.mp4'}: file is empty (0 bytes)" in report
     for video in ("videos/jump/b.webm", "videos/run/c.avi"):
@@ -241,7 +241,7 @@ def test_folder_layout_kept_bad_videos_named_and_rerun_skips(tmp_path, capsys):
     assert main(args + ["--workers", "0"]) == 1
     assert capsys.readouterr().out.splitlines()[0].startswith("prepared 0 of 6 videos in ")
     assert stamps == {p: p.stat().st_mtime_ns for p in dst.rglob("*.m*")}
-    assert "videos: 0 written, 4 already there, 2 unreadable (copied unchanged)" in (dst / REPORT_NAME).read_text()
+    assert "videos: 0 written, 4 already there, 2 unreadable (copied unchanged)," in (dst / REPORT_NAME).read_text()
     assert main(["prepare", str(src), str(dst), "--short-side", "48", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "holds 4 videos prepared with other settings: short_side 32 (now 48)" in err and "--overwrite" in err
@@ -302,21 +302,34 @@ def test_broken_links_are_made_again_and_named(tmp_path, capsys):
     args = ["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]
     assert main(args) == 1
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[2:7] == [
-        "  found 2 unreadable video(s), copied unchanged:",
+    # each is counted once, as what was done: the list file was counted as copied and as a
+    # broken link, and the videos as "unreadable video(s), copied unchanged"
+    assert captured.out.splitlines()[1:8] == [
+        "copied 0 annotation file(s)",
+        "  found 2 video(s) that are broken links, made again as links:",
         f"    {src / 'run/b.mp4'}: broken link to {moved / 'b.mp4'}",
         f"    {src / 'run/c.mp4'}: broken link to ../../moved/c.mp4",
-        "  1 annotation file(s) are broken links, made again as they are:",
-        f"    {src / 'train.txt'}: broken link to {moved / 'train.txt'}"]
-    assert captured.err.splitlines()[-1] == "effvid prepare: 1 annotation file(s) are broken links"
+        "  1 annotation file(s) are broken links, made again as links:",
+        f"    {src / 'train.txt'}: broken link to {moved / 'train.txt'}",
+        f"wrote {dst / REPORT_NAME}"]
+    assert captured.err.splitlines() == [
+        "effvid prepare: 2 of 3 videos are broken links and were made again as links",
+        "effvid prepare: 1 annotation file(s) are broken links and were made again as links"]
     for name in ("run/b.mp4", "run/c.mp4", "train.txt"):  # pointing where SRC's point
         assert broken_link(dst / name) and os.path.realpath(dst / name) == os.path.realpath(src / name)
-    report = (dst / REPORT_NAME).read_text()
-    assert f"  {src / 'run/b.mp4'}: broken link to {moved / 'b.mp4'}" in report
-    assert f"  {src / 'train.txt'}: broken link to {moved / 'train.txt'}" in report
+    report = (dst / REPORT_NAME).read_text().splitlines()
+    assert report[3:] == [
+        "videos: 1 written, 0 already there, 0 unreadable (copied unchanged), 2 broken links (made again as links)",
+        "annotation files copied: 0, broken links (made again as links): 1",
+        "other files left out: 0",
+        "videos that are broken links (made again as links):",
+        f"  {src / 'run/b.mp4'}: broken link to {moved / 'b.mp4'}",
+        f"  {src / 'run/c.mp4'}: broken link to ../../moved/c.mp4",
+        "annotation files that are broken links (made again as links):",
+        f"  {src / 'train.txt'}: broken link to {moved / 'train.txt'}"]
     missing = []
     scan_class_folders(dst, missing=missing)  # training and effvid check name them as in SRC
-    assert sorted(path for path, _ in missing) == [str(dst / "run/b.mp4"), str(dst / "run/c.mp4")]
+    assert sorted(path for path, *_ in missing) == [str(dst / "run/b.mp4"), str(dst / "run/c.mp4")]
 
     # the targets back, a rerun prepares them
     for name in ("b.mp4", "c.mp4"):

@@ -125,6 +125,7 @@ def test_stream_resizes_frames_as_the_checkpoint_was_validated(video, tmp_path, 
     side to 37 (32 x 256/224) whatever was recorded, so its scores were not eval's."""
     pytest.importorskip("onnxruntime")
     from effvid.export import export_online
+    from effvid.data.transforms import default_scale_size
     from effvid.inference import test_view
     from effvid.models.weights import save_weights
 
@@ -136,7 +137,7 @@ def test_stream_resizes_frames_as_the_checkpoint_was_validated(video, tmp_path, 
                          preprocess=test_view(meta), exporter="torchscript")
     expected = _offline_scores(model, video, 4, scale_size=48)
     # what the test tells apart: the default resize gives other scores
-    assert np.abs(_offline_scores(model, video, 4, scale_size=37) - expected).max() > 1e-3
+    assert np.abs(_offline_scores(model, video, 4, scale_size=default_scale_size(SIZE)) - expected).max() > 1e-3
     for path in (ckpt, onnx):
         assert main(["stream", str(video), "-c", str(path), "--max-frames", "4"]) == 0
         scores = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,23 @@ def test_fast_enough(tmp_path):
     s = make_synthetic_dataset(tmp_path, videos_per_class_train=10, videos_per_class_val=0)
     assert sum(s["counts"]["train"].values()) == 60
     assert s["seconds"] < 10  # ~12 ms per 16x64x64 video on 2 cores
+
+
+def test_a_second_call_with_fewer_videos_removes_the_first_calls_extra_ones(tmp_path):
+    """effvid quickstart --videos-per-class 10 into the folder of a run with 20 announced 60
+    training videos and trained on 120: the earlier run's extra videos were still there."""
+    make_synthetic_dataset(tmp_path, classes=("left", "right", "up"), videos_per_class_train=3,
+                           videos_per_class_val=2, num_frames=4, size=16)
+    mine = tmp_path / "train" / "left" / "mine.mp4"  # not recorded: never touched
+    mine.write_bytes(b"kept")
+    s = make_synthetic_dataset(tmp_path, classes=("left", "right"), videos_per_class_train=1,
+                               videos_per_class_val=1, num_frames=4, size=16)
+    on_disk = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert on_disk == ["effvid-synthetic.json", "train/left/left_0000.mp4", "train/left/mine.mp4",
+                       "train/right/right_0000.mp4", "val/left/left_0000.mp4", "val/right/right_0000.mp4"]
+    assert not (tmp_path / "train" / "up").exists()  # the class folders left empty are removed
+    assert s["counts"] == {"train": {"left": 1, "right": 1}, "val": {"left": 1, "right": 1}}
+    record = json.loads((tmp_path / "effvid-synthetic.json").read_text())
+    assert record["settings"]["videos_per_class"] == {"train": 1, "val": 1}
+    assert record["files"] == ["train/left/left_0000.mp4", "train/right/right_0000.mp4",
+                               "val/left/left_0000.mp4", "val/right/right_0000.mp4"]

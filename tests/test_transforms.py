@@ -195,3 +195,25 @@ def test_bad_arguments():
         TestTransform(num_crops=4)
     with pytest.raises(ValueError):
         TrainTransform()(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_default_scale_size_rounds_down_as_the_original_tsm_everywhere():
+    """The original's input_size * 256 // 224: effvid rounded to nearest (293 for 256, 37 for 32)."""
+    from effvid.data.datasets import VideoClipDataset
+    from effvid.data.transforms import default_scale_size
+    from effvid.inference import test_view
+    from effvid.stream import preprocess_frame
+    from effvid.training.config import TrainConfig
+
+    expected = {224: 256, 256: 292, 32: 36, 112: 128}
+    assert {size: default_scale_size(size) for size in expected} == expected
+    for size, scale in expected.items():
+        assert TrainConfig(data="x", size=size).test_scale_size == scale
+        assert test_view({"extra": {"size": 8}}, size=size)["scale_size"] == scale
+        dataset = VideoClipDataset([], ["a"], num_segments=1, train=False, size=size)
+        assert dataset.transform.scale_size == scale
+    # a 36-pixel-high frame is only cropped, not resized, at size 32 (37 scaled it up)
+    frame = np.tile(np.arange(36, dtype=np.uint8)[None, :, None] * 7, (36, 1, 3))
+    got = preprocess_frame(frame, size=32)
+    want = normalize_clip(torch.from_numpy(frame[2:34, 2:34]).permute(2, 0, 1))
+    assert torch.allclose(got, want, atol=1e-5)

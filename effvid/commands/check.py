@@ -24,7 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, UserError, nonnegative_int, plural, positive_int
+from ..errors import some_names
 
 
 class _Checked:
@@ -72,7 +73,7 @@ def _first_frame(clip, rng):
 def data_parts(args, missing: list) -> list:
     """``[(name, VideoClipDataset)]``: the parts of DATA that training reads, without the listed
     videos that are not there (training stops at them), which ``missing`` gets as
-    ``(part, path, where listed)``."""
+    ``(part, path, where listed, why or None)``."""
     from ..data import build_dataset, find_class_file, has_parts, read_class_file
 
     src = Path(args.data)
@@ -84,7 +85,7 @@ def data_parts(args, missing: list) -> list:
     def part(name: str, split: str, **kwargs):
         not_there: list = []
         dataset = build_dataset(src, split=split, missing=not_there, **common, **kwargs)
-        missing.extend((name, path, where) for path, where in not_there)
+        missing.extend((name, *entry) for entry in not_there)
         return name, dataset
 
     if has_parts(src):
@@ -98,16 +99,17 @@ def found_in_class_folder(where: str) -> bool:
     return where.startswith("class folder ")  # as scan_class_folders says it
 
 
-def why_missing(path: str, where: str) -> str:
+def why_missing(path: str, where: str, known: str | None = None) -> str:
     """Why a video of DATA is left out: a link whose target is gone (a class folder's, or one a
     list names) says where it pointed; a FIFO, a device or a folder named like a video, what it
-    is; a listed one, where it is listed."""
+    is; one the reader knows more of (``known``: a Kinetics id it cannot tell apart), that; a
+    listed one, where it is listed."""
     from ..data.datasets import broken_link
     from ..data.video import not_a_video_file
 
     if link := broken_link(path):
         return link
-    what = not_a_video_file(path)
+    what = known or not_a_video_file(path)
     if found_in_class_folder(where):
         return what or "gone since the scan"
     return f"{what}; listed in {where}" if what else f"listed in {where}"
@@ -150,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"checked {plural(len(results), 'video')}" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
-    why = [why_missing(path, where) for _, path, where in missing]
+    why = [why_missing(path, where, known) for _, path, where, known in missing]
     # "listed video(s) missing" where every one is a list's, not a link, not a class folder's
-    listed = "" if any(broken_link(path) or found_in_class_folder(where) for _, path, where in missing) else "listed "
+    listed = "" if any(broken_link(path) or found_in_class_folder(where) for _, path, where, _ in missing) else "listed "
     if missing:
-        print(bad_videos_report([(path, reason) for (_, path, _), reason in zip(missing, why)], when="",
+        print(bad_videos_report([(path, reason) for (_, path, _, _), reason in zip(missing, why)], when="",
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
     if bad:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
@@ -176,14 +178,13 @@ def run(args: argparse.Namespace) -> int:
         counts = [readable[name, k] for k in range(len(classes))]
         empty = [c for c, n in zip(classes, counts) if n == 0]
         print(f"{name + ':':<11} {plural(len(classes), 'class')}, readable videos per class {_spread(counts)}"
-              + (f"; none for {len(empty)}: {', '.join(empty[:10])}" + (", ..." if len(empty) > 10 else "")
-                 if empty else ""))
+              + (f"; none for {len(empty)}: {some_names(empty)}" if empty else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
             "missing": [{"path": path, "part": part, "listed": where, "reason": reason}
-                        for (part, path, where), reason in zip(missing, why)],
+                        for (part, path, where, _), reason in zip(missing, why)],
             "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
                            for part, path, frames, ends in early],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="read every video of a dataset as training would, before training",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("data", help="what effvid train reads: class folders, a list file, an annotation file "
                                 "or a split folder")
     p.add_argument("--data-root", help="the videos' folder, as for effvid train")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import UserError, plural, positive_int
+from ..cli import HelpFormatter, UserError, plural, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("convert", help="convert an original TSM checkpoint (.pth) to .safetensors",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("src", help="original TSM/TSN release checkpoint (.pth), or the online demo's "
                                "mobilenetv2_jester_online.pth.tar")
     p.add_argument("dst", help="effvid weights file to write (.safetensors)")

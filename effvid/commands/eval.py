@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, UserError, add_device_argument, nonnegative_int, plural, positive_int
+from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
 
 
@@ -31,10 +32,11 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
     ``print``) is told of the listed videos a Kinetics CSV's download lacks. ``official_split``
     (default 1) is for a split folder only."""
     from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
+    from ..data.datasets import not_found
 
     src = Path(source)
     if not (src.is_file() or src.is_dir()):
-        raise UserError(f"dataset source not found: {source}")
+        raise not_found("dataset source", src)
     kind = split_folder_kind(src)
     if official_split is not None and kind is None:  # it would be ignored: nothing else has splits
         raise UserError(f"--official-split picks a split of HMDB51's or UCF101's split folder "
@@ -106,7 +108,7 @@ def held_out_samples(source: str, checkpoint: str, classes: list[str], root: str
     unknown = sorted({val_set.classes[s.label] for s in val_set.samples} - index.keys())
     if unknown:
         raise UserError(f"--held-out: {source} has classes the checkpoint was not trained on: "
-                        f"{', '.join(unknown)}")
+                        f"{some_names(unknown)}")
     if notice:
         notice(f"the {plural(len(val_set), 'video')} {run} held out of {source} for validation (split.json)")
     return [VideoSample(s.path, index[val_set.classes[s.label]]) for s in val_set.samples]
@@ -267,7 +269,7 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("data", help="list file, class-folder root, Something-Something v2's "
                                 "validation.json, Kinetics' validate.csv, or HMDB51's / UCF101's "
                                 "split folder")
@@ -285,10 +287,10 @@ def register(sub) -> None:
     p.add_argument("--held-out", action="store_true",
                    help="with the DATA a run split by --val-fraction: only the videos it held out "
                         "for validation (from config.json and split.json beside the checkpoint)")
-    p.add_argument("--clips", type=positive_int, default=1, help="clips per video")
+    p.add_argument("--clips", type=positive_int, default=1, help="clips per video (default: %(default)s)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
                    help="crops per clip: 1 (centre), 3 (left/centre/right along the long side) or "
-                        "10 (corners and centre, and their mirror images)")
+                        "10 (corners and centre, and their mirror images) (default: %(default)s)")
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--sampling", choices=("segment", "dense"), default=None,
                    help="frame sampling (default: as trained)")
@@ -296,15 +298,17 @@ def register(sub) -> None:
     p.add_argument("--size", type=positive_int, default=None, help="crop size (default: as trained)")
     p.add_argument("--scale-size", type=positive_int, default=None,
                    help="short side of the frames the crops are cut from, for any --crops (default: "
-                        "as trained, or size x 256/224 with --size; --size 256 --scale-size 256 is "
+                        "as trained, or size x 256/224 rounded down with --size; --size 256 --scale-size 256 is "
                         "the original's --full_res)")
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--workers", type=nonnegative_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=2,
+                   help="decoding processes (0: decode in this one) (default: %(default)s)")
     add_device_argument(p)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="mixed precision on a GPU, as training's (default: on; no effect on the CPU)")
     p.add_argument("--amp-dtype", choices=AMP_DTYPES, default="auto",
-                   help="auto (bfloat16 from Ampere on, float16 before), bfloat16 or float16")
+                   help="auto (bfloat16 from Ampere on, float16 before), bfloat16 or float16 "
+                        "(default: %(default)s)")
     p.add_argument("--json", metavar="FILE",
                    help="also write the metrics, and each video's label and top-5, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import UserError, positive_int
+from ..cli import HelpFormatter, UserError, positive_int
 from .stream import add_model_arguments, load_model_from_args
 
 # max |ONNX Runtime - PyTorch| on the logits, relative to the largest PyTorch logit, before the
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a TSM to ONNX (offline clip model and online "
                        "frame-by-frame model)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_model_arguments(p)
     p.add_argument("--output", "-o", default="exported", help="output folder (default: exported)")
     p.add_argument("--name", help="file name stem (default: the checkpoint's or model's name)")

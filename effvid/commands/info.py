@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import UserError, command_line, plural, positive_int
+from ..cli import HelpFormatter, UserError, command_line, plural, positive_int
 
 SHARING_CHOICES = ("none", "layers", "all", "partial")
 FUSION_CHOICES = ("early", "mid", "late")
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "info", help="parameters and FLOPs of a model, or where a training run stands",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("model", nargs="?", metavar="MODEL",
                    help="registered model name, .safetensors file, original TSM .pth, 'av', or a run folder")
     p.add_argument("--list", action="store_true", help="list the registered model names and exit")

@@ -7,7 +7,19 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int
+
+
+def json_file(text: str) -> str:
+    """--json's FILE, refused when it is a video: in "--json v1.mp4 v2.mp4" argparse gives
+    v1.mp4 to --json, and the JSON would overwrite it; with one video ("--json v1.mp4") none was
+    left, and the parser said only that VIDEO is required."""
+    from ..data.video import VIDEO_EXTENSIONS
+
+    if Path(text).suffix.lower() in VIDEO_EXTENSIONS:
+        raise argparse.ArgumentTypeError(f"{text} is a video, and the JSON would overwrite it; put "
+                                         "--json after the videos, or write --json=results.json")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,10 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import load_recognizer, predict_paths, test_dataset
     from .eval import mirrored_views_note
 
-    if args.json not in (None, "-") and Path(args.json).suffix.lower() in VIDEO_EXTENSIONS:
-        # "--json v1.mp4 v2.mp4": argparse gives v1.mp4 to --json, which would overwrite it
-        raise UserError(f"--json {args.json}: that is a video, and the JSON would overwrite it; "
-                        "put --json after the videos, or write --json=results.json")
     paths = []
     for v in args.videos:
         p = Path(v)
@@ -78,21 +86,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__)
+    p = sub.add_parser("predict", help="classify videos with a trained checkpoint", description=__doc__,
+                       formatter_class=HelpFormatter)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     p.add_argument("--checkpoint", "-c", required=True, help="effvid .safetensors checkpoint")
-    p.add_argument("--topk", "-k", type=positive_int, default=5)
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+    p.add_argument("--topk", "-k", type=positive_int, default=5,
+                   help="classes shown per video (default: %(default)s)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE", type=json_file,
                    help="write JSON (to FILE, or to standard output with no FILE); put it after "
                    "the videos, or write --json=FILE")
-    p.add_argument("--clips", type=positive_int, default=1, help="clips per video, logits averaged")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10))
+    p.add_argument("--clips", type=positive_int, default=1,
+                   help="clips per video, logits averaged (default: %(default)s)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
+                   help="crops per clip, as effvid eval's (default: %(default)s)")
     p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
     p.add_argument("--sampling", choices=("segment", "dense"), default=None,
                    help="frame sampling (default: as trained)")
     p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (0: decode in this one)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=2,
+                   help="decoding processes (0: decode in this one) (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     add_device_argument(p)
     p.set_defaults(func=run)

@@ -11,8 +11,9 @@ Long runs: --workers processes; each video appears under its name only when comp
 stopped by Ctrl-C is finished by running the same command again (videos already there are
 skipped). An unreadable video is copied unchanged, so that DST trains as SRC does (training
 skips and counts it), and named, at the end and in DST's effvid-prepare-report.txt; the exit
-status is then 1. So is a broken link (a video's or an annotation file's), made again in DST
-pointing where it points, and named with its target.
+status is then 1. A broken link (a video's or an annotation file's) is not copied but made
+again in DST as a link pointing where it points, and named with its target; the exit status
+is then 1 too.
 
     effvid prepare /data/ucf101 /data/ucf101_256 --workers 8
 """
@@ -23,7 +24,7 @@ import argparse
 import os
 import sys
 
-from ..cli import nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, nonnegative_int, plural, positive_int
 
 
 def positive_float(text: str) -> float:
@@ -63,18 +64,21 @@ def run(args: argparse.Namespace) -> int:
                              keyframe_interval=args.keyframe_interval, crf=args.crf,
                              audio=not args.no_audio, fps=args.fps, workers=args.workers,
                              overwrite=args.overwrite, progress=None if args.quiet else progress)
-    total = len(summary.prepared) + summary.already_there + len(summary.skipped)
+    total = len(summary.prepared) + summary.already_there + len(summary.skipped) + len(summary.linked)
     print(f"prepared {len(summary.prepared):,} of {plural(total, 'video')} in {summary.seconds:,.1f} s"
           + (f" ({summary.already_there:,} already there)" if summary.already_there else "")
           + (f": {_size(summary.bytes_in)} -> {_size(summary.bytes_out)}" if summary.prepared else ""))
     print(f"copied {len(summary.copied):,} annotation file(s)"
           + (f"; left out {len(summary.left_out):,} other file(s), e.g. {summary.left_out[0]}"
              if summary.left_out else ""))
+    full_list = f"all in {summary.report}"
     if summary.skipped:
-        print(bad_videos_report(summary.skipped, when=", copied unchanged", verb="found",
-                                full_list=f"all in {summary.report}"))
+        print(bad_videos_report(summary.skipped, when=", copied unchanged", verb="found", full_list=full_list))
+    if summary.linked:  # nothing to copy: each is made again as a link, pointing where it points
+        print(bad_videos_report(summary.linked, when=", made again as links", verb="found",
+                                what="video(s) that are broken links", full_list=full_list))
     if summary.broken_links:
-        print(f"  {len(summary.broken_links):,} annotation file(s) are broken links, made again as they are:")
+        print(f"  {len(summary.broken_links):,} annotation file(s) are broken links, made again as links:")
         print("\n".join(f"    {path}: {reason}" for path, reason in summary.broken_links))
     print(f"wrote {summary.report}")
     if summary.skipped:
@@ -82,16 +86,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"effvid prepare: {len(summary.skipped):,} of {plural(total, 'video')} "
               f"{'is' if one else 'are'} unreadable and {'was' if one else 'were'} copied unchanged",
               file=sys.stderr)
+    if summary.linked:
+        one = len(summary.linked) == 1
+        print(f"effvid prepare: {len(summary.linked):,} of {plural(total, 'video')} "
+              f"{'is a broken link' if one else 'are broken links'} and {'was' if one else 'were'} made again "
+              f"as {'a link' if one else 'links'}", file=sys.stderr)
     if summary.broken_links:
-        print(f"effvid prepare: {len(summary.broken_links):,} annotation file(s) are broken links",
-              file=sys.stderr)
-    return 1 if summary.skipped or summary.broken_links else 0
+        print(f"effvid prepare: {len(summary.broken_links):,} annotation file(s) are broken links and "
+              "were made again as links", file=sys.stderr)
+    return 1 if summary.skipped or summary.linked or summary.broken_links else 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("prepare", help="re-encode a video collection for training: 256-px short side, "
                                        "a keyframe every second", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("src", help="the folder of the videos (class folders, or videos with their list, "
                                "split or annotation files)")
     p.add_argument("dst", help="the folder for the copy (made if needed; outside SRC)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_device_argument, command_line, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, add_device_argument, command_line, nonnegative_int, plural, positive_int
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
@@ -59,6 +59,22 @@ def results_table(results: dict[str, dict], epochs: int) -> list[str]:
     return lines
 
 
+def refuse_other_files(data: Path, summary: dict) -> None:
+    """Refuse files in the class folders that make_synthetic_dataset did not write (it removes only
+    the ones it recorded): training would read them too, not the videos the command announces.
+    An older effvid, which kept no record, left them there, or someone put them there."""
+    from ..data.datasets import find_files
+    from ..errors import UserError
+
+    written = {p for split in summary["paths"].values() for paths in split.values() for p in paths}
+    other = [f for split in ("train", "val") for f in find_files(data / split) if str(f) not in written]
+    if other:
+        more = f" and {len(other) - 1:,} more" if len(other) > 1 else ""
+        raise UserError(f"{data} holds files that this run did not write ({other[0]}{more}), which "
+                        "training would read too: an earlier quickstart of an older effvid left them, "
+                        f"or they were put there; delete them (or {data}), or give another --output")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.synthetic import make_synthetic_dataset
     from ..training.config import TrainConfig
@@ -73,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         videos_per_class_val=max(args.videos_per_class // 4, 4), num_frames=8, size=args.size,
         seed=args.seed)
     counts = {split: sum(n.values()) for split, n in summary["counts"].items()}
+    refuse_other_files(data, summary)
     print(f"      {counts['train']} training and {counts['val']} validation videos (mp4, H.264) "
           f"in {summary['seconds']:.0f} s")
 
@@ -107,16 +124,22 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="synthetic order-dependent data: TSN vs TSM in minutes",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--output", default="effvid-quickstart", help="folder for data and runs (default: %(default)s)")
-    p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
+    p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"],
+                   help="epochs of each model (default: %(default)s)")
     p.add_argument("--videos-per-class", type=positive_int, default=DEFAULTS["videos_per_class"],
-                   help="training videos per class")
-    p.add_argument("--size", type=positive_int, default=DEFAULTS["size"], help="video frame size in pixels")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=DEFAULTS["optimizer"])
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    p.add_argument("--workers", type=nonnegative_int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+                   help="training videos per class; validation gets a quarter, at least 4 "
+                        "(default: %(default)s)")
+    p.add_argument("--size", type=positive_int, default=DEFAULTS["size"],
+                   help="video frame size in pixels (default: %(default)s)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=DEFAULTS["optimizer"],
+                   help="optimiser (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=2,
+                   help="data-loading processes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data and the training "
+                                                      "(default: %(default)s)")
     add_device_argument(p)
     # Off by default, unlike effvid train: on an H200 (2026-11-30) the default run reached TSM
     # 80.2% with bfloat16 autocast (seed 0; 99.3% with seed 1) and 98.0% / 97.6% in float32;

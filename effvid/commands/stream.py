@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..cli import UserError, plural, positive_int
+from ..cli import HelpFormatter, UserError, plural, positive_int
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,7 +96,7 @@ def _recognizer(args: argparse.Namespace):
     """(recogniser with step/reset, class names, input size, resize of the shorter side). The
     size is --size, else the size an .onnx was exported for or a checkpoint was trained at,
     else 224; the resize is the one the checkpoint was validated with (its --scale-size, which
-    the checkpoint and the .onnx record), else size x 256/224, so that the stream sees frames as
+    the checkpoint and the .onnx record), else size x 256/224 rounded down, so that the stream sees frames as
     effvid eval does."""
     if args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
         if args.model:
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("stream", help="frame-by-frame recognition of a video or camera "
                        "with an online TSM", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("source", help="video file, directory of videos, or camera index (0 = /dev/video0)")
     add_model_arguments(p)
     p.add_argument("--size", type=positive_int, default=None,

@@ -18,7 +18,7 @@ import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from ..cli import command_line, reports_errors
+from ..cli import HelpFormatter, command_line, device_name, reports_errors
 from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded
@@ -37,8 +37,9 @@ HELP = {
                "integer labels are its numbers) or Something-Something's labels.json (default: "
                "classInd.txt or labels.json beside DATA, if there)",
     "scale_size": "validation's resize of the short side, before the centre --size crop "
-                  "(default: --size x 256/224)",
-    "model": "model name (see `effvid info --list`), e.g. tsm_resnet50, tsn_mobilenet_v2",
+                  "(default: --size x 256/224, rounded down as the original TSM does: 256 for 224, "
+                  "292 for 256)",
+    "model": "model name (effvid info --list lists them), e.g. tsm_resnet50, tsn_mobilenet_v2",
     "shift_direction": "bidirectional (offline TSM) or causal (past only; convertible to online)",
     "flip": "random horizontal flips (default: on, but off when DATA is Something-Something's "
             "annotation file or a class name says left, right or clockwise, which a flip "
@@ -64,6 +65,10 @@ HELP = {
 }
 
 
+# flags checked as they are parsed, as the other commands' same flags are
+FLAG_TYPES = {"device": device_name}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field, with no default so a --config file can fill it."""
     hints = typing.get_type_hints(TrainConfig)
@@ -84,7 +89,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             item = typing.get_args(kind)[0]
             parser.add_argument(flag, type=item, nargs="+", default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=base[0], default=None, help=help_text)
+            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, base[0]), default=None, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -306,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a TSN/TSM recogniser", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("data", nargs="?", default=None, help=HELP["data"])
     p.add_argument("--config", help="JSON configuration to start from (e.g. a run's config.json)")
     p.add_argument("--recipe", choices=list(RECIPES),

@@ -38,8 +38,9 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from ..errors import some_names
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
-from .transforms import TestTransform, TrainTransform
+from .transforms import TestTransform, TrainTransform, default_scale_size
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
 
 __all__ = [
@@ -138,6 +139,14 @@ def broken_link(path: str | os.PathLike) -> str | None:
     return None
 
 
+def not_found(what: str, path: str | os.PathLike) -> FileNotFoundError:
+    """The error for ``what`` ("list file") not at ``path``; a broken link is named with its
+    target, as a class folder's are: a list file that was a broken link said "not found"."""
+    link = broken_link(path)
+    said = f"{what} {str(path)!r} is a {link}" if link else f"{what} not found: {str(path)!r}"
+    return FileNotFoundError(errno.ENOENT, said, str(path))
+
+
 def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS,
                        classes: Sequence[str] | None = None, *,
                        missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
@@ -153,7 +162,7 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"dataset root not found: {str(root)!r}", str(root))
+        raise not_found("dataset root", root)
     folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
         raise ValueError(f"no class folders in {str(root)!r}")
@@ -165,7 +174,8 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     links = not_files = 0  # what was noted, for the error's words
     for name in folders:
         if name not in index:
-            raise ValueError(f"class folder {str(root / name)!r} is not one of the classes {classes}")
+            raise ValueError(f"class folder {str(root / name)!r} is not one of the {len(classes)} "
+                             f"classes ({some_names(classes)})")
         others: list[Path] = []
         files = find_files(root / name, others, extensions)
         # a FIFO or a device named like a video was left out without a word, and a folder named
@@ -260,7 +270,7 @@ def read_class_file(path: str | os.PathLike) -> dict[int, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "class file not found", str(path))
+        raise not_found("class file", path)
     text = _read_text(path, "class file")
     if path.suffix.lower() == ".json":
         return _read_json_class_file(path, text)
@@ -384,7 +394,8 @@ class _MissingVideos:
     """The listed videos that are not there. A reader notes each one and raises once, at its
     end, for all of them: a list with 300 missing files stopped at the first, and a run per
     missing file found the next. Given a list (``missing``, effvid check's), it does not raise
-    but appends ``(path, where)`` for each, and the reader goes on without them."""
+    but appends ``(path, where, None)`` for each, and the reader goes on without them (the
+    third item is a reason a reader may know beyond "not there")."""
 
     def __init__(self, missing: list | None = None, counted: str = "listed videos",
                  being: tuple[str, str] = ("missing", "missing")) -> None:
@@ -410,7 +421,7 @@ class _MissingVideos:
         """The first missing video's error, with how many more there are and the next one; or,
         with a ``missing`` list, every missing video added to it."""
         if self.missing is not None:
-            self.missing += [(e.filename, where) for e, where in self.errors]
+            self.missing += [(e.filename, where, None) for e, where in self.errors]
             return
         if not self.errors:
             return
@@ -439,12 +450,12 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     count, are taken from the end of the line).
 
     A listed video that is not there raises FileNotFoundError, naming the first, the next and
-    how many; given a list ``missing``, each is appended to it as ``(path, where)`` instead
-    and left out (effvid check reports them all).
+    how many; given a list ``missing``, each is appended to it as ``(path, where, None)``
+    instead and left out (effvid check reports them all).
     """
     list_path = Path(list_path)
     if not list_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "list file not found", str(list_path))
+        raise not_found("list file", list_path)
     base = Path(root) if root is not None else list_path.parent
     parsed: list[tuple[int, str, str | None, int | None]] = []
     text = _read_text(list_path, "list file")
@@ -534,7 +545,7 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
     """
     annotation_path = Path(annotation_path)
     if not annotation_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "annotation file not found", str(annotation_path))
+        raise not_found("annotation file", annotation_path)
     name = f"annotation file {str(annotation_path)!r}"
     try:
         entries = json.loads(_read_text(annotation_path, "annotation file"))
@@ -786,14 +797,15 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
 
     Videos missing from the download (5-10% of any: deleted from YouTube) are skipped, and
     ``notice``, if given, is called once with a line saying how many and the first one's path;
-    a list ``missing`` gets each one's ``(path it would have, where)``, as :func:`read_list_file`
-    gives them.
+    a list ``missing`` gets each one's ``(path it would have, where, why)``, as
+    :func:`read_list_file` gives them; ``why`` is None, or for a clip whose id the CSV lists
+    more than once and whose ``<youtube_id>`` file is there, why that file is not used.
     No listed video found at all, a line that does not parse or a file without labels (the
     test set's ``test.csv``) raises ValueError naming the file (and the line).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "annotation file not found", str(csv_path))
+        raise not_found("annotation file", csv_path)
     name = repr(str(csv_path))
     text = _read_text(csv_path, "annotation file")
     rows = csv.reader(io.StringIO(text), strict=True)  # strict: an unclosed quote raises
@@ -888,13 +900,23 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
         notice(f"{csv_path}: videos from {base}, as no listed video is in {roots[0]} "
                "(--data-root to give another folder)")
     skipped = [k for k, video in enumerate(videos) if video is None]
+    # a skipped clip whose id the CSV lists more than once may have its <youtube_id> file there,
+    # unused: it was said as plain "not found"
+    ids = [clips[k][4] for k in skipped]
+    plain = _find_kinetics_videos(base, [(pairs[k][0], (i,) if clips_per_id[i] > 1 else ())
+                                         for k, i in zip(skipped, ids)], extensions)
+    why = [f"{file} is there, but the CSV lists {i} for {clips_per_id[i]} clips, and a file named by "
+           "the id alone cannot say which it holds" if file else None for file, i in zip(plain, ids)]
     if skipped and notice is not None:
         label, stem = pairs[skipped[0]]
+        unusable = [w for w in why if w]
+        more = f" (and {len(unusable) - 1:,} more like it)" if len(unusable) > 1 else ""
         notice(f"{csv_path}: {len(skipped):,} of {len(clips):,} listed videos not found under {base} "
-               f"(skipped; the first: {_expected_kinetics_video(base, label, stem, extensions)})")
+               f"(skipped; the first: {_expected_kinetics_video(base, label, stem, extensions)})"
+               + (f"; {unusable[0]}{more}" if unusable else ""))
     if missing is not None:
         missing += [(str(_expected_kinetics_video(base, *pairs[k], extensions)),
-                     f"{name} line {clips[k][0]}") for k in skipped]
+                     f"{name} line {clips[k][0]}", w) for k, w in zip(skipped, why)]
     return [VideoSample(video, index[label]) for video, (label, _) in zip(videos, pairs)
             if video is not None], classes
 
@@ -1029,7 +1051,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.num_segments, self.train, self.sampling = num_segments, train, sampling
         self.window, self.num_clips, self.twice = window, num_clips, twice
         if transform is None:
-            transform = TrainTransform(size, flip=flip) if train else TestTransform(size, int(round(size * 256 / 224)))
+            transform = TrainTransform(size, flip=flip) if train else TestTransform(size, default_scale_size(size))
         self.transform = transform
         self._info: dict[str, VideoInfo] = {}  # per-process probe cache
         # set to {} to keep read_frames' stats of each video read, by path (effvid check
@@ -1145,7 +1167,7 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
       skipped); ``root`` resolves relative paths.
 
     A list's (a file's or a split folder's) videos that are not there raise; given a list
-    ``missing``, they are appended to it as ``(path, where)`` and left out (:func:`read_list_file`).
+    ``missing``, they are appended to it as ``(path, where, why)`` and left out (:func:`read_list_file`).
 
     ``class_numbers`` (a class file's, :func:`read_class_file`) gives the classes when
     ``classes`` is None, and what integer labels stand for. ``train`` defaults to
@@ -1176,5 +1198,5 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
                       else (everything, []))
             samples = va if split == "val" else tr
     else:
-        raise FileNotFoundError(errno.ENOENT, f"dataset source not found: {str(src)!r}", str(src))
+        raise not_found("dataset source", src)
     return VideoClipDataset(samples, classes, num_segments, train, transform, sampling, **kwargs)

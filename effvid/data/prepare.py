@@ -419,9 +419,11 @@ def check_folders(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 class PrepareSummary:
     """What :func:`prepare_folder` did. ``prepared``: ``[(src, VideoInfo of the copy)]``;
     ``skipped``: ``[(src, reason)]`` for the unreadable videos, not prepared but copied unchanged
-    (the reason says if one could not be copied; a broken link is made again, pointing where it
-    points); ``broken_links``: ``[(src, reason)]`` for the annotation files that are broken links,
-    made again so; ``left_out``: files neither video nor annotation, not copied."""
+    (the reason says if one could not be copied); ``linked``: ``[(src, reason)]`` for the videos
+    that are broken links, and ``broken_links`` for the annotation files that are, each made
+    again as a link pointing where it points (not copied: there is nothing to copy);
+    ``copied``: the annotation files copied; ``left_out``: files neither video nor annotation,
+    not copied."""
 
     src: str
     dst: str
@@ -429,6 +431,7 @@ class PrepareSummary:
     prepared: list = field(default_factory=list)
     already_there: int = 0
     skipped: list = field(default_factory=list)
+    linked: list = field(default_factory=list)
     copied: list = field(default_factory=list)
     broken_links: list = field(default_factory=list)
     left_out: list = field(default_factory=list)
@@ -462,15 +465,17 @@ def _write_report(summary: PrepareSummary, finished: bool) -> None:
     else:
         lines += [f"status: finished in {summary.seconds:,.1f} s",
                   f"videos: {len(summary.prepared)} written, {summary.already_there} already there, "
-                  f"{len(summary.skipped)} unreadable (copied unchanged)",
-                  f"annotation files copied: {len(summary.copied)}",
+                  f"{len(summary.skipped)} unreadable (copied unchanged), {len(summary.linked)} broken "
+                  "links (made again as links)",
+                  f"annotation files copied: {len(summary.copied)}, broken links (made again as "
+                  f"links): {len(summary.broken_links)}",
                   f"other files left out: {len(summary.left_out)}"]
-        if summary.skipped:
-            lines.append("copied unchanged (unreadable):")
-            lines += [f"  {path}: {reason}" for path, reason in summary.skipped]
-        if summary.broken_links:
-            lines.append("annotation files that are broken links (made again as they are):")
-            lines += [f"  {path}: {reason}" for path, reason in summary.broken_links]
+        for header, items in ((UNCHANGED, summary.skipped), (LINKED, summary.linked),
+                              ("annotation files that are broken links (made again as links):",
+                               summary.broken_links)):
+            if items:
+                lines.append(header)
+                lines += [f"  {path}: {reason}" for path, reason in items]
     tmp = part_path(summary.report)
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, summary.report)
@@ -521,17 +526,26 @@ def _copy_unchanged(src: Path, dst: Path, reason: str) -> str:
     return reason
 
 
+# the report's sections of the videos that were not prepared, which a rerun tries again
+UNCHANGED = "copied unchanged (unreadable):"
+LINKED = "videos that are broken links (made again as links):"
+
+
 def _copied_unchanged_before(report: Path) -> set[str]:
-    """The videos (source paths) that ``report``, a finished run's, names as copied unchanged.
-    Its lines are "  PATH: REASON", and a path or a reason may hold ": ": every candidate."""
+    """The videos (source paths) that ``report``, a finished run's, names as copied unchanged or
+    made again as links. Its lines are "  PATH: REASON", and a path or a reason may hold ": ":
+    every candidate."""
     try:
         lines = report.read_text(encoding="utf-8").splitlines()
     except OSError:
         return set()
-    if "copied unchanged (unreadable):" not in lines:
-        return set()
-    paths = set()
-    for line in lines[lines.index("copied unchanged (unreadable):") + 1:]:
+    paths, section = set(), None
+    for line in lines:
+        if not line.startswith("  "):
+            section = line
+            continue
+        if section not in (UNCHANGED, LINKED):
+            continue
         end = line.find(": ")
         while end != -1:
             paths.add(line[2:end])
@@ -559,8 +573,8 @@ def _prepare_all(pool, todo: list, summary: PrepareSummary, progress) -> None:
         results = progress(results, len(todo))
     for path, info, reason in results:
         raise_if_interrupted()  # one dropped elsewhere
-        if info is None:
-            summary.skipped.append((str(path), reason))
+        if info is None:  # a broken link is made again as one, not copied
+            (summary.linked if broken_link(path) else summary.skipped).append((str(path), reason))
         else:
             summary.prepared.append((str(path), info))
             summary.bytes_in += path.stat().st_size
@@ -612,10 +626,11 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
                          "--overwrite to redo every video")
     dst.mkdir(parents=True, exist_ok=True)
     _write_report(summary, finished=False)
-    for path, target in summary.copied:
+    for path, target in list(summary.copied):
         target.parent.mkdir(parents=True, exist_ok=True)
         if (reason := broken_link(path)) is not None:  # copyfile stopped the run, naming no link
             summary.broken_links.append((str(path), _copy_unchanged(path, target, reason)))
+            summary.copied.remove((path, target))  # made again as a link, not copied
         else:
             shutil.copyfile(path, target)
     summary.already_there = len(done)
@@ -649,6 +664,7 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
             signal.signal(signal.SIGTERM, previous_handler)
     summary.prepared.sort(key=lambda item: item[0])
     summary.skipped.sort()
+    summary.linked.sort()
     summary.seconds = time.perf_counter() - start
     _write_report(summary, finished=True)
     return summary

@@ -12,6 +12,7 @@ brightness encodes the frame index, for checking which frames a decoder returned
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -98,6 +99,30 @@ def render_motion_clip(cls: str, rng: np.random.Generator, num_frames: int = 16,
     return img[::-1].copy() if reverse else img
 
 
+# in the dataset's root: the settings and files of the call that wrote it, so that a call with
+# fewer videos (effvid quickstart --videos-per-class) removes the earlier call's extra ones
+RECORD = "effvid-synthetic.json"
+
+
+def _remove_earlier_videos(root: Path, keep: set[str]) -> None:
+    """Delete the videos that ``root``'s record says an earlier call wrote and ``keep`` (this
+    call's, relative to ``root``) does not hold, and the class folders they leave empty; files
+    the record does not name are never touched. An unreadable record removes nothing."""
+    try:
+        earlier = json.loads((root / RECORD).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for name in earlier:
+        # <split>/<class>/<video>, as written below; anything else is no video of ours
+        if not isinstance(name, str) or name in keep or len(Path(name).parts) != 3 or ".." in name:
+            continue
+        path = root / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
+
+
 def make_synthetic_dataset(root: str | os.PathLike, classes: Sequence[str] = SYNTHETIC_CLASSES,
                            videos_per_class_train: int = 20, videos_per_class_val: int = 5,
                            num_frames: int = 16, size: int = 64, fps: float = 8, seed: int = 0,
@@ -109,6 +134,10 @@ def make_synthetic_dataset(root: str | os.PathLike, classes: Sequence[str] = SYN
     Returns ``{"root", "classes", "counts": {split: {class: n}},
     "paths": {split: {class: [path, ...]}}, "seconds"}``. (Datasets built from the
     folders number classes in sorted folder-name order, not in ``classes`` order.)
+
+    The settings and the files written are recorded in ``root/effvid-synthetic.json``; the
+    videos an earlier call recorded there that this call does not write (it had more videos
+    or other classes) are deleted, so that the folders hold what the summary counts.
     """
     unknown = [c for c in classes if c not in _BASE]
     if unknown:
@@ -119,17 +148,29 @@ def make_synthetic_dataset(root: str | os.PathLike, classes: Sequence[str] = SYN
     # from the background mostly in hue, which slows learning a lot.
     pix_fmt = "yuv444p" if codec in ("libx264", "libx265") else None
     t0 = time.perf_counter()
+    counts = {"train": videos_per_class_train, "val": videos_per_class_val}
+
+    def name(split: str, cls: str, k: int) -> str:
+        return f"{split}/{cls}/{cls}_{k:04d}{ext}"
+
+    written = [name(split, cls, k) for split, n in counts.items() for cls in classes for k in range(n)]
+    _remove_earlier_videos(root, set(written))
+    # recorded before writing: a call that is interrupted is cleaned up after all
+    root.mkdir(parents=True, exist_ok=True)
+    settings = {"classes": list(classes), "videos_per_class": counts, "num_frames": num_frames,
+                "size": size, "fps": fps, "seed": seed, "codec": codec}
+    (root / RECORD).write_text(json.dumps({"settings": settings, "files": written}, indent=1) + "\n",
+                               encoding="utf-8")
     summary = {"root": str(root), "classes": list(classes), "counts": {}, "paths": {}}
-    for split_id, (split, n) in enumerate((("train", videos_per_class_train), ("val", videos_per_class_val))):
+    for split_id, (split, n) in enumerate(counts.items()):
         summary["counts"][split], summary["paths"][split] = {}, {}
         for ci, cls in enumerate(classes):
-            out_dir = root / split / cls
-            out_dir.mkdir(parents=True, exist_ok=True)
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
             paths = summary["paths"][split][cls] = []
             for k in range(n):
                 rng = np.random.default_rng([seed, split_id, ci, k])
                 frames = render_motion_clip(cls, rng, num_frames, size)
-                p = out_dir / f"{cls}_{k:04d}{ext}"
+                p = root / name(split, cls, k)
                 # tiny files: one encoder thread avoids thread start-up cost
                 write_video(p, frames, fps=fps, codec=codec, preset="ultrafast", crf=10, pix_fmt=pix_fmt, threads=1)
                 paths.append(str(p))

@@ -24,6 +24,7 @@ __all__ = [
     "to_chw",
     "normalize_clip",
     "multi_scale_crop_params",
+    "default_scale_size",
     "TrainTransform",
     "TestTransform",
 ]
@@ -32,6 +33,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Rng = Union[np.random.Generator, random.Random, torch.Generator, None]
+
+
+def default_scale_size(size: int) -> int:
+    """The test-time resize of the shorter side for a centre crop of ``size`` when none is
+    given: the original TSM's ``input_size * 256 // 224``, rounded down as it does (256 for 224,
+    292 for 256; rounding to nearest made 293)."""
+    return int(size) * 256 // 224
 
 
 def _randint(rng: Rng, n: int) -> int:

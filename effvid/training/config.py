@@ -56,7 +56,7 @@ class TrainConfig:
     init_weights: str | None = None       # effvid .safetensors or original TSM .pth to fine-tune from
     # input
     size: int = 224
-    scale_size: int | None = None  # test resize of the short side; default size * 256 / 224
+    scale_size: int | None = None  # test resize of the short side; default size * 256 // 224
     # random horizontal flips; None: on, unless they would change the labels (Something-
     # Something's annotations, classes named by a direction: run_data.flips_change_labels),
     # decided when the run starts (config.json holds the decision)
@@ -164,7 +164,9 @@ class TrainConfig:
 
     @property
     def test_scale_size(self) -> int:
-        return self.scale_size or round(self.size * 256 / 224)
+        from ..data.transforms import default_scale_size  # here: importing config stays light (no torch)
+
+        return self.scale_size or default_scale_size(self.size)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

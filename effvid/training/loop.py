@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from .. import runtime
 from ..cli import plural
 from ..data import collate_clips
-from ..errors import UserError
+from ..errors import UserError, some_names
 from ..models import create_model
 from ..models.weights import check_state_dict_fits, load_weights
 from .config import INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
@@ -455,9 +455,9 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         # would load and the run would go on with its labels silently renamed or permuted
         saved_classes = resume.get("classes", classes)  # older states do not say
         if saved_classes != classes:
-            raise ValueError(f"cannot resume {out}: it was trained on the classes "
-                             f"{', '.join(saved_classes)}, and {cfg.data} has "
-                             f"{', '.join(classes)}; resume it with its own data, or start a new "
+            raise ValueError(f"cannot resume {out}: it was trained on the {len(saved_classes)} classes "
+                             f"{some_names(saved_classes)}, and {cfg.data} has {len(classes)}: "
+                             f"{some_names(classes)}; resume it with its own data, or start a new "
                              "run with another --output")
         try:
             model.load_state_dict(resume["model"])
@@ -558,7 +558,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             unlearnable = [c for c in unlearnable_classes(train_set, seen_bad) if c not in unlearnable_said]
             if unlearnable:
                 unlearnable_said.update(unlearnable)
-                print(f"warning: every training video of {', '.join(unlearnable)} is unreadable: the "
+                print(f"warning: every training video of {some_names(unlearnable)} is unreadable: the "
                       "model cannot learn " + ("it" if len(unlearnable) == 1 else "them"))
             hint = None if hinted else data_wait_hint(train_stats["data_wait"], device, cfg.workers, epoch)
             if hint:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import find_class_file, is_something_annotations, split_folder_kind
+from ..errors import some_names
 from .config import TrainConfig
 
 
@@ -114,7 +115,7 @@ def data_summary(train_set, val_set, cfg: TrainConfig, seed: int) -> list[str]:
              f"validation videos{held}"]
     untrained = [c for c, n in zip(classes, trains) if n == 0]
     if untrained:
-        names = ", ".join(untrained[:10]) + (f" and {len(untrained) - 10} more" if len(untrained) > 10 else "")
+        names = some_names(untrained)
         one = len(untrained) == 1
         lines.append(f"warning: {len(untrained)} of {len(classes)} classes {'has' if one else 'have'} no "
                      f"training videos, so the model cannot learn {'it' if one else 'them'}: {names}")
