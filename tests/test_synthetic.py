@@ -123,3 +123,25 @@ def test_a_second_call_with_fewer_videos_removes_the_first_calls_extra_ones(tmp_
     assert record["settings"]["videos_per_class"] == {"train": 1, "val": 1}
     assert record["files"] == ["train/left/left_0000.mp4", "train/right/right_0000.mp4",
                                "val/left/left_0000.mp4", "val/right/right_0000.mp4"]
+
+
+def test_a_record_that_names_other_files_deletes_none_of_them(tmp_path):
+    """Only names the generator writes, in real folders under the root, are deleted: a record
+    edited by hand or copied could name "/tmp/x/y" (three parts, as <split>/<class>/<video>), and
+    a class folder may be a link to the user's own videos."""
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (elsewhere / "left").mkdir(parents=True)
+    victims = [elsewhere / "victim.txt", elsewhere / "left" / "left_0007.mp4", tmp_path / "x.mp4"]
+    for v in victims:
+        v.write_bytes(b"precious")
+    (root / "val").mkdir(parents=True)
+    (root / "val" / "left").symlink_to(elsewhere / "left")  # the user's folder, linked in
+    ours = root / "train" / "up" / "up_0003.mp4"
+    ours.parent.mkdir(parents=True)
+    ours.write_bytes(b"an earlier call's")
+    (root / "effvid-synthetic.json").write_text(json.dumps({"files": [
+        str(victims[0]), "val/left/left_0007.mp4", "train/left/../../../x.mp4", "train/up/up_0003.mp4"]}))
+    make_synthetic_dataset(root, classes=("right",), videos_per_class_train=1, videos_per_class_val=0,
+                           num_frames=4, size=16)
+    assert all(v.read_bytes() == b"precious" for v in victims)
+    assert not ours.exists()  # the one name the generator writes, in its own folder

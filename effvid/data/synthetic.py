@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Sequence
@@ -102,6 +103,8 @@ def render_motion_clip(cls: str, rng: np.random.Generator, num_frames: int = 16,
 # in the dataset's root: the settings and files of the call that wrote it, so that a call with
 # fewer videos (effvid quickstart --videos-per-class) removes the earlier call's extra ones
 RECORD = "effvid-synthetic.json"
+_OUR_NAME = re.compile(r"(?:train|val)/(?P<cls>%s)/(?P=cls)_\d{4}\.(?:mp4|webm|avi|mkv)"
+                       % "|".join(SYNTHETIC_CLASSES))
 
 
 def _remove_earlier_videos(root: Path, keep: set[str]) -> None:
@@ -113,11 +116,15 @@ def _remove_earlier_videos(root: Path, keep: set[str]) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     for name in earlier:
-        # <split>/<class>/<video>, as written below; anything else is no video of ours
-        if not isinstance(name, str) or name in keep or len(Path(name).parts) != 3 or ".." in name:
+        # only a name this function writes (train|val/<class>/<class>_NNNN.<ext>), in real folders
+        # under root: a record edited by hand or copied elsewhere must not reach other files
+        # ("/tmp/x/y" has three parts too; a class folder may be a link to the user's videos)
+        if not isinstance(name, str) or name in keep or not _OUR_NAME.fullmatch(name):
             continue
         path = root / name
-        if path.is_file() and not path.is_symlink():
+        if any(p.is_symlink() for p in (path, path.parent, path.parent.parent)):
+            continue
+        if path.is_file():
             path.unlink()
             if not any(path.parent.iterdir()):
                 path.parent.rmdir()
