@@ -41,9 +41,10 @@ def command_line(*words) -> str:
 
 def plural(count: int, noun: str) -> str:
     """``count`` and ``noun``, with an s unless there is one: "1 epoch", "3 epochs", "1,200
-    videos" (a message said "completed 1 of 1 epochs"); es after s, x, ch and sh: "2 classes"."""
-    ending = "" if count == 1 else "es" if noun.endswith(("s", "x", "ch", "sh")) else "s"
-    return f"{count:,} {noun}{ending}"
+    videos" (a message said "completed 1 of 1 epochs"); es after s, x, sh and a ch said as in
+    "batch": "2 classes", "2 batches" (not after "epoch", whose ch is a k)."""
+    sibilant = noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and not noun.endswith("och"))
+    return f"{count:,} {noun}{'' if count == 1 else 'es' if sibilant else 's'}"
 
 
 # argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs

@@ -868,6 +868,7 @@ def test_counts_of_one_are_singular_in_eval_predict_check_prepare_and_stream(tra
     from effvid.cli import plural
 
     assert (plural(1, "class"), plural(2, "class"), plural(1200, "video")) == ("1 class", "2 classes", "1,200 videos")
+    assert (plural(1, "epoch"), plural(3, "epoch"), plural(2, "batch")) == ("1 epoch", "3 epochs", "2 batches")
     data, ckpt = trained
     video = sorted((data / "val" / "left").glob("*.mp4"))[0]
     one = tmp_path / "one.txt"
