@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -211,3 +212,13 @@ def test_gathered_objects_and_collective_tensors_released_before_exit(tmp_path):
         assert r["objs"][0]["loss"] == 1.5 and r["objs"][1]["loss"] != r["objs"][1]["loss"]  # NaN survives
         assert r["flag"] is True and r["total"] == 3.0
         assert r["held_after_close"] == [] and r["in_flight"] == 0
+
+
+def test_gathered_objects_are_json_in_one_process_too():
+    """One process gets what several do (tuples as lists), so a caller's non-JSON object fails
+    in every test, not only under torchrun."""
+    from effvid.training.distributed import all_gather_objects
+
+    assert all_gather_objects([("a.mp4", "empty")], DistEnv()) == [[["a.mp4", "empty"]]]
+    with pytest.raises(TypeError):
+        all_gather_objects({"n": np.int64(3)}, DistEnv())

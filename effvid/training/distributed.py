@@ -159,12 +159,13 @@ def any_process(flag: bool, env: DistEnv, device: torch.device) -> bool:
 
 def all_gather_objects(obj, env: DistEnv) -> list:
     """Every process's ``obj``, in rank order. The objects travel as JSON (numbers, strings,
-    lists, dicts; tuples arrive as lists), not as pickles as in ``dist.all_gather_object``,
-    and in tensors made here, so that _sent can follow them."""
-    if not env.distributed:
-        return [obj]
-    # NCCL moves only GPU tensors
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    lists, dicts; tuples arrive as lists), also in a single process, not as pickles as in
+    ``dist.all_gather_object``, and in tensors made here, so that _sent can follow them."""
+    if not env.distributed:  # the same round trip, so that one process sees what several do
+        return [json.loads(json.dumps(obj))]
+    # NCCL moves only GPU tensors, each process's on its own GPU (this may run before
+    # process_device has made it the current one)
+    device = torch.device("cuda", env.local_rank) if dist.get_backend() == "nccl" else "cpu"
     data = torch.frombuffer(bytearray(json.dumps(obj).encode()), dtype=torch.uint8).to(device, copy=True)
     size = torch.tensor([len(data)], device=device)
     sizes = [torch.zeros_like(size) for _ in range(env.world_size)]
