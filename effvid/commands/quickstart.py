@@ -64,13 +64,12 @@ def refuse_other_files(data: Path, summary: dict) -> None:
     the ones it recorded): training would read them too, not the videos the command announces.
     An older effvid, which kept no record, left them there, or someone put them there."""
     from ..data.datasets import find_files
-    from ..errors import UserError
+    from ..errors import UserError, some_names
 
     written = {p for split in summary["paths"].values() for paths in split.values() for p in paths}
     other = [f for split in ("train", "val") for f in find_files(data / split) if str(f) not in written]
     if other:
-        more = f" and {len(other) - 1:,} more" if len(other) > 1 else ""
-        raise UserError(f"{data} holds files that this run did not write ({other[0]}{more}), which "
+        raise UserError(f"{data} holds files that this run did not write ({some_names(other, shown=1)}), which "
                         "training would read too: an earlier quickstart of an older effvid left them, "
                         f"or they were put there; delete them (or {data}), or give another --output")
 
