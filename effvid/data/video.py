@@ -641,6 +641,11 @@ def decode_from(container, stream, pts: float):
     yield from frames
 
 
+# Chunks fed past a keyframe's decoder delay (has_b_frames) when counting the frames lost after
+# it (:func:`_avi_landing`): the lost B-frames are stored right after the keyframe.
+_AVI_LANDING_SLACK = 16
+
+
 def _avi_landing(container, stream, pts: float) -> int:
     """Seek an AVI with reordered frames (:func:`reordered_avi`) to the keyframe at or before
     ``pts`` (its time base) and return where the first frame decoded from there is shown: the
@@ -652,10 +657,13 @@ def _avi_landing(container, stream, pts: float) -> int:
     frame is shown later than the keyframe's chunk; in H.264 FFmpeg's timestamp is that chunk's,
     and in a packed bitstream a frame early. So it is counted: the chunks up to the next keyframe
     are decoded and the decoder drained (a packed bitstream holds no B-frame back there); each
-    chunk is one frame, and those that gave none are the ones lost, shown first. When the target
-    is one of them, the keyframe before is tried."""
+    chunk is one frame, and those that gave none are the ones lost, shown first. Those are the
+    chunks right after the keyframe, so at most ``has_b_frames`` + :data:`_AVI_LANDING_SLACK`
+    chunks are fed, not a whole GOP (with one keyframe, the whole file). When the target is one
+    of them, the keyframe before is tried."""
     start = stream.start_time if stream.start_time is not None else 0
     cc = stream.codec_context
+    limit = (cc.has_b_frames or 0) + _AVI_LANDING_SLACK  # known: a frame has decoded
     target, last_key = pts, math.inf
     while True:
         seek_to_pts(container, stream, target)
@@ -666,7 +674,7 @@ def _avi_landing(container, stream, pts: float) -> int:
                     continue
                 if key is None:
                     key = packet.dts if packet.dts is not None else int(target)
-                elif packet.is_keyframe:
+                elif packet.is_keyframe or fed >= limit:
                     break
                 fed += 1
                 try:
