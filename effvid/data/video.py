@@ -156,6 +156,14 @@ def _is_mp4(container) -> bool:
     return "mp4" in container.format.name.split(",")
 
 
+def _scan_for_duration(container, stream) -> bool:
+    """Whether :func:`stream_duration` reads ``stream``'s last GOP for its end: in an mp4/mov
+    whose frames can be reordered (B-frames), which its decoder knows from the header
+    (``has_b_frames``: set for x264's and x265's defaults and MPEG-4 part 2 with B-frames, not
+    for bf=0 or H.264's baseline profile)."""
+    return _is_mp4(container) and bool(stream.codec_context.has_b_frames)
+
+
 def stream_duration(container, stream) -> int | None:
     """How long ``stream`` lasts from its start_time, in its time base: the header's duration,
     or, in an mp4/mov whose frames are shown past it, up to where the last one ends.
@@ -164,11 +172,14 @@ def stream_duration(container, stream) -> int | None:
     frame rate the last frame shown lies further past the last one decoded than the first
     one did (a 2.05 s file said 1.85 s): its packets from the last keyframe on are demuxed,
     not decoded, for their largest pts + duration (one GOP read: 300 packets in 0.7 ms).
-    Packets an edit list leaves out do not count. Leaves ``container`` at its beginning.
+    Packets an edit list leaves out do not count. Only a stream that can reorder frames
+    (:func:`_scan_for_duration`) is read: without B-frames the header's duration is right, and
+    the scan from the last keyframe would read a file with one keyframe whole.
+    Leaves ``container`` at its beginning.
     """
     if stream.duration is None or stream.duration <= 0 or not stream.time_base:
         return None
-    if not _is_mp4(container):
+    if not _scan_for_duration(container, stream):
         return stream.duration
     start = stream.start_time or 0
     end = start + stream.duration
