@@ -156,6 +156,14 @@ def _is_mp4(container) -> bool:
     return "mp4" in container.format.name.split(",")
 
 
+def _scan_for_duration(container, stream) -> bool:
+    """Whether :func:`stream_duration` reads ``stream``'s last GOP for its end: in an mp4/mov
+    whose frames can be reordered (B-frames), which its decoder knows from the header
+    (``has_b_frames``: set for x264's and x265's defaults and MPEG-4 part 2 with B-frames, not
+    for bf=0 or H.264's baseline profile)."""
+    return _is_mp4(container) and bool(stream.codec_context.has_b_frames)
+
+
 def stream_duration(container, stream) -> int | None:
     """How long ``stream`` lasts from its start_time, in its time base: the header's duration,
     or, in an mp4/mov whose frames are shown past it, up to where the last one ends.
@@ -164,11 +172,14 @@ def stream_duration(container, stream) -> int | None:
     frame rate the last frame shown lies further past the last one decoded than the first
     one did (a 2.05 s file said 1.85 s): its packets from the last keyframe on are demuxed,
     not decoded, for their largest pts + duration (one GOP read: 300 packets in 0.7 ms).
-    Packets an edit list leaves out do not count. Leaves ``container`` at its beginning.
+    Packets an edit list leaves out do not count. Only a stream that can reorder frames
+    (:func:`_scan_for_duration`) is read: without B-frames the header's duration is right, and
+    the scan from the last keyframe would read a file with one keyframe whole.
+    Leaves ``container`` at its beginning.
     """
     if stream.duration is None or stream.duration <= 0 or not stream.time_base:
         return None
-    if not _is_mp4(container):
+    if not _scan_for_duration(container, stream):
         return stream.duration
     start = stream.start_time or 0
     end = start + stream.duration
@@ -641,6 +652,11 @@ def decode_from(container, stream, pts: float):
     yield from frames
 
 
+# Chunks fed past a keyframe's decoder delay (has_b_frames) when counting the frames lost after
+# it (:func:`_avi_landing`): the lost B-frames are stored right after the keyframe.
+_AVI_LANDING_SLACK = 16
+
+
 def _avi_landing(container, stream, pts: float) -> int:
     """Seek an AVI with reordered frames (:func:`reordered_avi`) to the keyframe at or before
     ``pts`` (its time base) and return where the first frame decoded from there is shown: the
@@ -652,10 +668,13 @@ def _avi_landing(container, stream, pts: float) -> int:
     frame is shown later than the keyframe's chunk; in H.264 FFmpeg's timestamp is that chunk's,
     and in a packed bitstream a frame early. So it is counted: the chunks up to the next keyframe
     are decoded and the decoder drained (a packed bitstream holds no B-frame back there); each
-    chunk is one frame, and those that gave none are the ones lost, shown first. When the target
-    is one of them, the keyframe before is tried."""
+    chunk is one frame, and those that gave none are the ones lost, shown first. Those are the
+    chunks right after the keyframe, so at most ``has_b_frames`` + :data:`_AVI_LANDING_SLACK`
+    chunks are fed, not a whole GOP (with one keyframe, the whole file). When the target is one
+    of them, the keyframe before is tried."""
     start = stream.start_time if stream.start_time is not None else 0
     cc = stream.codec_context
+    limit = (cc.has_b_frames or 0) + _AVI_LANDING_SLACK  # known: a frame has decoded
     target, last_key = pts, math.inf
     while True:
         seek_to_pts(container, stream, target)
@@ -666,7 +685,7 @@ def _avi_landing(container, stream, pts: float) -> int:
                     continue
                 if key is None:
                     key = packet.dts if packet.dts is not None else int(target)
-                elif packet.is_keyframe:
+                elif packet.is_keyframe or fed >= limit:
                     break
                 fed += 1
                 try:
