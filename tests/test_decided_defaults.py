@@ -155,3 +155,68 @@ def test_a_resume_keeps_what_the_run_decided():
     assert (decided.flip, decided.fc_lr_mult) == (False, 1.0)
     given = TrainConfig(data="x", flip=True, fc_lr_mult=3.0).with_run_decisions(saved)
     assert (given.flip, given.fc_lr_mult) == (True, 3.0)  # then refused as a changed setting
+
+
+def test_a_new_run_from_a_config_decides_again(tmp_path, capsys):
+    # config.json lists what the run decided from its data: --config for a new run on other data
+    # decides it again (it kept flips off for classes that name no direction, and was silent)
+    swipes = _class_folders(tmp_path / "swipes", ["left", "right"])
+    sizes = _class_folders(tmp_path / "sizes", ["grow", "shrink"])
+    run_a = tmp_path / "a"
+    assert main(["train", str(swipes), *TINY, "--output", str(run_a)]) == 0
+    assert "note: horizontal flips are off" in capsys.readouterr().out
+    assert (_saved(run_a)["flip"], _saved(run_a)["decided"]) == (False, ["flip", "fc_lr_mult"])
+    config = ["--config", str(run_a / "config.json")]
+    assert main(["train", str(sizes), *config, "--output", str(tmp_path / "b")]) == 0
+    assert "horizontal flips" not in capsys.readouterr().out
+    assert (_saved(tmp_path / "b")["flip"], _saved(tmp_path / "b")["decided"]) == (True, ["flip", "fc_lr_mult"])
+    # on its own data, decided again, with the note again
+    assert main(["train", *config, "--output", str(tmp_path / "c")]) == 0
+    assert "note: horizontal flips are off" in capsys.readouterr().out
+    assert _saved(tmp_path / "c")["flip"] is False
+    # a resume goes on with its run's decisions, without a note, and keeps the list
+    assert main(["train", "--output", str(run_a), "--resume", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "horizontal flips" not in out and "changed settings" not in out
+    assert (_saved(run_a)["flip"], _saved(run_a)["decided"]) == (False, ["flip", "fc_lr_mult"])
+    assert json.loads(load_resume_state_plain(run_a)["config"])["decided"] == ["flip", "fc_lr_mult"]
+    # a resume of the run from --config, on other data: its own decision, not the file's
+    assert main(["train", "--output", str(tmp_path / "b"), "--resume", "--epochs", "2"]) == 0
+    assert "horizontal flips" not in capsys.readouterr().out
+    assert _saved(tmp_path / "b")["flip"] is True
+
+
+def load_resume_state_plain(run) -> dict:
+    from effvid.training.run_folder import load_resume_state
+
+    return load_resume_state(run, mmap=True)
+
+
+@pytest.mark.parametrize("given", ["--no-flip", "--flip"])
+def test_a_flip_given_is_carried_by_config(tmp_path, capsys, given):
+    swipes = _class_folders(tmp_path / "swipes", ["left", "right"])
+    sizes = _class_folders(tmp_path / "sizes", ["grow", "shrink"])
+    assert main(["train", str(swipes), *TINY, given, "--output", str(tmp_path / "a")]) == 0
+    assert _saved(tmp_path / "a")["decided"] == ["fc_lr_mult"]
+    capsys.readouterr()
+    for data in (sizes, swipes):  # given, it holds on either data, without a note
+        out = tmp_path / f"from_{data.name}"
+        assert main(["train", str(data), "--config", str(tmp_path / "a" / "config.json"), "--output", str(out)]) == 0
+        assert "horizontal flips" not in capsys.readouterr().out
+        assert (_saved(out)["flip"], _saved(out)["decided"]) == (given == "--flip", ["fc_lr_mult"])
+
+
+def test_config_files_without_the_list_hold_values_given(tmp_path):
+    # a file by hand, or from an older effvid: its values are the user's, as before
+    values = {"data": "x", "flip": False, "fc_lr_mult": 1.0}
+    (tmp_path / "old.json").write_text(json.dumps(values))
+    for redecide in (False, True):
+        cfg = TrainConfig.load(tmp_path / "old.json", redecide=redecide)
+        assert (cfg.flip, cfg.fc_lr_mult) == (False, 1.0)
+    (tmp_path / "new.json").write_text(json.dumps({**values, "decided": ["flip"]}))
+    assert TrainConfig.load(tmp_path / "new.json").flip is False  # eval, info: what the run used
+    assert (TrainConfig.load(tmp_path / "new.json", redecide=True).flip,
+            TrainConfig.load(tmp_path / "new.json", redecide=True).fc_lr_mult) == (None, 1.0)
+    (tmp_path / "bad.json").write_text(json.dumps({**values, "decided": ["lr"]}))
+    with pytest.raises(ValueError, match="decided"):
+        TrainConfig.load(tmp_path / "bad.json")

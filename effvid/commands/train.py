@@ -103,7 +103,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if isinstance(base, TrainConfig):  # last_state.pt's (the resume rewrites config.json)
         values, base = asdict(base), saved.parent / "last_state.pt"
     elif base:
-        values = asdict(TrainConfig.load(base))
+        # what the run that wrote it decided from its data (DECIDED_KEY) left to this run to
+        # decide, for its data; a resume goes on with its run's decisions (with_run_decisions)
+        values = asdict(TrainConfig.load(base, redecide=True))
     if getattr(args, "recipe", None):
         if base:  # a saved configuration already holds every value, the recipe's included
             raise ValueError(f"--recipe starts a new run from the paper's settings; {base} already "
@@ -134,7 +136,8 @@ def state_config(folder: Path) -> TrainConfig | None:
     state = load_resume_state(folder, mmap=True)  # the plain values only; unreadable: named
     if state is None or not isinstance(state.get("config"), str):  # states of older runs hold none
         return None
-    return TrainConfig.from_json(state["config"], f"the configuration in {folder / 'last_state.pt'}")
+    return TrainConfig.from_json(state["config"], f"the configuration in {folder / 'last_state.pt'}",
+                                 redecide=True)
 
 
 def saved_epochs(cfg: TrainConfig, *options: str) -> str | None:

@@ -25,8 +25,11 @@ RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes"
                      "init_weights", "epochs", "output", "workers", "worker_timeout", "device", "amp_dtype", "resume",
                      "overwrite", "progress")
 # Fields whose default (None) a run decides when it starts, from its data or --init-weights;
-# config.json holds the decision, which a resume keeps (TrainConfig.with_run_decisions)
+# config.json holds the decision, which a resume keeps (TrainConfig.with_run_decisions), and
+# under its key DECIDED_KEY the names of those decided, not given: a new run from the file
+# (--config) decides them again, for its own data (TrainConfig.load's redecide)
 DECIDED_AT_START = ("flip", "fc_lr_mult")
+DECIDED_KEY = "decided"
 # fc_lr_mult for a new classifier (TSM's 5x from ImageNet; its bias gets 2x that). A classifier
 # that --init-weights brings trained on the run's classes learns at 1x, as in the official code.
 NEW_CLASSIFIER_LR_MULT = 5.0
@@ -168,24 +171,40 @@ class TrainConfig:
 
         return self.scale_size or default_scale_size(self.size)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+    def to_json(self, decided: list[str] | None = None) -> str:
+        """The configuration as JSON; ``decided``: the DECIDED_AT_START fields that the run
+        decided rather than was given, listed under DECIDED_KEY (a run's config.json)."""
+        values = asdict(self)
+        if decided is not None:
+            values[DECIDED_KEY] = [k for k in DECIDED_AT_START if k in decided]
+        return json.dumps(values, indent=2)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict, redecide: bool = False) -> "TrainConfig":
+        """The configuration in ``values``; ``redecide``: the fields that DECIDED_KEY lists
+        (decided by the run that wrote them) set to None, for a new run to decide again. A file
+        without the key (by hand, or from an older effvid) holds only values given."""
+        values = dict(values)
+        decided = values.pop(DECIDED_KEY, [])
+        if not (isinstance(decided, list) and all(k in DECIDED_AT_START for k in decided)):
+            raise ValueError(f"bad config value {DECIDED_KEY}={decided!r}: expected a list of the "
+                             f"fields a run decides ({', '.join(DECIDED_AT_START)})")
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        if redecide:
+            values.update(dict.fromkeys(decided))
         return cls(**values)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_json(Path(path).read_text(), f"config file {str(path)!r}")
+    def load(cls, path: str | Path, redecide: bool = False) -> "TrainConfig":
+        return cls.from_json(Path(path).read_text(), f"config file {str(path)!r}", redecide)
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> "TrainConfig":
-        """The configuration in ``text``, read from ``source`` (which errors name)."""
+    def from_json(cls, text: str, source: str, redecide: bool = False) -> "TrainConfig":
+        """The configuration in ``text``, read from ``source`` (which errors name); ``redecide``:
+        as from_dict's."""
         try:
             values = json.loads(text)
         except json.JSONDecodeError as e:
@@ -193,7 +212,7 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{source} must hold a JSON object")
         try:
-            return cls.from_dict(values)
+            return cls.from_dict(values, redecide)
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from e
 

@@ -36,7 +36,7 @@ from ..data import collate_clips
 from ..errors import UserError, some_names
 from ..models import create_model
 from ..models.weights import check_state_dict_fits, load_weights
-from .config import INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
+from .config import DECIDED_AT_START, DECIDED_KEY, INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, close_distributed, init_distributed, process_device,
                           set_sampler_epoch)
@@ -351,8 +351,12 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     resume = load_resume_state(out) if cfg.resume else None
     # the run's configuration (states of older runs hold none)
     saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
-    if saved is not None:  # it goes on as it started (DECIDED_AT_START)
+    # the DECIDED_AT_START fields this run decides (config.json lists them: a new run from it
+    # decides them again), or on resume those its run decided, which it goes on with
+    decided = [k for k in DECIDED_AT_START if getattr(cfg, k) is None]
+    if saved is not None:
         cfg = cfg.with_run_decisions(saved)
+        decided = [k for k in DECIDED_AT_START if k in saved.get(DECIDED_KEY, ())]
     check_run_folder(cfg, resume, env)
     if resume is None and (why := unused_val_fraction(cfg)):  # a resumed run's config may hold one
         raise ValueError(why)
@@ -476,7 +480,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # Only now, with the data, the model and any resume state known to be valid, is the run
     # folder written: a failed start leaves an existing run alone. The saved configuration
     # holds the seed actually used, so that it repeats a seedless run too.
-    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json()
+    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json(decided)
     finished = resume is not None and start_epoch >= cfg.epochs
     writer = None if finished else RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
     if resume is not None and epoch_files_missing(out, history):
