@@ -506,3 +506,27 @@ print("done", tuple(big.shape))
     except subprocess.TimeoutExpired:
         pytest.fail("DataLoader workers hung converting frames after fork")
     assert proc.returncode == 0 and "done (2, 48, 64, 3)" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_timed_frames_after_scene_cut_keyframes_in_b_frame_avi(tmp_path):
+    # x264 (veryfast: B-frames) puts keyframes at scene cuts, at irregular places, when the
+    # picture changes abruptly; after a seek the frames are timed from where the first is shown
+    # (_avi_landing), checked against the frames decoded from the start (by their pixels, not
+    # decode_frame_index: with many frames the pattern's grey levels step by less than one)
+    n = 240
+    p = video_mod.write_video(tmp_path / "scenecut.avi", index_pattern_frames(n), fps=25, gop=100000)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        keys = [pk.dts for pk in c.demux(s) if pk.size and pk.is_keyframe]
+        c.seek(0)
+        seq = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+    assert len(seq) == n and len(keys) > 3 and any(k % 25 for k in keys[1:])  # scene cuts
+    for k in keys[1:]:
+        for target in (k, k + 2):
+            with av.open(str(p)) as c:
+                s = c.streams.video[0]
+                got = list(zip(range(8), video_mod.timed_frames(c, s, target)))
+                assert video_mod.reordered_avi(c, s)
+            assert got and got[0][1][0] <= target
+            for _, (pts, frame) in got:
+                assert np.array_equal(frame.to_ndarray(format="rgb24"), seq[pts]), (k, target, pts)
