@@ -21,7 +21,7 @@ from pathlib import Path
 from ..cli import HelpFormatter, command_line, device_name, reports_errors
 from ..errors import BadValue
 from ..training.config import TrainConfig
-from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded
+from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
 from ..training.recipes import RECIPES, recipe_values
 
 HELP = {
@@ -289,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
         why = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        saved = saved_epochs(cfg)
+        with worker_deaths_ignored():  # the signal may have reached the loader workers too
+            saved = saved_epochs(cfg)
         if reports_errors():  # torchrun passes a Ctrl-C to every process
             say(f"effvid train: {why}; {saved}" if saved else f"effvid train: {why} before the first "
                 "epoch was completed; nothing to resume")

@@ -73,6 +73,23 @@ def worker_stops_quietly(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, _exit_quietly)
 
 
+@contextlib.contextmanager
+def worker_deaths_ignored():
+    """For a block run after a stop signal: PyTorch's SIGCHLD handler raises, wherever the main
+    process is, when a loader worker died of a signal, and the workers the signal reached (sent to
+    the process group) are no error then. One that died before its ``worker_stops_quietly``
+    raised inside torch.load as the stop line read the saved epochs, which then read as damaged
+    ("the last completed epoch is saved", without the count)."""
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
 def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt (:class:`Stopped` for another stop signal) if a Ctrl-C came
     during the run and was not acted on yet."""
