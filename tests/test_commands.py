@@ -436,7 +436,13 @@ def test_bad_device_is_one_line_naming_the_value(trained, tmp_path, capsys, monk
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"data": str(data), "device": "cuda"}))
     assert main(["train", "--config", str(config), "--output", str(tmp_path / "r")]) == 2
-    assert "bad config value device='cuda': CUDA is not available" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad config value device='cuda': CUDA is not available" in err
+    assert err.rstrip().endswith("use cpu (--device sets it for this run)")  # a run saved on a GPU machine
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "r_cpu"), "--device", "cpu",
+                 "--model", "tsm_resnet_tiny", "--size", "32", "--num-segments", "2", "--epochs", "1",
+                 "--workers", "0", "--no-progress"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
     # auto is the CPU here, and train says where it runs
     assert main(["predict", video, "-c", str(ckpt), "--workers", "0"]) == 0
     assert "  1. " in capsys.readouterr().out

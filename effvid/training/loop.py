@@ -57,7 +57,8 @@ def resolve_device(name: str) -> torch.device:
     try:
         return runtime.resolve_device(name)
     except ValueError as e:
-        raise ValueError(f"bad config value device={e}") from None
+        # a run saved on a GPU machine, resumed on one without: say how to choose another
+        raise ValueError(f"bad config value device={e} (--device sets it for this run)") from None
 
 
 def seed_everything(seed: int) -> None:
