@@ -1,6 +1,8 @@
 """Errors shared across effvid, and the argument checks that raise them."""
 
 import numbers
+import os
+import stat
 
 
 class UserError(Exception):
@@ -23,6 +25,25 @@ def some_names(names, shown: int = 10) -> str:
     names = [str(n) for n in names]
     more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def not_a_regular_file(path: str | os.PathLike, noun: str = "file") -> str | None:
+    """What ``path`` is when it is there but is no file to read from ("a folder, not a video
+    file", "not a regular file (a FIFO)"); None for a regular file (or a link to one) and for
+    nothing there. Each was "not found". Asked of stat, never by opening the path: a FIFO's open
+    waits for a writer, forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"a folder, not a {noun}"
+    kind = next((name for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+                 if test(mode)), None)
+    return f"not a regular file ({kind})" if kind else "not a regular file"
 
 
 def check_positive_ints(**values) -> None:

@@ -771,6 +771,19 @@ def test_a_damaged_resume_state_is_one_line_with_the_ways_on(trained, tmp_path, 
     assert capsys.readouterr().err == (f"effvid train: error: cannot resume {run}: its resume state "
                                        f"{run / 'last_state.pt'} is not a run's resume state (it holds no "
                                        f"history), so {advice.split(', so ')[1]}\n")
+    # a folder or a FIFO in its place said "weights file not found: .../last_state.pt"
+    (run / "last_state.pt").unlink()
+    (run / "last_state.pt").mkdir()
+    assert main(["train", "--output", str(run), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: cannot resume {run}: its resume state "
+                                       f"{run / 'last_state.pt'} is a folder, not a file, so "
+                                       f"{advice.split(', so ')[1]}\n")
+    (run / "last_state.pt").rmdir()
+    os.mkfifo(run / "last_state.pt")  # never opened: that would wait for a writer
+    assert main(["info", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == (
+        f"stopped, and its resume state {run / 'last_state.pt'} is not a regular file (a FIFO), so "
+        f"{advice.split(', so ')[1]}")
 
 
 def test_damaged_weights_are_named_by_info_eval_and_predict(trained, tmp_path, capsys):

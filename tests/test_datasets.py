@@ -318,6 +318,17 @@ def _let_a_stuck_reader_go(fifo, after: float = 5.0) -> None:
     threading.Thread(target=release, daemon=True).start()
 
 
+def test_a_listed_video_that_is_a_broken_link_names_its_target(tmp_path):
+    # it said "video not found", naming neither the link nor where it pointed
+    (tmp_path / "moved.mp4").symlink_to(tmp_path / "gone" / "clip.mp4")
+    lst = tmp_path / "l.txt"
+    lst.write_text("moved.mp4 0\n")
+    with pytest.raises(FileNotFoundError) as e:
+        read_list_file(lst)
+    assert e.value.strerror == (f"{str(lst)!r} line 1: {str(tmp_path / 'moved.mp4')!r} is a broken link "
+                                f"to {str(tmp_path / 'gone' / 'clip.mp4')}")
+
+
 def test_a_listed_path_that_is_no_file_says_what_it_is(tmp_path, index_root):
     # a FIFO, a folder named like a video and a device were each "video not found"
     from effvid.data import VideoDecodeError, probe_video

@@ -322,6 +322,7 @@ def test_broken_links_are_made_again_and_named(tmp_path, capsys):
         "videos: 1 written, 0 already there, 0 unreadable (copied unchanged), 2 broken links (made again as links)",
         "annotation files copied: 0, broken links (made again as links): 1",
         "other files left out: 0",
+        "named like videos but not regular files (left out): 0",
         "videos that are broken links (made again as links):",
         f"  {src / 'run/b.mp4'}: broken link to {moved / 'b.mp4'}",
         f"  {src / 'run/c.mp4'}: broken link to ../../moved/c.mp4",
@@ -338,6 +339,28 @@ def test_broken_links_are_made_again_and_named(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("prepared 2 of 3 videos in ")
     for name in ("run/b.mp4", "run/c.mp4"):
         assert not os.path.islink(dst / name) and probe_video(dst / name).height == 32
+
+
+def test_a_fifo_named_like_a_video_is_named_and_left_out(tmp_path, capsys):
+    # it was dropped without a word (training on SRC names it as missing), and never opened: a
+    # FIFO's open waits for a writer
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "jump" / "a.mp4", named_frames(8, 48, 64), fps=8)
+    os.mkfifo(src / "jump" / "b.mp4")
+    os.mkfifo(src / "jump" / "notes.fifo")  # not named like a video: one more "other file"
+    assert main(["prepare", str(src), str(dst), "--short-side", "32", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1:4] == [
+        f"copied 0 annotation file(s); left out 1 other file(s), e.g. {src / 'jump/notes.fifo'}",
+        "  1 path named like a video is not a regular file, left out:",
+        f"    {src / 'jump/b.mp4'}: not a regular file (a FIFO)"]
+    assert captured.err == ("effvid prepare: 1 path named like a video is not a regular file and was left "
+                            "out (training on SRC counts it as missing)\n")
+    report = (dst / REPORT_NAME).read_text().splitlines()
+    assert report[5:] == ["other files left out: 1", "named like videos but not regular files (left out): 1",
+                          "named like videos but not regular files (left out):",
+                          f"  {src / 'jump/b.mp4'}: not a regular file (a FIFO)"]
+    assert sorted(p.name for p in (dst / "jump").iterdir()) == ["a.mp4"]
 
 
 def test_refused_folders_are_named(tmp_path, capsys):

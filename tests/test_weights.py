@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,6 +97,15 @@ def test_corrupt_or_foreign_file_errors_name_the_file(tmp_path, tiny):
         load_model(cut)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         load_model(tmp_path / "missing.safetensors")
+    # a FIFO or a device in a weights file's place said "weights file not found" (never opened)
+    from effvid.models.weights import load_torch_file, read_state_dict
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    for reader, path, what in ((load_model, tmp_path / "fifo.safetensors", "not a regular file (a FIFO)"),
+                               (read_state_dict, Path(os.devnull), "not a regular file (a character device)"),
+                               (load_torch_file, tmp_path, "a folder, not a weights file")):
+        with pytest.raises(FileNotFoundError) as e:
+            reader(path)
+        assert str(e.value) == f"{path} is {what}"
     # a safetensors file without effvid metadata
     from safetensors.torch import save_file
 

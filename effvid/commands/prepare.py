@@ -52,6 +52,11 @@ def _size(n: int) -> str:
     return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
 
 
+def _not_files(count: int) -> str:
+    return ("1 path named like a video is not a regular file" if count == 1 else
+            f"{count:,} paths named like videos are not regular files")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.prepare import prepare_folder
     from ..training.evaluate import bad_videos_report
@@ -80,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.broken_links:
         print(f"  {len(summary.broken_links):,} annotation file(s) are broken links, made again as links:")
         print("\n".join(f"    {path}: {reason}" for path, reason in summary.broken_links))
+    if summary.not_files:
+        print(f"  {_not_files(len(summary.not_files))}, left out:")
+        print("\n".join(f"    {path}: {what}" for path, what in summary.not_files))
     print(f"wrote {summary.report}")
     if summary.skipped:
         one = len(summary.skipped) == 1
@@ -94,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
     if summary.broken_links:
         print(f"effvid prepare: {len(summary.broken_links):,} annotation file(s) are broken links and "
               "were made again as links", file=sys.stderr)
-    return 1 if summary.skipped or summary.linked or summary.broken_links else 0
+    if summary.not_files:
+        one = len(summary.not_files) == 1
+        print(f"effvid prepare: {_not_files(len(summary.not_files))} and {'was' if one else 'were'} left out "
+              f"(training on SRC counts {'it' if one else 'them'} as missing)", file=sys.stderr)
+    return 1 if summary.skipped or summary.linked or summary.broken_links or summary.not_files else 0
 
 
 def register(sub) -> None:

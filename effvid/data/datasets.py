@@ -383,8 +383,8 @@ def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) ->
     if not p.is_absolute():
         p = base / p
     _check_ext(p, where, extensions)
-    if not p.is_file():
-        what = not_a_video_file(p)
+    if not p.is_file():  # a broken link said "video not found", naming no target
+        what = not_a_video_file(p) or (f"a {link}" if (link := broken_link(p)) else None)
         raise FileNotFoundError(errno.ENOENT, f"{where}: {str(p)!r} is {what}" if what else
                                 f"{where}: video not found: {str(p)!r}", str(p))
     return str(p)

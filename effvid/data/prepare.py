@@ -40,6 +40,7 @@ from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from ..cli import plural
+from ..errors import not_a_regular_file
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import broken_link, find_files
 from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
@@ -423,7 +424,8 @@ class PrepareSummary:
     that are broken links, and ``broken_links`` for the annotation files that are, each made
     again as a link pointing where it points (not copied: there is nothing to copy);
     ``copied``: the annotation files copied; ``left_out``: files neither video nor annotation,
-    not copied."""
+    not copied; ``not_files``: ``[(src, what)]`` for what is named like a video but is no file
+    (a FIFO, a device: never opened), left out and listed."""
 
     src: str
     dst: str
@@ -435,6 +437,7 @@ class PrepareSummary:
     copied: list = field(default_factory=list)
     broken_links: list = field(default_factory=list)
     left_out: list = field(default_factory=list)
+    not_files: list = field(default_factory=list)
     seconds: float = 0.0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -469,8 +472,10 @@ def _write_report(summary: PrepareSummary, finished: bool) -> None:
                   "links (made again as links)",
                   f"annotation files copied: {len(summary.copied)}, broken links (made again as "
                   f"links): {len(summary.broken_links)}",
-                  f"other files left out: {len(summary.left_out)}"]
+                  f"other files left out: {len(summary.left_out)}",
+                  f"named like videos but not regular files (left out): {len(summary.not_files)}"]
         for header, items in ((UNCHANGED, summary.skipped), (LINKED, summary.linked),
+                              (NOT_FILES, summary.not_files),
                               ("annotation files that are broken links (made again as links):",
                                summary.broken_links)):
             if items:
@@ -529,6 +534,7 @@ def _copy_unchanged(src: Path, dst: Path, reason: str) -> str:
 # the report's sections of the videos that were not prepared, which a rerun tries again
 UNCHANGED = "copied unchanged (unreadable):"
 LINKED = "videos that are broken links (made again as links):"
+NOT_FILES = "named like videos but not regular files (left out):"
 
 
 def _copied_unchanged_before(report: Path) -> set[str]:
@@ -604,14 +610,19 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     settings = {"short_side": short_side, "keyframe_interval": keyframe_interval, "crf": crf,
                 "audio": audio, "fps": fps}
     summary = PrepareSummary(str(src), str(dst), settings)
-    videos = []
-    for path in find_files(src):
+    videos, others = [], []
+    for path in find_files(src, others):  # (no extensions: every folder is searched)
         rel = path.relative_to(src)
         suffix = path.suffix.lower()
         if suffix in VIDEO_EXTENSIONS:
             videos.append((path, dst / rel))
         elif suffix in ANNOTATION_EXTENSIONS and rel != Path(REPORT_NAME):
             summary.copied.append((path, dst / rel))
+        else:
+            summary.left_out.append(path)
+    for path in others:  # a FIFO named like a video was dropped without a word; training names it
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            summary.not_files.append((str(path), not_a_regular_file(path, "video file") or "not a regular file"))
         else:
             summary.left_out.append(path)
     unchanged_before = _copied_unchanged_before(summary.report)

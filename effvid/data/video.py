@@ -20,7 +20,6 @@ import itertools
 import math
 import os
 import re
-import stat
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,6 +30,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 import torch
+
+from ..errors import not_a_regular_file
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -99,22 +100,9 @@ class VideoInfo:
 
 
 def not_a_video_file(path: str | os.PathLike) -> str | None:
-    """What ``path`` is when it is there but is no file to read a video from: "a folder, not a
-    video file", "not a regular file (a FIFO)"; None for a regular file (or a link to one) and
-    for nothing there. They were all "video not found". Asked of stat, never by opening the
-    path: a FIFO's open waits for a writer, forever."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a folder, not a video file"
-    kind = next((name for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-                 if test(mode)), None)
-    return f"not a regular file ({kind})" if kind else "not a regular file"
+    """What ``path`` is when it is there but no video file (a folder, a FIFO); see
+    :func:`effvid.errors.not_a_regular_file`."""
+    return not_a_regular_file(path, "video file")
 
 
 def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:

@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, not_a_regular_file
 
 METADATA_KEY = "effvid"
 
@@ -94,6 +94,13 @@ def resume_state_error(path: str | Path) -> ValueError:
                       f"({command_line('effvid', 'train', '--output', folder, '--resume')} continues that run)")
 
 
+def weights_not_found(path: Path) -> FileNotFoundError:
+    """The error for no weights file at ``path``; a FIFO or a device there is named as one
+    (each was "weights file not found")."""
+    what = not_a_regular_file(path, "weights file")
+    return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}")
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return (state_dict, metadata) of an effvid safetensors file."""
     path = Path(path)
@@ -102,7 +109,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                      if (path / n).is_file()), "")
         raise FileNotFoundError(f"{path} is a folder: give a weights file{hint}")
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise weights_not_found(path)
     if is_resume_state(path):
         raise resume_state_error(path)
     try:
@@ -247,7 +254,7 @@ def load_torch_file(path: str | Path, mmap: bool = False):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise weights_not_found(path)
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -265,7 +272,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a local .safetensors, or .pth/.pt file (loaded with weights_only)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise weights_not_found(path)
     if path.suffix == ".safetensors":
         return load_weights(path)[0]
     obj = load_torch_file(path)

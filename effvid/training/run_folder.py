@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..cli import command_line
+from ..errors import not_a_regular_file
 from ..models.weights import atomic_replace, load_torch_file, safetensors_problem, save_weights
 from .config import TrainConfig
 from .distributed import DistEnv
@@ -202,6 +203,8 @@ def read_state(folder: Path, mmap: bool = False) -> dict | None:
     path = folder / "last_state.pt"
     if not path.exists():
         return None
+    if what := not_a_regular_file(path):  # a folder or a FIFO read as "weights file not found"
+        raise ValueError(missing_state_advice(folder, f"is {what}"))
     try:
         state = load_torch_file(path, mmap=mmap)  # weights_only: tensors and plain data only
     except ValueError as e:
