@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -122,6 +123,21 @@ def test_predict_json_and_bad_file(trained, tmp_path, capsys):
         by_hand = torch.softmax(model(ds[0]["video"][None]), dim=1)[0]
     torch.testing.assert_close(probs, by_hand)
     assert max(scores) == pytest.approx(float(by_hand.max()), abs=1e-5)
+
+
+def test_predict_on_a_folder_names_the_files_it_leaves_out(trained, tmp_path, capsys):
+    # the files of a folder that are not videos were left out without a word
+    data, ckpt = trained
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(sorted((data / "val" / "left").glob("*.mp4"))[0], folder / "a.mp4")
+    (folder / "notes.txt").write_text("x")
+    (folder / "thumb.jpg").write_bytes(b"x")
+    assert main(["predict", str(folder), "-c", str(ckpt), "--json", "-", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert [r["video"] for r in json.loads(captured.out)] == [str(folder / "a.mp4")]
+    assert captured.err == (f"effvid predict: left out 2 files in {folder} that are not videos "
+                            f"({folder / 'notes.txt'}, {folder / 'thumb.jpg'})\n")
 
 
 def test_predict_missing_video_is_a_clear_error(trained, capsys):

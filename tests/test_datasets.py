@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from effvid.data import (BadSample, TestTransform, TrainTransform, VideoClipDataset, VideoSample,
                          build_dataset, collate_clips, decode_frame_index,
                          read_list_file, scan_class_folders, split_key, stratified_split, write_video)
+from effvid.data.video import VIDEO_EXTENSIONS
 
 CLASSES = sorted(["down", "grow", "left", "right", "shrink", "up"])
 
@@ -106,6 +107,11 @@ def test_list_files(tmp_path, index_root):
     assert samples[0].num_frames == 24
     ds = build_dataset(tsm, "val", num_segments=2, classes=["x", "y", "z"], size=32)
     assert ds.classes == ["x", "y", "z"] and ds[1]["label"] == 2 and ds[1]["video"].shape == (2, 3, 32, 32)
+    # the TSM format with class names: refused with "the class name 'b' cannot contain spaces"
+    named = index_root / "named.txt"
+    named.write_text("a/a1.mp4 24 b\nb/b0.mp4 31 a\n")
+    samples, classes = read_list_file(named)
+    assert classes == ["a", "b"] and [(s.label, s.num_frames) for s in samples] == [(1, 24), (0, 31)]
 
 
 @pytest.mark.parametrize("content,match", [
@@ -114,6 +120,9 @@ def test_list_files(tmp_path, index_root):
     ("a/a0.mp4 5\n", "line 1: label 5 out of range"),  # with classes given below
     ("a/a0.txt 0\n", "line 1.*a0.txt"),                # unknown extension
     ("a 24 0\n", "line 1.*not folders of extracted frames"),  # original TSM list of frame folders
+    # the same, its frame folders not extracted on this machine: there was no hint
+    ("/data/sth/frames/1234 47 12\n", "line 1: unsupported video extension '' for '/data/sth/frames/1234'.*"
+                                       "not folders of extracted frames"),
     # Kinetics-style names with spaces: the error was about an "unsupported extension '.mp4 air'"
     ("a/a0.mp4 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces: write it as 'air_drumming'"),
     ("a/a0.mp4 24 air drumming\n", "line 1: .*class name 'air drumming' cannot contain spaces"),
@@ -164,10 +173,30 @@ def test_folder_errors(tmp_path, index_root):
         scan_class_folders(index_root)
     (index_root / "c" / "clip.gif").unlink()
     (index_root / "c" / "img_00001.jpg").write_bytes(b"\xff\xd8")
-    with pytest.raises(ValueError, match="img_00001.jpg.*not folders of extracted frames"):
+    (index_root / "c" / "img_00002.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ValueError) as e:
         scan_class_folders(index_root)
-    (index_root / "c" / "img_00001.jpg").unlink()
+    assert str(e.value) == (f"class folder {str(index_root / 'c')!r} holds images and no videos "
+                            f"({str(index_root / 'c/img_00001.jpg')!r} and 1 more); effvid decodes video "
+                            "files, not folders of extracted frames: point it at the videos themselves")
+    for f in (index_root / "c").iterdir():
+        f.unlink()
     (index_root / "c").rmdir()
+    # other files among the videos stopped the run at the first, one run per file, and a
+    # thumbnail was called a folder of extracted frames
+    for f in ("a/notes.srt", "a/sub/b.srt", "b/thumb.jpg"):
+        (index_root / f).parent.mkdir(exist_ok=True)
+        (index_root / f).write_bytes(b"x")
+    with pytest.raises(ValueError) as e:
+        scan_class_folders(index_root)
+    assert str(e.value) == (
+        f"dataset {str(index_root)!r}: 3 files in the class folders are not videos (expected one of "
+        f"{', '.join(VIDEO_EXTENSIONS)}): {str(index_root / 'a/notes.srt')!r}, {str(index_root / 'a/sub/b.srt')!r}, "
+        f"{str(index_root / 'b/thumb.jpg')!r}; move them out, or hide them (names starting with '.' are left out)")
+    for f in ("a/notes.srt", "b/thumb.jpg"):
+        (index_root / f).rename((index_root / f).with_name("." + (index_root / f).name))
+    (index_root / "a/sub/b.srt").unlink()
+    (index_root / "a/sub").rmdir()
     (index_root / "a" / ".DS_Store").write_bytes(b"x")  # hidden files are ignored
     assert len(scan_class_folders(index_root)[0]) == 5
 

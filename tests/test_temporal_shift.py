@@ -424,6 +424,13 @@ def test_set_shift_segments_then_save_and_reload(tmp_path):
     assert again.num_segments == 8 and {s.num_segments for s in shift_modules(again)} == {8}
 
 
+def test_create_model_defaults_to_kinetics_400_classes():
+    # num_classes was required: create_model("tsm_resnet18") raised a TypeError, where
+    # torchvision's video models (and timm's image models, with 1000) have a default
+    model = effvid.create_model("tsm_resnet_tiny")
+    assert model.config["num_classes"] == 400 and model.fc.out_features == 400
+
+
 def test_bad_model_arguments_name_the_value():
     with pytest.raises(ValueError, match="partial_bn must be True or False, got 'no'"):
         effvid.create_model("tsn_resnet_tiny", num_classes=3, partial_bn="no")

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models import list_models
 
     if args.list:
-        print("\n".join(list_models() + ["av"]))
+        # 'av' apart: it is no --model of train/eval/predict, nor a create_model name
+        print("\n".join(list_models() + ["", "av  (effvid info only: the audio-visual model, docs/av.md)"]))
         return 0
     if not args.model:
         raise UserError("give a MODEL (a name from 'effvid info --list', a .safetensors file, 'av', "

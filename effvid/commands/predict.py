@@ -26,13 +26,20 @@ def run(args: argparse.Namespace) -> int:
     from ..data import find_files
     from ..data.video import VIDEO_EXTENSIONS
     from ..inference import load_recognizer, predict_paths, test_dataset
+    from ..errors import some_names
     from .eval import mirrored_views_note
 
     paths = []
     for v in args.videos:
         p = Path(v)
         if p.is_dir():
-            paths += [str(f) for f in find_files(p) if f.suffix.lower() in VIDEO_EXTENSIONS]
+            found = find_files(p)
+            paths += [str(f) for f in found if f.suffix.lower() in VIDEO_EXTENSIONS]
+            if others := [f for f in found if f.suffix.lower() not in VIDEO_EXTENSIONS]:
+                # left out without a word, where train and check name such files
+                print(f"effvid predict: left out {plural(len(others), 'file')} in {v} that "
+                      f"{'is not a video' if len(others) == 1 else 'are not videos'} "
+                      f"({some_names(others, shown=3)})", file=sys.stderr)
         elif p.suffix.lower() in (".csv", ".json", ".txt") and p.is_file():
             # decoded, it failed as "cannot open container", which hid the command meant
             raise UserError(f"{v} is an annotation or list file, not a video: {command_line('effvid', 'eval', v)} -c CKPT "

@@ -38,6 +38,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from ..cli import plural
 from ..errors import some_names
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform, default_scale_size
@@ -83,14 +84,18 @@ def _has_video_ext(path: str | Path, extensions: Sequence[str]) -> bool:
     return Path(path).suffix.lower() in extensions
 
 
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_FRAMES_HINT = "; effvid decodes video files, not folders of extracted frames: point it at the videos themselves"
+
+
 def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
     if _has_video_ext(path, extensions):
         return
     hint = ""
-    if path.is_dir() or path.suffix.lower() in (".jpg", ".jpeg", ".png"):
-        # the lists and folders made for the original TSM code point at extracted frames
-        hint = ("; effvid decodes video files, not folders of extracted frames: point it at the "
-                "videos themselves")
+    # the lists made for the original TSM code name folders of extracted frames (there, or
+    # not extracted on this machine: a path without an extension), or the frames themselves
+    if path.is_dir() or path.suffix.lower() in _IMAGE_EXTENSIONS or (not path.suffix and not path.exists()):
+        hint = _FRAMES_HINT
     raise ValueError(f"{where}: unsupported video extension {path.suffix!r} for {str(path)!r} "
                      f"(expected one of {', '.join(extensions)}){hint}")
 
@@ -172,6 +177,7 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     # as a list file's missing videos: refused at start, all of them in one error
     broken = _MissingVideos(missing, counted="videos in the class folders")
     links = not_files = 0  # what was noted, for the error's words
+    not_videos: list[Path] = []  # files of other kinds: all named in one error, not the first alone
     for name in folders:
         if name not in index:
             raise ValueError(f"class folder {str(root / name)!r} is not one of the {len(classes)} "
@@ -184,8 +190,15 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
         if not files and not named_like_videos:
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
         where = f"class folder {str(root / name)!r}"
+        others_here = [f for f in files if not _has_video_ext(f, extensions)]
+        if others_here and len(others_here) == len(files) and not named_like_videos and all(
+                f.suffix.lower() in _IMAGE_EXTENSIONS for f in others_here):
+            raise ValueError(f"{where} holds images and no videos "
+                             f"({some_names((repr(str(f)) for f in others_here), shown=1)}){_FRAMES_HINT}")
+        not_videos += others_here
         for f in sorted(files + named_like_videos):
-            _check_ext(f, "dataset", extensions)
+            if f in others_here:
+                continue
             broken.listed += 1
             if (reason := broken_link(f)) is not None:  # find_files keeps them, to be reported
                 broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a {reason}", str(f)), where)
@@ -196,6 +209,13 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
                 not_files += 1
             else:
                 samples.append(VideoSample(str(f), index[name]))
+    if not_videos:
+        raise ValueError(
+            f"dataset {str(root)!r}: {plural(len(not_videos), 'file')} in the class folders "
+            f"{'is not a video' if len(not_videos) == 1 else 'are not videos'} (expected one of "
+            f"{', '.join(extensions)}): {some_names(repr(str(f)) for f in not_videos)}; move "
+            f"{'it' if len(not_videos) == 1 else 'them'} out, or hide {'it' if len(not_videos) == 1 else 'them'} "
+            "(names starting with '.' are left out)")
     if links and not_files:
         broken.being = ("a broken link or not a video file", "broken links or not video files")
     elif not_files:
@@ -468,8 +488,10 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             parsed.append((lineno, line, None, None))
             continue
         parts = line.rsplit(None, 2)
-        if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
-            path, nf, label = parts[0], int(parts[1]), parts[2]  # TSM: path num_frames label
+        if len(parts) == 3 and _is_int(parts[1]) and (_is_int(parts[2]) or _has_video_ext(parts[0], extensions)):
+            # TSM: path num_frames label; the label may be a class name, as in 'path label'
+            # (the path ends in a video extension, so the number cannot be part of it)
+            path, nf, label = parts[0], int(parts[1]), parts[2]
         else:
             parts = line.rsplit(None, 1)
             if len(parts) != 2:

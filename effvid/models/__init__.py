@@ -48,7 +48,7 @@ def build_recognizer(
     arch: str,
     *,
     shift: bool,
-    num_classes: int,
+    num_classes: int = 400,  # Kinetics-400's, as torchvision's video models default to
     num_segments: int = 8,
     dropout: float = 0.5,
     shift_div: int = 8,

@@ -45,7 +45,7 @@ from .interrupts import StopsOnCtrlC, ctrl_c_recorded, worker_stops_quietly
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
 from .run_data import (build_datasets, check_validation_source, data_summary, print_found_class_file,
-                       split_changes, split_record, splits_by_fraction, unlearnable_classes,
+                       ragged_batch_dropped, split_changes, split_record, splits_by_fraction, unlearnable_classes,
                        unused_val_fraction)
 from .run_folder import (RunWriter, absolute_bad_paths, check_run_folder, drop_old_confusions,
                          epoch_files_missing, first_seen, last_epoch_is_best, load_resume_state,
@@ -385,7 +385,7 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     cfg = dataclasses.replace(cfg, flip=train_set.transform.flip)  # flip None: the data decided
     split = split_record(cfg, seed, train_set, val_set) if splits_by_fraction(cfg) else None
     if env.is_main:
-        print("\n".join(data_summary(train_set, val_set, cfg, seed)))
+        print("\n".join(data_summary(train_set, val_set, cfg, seed, env.world_size)))
         if moved:
             print(f"note: {moved}")
         if split is not None and resume is not None:
@@ -404,11 +404,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                        # silently; the timeout ends it with a message (commands/train.py)
                        timeout=cfg.worker_timeout if cfg.workers > 0 else 0,
                        worker_init_fn=worker_stops_quietly)  # a SIGTERM to the process group
-    # drop a ragged last batch (BatchNorm on a batch of 1 is noise), unless that would leave a
-    # process with nothing: each gets ceil(len / world_size) clips
-    per_process = math.ceil(len(train_set) / env.world_size)
-    train_loader = DataLoader(train_set, sampler=train_sampler, drop_last=per_process > cfg.batch_size,
-                              **loader_args)
+    dropped = ragged_batch_dropped(len(train_set), cfg.batch_size, env.world_size)
+    train_loader = DataLoader(train_set, sampler=train_sampler, drop_last=dropped > 0, **loader_args)
     val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
     steps_per_epoch = max(len(train_loader), 1)
 

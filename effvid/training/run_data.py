@@ -5,6 +5,7 @@ run's first lines about its data.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -103,16 +104,33 @@ def _one_edit_apart(a: str, b: str) -> bool:
     return a[i + (len(a) == len(b)):] == b[i + 1:]
 
 
-def data_summary(train_set, val_set, cfg: TrainConfig, seed: int) -> list[str]:
-    """The run's first word on its data: one line of counts, and a warning for each class the
-    model cannot learn (no training video) and each label that looks like a typo (a class of
-    one training video one letter away from a class of more: "jumpin" beside "jumping")."""
+def ragged_batch_dropped(num_videos: int, batch_size: int, world_size: int = 1) -> int:
+    """The training videos each process leaves out of every epoch (a different few each time):
+    a ragged last batch is dropped, as the original TSM code does (BatchNorm on a batch of one
+    clip is noise), unless that would leave the process nothing. Each process gets
+    ceil(num_videos / world_size) clips."""
+    per_process = math.ceil(num_videos / world_size)
+    return per_process % batch_size if per_process > batch_size else 0
+
+
+def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: int = 1) -> list[str]:
+    """The run's first word on its data: one line of counts, a note when batches leave videos
+    out of each epoch, and a warning for each class the model cannot learn (no training video)
+    and each label that looks like a typo (a class of one training video one letter away from a
+    class of more: "jumpin" beside "jumping")."""
     classes = train_set.classes
     trains = np.bincount(train_set.labels, minlength=len(classes))
     held = (f" ({100 * cfg.val_fraction:g}% of each class held out, seed {seed})"
             if splits_by_fraction(cfg) else "")
     lines = [f"data: {len(classes)} classes, {len(train_set):,} training and {len(val_set):,} "
              f"validation videos{held}"]
+    if dropped := ragged_batch_dropped(len(train_set), cfg.batch_size, world_size):
+        # silent, it left 20% of a small collection untrained each epoch, without a word
+        each = " per process" if world_size > 1 else ""
+        lines.append(f"note: batches of {cfg.batch_size} leave {dropped} training "
+                     f"{'video' if dropped == 1 else 'videos'}{each} out of each epoch (a different "
+                     f"{dropped} each time); a --batch-size that divides "
+                     f"{math.ceil(len(train_set) / world_size):,} trains on all of them")
     untrained = [c for c, n in zip(classes, trains) if n == 0]
     if untrained:
         names = some_names(untrained)
