@@ -266,9 +266,10 @@ def test_audio_shorter_than_video_is_masked_where_it_ends(tmp_path):
     assert read_audio(path, start=0.5, duration=1.0, sample_rate=SR).decoded_samples == SR
 
 
-def write_late_audio_video(path, seconds, audio_start):
+def write_late_audio_video(path, seconds, audio_start, gap=None):
     """A video of ``seconds`` whose AAC audio track (the test signal from ``audio_start`` on)
-    begins ``audio_start`` seconds after the first frame: the audio frames' pts start there."""
+    begins ``audio_start`` seconds after the first frame: the audio frames' pts start there.
+    ``gap=(a, b)``: the audio frames of the seconds [a, b) are left out (their time skipped)."""
     import av
 
     frames = np.stack([np.full((32, 48, 3), LEVELS[i // FPS % 5], np.uint8) for i in range(seconds * FPS)])
@@ -287,6 +288,8 @@ def write_late_audio_video(path, seconds, audio_start):
             container.mux(packet)
         step = audio.codec_context.frame_size or 1024
         for pos in range(0, len(wav), step):
+            if gap and gap[0] * SR <= int(audio_start * SR) + pos < gap[1] * SR:
+                continue
             aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[None, pos:pos + step]), format="fltp",
                                                 layout="mono")
             aframe.sample_rate = SR
@@ -327,6 +330,31 @@ def test_audio_that_starts_late_is_masked_before_it_starts(tmp_path):
     # a window wholly before the track: nothing of it decoded
     before = read_audio(path, start=0.0, duration=0.5, sample_rate=SR)
     assert before.decoded_from == before.decoded_samples and before.waveform.abs().max() == 0
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_a_gap_in_the_audio_track_is_masked_and_the_audio_after_it_stays_in_time(tmp_path, ext):
+    # The audio of 5 s of video skips [1.5 s, 2.5 s) (packets dropped in a recording). Its
+    # decoded chunks were concatenated, so everything after the gap came 1 s early: clips 3-4
+    # heard the tones of seconds 2-3, out of step with their frames, and were marked valid.
+    from effvid.av import read_audio
+
+    path = write_late_audio_video(tmp_path / f"gap.{ext}", 5, audio_start=0.0, gap=(1.5, 2.5))
+    seq = LongVideoSampler(num_clips=5, frames_per_clip=4, sample_rate=SR)(path)
+    assert seq.mask.tolist() == [True] * 5
+    assert seq.audio_mask.tolist() == [True, False, False, True, True]
+    for k in (0, 3, 4):
+        assert abs(dominant_hz(seq.audio[k].numpy()) - TONES[k]) < 2
+    decoded = seq.audio[3:].reshape(-1).numpy()
+    reference = signal(5)[3 * SR:]
+    assert best_lag(decoded, reference) == 0
+    assert np.abs(decoded[1000:-2000] - reference[1000:-2000]).mean() < 0.02
+    # the gap is zeros, and read_audio says where it is (give or take a codec frame)
+    window = read_audio(path, start=1.0, duration=3.0, sample_rate=SR)
+    (gap_from, gap_to), = window.gaps
+    assert abs(gap_from - SR // 2) <= 1024 and abs(gap_to - 3 * SR // 2) <= 1024
+    assert window.waveform[gap_from:gap_to].abs().max() == 0
+    assert read_audio(path, start=3.0, duration=1.0, sample_rate=SR).gaps == []
 
 
 def test_variable_frame_rate_mp4_with_b_frames_reaches_its_last_second(tmp_path):

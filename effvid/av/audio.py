@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -82,13 +82,21 @@ class AudioWindow:
     ``None``: the whole window). ``decoded_from``: where (in samples from the window's start) the
     decoded audio begins; before it the window lies before the start of the stream and is zero
     padding (0 when the stream starts at or before the window). The real audio is
-    ``waveform[decoded_from:decoded_samples]``."""
+    ``waveform[decoded_from:decoded_samples]``, except for ``gaps``: ``[(from, to)]`` sample
+    ranges of the window that the stream's timestamps skip (a recording that dropped packets,
+    joined files), zero-filled so that the audio after them stays at its time."""
 
     waveform: torch.Tensor
     sample_rate: int
     has_audio: bool
     decoded_samples: int | None = None
     decoded_from: int = 0
+    gaps: list = field(default_factory=list)
+
+
+# A jump in the audio timestamps larger than this is a gap (or an overlap): smaller ones are the
+# rounding of millisecond time bases (Matroska, WebM) and are not followed.
+_GAP_SECONDS = 0.02
 
 
 def read_audio(
@@ -152,25 +160,38 @@ def read_audio(
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time = None  # time (s) of the first resampled sample we kept
-        have = 0
+        have = 0  # samples placed after first_time
+        gaps: list[tuple[int, int]] = []  # (from, to) samples after first_time, zero-filled
+        tolerance = _GAP_SECONDS * sample_rate
+
+        def place(out) -> None:
+            # Each chunk goes where its timestamp says: concatenated, the audio after a gap in
+            # the stream came that much early, out of step with the frames for the rest of the file.
+            nonlocal first_time, have
+            arr = out.to_ndarray().mean(axis=0, dtype=np.float32)
+            if first_time is None:
+                first_time = float(out.pts * out.time_base) if out.pts is not None else t_begin
+            elif out.pts is not None:
+                at = int(round((float(out.pts * out.time_base) - first_time) * sample_rate))
+                if at - have > tolerance:
+                    chunks.append(np.zeros(at - have, np.float32))
+                    gaps.append((have, at))
+                    have = at
+                elif have - at > tolerance:  # it repeats time already placed: the rest is new
+                    arr = arr[have - at:]
+            chunks.append(arr)
+            have += arr.shape[0]
+
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    if first_time is None:
-                        first_time = float(out.pts * out.time_base) if out.pts is not None else t_begin
-                    arr = out.to_ndarray().mean(axis=0, dtype=np.float32)
-                    chunks.append(arr)
-                    have += arr.shape[0]
+                    place(out)
                 if want is not None and first_time is not None:
                     if have - (t_begin - first_time) * sample_rate >= want:
                         break
             else:
                 for out in resampler.resample(None):
-                    if first_time is None:
-                        first_time = t_begin
-                    arr = out.to_ndarray().mean(axis=0, dtype=np.float32)
-                    chunks.append(arr)
-                    have += arr.shape[0]
+                    place(out)
         except av.FFmpegError as exc:
             raise AudioDecodeError(path, f"audio decoding failed ({av_reason(exc)})") from exc
     finally:
@@ -190,8 +211,9 @@ def read_audio(
             samples = samples[:want]
         else:
             samples = np.concatenate([samples, np.zeros(want - samples.shape[0], np.float32)])
+    gaps = [(max(a - offset, 0), min(b - offset, decoded)) for a, b in gaps]  # in the window
     return AudioWindow(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), sample_rate, has_audio=True,
-                       decoded_samples=decoded, decoded_from=decoded_from)
+                       decoded_samples=decoded, decoded_from=decoded_from, gaps=[g for g in gaps if g[0] < g[1]])
 
 
 def container_origin(container) -> float:

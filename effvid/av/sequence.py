@@ -16,7 +16,8 @@ counts as video when every one of its frame instants shows a decoded frame (a tr
 clips past its last decodable frame, which would repeat that frame, are masked), and as audio
 when the decoded audio covers its window (an audio track shorter than the video leaves the later
 clips' audio masked, and one that starts late the earlier clips', not zero-filled silence marked
-valid).
+valid; so does a gap in the middle of the track, whose clips hold the zeros that keep the later
+audio at its time).
 """
 
 from __future__ import annotations
@@ -175,6 +176,9 @@ class LongVideoSampler:
         tolerance = 0.1 * self.clip_seconds
         covered = ((audio_begin <= clip_starts + tolerance)
                    & (audio_end >= torch.clamp(clip_ends, max=video_end) - tolerance))
+        for gap_from, gap_to in audio.gaps:  # time the audio track skips, zero-filled
+            covered &= ~((start + gap_from / self.sample_rate < clip_ends - tolerance)
+                         & (start + gap_to / self.sample_rate > clip_starts + tolerance))
         return AVSequence(
             frames=out_frames,
             audio=out_audio,
