@@ -1,5 +1,6 @@
 """Long-video sampler of effvid.av: clip/audio alignment, padding masks, bad files."""
 
+import math
 import random
 from fractions import Fraction
 
@@ -245,6 +246,19 @@ def test_truncated_file_masks_clips_past_its_last_frame(tmp_path):
     assert got == [min(FPS + 2 * j, decoded - 1) for j in range(8)]
     with pytest.raises(AudioDecodeError, match="past the last decodable frame"):
         sampler(cut, start=2.0)
+    # a random start is drawn over what the header promises (3 s); one past the last frame
+    # failed the sample, and is now drawn again inside the frames that decode (just over 1 s)
+    sampler = LongVideoSampler(num_clips=1, frames_per_clip=8, sample_rate=SR, start="random")
+    starts = []
+    for seed in range(24):
+        seq = sampler(cut, rng=random.Random(seed))
+        starts.append(float(seq.clip_starts[0]))
+        assert seq.mask.tolist() == [True]
+        first = decode_frame_index(seq.frames[0, 0].numpy(), n)
+        assert first == math.floor(starts[-1] * FPS + 1e-6) and first < decoded
+    # the first draws (over 3 s - 1 s of header) of these seeds: some past the decoded frames
+    assert sum(random.Random(seed).uniform(0.0, 2.0) > decoded / FPS for seed in range(24)) >= 3
+    assert max(starts) < decoded / FPS  # all of them inside
 
 
 def test_audio_shorter_than_video_is_masked_where_it_ends(tmp_path):

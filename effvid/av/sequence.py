@@ -65,6 +65,14 @@ class AVSequence:
         return int(self.mask.sum())
 
 
+class _PastLastFrame(AudioDecodeError):
+    """A start past a truncated file's last decodable frame (which ends at ``video_end``)."""
+
+    def __init__(self, path, reason: str, video_end: float):
+        super().__init__(path, reason)
+        self.video_end = video_end
+
+
 class LongVideoSampler:
     """Cut a video file into ``num_clips`` consecutive clips with frames and aligned audio.
 
@@ -74,7 +82,8 @@ class LongVideoSampler:
         frames_per_clip: frames sampled uniformly in each clip (16, i.e. 16 fps for 1-s clips).
         sample_rate: audio rate after resampling (Hz).
         start: where the sequence starts: a number of seconds, or ``"random"`` (uniform over the
-            positions that keep the sequence inside the video; 0 for short videos).
+            positions that keep the sequence inside the video; 0 for short videos; drawn again
+            inside the frames that decode when a truncated file's header promised more).
         size: optional ``(height, width)`` to resize frames to while decoding.
         missing_audio: ``"error"`` (raise for files without audio) or ``"mask"`` (zero audio,
             ``audio_mask`` all False).
@@ -124,6 +133,18 @@ class LongVideoSampler:
     def __call__(self, path, start: float | str | None = None, rng: random.Random | None = None) -> AVSequence:
         path = os.fspath(path)
         start = self.start if start is None else start
+        try:
+            return self._read(path, start, rng)
+        except _PastLastFrame as e:
+            if start != "random":
+                raise
+            # A truncated file's header promises more than decodes, and a random start drawn
+            # past its last frame failed the sample (a third of the time for a file cut at 20 s
+            # of 60, with 30-s sequences): drawn again inside what decoded.
+            slack = max(0.0, e.video_end - self.num_clips * self.clip_seconds)
+            return self._read(path, (rng or random).uniform(0.0, slack), rng)
+
+    def _read(self, path: str, start: float | str, rng: random.Random | None) -> AVSequence:
         container = open_media(path)
         try:
             if not container.streams.video:
@@ -150,8 +171,9 @@ class LongVideoSampler:
         # only clips whose frames all decoded (a truncated file's header promises more); the
         # first one, like a video shorter than a clip, whenever its first instant decoded
         if shown == 0:
-            raise AudioDecodeError(path, f"start {start:.3f}s is past the last decodable frame "
-                                         f"(frames end at {video_end:.3f}s, the header says {duration:.3f}s)")
+            raise _PastLastFrame(path, f"start {start:.3f}s is past the last decodable frame "
+                                       f"(frames end at {video_end:.3f}s, the header says {duration:.3f}s)",
+                                 video_end)
         num_valid = max(1, min(num_valid, shown // T))
         frames = frames[: num_valid * T]
         out_frames = torch.zeros((K, T, *frames.shape[1:]), dtype=torch.uint8)
