@@ -11,14 +11,14 @@ import argparse
 import importlib
 import os
 import re
-import shlex
 import sys
 import textwrap
 
 COMMANDS = ("quickstart", "prepare", "check", "train", "eval", "predict", "info", "convert", "stream", "export")
 
 
-from effvid.errors import UserError  # noqa: F401  (re-exported for the command modules)
+# re-exported for the command modules
+from effvid.errors import UserError, command_line, plural  # noqa: F401
 
 
 def _int_at_least(minimum: int):
@@ -31,20 +31,6 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
     return parse
-
-
-def command_line(*words) -> str:
-    """A command for the user to paste, each word quoted as a shell needs it: a path with a space
-    or an apostrophe, printed bare, split into other arguments when pasted."""
-    return " ".join(shlex.quote(str(w)) for w in words)
-
-
-def plural(count: int, noun: str) -> str:
-    """``count`` and ``noun``, with an s unless there is one: "1 epoch", "3 epochs", "1,200
-    videos" (a message said "completed 1 of 1 epochs"); es after s, x, sh and a ch said as in
-    "batch": "2 classes", "2 batches" (not after "epoch", whose ch is a k)."""
-    sibilant = noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and not noun.endswith("och"))
-    return f"{count:,} {noun}{'' if count == 1 else 'es' if sibilant else 's'}"
 
 
 # argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs

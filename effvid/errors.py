@@ -1,7 +1,9 @@
-"""Errors shared across effvid, and the argument checks that raise them."""
+"""Errors shared across effvid, the argument checks that raise them, and the helpers that word
+messages (counts, lists of names, commands to paste)."""
 
 import numbers
 import os
+import shlex
 import stat
 
 
@@ -17,6 +19,20 @@ class BadValue(ValueError):
     def __init__(self, name: str, value, why: str, message: str | None = None):
         super().__init__(message or f"{name} {why}, got {value!r}")
         self.name, self.value, self.why = name, value, why
+
+
+def command_line(*words) -> str:
+    """A command for the user to paste, each word quoted as a shell needs it: a path with a space
+    or an apostrophe, printed bare, split into other arguments when pasted."""
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an s unless there is one: "1 epoch", "3 epochs", "1,200
+    videos" (a message said "completed 1 of 1 epochs"); es after s, x, sh and a ch said as in
+    "batch": "2 classes", "2 batches" (not after "epoch", whose ch is a k)."""
+    sibilant = noun.endswith(("s", "x", "sh")) or (noun.endswith("ch") and not noun.endswith("och"))
+    return f"{count:,} {noun}{'' if count == 1 else 'es' if sibilant else 's'}"
 
 
 def some_names(names, shown: int = 10) -> str:

@@ -31,7 +31,7 @@ import av
 import numpy as np
 import torch
 
-from .cli import plural
+from .errors import plural
 from .data.transforms import TestTransform, default_scale_size
 from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, timed_frames
 

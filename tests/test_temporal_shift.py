@@ -429,6 +429,9 @@ def test_create_model_defaults_to_kinetics_400_classes():
     # torchvision's video models (and timm's image models, with 1000) have a default
     model = effvid.create_model("tsm_resnet_tiny")
     assert model.config["num_classes"] == 400 and model.fc.out_features == 400
+    # shift= overrode the name's (a partial's keyword): tsm_resnet_tiny built a TSN
+    with pytest.raises(TypeError, match="tsm_resnet_tiny takes no 'shift'"):
+        effvid.create_model("tsm_resnet_tiny", shift=False)
 
 
 def test_bad_model_arguments_name_the_value():

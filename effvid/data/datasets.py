@@ -38,7 +38,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from ..cli import plural
+from ..errors import plural
 from ..errors import some_names
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform, default_scale_size

@@ -39,7 +39,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from ..cli import plural
+from ..errors import plural
 from ..errors import not_a_regular_file
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import broken_link, find_files

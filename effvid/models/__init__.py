@@ -10,7 +10,6 @@ Names are ``tsm_<arch>`` (with temporal shift) and ``tsn_<arch>`` (without), for
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +18,7 @@ from torch import nn
 from ..errors import check_positive_ints
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
+from .weights import load_model, save_weights
 from .temporal_shift import (DIRECTIONS, PLACEMENTS, TemporalShift, _check_fold_div, insert_temporal_shift,
                              temporal_shift)
 
@@ -79,11 +79,26 @@ def build_recognizer(
     return model
 
 
+def _recognizer_factory(arch: str, shift: bool) -> Callable[..., Recognizer]:
+    # a closure, not partial(): a partial's keywords can be overridden, and
+    # create_model("tsm_resnet50", shift=False) built a TSN under the TSM name
+    name = f"{'tsm' if shift else 'tsn'}_{arch}"
+
+    def factory(**kwargs) -> Recognizer:
+        if "shift" in kwargs:
+            raise TypeError(f"{name} takes no 'shift': the name says it (tsm_{arch} shifts, tsn_{arch} does not)")
+        return build_recognizer(arch, shift=shift, **kwargs)
+
+    factory.__name__ = name
+    return factory
+
+
 for _arch in ARCHS:
-    register_model(f"tsm_{_arch}", partial(build_recognizer, _arch, shift=True))
-    register_model(f"tsn_{_arch}", partial(build_recognizer, _arch, shift=False))
+    register_model(f"tsm_{_arch}", _recognizer_factory(_arch, shift=True))
+    register_model(f"tsn_{_arch}", _recognizer_factory(_arch, shift=False))
 
 __all__ = [
     "ARCHS", "Recognizer", "TemporalShift", "build_backbone", "build_recognizer",
-    "create_model", "insert_temporal_shift", "list_models", "register_model", "temporal_shift",
+    "create_model", "insert_temporal_shift", "list_models", "load_model", "register_model",
+    "save_weights", "temporal_shift",
 ]

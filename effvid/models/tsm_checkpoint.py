@@ -42,7 +42,7 @@ from typing import Iterable
 
 import torch
 
-from ..cli import plural
+from ..errors import plural
 from ..errors import BadValue, check_positive_ints
 from .recognizer import Recognizer
 from .weights import is_resume_state, load_torch_file, resume_state_error
@@ -531,7 +531,7 @@ def load_tsm_checkpoint(
     fixed = ("num_classes", "shift_place") + (("shift_direction",) if info.online_demo else ())
     for name in fixed:
         if name in overrides and overrides[name] != kwargs.get(name):
-            from ..cli import command_line
+            from ..errors import command_line
 
             hint = ("; to fine-tune on other classes, build the model with create_model and load "
                     "tsm_init_state_dict(path, model) into it, or run "

@@ -86,7 +86,7 @@ def resume_state_error(path: str | Path) -> ValueError:
     tensors", and effvid convert was suggested)."""
     folder = Path(path).parent
     found = [str(folder / n) for n in ("best.safetensors", "last.safetensors") if (folder / n).is_file()]
-    from ..cli import command_line
+    from ..errors import command_line
 
     use = (f"use {' or '.join(found)}" if found
            else f"its folder {folder} has no best.safetensors or last.safetensors")
@@ -118,7 +118,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         if _starts_like_torch_save(path):  # safetensors says "header too large"
-            from ..cli import command_line
+            from ..errors import command_line
 
             raise ValueError(
                 f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import runtime
-from ..cli import plural
+from ..errors import plural
 from ..data import collate_clips
 from ..errors import UserError, some_names
 from ..models import create_model
@@ -333,6 +333,9 @@ def check_model_settings(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
+    """Run ``cfg`` (what ``effvid train`` runs) into the folder ``cfg.output``, or continue it
+    (``cfg.resume``), under torchrun too (one process per GPU). Returns ``{"output", "best_top1",
+    "classes", "history" (a record per epoch), "last" (the last record), "seed", "is_main"}``."""
     # 1. set up
     cfg.validate()
     check_model_settings(cfg)

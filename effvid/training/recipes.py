@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cli import plural
+from ..errors import plural
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def check_validation_source(saved: TrainConfig, cfg: TrainConfig, held_out: bool
     before, now = validation_source(saved, held_out), validation_source(cfg)
     if before is None or now is None or before[1] == now[1] or before[0] == now[0] == "held out":
         return None
-    from ..cli import command_line
+    from ..errors import command_line
 
     out = Path(cfg.output)
     keep = command_line("effvid", "train", saved.data, *(["--val-data", saved.val_data] if saved.val_data else []),
