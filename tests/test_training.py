@@ -482,7 +482,7 @@ def test_run_folder_is_protected(tiny_data, tmp_path, capsys):
 
 def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     from effvid.models.weights import save_weights
-    from effvid.training.loop import load_init_weights
+    from effvid.training.init_weights import load_init_weights
 
     source = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
     torch.nn.init.normal_(source.fc.weight)
@@ -513,7 +513,7 @@ def test_init_weights_keep_the_classifier_only_for_the_same_classes(tmp_path):
     tsm = create_model("tsm_resnet_tiny", num_classes=2, num_segments=4)
     load_init_weights(tsm, tmp_path / "tsn.safetensors", ["left", "right"], "tsm_resnet_tiny")
     assert all(torch.equal(a, b) for a, b in zip(tsm.state_dict().values(), source.state_dict().values()))
-    from effvid.training.loop import match_shift_wrappers
+    from effvid.training.init_weights import match_shift_wrappers
 
     tsm_keys = create_model("tsm_mobilenet_v2", num_classes=2, num_segments=4).state_dict()
     tsn_keys = create_model("tsn_mobilenet_v2", num_classes=2, num_segments=4).state_dict()

@@ -272,7 +272,7 @@ def test_convert_records_that_something_something_was_trained_without_flips(tmp_
 
 def test_fine_tune_from_original_checkpoint(tmp_path):
     """effvid train --init-weights X.pth: the backbone of the release file, a new classifier."""
-    from effvid.training.loop import load_init_weights
+    from effvid.training.init_weights import load_init_weights
 
     src = effvid.create_model("tsm_resnet18", num_classes=400, num_segments=8)
     _randomise(src, seed=13)
@@ -381,7 +381,7 @@ def test_a_tsn_release_file_says_the_original_tested_it_on_8_segments(tmp_path, 
     # TSM_kinetics_RGB_resnet50_avg_segment5_e50.pth converted to a 5-segment model, which eval
     # then used; the original README tests it with --test_segments=8
     from effvid.cli import main
-    from effvid.training.loop import load_init_weights
+    from effvid.training.init_weights import load_init_weights
 
     src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=5)
     _randomise(src, seed=17)
@@ -416,7 +416,7 @@ def test_a_tsn_release_file_says_the_original_tested_it_on_8_segments(tmp_path, 
 def test_fine_tuning_from_a_release_file_names_what_differs_and_what_its_name_does_not_say(tmp_path):
     """--init-weights X.pth said nothing of the settings the file was trained with, where an
     effvid checkpoint's differences are named."""
-    from effvid.training.loop import load_init_weights
+    from effvid.training.init_weights import load_init_weights
 
     src = effvid.create_model("tsm_resnet18", num_classes=5, num_segments=8)
     path = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment8_e50.pth")
@@ -893,7 +893,7 @@ def _demo_zero_buffers(demo, frame):
 def test_the_online_demo_checkpoint_is_a_causal_online_model(tmp_path, capsys, one_thread):
     from effvid.cli import main
     from effvid.models.online import OnlineRecognizer
-    from effvid.training.loop import load_init_weights
+    from effvid.training.init_weights import load_init_weights
 
     demo = _DemoMobileNetV2(27).eval()
     _randomise(demo, seed=4)

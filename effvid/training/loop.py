@@ -35,12 +35,12 @@ from ..errors import plural
 from ..data import collate_clips
 from ..errors import UserError, some_names
 from ..models import create_model
-from ..models.weights import check_state_dict_fits, load_weights
 from .config import DECIDED_AT_START, DECIDED_KEY, INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,
                           build_sampler, close_distributed, init_distributed, process_device,
                           set_sampler_epoch)
 from .evaluate import amp_dtype, autocast, bad_videos_report, evaluate, no_readable_clips
+from .init_weights import keeps_classifier, load_init_weights
 from .interrupts import StopsOnCtrlC, ctrl_c_recorded, worker_stops_quietly
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
@@ -75,96 +75,6 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
     if cfg.seed is not None:
         return cfg.seed
     return int(all_gather_objects(int(time.time()), env)[0])  # rank 0's clock
-
-
-def match_shift_wrappers(state: dict, own: dict) -> dict:
-    """``state``'s keys as ``own`` names them where they differ only by the temporal shift's
-    wrapper: a TSM's shifted conv is ``...conv1.net.weight`` and the same conv of a TSN
-    ``...conv1.weight``, so the weights of one start the other (a TSN's into a TSM, as TSM
-    starts from 2D weights)."""
-    own_unwrapped = {k.replace(".net.", "."): k for k in own}
-    out = {}
-    for key, value in state.items():
-        if key not in own:  # a TSN key in a TSM, or a TSM key in a TSN
-            key = own_unwrapped.get(key.replace(".net.", "."), key)
-        out[key] = value
-    return out
-
-
-def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str,
-                      size: int | None = None) -> str:
-    """Start from an effvid checkpoint (fine-tuning). Its classifier is kept when it was trained
-    on the same classes, in the same order, and replaced otherwise. An original TSM release
-    checkpoint (.pth) gives its backbone only (it has no class names). Returns what was loaded,
-    for the run's first lines: which classifier, and the settings the source was trained with
-    that differ from ``model``'s (the weights load, but compute something else: a TSN's into a
-    TSM, a bidirectional shift's into a causal one; fine-tuning adapts them), and the frame size
-    it was trained at when it is not this run's ``size``."""
-    new_fc = f"a new classifier for {len(classes)} classes"
-    config = getattr(model, "config", {})
-    if Path(path).suffix != ".safetensors":  # read as safetensors it failed: "header too large"
-        from ..models.tsm_checkpoint import tsm_init_weights
-
-        state, info = tsm_init_weights(path, model)
-        model.load_state_dict(state, strict=False)
-        return (f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
-                + _release_file_differences(info, config))
-    state, meta = load_weights(path)
-    state = match_shift_wrappers(state, model.state_dict())
-    kept = keeps_classifier(path, classes)
-    if not kept:
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
-                          may_miss=lambda k: k in ("fc.weight", "fc.bias"))
-    model.load_state_dict(state, strict=False)
-    differs = [f"{k} {meta.get(k, '-')} (this run: {config.get(k, '-')})"
-               for k in ("name", "shift_div", "shift_place", "shift_direction", "num_segments")
-               if (k in meta or k in config) and meta.get(k) != config.get(k)]
-    trained_size = meta.get("extra", {}).get("size")  # not a model setting: the training's input
-    if size is not None and trained_size is not None and trained_size != size:
-        differs.append(f"size {trained_size} (this run: {size})")
-    which = "all its weights, classifier included" if kept else f"its backbone, {new_fc}"
-    return f"starting from {path}: {which}" + (f"; it was trained as {', '.join(differs)}" if differs else "")
-
-
-def keeps_classifier(path: str, classes: list[str]) -> bool:
-    """Whether load_init_weights keeps the classifier of the weights file ``path`` for a run on
-    ``classes``: an effvid checkpoint trained on the same classes, in the same order (an
-    original TSM .pth names no classes). Reads the file's header only."""
-    if Path(path).suffix != ".safetensors":
-        return False
-    from safetensors import safe_open
-
-    from ..models.weights import METADATA_KEY
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
-    return meta.get("classes") == classes
-
-
-def _release_file_differences(info, config: dict) -> str:
-    """What an original TSM checkpoint's name or keys say it was trained with that differs from
-    this run's ``config`` (the weights load either way: a model trained on 8 segments, or with a
-    bidirectional shift, fine-tuned on 4 or as a causal model computes something else at first),
-    and what its name does not say, which the weights
-    cannot tell either: "" when neither. (An architecture, shift placement or fraction that
-    differs was refused by tsm_init_weights.) A TSN's weights compute the same for any number
-    of segments: not named."""
-    named = {k: getattr(info, k) for k, source in info.sources.items()
-             if k in ("num_segments", "shift_div", "shift_place", "shift_direction")
-             and source in ("file name", "keys")
-             and (info.shift or k != "num_segments")}
-    differs = [f"{k} {v} (this run: {config.get(k, '-')})" for k, v in named.items()
-               if k in config and v != config.get(k)]
-    line = f"; it was trained as {', '.join(differs)}" if differs else ""
-    if unnamed := info.assumed():
-        from ..models.tsm_checkpoint import SETTINGS_NOT_IN_WEIGHTS as words
-
-        ours = {"num_segments": f"{config.get('num_segments')} segments",
-                "shift_div": f"shift 1/{config.get('shift_div')}"}
-        line += (f"; its name does not say {' or '.join(words[k][0] for k in unnamed)} it was trained "
-                 f"with, which the weights cannot tell (this run's: {' and '.join(ours[k] for k in unnamed)})")
-    return line
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -267,9 +177,12 @@ def data_wait_hint(data_wait: float, device: torch.device, workers: int, epoch: 
             "CPUs) or a copy of the videos at training size (effvid prepare) feed it faster")
 
 
-def train_one_epoch(model, loader, optimizer, scaler, precision, cfg, device, epoch, steps_per_epoch, env):
+def train_one_epoch(model, loader, optimizer, scaler, precision, cfg: TrainConfig, device, *, epoch: int,
+                    steps_per_epoch: int, num_classes: int, env: DistEnv) -> tuple[dict, list]:
+    """One epoch of ``model`` (DDP-wrapped under torchrun) over ``loader``: the summed loss and
+    accuracy of every process, and the bad videos this process met."""
     model.train()
-    meter = ClassificationMeter(model.num_classes)
+    meter = ClassificationMeter(num_classes)
     bad: list = []
     start, seen = time.perf_counter(), 0
     batches = TimedWait(StopsOnCtrlC(loader))
@@ -332,6 +245,12 @@ def check_model_settings(cfg: TrainConfig) -> None:
         create_model(cfg.model, num_classes=1, **model_settings(cfg))
 
 
+def run_result(out: Path, best: float, classes: list[str], history: list[dict], seed: int, env: DistEnv) -> dict:
+    """What :func:`train` returns, also for a run that had nothing left to do."""
+    return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
+            "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run ``cfg`` (what ``effvid train`` runs) into the folder ``cfg.output``, or continue it
     (``cfg.resume``), under torchrun too (one process per GPU). Returns ``{"output", "best_top1",
@@ -351,6 +270,8 @@ def train(cfg: TrainConfig) -> dict:
 
 def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
     device = process_device(device, env)
+    # the run's lines come from the main process alone (under torchrun there is one per GPU)
+    say = print if env.is_main else (lambda *args, **kwargs: None)
     out = Path(cfg.output)
     resume = load_resume_state(out) if cfg.resume else None
     # the run's configuration (states of older runs hold none)
@@ -417,28 +338,24 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                          # a resume overwrites the starting weights: they need not be there
                          imagenet_weights=cfg.imagenet_weights if resume is None else None)
     if cfg.init_weights and resume is None:
-        loaded = load_init_weights(model, cfg.init_weights, classes, cfg.model, cfg.size)
-        if env.is_main:
-            print(loaded)
+        say(load_init_weights(model, cfg.init_weights, classes, cfg.model, cfg.size))
     if cfg.fc_lr_mult is None:  # not given (a resume has the run's own): decided here, saved
         # The official code gives the classifier 5x unless it fine-tunes on the same dataset
         # (fc_lr5 = not (tune_from and dataset in tune_from)), whose classifier it keeps, trained
         kept = bool(cfg.init_weights) and resume is None and keeps_classifier(cfg.init_weights, classes)
         cfg = dataclasses.replace(cfg, fc_lr_mult=1.0 if kept else NEW_CLASSIFIER_LR_MULT)
-        if kept and env.is_main:
-            print(f"note: the classifier learns at 1x the learning rate, not {NEW_CLASSIFIER_LR_MULT:g}x: "
+        if kept:
+            say(f"note: the classifier learns at 1x the learning rate, not {NEW_CLASSIFIER_LR_MULT:g}x: "
                   "--init-weights brings it trained on these classes (as in the official TSM code); "
                   "--fc-lr-mult sets another multiplier")
     model.to(device)
     precision = amp_dtype(device, cfg.amp, cfg.amp_dtype)  # the autocast dtype, None: float32
-    if env.is_main:
-        print(f"training on {runtime.describe_device(device, precision)}"
-              + (f", {env.world_size} processes" if env.distributed else ""))
+    say(f"training on {runtime.describe_device(device, precision)}"
+        + (f", {env.world_size} processes" if env.distributed else ""))
     train_model = model
     if env.distributed:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-        train_model.num_classes = model.num_classes
     optimizer = build_optimizer(model, cfg)
     # loss scaling for float16 autocast (GPUs before Ampere); a pass-through otherwise
     scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
@@ -450,10 +367,6 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     # 4. resume
     history: list[dict] = []
     start_epoch, best = 0, -1.0
-
-    def outcome() -> dict:  # what train() returns, also for a run that had nothing left to do
-        return {"output": str(out), "best_top1": best, "classes": classes, "history": history,
-                "last": history[-1] if history else {}, "seed": seed, "is_main": env.is_main}
 
     if resume is not None:
         # DATA may move on resume, but not change classes: with as many classes, the weights
@@ -476,19 +389,17 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         history = json.loads(resume["history"])
         upgrade_bad_samples(history)
         absolute_bad_paths(history, [s.path for s in train_set.samples + val_set.samples])
-    elif cfg.resume and env.is_main:
-        print(f"nothing to resume in {out}; starting from scratch")
+    elif cfg.resume:
+        say(f"nothing to resume in {out}; starting from scratch")
     # Only now, with the data, the model and any resume state known to be valid, is the run
     # folder written: a failed start leaves an existing run alone. The saved configuration
     # holds the seed actually used, so that it repeats a seedless run too.
     run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json(decided)
-    finished = resume is not None and start_epoch >= cfg.epochs
-    writer = None if finished else RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
     if resume is not None and epoch_files_missing(out, history):
         # A crash after the last commit point left the files derived from it unwritten (all
         # of them for good, when it was the final epoch): write them from the state. A
         # finished run's folder gets only these (no new TensorBoard file).
-        (writer or RunWriter(out, env, tensorboard=False)).epoch_files(
+        RunWriter(out, env, tensorboard=False).epoch_files(
             model, history, classes, metadata, last_epoch_is_best(history, best))
         if env.is_main:  # its results are printed after these files: the run stopped before
             last = history[-1]
@@ -498,16 +409,15 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             if last.get("bad_count"):
                 print(f"  skipped {last['bad_count']} unreadable video(s) that epoch (all in "
                       "bad_videos.json)")
-    if finished:
-        if env.is_main:
-            print(f"{out} has completed {start_epoch} of {plural(cfg.epochs, 'epoch')}: nothing to do "
-                  "(raise --epochs to train on)")
-        return outcome()
+    if resume is not None and start_epoch >= cfg.epochs:
+        say(f"{out} has completed {start_epoch} of {plural(cfg.epochs, 'epoch')}: nothing to do "
+            "(raise --epochs to train on)")
+        return run_result(out, best, classes, history, seed, env)
     if resume is not None and env.is_main:
         print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
-        if "config" in resume and (note := epochs_change_note(cfg, json.loads(resume["config"])["epochs"],
-                                                              history, steps_per_epoch)):
+        if saved is not None and (note := epochs_change_note(cfg, saved["epochs"], history, steps_per_epoch)):
             print(note)
+    writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
     writer.text("config.json", run_config)
     if split is not None:
         writer.text("split.json", json.dumps(split, indent=0))
@@ -525,7 +435,8 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             train_set.set_epoch(epoch)
         t0 = time.perf_counter()
         train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, scaler, precision, cfg, device,
-                                           epoch, steps_per_epoch, env)
+                                           epoch=epoch, steps_per_epoch=steps_per_epoch,
+                                           num_classes=len(classes), env=env)
         broadcast_buffers(model, env)  # evaluate (and save) rank 0's BatchNorm statistics
         val_stats = evaluate(model, val_loader, device, len(classes), env=env, amp=cfg.amp,
                              amp_dtype=cfg.amp_dtype, progress=cfg.progress)
@@ -570,4 +481,4 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                 print(hint)
                 hinted = True
     writer.close()
-    return outcome()
+    return run_result(out, best, classes, history, seed, env)
