@@ -235,6 +235,30 @@ def test_eval_options_that_used_to_fail(trained, capsys):
     assert f"is a folder: give a weights file such as {ckpt}" in capsys.readouterr().err
 
 
+def test_predict_takes_eval_s_view_options_checked_alike(trained, tmp_path, capsys):
+    # predict had no --size/--scale-size, and its --twice with dense sampling failed in the
+    # dataset, naming its field; one set of options now serves both (commands/views.py)
+    data, ckpt = trained
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    assert main(["predict", video, "-c", str(ckpt), "--twice", "--sampling", "dense"]) == 2
+    assert capsys.readouterr().err == ("effvid predict: error: --twice (a second clip at the segment starts) "
+                                       "needs segment sampling, not --sampling dense\n")
+    assert main(["predict", video, "-c", str(ckpt), "--scale-size", "20"]) == 2
+    assert "--scale-size 20 is below the crop size 32 (--size)" in capsys.readouterr().err
+    # the same probabilities as eval's at another size (48 crops of frames resized to 54)
+    assert main(["predict", video, "-c", str(ckpt), "--size", "48", "--json", "-", "-k", "1"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"][0]
+    (tmp_path / "one.txt").write_text(f"{video} left\n")
+    assert main(["eval", str(tmp_path / "one.txt"), "-c", str(ckpt), "--size", "48", "--json",
+                 str(tmp_path / "e.json"), "--workers", "0", "--quiet"]) == 0
+    (ev,) = json.loads((tmp_path / "e.json").read_text())["videos"]
+    assert ev["top"][0] == top
+    capsys.readouterr()
+    # and not the trained size's
+    assert main(["predict", video, "-c", str(ckpt), "--json", "-", "-k", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top"][0]["score"] != top["score"]
+
+
 def test_eval_and_predict_sample_frames_as_trained(trained, tmp_path, capsys):
     # a dense-sampling run was evaluated and predicted with segment sampling (predict had no
     # choice): eval's loss differed from the run's own validation loss on the same videos

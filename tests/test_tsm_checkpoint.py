@@ -255,7 +255,7 @@ def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
 def test_convert_records_that_something_something_was_trained_without_flips(tmp_path):
     # the original's main.py turns flips off for Something-Something and Jester: their 10-crop
     # views are mirrored, which effvid eval notes
-    from effvid.commands.eval import mirrored_views_note
+    from effvid.commands.views import mirrored_views_note
 
     src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=4)
     for name, flip in (("TSM_somethingv2_RGB_resnet18_avg_segment4_e45.pth", False),

@@ -232,6 +232,14 @@ def _video_samples(container, sample_rate: int, start: float) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+# The Slaney mel scale (librosa's default): linear below 1 kHz, 200/3 Hz per mel; logarithmic
+# above, 27 mels for each factor of 6.4 in frequency
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = math.log(6.4) / 27.0
+
+
 def hz_to_mel(freq, mel_scale: str = "htk"):
     """Hertz to mel. ``"htk"``: 2595·log10(1 + f/700). ``"slaney"``: linear below 1 kHz
     (f / (200/3)), logarithmic above (15 + 27·ln(f/1000)/ln(6.4)). Works on floats and tensors."""
@@ -239,11 +247,8 @@ def hz_to_mel(freq, mel_scale: str = "htk"):
     if mel_scale == "htk":
         mel = 2595.0 * torch.log10(1.0 + f / 700.0)
     elif mel_scale == "slaney":
-        f_sp = 200.0 / 3
-        min_log_hz = 1000.0
-        min_log_mel = min_log_hz / f_sp
-        logstep = math.log(6.4) / 27.0
-        mel = torch.where(f >= min_log_hz, min_log_mel + torch.log(f.clamp_min(min_log_hz) / min_log_hz) / logstep, f / f_sp)
+        mel = torch.where(f >= _MIN_LOG_HZ, _MIN_LOG_MEL + torch.log(f.clamp_min(_MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
+                          f / _F_SP)
     else:
         raise ValueError(f"mel_scale must be 'htk' or 'slaney', got {mel_scale!r}")
     return mel if isinstance(freq, torch.Tensor) else float(mel)
@@ -255,11 +260,7 @@ def mel_to_hz(mel, mel_scale: str = "htk"):
     if mel_scale == "htk":
         f = 700.0 * (10.0 ** (m / 2595.0) - 1.0)
     elif mel_scale == "slaney":
-        f_sp = 200.0 / 3
-        min_log_hz = 1000.0
-        min_log_mel = min_log_hz / f_sp
-        logstep = math.log(6.4) / 27.0
-        f = torch.where(m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), f_sp * m)
+        f = torch.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * torch.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
     else:
         raise ValueError(f"mel_scale must be 'htk' or 'slaney', got {mel_scale!r}")
     return f if isinstance(mel, torch.Tensor) else float(f)

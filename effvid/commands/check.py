@@ -50,7 +50,7 @@ class _Checked:
         got = dataset[i]
         if isinstance(got, BadSample):
             return part, sample.path, sample.label, got.reason, None, None
-        info = dataset._info[sample.path]  # the probe the dataset made while reading it
+        info = dataset.probed[sample.path]  # the probe the dataset made while reading it
         # training would repeat an earlier frame for the segments past the cut; count the frames
         # there are (the whole file is decoded, for these few files only). A file whose frames
         # all decode is not cut: its timestamps only stray from frame number / fps (variable rate)

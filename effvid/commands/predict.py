@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int
+from .views import add_view_arguments
 
 
 def json_file(text: str) -> str:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.video import VIDEO_EXTENSIONS
     from ..inference import load_recognizer, predict_paths, test_dataset
     from ..errors import some_names
-    from .eval import mirrored_views_note
+    from .views import check_views, mirrored_views_note
 
     paths = []
     for v in args.videos:
@@ -55,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {' '.join(args.videos)}")
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
+    check_views(args, meta)
     if note := mirrored_views_note(args.checkpoint, meta, args.crops):
         print(note, file=sys.stderr)  # stdout may be the JSON
     dataset = test_dataset([(p, 0) for p in paths], meta, num_segments=model.num_segments,
                            num_clips=args.clips, num_crops=args.crops, twice=args.twice,
-                           sampling=args.sampling)
+                           sampling=args.sampling, size=args.size, scale_size=args.scale_size)
     failures = 0
     results = []
     # Text output streams one result per video; for JSON a progress bar (stderr) shows the work.
@@ -102,14 +104,7 @@ def register(sub) -> None:
     p.add_argument("--json", nargs="?", const="-", metavar="FILE", type=json_file,
                    help="write JSON (to FILE, or to standard output with no FILE); put it after "
                    "the videos, or write --json=FILE")
-    p.add_argument("--clips", type=positive_int, default=1,
-                   help="clips per video, logits averaged (default: %(default)s)")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
-                   help="crops per clip, as effvid eval's (default: %(default)s)")
-    p.add_argument("--twice", action="store_true", help="add a second clip at segment starts")
-    p.add_argument("--sampling", choices=("segment", "dense"), default=None,
-                   help="frame sampling (default: as trained)")
-    p.add_argument("--num-segments", type=positive_int, default=None, help="frames per clip (default: as trained)")
+    add_view_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
     p.add_argument("--workers", type=nonnegative_int, default=2,
                    help="decoding processes (0: decode in this one) (default: %(default)s)")

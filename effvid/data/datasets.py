@@ -161,9 +161,10 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     broken links and what is named like a video but is no file (a FIFO, a device, a folder named
     ``x.mp4``, which is not searched), naming the first, the next and how many; ValueError for
     an empty class folder, a file with an unknown extension, a root without class folders, or
-    (when ``classes`` is given) an unknown class folder. Given a list ``missing``, each broken
-    link and each such path is appended to it as ``(path, class folder)`` instead and left out
-    (effvid check reports them all).
+    (when ``classes`` is given) an unknown class folder; files of other kinds among the videos
+    are all named in one ValueError. Given a list ``missing``, each broken link and each such
+    path is appended to it as ``(path, where, None)`` instead and left out (effvid check reports
+    them all; see :class:`_MissingVideos`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -1075,7 +1076,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
         if transform is None:
             transform = TrainTransform(size, flip=flip) if train else TestTransform(size, default_scale_size(size))
         self.transform = transform
-        self._info: dict[str, VideoInfo] = {}  # per-process probe cache
+        # each video's probe, kept per process (a second epoch opens the file once, not twice);
+        # effvid check reads it for the frame counts
+        self.probed: dict[str, VideoInfo] = {}
         # set to {} to keep read_frames' stats of each video read, by path (effvid check
         # learns from them which videos end before their header says)
         self.read_stats: dict[str, dict] | None = None
@@ -1105,22 +1108,21 @@ class VideoClipDataset(torch.utils.data.Dataset):
         clips: list[list[int]] = []
 
         def choose(info: VideoInfo) -> list[int]:  # called once the file is open and probed
-            self._info[sample.path] = info
+            self.probed[sample.path] = info
             clips.extend(self.clip_indices(info.num_frames, rng))
             return [j for c in clips for j in c]
 
         try:
             # one opening of the file: probe (unless cached), then one pass for all clips
             stats = {} if self.read_stats is not None else None
-            frames = read_frames(sample.path, choose, self._info.get(sample.path), stats=stats)
+            frames = read_frames(sample.path, choose, self.probed.get(sample.path), stats=stats)
             if stats is not None:
                 self.read_stats[sample.path] = stats
         except (VideoDecodeError, OSError) as e:
             # the reason alone: reports print it beside the path, which str(e) repeated
             return BadSample(sample.path, e.reason if isinstance(e, VideoDecodeError) else av_reason(e))
         views = []
-        for k in range(len(clips)):
-            clip = frames[k * self.num_segments:(k + 1) * self.num_segments]
+        for clip in frames.split(self.num_segments):  # the clips' frames, one after another
             v = self.transform(clip, rng)
             views.append(v if v.ndim == 5 else v.unsqueeze(0))
         video = torch.cat(views) if len(views) > 1 or views[0].shape[0] > 1 else views[0][0]
