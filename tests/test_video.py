@@ -371,6 +371,24 @@ def test_mp4_edit_list_that_starts_after_a_keyframe(index_videos, tmp_path):
         assert torch.equal(read_frames(trimmed, idx), full[idx]), idx
 
 
+
+@pytest.mark.skipif(not {"libsvtav1", "libdav1d"} <= av.codecs_available, reason="no AV1 encoder/decoder")
+def test_av1_read_with_the_probed_info_keeps_non_reference_frames(tmp_path):
+    # libdav1d reads skip_frame once, when it opens: given the info (a dataset's cached probe),
+    # nothing had opened the decoder before the frames before a target were set to be skipped,
+    # and every non-reference frame was dropped for good: each odd index read the next frame
+    n = 16
+    p = write_video(tmp_path / "av1.mkv", index_pattern_frames(n, 64, 64), fps=FPS, codec="libsvtav1",
+                    options={"preset": "12"})
+    info = probe_video(p)
+    full = read_all_frames(p)
+    assert indices_of(full, n) == list(range(n))
+    for i in range(n):
+        got = read_frames(p, [i], info)
+        assert indices_of(got, n) == [i] and torch.equal(got[0], full[i]), i
+    idx = [3, 5, 9, 1, 14]
+    assert torch.equal(read_frames(p, idx, info), full[idx])
+
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does_not_exist.mp4"):
         probe_video("/nonexistent/does_not_exist.mp4")

@@ -454,6 +454,11 @@ class _SparseDecoder:
         self.start_pts, self.edit_cut = _first_pts(container, stream)
         self.seek_ahead = seek_ahead_frames * self.frame_pts
         self.skip_nonref = skip_nonref
+        # Open the decoder before skip_frame first changes: libdav1d (AV1) reads it once, when it
+        # opens, and then drops every non-reference frame, targets too (read_frames given
+        # ``info``, so with no probe to open it, read the frame after the one asked for)
+        if not stream.codec_context.is_open:
+            stream.codec_context.open(strict=False)
         self.keyframes = self._keyframe_table()
         self.packets = None  # active demux iterator
         self.buffer: list = []  # frames decoded but not yet consumed
