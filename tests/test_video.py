@@ -183,6 +183,24 @@ def test_variable_frame_rate(video_factory):
     assert got[:6] == [0, 1, 2, 3, 3, 4]
 
 
+
+def test_mkv_whose_video_starts_late_counts_its_frames(tmp_path):
+    # FFmpeg's Matroska DURATION tag is where the stream ends, not how long it lasts: a video
+    # whose first frame is at 0.5 s (after the audio, or cut from a stream) was counted 28
+    # frames for its 24, and TSN's last segments read the last frame again
+    ts = [0.5 + i / FPS for i in range(N_FRAMES)]
+    for ext in ("mkv", "webm"):
+        p = write_video(tmp_path / f"late.{ext}", index_pattern_frames(N_FRAMES), fps=FPS, timestamps=ts,
+                        codec="libvpx-vp9" if ext == "webm" else "libx264")
+        with av.open(str(p)) as c:
+            assert c.streams.video[0].start_time * c.streams.video[0].time_base == pytest.approx(0.5)
+        info = probe_video(p)
+        assert (info.num_frames, info.num_frames_source) == (N_FRAMES, "duration"), ext
+        assert info.duration_s == pytest.approx(N_FRAMES / FPS)
+        stats = {}
+        assert indices_of(read_frames(p, [0, 11, 23], info, stats=stats)) == [0, 11, 23]
+        assert stats["past_end"] == 0
+
 def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path):
     # An mp4 header sums frame durations in decode order: with B-frames and a variable rate
     # the last frame shown lies past that (the header said 1.85 s for frames up to 1.9 s), so

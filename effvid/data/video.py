@@ -189,13 +189,22 @@ def _stream_duration_s(container, stream) -> float | None:
     duration = stream_duration(container, stream)
     if duration is not None:
         return float(duration * stream.time_base)
-    # Matroska/WebM store a per-stream "DURATION" tag (HH:MM:SS.fffffffff).
-    for key, value in (stream.metadata or {}).items():
+    # Matroska/WebM store a per-stream "DURATION" tag (HH:MM:SS.fffffffff). FFmpeg writes where
+    # the stream ends (its last timestamp + duration), mkvmerge (beside its "_STATISTICS_" tags)
+    # how long it lasts. A stream that starts late (its first frame at 0.28 s) counted the time
+    # before it as frames (47 of 40), and the indices past the last frame all read it again.
+    metadata = stream.metadata or {}
+    for key, value in metadata.items():
         if key.lower() == "duration":
             m = _DURATION_TAG.match(str(value).strip())
             if m:
                 h, mi, s = m.groups()
-                return int(h) * 3600 + int(mi) * 60 + float(s)
+                duration = int(h) * 3600 + int(mi) * 60 + float(s)
+                if stream.start_time and stream.time_base and \
+                        not any(k.upper().startswith("_STATISTICS_") for k in metadata):
+                    duration -= float(stream.start_time * stream.time_base)
+                if duration > 0:
+                    return duration
     # The container duration covers all streams; only trust it for video-only files
     # (an audio track may be longer than the video).
     if container.duration and len(container.streams) == len(container.streams.video):
