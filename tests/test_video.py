@@ -223,6 +223,25 @@ def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path)
     assert got == [next(k for k, t in enumerate(ts) if t >= (i - 0.5) / info.fps - 1e-9) for i in range(n)]
 
 
+
+def test_variable_frame_rate_mp4_with_b_frames_is_not_read_as_trimmed(tmp_path):
+    # FFmpeg's frame rate of an mp4 is its frames over their durations in decode order, which
+    # with B-frames and a variable rate is not the time they are shown (0.96 s for 0.8 here):
+    # duration x rate said 13 frames of 16 ("edit list"), and the last 3 could not be indexed.
+    # FFmpeg marks the frames an edit list leaves out in the index; here it leaves out none.
+    ts = [0, 0.1, 0.2, 0.3, 0.34, 0.38, 0.42, 0.46, 0.5, 0.54, 0.58, 0.62, 0.64, 0.66, 0.68, 0.7]
+    n = len(ts)
+    p = write_video(tmp_path / "vfr_b.mp4", index_pattern_frames(n), fps=10, timestamps=ts)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        assert any(pk.pts != pk.dts for pk in c.demux(s) if pk.size)  # B-frames
+        assert n / float(s.average_rate) > float(s.duration * s.time_base) + 0.1
+    info = probe_video(p)
+    assert (info.num_frames, info.num_frames_source) == (n, "header")
+    assert info.fps == pytest.approx(n / info.duration_s)
+    got = [decode_frame_index(f.numpy(), n) for f in read_frames(p, [0, 8, n - 2, n - 1], info)]
+    assert got == [0, 5, 14, 15]
+
 @pytest.mark.parametrize("name,kwargs,b_frames", [
     ("x264.mp4", {}, True),  # x264's defaults: B-frames
     ("x264_bf0.mp4", {"options": {"bf": "0"}}, False),

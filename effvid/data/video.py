@@ -212,6 +212,19 @@ def _stream_duration_s(container, stream) -> float | None:
     return None
 
 
+def _frames_shown(stream) -> int | None:
+    """How many frames of an mp4/mov ``stream`` its edit list shows: the index entries FFmpeg
+    does not mark discarded (those outside the edit, kept to decode from a keyframe), or None
+    without an index."""
+    try:
+        entries = stream.index_entries
+        if entries is None or len(entries) == 0:
+            return None
+        return sum(1 for e in entries if not e.is_discard)
+    except (AttributeError, av.FFmpegError):
+        return None
+
+
 def _rotation_of(frame, stream) -> int:
     """Counter-clockwise display rotation (multiple of 90) from side data or the legacy tag."""
     rot = 0
@@ -278,17 +291,23 @@ def _probe_open(container, path: str) -> VideoInfo:
     # them can be far off (1 frame for a 12-frame file): count their packets instead.
     estimate_ok = container.format.name not in ("mpeg", "mpegts")
     # An mp4 edit list (trimmed without re-encoding) shows part of the frames the header
-    # counts: the indices past the part shown all got its last frame. The stream's duration is
-    # the part shown; the frame rate is of all the frames (FFmpeg divides the count by the
-    # whole media's duration), so the two give the frames shown, and the header's count
-    # otherwise (up to rounding).
+    # counts: the indices past the part shown all got its last frame. FFmpeg marks the index
+    # entries of the frames it leaves out as discarded (_frames_shown). Without an index: the
+    # stream's duration is the part shown; the frame rate is of all the frames (FFmpeg divides
+    # the count by the whole media's duration), so the two give the frames shown, and the
+    # header's count otherwise (up to rounding).
     if num > 0 and duration and fps and _is_mp4(container):
-        shown = int(round(duration * fps))
+        shown = _frames_shown(stream)
+        if shown is None:
+            shown = int(round(duration * fps))
         if 0 < shown < num:
             num, source = shown, "edit list"
-        # A VFR mp4's frame rate is its frames over the header's duration: where the frames are
-        # shown for longer (stream_duration), over that
-        if source == "header" and stream.duration and duration > float(stream.duration * stream.time_base):
+        # A VFR mp4's frame rate is its frames over the time they are shown: where the frames are
+        # shown for longer than the header says (stream_duration), or where FFmpeg's rate, the
+        # frames over their durations in decode order, is not (B-frames: 60 frames shown for
+        # 3.447 s said 3.507 s, and 59 were counted by the estimate above)
+        if source == "header" and stream.duration and (
+                duration > float(stream.duration * stream.time_base) or abs(duration * fps - num) >= 0.5):
             fps = num / duration
     if num <= 0 and duration and fps and estimate_ok:
         num = int(round(duration * fps))
