@@ -505,6 +505,27 @@ print("done")
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
 
 
+
+def test_probe_with_pyav_logging_on_does_not_hang(index_videos):
+    # probe_video decoded its one frame with frame threads; closing the file with packets still
+    # in them hung the process whenever PyAV's logging was on (a thread's log callback waits
+    # for the GIL that close() holds). A subprocess, so that a hang fails only this test.
+    script = f"""
+import av
+av.logging.set_level(av.logging.ERROR)
+from effvid.data import probe_video, read_frames
+for _ in range(3):
+    for path in {[str(index_videos[k]) for k in ("mp4_h264", "mkv_hevc", "avi_mpeg4", "webm_vp9")]!r}:
+        info = probe_video(path)
+        read_frames(path, [3, 20])
+print("done", info.num_frames)
+"""
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("probe_video hung with PyAV's logging on")
+    assert proc.returncode == 0 and "done 24" in proc.stdout, proc.stderr[-2000:]
+
 def test_frame_to_rgb_matches_pyav_conversion(index_videos):
     # one reused swscale context per thread must give PyAV's own per-frame conversion, across
     # pixel formats (a format change sets the context up again) and with resizing

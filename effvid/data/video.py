@@ -343,7 +343,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     (MPEG-PS/TS, whose duration estimates are unreliable, and files without a duration).
     Raises FileNotFoundError (missing) or VideoDecodeError (empty/corrupt).
     """
-    container = _open(path)
+    # One frame: no frame threads. Closed with packets still in them, they hung the process in
+    # close() whenever PyAV's logging was on (av.logging.set_level: their log callback waits
+    # for the GIL that close() holds, PyAV issue #751).
+    container = _open(path, "SLICE")
     try:
         return _probe_open(container, str(path))
     finally:
