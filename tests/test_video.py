@@ -183,6 +183,24 @@ def test_variable_frame_rate(video_factory):
     assert got[:6] == [0, 1, 2, 3, 3, 4]
 
 
+
+def test_mkv_whose_video_starts_late_counts_its_frames(tmp_path):
+    # FFmpeg's Matroska DURATION tag is where the stream ends, not how long it lasts: a video
+    # whose first frame is at 0.5 s (after the audio, or cut from a stream) was counted 28
+    # frames for its 24, and TSN's last segments read the last frame again
+    ts = [0.5 + i / FPS for i in range(N_FRAMES)]
+    for ext in ("mkv", "webm"):
+        p = write_video(tmp_path / f"late.{ext}", index_pattern_frames(N_FRAMES), fps=FPS, timestamps=ts,
+                        codec="libvpx-vp9" if ext == "webm" else "libx264")
+        with av.open(str(p)) as c:
+            assert c.streams.video[0].start_time * c.streams.video[0].time_base == pytest.approx(0.5)
+        info = probe_video(p)
+        assert (info.num_frames, info.num_frames_source) == (N_FRAMES, "duration"), ext
+        assert info.duration_s == pytest.approx(N_FRAMES / FPS)
+        stats = {}
+        assert indices_of(read_frames(p, [0, 11, 23], info, stats=stats)) == [0, 11, 23]
+        assert stats["past_end"] == 0
+
 def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path):
     # An mp4 header sums frame durations in decode order: with B-frames and a variable rate
     # the last frame shown lies past that (the header said 1.85 s for frames up to 1.9 s), so
@@ -204,6 +222,25 @@ def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path)
     # the index maps to time as ever: the first frame at or after (i - 0.5) / fps
     assert got == [next(k for k, t in enumerate(ts) if t >= (i - 0.5) / info.fps - 1e-9) for i in range(n)]
 
+
+
+def test_variable_frame_rate_mp4_with_b_frames_is_not_read_as_trimmed(tmp_path):
+    # FFmpeg's frame rate of an mp4 is its frames over their durations in decode order, which
+    # with B-frames and a variable rate is not the time they are shown (0.96 s for 0.8 here):
+    # duration x rate said 13 frames of 16 ("edit list"), and the last 3 could not be indexed.
+    # FFmpeg marks the frames an edit list leaves out in the index; here it leaves out none.
+    ts = [0, 0.1, 0.2, 0.3, 0.34, 0.38, 0.42, 0.46, 0.5, 0.54, 0.58, 0.62, 0.64, 0.66, 0.68, 0.7]
+    n = len(ts)
+    p = write_video(tmp_path / "vfr_b.mp4", index_pattern_frames(n), fps=10, timestamps=ts)
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        assert any(pk.pts != pk.dts for pk in c.demux(s) if pk.size)  # B-frames
+        assert n / float(s.average_rate) > float(s.duration * s.time_base) + 0.1
+    info = probe_video(p)
+    assert (info.num_frames, info.num_frames_source) == (n, "header")
+    assert info.fps == pytest.approx(n / info.duration_s)
+    got = [decode_frame_index(f.numpy(), n) for f in read_frames(p, [0, 8, n - 2, n - 1], info)]
+    assert got == [0, 5, 14, 15]
 
 @pytest.mark.parametrize("name,kwargs,b_frames", [
     ("x264.mp4", {}, True),  # x264's defaults: B-frames
@@ -371,6 +408,24 @@ def test_mp4_edit_list_that_starts_after_a_keyframe(index_videos, tmp_path):
         assert torch.equal(read_frames(trimmed, idx), full[idx]), idx
 
 
+
+@pytest.mark.skipif(not {"libsvtav1", "libdav1d"} <= av.codecs_available, reason="no AV1 encoder/decoder")
+def test_av1_read_with_the_probed_info_keeps_non_reference_frames(tmp_path):
+    # libdav1d reads skip_frame once, when it opens: given the info (a dataset's cached probe),
+    # nothing had opened the decoder before the frames before a target were set to be skipped,
+    # and every non-reference frame was dropped for good: each odd index read the next frame
+    n = 16
+    p = write_video(tmp_path / "av1.mkv", index_pattern_frames(n, 64, 64), fps=FPS, codec="libsvtav1",
+                    options={"preset": "12"})
+    info = probe_video(p)
+    full = read_all_frames(p)
+    assert indices_of(full, n) == list(range(n))
+    for i in range(n):
+        got = read_frames(p, [i], info)
+        assert indices_of(got, n) == [i] and torch.equal(got[0], full[i]), i
+    idx = [3, 5, 9, 1, 14]
+    assert torch.equal(read_frames(p, idx, info), full[idx])
+
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does_not_exist.mp4"):
         probe_video("/nonexistent/does_not_exist.mp4")
@@ -449,6 +504,27 @@ print("done")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
 
+
+
+def test_probe_with_pyav_logging_on_does_not_hang(index_videos):
+    # probe_video decoded its one frame with frame threads; closing the file with packets still
+    # in them hung the process whenever PyAV's logging was on (a thread's log callback waits
+    # for the GIL that close() holds). A subprocess, so that a hang fails only this test.
+    script = f"""
+import av
+av.logging.set_level(av.logging.ERROR)
+from effvid.data import probe_video, read_frames
+for _ in range(3):
+    for path in {[str(index_videos[k]) for k in ("mp4_h264", "mkv_hevc", "avi_mpeg4", "webm_vp9")]!r}:
+        info = probe_video(path)
+        read_frames(path, [3, 20])
+print("done", info.num_frames)
+"""
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("probe_video hung with PyAV's logging on")
+    assert proc.returncode == 0 and "done 24" in proc.stdout, proc.stderr[-2000:]
 
 def test_frame_to_rgb_matches_pyav_conversion(index_videos):
     # one reused swscale context per thread must give PyAV's own per-frame conversion, across

@@ -189,18 +189,40 @@ def _stream_duration_s(container, stream) -> float | None:
     duration = stream_duration(container, stream)
     if duration is not None:
         return float(duration * stream.time_base)
-    # Matroska/WebM store a per-stream "DURATION" tag (HH:MM:SS.fffffffff).
-    for key, value in (stream.metadata or {}).items():
+    # Matroska/WebM store a per-stream "DURATION" tag (HH:MM:SS.fffffffff). FFmpeg writes where
+    # the stream ends (its last timestamp + duration), mkvmerge (beside its "_STATISTICS_" tags)
+    # how long it lasts. A stream that starts late (its first frame at 0.28 s) counted the time
+    # before it as frames (47 of 40), and the indices past the last frame all read it again.
+    metadata = stream.metadata or {}
+    for key, value in metadata.items():
         if key.lower() == "duration":
             m = _DURATION_TAG.match(str(value).strip())
             if m:
                 h, mi, s = m.groups()
-                return int(h) * 3600 + int(mi) * 60 + float(s)
+                duration = int(h) * 3600 + int(mi) * 60 + float(s)
+                if stream.start_time and stream.time_base and \
+                        not any(k.upper().startswith("_STATISTICS_") for k in metadata):
+                    duration -= float(stream.start_time * stream.time_base)
+                if duration > 0:
+                    return duration
     # The container duration covers all streams; only trust it for video-only files
     # (an audio track may be longer than the video).
     if container.duration and len(container.streams) == len(container.streams.video):
         return container.duration / 1_000_000
     return None
+
+
+def _frames_shown(stream) -> int | None:
+    """How many frames of an mp4/mov ``stream`` its edit list shows: the index entries FFmpeg
+    does not mark discarded (those outside the edit, kept to decode from a keyframe), or None
+    without an index."""
+    try:
+        entries = stream.index_entries
+        if entries is None or len(entries) == 0:
+            return None
+        return sum(1 for e in entries if not e.is_discard)
+    except (AttributeError, av.FFmpegError):
+        return None
 
 
 def _rotation_of(frame, stream) -> int:
@@ -269,17 +291,23 @@ def _probe_open(container, path: str) -> VideoInfo:
     # them can be far off (1 frame for a 12-frame file): count their packets instead.
     estimate_ok = container.format.name not in ("mpeg", "mpegts")
     # An mp4 edit list (trimmed without re-encoding) shows part of the frames the header
-    # counts: the indices past the part shown all got its last frame. The stream's duration is
-    # the part shown; the frame rate is of all the frames (FFmpeg divides the count by the
-    # whole media's duration), so the two give the frames shown, and the header's count
-    # otherwise (up to rounding).
+    # counts: the indices past the part shown all got its last frame. FFmpeg marks the index
+    # entries of the frames it leaves out as discarded (_frames_shown). Without an index: the
+    # stream's duration is the part shown; the frame rate is of all the frames (FFmpeg divides
+    # the count by the whole media's duration), so the two give the frames shown, and the
+    # header's count otherwise (up to rounding).
     if num > 0 and duration and fps and _is_mp4(container):
-        shown = int(round(duration * fps))
+        shown = _frames_shown(stream)
+        if shown is None:
+            shown = int(round(duration * fps))
         if 0 < shown < num:
             num, source = shown, "edit list"
-        # A VFR mp4's frame rate is its frames over the header's duration: where the frames are
-        # shown for longer (stream_duration), over that
-        if source == "header" and stream.duration and duration > float(stream.duration * stream.time_base):
+        # A VFR mp4's frame rate is its frames over the time they are shown: where the frames are
+        # shown for longer than the header says (stream_duration), or where FFmpeg's rate, the
+        # frames over their durations in decode order, is not (B-frames: 60 frames shown for
+        # 3.447 s said 3.507 s, and 59 were counted by the estimate above)
+        if source == "header" and stream.duration and (
+                duration > float(stream.duration * stream.time_base) or abs(duration * fps - num) >= 0.5):
             fps = num / duration
     if num <= 0 and duration and fps and estimate_ok:
         num = int(round(duration * fps))
@@ -315,7 +343,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     (MPEG-PS/TS, whose duration estimates are unreliable, and files without a duration).
     Raises FileNotFoundError (missing) or VideoDecodeError (empty/corrupt).
     """
-    container = _open(path)
+    # One frame: no frame threads. Closed with packets still in them, they hung the process in
+    # close() whenever PyAV's logging was on (av.logging.set_level: their log callback waits
+    # for the GIL that close() holds, PyAV issue #751).
+    container = _open(path, "SLICE")
     try:
         return _probe_open(container, str(path))
     finally:
@@ -454,6 +485,11 @@ class _SparseDecoder:
         self.start_pts, self.edit_cut = _first_pts(container, stream)
         self.seek_ahead = seek_ahead_frames * self.frame_pts
         self.skip_nonref = skip_nonref
+        # Open the decoder before skip_frame first changes: libdav1d (AV1) reads it once, when it
+        # opens, and then drops every non-reference frame, targets too (read_frames given
+        # ``info``, so with no probe to open it, read the frame after the one asked for)
+        if not stream.codec_context.is_open:
+            stream.codec_context.open(strict=False)
         self.keyframes = self._keyframe_table()
         self.packets = None  # active demux iterator
         self.buffer: list = []  # frames decoded but not yet consumed
