@@ -642,3 +642,104 @@ def test_timed_frames_after_scene_cut_keyframes_in_b_frame_avi(tmp_path):
             assert got and got[0][1][0] <= target
             for _, (pts, frame) in got:
                 assert np.array_equal(frame.to_ndarray(format="rgb24"), seq[pts]), (k, target, pts)
+
+
+# ---------------------------------------------------------------------------------------------
+# More containers: MPEG-TS (.ts/.mts/.m2ts), 3GP, FLV, ASF/WMV, each with its typical codecs
+
+def _write_with_audio(path, video_codec, audio=None, fmt=None, options=None, bf=None, n=N_FRAMES,
+                      fps=FPS, gop=8):
+    """An index video (128x96: H.263 takes only its few sizes) with a tone in ``audio``
+    ``(codec, rate)``, the two interleaved as a camera's or an encoder's would be."""
+    frames = index_pattern_frames(n, 96, 128)
+    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
+        vs = out.add_stream(video_codec, rate=fps, options={"bf": str(bf)} if bf is not None else {})
+        vs.width, vs.height, vs.pix_fmt = 128, 96, "yuv420p"
+        vs.codec_context.gop_size = gop
+        if video_codec == "libx264":
+            vs.codec_context.options = {**vs.codec_context.options, "crf": "18"}
+        else:
+            vs.codec_context.bit_rate = 2_000_000
+            if bf:
+                vs.codec_context.max_b_frames = bf
+        a = None
+        if audio:
+            a = out.add_stream(audio[0], rate=audio[1])
+            a.layout, a.codec_context.bit_rate = "mono", 64000
+        sent = 0
+        for i in range(n + 1):
+            while a is not None and sent <= i * audio[1] / fps:  # audio up to the frame's time
+                step = a.codec_context.frame_size or 1024
+                samples = np.zeros((1, step), np.float32 if a.format.name.startswith("flt") else np.int16)
+                if a.format.name.startswith("s32"):
+                    samples = samples.astype(np.int32)
+                af = av.AudioFrame.from_ndarray(samples, format=a.format.name, layout="mono")
+                af.sample_rate, af.pts = audio[1], sent
+                out.mux(a.encode(af))
+                sent += step
+            if i < n:
+                vf = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
+                vf.pts = i
+                out.mux(vs.encode(vf))
+        out.mux(vs.encode())
+        if a is not None:
+            out.mux(a.encode())
+    return path
+
+
+MORE_CONTAINERS = {
+    # broadcast / camcorder MPEG-TS: B-frames, timestamps from 1.4 s (FFmpeg's default delay)
+    "h264.ts": dict(video_codec="libx264", bf=3, audio=("aac", 48000), options={"max_delay": "700000"}),
+    "mpeg2.mts": dict(video_codec="mpeg2video", bf=2, audio=("mp2", 48000), fmt="mpegts",
+                      options={"mpegts_m2ts_mode": "1"}),
+    "hevc.m2ts": dict(video_codec="libx265", fmt="mpegts", options={"mpegts_m2ts_mode": "1"}),
+    "h263.3gp": dict(video_codec="h263", audio=("libopencore_amrnb", 8000)),
+    # MP3's encoder delay starts the video 50 ms in: seek(0) failed (EPERM) in FLV
+    "flv1_mp3.flv": dict(video_codec="flv", audio=("libmp3lame", 22050)),
+    "h264.flv": dict(video_codec="libx264", bf=3, audio=("aac", 44100)),
+    # ASF gives the video the file's duration (audio's too): 25 frames were counted for 24
+    "wmv2.wmv": dict(video_codec="wmv2", audio=("wmav2", 44100)),
+    "msmpeg4.asf": dict(video_codec="msmpeg4"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_CONTAINERS))
+def test_more_containers_read_the_requested_frames(tmp_path, name):
+    spec = MORE_CONTAINERS[name]
+    codecs = [spec["video_codec"]] + ([spec["audio"][0]] if "audio" in spec else [])
+    if missing := [c for c in codecs if c not in av.codecs_available]:
+        pytest.skip(f"this FFmpeg lacks {missing}")
+    path = _write_with_audio(tmp_path / name, **spec)
+    assert path.suffix in video_mod.VIDEO_EXTENSIONS
+    info = probe_video(path)
+    assert (info.num_frames, info.fps, info.width, info.height) == (N_FRAMES, FPS, 128, 96)
+    assert info.has_audio == ("audio" in spec)
+    idx = [23, 0, 5, 5, 3, 12, 13, 1, 22, 40]  # unsorted, repeated, adjacent, past the end
+    assert indices_of(read_frames(path, idx, info)) == [min(i, N_FRAMES - 1) for i in idx]
+    assert indices_of(read_frames(path, lambda i: range(i.num_frames))) == list(range(N_FRAMES))
+
+
+def test_mpeg_ts_cut_mid_gop_starts_at_its_first_keyframe(tmp_path):
+    # A recording begun mid-broadcast: the frames before the first keyframe do not decode. They
+    # were counted (32 frames for 24), indices 0-7 all gave the keyframe, and the reader's seek
+    # to frame 0 (the first keyframe, after start_time) landed on the next keyframe.
+    data = _write_with_audio(tmp_path / "full.ts", "libx264", bf=3, audio=("aac", 48000),
+                             n=40, options={"max_delay": "700000"}).read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) * 3 // 10 // 188 * 188:])  # whole 188-byte TS packets
+    with av.open(str(cut)) as c:
+        seq = [decode_frame_index(f.to_ndarray(format="rgb24"), 40) for f in c.decode(video=0)]
+    k = seq[0]
+    assert k > 0 and seq == list(range(k, 40))  # starts at a keyframe after the cut
+    info = probe_video(cut)
+    assert info.num_frames == 40 - k
+    idx = [0, 1, 5, info.num_frames - 1, 2, 0]
+    assert [decode_frame_index(f.numpy(), 40) for f in read_frames(cut, idx, info)] == [k + i for i in idx]
+    # and cut at both ends (a truncated file): the last index gets the last frame that decodes
+    end = tmp_path / "both.ts"
+    end.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) * 2 // 3])
+    with av.open(str(end)) as c:
+        last = [decode_frame_index(f.to_ndarray(format="rgb24"), 40) for f in c.decode(video=0)]
+    info = probe_video(end)
+    got = [decode_frame_index(f.numpy(), 40) for f in read_frames(end, [0, 3, 1000], info)]
+    assert got == [k, k + 3, last[-1]]

@@ -44,7 +44,7 @@ from ..errors import not_a_regular_file
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import broken_link, find_files
 from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
-                    _open, _probe_open, av_reason, probe_video)
+                    _open, _probe_open, av_reason, probe_video, rewind)
 
 __all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "prepare_video",
            "prepare_folder", "check_folders"]
@@ -369,7 +369,7 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     tmp = part_path(dst)
     try:
         info = _probe_open(container, str(src))
-        container.seek(0)
+        rewind(container)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
             _transcode(container, info, tmp, short_side=short_side, keyframe_interval=keyframe_interval,

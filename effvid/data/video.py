@@ -43,7 +43,11 @@ __all__ = [
     "write_video",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+# Containers whose frames come back right (tests/test_video.py encodes each): MPEG-TS as
+# camcorders (.mts, .m2ts: AVCHD) and broadcast recordings (.ts) write it, 3GP from phones, FLV
+# and ASF/WMV. Not .ogv: FFmpeg here cannot write Theora, so the usual .ogv is untested.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg",
+                    ".ts", ".mts", ".m2ts", ".3gp", ".flv", ".wmv", ".asf")
 
 # Errors PyAV/FFmpeg raise for unreadable data. av.FFmpegError covers the
 # libav* error codes; the others are raised by PyAV itself on odd inputs.
@@ -128,6 +132,19 @@ def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.In
     return container
 
 
+def rewind(container) -> None:
+    """Seek ``container`` back to its beginning.
+
+    FFmpeg's generic seek (FLV) refuses a time before the first keyframe it has indexed
+    (EPERM), and an FLV's video often starts after its audio (the 50 ms an MP3 encoder delays
+    it): ``seek(0)`` failed, and the file was probed and read from where it stood. Seeking
+    forward from 0 lands on that first keyframe."""
+    try:
+        container.seek(0)
+    except _AV_ERRORS:
+        container.seek(0, backward=False)
+
+
 def _stream_fps(stream) -> float | None:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and rate > 0:
@@ -179,7 +196,7 @@ def stream_duration(container, stream) -> int | None:
     except _AV_ERRORS:
         pass  # a truncated file: the header's, or as far as its packets reached
     try:
-        container.seek(0)
+        rewind(container)
     except _AV_ERRORS:
         pass
     return end - start
@@ -243,11 +260,12 @@ def _rotation_of(frame, stream) -> int:
     return rot - 360 if rot > 180 else rot
 
 
-def _count_packets(container, stream) -> int:
+def _count_packets(container, stream, from_pts: int | None = None) -> int:
+    """Packets of ``stream``; with ``from_pts``, those shown from then on (and untimed ones)."""
     n = 0
     for packet in container.demux(stream):
-        if packet.size > 0:  # skip the empty flush packet at EOF
-            n += 1
+        if packet.size > 0 and (from_pts is None or packet.pts is None or packet.pts >= from_pts):
+            n += 1  # (size 0: the empty flush packet at EOF)
     return n
 
 
@@ -288,8 +306,10 @@ def _probe_open(container, path: str) -> VideoInfo:
     num = int(stream.frames or 0)
     source = "header"
     # MPEG program/transport streams have no frame count, and FFmpeg's duration estimate for
-    # them can be far off (1 frame for a 12-frame file): count their packets instead.
-    estimate_ok = container.format.name not in ("mpeg", "mpegts")
+    # them can be far off (1 frame for a 12-frame file): count their packets instead. So for
+    # ASF (wmv): every stream gets the file's duration, from 0, though the video starts after
+    # the audio's encoder delay and may end before it (49 frames for 48).
+    estimate_ok = container.format.name not in ("mpeg", "mpegts", "asf")
     # An mp4 edit list (trimmed without re-encoding) shows part of the frames the header
     # counts: the indices past the part shown all got its last frame. FFmpeg marks the index
     # entries of the frames it leaves out as discarded (_frames_shown). Without an index: the
@@ -314,11 +334,14 @@ def _probe_open(container, path: str) -> VideoInfo:
         source = "duration"
     if num <= 0:
         try:
-            container.seek(0)
+            rewind(container)
         except _AV_ERRORS:
             pass
         try:
-            num = _count_packets(container, stream)
+            # in a transport stream cut mid-GOP the frames before its first keyframe do not
+            # decode: count from the first frame that does (_first_pts starts there too)
+            from_pts = first.pts if container.format.name == "mpegts" else None
+            num = _count_packets(container, stream, from_pts)
         except _AV_ERRORS as e:
             raise VideoDecodeError(path, f"cannot demux packets ({av_reason(e)})") from e
         source = "packets"
@@ -340,7 +363,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
     ``num_frames`` is exact when the header stores it (mp4/mov/avi), else estimated
     from duration x fps (mkv/webm), else counted by demuxing packets, without decoding
-    (MPEG-PS/TS, whose duration estimates are unreliable, and files without a duration).
+    (MPEG-PS/TS, whose duration estimates are unreliable, ASF/WMV, whose duration is the whole
+    file's, and files without a duration).
     Raises FileNotFoundError (missing) or VideoDecodeError (empty/corrupt).
     """
     # One frame: no frame threads. Closed with packets still in them, they hung the process in
@@ -430,16 +454,27 @@ def _first_pts(container, stream) -> tuple[int, int]:
     """
     start = stream.start_time if stream.start_time is not None else 0
     try:
-        first = next((p for p in container.demux(stream) if p.size > 0), None)
+        packets = (p for p in container.demux(stream) if p.size > 0)
+        first = next(packets, None)
+        if first is not None and not first.is_keyframe and container.format.name == "mpegts":
+            # A transport stream cut mid-GOP (a recording started mid-broadcast): the frames
+            # before its first keyframe do not decode, and frame 0 is that keyframe (the probe
+            # counts from it; they were counted, and every index read that many frames late).
+            first = next((p for p in itertools.islice(packets, _KEYFRAME_SCAN) if p.is_keyframe), first)
     except _AV_ERRORS:
         first = None
     try:  # back to the beginning: a reader that decodes on from here without seeking first
-        container.seek(0)  # (decodable_frames) lost the first keyframe, and its whole GOP
+        rewind(container)  # (decodable_frames) lost the first keyframe, and its whole GOP
     except _AV_ERRORS:
         pass
     if first is None or first.pts is None:
         return start, 0
     return max(start, first.pts), max(0, start - first.pts)
+
+
+# Packets searched for an MPEG-TS's first keyframe (_first_pts): a GOP of broadcast video is at
+# most a few hundred frames.
+_KEYFRAME_SCAN = 1000
 
 
 def pts_delay(container, stream) -> int:
@@ -553,10 +588,15 @@ class _SparseDecoder:
     def seek(self, pts: float) -> None:
         self.seeks += 1
         try:
-            seek_to_pts(self.container, self.stream, pts)
+            if pts <= self.start_pts:
+                # frame 0 can lie after start_time (an MPEG-TS cut mid-GOP starts at its first
+                # keyframe), and a seek to it in MPEG-TS lands on the next keyframe
+                rewind(self.container)
+            else:
+                seek_to_pts(self.container, self.stream, pts)
         except _AV_ERRORS:
             # Some files cannot seek; restart from the beginning instead.
-            self.container.seek(0)
+            rewind(self.container)
         self.packets = None
         self.buffer = []
         self.last = None
@@ -663,7 +703,7 @@ def seek_to_pts(container, stream, pts: float) -> None:
     to the first timestamp itself lands on the second keyframe."""
     start = stream.start_time if stream.start_time is not None else 0
     if pts <= start:
-        container.seek(0)
+        rewind(container)
     else:
         container.seek(int(pts), stream=stream, backward=True, any_frame=False)
 
@@ -852,7 +892,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
     try:
         if info is None:
             info = _probe_open(container, str(path))
-            container.seek(0)
+            rewind(container)
         if callable(indices):
             idx = _check_indices(indices(info), path)
         stream = container.streams.video[0]
@@ -875,7 +915,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
                     got[i] = frame
             except _UnreliableTimestamps:
                 # No usable timestamps: decode from the start and count frames (exact, slower).
-                container.seek(0)
+                rewind(container)
                 stream.codec_context.skip_frame = "DEFAULT"
                 sequential = True
                 got, count = _read_sequential(container, stream, wanted)
