@@ -518,11 +518,10 @@ class _SparseDecoder:
     """Forward decoder over one stream that can jump (seek) when a target is far ahead.
     ``container`` must be at its beginning (frame 0's pts is read there: :func:`_first_pts`)."""
 
-    def __init__(self, container, stream, path: str, fps: float, seek_ahead_frames: int,
-                 skip_nonref: bool):
+    def __init__(self, container, stream, fps: float, seek_ahead_frames: int, skip_nonref: bool,
+                 check_timestamps: bool = True):
         self.container = container
         self.stream = stream
-        self.path = path
         self.tb = stream.time_base or Fraction(1, 1000)
         self.frame_pts = 1.0 / (fps * float(self.tb))  # one frame in pts units
         # frame 0's pts, and how far before it an edit list starts the stream (_first_pts)
@@ -546,7 +545,7 @@ class _SparseDecoder:
         # AVI has no presentation timestamps; FFmpeg invents them from decode order, which is
         # wrong as soon as frames are reordered (B-frames); MPEG-PS's are unreliable:
         # counted_not_timed
-        self.check_reorder = container.format.name in ("avi", "mpeg")
+        self.check_reorder = check_timestamps and container.format.name in ("avi", "mpeg")
 
     def _keyframe_table(self) -> np.ndarray | None:
         """Presentation timestamps of all keyframes, if the container indexes every packet.
@@ -602,7 +601,8 @@ class _SparseDecoder:
         self.last = None
         self.exhausted = False
 
-    def _next_frame(self):
+    def next_frame(self):
+        """The next frame in presentation order, or None at the end (of what decodes)."""
         while not self.buffer:
             if self.exhausted:
                 return None
@@ -667,7 +667,7 @@ class _SparseDecoder:
             for seek_to in _seek_schedule(self.seek_point(threshold), threshold, self.start_pts,
                                           1.0 / float(self.tb)):
                 self.seek(seek_to)
-                first = self._next_frame()
+                first = self.next_frame()
                 if first is None:  # landed at the end (MPEG-TS, seeking to its last keyframe)
                     continue
                 ts = _frame_ts(first)
@@ -678,7 +678,7 @@ class _SparseDecoder:
                     and _frame_ts(self.last) >= threshold:
                 return self.last
         while True:
-            frame = self._next_frame()
+            frame = self.next_frame()
             if frame is None:  # EOF / truncated: nearest is the last frame we saw
                 return self.last
             self.last = frame
@@ -846,11 +846,11 @@ def decodable_frames(path: str | os.PathLike) -> int:
     container = _open(path, "SLICE")
     try:
         stream = container.streams.video[0]
-        dec = _SparseDecoder(container, stream, str(path), _stream_fps(stream) or 25.0, 0,
-                             skip_nonref=False)
-        dec.check_reorder = False  # a count needs no timestamps (an AVI's with B-frames are wrong)
+        # a count needs no timestamps (an AVI's with B-frames are wrong)
+        dec = _SparseDecoder(container, stream, _stream_fps(stream) or 25.0, 0, skip_nonref=False,
+                             check_timestamps=False)
         count = 0
-        while dec._next_frame() is not None:
+        while dec.next_frame() is not None:
             count += 1
         return count
     finally:
@@ -901,7 +901,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
         wanted = sorted(set(idx))
         fps = info.fps if info.fps and info.fps > 0 else 25.0
         ahead = seek_ahead_frames if seek_ahead_frames is not None else max(16, int(2 * fps))
-        dec = _SparseDecoder(container, stream, str(path), fps, ahead, skip_nonref)
+        dec = _SparseDecoder(container, stream, fps, ahead, skip_nonref)
         got: dict[int, object] = {}
         sequential = False
         try:
