@@ -1239,8 +1239,8 @@ def test_the_run_summarises_its_data_and_warns_of_classes_it_cannot_learn(tiny_d
     assert data_summary(*build_datasets(cfg, 3), cfg, 3)[1:] == [
         # a ragged last batch is dropped: it left 20% of a small collection untrained each
         # epoch without a word
-        "note: batches of 4 leave 3 training videos out of each epoch (a different 3 each time); a "
-        "--batch-size that divides 11 trains on all of them",
+        "note: batches of 4 leave 3 training videos out of each epoch (a different 3 each time; a "
+        "batch size that divides 11 trains on all of them)",
         "warning: class 'lef' has 1 training video and 'left' has 4: is 'lef' a typo of 'left'? "
         "(each label is a class)"]
     from effvid.training.run_data import ragged_batch_dropped
@@ -1249,7 +1249,7 @@ def test_the_run_summarises_its_data_and_warns_of_classes_it_cannot_learn(tiny_d
         [6, 0, 0, 0, 7, 1]
     assert data_summary(*build_datasets(cfg, 3), cfg, 3, world_size=2)[1] == (
         "note: batches of 4 leave 2 training videos per process out of each epoch (a different 2 each "
-        "time); a --batch-size that divides 6 trains on all of them")
+        "time; a batch size that divides 6 trains on all of them)")
 
 
 def test_unreadable_videos_are_listed_once_across_a_resume(tiny_data, tmp_path, monkeypatch, capsys):

@@ -127,10 +127,11 @@ def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: in
     if dropped := ragged_batch_dropped(len(train_set), cfg.batch_size, world_size):
         # silent, it left 20% of a small collection untrained each epoch, without a word
         each = " per process" if world_size > 1 else ""
+        # (no flag named: quickstart, which prints it too, has no --batch-size)
         lines.append(f"note: batches of {cfg.batch_size} leave {dropped} training "
                      f"{'video' if dropped == 1 else 'videos'}{each} out of each epoch (a different "
-                     f"{dropped} each time); a --batch-size that divides "
-                     f"{math.ceil(len(train_set) / world_size):,} trains on all of them")
+                     f"{dropped} each time; a batch size that divides "
+                     f"{math.ceil(len(train_set) / world_size):,} trains on all of them)")
     untrained = [c for c, n in zip(classes, trains) if n == 0]
     if untrained:
         names = some_names(untrained)
