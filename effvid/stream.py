@@ -33,15 +33,16 @@ import torch
 
 from .errors import plural
 from .data.transforms import TestTransform, default_scale_size
-from .data.video import VIDEO_EXTENSIONS, _rotation_of, _to_rgb, timed_frames
+from .data.video import AV_ERRORS, VIDEO_EXTENSIONS, display_rotation, timed_frames, upright_rgb
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
     "open_frames", "plot_probabilities", "preprocess_frame", "run_stream",
 ]
 
-# PyAV/FFmpeg raise these for files or devices they cannot open or decode.
-_AV_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, IndexError)
+# PyAV/FFmpeg raise these for files or devices they cannot open or decode (a camera that
+# cannot be opened: an OSError).
+_AV_ERRORS = (*AV_ERRORS, OSError)
 
 
 class StreamError(Exception):
@@ -143,11 +144,11 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
             else:
                 t = index / fps
             if rotation is None:
-                rotation = _rotation_of(frame, stream)
+                rotation = display_rotation(frame, stream)
             # a rotated frame is a negative-stride view (np.rot90), which torch.from_numpy
             # refuses. ascontiguousarray copies it (and a frame whose rows FFmpeg padded, which
             # preprocess_frame and the video writer would copy anyway) and returns the rest as is.
-            yield t, np.ascontiguousarray(_to_rgb(frame, rotation, None))
+            yield t, np.ascontiguousarray(upright_rgb(frame, rotation, None))
             index += 1
         if index == 0:
             raise StreamError(f"{source}: no frames could be decoded")

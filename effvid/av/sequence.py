@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import _rotation_of, _to_rgb, av_reason, stream_duration, timed_frames
+from ..data.video import display_rotation, upright_rgb, av_reason, stream_duration, timed_frames
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -234,14 +234,14 @@ class LongVideoSampler:
         rotation, frame_size = None, None  # known once the first frame is decoded
 
         def rgb(frame) -> np.ndarray:
-            return _to_rgb(frame, rotation, frame_size)
+            return upright_rgb(frame, rotation, frame_size)
 
         try:
             for pts, frame in frames:
                 if pts is None:
                     continue
                 if rotation is None:
-                    rotation = _rotation_of(frame, stream)
+                    rotation = display_rotation(frame, stream)
                     # (width, height) of the stored, unrotated picture; without ``size``, the
                     # first frame's, so that a mid-stream size change still stacks
                     frame_size = (frame.width, frame.height)

@@ -43,8 +43,8 @@ from ..errors import plural
 from ..errors import not_a_regular_file
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import broken_link, find_files
-from .video import (_AV_ERRORS, _MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
-                    _open, _probe_open, av_reason, probe_video, rewind)
+from .video import (AV_ERRORS, MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
+                    open_video, probe_open, av_reason, probe_video, rewind)
 
 __all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "prepare_video",
            "prepare_folder", "check_folders"]
@@ -308,7 +308,7 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
                 if sound is not None and packet.stream.index == sound.index:
                     try:
                         decoded = packet.decode()
-                    except _AV_ERRORS:  # a damaged audio packet: a moment of silence
+                    except AV_ERRORS:  # a damaged audio packet: a moment of silence
                         continue
                     for frame in decoded:
                         frame = _cut_after(frame, sound_end)
@@ -318,14 +318,14 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
                     continue
                 try:
                     decoded = packet.decode()
-                except _AV_ERRORS:  # as read_frames: a damaged packet loses its frames
+                except AV_ERRORS:  # as read_frames: a damaged packet loses its frames
                     errors += 1
-                    if errors > _MAX_BAD_PACKETS:
+                    if errors > MAX_BAD_PACKETS:
                         break
                     continue
                 for frame in decoded:
                     frames.add(frame)
-        except _AV_ERRORS:
+        except AV_ERRORS:
             pass  # a truncated or damaged container: keep the frames it gave, as read_frames does
         if frames.written == 0:
             raise VideoDecodeError(container.name, "no frame could be decoded")
@@ -364,17 +364,17 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     if short_side < 2 or keyframe_interval <= 0 or (fps is not None and fps <= 0):
         raise ValueError(f"short_side must be >= 2, keyframe_interval and fps > 0; got {short_side}, "
                          f"{keyframe_interval}, {fps}")
-    container = _open(src, "SLICE")
+    container = open_video(src, "SLICE")
     container.streams.video[0].codec_context.thread_count = 1
     tmp = part_path(dst)
     try:
-        info = _probe_open(container, str(src))
+        info = probe_open(container, str(src))
         rewind(container)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
             _transcode(container, info, tmp, short_side=short_side, keyframe_interval=keyframe_interval,
                        crf=crf, audio=audio, fps=fps)
-        except _AV_ERRORS as e:
+        except AV_ERRORS as e:
             raise VideoDecodeError(src, f"cannot write its copy {str(dst)!r} ({av_reason(e)})") from e
         try:
             written = probe_video(tmp)

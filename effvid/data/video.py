@@ -51,11 +51,11 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".m
 
 # Errors PyAV/FFmpeg raise for unreadable data. av.FFmpegError covers the
 # libav* error codes; the others are raised by PyAV itself on odd inputs.
-_AV_ERRORS = (av.FFmpegError, EOFError, ValueError, IndexError, MemoryError)
+AV_ERRORS = (av.FFmpegError, EOFError, ValueError, IndexError, MemoryError)
 
 # Packets that fail to decode before a file counts as unreadable: a damaged first GOP (or a
 # corrupt packet anywhere) loses those frames, not the whole video.
-_MAX_BAD_PACKETS = 50
+MAX_BAD_PACKETS = 50
 
 
 class VideoDecodeError(RuntimeError):
@@ -109,7 +109,7 @@ def not_a_video_file(path: str | os.PathLike) -> str | None:
     return not_a_regular_file(path, "video file")
 
 
-def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
+def open_video(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, "video file not found", str(p))
@@ -119,7 +119,7 @@ def _open(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.In
         raise VideoDecodeError(p, "file is empty (0 bytes)")
     try:
         container = av.open(str(p), mode="r")
-    except _AV_ERRORS as e:
+    except AV_ERRORS as e:
         raise VideoDecodeError(p, f"cannot open container ({av_reason(e)})") from e
     if not container.streams.video:
         container.close()
@@ -141,7 +141,7 @@ def rewind(container) -> None:
     forward from 0 lands on that first keyframe."""
     try:
         container.seek(0)
-    except _AV_ERRORS:
+    except AV_ERRORS:
         container.seek(0, backward=False)
 
 
@@ -193,11 +193,11 @@ def stream_duration(container, stream) -> int | None:
         for packet in container.demux(stream):
             if packet.pts is not None and packet.size > 0 and not packet.is_discard:
                 end = max(end, packet.pts + (packet.duration or 0))
-    except _AV_ERRORS:
+    except AV_ERRORS:
         pass  # a truncated file: the header's, or as far as its packets reached
     try:
         rewind(container)
-    except _AV_ERRORS:
+    except AV_ERRORS:
         pass
     return end - start
 
@@ -242,7 +242,7 @@ def _frames_shown(stream) -> int | None:
         return None
 
 
-def _rotation_of(frame, stream) -> int:
+def display_rotation(frame, stream) -> int:
     """Counter-clockwise display rotation (multiple of 90) from side data or the legacy tag."""
     rot = 0
     try:
@@ -271,28 +271,28 @@ def _count_packets(container, stream, from_pts: int | None = None) -> int:
 
 def _first_frame(container, stream, path: str):
     """The first frame that decodes. Packets that fail are passed over (up to
-    ``_MAX_BAD_PACKETS``), as :class:`_SparseDecoder` does when reading: a file whose first
+    ``MAX_BAD_PACKETS``), as :class:`_SparseDecoder` does when reading: a file whose first
     packets are corrupt still has the frames after them."""
     errors, error = 0, None
     try:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
-            except _AV_ERRORS as e:
+            except AV_ERRORS as e:
                 errors, error = errors + 1, e
-                if errors > _MAX_BAD_PACKETS:
+                if errors > MAX_BAD_PACKETS:
                     break
                 continue
             if frames:
                 return frames[0]
-    except _AV_ERRORS as e:  # the container itself is broken
+    except AV_ERRORS as e:  # the container itself is broken
         error = e
     if error is not None:
         raise VideoDecodeError(path, f"cannot decode first frame ({av_reason(error)})")
     raise VideoDecodeError(path, "no decodable video frame")
 
 
-def _probe_open(container, path: str) -> VideoInfo:
+def probe_open(container, path: str) -> VideoInfo:
     stream = container.streams.video[0]
     fps = _stream_fps(stream)
     duration = _stream_duration_s(container, stream)
@@ -301,7 +301,7 @@ def _probe_open(container, path: str) -> VideoInfo:
     # Decode the first frame: validates that the stream really decodes and gives
     # the rotation side data (exported per frame by PyAV 18).
     first = _first_frame(container, stream, path)
-    rotation = _rotation_of(first, stream)
+    rotation = display_rotation(first, stream)
 
     num = int(stream.frames or 0)
     source = "header"
@@ -335,14 +335,14 @@ def _probe_open(container, path: str) -> VideoInfo:
     if num <= 0:
         try:
             rewind(container)
-        except _AV_ERRORS:
+        except AV_ERRORS:
             pass
         try:
             # in a transport stream cut mid-GOP the frames before its first keyframe do not
             # decode: count from the first frame that does (_first_pts starts there too)
             from_pts = first.pts if container.format.name == "mpegts" else None
             num = _count_packets(container, stream, from_pts)
-        except _AV_ERRORS as e:
+        except AV_ERRORS as e:
             raise VideoDecodeError(path, f"cannot demux packets ({av_reason(e)})") from e
         source = "packets"
     num = max(num, 1)
@@ -370,9 +370,9 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     # One frame: no frame threads. Closed with packets still in them, they hung the process in
     # close() whenever PyAV's logging was on (av.logging.set_level: their log callback waits
     # for the GIL that close() holds, PyAV issue #751).
-    container = _open(path, "SLICE")
+    container = open_video(path, "SLICE")
     try:
-        return _probe_open(container, str(path))
+        return probe_open(container, str(path))
     finally:
         container.close()
 
@@ -420,7 +420,7 @@ def frame_to_rgb(frame: av.VideoFrame, width: int | None = None, height: int | N
                                       threads=1).to_ndarray()
 
 
-def _to_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
+def upright_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
     if size is not None and (frame.width, frame.height) != size:
         arr = frame_to_rgb(frame, size[0], size[1])
     else:
@@ -461,11 +461,11 @@ def _first_pts(container, stream) -> tuple[int, int]:
             # before its first keyframe do not decode, and frame 0 is that keyframe (the probe
             # counts from it; they were counted, and every index read that many frames late).
             first = next((p for p in itertools.islice(packets, _KEYFRAME_SCAN) if p.is_keyframe), first)
-    except _AV_ERRORS:
+    except AV_ERRORS:
         first = None
     try:  # back to the beginning: a reader that decodes on from here without seeking first
         rewind(container)  # (decodable_frames) lost the first keyframe, and its whole GOP
-    except _AV_ERRORS:
+    except AV_ERRORS:
         pass
     if first is None or first.pts is None:
         return start, 0
@@ -593,7 +593,7 @@ class _SparseDecoder:
                 rewind(self.container)
             else:
                 seek_to_pts(self.container, self.stream, pts)
-        except _AV_ERRORS:
+        except AV_ERRORS:
             # Some files cannot seek; restart from the beginning instead.
             rewind(self.container)
         self.packets = None
@@ -613,7 +613,7 @@ class _SparseDecoder:
             except StopIteration:
                 self.exhausted = True
                 return None
-            except _AV_ERRORS:
+            except AV_ERRORS:
                 self.exhausted = True  # broken/truncated container: treat as EOF
                 return None
             if self.skip_nonref:
@@ -626,9 +626,9 @@ class _SparseDecoder:
                     cc.skip_frame = want
             try:
                 self.buffer.extend(packet.decode())
-            except _AV_ERRORS:
+            except AV_ERRORS:
                 self.errors += 1
-                if self.errors > _MAX_BAD_PACKETS:
+                if self.errors > MAX_BAD_PACKETS:
                     self.exhausted = True
                 continue
             self.decoded += len(self.buffer)
@@ -764,10 +764,10 @@ def _avi_landing(container, stream, pts: float) -> int:
                 fed += 1
                 try:
                     out += len(packet.decode())
-                except _AV_ERRORS:
+                except AV_ERRORS:
                     pass  # a damaged packet loses its frame in the decode that follows too
             out += len(cc.decode(None))
-        except _AV_ERRORS:
+        except AV_ERRORS:
             pass  # a broken container: as far as it reads
         if key is None:  # nothing at or after the keyframe: decode from where the seek lands
             seek_to_pts(container, stream, target)
@@ -831,7 +831,7 @@ def _read_sequential(container, stream, wanted: list[int]) -> tuple[dict[int, ob
                 tgt = next(targets, None)
             if tgt is None:
                 break
-    except _AV_ERRORS:
+    except AV_ERRORS:
         pass
     while tgt is not None and last is not None:
         out[tgt] = last
@@ -843,7 +843,7 @@ def decodable_frames(path: str | os.PathLike) -> int:
     """How many frames :func:`read_frames` can reach in ``path``, decoding it from the start
     as it does (bad packets passed over, a broken container read as its end): fewer than
     ``num_frames`` when the file ends early (truncated). Decodes the whole file."""
-    container = _open(path, "SLICE")
+    container = open_video(path, "SLICE")
     try:
         stream = container.streams.video[0]
         # a count needs no timestamps (an AVI's with B-frames are wrong)
@@ -880,7 +880,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
     ahead (default: 2 s of video). ``skip_nonref`` lets the decoder drop
     non-reference frames that lie before a target (faster; never changes results
     except that a truncated file's fallback "last frame" may be a reference frame).
-    ``thread_type``: PyAV decoder threading ("SLICE", "FRAME" or "AUTO"; see ``_open``).
+    ``thread_type``: PyAV decoder threading ("SLICE", "FRAME" or "AUTO"; see ``open_video``).
     Raises FileNotFoundError, or VideoDecodeError only if no frame could be decoded.
     ``stats``, if given, receives ``decoded`` (frames decoded), ``seeks``, ``sequential``
     (counted from the start: no usable timestamps) and ``past_end``: how many of the distinct
@@ -888,10 +888,10 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
     """
     if not callable(indices):
         idx = _check_indices(indices, path)
-    container = _open(path, thread_type)
+    container = open_video(path, thread_type)
     try:
         if info is None:
-            info = _probe_open(container, str(path))
+            info = probe_open(container, str(path))
             rewind(container)
         if callable(indices):
             idx = _check_indices(indices(info), path)
@@ -919,7 +919,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
                 stream.codec_context.skip_frame = "DEFAULT"
                 sequential = True
                 got, count = _read_sequential(container, stream, wanted)
-        except _AV_ERRORS as e:
+        except AV_ERRORS as e:
             if not got:
                 raise VideoDecodeError(path, f"decoding failed ({av_reason(e)})") from e
         if stats is not None:
@@ -944,7 +944,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
             frame = got.get(i, last)
             key = id(frame)
             if key not in arrays:
-                arrays[key] = _to_rgb(frame, rotation, size)
+                arrays[key] = upright_rgb(frame, rotation, size)
             arrays[i] = arrays[key]
         out = np.stack([arrays[i] for i in idx])
         return torch.from_numpy(np.ascontiguousarray(out))
@@ -954,7 +954,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
 
 def read_all_frames(path: str | os.PathLike) -> torch.Tensor:
     """Decode every frame of ``path`` (uint8 (T, H, W, 3), upright). For tests/baselines."""
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         frames, rotation, size = [], 0, None
@@ -962,9 +962,9 @@ def read_all_frames(path: str | os.PathLike) -> torch.Tensor:
             for frame in container.decode(stream):
                 if size is None:
                     size = (frame.width, frame.height)
-                    rotation = _rotation_of(frame, stream)
-                frames.append(_to_rgb(frame, rotation, size))
-        except _AV_ERRORS as e:
+                    rotation = display_rotation(frame, stream)
+                frames.append(upright_rgb(frame, rotation, size))
+        except AV_ERRORS as e:
             if not frames:
                 raise VideoDecodeError(path, f"decoding failed ({av_reason(e)})") from e
         if not frames:
