@@ -95,26 +95,38 @@ def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
     assert captured.err.splitlines()[-1] == "effvid check: 17 listed videos are missing"
 
 
-def test_check_lists_every_broken_link_of_the_class_folders(tmp_path, capsys):
-    # the first broken link stopped check as it stops training: the others, and every other
-    # video, went unchecked
+def _six_videos(tmp_path):
+    """A split folder of 2 classes: 4 training videos and 2 validation ones."""
     data = tmp_path / "data"
     make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=2, videos_per_class_val=1,
                            num_frames=8, size=32, seed=1)
-    gone = tmp_path / "moved"
-    links = [data / "train" / "left" / "a.mp4", data / "train" / "right" / "b.mp4", data / "val" / "right" / "c.mp4"]
-    for link in links:
-        link.symlink_to(gone / link.name)
+    return data
+
+
+def _check_finds_three_missing(data, tmp_path, capsys, missing: list) -> dict:
+    """effvid check of ``_six_videos`` with 3 of them missing, each ``(path, reason)``: its
+    lines and exit status, and its JSON report."""
     report = tmp_path / "check.json"
     assert main(["check", str(data), "--workers", "0", "--quiet", "--json", str(report)]) == 1
     captured = capsys.readouterr()
     out = captured.out.splitlines()
     assert out[0].startswith("checked 6 videos (train 4, val 2) in ")
-    assert out[1:6] == ["  found 3 video(s) missing:",
-                        *[f"    {link}: broken link to {gone / link.name}" for link in links],
+    assert out[1:6] == ["  found 3 video(s) missing:", *[f"    {path}: {why}" for path, why in missing],
                         "unreadable: none"]
     assert captured.err.splitlines()[-1] == "effvid check: 3 videos are missing"
-    saved = json.loads(report.read_text())
+    return json.loads(report.read_text())
+
+
+def test_check_lists_every_broken_link_of_the_class_folders(tmp_path, capsys):
+    # the first broken link stopped check as it stops training: the others, and every other
+    # video, went unchecked
+    data = _six_videos(tmp_path)
+    gone = tmp_path / "moved"
+    links = [data / "train" / "left" / "a.mp4", data / "train" / "right" / "b.mp4", data / "val" / "right" / "c.mp4"]
+    for link in links:
+        link.symlink_to(gone / link.name)
+    saved = _check_finds_three_missing(data, tmp_path, capsys,
+                                       [(link, f"broken link to {gone / link.name}") for link in links])
     assert [(m["part"], m["path"], m["reason"]) for m in saved["missing"]] == [
         ("train", str(links[0]), f"broken link to {gone / 'a.mp4'}"),
         ("train", str(links[1]), f"broken link to {gone / 'b.mp4'}"),
@@ -227,9 +239,7 @@ def test_fifos_devices_and_folders_named_like_videos_in_class_folders_are_named(
 
     from test_datasets import _let_a_stuck_reader_go
 
-    data = tmp_path / "data"
-    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=2, videos_per_class_val=1,
-                           num_frames=8, size=32, seed=1)
+    data = _six_videos(tmp_path)
     fifo, frames, device = data / "train" / "left" / "pipe.mp4", data / "train" / "right" / "v.mp4", \
         data / "val" / "left" / "null.mp4"
     os.mkfifo(fifo)
@@ -242,18 +252,10 @@ def test_fifos_devices_and_folders_named_like_videos_in_class_folders_are_named(
         f"effvid train: error: dataset: {str(fifo)!r} is not a regular file (a FIFO); 1 more of the 6 videos "
         f"in the class folders is not a video file too (the next: dataset: {str(frames)!r} is a folder, "
         "not a video file)")
-    report = tmp_path / "check.json"
-    assert main(["check", str(data), "--workers", "0", "--quiet", "--json", str(report)]) == 1
-    captured = capsys.readouterr()
-    out = captured.out.splitlines()
-    assert out[0].startswith("checked 6 videos (train 4, val 2) in ")
-    assert out[1:6] == ["  found 3 video(s) missing:",
-                        f"    {fifo}: not a regular file (a FIFO)",
-                        f"    {frames}: a folder, not a video file",
-                        f"    {device}: not a regular file (a character device)",
-                        "unreadable: none"]
-    assert captured.err.splitlines()[-1] == "effvid check: 3 videos are missing"
-    assert [(m["part"], m["path"]) for m in json.loads(report.read_text())["missing"]] == [
+    saved = _check_finds_three_missing(data, tmp_path, capsys, [
+        (fifo, "not a regular file (a FIFO)"), (frames, "a folder, not a video file"),
+        (device, "not a regular file (a character device)")])
+    assert [(m["part"], m["path"]) for m in saved["missing"]] == [
         ("train", str(fifo)), ("train", str(frames)), ("val", str(device))]
     # a class folder with nothing but a FIFO holds no video, and says which
     device.unlink()

@@ -38,8 +38,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from ..errors import plural
-from ..errors import some_names
+from ..errors import plural, some_names
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform, default_scale_size
 from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
@@ -191,20 +190,20 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
         if not files and not named_like_videos:
             raise ValueError(f"class folder {str(root / name)!r} contains no videos")
         where = f"class folder {str(root / name)!r}"
+        videos = [f for f in files if _has_video_ext(f, extensions)]
         others_here = [f for f in files if not _has_video_ext(f, extensions)]
-        if others_here and len(others_here) == len(files) and not named_like_videos and all(
+        if others_here and not videos and not named_like_videos and all(
                 f.suffix.lower() in _IMAGE_EXTENSIONS for f in others_here):
             raise ValueError(f"{where} holds images and no videos "
                              f"({some_names((repr(str(f)) for f in others_here), shown=1)}){_FRAMES_HINT}")
         not_videos += others_here
-        for f in sorted(files + named_like_videos):
-            if f in others_here:
-                continue
+        not_file_paths = set(named_like_videos)
+        for f in sorted(videos + named_like_videos):
             broken.listed += 1
             if (reason := broken_link(f)) is not None:  # find_files keeps them, to be reported
                 broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is a {reason}", str(f)), where)
                 links += 1
-            elif f in named_like_videos:
+            elif f in not_file_paths:
                 what = not_a_video_file(f) or "not a video file"  # (gone since: said as best it can)
                 broken.note(FileNotFoundError(errno.ENOENT, f"dataset: {str(f)!r} is {what}", str(f)), where)
                 not_files += 1

@@ -39,8 +39,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from ..errors import plural
-from ..errors import not_a_regular_file
+from ..errors import not_a_regular_file, plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .datasets import broken_link, find_files
 from .video import (AV_ERRORS, MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,

@@ -542,10 +542,9 @@ class _SparseDecoder:
         self.exhausted = False
         self.decoded = 0
         self.seeks = 0
-        # AVI has no presentation timestamps; FFmpeg invents them from decode order, which is
-        # wrong as soon as frames are reordered (B-frames); MPEG-PS's are unreliable:
-        # counted_not_timed
-        self.check_reorder = check_timestamps and container.format.name in ("avi", "mpeg")
+        # whether the frames must be counted instead (counted_not_timed, asked once a frame
+        # has decoded: an AVI's reordering is known then)
+        self.check_reorder = check_timestamps
 
     def _keyframe_table(self) -> np.ndarray | None:
         """Presentation timestamps of all keyframes, if the container indexes every packet.

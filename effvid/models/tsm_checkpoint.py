@@ -42,8 +42,7 @@ from typing import Iterable
 
 import torch
 
-from ..errors import plural
-from ..errors import BadValue, check_positive_ints
+from ..errors import BadValue, check_positive_ints, plural
 from .recognizer import Recognizer
 from .weights import is_resume_state, load_torch_file, resume_state_error
 

@@ -31,9 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import runtime
-from ..errors import plural
 from ..data import collate_clips
-from ..errors import UserError, some_names
+from ..errors import UserError, plural, some_names
 from ..models import create_model
 from .config import DECIDED_AT_START, DECIDED_KEY, INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
 from .distributed import (DistEnv, all_gather_objects, all_reduce_sum, any_process, broadcast_buffers,

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import command_line
-from ..errors import not_a_regular_file
+from ..errors import command_line, not_a_regular_file
 from ..models.weights import atomic_replace, load_torch_file, safetensors_problem, save_weights
 from .config import TrainConfig
 from .distributed import DistEnv
