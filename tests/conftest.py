@@ -7,6 +7,7 @@ so tests can check *which* frames a reader returned.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,6 +30,23 @@ INDEX_VIDEO_SPECS = {
     "mpg_mpeg2": ("mpeg2.mpg", dict(codec="mpeg2video", gop=8)),  # MPEG-PS: no frame count
     "ts_h264": ("h264.ts", dict(codec="libx264", gop=8)),  # MPEG-TS: seeks land late
 }
+
+
+@pytest.fixture(autouse=True)
+def scheduling_unchanged():
+    """Fail a test that leaves this process's scheduling policy changed: every later test's
+    subprocesses inherit it. SVT-AV1's encoder made the test process real-time (SCHED_FIFO 99,
+    as root), and a Ctrl-C test's effvid prepare, run later, finished every video before its
+    main thread ran to stop it (effvid.data.write_video now puts the policy back)."""
+    if not hasattr(os, "sched_getscheduler"):
+        yield
+        return
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    yield
+    after = os.sched_getscheduler(0), os.sched_getparam(0)
+    if after != before:
+        os.sched_setscheduler(0, *before)
+        pytest.fail(f"the test changed the process's scheduling from {before} to {after}")
 
 
 @pytest.fixture(scope="session")

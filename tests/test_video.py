@@ -1,3 +1,4 @@
+import os
 import pickle
 import subprocess
 import sys
@@ -451,8 +452,11 @@ def test_av1_read_with_the_probed_info_keeps_non_reference_frames(tmp_path):
     # nothing had opened the decoder before the frames before a target were set to be skipped,
     # and every non-reference frame was dropped for good: each odd index read the next frame
     n = 16
+    scheduling = os.sched_getscheduler(0), os.sched_getparam(0)
     p = write_video(tmp_path / "av1.mkv", index_pattern_frames(n, 64, 64), fps=FPS, codec="libsvtav1",
                     options={"preset": "12"})
+    # SVT-AV1 made the writing thread real-time (as root), and write_video put it back
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == scheduling
     info = probe_video(p)
     full = read_all_frames(p)
     assert indices_of(full, n) == list(range(n))

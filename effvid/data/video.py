@@ -1021,6 +1021,21 @@ def _iter_frames(frames):
             yield _frame_u8(f)
 
 
+def _thread_scheduling() -> tuple | None:
+    """The calling thread's scheduling policy and its parameters (None where there are none)."""
+    return (os.sched_getscheduler(0), os.sched_getparam(0)) if hasattr(os, "sched_getscheduler") else None
+
+
+def _restore_thread_scheduling(saved: tuple | None) -> None:
+    """Give the calling thread back the scheduling ``_thread_scheduling()`` read. SVT-AV1's encoder,
+    run as root (a container's usual user), makes the thread that opens it real-time (SCHED_FIFO,
+    priority 99) and leaves it so: every process the program started later inherited that, and
+    on a busy machine such a process's real-time workers kept its main thread from running, its
+    Ctrl-C handler included."""
+    if saved is not None and _thread_scheduling() != saved:
+        os.sched_setscheduler(0, *saved)
+
+
 def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "libx264",
                 audio=None, audio_rate: int = 16000, *, pix_fmt: str | None = None,
                 crf: int | None = 18, preset: str | None = "veryfast", gop: int | None = None,
@@ -1075,6 +1090,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
     opts.update(options or {})
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    scheduling = _thread_scheduling()
     container = av.open(str(path), mode="w")
     try:
         stream = container.add_stream(codec, rate=rate, options=opts)
@@ -1152,5 +1168,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = 8, codec: str = "l
         container.close()
         path.unlink(missing_ok=True)
         raise
+    finally:
+        _restore_thread_scheduling(scheduling)
     container.close()
     return path
