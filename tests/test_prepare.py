@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from effvid.av.audio import read_audio
 from effvid.cli import main
 from effvid.data import build_dataset, probe_video, read_all_frames, write_video
-from effvid.data.datasets import BadSample, broken_link, scan_class_folders
+from effvid.data.datasets import BadSample, scan_class_folders
+from effvid.data.files import broken_link
 from effvid.data.prepare import REPORT_NAME, output_size, prepare_video
 
 ROOT = Path(__file__).resolve().parents[1]

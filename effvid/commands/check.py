@@ -73,7 +73,7 @@ def _first_frame(clip, rng):
 def data_parts(args, missing: list) -> list:
     """``[(name, VideoClipDataset)]``: the parts of DATA that training reads, without the listed
     videos that are not there (training stops at them), which ``missing`` gets as
-    ``(part, path, where listed, why or None)``."""
+    ``(part, MissingVideo)`` pairs."""
     from ..data import build_dataset, find_class_file, has_parts, read_class_file
 
     src = Path(args.data)
@@ -85,7 +85,7 @@ def data_parts(args, missing: list) -> list:
     def part(name: str, split: str, **kwargs):
         not_there: list = []
         dataset = build_dataset(src, split=split, missing=not_there, **common, **kwargs)
-        missing.extend((name, *entry) for entry in not_there)
+        missing.extend((name, video) for video in not_there)
         return name, dataset
 
     if has_parts(src):
@@ -99,20 +99,20 @@ def found_in_class_folder(where: str) -> bool:
     return where.startswith("class folder ")  # as scan_class_folders says it
 
 
-def why_missing(path: str, where: str, known: str | None = None) -> str:
-    """Why a video of DATA is left out: a link whose target is gone (a class folder's, or one a
-    list names) says where it pointed; a FIFO, a device or a folder named like a video, what it
-    is; one the reader knows more of (``known``: a Kinetics id it cannot tell apart), that; a
-    listed one, where it is listed."""
-    from ..data.datasets import broken_link
+def why_missing(video) -> str:
+    """Why a video of DATA (a :class:`~effvid.data.files.MissingVideo`) is left out: a link whose
+    target is gone (a class folder's, or one a list names) says where it pointed; a FIFO, a
+    device or a folder named like a video, what it is; one the reader knows more of (its
+    ``why``: a Kinetics id it cannot tell apart), that; a listed one, where it is listed."""
+    from ..data.files import broken_link
     from ..data.video import not_a_video_file
 
-    if link := broken_link(path):
+    if link := broken_link(video.path):
         return link
-    what = known or not_a_video_file(path)
-    if found_in_class_folder(where):
+    what = video.why or not_a_video_file(video.path)
+    if found_in_class_folder(video.where):
         return what or "gone since the scan"
-    return f"{what}; listed in {where}" if what else f"listed in {where}"
+    return f"{what}; listed in {video.where}" if what else f"listed in {video.where}"
 
 
 def are(things) -> str:
@@ -128,7 +128,7 @@ def _spread(values, fmt="{:,.0f}") -> str:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from ..data.datasets import broken_link
+    from ..data.files import broken_link
     from ..training.evaluate import bad_videos_report
     from ..training.interrupts import StopsOnCtrlC
     from ..training.progress import progress_bar
@@ -152,11 +152,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"checked {plural(len(results), 'video')}" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
-    why = [why_missing(path, where, known) for _, path, where, known in missing]
+    why = [why_missing(video) for _, video in missing]
     # "listed video(s) missing" where every one is a list's, not a link, not a class folder's
-    listed = "" if any(broken_link(path) or found_in_class_folder(where) for _, path, where, _ in missing) else "listed "
+    listed = "" if any(broken_link(video.path) or found_in_class_folder(video.where)
+                       for _, video in missing) else "listed "
     if missing:
-        print(bad_videos_report([(path, reason) for (_, path, _, _), reason in zip(missing, why)], when="",
+        print(bad_videos_report([(video.path, reason) for (_, video), reason in zip(missing, why)], when="",
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
     if bad:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
@@ -183,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
-            "missing": [{"path": path, "part": part, "listed": where, "reason": reason}
-                        for (part, path, where, _), reason in zip(missing, why)],
+            "missing": [{"path": video.path, "part": part, "listed": video.where, "reason": reason}
+                        for (part, video), reason in zip(missing, why)],
             "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
                            for part, path, frames, ends in early],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},

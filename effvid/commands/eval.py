@@ -33,7 +33,7 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
     ``print``) is told of the listed videos a Kinetics CSV's download lacks. ``official_split``
     (default 1) is for a split folder only."""
     from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
-    from ..data.datasets import not_found
+    from ..data.files import not_found
 
     src = Path(source)
     if not (src.is_file() or src.is_dir()):

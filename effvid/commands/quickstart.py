@@ -63,7 +63,7 @@ def refuse_other_files(data: Path, summary: dict) -> None:
     """Refuse files in the class folders that make_synthetic_dataset did not write (it removes only
     the ones it recorded): training would read them too, not the videos the command announces.
     An older effvid, which kept no record, left them there, or someone put them there."""
-    from ..data.datasets import find_files
+    from ..data.files import find_files
     from ..errors import UserError, some_names
 
     written = {p for split in summary["paths"].values() for paths in split.values() for p in paths}

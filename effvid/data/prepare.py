@@ -41,7 +41,7 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import not_a_regular_file, plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
-from .datasets import broken_link, find_files
+from .files import broken_link, find_files
 from .video import (AV_ERRORS, MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
                     open_video, probe_open, av_reason, probe_video, rewind)
 

@@ -1,12 +1,17 @@
 """The training loop, readable top to bottom: ``train(config)``.
 
-Structure (also what runs under torchrun, one process per GPU):
-  1. set up: seed, process group, device
-  2. data: datasets, samplers (:func:`build_sampler`), loaders
+Structure (also what runs under torchrun, one process per GPU), :func:`train_in_held_folder`
+calling a function per stage:
+  1. set up: process group, device, the run's configuration (:func:`settle_config`), seed
+  2. data: datasets (:func:`read_data`), samplers (:func:`build_sampler`), loaders
+     (:func:`build_loaders`)
   3. model, optimiser (classifier LR multiplier, no weight decay on BN and biases), schedule
-  4. resume from the last checkpoint if asked; only then the run folder and config.json, so
-     a failed start writes nothing (but the lock file that keeps a second run out, run_lock.py)
-  5. per epoch: train, evaluate, log, write checkpoint (atomically) and the best model, plots
+     (:func:`build_model`)
+  4. resume from the last checkpoint if asked (:func:`load_run_state`); only then the run
+     folder and config.json, so a failed start writes nothing (but the lock file that keeps a
+     second run out, run_lock.py)
+  5. per epoch (:func:`run_epochs`): train, evaluate, log, write checkpoint (atomically) and
+     the best model, plots
 
 The data sets and the held-out split are built in ``run_data.py``; what the run writes and a
 resume reads back is in ``run_folder.py``, where only the main process writes. Bad videos are skipped by the data
@@ -28,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from .. import runtime
-from ..data import collate_clips
+from ..data import VideoClipDataset, collate_clips
 from ..errors import UserError, plural, some_names
 from ..models import create_model
 from .config import DECIDED_AT_START, DECIDED_KEY, INPUT_PATHS, NEW_CLASSIFIER_LR_MULT, TrainConfig
@@ -267,12 +272,70 @@ def train(cfg: TrainConfig) -> dict:
             return result
 
 
+def main_print(env: DistEnv):
+    """``print`` on the main process, a no-op on the others: the run's lines come from the main
+    process alone (under torchrun there is one per GPU)."""
+    return print if env.is_main else (lambda *args, **kwargs: None)
+
+
 def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -> dict:
+    """:func:`train` in its run folder, held: the stages of the module docstring, in order."""
     device = process_device(device, env)
-    # the run's lines come from the main process alone (under torchrun there is one per GPU)
-    say = print if env.is_main else (lambda *args, **kwargs: None)
+    say = main_print(env)
     out = Path(cfg.output)
+    # the run's configuration: a resumed run's own, checked before the data is read
     resume = load_resume_state(out) if cfg.resume else None
+    cfg, saved, decided, moved = settle_config(cfg, resume, out, env)
+    seed = run_seed(cfg, env, resume)
+    seed_everything(seed)  # model initialisation: the same on every process
+
+    # 2. data
+    cfg, train_set, val_set, split = read_data(cfg, out, seed, resume, moved, env)
+    classes = list(train_set.classes)
+    train_sampler, train_loader, val_loader = build_loaders(cfg, train_set, val_set, device, seed, env)
+    steps_per_epoch = max(len(train_loader), 1)
+
+    # 3. model and optimiser
+    cfg, model, train_model, optimizer, scaler, precision = build_model(cfg, classes, resume, device, env)
+
+    # 4. resume
+    start_epoch, best, history = load_run_state(resume, cfg, out, classes, model, optimizer, scaler,
+                                                train_set, val_set, env)
+    # Only now, with the data, the model and any resume state known to be valid, is the run
+    # folder written: a failed start leaves an existing run alone. The saved configuration
+    # holds the seed actually used, so that it repeats a seedless run too.
+    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json(decided)
+    if resume is not None and epoch_files_missing(out, history):
+        write_missing_epoch_files(out, env, model, cfg, classes, history, best)
+    if resume is not None and start_epoch >= cfg.epochs:
+        say(f"{out} has completed {start_epoch} of {plural(cfg.epochs, 'epoch')}: nothing to do "
+            "(raise --epochs to train on)")
+        return run_result(out, best, classes, history, seed, env)
+    if resume is not None and env.is_main:
+        print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
+        if saved is not None and (note := epochs_change_note(cfg, saved["epochs"], history, steps_per_epoch)):
+            print(note)
+    writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
+    writer.text("config.json", run_config)
+    if split is not None:
+        writer.text("split.json", json.dumps(split, indent=0))
+
+    # 5. epochs
+    best = run_epochs(cfg, env, device, seed, model=model, train_model=train_model, optimizer=optimizer,
+                      scaler=scaler, precision=precision, train_set=train_set, train_sampler=train_sampler,
+                      train_loader=train_loader, val_loader=val_loader, classes=classes,
+                      steps_per_epoch=steps_per_epoch, writer=writer, run_config=run_config,
+                      history=history, start_epoch=start_epoch, best=best)
+    writer.close()
+    return run_result(out, best, classes, history, seed, env)
+
+
+def settle_config(cfg: TrainConfig, resume: dict | None, out: Path,
+                  env: DistEnv) -> tuple[TrainConfig, dict | None, list[str], str | None]:
+    """The run's configuration, checked before the data is read: a resumed run goes on with its
+    own decisions; input paths are made absolute. Also returns the configuration a resumed run
+    saved (None: a new run, or an older run's state, which holds none), the DECIDED_AT_START
+    fields that config.json lists, and a note when DATA moved (else None)."""
     # the run's configuration (states of older runs hold none)
     saved = json.loads(resume["config"]) if resume is not None and "config" in resume else None
     # the DECIDED_AT_START fields this run decides (config.json lists them: a new run from it
@@ -291,13 +354,19 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                                       if getattr(cfg, k)})
     # DATA of another layout, or another --val-data, refused before the data is read (states of
     # older runs hold no configuration to compare); the same layout moved: a note
-    moved = saved is not None and check_validation_source(
-        dataclasses.replace(cfg, **{k: saved[k] for k in ("data", "val_data", "val_fraction", "official_split")
-                                    if k in saved}), cfg, held_out=(out / "split.json").is_file())
-    seed = run_seed(cfg, env, resume)
-    seed_everything(seed)  # model initialisation: the same on every process
+    moved = None
+    if saved is not None:
+        moved = check_validation_source(
+            dataclasses.replace(cfg, **{k: saved[k] for k in ("data", "val_data", "val_fraction", "official_split")
+                                        if k in saved}), cfg, held_out=(out / "split.json").is_file())
+    return cfg, saved, decided, moved
 
-    # 2. data
+
+def read_data(cfg: TrainConfig, out: Path, seed: int, resume: dict | None, moved: str | None,
+              env: DistEnv) -> tuple[TrainConfig, VideoClipDataset, VideoClipDataset, dict | None]:
+    """The training and validation sets, and the held-out split to save (None: DATA is not split
+    by fraction); the configuration comes back with the flip the data decided. The main process
+    says what it read, and what changed since the run it resumes (``moved``: settle_config's)."""
     if env.is_main:  # before reading: an error about a label's number names no file
         print_found_class_file(cfg)
     # a held-out split keeps the sides the run drew when DATA changes (videos added or removed)
@@ -318,7 +387,12 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
                       "trained on in the epochs before")
             if change:
                 print(f"note: {change}")
-    classes = list(train_set.classes)
+    return cfg, train_set, val_set, split
+
+
+def build_loaders(cfg: TrainConfig, train_set: VideoClipDataset, val_set: VideoClipDataset,
+                  device: torch.device, seed: int, env: DistEnv) -> tuple[Sampler, DataLoader, DataLoader]:
+    """The training sampler (set to each epoch by :func:`run_epochs`) and the two loaders."""
     train_sampler = build_sampler(train_set, env, shuffle=True, seed=seed)
     val_sampler = build_sampler(val_set, env, shuffle=False, seed=seed)
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_clips,
@@ -330,9 +404,17 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     dropped = ragged_batch_dropped(len(train_set), cfg.batch_size, env.world_size)
     train_loader = DataLoader(train_set, sampler=train_sampler, drop_last=dropped > 0, **loader_args)
     val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
-    steps_per_epoch = max(len(train_loader), 1)
+    return train_sampler, train_loader, val_loader
 
-    # 3. model and optimiser
+
+def build_model(cfg: TrainConfig, classes: list[str], resume: dict | None, device: torch.device,
+                env: DistEnv) -> tuple[TrainConfig, nn.Module, nn.Module, torch.optim.Optimizer,
+                                       torch.amp.GradScaler, torch.dtype | None]:
+    """The model on ``device``, with ``--init-weights`` loaded into a new run's; the module that
+    trains (the model, DDP-wrapped under torchrun); the optimiser; the loss scaler; and the
+    autocast dtype (None: float32). The configuration comes back with the classifier's
+    learning-rate multiplier decided."""
+    say = main_print(env)
     model = create_model(cfg.model, num_classes=len(classes), **model_settings(cfg),
                          # a resume overwrites the starting weights: they need not be there
                          imagenet_weights=cfg.imagenet_weights if resume is None else None)
@@ -358,15 +440,24 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
     optimizer = build_optimizer(model, cfg)
     # loss scaling for float16 autocast (GPUs before Ampere); a pass-through otherwise
     scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
-    # what eval and predict need to view videos as training's validation did; flip: whether
-    # mirrored test views (--crops 10) are views it was trained on
-    metadata = {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
-                                              "sampling": cfg.sampling, "flip": cfg.flip}}
+    return cfg, model, train_model, optimizer, scaler, precision
 
-    # 4. resume
+
+def checkpoint_metadata(cfg: TrainConfig, classes: list[str]) -> dict:
+    """What eval and predict need to view videos as training's validation did; flip: whether
+    mirrored test views (--crops 10) are views it was trained on."""
+    return {"classes": classes, "extra": {"size": cfg.size, "scale_size": cfg.test_scale_size,
+                                          "sampling": cfg.sampling, "flip": cfg.flip}}
+
+
+def load_run_state(resume: dict | None, cfg: TrainConfig, out: Path, classes: list[str], model: nn.Module,
+                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, train_set: VideoClipDataset,
+                   val_set: VideoClipDataset, env: DistEnv) -> tuple[int, float, list[dict]]:
+    """The epoch to start at, the best validation top-1 so far and the history: a resumed run's,
+    whose model, optimiser and scaler states are loaded here, else a new run's (0, -1, [])."""
+    say = main_print(env)
     history: list[dict] = []
     start_epoch, best = 0, -1.0
-
     if resume is not None:
         # DATA may move on resume, but not change classes: with as many classes, the weights
         # would load and the run would go on with its labels silently renamed or permuted
@@ -390,38 +481,34 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
         absolute_bad_paths(history, [s.path for s in train_set.samples + val_set.samples])
     elif cfg.resume:
         say(f"nothing to resume in {out}; starting from scratch")
-    # Only now, with the data, the model and any resume state known to be valid, is the run
-    # folder written: a failed start leaves an existing run alone. The saved configuration
-    # holds the seed actually used, so that it repeats a seedless run too.
-    run_config = dataclasses.replace(cfg, seed=seed, resume=False, overwrite=False).to_json(decided)
-    if resume is not None and epoch_files_missing(out, history):
-        # A crash after the last commit point left the files derived from it unwritten (all
-        # of them for good, when it was the final epoch): write them from the state. A
-        # finished run's folder gets only these (no new TensorBoard file).
-        RunWriter(out, env, tensorboard=False).epoch_files(
-            model, history, classes, metadata, last_epoch_is_best(history, best))
-        if env.is_main:  # its results are printed after these files: the run stopped before
-            last = history[-1]
-            print(f"epoch {last['epoch'] + 1} was saved just before the run stopped; its results, "
-                  "not shown then:")
-            print(epoch_report(last, cfg.epochs, classes, last_epoch_is_best(history, best)))
-            if last.get("bad_count"):
-                print(f"  skipped {last['bad_count']} unreadable video(s) that epoch (all in "
-                      "bad_videos.json)")
-    if resume is not None and start_epoch >= cfg.epochs:
-        say(f"{out} has completed {start_epoch} of {plural(cfg.epochs, 'epoch')}: nothing to do "
-            "(raise --epochs to train on)")
-        return run_result(out, best, classes, history, seed, env)
-    if resume is not None and env.is_main:
-        print(f"resumed from {out / 'last_state.pt'} at epoch {start_epoch + 1}")
-        if saved is not None and (note := epochs_change_note(cfg, saved["epochs"], history, steps_per_epoch)):
-            print(note)
-    writer = RunWriter(out, env, start_epoch, replace=cfg.overwrite and resume is None)
-    writer.text("config.json", run_config)
-    if split is not None:
-        writer.text("split.json", json.dumps(split, indent=0))
+    return start_epoch, best, history
 
-    # 5. epochs
+
+def write_missing_epoch_files(out: Path, env: DistEnv, model: nn.Module, cfg: TrainConfig,
+                              classes: list[str], history: list[dict], best: float) -> None:
+    """A crash after the last commit point left the files derived from it unwritten (all
+    of them for good, when it was the final epoch): write them from the state. A
+    finished run's folder gets only these (no new TensorBoard file)."""
+    RunWriter(out, env, tensorboard=False).epoch_files(
+        model, history, classes, checkpoint_metadata(cfg, classes), last_epoch_is_best(history, best))
+    if env.is_main:  # its results are printed after these files: the run stopped before
+        last = history[-1]
+        print(f"epoch {last['epoch'] + 1} was saved just before the run stopped; its results, "
+              "not shown then:")
+        print(epoch_report(last, cfg.epochs, classes, last_epoch_is_best(history, best)))
+        if last.get("bad_count"):
+            print(f"  skipped {last['bad_count']} unreadable video(s) that epoch (all in "
+                  "bad_videos.json)")
+
+
+def run_epochs(cfg: TrainConfig, env: DistEnv, device: torch.device, seed: int, *, model: nn.Module,
+               train_model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               precision: torch.dtype | None, train_set: VideoClipDataset, train_sampler: Sampler,
+               train_loader: DataLoader, val_loader: DataLoader, classes: list[str], steps_per_epoch: int,
+               writer: RunWriter, run_config: str, history: list[dict], start_epoch: int, best: float) -> float:
+    """Train and validate the epochs from ``start_epoch`` on, each appended to ``history`` and
+    saved by ``writer`` as it ends; returns the best validation top-1."""
+    metadata = checkpoint_metadata(cfg, classes)
     seen_bad = {path for h in history for path, _ in h["bad_new"]}  # a resumed run's too
     hinted = False  # data_wait_hint: once a run
     unlearnable_said: set[str] = set()
@@ -479,5 +566,4 @@ def train_in_held_folder(cfg: TrainConfig, device: torch.device, env: DistEnv) -
             if hint:
                 print(hint)
                 hinted = True
-    writer.close()
-    return run_result(out, best, classes, history, seed, env)
+    return best

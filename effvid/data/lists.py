@@ -1,0 +1,283 @@
+"""Class files and list files: the classes of a dataset and its videos, a line each.
+
+- a class file names the classes, one a line (or ``number name`` lines, as UCF101's
+  ``classInd.txt``; or JSON, as Something-Something's ``labels.json``), and gives the numbers
+  that integer labels stand for;
+- a list file has ``path label`` or TSM's ``path num_frames label`` per line (label: int or
+  class name; ``#`` comments and blank lines allowed; relative paths resolved against ``root``,
+  default the list's folder), or a path alone (UCF101's testlist), whose first folder names
+  the class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .files import MissingVideos, VideoSample, has_video_ext, not_found, read_text
+from .video import VIDEO_EXTENSIONS
+
+__all__ = [
+    "read_class_file",
+    "find_class_file",
+    "read_list_file",
+]
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -> None:
+    """A line whose fields after the video are not ``label`` or ``num_frames label`` leaves some
+    in the path, and the error would be about an extension ".mp4 air"; say what happened."""
+    if has_video_ext(path, extensions):
+        return
+    # The video ends at the last extension followed by a space. Searched once, in ``path``
+    # itself (a prefix of ``line``): positions in a lowered copy were off wherever lower()
+    # lengthens a character ("İ"), and the error fell back to the extension ".mp4 air".
+    ends = [m.end() for m in re.finditer("(?:" + "|".join(map(re.escape, extensions)) + r")(?=\s)",
+                                         path, re.IGNORECASE) if m.start() > 0]
+    if not ends:
+        return
+    fields = line[ends[-1]:].split()
+    if any(f.startswith("#") for f in fields):
+        raise ValueError(f"{where}: a comment must be a line of its own (starting with #)")
+    if all(_is_int(f) for f in fields):  # e.g. a multi-label line "x.mp4 3 17 52"
+        raise ValueError(f"{where}: {len(fields)} numbers after the video; expected "
+                         "'path label' or 'path num_frames label' (one label per video)")
+    name = " ".join(fields[1:] if _is_int(fields[0]) else fields)
+    raise ValueError(f"{where}: the label is the last word of a line, so the class name "
+                     f"{name!r} cannot contain spaces: write it as "
+                     f"{name.replace(' ', '_')!r} or use integer labels")
+
+
+_NUMBERED_CLASS = re.compile(r"(\d+)\s+(\S.*)")
+
+
+def read_class_file(path: str | os.PathLike) -> dict[int, str]:
+    """The classes of a class file, ``{number: name}`` in number order (the names in that
+    order are the model's classes; integer labels in list files are these numbers):
+
+    - one class name per line (names may contain spaces), numbered 0, 1, ... in line order;
+    - ``number name`` lines, numbered from 0 or 1 without gaps, as UCF101's ``classInd.txt``
+      (``1 ApplyEyeMakeup`` ... ``101 YoYo``); the first line decides which of the two a file is;
+    - a ``.json`` file: Something-Something's ``labels.json`` (``{"name": "number", ...}``,
+      numbered from 0), or a list of names.
+
+    Blank lines and ``#`` comments are skipped. A repeated number or name, a gap in the numbers
+    or an empty file raises ValueError naming the file and the line (the entry, for JSON).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise not_found("class file", path)
+    text = read_text(path, "class file")
+    if path.suffix.lower() == ".json":
+        return _read_json_class_file(path, text)
+    lines = [(k, raw.strip()) for k, raw in enumerate(text.splitlines(), 1)]
+    lines = [(k, line) for k, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise ValueError(f"class file {str(path)!r} names no classes")
+    numbered = _NUMBERED_CLASS.fullmatch(lines[0][1]) is not None
+    numbers: dict[int, str] = {}
+    line_of_number: dict[int, int] = {}
+    line_of_name: dict[str, int] = {}
+    for position, (lineno, line) in enumerate(lines):
+        where = f"class file {str(path)!r} line {lineno}"
+        if numbered:
+            m = _NUMBERED_CLASS.fullmatch(line)
+            if m is None:
+                raise ValueError(f"{where}: expected 'number name' like line {lines[0][0]}, got {line!r}")
+            number, name = int(m.group(1)), m.group(2)
+        else:
+            number, name = position, line
+        if number in numbers:
+            raise ValueError(f"{where}: number {number} is already class {numbers[number]!r} "
+                             f"(line {line_of_number[number]})")
+        if name in line_of_name:
+            raise ValueError(f"{where}: class {name!r} repeats line {line_of_name[name]}")
+        numbers[number], line_of_number[number], line_of_name[name] = name, lineno, lineno
+    first = min(numbers)
+    if first not in (0, 1):
+        raise ValueError(f"class file {str(path)!r} line {line_of_number[first]}: the numbers start "
+                         f"at {first}; expected 0 or 1")
+    missing = next((k for k in range(first, first + len(numbers)) if k not in numbers), None)
+    if missing is not None:
+        after = min(k for k in numbers if k > missing)
+        raise ValueError(f"class file {str(path)!r} line {line_of_number[after]}: number {after}, "
+                         f"but no class is numbered {missing} (the numbers must have no gaps)")
+    return dict(sorted(numbers.items()))
+
+
+def _read_json_class_file(path: Path, text: str) -> dict[int, str]:
+    def no_repeated_names(pairs):  # json.loads keeps the last of two equal keys without a word
+        seen = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"class file {str(path)!r}: class {name!r} appears twice")
+            seen.add(name)
+        return dict(pairs)
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_repeated_names)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"class file {str(path)!r} is not valid JSON: {e}") from e
+    if isinstance(data, list) and all(isinstance(name, str) for name in data):
+        data = no_repeated_names([(name, k) for k, name in enumerate(data)])
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"class file {str(path)!r} must hold a JSON object of class name -> "
+                         "number (as Something-Something's labels.json) or a list of names")
+    numbers: dict[int, str] = {}
+    for name, number in data.items():
+        where = f"class file {str(path)!r}, class {name!r}"
+        if isinstance(number, bool) or not (isinstance(number, int) or
+                                            (isinstance(number, str) and number.strip().isdigit())):
+            raise ValueError(f"{where}: its number {number!r} is not a whole number")
+        number = int(number)
+        if number in numbers:
+            raise ValueError(f"{where}: number {number} is already class {numbers[number]!r}")
+        numbers[number] = name
+    missing = next((k for k in range(len(numbers)) if k not in numbers), None)
+    if missing is not None:
+        raise ValueError(f"class file {str(path)!r}: no class is numbered {missing} (the numbers "
+                         f"must be 0..{len(numbers) - 1})")
+    return dict(sorted(numbers.items()))
+
+
+def find_class_file(source: str | os.PathLike) -> Path | None:
+    """The class file a dataset publishes beside its annotation files, if there: ``labels.json``
+    beside Something-Something's ``train.json``, UCF101's ``classInd.txt`` beside a list file."""
+    source = Path(source)
+    if not source.is_file():
+        return None
+    found = source.parent / ("labels.json" if source.suffix.lower() == ".json" else "classInd.txt")
+    return found if found.is_file() and found.name != source.name else None
+
+
+def _class_of_path(path: str, index: Mapping[str, int], where: str) -> int:
+    """The class of a line without a label (UCF101's testlist): the first folder of its path."""
+    parts = Path(path).parts
+    if Path(path).is_absolute() or len(parts) < 2:
+        raise ValueError(f"{where}: {path!r} has no label, and no relative folder to take the "
+                         f"class from: write 'path label', or 'class/video' relative to the root")
+    if parts[0] not in index:
+        raise ValueError(f"{where}: {path!r} has no label, and its first folder {parts[0]!r} is "
+                         f"not one of the {len(index)} classes")
+    return index[parts[0]]
+
+
+def _numbered_class(number: int, class_numbers: Mapping[int, str], index: Mapping[str, int],
+                    where: str) -> int:
+    if number not in class_numbers:
+        raise ValueError(f"{where}: label {number} is not a class number: the class file numbers "
+                         f"its {len(class_numbers)} classes {min(class_numbers)}..{max(class_numbers)}")
+    name = class_numbers[number]
+    if name not in index:
+        raise ValueError(f"{where}: label {number} is class {name!r}, which is not one of the "
+                         f"{len(index)} classes")
+    return index[name]
+
+
+def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                   classes: Sequence[str] | None = None,
+                   extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
+                   class_numbers: Mapping[int, str] | None = None,
+                   missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
+    """Parse a list file into samples and the class list.
+
+    Class names: ``classes`` if given; else those of ``class_numbers`` (a class file's
+    ``{number: name}``, see :func:`read_class_file`) in number order; else, if labels are
+    names, their sorted set; else (int labels) ``["0", ..., str(max)]``. With classes known,
+    labels are class names when every label in the file is one (classes named "0".."10" sort
+    as text, so label "2" is class "2", not ``classes[2]``); otherwise integers are the class
+    file's numbers (UCF101's classInd.txt: label 1 is its class 1), or without one indices into
+    ``classes``. A line with a path alone (UCF101's testlist) is of the class its first folder
+    names, which needs the classes known. Paths may contain spaces (the label, and TSM's frame
+    count, are taken from the end of the line).
+
+    A listed video that is not there raises FileNotFoundError, naming the first, the next and
+    how many; given a list ``missing``, each is appended to it as a
+    :class:`~effvid.data.files.MissingVideo` instead and left out (effvid check reports them all).
+    """
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise not_found("list file", list_path)
+    base = Path(root) if root is not None else list_path.parent
+    parsed: list[tuple[int, str, str | None, int | None]] = []
+    text = read_text(list_path, "list file")
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{str(list_path)!r} line {lineno}"
+        if has_video_ext(line, extensions):  # a path alone (UCF101's testlist)
+            parsed.append((lineno, line, None, None))
+            continue
+        parts = line.rsplit(None, 2)
+        if len(parts) == 3 and _is_int(parts[1]) and (_is_int(parts[2]) or has_video_ext(parts[0], extensions)):
+            # TSM: path num_frames label; the label may be a class name, as in 'path label'
+            # (the path ends in a video extension, so the number cannot be part of it)
+            path, nf, label = parts[0], int(parts[1]), parts[2]
+        else:
+            parts = line.rsplit(None, 1)
+            if len(parts) != 2:
+                raise ValueError(f"{where}: cannot parse {raw!r} (expected 'path label' "
+                                 f"or 'path num_frames label')")
+            path, nf, label = parts[0], None, parts[1]
+        _check_fields(path, line, where, extensions)
+        parsed.append((lineno, path, label, nf))
+    if not parsed:
+        raise ValueError(f"list file {str(list_path)!r} has no samples")
+
+    if classes is None and class_numbers is not None:
+        classes = list(class_numbers.values())
+    labelled = [(lineno, lb) for lineno, _, lb, _ in parsed if lb is not None]
+    if classes is None:
+        if len(labelled) < len(parsed):
+            lineno, path = next((lineno, path) for lineno, path, lb, _ in parsed if lb is None)
+            raise ValueError(f"{str(list_path)!r} line {lineno}: {path!r} has no label: write "
+                             f"'path label', or give the classes (a class file such as UCF101's "
+                             f"classInd.txt: --classes) so that its first folder names its class")
+        int_labels = [_is_int(lb) for _, lb in labelled]
+        if all(int_labels):
+            classes = [str(i) for i in range(max(int(lb) for _, lb in labelled) + 1)]
+        elif not any(int_labels):
+            classes = sorted({lb for _, lb in labelled})
+        else:
+            lineno = labelled[int_labels.index(not int_labels[0])][0]
+            raise ValueError(f"{str(list_path)!r} line {lineno}: labels mix class names and "
+                             f"integers; use class names on every line or integers on every line")
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    # Classes named by numbers (folders "0".."10", sorted as text: "0", "1", "10", "2", ...):
+    # a list whose every label names a class means those classes, not indices, else label
+    # "2" would silently be class "10". Decided once per file, so lines cannot mix the two.
+    by_name = all(lb in index for _, lb in labelled)
+    samples, not_there = [], MissingVideos(missing)
+    for lineno, path, label, nf in parsed:
+        where = f"{str(list_path)!r} line {lineno}"
+        if label is None:
+            y = _class_of_path(path, index, where)
+        elif by_name:
+            y = index[label]
+        elif _is_int(label) and class_numbers is not None:
+            y = _numbered_class(int(label), class_numbers, index, where)
+        elif _is_int(label):
+            y = int(label)
+            if not 0 <= y < len(classes):
+                raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes")
+        elif label in index:
+            y = index[label]
+        else:
+            raise ValueError(f"{where}: unknown class {label!r}")
+        if (video := not_there.path(path, base, where, extensions)) is not None:
+            samples.append(VideoSample(video, y, nf))
+    not_there.raise_if_any()
+    return samples, classes
