@@ -174,3 +174,36 @@ def write_b_frame_avi(path: Path, frames, kind: str, fps: float, **kwargs) -> Pa
         unpacked = write_b_frame_avi(path.with_name(path.stem + "_unpacked.avi"), frames, "mpeg4", fps, **kwargs)
         return pack_b_frames(unpacked, path)
     return write_video(path, frames, fps=fps, gop=int(fps), **_B_FRAME_OPTIONS[kind], **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# MPEG program streams whose frames FFmpeg mistimes
+
+
+def mpeg_level(i: int) -> int:
+    """The grey level of frame ``i`` of :func:`write_mpeg_program_stream` (flat frames: MPEG-2
+    keeps their level exactly)."""
+    return 4 + (i * 5) % 240
+
+
+def write_mpeg_program_stream(path: Path, n: int, b_frames: int, fps: int = 25) -> Path:
+    """An MPEG-2 program stream (.mpg) of ``n`` flat 64x48 frames at ``mpeg_level(i)``, a keyframe
+    every 12. Its frames are small, several to a PES packet, and FFmpeg gives some of them the
+    timestamp of another one (from frame 16 without B-frames, 38 with 2); a plain decode still
+    shows every frame in order."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg2video", rate=fps)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        cc = s.codec_context
+        cc.gop_size, cc.max_b_frames, cc.bit_rate, cc.qmin, cc.qmax = 12, b_frames, 4_000_000, 1, 2
+        cc.time_base = Fraction(1, fps)
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), mpeg_level(i), np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    return path

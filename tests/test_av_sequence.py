@@ -462,3 +462,22 @@ def test_avi_with_b_frames_shows_each_picture_with_its_sound(b_frame_avis, kind,
     assert shown == [[round((start + k + j / 8) * 8) for j in range(8)] for k in range(2)]  # at k + j/8
     reference = torch.from_numpy(signal(4)[round(start * SR):round((start + 2) * SR)])
     assert torch.allclose(seq.audio.flatten(), reference, atol=1e-3)  # PCM: the samples themselves
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_an_mpeg_program_stream_is_sampled_by_counting_its_frames(tmp_path, b_frames):
+    # FFmpeg mistimes frames of an MPEG program stream (.mpg), and the first one after a seek:
+    # the sampler showed some frames a frame late or early. Its duration, FFmpeg's estimate, said
+    # 2.96 s for this 3-s file (2.0 s for one of larger frames), and the clips past it were
+    # masked. Its frames are counted from the start: frame i is shown at i/25 s.
+    from conftest import mpeg_level, write_mpeg_program_stream
+
+    path = write_mpeg_program_stream(tmp_path / "clip.mpg", 75, b_frames)
+    sampler = LongVideoSampler(num_clips=3, frames_per_clip=8, sample_rate=SR, missing_audio="mask")
+    for start in (0.0, 0.3, 0.7):
+        seq = sampler(path, start=start)
+        assert seq.mask.tolist() == [True, True, start == 0.0], start  # 3 s: a third clip from 0 only
+        valid = seq.num_valid
+        got = seq.frames[:valid].float().mean(dim=(2, 3, 4)).flatten()
+        want = [mpeg_level(int((start + k + j / 8) * 25 + 1e-6)) for k in range(valid) for j in range(8)]
+        assert (got - torch.tensor(want, dtype=torch.float32)).abs().max() < 1.5, start

@@ -442,3 +442,21 @@ def test_probability_plot_does_not_import_the_training_package(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]" and (tmp_path / "p.png").is_file()
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_frame_times_of_an_mpeg_program_stream_are_counted(tmp_path, b_frames):
+    # FFmpeg gives some frames of an MPEG program stream (.mpg) the timestamp of another one in
+    # their PES packet: frame 38 was timed as frame 37, then frame 73 three frames after 72.
+    # Its frames are counted, as read_frames counts them: frame i is at i/fps.
+    from conftest import mpeg_level, write_mpeg_program_stream
+
+    n = 75
+    path = write_mpeg_program_stream(tmp_path / "clip.mpg", n, b_frames)
+    with av.open(str(path)) as c:  # the case under test: a plain decode's times go wrong
+        s = c.streams.video[0]
+        times = [float((f.pts - s.start_time) * s.time_base) for f in c.decode(s)]
+        assert times != [i / 25 for i in range(n)]
+    got = list(st.open_frames(str(path)))
+    assert [abs(float(rgb.mean()) - mpeg_level(i)) < 1.5 for i, (_, rgb) in enumerate(got)] == [True] * n
+    assert np.abs([t - i / 25 for i, (t, _) in enumerate(got)]).max() < 1e-9

@@ -12,7 +12,8 @@ from effvid.data import (VideoDecodeError, decode_frame_index, index_pattern_fra
                          read_all_frames, read_frames, write_video)
 from effvid.data import video as video_mod
 
-from conftest import B_FRAME_AVI_KINDS, FPS, HEIGHT, INDEX_VIDEO_SPECS, N_FRAMES, WIDTH, write_b_frame_avi
+from conftest import (B_FRAME_AVI_KINDS, FPS, HEIGHT, INDEX_VIDEO_SPECS, N_FRAMES, WIDTH, mpeg_level,
+                      write_b_frame_avi, write_mpeg_program_stream)
 
 
 def indices_of(frames, n=N_FRAMES):
@@ -415,23 +416,10 @@ def test_an_mpeg_program_stream_is_read_by_counting_frames(tmp_path, b_frames):
     # MPEG-PS (.mpg) timestamps go back and jump, and the first frame after a seek is
     # mislabelled: 20 of 20 TSN clips of this file read a frame 1-2 off. Its frames are now
     # counted from the start, as a reordered AVI's are: exact, and slower on long files.
-    from fractions import Fraction
-
     from effvid.data.sampling import segment_indices, test_clips
 
-    n, path = 200, tmp_path / "clip.mpg"
-    level = lambda i: 4 + (i * 5) % 240  # noqa: E731  flat frames: MPEG-2 keeps their level exactly
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg2video", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        cc = s.codec_context
-        cc.gop_size, cc.max_b_frames, cc.bit_rate, cc.qmin, cc.qmax = 12, b_frames, 4_000_000, 1, 2
-        cc.time_base = Fraction(1, 25)
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level(i), np.uint8), format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, 25)
-            c.mux(s.encode(f))
-        c.mux(s.encode())
+    n, level = 200, mpeg_level
+    path = write_mpeg_program_stream(tmp_path / "clip.mpg", n, b_frames)
     with av.open(str(path)) as c:  # the file is sound: a plain decode shows every frame in order
         assert [abs(f.to_ndarray(format="rgb24").mean() - level(i)) < 1.5
                 for i, f in enumerate(c.decode(video=0))] == [True] * n

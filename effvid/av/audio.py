@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from effvid.data.video import VideoDecodeError, av_reason
+from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError, av_reason
 
 __all__ = [
     "AudioDecodeError",
@@ -182,8 +182,23 @@ def read_audio(
             chunks.append(arr)
             have += arr.shape[0]
 
+        def decoded():
+            # A packet that fails to decode loses its audio (a gap, if it lay inside the window),
+            # not the file's: the partial packet a seek in an MPEG program stream (.mpg) lands
+            # in failed every window that did not start at 0. Up to MAX_BAD_PACKETS, as for frames.
+            bad = 0
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    bad += 1
+                    if bad > MAX_BAD_PACKETS:
+                        raise
+                    continue
+                yield from frames
+
         try:
-            for frame in container.decode(stream):
+            for frame in decoded():
                 for out in resampler.resample(frame):
                     place(out)
                 if want is not None and first_time is not None:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import display_rotation, upright_rgb, av_reason, stream_duration, timed_frames
+from ..data.video import (av_reason, counted_duration, display_rotation, program_stream, stream_duration,
+                          timed_frames, upright_rgb)
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -281,7 +282,10 @@ def _frame_seconds(frame, stream) -> float:
 
 
 def _duration_seconds(container, stream, origin: float) -> float:
-    duration = stream_duration(container, stream)  # an mp4's frames may be shown past its header's
+    if program_stream(container):  # its frames are counted (timed_frames), and so its duration
+        duration = counted_duration(container, stream)
+    else:
+        duration = stream_duration(container, stream)  # an mp4's frames may be shown past its header's
     if duration is not None:
         first = float(stream.start_time * stream.time_base) if stream.start_time is not None else origin
         return first - origin + float(duration * stream.time_base)

@@ -501,13 +501,45 @@ def reordered_avi(container, stream) -> bool:
     return container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
 
 
+def program_stream(container) -> bool:
+    """Whether ``container`` is an MPEG program stream (.mpg, .mpeg), whose frames' timestamps
+    go back and jump even in a plain decode (FFmpeg gives a frame the timestamp of another one
+    in its PES packet) and whose first frame after a seek is mislabelled: its frames are
+    counted from the start (:func:`counted_not_timed`, :func:`timed_frames`)."""
+    return container.format.name == "mpeg"
+
+
 def counted_not_timed(container, stream) -> bool:
     """Whether ``stream``'s frames must be counted from the start, not found by their
-    timestamps: a reordered AVI (:func:`reordered_avi`), or an MPEG program stream (.mpg,
-    .mpeg), whose timestamps go back and jump even in a plain decode and whose first frame after
-    a seek is mislabelled (of 20 TSN clips of a 150-frame MPEG-2 file, every one read frames 1-2
-    off). Known once a frame has decoded."""
-    return container.format.name == "mpeg" or reordered_avi(container, stream)
+    timestamps: a reordered AVI (:func:`reordered_avi`), or an MPEG program stream
+    (:func:`program_stream`; of 20 TSN clips of a 150-frame MPEG-2 file, every one read frames
+    1-2 off). Known once a frame has decoded."""
+    return program_stream(container) or reordered_avi(container, stream)
+
+
+def frame_ticks(stream) -> Fraction:
+    """One frame period of ``stream`` in its time base (as :func:`probe_video` gets the rate)."""
+    return 1 / (Fraction(_stream_fps(stream) or 25.0).limit_denominator(1001) * stream.time_base)
+
+
+def counted_duration(container, stream) -> Fraction:
+    """How long a program stream's (:func:`program_stream`) video lasts, in its time base: its
+    frames, counted as :func:`probe_video` counts them (packets, demuxed, not decoded: the whole
+    file is read), one :func:`frame_ticks` each, as :func:`timed_frames` times them. FFmpeg's
+    duration is estimated from the timestamps near the end, which a PES packet of small frames
+    gives to its first one only (79 frames of 100). Leaves ``container`` at its beginning."""
+    count = 0
+    try:
+        rewind(container)
+        for packet in container.demux(stream):
+            count += packet.size > 0
+    except AV_ERRORS:
+        pass  # a broken file: as far as it reads
+    try:
+        rewind(container)
+    except AV_ERRORS:
+        pass
+    return count * frame_ticks(stream)
 
 
 class _UnreliableTimestamps(Exception):
@@ -792,8 +824,20 @@ def timed_frames(container, stream, pts: float | None = None):
     timestamps are made up in decode order, so the frames are timed by the order they come out,
     one tick of the time base (an AVI's frame) each, as :func:`read_frames` counts them: from
     the stream's start, or after a seek from where the first frame is shown
-    (:func:`_avi_landing`).
+    (:func:`_avi_landing`). In an MPEG program stream (:func:`program_stream`) the frames are
+    counted from the start, one :func:`frame_ticks` each from the first frame's timestamp, as
+    :func:`read_frames` counts them; there ``pts`` does not seek: decoding starts at the
+    beginning (exact, and slower the further in the frames lie).
     """
+    if program_stream(container):
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is not None:
+            at = first.pts if first.pts is not None else (stream.start_time or 0)
+            ticks = frame_ticks(stream)
+            for k, frame in enumerate(itertools.chain([first], frames)):
+                yield at + k * ticks, frame
+        return
     delay = pts_delay(container, stream)
     frames = container.decode(stream) if pts is None else decode_from(container, stream, pts + delay)
     first = next(frames, None)  # has_b_frames is known once a frame has decoded
