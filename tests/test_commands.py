@@ -1017,3 +1017,16 @@ def test_help_is_plain_text_in_filled_paragraphs(monkeypatch):
     assert "or a folder of class folders; --classes numbers a list's integer labels (UCF101's" in \
         " ".join(eval_help.split())
     assert re.search(r"^effvid eval DATA --checkpoint CKPT: accuracy under TSM's test protocols\.$", eval_help, re.M)
+
+
+@pytest.mark.parametrize("command", [["predict", "v.mp4", "-c", "best.safetensors", "--json"],
+                                     ["stream", "v.mp4", "-c", "best.safetensors", "--jsonl"]])
+def test_json_output_never_names_a_weights_file(tmp_path, capsys, command):
+    # --json onto the checkpoint the command read turned 44.7 MB of weights into 273 bytes of JSON
+    weights = tmp_path / "best.safetensors"
+    weights.write_bytes(b"weights")
+    with pytest.raises(SystemExit) as e:
+        main([*command, str(weights)])
+    assert e.value.code == 2
+    assert f"{weights} is a weights file, and the output would overwrite it" in capsys.readouterr().err
+    assert weights.read_bytes() == b"weights"

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..cli import HelpFormatter, UserError, plural, positive_int
+from .predict import not_weights_file
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -237,7 +238,7 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="PATH",
                    help="write a PNG of class probabilities over time (a folder when SOURCE is "
                    "a folder)")
-    p.add_argument("--jsonl", metavar="PATH", help="write the JSON lines here instead of stdout")
+    p.add_argument("--jsonl", metavar="PATH", type=not_weights_file, help="write the JSON lines here instead of stdout")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each stream after N frames")
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for the model")
     p.set_defaults(func=run)
