@@ -31,10 +31,12 @@ import multiprocessing
 import os
 import signal
 import threading
+import traceback
 
 _main_pid: int | None = None  # the process whose run ctrl_c_recorded() watches
 _received = 0  # the stop signal (SIGINT: a Ctrl-C) that came during the run; 0: none
 _deferred = False  # workers are being started: record, raise later
+_sigchld_before = None  # the SIGCHLD handler the stopped run replaced (_quiet_worker_deaths)
 
 
 class Stopped(KeyboardInterrupt):
@@ -56,8 +58,27 @@ def _on_stop_signal(signum, frame) -> None:
     if os.getpid() != _main_pid:  # a forked DataLoader worker, which inherits the handler
         return
     _received = _received or signum  # the first one says why the run stops
+    _quiet_worker_deaths()
     if not _deferred:
         raise _interruption()
+
+
+def _child_ended(signum, frame) -> None:
+    pass
+
+
+def _quiet_worker_deaths() -> None:
+    """Once the run stops, a loader worker that died of the same signal is no error. A stop
+    signal sent to the process group can reach a worker after PyTorch installed its own SIGTERM
+    handler and before ``worker_stops_quietly`` replaced it (a wide window on a loaded machine);
+    the worker died of it, and PyTorch's SIGCHLD handler raised "DataLoader worker (pid N) is
+    killed by signal" in the main process, as the stopping run shut its loader down: a traceback
+    ("Exception ignored in ... __del__") above the stop line. A no-op Python handler rather than
+    SIG_DFL: a SIGCHLD already pending when the handler changes runs it, and finding SIG_DFL
+    there Python prints "Signal 17 ignored due to race condition"."""
+    global _sigchld_before
+    if hasattr(signal, "SIGCHLD") and _sigchld_before is None:
+        _sigchld_before = signal.signal(signal.SIGCHLD, _child_ended)
 
 
 def _exit_quietly(signum, frame) -> None:
@@ -104,26 +125,35 @@ def ctrl_c_recorded(also_on: tuple[int, ...] = ()):
     (effvid train's SIGTERM and SIGHUP: docker stop, a batch scheduler, a closed terminal) are
     handled the same way, raised as :class:`Stopped`: they ended a run with no word of what
     was saved."""
-    global _main_pid, _received, _deferred
+    global _main_pid, _received, _deferred, _sigchld_before
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     # a block nested in another (an API user's script that prepares, then trains, in its own)
     # gives the outer one its state back: reset, the outer block ignored every later Ctrl-C
-    outer = _main_pid, _received, _deferred
-    _main_pid, _received, _deferred = os.getpid(), 0, False
+    outer = _main_pid, _received, _deferred, _sigchld_before
+    _main_pid, _received, _deferred, _sigchld_before = os.getpid(), 0, False, None
     handled = (signal.SIGINT, *also_on)
     previous = {signum: signal.signal(signum, _on_stop_signal) for signum in handled}
     try:
         yield
+    except KeyboardInterrupt as e:
+        if _received:
+            # the frames it passed through hold the pass's loader: shut its workers down now,
+            # while their deaths are quiet, not when the caller drops the exception
+            traceback.clear_frames(e.__traceback__)
+        raise
     except Exception as e:
         if _received:  # a consequence of the Ctrl-C, not a fault of its own
+            traceback.clear_frames(e.__traceback__)
             raise _interruption() from e
         raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _main_pid, _received, _deferred = outer
+        if _sigchld_before is not None:
+            signal.signal(signal.SIGCHLD, _sigchld_before)
+        _main_pid, _received, _deferred, _sigchld_before = outer
 
 
 @contextlib.contextmanager
