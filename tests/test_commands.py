@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -1020,6 +1021,8 @@ def test_help_is_plain_text_in_filled_paragraphs(monkeypatch):
 
 
 @pytest.mark.parametrize("command", [["predict", "v.mp4", "-c", "best.safetensors", "--json"],
+                                     ["eval", "val.txt", "-c", "best.safetensors", "--json"],
+                                     ["check", "val.txt", "--json"],
                                      ["stream", "v.mp4", "-c", "best.safetensors", "--jsonl"]])
 def test_json_output_never_names_a_weights_file(tmp_path, capsys, command):
     # --json onto the checkpoint the command read turned 44.7 MB of weights into 273 bytes of JSON
@@ -1030,3 +1033,71 @@ def test_json_output_never_names_a_weights_file(tmp_path, capsys, command):
     assert e.value.code == 2
     assert f"{weights} is a weights file, and the output would overwrite it" in capsys.readouterr().err
     assert weights.read_bytes() == b"weights"
+
+
+# the commands whose --json (--jsonl) writes a results file, each on the tiny run's data
+def _results_commands(data, ckpt):
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    quiet = ["--workers", "0", "--quiet"]
+    return {"predict": ["predict", video, "-c", str(ckpt), *quiet, "--json"],
+            "eval": ["eval", str(data), "-c", str(ckpt), *quiet, "--json"],
+            "check": ["check", str(data), *quiet, "--json"],
+            "stream": ["stream", video, "--model", "tsm_resnet_tiny", "--num-classes", "2", "--size", "32",
+                       "--max-frames", "2", "--jsonl"]}
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "check", "stream"])
+def test_json_output_never_overwrites_a_runs_files_or_an_input(trained, tmp_path, capsys, command):
+    # --json RUN/config.json replaced the run's configuration (a resume then failed), and --json
+    # train.txt the list file; each is refused, the file left as it was
+    data, ckpt = trained
+    args = _results_commands(data, ckpt)[command]
+    run = _copy_run(trained, tmp_path)
+    (tmp_path / "train.txt").write_text("left/a.mp4 left\n")
+    (tmp_path / "classInd.txt").write_text("1 grow\n2 left\n")
+    (tmp_path / "labels.json").write_text('{"grow": "0", "left": "1"}\n')  # JSON, but no results
+    shutil.copy(args[1] if command in ("predict", "stream") else ckpt, tmp_path / "v.mp4")
+    overwrite = ", and the output would overwrite it; name another file"
+    refused = {run / name: f"is a file of the training run in {run}{overwrite}"
+               for name in ("config.json", "history.json", "bad_videos.json")}  # the last: not written yet
+    refused[run / "tensorboard"] = "is a folder; give a file name"
+    refused |= {tmp_path / name: "holds something other than effvid's results (it is no earlier --json or "
+                f"--jsonl output){overwrite}" for name in ("train.txt", "classInd.txt", "labels.json")}
+    # predict's as before (a video after --json: see the test above)
+    refused[tmp_path / "v.mp4"] = ("is a video, and the JSON would overwrite it; put --json after the videos, "
+                                   "or write --json=results.json" if command == "predict" else
+                                   "is a video, and the output would overwrite it; name a .json file")
+    flag = "--jsonl" if command == "stream" else "--json"
+    for path, why in refused.items():
+        before = path.read_bytes() if path.is_file() else None
+        with pytest.raises(SystemExit) as e:
+            main([*args, str(path)])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == f"effvid {command}: error: argument {flag}: {path} {why}"
+        assert (path.read_bytes() if path.is_file() else None) == before
+
+
+def test_json_output_overwrites_an_earlier_results_file(trained, tmp_path, capsys):
+    # a rerun writes over its own results, and any command over another's
+    data, ckpt = trained
+    commands = _results_commands(data, ckpt)
+    out = tmp_path / "results.json"
+    out.write_text("")  # empty (a stream stopped before its first frame)
+    shapes = {"predict": lambda r: isinstance(r, list) and "top" in r[0],
+              "eval": lambda r: "top1" in r and "videos" in r,
+              "check": lambda r: "per_class" in r and "unreadable" in r}
+    for command in ("stream", "stream", "eval", "eval", "predict", "predict", "check", "check", "stream"):
+        os.utime(out, (0, 0))  # the command's write shows in the modification time
+        assert main([*commands[command], str(out)]) == 0, command
+        capsys.readouterr()
+        assert out.stat().st_mtime > 0, command
+        if command == "stream":
+            lines = [json.loads(line) for line in out.read_text().splitlines()]
+            assert [line["frame"] for line in lines] == [0, 1]
+        else:
+            assert shapes[command](json.loads(out.read_text())), command
+    # a results file in a run folder, named as the run names none of its files
+    run = _copy_run(trained, tmp_path)
+    assert main([*commands["eval"], str(run / "eval.json")]) == 0
+    assert main([*commands["eval"], str(run / "eval.json")]) == 0
+    assert "top1" in json.loads((run / "eval.json").read_text())
