@@ -1101,3 +1101,34 @@ def test_json_output_overwrites_an_earlier_results_file(trained, tmp_path, capsy
     assert main([*commands["eval"], str(run / "eval.json")]) == 0
     assert main([*commands["eval"], str(run / "eval.json")]) == 0
     assert "top1" in json.loads((run / "eval.json").read_text())
+
+
+def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
+    # --output DATA wrote tensorboard/ into the data, which the next run read as a class (and an
+    # --output inside DATA failed as "class folder .../runs contains no videos")
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=2,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    flat = tmp_path / "flat"
+    shutil.copytree(data / "train", flat)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    common = ["--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "16", "--epochs", "1",
+              "--workers", "0", "--no-progress"]
+    why = "the run's files (tensorboard/, ...) would be read as data by the next run on it; write the run " \
+          "outside it (--output runs/NAME)"
+    for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {flat}"),
+                       ([str(flat), "--output", str(flat / "runs" / "x")],
+                        f"--output {flat / 'runs' / 'x'} is inside the training data {flat}"),
+                       ([str(data), "--output", str(data / "val")], f"--output {data / 'val'} is inside the training data {data}"),
+                       ([str(flat), "--val-data", str(data), "--output", str(data / "val" / "r")],
+                        f"--output {data / 'val' / 'r'} is inside the validation data (--val-data) {data}")):
+        assert main(["train", *args, *common]) == 2
+        out, err = capsys.readouterr()
+        assert err == f"effvid train: error: {said}: {why}\n"
+        assert "data:" not in out
+    # the default, runs/effvid in the working folder, is fine unless that folder is in DATA
+    monkeypatch.chdir(flat)
+    assert main(["train", ".", *common]) == 2
+    assert capsys.readouterr().err == ("effvid train: error: --output runs/effvid (the default, in the working "
+                                       f"folder) is inside the training data .: {why}\n")
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, not even a lock file

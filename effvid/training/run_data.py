@@ -211,6 +211,24 @@ def unused_val_fraction(cfg: TrainConfig) -> str | None:
             "nothing is held out (drop --val-fraction)")
 
 
+def output_in_data(cfg: TrainConfig) -> str | None:
+    """Why the run folder cannot be ``cfg.output``: it is DATA or --val-data (a folder), or inside
+    one. The run wrote its tensorboard/ there, which the next run on that data read as a class
+    folder (and a new folder inside DATA, as an empty class, failed this run). None where it can."""
+    out = os.path.realpath(cfg.output)
+    for what, source in (("training data", cfg.data), ("validation data (--val-data)", cfg.val_data)):
+        if not (source and Path(source).is_dir()):  # a list or annotation file names its videos
+            continue
+        folder = os.path.realpath(source)
+        if os.path.commonpath([out, folder]) == folder:
+            given = (f"--output {cfg.output} (the default, in the working folder)"
+                     if cfg.output == TrainConfig.output else f"--output {cfg.output}")
+            return (f"{given} is {'' if out == folder else 'inside '}the {what} {source}: the run's "
+                    "files (tensorboard/, ...) would be read as data by the next run on it; write the "
+                    "run outside it (--output runs/NAME)")
+    return None
+
+
 def _for_val_data(message: str, missing: bool = False) -> str:
     """A reader's message about --val-data's videos: the readers name --data-root, the folder
     of DATA's, which --val-data-root replaces for the validation videos."""
