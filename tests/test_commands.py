@@ -1132,3 +1132,49 @@ def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == ("effvid train: error: --output runs/effvid (the default, in the working "
                                        f"folder) is inside the training data .: {why}\n")
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, not even a lock file
+
+
+def test_train_notes_validation_videos_it_trains_on(tmp_path, capsys):
+    # --val-data naming DATA's videos (the same folder, a link to it, a list of the same videos)
+    # validated on what the run trained on without a word, and a video listed twice counted twice
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=2,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    videos = sorted((data / "train").rglob("*.mp4"))
+    (tmp_path / "train.txt").write_text("".join(f"{v} {v.parent.name}\n" for v in videos))
+    val = tmp_path / "val.txt"
+    val.write_text(f"{videos[0]} grow\n{videos[2]} left\n{videos[0]} grow\n")
+    (tmp_path / "link").symlink_to(data / "train")
+    common = ["--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "16", "--epochs", "1",
+              "--batch-size", "2", "--workers", "0", "--no-progress", "--no-flip"]
+    for k, (args, notes) in enumerate((
+            ([str(tmp_path / "train.txt"), "--val-data", str(val)],
+             [f"note: {val} line 3 lists {videos[0]} again (first on line 1); each video is read once",
+              "data: 2 classes, 4 training and 2 validation videos",
+              f"note: 2 of the 2 validation videos are training videos too ({videos[0]}, {videos[2]}): "
+              "their accuracy is not that of unseen videos"]),
+            ([str(data / "train"), "--val-data", str(tmp_path / "link")],
+             ["data: 2 classes, 4 training and 4 validation videos",
+              f"note: 4 of the 4 validation videos are training videos too ({tmp_path / 'link' / 'grow' / videos[0].name}, "
+              f"{tmp_path / 'link' / 'grow' / videos[1].name}, {tmp_path / 'link' / 'left' / videos[2].name} and 1 more): "
+              "their accuracy is not that of unseen videos"]),
+            ([str(data)], ["data: 2 classes, 4 training and 2 validation videos"]))):  # train/ and val/: none
+        assert main(["train", *args, *common, "--output", str(tmp_path / f"run{k}")]) == 0
+        assert [line for line in capsys.readouterr().out.splitlines() if line.startswith(("note:", "data:"))] == notes
+
+
+def test_eval_and_check_read_a_video_listed_twice_once(trained, tmp_path, capsys):
+    # counted twice, it skewed the accuracy
+    data, ckpt = trained
+    videos = sorted((data / "val").rglob("*.mp4"))
+    listed = tmp_path / "val.txt"
+    listed.write_text("".join(f"{v} {v.parent.name}\n" for v in videos) + f"{videos[1]} {videos[1].parent.name}\n")
+    note = (f"note: {listed} line 5 lists {videos[1]} again (first on line 2); each video is read once")
+    report = tmp_path / "e.json"
+    assert main(["eval", str(listed), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert note in out and out[out.index(note) + 1].startswith("4 videos, 1 view each: top-1")
+    assert json.loads(report.read_text())["count"] == 4
+    assert main(["check", str(listed), "--workers", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == note and out[1].startswith("checked 4 videos in")
