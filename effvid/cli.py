@@ -44,10 +44,10 @@ WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".onnx")
 
 def results_file(text: str) -> str:
     """The FILE of --json (eval, predict, check) and --jsonl (stream), refused where the results
-    would overwrite something else: a weights file, by its name (the checkpoint a command had
-    just read became 273 bytes of JSON) or a video; a file of a training run (its config.json, history.json,
-    ...); and any other file that is there but holds no results of effvid (a list, annotation or
-    class file). An earlier results file is overwritten: commands are run again."""
+    would overwrite something else: a weights file or a video, by its name (the checkpoint a
+    command had just read became 273 bytes of JSON); a file of a training run (its config.json,
+    history.json, ...); and any other file that is there but holds no results of effvid (a list,
+    annotation or class file). An earlier results file is overwritten: commands are run again."""
     from pathlib import Path
 
     from effvid.data.video import VIDEO_EXTENSIONS

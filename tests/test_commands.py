@@ -1056,7 +1056,7 @@ def test_json_output_never_overwrites_a_runs_files_or_an_input(trained, tmp_path
     (tmp_path / "train.txt").write_text("left/a.mp4 left\n")
     (tmp_path / "classInd.txt").write_text("1 grow\n2 left\n")
     (tmp_path / "labels.json").write_text('{"grow": "0", "left": "1"}\n')  # JSON, but no results
-    shutil.copy(args[1] if command in ("predict", "stream") else ckpt, tmp_path / "v.mp4")
+    shutil.copy(sorted((data / "val" / "left").glob("*.mp4"))[0], tmp_path / "v.mp4")
     overwrite = ", and the output would overwrite it; name another file"
     refused = {run / name: f"is a file of the training run in {run}{overwrite}"
                for name in ("config.json", "history.json", "bad_videos.json")}  # the last: not written yet
@@ -1119,7 +1119,8 @@ def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
     for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {flat}"),
                        ([str(flat), "--output", str(flat / "runs" / "x")],
                         f"--output {flat / 'runs' / 'x'} is inside the training data {flat}"),
-                       ([str(data), "--output", str(data / "val")], f"--output {data / 'val'} is inside the training data {data}"),
+                       ([str(data), "--output", str(data / "val")],
+                        f"--output {data / 'val'} is inside the training data {data}"),
                        ([str(flat), "--val-data", str(data), "--output", str(data / "val" / "r")],
                         f"--output {data / 'val' / 'r'} is inside the validation data (--val-data) {data}")):
         assert main(["train", *args, *common]) == 2
@@ -1155,9 +1156,9 @@ def test_train_notes_validation_videos_it_trains_on(tmp_path, capsys):
               "their accuracy is not that of unseen videos"]),
             ([str(data / "train"), "--val-data", str(tmp_path / "link")],
              ["data: 2 classes, 4 training and 4 validation videos",
-              f"note: 4 of the 4 validation videos are training videos too ({tmp_path / 'link' / 'grow' / videos[0].name}, "
-              f"{tmp_path / 'link' / 'grow' / videos[1].name}, {tmp_path / 'link' / 'left' / videos[2].name} and 1 more): "
-              "their accuracy is not that of unseen videos"]),
+              "note: 4 of the 4 validation videos are training videos too ("
+              + ", ".join(str(tmp_path / "link" / v.parent.name / v.name) for v in videos[:3])
+              + " and 1 more): their accuracy is not that of unseen videos"]),
             ([str(data)], ["data: 2 classes, 4 training and 2 validation videos"]))):  # train/ and val/: none
         assert main(["train", *args, *common, "--output", str(tmp_path / f"run{k}")]) == 0
         assert [line for line in capsys.readouterr().out.splitlines() if line.startswith(("note:", "data:"))] == notes

@@ -167,7 +167,8 @@ def test_a_video_listed_twice_is_read_once_and_said(tmp_path, index_root):
     lst.write_text("a/a0.mp4 a\nb/b0.mp4 b\na/a0.mp4 a\nb/b0.mp4 a\nb/b0.mp4 b\n")
     said.clear()
     samples, _ = read_list_file(lst, root=index_root, notice=said.append)
-    assert [(s.path, s.label) for s in samples] == [(str(index_root / "a/a0.mp4"), 0), (str(index_root / "b/b0.mp4"), 1)]
+    assert [(s.path, s.label) for s in samples] == [(str(index_root / "a/a0.mp4"), 0),
+                                                    (str(index_root / "b/b0.mp4"), 1)]
     assert said == [f"note: {lst} line 4 lists b/b0.mp4 again (first on line 2), labelled 'a' there and 'b' on "
                     "line 2; each video is read once, with its first label; 2 more lines repeat a video"]
     # a missing video listed twice is missing once

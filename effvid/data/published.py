@@ -442,8 +442,8 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     """Samples and classes from a file: Something-Something's annotation JSON (``.json``, see
     :func:`read_something_annotations`), Kinetics' annotation CSV (``.csv``, see
     :func:`read_kinetics_annotations`, which tells ``notice`` what it skipped) or a list file
-    (:func:`read_list_file`, which tells ``notice`` of videos listed twice). Without ``class_numbers``, the class file published beside it
-    (:func:`find_class_file`) is read. ``missing``: see :func:`read_list_file`."""
+    (:func:`read_list_file`, which tells ``notice`` of videos listed twice). Without
+    ``class_numbers``, the class file published beside it (:func:`find_class_file`) is read. ``missing``: see :func:`read_list_file`."""
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:  # it was read as a list file: "is not UTF-8 text"
         raise ValueError(f"{str(path)!r} is a video: the data is a folder of class folders, a list file "

@@ -131,9 +131,10 @@ def videos_in_both(train_set, val_set) -> list[str]:
 
 def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: int = 1) -> list[str]:
     """The run's first word on its data: one line of counts, a note when validation videos are
-    training videos too, a note when batches leave videos out of each epoch, and a warning for each class the model cannot learn (no training video)
-    and each label that looks like a typo (a class of one training video one letter away from a
-    class of more: "jumpin" beside "jumping")."""
+    training videos too, a note when batches leave videos out of each epoch, and a warning for
+    each class the model cannot learn (no training video) and each label that looks like a typo
+    (a class of one training video one letter away from a class of more: "jumpin" beside
+    "jumping")."""
     classes = train_set.classes
     trains = np.bincount(train_set.labels, minlength=len(classes))
     held = (f" ({100 * cfg.val_fraction:g}% of each class held out, seed {seed})"
