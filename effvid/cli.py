@@ -38,6 +38,79 @@ positive_int = _int_at_least(1)      # counts and sizes
 nonnegative_int = _int_at_least(0)   # worker processes
 
 
+# files that hold weights: --json and --jsonl never write over one
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".onnx")
+
+
+def results_file(text: str) -> str:
+    """The FILE of --json (eval, predict, check) and --jsonl (stream), refused where the results
+    would overwrite something else: a weights file or a video, by its name (the checkpoint a
+    command had just read became 273 bytes of JSON); a file of a training run (its config.json,
+    history.json, ...); and any other file that is there but holds no results of effvid (a list,
+    annotation or class file). An earlier results file is overwritten: commands are run again."""
+    from pathlib import Path
+
+    from effvid.data.video import VIDEO_EXTENSIONS
+
+    path = Path(text)
+    if text.lower().endswith(WEIGHTS_SUFFIXES) or path.suffix.lower() in VIDEO_EXTENSIONS:
+        what = "a video" if path.suffix.lower() in VIDEO_EXTENSIONS else "a weights file"
+        raise argparse.ArgumentTypeError(f"{text} is {what}, and the output would overwrite it; "
+                                         "name a .json file")
+    if run := run_holding(path):
+        raise argparse.ArgumentTypeError(f"{text} is a file of the training run in {run}, and the output "
+                                         "would overwrite it; name another file")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    # a FIFO or a device (/dev/stdout) is written to, not over
+    if path.is_file() and not holds_results(path):
+        raise argparse.ArgumentTypeError(f"{text} holds something other than effvid's results (it is "
+                                         "no earlier --json or --jsonl output), and the output would "
+                                         "overwrite it; name another file")
+    return text
+
+
+def run_holding(path) -> str | None:
+    """The folder of the training run whose file ``path`` names (there yet or not), else None."""
+    from effvid.training.run_folder import RunWriter
+    from effvid.training.run_lock import LOCK_NAME
+
+    if path.name not in RunWriter.RUN_FILES:
+        return None
+    # a run folder, as effvid info tells one, or one whose run has not written yet (its lock)
+    marks = ("config.json", "history.json", "last_state.pt", LOCK_NAME)
+    return str(path.parent) if any((path.parent / name).is_file() for name in marks) else None
+
+
+def holds_results(path) -> bool:
+    """Whether the file ``path`` holds what --json or --jsonl wrote, or nothing: predict's list
+    of videos, eval's or check's object, stream's JSON lines (the first is enough: a camera's
+    may run to gigabytes)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20).strip()
+            if not first:
+                return not f.read(1 << 20).strip()  # empty, or blank lines only
+            if not first.startswith((b"{", b"[")):  # a video, a list file: not read on
+                return False
+            try:
+                line = json.loads(first)
+            except ValueError:
+                line = None
+            if isinstance(line, dict) and {"source", "frame", "label"} <= line.keys():
+                return True  # stream's
+            f.seek(0)
+            data = json.loads(f.read())
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        return False
+    if isinstance(data, list):  # predict's
+        return all(isinstance(d, dict) and "video" in d and ("top" in d or "error" in d) for d in data)
+    return isinstance(data, dict) and ({"top1", "count", "classes"} <= data.keys()  # eval's
+                                       or {"data", "videos", "unreadable", "per_class"} <= data.keys())  # check's
+
+
 def device_arg(text: str):
     """``--device``: auto, cpu, cuda or cuda:N, checked against this machine (a torch.device)."""
     from effvid.runtime import resolve_device

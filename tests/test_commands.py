@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -398,8 +399,8 @@ def test_eval_and_predict_columns_with_many_classes_and_long_names(trained, tmp_
     ckpt = tmp_path / "many.safetensors"
     save_weights(create_model("tsm_resnet_tiny", num_classes=12, num_segments=4), ckpt,
                  {"classes": names, "extra": {"size": 32, "scale_size": 32, "sampling": "segment"}})
-    video = sorted((data / "val" / "grow").glob("*.mp4"))[0]
-    (tmp_path / "val.txt").write_text(f"{video} class_3\n{video} {names[-1]}\n")
+    video, other = sorted((data / "val" / "grow").glob("*.mp4"))[:2]  # (a video listed twice is read once)
+    (tmp_path / "val.txt").write_text(f"{video} class_3\n{other} {names[-1]}\n")
     assert main(["eval", str(tmp_path / "val.txt"), "-c", str(ckpt), "--workers", "0", "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     # the two classes with videos, their percentages in one column (after 60 characters of a
@@ -1020,6 +1021,8 @@ def test_help_is_plain_text_in_filled_paragraphs(monkeypatch):
 
 
 @pytest.mark.parametrize("command", [["predict", "v.mp4", "-c", "best.safetensors", "--json"],
+                                     ["eval", "val.txt", "-c", "best.safetensors", "--json"],
+                                     ["check", "val.txt", "--json"],
                                      ["stream", "v.mp4", "-c", "best.safetensors", "--jsonl"]])
 def test_json_output_never_names_a_weights_file(tmp_path, capsys, command):
     # --json onto the checkpoint the command read turned 44.7 MB of weights into 273 bytes of JSON
@@ -1030,3 +1033,149 @@ def test_json_output_never_names_a_weights_file(tmp_path, capsys, command):
     assert e.value.code == 2
     assert f"{weights} is a weights file, and the output would overwrite it" in capsys.readouterr().err
     assert weights.read_bytes() == b"weights"
+
+
+# the commands whose --json (--jsonl) writes a results file, each on the tiny run's data
+def _results_commands(data, ckpt):
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    quiet = ["--workers", "0", "--quiet"]
+    return {"predict": ["predict", video, "-c", str(ckpt), *quiet, "--json"],
+            "eval": ["eval", str(data), "-c", str(ckpt), *quiet, "--json"],
+            "check": ["check", str(data), *quiet, "--json"],
+            "stream": ["stream", video, "--model", "tsm_resnet_tiny", "--num-classes", "2", "--size", "32",
+                       "--max-frames", "2", "--jsonl"]}
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "check", "stream"])
+def test_json_output_never_overwrites_a_runs_files_or_an_input(trained, tmp_path, capsys, command):
+    # --json RUN/config.json replaced the run's configuration (a resume then failed), and --json
+    # train.txt the list file; each is refused, the file left as it was
+    data, ckpt = trained
+    args = _results_commands(data, ckpt)[command]
+    run = _copy_run(trained, tmp_path)
+    (tmp_path / "train.txt").write_text("left/a.mp4 left\n")
+    (tmp_path / "classInd.txt").write_text("1 grow\n2 left\n")
+    (tmp_path / "labels.json").write_text('{"grow": "0", "left": "1"}\n')  # JSON, but no results
+    shutil.copy(sorted((data / "val" / "left").glob("*.mp4"))[0], tmp_path / "v.mp4")
+    overwrite = ", and the output would overwrite it; name another file"
+    refused = {run / name: f"is a file of the training run in {run}{overwrite}"
+               for name in ("config.json", "history.json", "bad_videos.json")}  # the last: not written yet
+    refused[run / "tensorboard"] = "is a folder; give a file name"
+    refused |= {tmp_path / name: "holds something other than effvid's results (it is no earlier --json or "
+                f"--jsonl output){overwrite}" for name in ("train.txt", "classInd.txt", "labels.json")}
+    # predict's as before (a video after --json: see the test above)
+    refused[tmp_path / "v.mp4"] = ("is a video, and the JSON would overwrite it; put --json after the videos, "
+                                   "or write --json=results.json" if command == "predict" else
+                                   "is a video, and the output would overwrite it; name a .json file")
+    flag = "--jsonl" if command == "stream" else "--json"
+    for path, why in refused.items():
+        before = path.read_bytes() if path.is_file() else None
+        with pytest.raises(SystemExit) as e:
+            main([*args, str(path)])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == f"effvid {command}: error: argument {flag}: {path} {why}"
+        assert (path.read_bytes() if path.is_file() else None) == before
+
+
+def test_json_output_overwrites_an_earlier_results_file(trained, tmp_path, capsys):
+    # a rerun writes over its own results, and any command over another's
+    data, ckpt = trained
+    commands = _results_commands(data, ckpt)
+    out = tmp_path / "results.json"
+    out.write_text("")  # empty (a stream stopped before its first frame)
+    shapes = {"predict": lambda r: isinstance(r, list) and "top" in r[0],
+              "eval": lambda r: "top1" in r and "videos" in r,
+              "check": lambda r: "per_class" in r and "unreadable" in r}
+    for command in ("stream", "stream", "eval", "eval", "predict", "predict", "check", "check", "stream"):
+        os.utime(out, (0, 0))  # the command's write shows in the modification time
+        assert main([*commands[command], str(out)]) == 0, command
+        capsys.readouterr()
+        assert out.stat().st_mtime > 0, command
+        if command == "stream":
+            lines = [json.loads(line) for line in out.read_text().splitlines()]
+            assert [line["frame"] for line in lines] == [0, 1]
+        else:
+            assert shapes[command](json.loads(out.read_text())), command
+    # a results file in a run folder, named as the run names none of its files
+    run = _copy_run(trained, tmp_path)
+    assert main([*commands["eval"], str(run / "eval.json")]) == 0
+    assert main([*commands["eval"], str(run / "eval.json")]) == 0
+    assert "top1" in json.loads((run / "eval.json").read_text())
+
+
+def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
+    # --output DATA wrote tensorboard/ into the data, which the next run read as a class (and an
+    # --output inside DATA failed as "class folder .../runs contains no videos")
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=2,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    flat = tmp_path / "flat"
+    shutil.copytree(data / "train", flat)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    common = ["--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "16", "--epochs", "1",
+              "--workers", "0", "--no-progress"]
+    why = "the run's files (tensorboard/, ...) would be read as data by the next run on it; write the run " \
+          "outside it (--output runs/NAME)"
+    for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {flat}"),
+                       ([str(flat), "--output", str(flat / "runs" / "x")],
+                        f"--output {flat / 'runs' / 'x'} is inside the training data {flat}"),
+                       ([str(data), "--output", str(data / "val")],
+                        f"--output {data / 'val'} is inside the training data {data}"),
+                       ([str(flat), "--val-data", str(data), "--output", str(data / "val" / "r")],
+                        f"--output {data / 'val' / 'r'} is inside the validation data (--val-data) {data}")):
+        assert main(["train", *args, *common]) == 2
+        out, err = capsys.readouterr()
+        assert err == f"effvid train: error: {said}: {why}\n"
+        assert "data:" not in out
+    # the default, runs/effvid in the working folder, is fine unless that folder is in DATA
+    monkeypatch.chdir(flat)
+    assert main(["train", ".", *common]) == 2
+    assert capsys.readouterr().err == ("effvid train: error: --output runs/effvid (the default, in the working "
+                                       f"folder) is inside the training data .: {why}\n")
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, not even a lock file
+
+
+def test_train_notes_validation_videos_it_trains_on(tmp_path, capsys):
+    # --val-data naming DATA's videos (the same folder, a link to it, a list of the same videos)
+    # validated on what the run trained on without a word, and a video listed twice counted twice
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=2,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    videos = sorted((data / "train").rglob("*.mp4"))
+    (tmp_path / "train.txt").write_text("".join(f"{v} {v.parent.name}\n" for v in videos))
+    val = tmp_path / "val.txt"
+    val.write_text(f"{videos[0]} grow\n{videos[2]} left\n{videos[0]} grow\n")
+    (tmp_path / "link").symlink_to(data / "train")
+    common = ["--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "16", "--epochs", "1",
+              "--batch-size", "2", "--workers", "0", "--no-progress", "--no-flip"]
+    for k, (args, notes) in enumerate((
+            ([str(tmp_path / "train.txt"), "--val-data", str(val)],
+             [f"note: {val} line 3 lists {videos[0]} again (first on line 1); each video is read once",
+              "data: 2 classes, 4 training and 2 validation videos",
+              f"note: 2 of the 2 validation videos are training videos too ({videos[0]}, {videos[2]}): "
+              "their accuracy is not that of unseen videos"]),
+            ([str(data / "train"), "--val-data", str(tmp_path / "link")],
+             ["data: 2 classes, 4 training and 4 validation videos",
+              "note: 4 of the 4 validation videos are training videos too ("
+              + ", ".join(str(tmp_path / "link" / v.parent.name / v.name) for v in videos[:3])
+              + " and 1 more): their accuracy is not that of unseen videos"]),
+            ([str(data)], ["data: 2 classes, 4 training and 2 validation videos"]))):  # train/ and val/: none
+        assert main(["train", *args, *common, "--output", str(tmp_path / f"run{k}")]) == 0
+        assert [line for line in capsys.readouterr().out.splitlines() if line.startswith(("note:", "data:"))] == notes
+
+
+def test_eval_and_check_read_a_video_listed_twice_once(trained, tmp_path, capsys):
+    # counted twice, it skewed the accuracy
+    data, ckpt = trained
+    videos = sorted((data / "val").rglob("*.mp4"))
+    listed = tmp_path / "val.txt"
+    listed.write_text("".join(f"{v} {v.parent.name}\n" for v in videos) + f"{videos[1]} {videos[1].parent.name}\n")
+    note = (f"note: {listed} line 5 lists {videos[1]} again (first on line 2); each video is read once")
+    report = tmp_path / "e.json"
+    assert main(["eval", str(listed), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert note in out and out[out.index(note) + 1].startswith("4 videos, 1 view each: top-1")
+    assert json.loads(report.read_text())["count"] == 4
+    assert main(["check", str(listed), "--workers", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == note and out[1].startswith("checked 4 videos in")

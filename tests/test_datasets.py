@@ -144,13 +144,38 @@ def test_list_labels_name_numbered_classes(tmp_path, index_root):
     # with those folder names read label "2" as classes[2] == "10" (9 of 11 classes wrong)
     classes = sorted(str(k) for k in range(11))
     lst = tmp_path / "val.txt"
-    lst.write_text("".join(f"a/a0.mp4 {k}\n" for k in range(11)))
-    samples, got = read_list_file(lst, root=index_root, classes=classes)
+    for k in range(11):  # a video each (one listed 11 times is read once); not decoded here
+        (tmp_path / f"v{k}.mp4").write_bytes(b"")
+    lst.write_text("".join(f"v{k}.mp4 {k}\n" for k in range(11)))
+    samples, got = read_list_file(lst, classes=classes)
     assert got == classes and [got[s.label] for s in samples] == [str(k) for k in range(11)]
     # labels that are not all class names stay indices
     lst.write_text("a/a0.mp4 0\na/a1.mp4 2\n")
     samples, _ = read_list_file(lst, root=index_root, classes=["x", "y", "z"])
     assert [s.label for s in samples] == [0, 2]
+
+
+def test_a_video_listed_twice_is_read_once_and_said(tmp_path, index_root):
+    # twice, it weighed double in training and counted twice in an evaluation's accuracy
+    lst = tmp_path / "l.txt"
+    lst.write_text("a/a0.mp4 a\nb/b0.mp4 b\n./a/a0.mp4 a\na/a1.mp4 a\n")
+    said = []
+    samples, classes = read_list_file(lst, root=index_root, notice=said.append)
+    assert [s.path for s in samples] == [str(index_root / v) for v in ("a/a0.mp4", "b/b0.mp4", "a/a1.mp4")]
+    assert said == [f"note: {lst} line 3 lists ./a/a0.mp4 again (first on line 1); each video is read once"]
+    # with another label: the first is kept, and a line with two labels is the one said
+    lst.write_text("a/a0.mp4 a\nb/b0.mp4 b\na/a0.mp4 a\nb/b0.mp4 a\nb/b0.mp4 b\n")
+    said.clear()
+    samples, _ = read_list_file(lst, root=index_root, notice=said.append)
+    assert [(s.path, s.label) for s in samples] == [(str(index_root / "a/a0.mp4"), 0),
+                                                    (str(index_root / "b/b0.mp4"), 1)]
+    assert said == [f"note: {lst} line 4 lists b/b0.mp4 again (first on line 2), labelled 'a' there and 'b' on "
+                    "line 2; each video is read once, with its first label; 2 more lines repeat a video"]
+    # a missing video listed twice is missing once
+    lst.write_text("a/a0.mp4 a\nb/gone.mp4 b\nb/gone.mp4 b\n")
+    missing = []
+    samples, _ = read_list_file(lst, root=index_root, missing=missing)
+    assert [m.where for m in missing] == [f"{str(lst)!r} line 2"]
 
 
 def test_list_file_missing_video(tmp_path, index_root):

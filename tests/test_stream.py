@@ -279,11 +279,16 @@ def test_outputs_never_overwrite_the_videos_streamed(tmp_path, capsys):
     folder.mkdir()
     clip = _write_video(folder / "x.mp4", _frames(4))
     before = clip.read_bytes()
-    for extra in (["--output-video", str(folder)], ["--plot", str(clip)], ["--jsonl", str(clip)]):
+    for extra in (["--output-video", str(folder)], ["--plot", str(clip)]):
         source = str(folder) if extra[0] == "--output-video" else str(clip)
         rc = main(["stream", source, "--model", "tsm_resnet_tiny", "--size", str(SIZE)] + extra)
         err = capsys.readouterr().err
         assert rc == 2 and "is one of the videos being streamed" in err, extra
+    # --jsonl names no video at all (a video is refused as the flag is read)
+    with pytest.raises(SystemExit) as e:
+        main(["stream", str(clip), "--model", "tsm_resnet_tiny", "--size", str(SIZE), "--jsonl", str(clip)])
+    assert e.value.code == 2
+    assert f"argument --jsonl: {clip} is a video, and the output would overwrite it" in capsys.readouterr().err
     assert clip.read_bytes() == before
 
 

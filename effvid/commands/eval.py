@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, add_device_argument, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, UserError, add_device_argument, nonnegative_int, plural, positive_int, results_file
 from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
 from .views import add_view_arguments, check_views, mirrored_views_note
@@ -260,7 +260,7 @@ def register(sub) -> None:
     p.add_argument("--amp-dtype", choices=AMP_DTYPES, default="auto",
                    help="auto (bfloat16 from Ampere on, float16 before), bfloat16 or float16 "
                         "(default: %(default)s)")
-    p.add_argument("--json", metavar="FILE",
+    p.add_argument("--json", metavar="FILE", type=results_file,
                    help="also write the metrics, and each video's label and top-5, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int
+from ..cli import (HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int,
+                   results_file)
 from .views import add_view_arguments
 
 
@@ -20,20 +21,7 @@ def json_file(text: str) -> str:
     if Path(text).suffix.lower() in VIDEO_EXTENSIONS:
         raise argparse.ArgumentTypeError(f"{text} is a video, and the JSON would overwrite it; put "
                                          "--json after the videos, or write --json=results.json")
-    return not_weights_file(text)
-
-
-def not_weights_file(text: str) -> str:
-    """An output file's name (--json, --jsonl), refused when it names a weights file: the
-    checkpoint a command had just read became 273 bytes of JSON."""
-    if text.lower().endswith(WEIGHTS_SUFFIXES):
-        raise argparse.ArgumentTypeError(f"{text} is a weights file, and the output would overwrite it; "
-                                         "name a .json file")
-    return text
-
-
-# files that hold weights: --json and --jsonl never write over one
-WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".onnx")
+    return text if text == "-" else results_file(text)  # "-": standard output
 
 
 def run(args: argparse.Namespace) -> int:

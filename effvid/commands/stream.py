@@ -23,8 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, plural, positive_int
-from .predict import not_weights_file
+from ..cli import HelpFormatter, UserError, plural, positive_int, results_file
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -175,8 +174,6 @@ def run(args: argparse.Namespace) -> int:
                    _output_for(args.plot, names[s], multi, ".png")) for s in sources}
     _refuse_overwriting_sources([p for pair in outputs.values() for p in pair if p is not None]
                                 + ([Path(args.jsonl)] if args.jsonl else []), sources)
-    if args.jsonl and Path(args.jsonl).is_dir():
-        raise UserError(f"--jsonl {args.jsonl} is a folder; give a file name")
     recognizer, classes, size, scale_size = _recognizer(args)
     if args.jsonl:
         Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +235,7 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="PATH",
                    help="write a PNG of class probabilities over time (a folder when SOURCE is "
                    "a folder)")
-    p.add_argument("--jsonl", metavar="PATH", type=not_weights_file, help="write the JSON lines here instead of stdout")
+    p.add_argument("--jsonl", metavar="PATH", type=results_file, help="write the JSON lines here instead of stdout")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each stream after N frames")
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for the model")
     p.set_defaults(func=run)

@@ -371,7 +371,7 @@ def build_dataset(source: str | os.PathLike, split: str = "train", num_segments:
         if split_folder_kind(src) is not None:  # HMDB51's or UCF101's published splits
             samples, classes = read_split_folder(src, "test" if split == "val" else "train",
                                                  official_split, root=root, classes=classes,
-                                                 missing=missing)
+                                                 notice=notice, missing=missing)
         elif has_split_folders(src):
             if classes is None:  # its broken links are the train part's, noted there
                 _, classes = scan_class_folders(src / "train", missing=None if missing is None else [])

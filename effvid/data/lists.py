@@ -15,7 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .files import MissingVideos, VideoSample, has_video_ext, not_found, read_text
 from .video import VIDEO_EXTENSIONS
@@ -185,10 +185,36 @@ def _numbered_class(number: int, class_numbers: Mapping[int, str], index: Mappin
     return index[name]
 
 
+def _first_of_each_video(parsed: list[tuple[int, str, str | None, int | None]], list_path: Path, base: Path,
+                         notice: Callable[[str], None] | None) -> list[tuple[int, str, str | None, int | None]]:
+    """The parsed lines of a list file, each video's first only (as Kinetics' CSV reader keeps a
+    repeated clip's first line); ``notice`` is told how many lines repeat one, with the first."""
+    first: dict[str, tuple[int, str | None]] = {}  # the video's file -> its first line and label
+    kept, repeated = [], []
+    for entry in parsed:
+        lineno, path, label, _ = entry
+        video = os.path.normpath(os.path.join(base, path))  # "./a.mp4" and "a.mp4" are one video
+        if video in first:
+            repeated.append((first[video], lineno, path, label))
+        else:
+            first[video] = (lineno, label)
+            kept.append(entry)
+    if repeated and notice is not None:
+        # one with another label first: one of its two labels is wrong
+        (line, label), again, path, other = next((r for r in repeated if r[0][1] != r[3]), repeated[0])
+        labels = (f", labelled {other!r} there and {label!r} on line {line}; each video is read once, with "
+                  "its first label" if other != label else "; each video is read once")
+        more = len(repeated) - 1
+        notice(f"note: {list_path} line {again} lists {path} again (first on line {line}){labels}"
+               + (f"; {more:,} more {'line repeats' if more == 1 else 'lines repeat'} a video" if more else ""))
+    return kept
+
+
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
                    extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
                    class_numbers: Mapping[int, str] | None = None,
+                   notice: Callable[[str], None] | None = None,
                    missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """Parse a list file into samples and the class list.
 
@@ -201,6 +227,9 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
     ``classes``. A line with a path alone (UCF101's testlist) is of the class its first folder
     names, which needs the classes known. Paths may contain spaces (the label, and TSM's frame
     count, are taken from the end of the line).
+
+    A video listed twice is read once, with the first line's label (twice, it weighed double in
+    training and in an evaluation's accuracy); ``notice``, if given, is told the lines.
 
     A listed video that is not there raises FileNotFoundError, naming the first, the next and
     how many; given a list ``missing``, each is appended to it as a
@@ -235,6 +264,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         parsed.append((lineno, path, label, nf))
     if not parsed:
         raise ValueError(f"list file {str(list_path)!r} has no samples")
+    parsed = _first_of_each_video(parsed, list_path, base, notice)
 
     if classes is None and class_numbers is not None:
         classes = list(class_numbers.values())

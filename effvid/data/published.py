@@ -129,6 +129,7 @@ def split_folder_kind(folder: str | os.PathLike) -> str | None:
 def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
                       root: str | os.PathLike | None = None, classes: Sequence[str] | None = None,
                       extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
+                      notice: Callable[[str], None] | None = None,
                       missing: list | None = None) -> tuple[list[VideoSample], list[str]]:
     """The ``part`` (``"train"`` or ``"test"``) of the published split ``number`` (1, 2 or 3) of a
     split folder (:func:`split_folder_kind`), and the classes.
@@ -137,7 +138,8 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
       class, id 1 for training, 2 for testing, 0 for neither. The classes are the files' class
       names, sorted; the videos are ``root/<class>/<video>``.
     - UCF101: ``trainlist0<N>.txt`` or ``testlist0<N>.txt``, read as list files with the folder's
-      ``classInd.txt`` (:func:`read_list_file`); the videos are ``root/<Class>/<video>``.
+      ``classInd.txt`` (:func:`read_list_file`, which tells ``notice`` of videos listed twice);
+      the videos are ``root/<Class>/<video>``.
 
     ``root`` defaults to the folder's parent, or to ``UCF-101`` beside the folder when that
     exists (the archives unpack side by side). ``classes`` (a checkpoint's) must include every
@@ -167,7 +169,7 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
                                     f"of its class folders ({numbers[min(numbers)]}/ ...) is there{beside} "
                                     "(--data-root gives the folder that holds the class folders)", str(base))
         return read_list_file(list_file, root=base, classes=classes, extensions=extensions,
-                              class_numbers=numbers, missing=missing)
+                              class_numbers=numbers, notice=notice, missing=missing)
 
     suffix = f"_test_split{number}.txt"
     files = _hmdb51_split_files(folder, str(number))
@@ -440,8 +442,8 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     """Samples and classes from a file: Something-Something's annotation JSON (``.json``, see
     :func:`read_something_annotations`), Kinetics' annotation CSV (``.csv``, see
     :func:`read_kinetics_annotations`, which tells ``notice`` what it skipped) or a list file
-    (:func:`read_list_file`). Without ``class_numbers``, the class file published beside it
-    (:func:`find_class_file`) is read. ``missing``: see :func:`read_list_file`."""
+    (:func:`read_list_file`, which tells ``notice`` of videos listed twice). Without
+    ``class_numbers``, the class file published beside it (:func:`find_class_file`) is read. ``missing``: see :func:`read_list_file`."""
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:  # it was read as a list file: "is not UTF-8 text"
         raise ValueError(f"{str(path)!r} is a video: the data is a folder of class folders, a list file "
@@ -451,8 +453,11 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     if suffix == ".csv":
         return read_kinetics_annotations(path, root=root, classes=classes, class_numbers=class_numbers,
                                          notice=notice, missing=missing)
-    reader = read_something_annotations if is_something_annotations(path) else read_list_file
-    return reader(path, root=root, classes=classes, class_numbers=class_numbers, missing=missing)
+    if is_something_annotations(path):
+        return read_something_annotations(path, root=root, classes=classes, class_numbers=class_numbers,
+                                          missing=missing)
+    return read_list_file(path, root=root, classes=classes, class_numbers=class_numbers, notice=notice,
+                          missing=missing)
 
 
 def is_something_annotations(path: str | os.PathLike) -> bool:

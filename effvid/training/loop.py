@@ -49,8 +49,8 @@ from .interrupts import StopsOnCtrlC, ctrl_c_recorded, worker_stops_quietly
 from .metrics import ClassificationMeter, per_class_report
 from .progress import TimedWait, progress_bar
 from .run_data import (build_datasets, check_validation_source, data_summary, print_found_class_file,
-                       ragged_batch_dropped, split_changes, split_record, splits_by_fraction, unlearnable_classes,
-                       unused_val_fraction)
+                       output_in_data, ragged_batch_dropped, split_changes, split_record, splits_by_fraction,
+                       unlearnable_classes, unused_val_fraction)
 from .run_folder import (RunWriter, absolute_bad_paths, check_run_folder, drop_old_confusions,
                          epoch_files_missing, first_seen, last_epoch_is_best, load_resume_state,
                          read_split, upgrade_bad_samples)
@@ -262,6 +262,8 @@ def train(cfg: TrainConfig) -> dict:
     # 1. set up
     cfg.validate()
     check_model_settings(cfg)
+    if why := output_in_data(cfg):  # before the run folder (its lock file) is made
+        raise ValueError(why)
     device = resolve_device(cfg.device)
     # Ctrl-C stops the run also when it comes as the loaders start their workers (interrupts.py)
     with ctrl_c_recorded():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import find_class_file, is_something_annotations, split_folder_kind
-from ..errors import some_names
+from ..errors import plural, some_names
 from .config import TrainConfig
 
 
@@ -113,17 +113,39 @@ def ragged_batch_dropped(num_videos: int, batch_size: int, world_size: int = 1) 
     return per_process % batch_size if per_process > batch_size else 0
 
 
+def videos_in_both(train_set, val_set) -> list[str]:
+    """The validation videos that are training videos too: the same file, however its folder is
+    spelled (a link to DATA given as --val-data). Each folder is resolved once, not each video
+    (a realpath per video took seconds for Kinetics' 260,000)."""
+    real: dict[str, str] = {}
+
+    def key(path: str) -> str:
+        folder, name = os.path.split(path)
+        if folder not in real:
+            real[folder] = os.path.realpath(folder)
+        return os.path.join(real[folder], name)
+
+    trained = {key(s.path) for s in train_set.samples}
+    return [s.path for s in val_set.samples if key(s.path) in trained]
+
+
 def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: int = 1) -> list[str]:
-    """The run's first word on its data: one line of counts, a note when batches leave videos
-    out of each epoch, and a warning for each class the model cannot learn (no training video)
-    and each label that looks like a typo (a class of one training video one letter away from a
-    class of more: "jumpin" beside "jumping")."""
+    """The run's first word on its data: one line of counts, a note when validation videos are
+    training videos too, a note when batches leave videos out of each epoch, and a warning for
+    each class the model cannot learn (no training video) and each label that looks like a typo
+    (a class of one training video one letter away from a class of more: "jumpin" beside
+    "jumping")."""
     classes = train_set.classes
     trains = np.bincount(train_set.labels, minlength=len(classes))
     held = (f" ({100 * cfg.val_fraction:g}% of each class held out, seed {seed})"
             if splits_by_fraction(cfg) else "")
     lines = [f"data: {len(classes)} classes, {len(train_set):,} training and {len(val_set):,} "
              f"validation videos{held}"]
+    if both := videos_in_both(train_set, val_set):
+        # --val-data naming DATA's videos validated on what the run trained on, without a word
+        lines.append(f"note: {len(both):,} of the {plural(len(val_set), 'validation video')} "
+                     f"{'is a training video' if len(both) == 1 else 'are training videos'} too "
+                     f"({some_names(both, shown=3)}): their accuracy is not that of unseen videos")
     if dropped := ragged_batch_dropped(len(train_set), cfg.batch_size, world_size):
         # silent, it left 20% of a small collection untrained each epoch, without a word
         each = " per process" if world_size > 1 else ""
@@ -209,6 +231,24 @@ def unused_val_fraction(cfg: TrainConfig) -> str | None:
         where = f"{cfg.data} has train/ and val/ folders, whose val/ validates"
     return (f"val_fraction={cfg.val_fraction} holds out part of DATA for validation, but {where}; "
             "nothing is held out (drop --val-fraction)")
+
+
+def output_in_data(cfg: TrainConfig) -> str | None:
+    """Why the run folder cannot be ``cfg.output``: it is DATA or --val-data (a folder), or inside
+    one. The run wrote its tensorboard/ there, which the next run on that data read as a class
+    folder (and a new folder inside DATA, as an empty class, failed this run). None where it can."""
+    out = os.path.realpath(cfg.output)
+    for what, source in (("training data", cfg.data), ("validation data (--val-data)", cfg.val_data)):
+        if not (source and Path(source).is_dir()):  # a list or annotation file names its videos
+            continue
+        folder = os.path.realpath(source)
+        if os.path.commonpath([out, folder]) == folder:
+            given = (f"--output {cfg.output} (the default, in the working folder)"
+                     if cfg.output == TrainConfig.output else f"--output {cfg.output}")
+            return (f"{given} is {'' if out == folder else 'inside '}the {what} {source}: the run's "
+                    "files (tensorboard/, ...) would be read as data by the next run on it; write the "
+                    "run outside it (--output runs/NAME)")
+    return None
 
 
 def _for_val_data(message: str, missing: bool = False) -> str:
