@@ -1030,3 +1030,35 @@ def test_json_output_never_names_a_weights_file(tmp_path, capsys, command):
     assert e.value.code == 2
     assert f"{weights} is a weights file, and the output would overwrite it" in capsys.readouterr().err
     assert weights.read_bytes() == b"weights"
+
+
+def test_still_images_are_refused_as_not_videos(trained, tmp_path, capsys):
+    # FFmpeg's image demuxer decodes a still image as a one-frame video: predict classified a
+    # .png (or .bmp, .gif, ...) as one, and said of a .jpg "no frame could be decoded"
+    from PIL import Image
+
+    from effvid.data.video import VIDEO_EXTENSIONS
+
+    data, ckpt = trained
+    video = sorted((data / "val" / "left").glob("*.mp4"))[0]
+    pixels = Image.new("RGB", (32, 32), (200, 30, 30))
+    for ext in ("png", "jpg", "JPEG", "bmp", "gif", "webp", "tif"):
+        image = tmp_path / f"still.{ext}"
+        pixels.save(image)
+        said = (f"{image} is an image (.{ext.lower()}), not a video: effvid classifies videos "
+                f"({', '.join(VIDEO_EXTENSIONS)})")
+        # refused with a video beside it too, before anything is classified
+        assert main(["predict", str(video), str(image), "-c", str(ckpt), "--workers", "0"]) == 2
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", f"effvid predict: error: {said}\n")
+        assert main(["stream", str(image), "-c", str(ckpt)]) == 2
+        assert capsys.readouterr().err == f"effvid stream: error: {said}\n"
+    # as DATA it was read as a list file: "list file 'still.png' is not UTF-8 text"
+    image = tmp_path / "still.png"
+    for command in (["eval", str(image), "-c", str(ckpt)], ["check", str(image)],
+                    ["train", str(image), "--output", str(tmp_path / "run")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            f"effvid {command[0]}: error: {str(image.absolute()) if command[0] == 'train' else str(image)!r} is an "
+            "image, not a video: the data is a folder of class folders of videos, a list file or an annotation file\n")
+    assert not (tmp_path / "run").exists()

@@ -38,7 +38,7 @@ WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".onnx")
 
 def run(args: argparse.Namespace) -> int:
     from ..data import find_files
-    from ..data.video import VIDEO_EXTENSIONS
+    from ..data.video import VIDEO_EXTENSIONS, an_image
     from ..inference import load_recognizer, predict_paths, test_dataset
     from ..errors import some_names
     from .views import check_views, mirrored_views_note
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             # decoded, it failed as "cannot open container", which hid the command meant
             raise UserError(f"{v} is an annotation or list file, not a video: {command_line('effvid', 'eval', v)} -c CKPT "
                             "measures accuracy on the videos it lists")
+        elif why := an_image(p):  # FFmpeg decoded a .png as a one-frame video, and it was classified
+            raise UserError(why)
         elif p.is_file():
             paths.append(str(p))
         else:
