@@ -35,7 +35,18 @@ def _int_at_least(minimum: int):
 
 # argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs
 positive_int = _int_at_least(1)      # counts and sizes
-nonnegative_int = _int_at_least(0)   # worker processes
+nonnegative_int = _int_at_least(0)
+
+
+def worker_count(text: str) -> int:
+    """``--workers`` of every command: processes, 0 or more, lowered to the usable CPUs with a
+    note (effvid.runtime.bounded_workers)."""
+    from effvid.runtime import bounded_workers
+
+    workers, note = bounded_workers(nonnegative_int(text))
+    if note and reports_errors():
+        print(note, file=sys.stderr)
+    return workers
 
 
 def device_arg(text: str):

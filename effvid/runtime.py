@@ -63,6 +63,23 @@ def retain_freed_memory_unless_disabled() -> bool:
     return retain_freed_memory()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), which
+    ``os.cpu_count()`` (every CPU of the machine) overstates."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bounded_workers(workers: int) -> tuple[int, str | None]:
+    """``--workers`` (data-loading or encoding processes) at most the usable CPUs, and a note
+    when it was lowered (else None). ``--workers 1000`` forked ~960 decoding processes, which
+    only competed for the CPUs, and a SIGTERM took minutes to stop them all."""
+    limit = usable_cpus()
+    if workers <= limit:
+        return workers, None
+    return limit, (f"note: --workers {workers} lowered to {limit}, the CPUs this process can use "
+                   "(more worker processes than CPUs only compete for them)")
+
+
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 
 

@@ -1062,3 +1062,30 @@ def test_still_images_are_refused_as_not_videos(trained, tmp_path, capsys):
             f"effvid {command[0]}: error: {str(image.absolute()) if command[0] == 'train' else str(image)!r} is an "
             "image, not a video: the data is a folder of class folders of videos, a list file or an annotation file\n")
     assert not (tmp_path / "run").exists()
+
+
+def test_workers_above_the_usable_cpus_are_lowered_with_a_note(tmp_path, capsys):
+    # --workers 1000 forked ~960 decoding processes, and a SIGTERM then took 3 minutes
+    import os
+
+    cpus = len(os.sched_getaffinity(0))  # the CPUs this process may run on
+    note = (f"note: --workers 100000 lowered to {cpus}, the CPUs this process can use (more worker "
+            "processes than CPUs only compete for them)\n")
+    parse = build_parser().parse_args
+    for command in (["train", "data"], ["eval", "data", "-c", "m.safetensors"], ["predict", "v.mp4", "-c", "m.safetensors"],
+                    ["check", "data"], ["prepare", "src", "dst"], ["quickstart"]):
+        assert parse([*command, "--workers", "100000"]).workers == cpus, command
+        assert capsys.readouterr().err == note
+        assert parse([*command, "--workers", str(cpus)]).workers == cpus  # as many: as given
+        assert capsys.readouterr().err == ""
+    # a --config file's (or a resumed run's) value too, which config.json then keeps
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=2,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"workers": 100000, "worker_timeout": 60}))
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--config", str(saved), "--model", "tsm_resnet_tiny", "--num-segments", "2",
+                 "--size", "16", "--epochs", "1", "--batch-size", "2", "--no-progress", "--output", str(run)]) == 0
+    assert note in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["workers"] == cpus

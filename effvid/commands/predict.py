@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, UserError, add_device_argument, command_line, plural, positive_int, worker_count
 from .views import add_view_arguments
 
 
@@ -121,7 +121,7 @@ def register(sub) -> None:
                    "the videos, or write --json=FILE")
     add_view_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
-    p.add_argument("--workers", type=nonnegative_int, default=2,
+    p.add_argument("--workers", type=worker_count, default=2,
                    help="decoding processes (0: decode in this one) (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     add_device_argument(p)

@@ -15,10 +15,10 @@ import os
 import signal
 import sys
 import typing
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
-from ..cli import HelpFormatter, command_line, device_name, reports_errors
+from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
 from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
@@ -66,7 +66,7 @@ HELP = {
 
 
 # flags checked as they are parsed, as the other commands' same flags are
-FLAG_TYPES = {"device": device_name}
+FLAG_TYPES = {"device": device_name, "workers": worker_count}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -232,6 +232,17 @@ def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
     return ValueError(f"argument --{error.name.replace('_', '-')}: {error.why}, got {shown}")
 
 
+def bounded_config_workers(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with workers at most the usable CPUs, as --workers is (worker_count): also a
+    value from --config or a resumed run's config.json, saved on a larger machine."""
+    from ..runtime import bounded_workers
+
+    workers, note = bounded_workers(cfg.workers)
+    if note and reports_errors():
+        print(note, file=sys.stderr)
+    return replace(cfg, workers=workers)
+
+
 def check_resume_folder(args: argparse.Namespace) -> None:
     """Refuse a --resume that names no run folder: an --output that is a file (it was told that
     the run "stopped before it started"), or ``effvid train --resume RUN``, where RUN, as
@@ -261,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except BadValue as e:
         raise as_flag(e, args) from None
+    cfg = bounded_config_workers(cfg)
     if not cfg.data:
         out = Path(cfg.output)
         if args.config is not None:
