@@ -1089,3 +1089,32 @@ def test_workers_above_the_usable_cpus_are_lowered_with_a_note(tmp_path, capsys)
                  "--size", "16", "--epochs", "1", "--batch-size", "2", "--no-progress", "--output", str(run)]) == 0
     assert note in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["workers"] == cpus
+
+
+def test_flags_the_run_would_not_use_are_refused_naming_both(tmp_path, capsys):
+    # --lr-steps under the default cosine schedule was ignored without a word
+    missing = str(tmp_path / "missing")
+    common = ["train", missing, "--output", str(tmp_path / "run")]
+    for flags, said in (
+            (["--lr-steps", "5", "8"], "--lr-steps: the cosine schedule does not use it, only --schedule step does; "
+                                       "add --schedule step, or drop --lr-steps (got 5 8)"),
+            (["--optimizer", "adamw", "--momentum", "0.8"], "--momentum: --optimizer adamw does not use it, only "
+                                                            "--optimizer sgd does; drop --momentum (got 0.8)"),
+            (["--no-amp", "--amp-dtype", "float16"], "--amp-dtype: --no-amp turns mixed precision off, and with it "
+                                                     "--amp-dtype; drop one of them (got float16)"),
+            (["--workers", "0", "--worker-timeout", "30"], "--worker-timeout: --workers 0 reads the data in this "
+                                                           "process, and only worker processes time out; drop "
+                                                           "--worker-timeout, or give --workers above 0 (got 30.0)"),
+            (["--model", "tsn_resnet_tiny", "--shift-div", "4"], "--shift-div: --model tsn_resnet_tiny has no temporal "
+                                                                 "shift (only the tsm_ models do); drop --shift-div (got 4)")):
+        assert main(common + flags) == 2
+        assert capsys.readouterr().err == f"effvid train: error: argument {said}\n", flags
+        assert not (tmp_path / "run").exists()
+    # used, they pass on (to the missing data); a --config file (a run's config.json) holds every
+    # field, lr_steps with a cosine schedule too: not refused
+    saved = tmp_path / "config.json"
+    saved.write_text(TrainConfig(data=missing, schedule="cosine", lr_steps=[20, 40]).to_json())
+    for flags in (["--schedule", "step", "--lr-steps", "5"], ["--momentum", "0.8"], ["--amp-dtype", "float16"],
+                  ["--worker-timeout", "30"], ["--shift-div", "4"], ["--config", str(saved)]):
+        assert main(common + flags) == 2
+        assert "missing" in capsys.readouterr().err, flags

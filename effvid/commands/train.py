@@ -232,6 +232,33 @@ def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
     return ValueError(f"argument --{error.name.replace('_', '-')}: {error.why}, got {shown}")
 
 
+def refuse_unused_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """Refuse a flag typed on the command line that the run's other settings leave unused:
+    ``--lr-steps`` under the cosine schedule was ignored without a word. Only flags typed: a
+    --config file or a run's config.json holds every field, used or not."""
+    tsm = cfg.model.startswith("tsm_")
+    unused = {  # flag: why this run does not use it, and what would
+        "lr_steps": cfg.schedule != "step" and (
+            f"the {cfg.schedule} schedule does not use it, only --schedule step does; add --schedule "
+            "step, or drop --lr-steps"),
+        "momentum": cfg.optimizer != "sgd" and (
+            f"--optimizer {cfg.optimizer} does not use it, only --optimizer sgd does; drop --momentum"),
+        "amp_dtype": not cfg.amp and (
+            "--no-amp turns mixed precision off, and with it --amp-dtype; drop one of them"),
+        "worker_timeout": cfg.workers == 0 and (
+            "--workers 0 reads the data in this process, and only worker processes time out; drop "
+            "--worker-timeout, or give --workers above 0"),
+        **{name: not tsm and (f"--model {cfg.model} has no temporal shift (only the tsm_ models "
+                              f"do); drop --{name.replace('_', '-')}")
+           for name in ("shift_div", "shift_direction", "shift_place")},
+    }
+    for name, why in unused.items():
+        if why and getattr(args, name, None) is not None:
+            given = getattr(args, name)
+            shown = " ".join(map(str, given)) if isinstance(given, list) else given
+            raise ValueError(f"argument --{name.replace('_', '-')}: {why} (got {shown})")
+
+
 def bounded_config_workers(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with workers at most the usable CPUs, as --workers is (worker_count): also a
     value from --config or a resumed run's config.json, saved on a larger machine."""
@@ -272,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except BadValue as e:
         raise as_flag(e, args) from None
+    refuse_unused_flags(args, cfg)
     cfg = bounded_config_workers(cfg)
     if not cfg.data:
         out = Path(cfg.output)
