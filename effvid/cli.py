@@ -190,10 +190,16 @@ def run_command(argv: list[str] | None) -> int:
     except BrokenPipeError:  # "effvid stream ... | head": the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 0
-    except RuntimeError as e:
-        if type(e).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
+    except (RuntimeError, MemoryError) as e:
+        from effvid.runtime import cpu_out_of_memory
+
+        failed = cpu_out_of_memory(e)  # this machine's memory: a traceback of 60 lines
+        if type(e).__name__ != "OutOfMemoryError" and not failed:  # torch.OutOfMemoryError (CUDA's)
             raise
-        if reports_errors():
+        if reports_errors() and failed:
+            print(f"effvid {args.command}: error: this machine ran out of memory ({failed}); a smaller "
+                  "--batch-size or --size needs less, and other processes hold memory too", file=sys.stderr)
+        elif reports_errors():
             first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
             print(f"effvid {args.command}: error: the GPU ran out of memory ({first}); a smaller "
                   "--batch-size needs less, and other processes on the GPU hold memory too "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc malloc.h
@@ -78,6 +79,22 @@ def bounded_workers(workers: int) -> tuple[int, str | None]:
         return workers, None
     return limit, (f"note: --workers {workers} lowered to {limit}, the CPUs this process can use "
                    "(more worker processes than CPUs only compete for them)")
+
+
+def cpu_out_of_memory(error: BaseException) -> str | None:
+    """What failed when ``error`` is the CPU's memory running out, for a message ("an allocation
+    of 60.0 GB failed"), else None. PyTorch's CPU allocator raises a RuntimeError ("[enforce
+    fail at alloc_cpu.cpp:127] ... DefaultCPUAllocator: can't allocate memory: you tried to
+    allocate 60000000000 bytes"), which a DataLoader worker's error repeats in its message;
+    NumPy a MemoryError ("Unable to allocate 55.9 GiB for an array with shape ...")."""
+    text = str(error)
+    if isinstance(error, MemoryError):
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        return first[0].lower() + first[1:] if first else "out of memory"
+    if not isinstance(error, RuntimeError) or "DefaultCPUAllocator: can't allocate memory" not in text:
+        return None
+    size = re.search(r"you tried to allocate (\d+) bytes", text)
+    return f"an allocation of {int(size[1]) / 1e9:,.1f} GB failed" if size else "an allocation failed"
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"

@@ -206,19 +206,23 @@ def worker_stalled_message(cfg: TrainConfig) -> str:
             f"a video (an unresponsive disk?). {then}")
 
 
-def out_of_memory_message(cfg: TrainConfig, error: str) -> str:
-    """The GPU's memory ran out (PyTorch's traceback ended the run): what needs less, and what
-    is saved. A resume keeps --batch-size, so it helps only once memory is freed."""
+def out_of_memory_message(cfg: TrainConfig, error: str, gpu: bool = True) -> str:
+    """The GPU's memory ran out (``error``: PyTorch's message), or the CPU's (``gpu`` False;
+    ``error``: :func:`effvid.runtime.cpu_out_of_memory`'s words), and PyTorch's traceback ended
+    the run: what needs less, and what is saved. A resume keeps --batch-size and --size, so it
+    helps only once memory is freed."""
     where = _this_process()
     first = error.strip().splitlines()[0] if error.strip() else "out of memory"
     saved = saved_epochs(cfg)
     then = (f"{saved[0].upper()}{saved[1:]} once the memory is free (a resume keeps the batch size), "
             f"or start a new run with a smaller --batch-size." if saved
-            else "No epoch was completed; start again with a smaller --batch-size.")
-    return (f"effvid train{where}: error: the GPU ran out of memory ({first}). A smaller --batch-size "
-            f"(this run: {cfg.batch_size}), fewer --num-segments ({cfg.num_segments}) or a smaller --size "
-            f"({cfg.size}) needs less; other processes on the GPU hold memory too (nvidia-smi lists "
-            f"them). {then}")
+            else "No epoch was completed; start again with a smaller --batch-size or --size.")
+    what, others = (("the GPU ran out of memory", "other processes on the GPU hold memory too (nvidia-smi "
+                     "lists them)") if gpu else
+                    ("this machine ran out of memory", "other processes hold memory too"))
+    return (f"effvid train{where}: error: {what} ({first}). A smaller --batch-size (this run: "
+            f"{cfg.batch_size}), fewer --num-segments ({cfg.num_segments}) or a smaller --size "
+            f"({cfg.size}) needs less; {others}. {then}")
 
 
 def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
@@ -290,6 +294,7 @@ def check_resume_folder(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime import cpu_out_of_memory
     from ..training.loop import train
     from ..training.run_folder import missing_state_advice, run_left_without_state
 
@@ -335,10 +340,15 @@ def run(args: argparse.Namespace) -> int:
             say(f"effvid train: {why}; {saved}" if saved else f"effvid train: {why} before the first "
                 "epoch was completed; nothing to resume")
         return 128 + signum
-    except RuntimeError as e:
+    except (RuntimeError, MemoryError) as e:
         if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
             print(out_of_memory_message(cfg, str(e)), file=sys.stderr)
             return 1
+        if failed := cpu_out_of_memory(e):  # a 63-line traceback ended in "can't allocate memory"
+            print(out_of_memory_message(cfg, failed, gpu=False), file=sys.stderr)
+            return 1
+        if isinstance(e, MemoryError):
+            raise
         if str(e).startswith(STALLED):
             print(worker_stalled_message(cfg), file=sys.stderr)
             return 1
