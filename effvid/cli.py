@@ -190,7 +190,7 @@ def run_command(argv: list[str] | None) -> int:
     except BrokenPipeError:  # "effvid stream ... | head": the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 0
-    except (RuntimeError, MemoryError) as e:
+    except RuntimeError as e:
         from effvid.runtime import cpu_out_of_memory
 
         failed = cpu_out_of_memory(e)  # this machine's memory: a traceback of 60 lines

@@ -82,15 +82,11 @@ def bounded_workers(workers: int) -> tuple[int, str | None]:
 
 
 def cpu_out_of_memory(error: BaseException) -> str | None:
-    """What failed when ``error`` is the CPU's memory running out, for a message ("an allocation
-    of 60.0 GB failed"), else None. PyTorch's CPU allocator raises a RuntimeError ("[enforce
+    """What failed when ``error`` is PyTorch's CPU allocator running out of memory, for a
+    message ("an allocation of 60.0 GB failed"), else None. It raises a RuntimeError ("[enforce
     fail at alloc_cpu.cpp:127] ... DefaultCPUAllocator: can't allocate memory: you tried to
-    allocate 60000000000 bytes"), which a DataLoader worker's error repeats in its message;
-    NumPy a MemoryError ("Unable to allocate 55.9 GiB for an array with shape ...")."""
+    allocate 60000000000 bytes"), which a DataLoader worker's error repeats in its message."""
     text = str(error)
-    if isinstance(error, MemoryError):
-        first = text.strip().splitlines()[0] if text.strip() else ""
-        return first[0].lower() + first[1:] if first else "out of memory"
     if not isinstance(error, RuntimeError) or "DefaultCPUAllocator: can't allocate memory" not in text:
         return None
     size = re.search(r"you tried to allocate (\d+) bytes", text)

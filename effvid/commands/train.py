@@ -340,15 +340,13 @@ def run(args: argparse.Namespace) -> int:
             say(f"effvid train: {why}; {saved}" if saved else f"effvid train: {why} before the first "
                 "epoch was completed; nothing to resume")
         return 128 + signum
-    except (RuntimeError, MemoryError) as e:
+    except RuntimeError as e:
         if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
             print(out_of_memory_message(cfg, str(e)), file=sys.stderr)
             return 1
         if failed := cpu_out_of_memory(e):  # a 63-line traceback ended in "can't allocate memory"
             print(out_of_memory_message(cfg, failed, gpu=False), file=sys.stderr)
             return 1
-        if isinstance(e, MemoryError):
-            raise
         if str(e).startswith(STALLED):
             print(worker_stalled_message(cfg), file=sys.stderr)
             return 1
