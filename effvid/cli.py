@@ -35,7 +35,18 @@ def _int_at_least(minimum: int):
 
 # argparse types, so that "--topk -1" or "--clips 0" is refused before anything runs
 positive_int = _int_at_least(1)      # counts and sizes
-nonnegative_int = _int_at_least(0)   # worker processes
+nonnegative_int = _int_at_least(0)
+
+
+def worker_count(text: str) -> int:
+    """``--workers`` of every command: processes, 0 or more, lowered to the usable CPUs with a
+    note (effvid.runtime.bounded_workers)."""
+    from effvid.runtime import bounded_workers
+
+    workers, note = bounded_workers(nonnegative_int(text))
+    if note and reports_errors():
+        print(note, file=sys.stderr)
+    return workers
 
 
 # files that hold weights: --json and --jsonl never write over one
@@ -253,9 +264,15 @@ def run_command(argv: list[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 0
     except RuntimeError as e:
-        if type(e).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
+        from effvid.runtime import cpu_out_of_memory
+
+        failed = cpu_out_of_memory(e)  # this machine's memory: a traceback of 60 lines
+        if type(e).__name__ != "OutOfMemoryError" and not failed:  # torch.OutOfMemoryError (CUDA's)
             raise
-        if reports_errors():
+        if reports_errors() and failed:
+            print(f"effvid {args.command}: error: this machine ran out of memory ({failed}); a smaller "
+                  "--batch-size or --size needs less, and other processes hold memory too", file=sys.stderr)
+        elif reports_errors():
             first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
             print(f"effvid {args.command}: error: the GPU ran out of memory ({first}); a smaller "
                   "--batch-size needs less, and other processes on the GPU hold memory too "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc malloc.h
@@ -61,6 +62,35 @@ def retain_freed_memory_unless_disabled() -> bool:
     if os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
     return retain_freed_memory()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), which
+    ``os.cpu_count()`` (every CPU of the machine) overstates."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bounded_workers(workers: int) -> tuple[int, str | None]:
+    """``--workers`` (data-loading or encoding processes) at most the usable CPUs, and a note
+    when it was lowered (else None). ``--workers 1000`` forked ~960 decoding processes, which
+    only competed for the CPUs, and a SIGTERM took minutes to stop them all."""
+    limit = usable_cpus()
+    if workers <= limit:
+        return workers, None
+    return limit, (f"note: --workers {workers} lowered to {limit}, the CPUs this process can use "
+                   "(more worker processes than CPUs only compete for them)")
+
+
+def cpu_out_of_memory(error: BaseException) -> str | None:
+    """What failed when ``error`` is PyTorch's CPU allocator running out of memory, for a
+    message ("an allocation of 60.0 GB failed"), else None. It raises a RuntimeError ("[enforce
+    fail at alloc_cpu.cpp:127] ... DefaultCPUAllocator: can't allocate memory: you tried to
+    allocate 60000000000 bytes"), which a DataLoader worker's error repeats in its message."""
+    text = str(error)
+    if not isinstance(error, RuntimeError) or "DefaultCPUAllocator: can't allocate memory" not in text:
+        return None
+    size = re.search(r"you tried to allocate (\d+) bytes", text)
+    return f"an allocation of {int(size[1]) / 1e9:,.1f} GB failed" if size else "an allocation failed"
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"

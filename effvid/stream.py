@@ -33,7 +33,7 @@ import torch
 
 from .errors import plural
 from .data.transforms import TestTransform, default_scale_size
-from .data.video import AV_ERRORS, VIDEO_EXTENSIONS, display_rotation, timed_frames, upright_rgb
+from .data.video import AV_ERRORS, VIDEO_EXTENSIONS, an_image, display_rotation, timed_frames, upright_rgb
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -81,6 +81,8 @@ def list_sources(source: str | int) -> list[str]:
         if not files:
             raise StreamError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in directory {path}")
         return [str(p) for p in files]
+    if why := an_image(path):  # FFmpeg decodes one as a one-frame video
+        raise StreamError(why)
     if not path.exists():
         raise StreamError(f"no such file, directory or camera index: {source}")
     return [str(path)]

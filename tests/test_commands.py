@@ -1179,3 +1179,91 @@ def test_eval_and_check_read_a_video_listed_twice_once(trained, tmp_path, capsys
     assert main(["check", str(listed), "--workers", "0", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == note and out[1].startswith("checked 4 videos in")
+
+
+def test_still_images_are_refused_as_not_videos(trained, tmp_path, capsys):
+    # FFmpeg's image demuxer decodes a still image as a one-frame video: predict classified a
+    # .png (or .bmp, .gif, ...) as one, and said of a .jpg "no frame could be decoded"
+    from PIL import Image
+
+    from effvid.data.video import VIDEO_EXTENSIONS
+
+    data, ckpt = trained
+    video = sorted((data / "val" / "left").glob("*.mp4"))[0]
+    pixels = Image.new("RGB", (32, 32), (200, 30, 30))
+    for ext in ("png", "jpg", "JPEG", "bmp", "gif", "webp", "tif"):
+        image = tmp_path / f"still.{ext}"
+        pixels.save(image)
+        said = (f"{image} is an image (.{ext.lower()}), not a video: effvid classifies videos "
+                f"({', '.join(VIDEO_EXTENSIONS)})")
+        # refused with a video beside it too, before anything is classified
+        assert main(["predict", str(video), str(image), "-c", str(ckpt), "--workers", "0"]) == 2
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", f"effvid predict: error: {said}\n")
+        assert main(["stream", str(image), "-c", str(ckpt)]) == 2
+        assert capsys.readouterr().err == f"effvid stream: error: {said}\n"
+    # as DATA it was read as a list file: "list file 'still.png' is not UTF-8 text"
+    image = tmp_path / "still.png"
+    for command in (["eval", str(image), "-c", str(ckpt)], ["check", str(image)],
+                    ["train", str(image), "--output", str(tmp_path / "run")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            f"effvid {command[0]}: error: {str(image.absolute()) if command[0] == 'train' else str(image)!r} is an "
+            "image, not a video: the data is a folder of class folders of videos, a list file or an annotation file\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_workers_above_the_usable_cpus_are_lowered_with_a_note(tmp_path, capsys):
+    # --workers 1000 forked ~960 decoding processes, and a SIGTERM then took 3 minutes
+    import os
+
+    cpus = len(os.sched_getaffinity(0))  # the CPUs this process may run on
+    note = (f"note: --workers 100000 lowered to {cpus}, the CPUs this process can use (more worker "
+            "processes than CPUs only compete for them)\n")
+    parse = build_parser().parse_args
+    for command in (["train", "data"], ["eval", "data", "-c", "m.safetensors"], ["predict", "v.mp4", "-c", "m.safetensors"],
+                    ["check", "data"], ["prepare", "src", "dst"], ["quickstart"]):
+        assert parse([*command, "--workers", "100000"]).workers == cpus, command
+        assert capsys.readouterr().err == note
+        assert parse([*command, "--workers", str(cpus)]).workers == cpus  # as many: as given
+        assert capsys.readouterr().err == ""
+    # a --config file's (or a resumed run's) value too, which config.json then keeps
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("grow", "left"), videos_per_class_train=2,
+                           videos_per_class_val=1, num_frames=4, size=16, seed=0)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"workers": 100000, "worker_timeout": 60}))
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--config", str(saved), "--model", "tsm_resnet_tiny", "--num-segments", "2",
+                 "--size", "16", "--epochs", "1", "--batch-size", "2", "--no-progress", "--output", str(run)]) == 0
+    assert note in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["workers"] == cpus
+
+
+def test_flags_the_run_would_not_use_are_refused_naming_both(tmp_path, capsys):
+    # --lr-steps under the default cosine schedule was ignored without a word
+    missing = str(tmp_path / "missing")
+    common = ["train", missing, "--output", str(tmp_path / "run")]
+    for flags, said in (
+            (["--lr-steps", "5", "8"], "--lr-steps: the cosine schedule does not use it, only --schedule step does; "
+                                       "add --schedule step, or drop --lr-steps (got 5 8)"),
+            (["--optimizer", "adamw", "--momentum", "0.8"], "--momentum: --optimizer adamw does not use it, only "
+                                                            "--optimizer sgd does; drop --momentum (got 0.8)"),
+            (["--no-amp", "--amp-dtype", "float16"], "--amp-dtype: --no-amp turns mixed precision off, and with it "
+                                                     "--amp-dtype; drop one of them (got float16)"),
+            (["--workers", "0", "--worker-timeout", "30"], "--worker-timeout: --workers 0 reads the data in this "
+                                                           "process, and only worker processes time out; drop "
+                                                           "--worker-timeout, or give --workers above 0 (got 30.0)"),
+            (["--model", "tsn_resnet_tiny", "--shift-div", "4"], "--shift-div: --model tsn_resnet_tiny has no temporal "
+                                                                 "shift (only the tsm_ models do); drop --shift-div (got 4)")):
+        assert main(common + flags) == 2
+        assert capsys.readouterr().err == f"effvid train: error: argument {said}\n", flags
+        assert not (tmp_path / "run").exists()
+    # used, they pass on (to the missing data); a --config file (a run's config.json) holds every
+    # field, lr_steps with a cosine schedule too: not refused
+    saved = tmp_path / "config.json"
+    saved.write_text(TrainConfig(data=missing, schedule="cosine", lr_steps=[20, 40]).to_json())
+    for flags in (["--schedule", "step", "--lr-steps", "5"], ["--momentum", "0.8"], ["--amp-dtype", "float16"],
+                  ["--worker-timeout", "30"], ["--shift-div", "4"], ["--config", str(saved)]):
+        assert main(common + flags) == 2
+        assert "missing" in capsys.readouterr().err, flags

@@ -135,6 +135,42 @@ def test_offline_export_dynamic_batch_bidirectional(tmp_path):
         run_offline(path, np.zeros((4, 3, SIZE, SIZE), np.float32))
 
 
+def test_runners_refuse_raw_pixels_saying_what_the_model_takes(online_onnx, tmp_path):
+    # uint8 pixels were cast to floats in 0..255 and run: logits of nothing the model was trained
+    # on, without a word (the model takes RGB in [0, 1], normalised)
+    runner = OnnxOnlineRunner(online_onnx)
+    frame = np.full((3, SIZE, SIZE), 200, np.uint8)
+
+    def said(dtype):
+        return (rf"^{online_onnx} takes float frames \(3, H, W\) or \(B, 3, H, W\): RGB scaled to \[0, 1\], "
+                r"then normalised with mean \(0.485, 0.456, 0.406\) and std \(0.229, 0.224, 0.225\); got "
+                rf"{dtype} \(raw pixels\?\)\. effvid\.stream\.preprocess_frame\(frame, size\) makes one from an "
+                r"RGB uint8 frame \(H, W, 3\)$")
+
+    for pixels, dtype in ((frame, "uint8"), (torch.from_numpy(frame), "uint8"), (frame[None].astype(np.int64), "int64")):
+        with pytest.raises(ValueError, match=said(dtype)):
+            runner.step(pixels)
+    with pytest.raises(ValueError, match=said("uint8")):
+        runner.run(np.stack([frame] * 4))
+    # what preprocess_frame makes runs, in float32 or float64
+    from effvid.stream import preprocess_frame
+
+    x = preprocess_frame(np.full((40, 50, 3), 200, np.uint8), SIZE)
+    runner.reset()
+    expected = runner.step(x)
+    runner.reset()
+    np.testing.assert_allclose(runner.step(x.double().numpy()), expected, atol=1e-5)
+    # the offline file names the normalisation its export recorded
+    path = export_offline(_model("bidirectional"), tmp_path / "offline.onnx", height=SIZE, exporter="torchscript",
+                          preprocess={"size": SIZE, "scale_size": SIZE, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    with pytest.raises(ValueError, match=rf"^{path} takes float clips \(N, T, 3, H, W\): RGB scaled to \[0, 1\], "
+                       r"then normalised with mean \(0.5, 0.5, 0.5\) and std \(0.25, 0.25, 0.25\); got uint8 "
+                       r"\(raw pixels\?\)\. effvid\.data\.transforms\.TestTransform\(size, scale_size\) makes one "
+                       r"\(T, 3, H, W\) from an RGB uint8 clip \(T, H, W, 3\)$"):
+        run_offline(path, np.zeros((1, 4, 3, SIZE, SIZE), np.uint8))
+    assert run_offline(path, np.zeros((1, 4, 3, SIZE, SIZE), np.float32)).shape == (1, 5)
+
+
 def test_run_offline_refuses_an_online_file(online_onnx):
     # not "Required inputs (['frame', 'cache_in_0', ...]) are missing": what the file is and
     # what runs it

@@ -596,6 +596,51 @@ def test_gpu_out_of_memory_is_one_line_with_what_to_change(tiny_data, tmp_path, 
         "other processes on the GPU hold memory too (nvidia-smi lists them)")
 
 
+def _with_memory_limit():
+    """A child's address space capped at 16 GB: the huge allocations below fail at once on any
+    machine (without the cap, a machine that overcommits memory freely would grant them and
+    then run out as they are filled)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
+
+
+def test_cpu_out_of_memory_is_one_line_and_a_rerun_starts_over(tiny_data, tmp_path, capsys):
+    # --size 100000 died with a 63-line traceback ending in "DefaultCPUAllocator: can't allocate
+    # memory", where the GPU's out-of-memory error was one line; here --size 1000000: the clips'
+    # resize asks for 12 TB (4 frames x 3 x 10^12 bytes) in the process (--workers 0) or in a
+    # data-loading worker, whose error the loader re-raises
+    run = tmp_path / "run"
+    huge = ["--size", "1000000", "--scale-size", "1000000"]
+    for workers in ("0", "1"):
+        proc = subprocess.run([sys.executable, "-m", "effvid", *train_args(tiny_data, run, *huge, "--workers", workers)],
+                              capture_output=True, text=True, timeout=300, preexec_fn=_with_memory_limit)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.splitlines()[-1] == (
+            "effvid train: error: this machine ran out of memory (an allocation of 12,000.0 GB failed). A "
+            "smaller --batch-size (this run: 4), fewer --num-segments (4) or a smaller --size (1000000) needs "
+            "less; other processes hold memory too. No epoch was completed; start again with a smaller "
+            "--batch-size or --size.")
+    # The run folder holds what a run that stopped in its first epoch leaves (config.json,
+    # tensorboard/), as after a Ctrl-C then: said to be so, and a rerun into it with a smaller
+    # --size starts over (it is not refused as a run to resume or overwrite)
+    assert main(["info", str(run)]) == 0
+    assert "state        stopped before its first epoch was completed: nothing to resume" in capsys.readouterr().out
+    assert main(train_args(tiny_data, run)) == 0
+    assert json.loads((run / "config.json").read_text())["size"] == 32
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [0]
+    # eval and predict say it as train does, with their own flags
+    for command in (["predict", str(tiny_data / "val" / "left")], ["eval", str(tiny_data), "--quiet"]):
+        proc = subprocess.run([sys.executable, "-m", "effvid", *command, "-c", str(run / "best.safetensors"),
+                               "--size", "1000000", "--workers", "1"],
+                              capture_output=True, text=True, timeout=300, preexec_fn=_with_memory_limit)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.splitlines()[-1].startswith(
+            f"effvid {command[0]}: error: this machine ran out of memory (an allocation of ")
+        assert proc.stderr.splitlines()[-1].endswith(
+            " GB failed); a smaller --batch-size or --size needs less, and other processes hold memory too")
+
+
 # Trains as `effvid train` does; once an epoch is saved, each data-loading worker stops itself
 # with SIGSTOP (as `kill -STOP` does) on its first clip, after writing its pid to stopped_PID.
 _STOPPED_WORKER = """

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, nonnegative_int, plural, positive_int, results_file
+from ..cli import HelpFormatter, UserError, plural, positive_int, results_file, worker_count
 from ..errors import some_names
 
 
@@ -214,7 +214,7 @@ def register(sub) -> None:
                    help="with HMDB51's or UCF101's split folder: which split (default: 1)")
     p.add_argument("--num-segments", type=positive_int, default=8,
                    help="frames decoded per video, at the segment centres (default: 8)")
-    p.add_argument("--workers", type=nonnegative_int, default=2, help="decoding processes (default: 2)")
+    p.add_argument("--workers", type=worker_count, default=2, help="decoding processes (default: 2)")
     p.add_argument("--json", metavar="FILE", type=results_file, help="also write the results, every video's, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

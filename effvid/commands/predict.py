@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import (HelpFormatter, UserError, add_device_argument, command_line, nonnegative_int, plural, positive_int,
-                   results_file)
+from ..cli import (HelpFormatter, UserError, add_device_argument, command_line, plural, positive_int, results_file,
+                   worker_count)
 from .views import add_view_arguments
 
 
@@ -26,7 +26,7 @@ def json_file(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import find_files
-    from ..data.video import VIDEO_EXTENSIONS
+    from ..data.video import VIDEO_EXTENSIONS, an_image
     from ..inference import load_recognizer, predict_paths, test_dataset
     from ..errors import some_names
     from .views import check_views, mirrored_views_note
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             # decoded, it failed as "cannot open container", which hid the command meant
             raise UserError(f"{v} is an annotation or list file, not a video: {command_line('effvid', 'eval', v)} -c CKPT "
                             "measures accuracy on the videos it lists")
+        elif why := an_image(p):  # FFmpeg decoded a .png as a one-frame video, and it was classified
+            raise UserError(why)
         elif p.is_file():
             paths.append(str(p))
         else:
@@ -107,7 +109,7 @@ def register(sub) -> None:
                    "the videos, or write --json=FILE")
     add_view_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
-    p.add_argument("--workers", type=nonnegative_int, default=2,
+    p.add_argument("--workers", type=worker_count, default=2,
                    help="decoding processes (0: decode in this one) (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     add_device_argument(p)

@@ -21,10 +21,10 @@ is then 1 too.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from ..cli import HelpFormatter, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, nonnegative_int, plural, positive_int, worker_count
+from ..runtime import usable_cpus
 
 
 def positive_float(text: str) -> float:
@@ -42,10 +42,6 @@ def crf_value(text: str) -> int:
     if value > 51:
         raise argparse.ArgumentTypeError(f"must be 0 to 51, got {value}")
     return value
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _size(n: int) -> str:
@@ -127,7 +123,7 @@ def register(sub) -> None:
                    help="resample to this constant frame rate, dropping frames (videos at a lower "
                         "rate keep theirs; default: keep every frame and its timestamp)")
     p.add_argument("--no-audio", action="store_true", help="leave the audio out (default: kept)")
-    p.add_argument("--workers", type=nonnegative_int, default=_cpus(),
+    p.add_argument("--workers", type=worker_count, default=usable_cpus(),
                    help="videos encoded at once, one process each (default: the CPU count)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo the videos already in DST (default: skip them, to finish a stopped run)")

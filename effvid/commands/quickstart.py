@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import HelpFormatter, add_device_argument, command_line, nonnegative_int, plural, positive_int
+from ..cli import HelpFormatter, add_device_argument, command_line, plural, positive_int, worker_count
 
 PAIRS = (("left", "right"), ("up", "down"), ("grow", "shrink"))
 TARGET_TSM = 0.90
@@ -135,7 +135,7 @@ def register(sub) -> None:
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=DEFAULTS["optimizer"],
                    help="optimiser (default: %(default)s)")
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate (default: %(default)s)")
-    p.add_argument("--workers", type=nonnegative_int, default=2,
+    p.add_argument("--workers", type=worker_count, default=2,
                    help="data-loading processes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and the training "
                                                       "(default: %(default)s)")

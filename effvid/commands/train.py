@@ -15,10 +15,10 @@ import os
 import signal
 import sys
 import typing
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
-from ..cli import HelpFormatter, command_line, device_name, reports_errors
+from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
 from ..errors import BadValue
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
@@ -66,7 +66,7 @@ HELP = {
 
 
 # flags checked as they are parsed, as the other commands' same flags are
-FLAG_TYPES = {"device": device_name}
+FLAG_TYPES = {"device": device_name, "workers": worker_count}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -206,19 +206,23 @@ def worker_stalled_message(cfg: TrainConfig) -> str:
             f"a video (an unresponsive disk?). {then}")
 
 
-def out_of_memory_message(cfg: TrainConfig, error: str) -> str:
-    """The GPU's memory ran out (PyTorch's traceback ended the run): what needs less, and what
-    is saved. A resume keeps --batch-size, so it helps only once memory is freed."""
+def out_of_memory_message(cfg: TrainConfig, error: str, gpu: bool = True) -> str:
+    """The GPU's memory ran out (``error``: PyTorch's message), or the CPU's (``gpu`` False;
+    ``error``: :func:`effvid.runtime.cpu_out_of_memory`'s words), and PyTorch's traceback ended
+    the run: what needs less, and what is saved. A resume keeps --batch-size and --size, so it
+    helps only once memory is freed."""
     where = _this_process()
     first = error.strip().splitlines()[0] if error.strip() else "out of memory"
     saved = saved_epochs(cfg)
     then = (f"{saved[0].upper()}{saved[1:]} once the memory is free (a resume keeps the batch size), "
             f"or start a new run with a smaller --batch-size." if saved
-            else "No epoch was completed; start again with a smaller --batch-size.")
-    return (f"effvid train{where}: error: the GPU ran out of memory ({first}). A smaller --batch-size "
-            f"(this run: {cfg.batch_size}), fewer --num-segments ({cfg.num_segments}) or a smaller --size "
-            f"({cfg.size}) needs less; other processes on the GPU hold memory too (nvidia-smi lists "
-            f"them). {then}")
+            else "No epoch was completed; start again with a smaller --batch-size or --size.")
+    what, others = (("the GPU ran out of memory", "other processes on the GPU hold memory too (nvidia-smi "
+                     "lists them)") if gpu else
+                    ("this machine ran out of memory", "other processes hold memory too"))
+    return (f"effvid train{where}: error: {what} ({first}). A smaller --batch-size (this run: "
+            f"{cfg.batch_size}), fewer --num-segments ({cfg.num_segments}) or a smaller --size "
+            f"({cfg.size}) needs less; {others}. {then}")
 
 
 def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
@@ -230,6 +234,44 @@ def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
         return error
     shown = " ".join(map(str, given)) if isinstance(given, list) else given
     return ValueError(f"argument --{error.name.replace('_', '-')}: {error.why}, got {shown}")
+
+
+def refuse_unused_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """Refuse a flag typed on the command line that the run's other settings leave unused:
+    ``--lr-steps`` under the cosine schedule was ignored without a word. Only flags typed: a
+    --config file or a run's config.json holds every field, used or not."""
+    tsm = cfg.model.startswith("tsm_")
+    unused = {  # flag: why this run does not use it, and what would
+        "lr_steps": cfg.schedule != "step" and (
+            f"the {cfg.schedule} schedule does not use it, only --schedule step does; add --schedule "
+            "step, or drop --lr-steps"),
+        "momentum": cfg.optimizer != "sgd" and (
+            f"--optimizer {cfg.optimizer} does not use it, only --optimizer sgd does; drop --momentum"),
+        "amp_dtype": not cfg.amp and (
+            "--no-amp turns mixed precision off, and with it --amp-dtype; drop one of them"),
+        "worker_timeout": cfg.workers == 0 and (
+            "--workers 0 reads the data in this process, and only worker processes time out; drop "
+            "--worker-timeout, or give --workers above 0"),
+        **{name: not tsm and (f"--model {cfg.model} has no temporal shift (only the tsm_ models "
+                              f"do); drop --{name.replace('_', '-')}")
+           for name in ("shift_div", "shift_direction", "shift_place")},
+    }
+    for name, why in unused.items():
+        if why and getattr(args, name, None) is not None:
+            given = getattr(args, name)
+            shown = " ".join(map(str, given)) if isinstance(given, list) else given
+            raise ValueError(f"argument --{name.replace('_', '-')}: {why} (got {shown})")
+
+
+def bounded_config_workers(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with workers at most the usable CPUs, as --workers is (worker_count): also a
+    value from --config or a resumed run's config.json, saved on a larger machine."""
+    from ..runtime import bounded_workers
+
+    workers, note = bounded_workers(cfg.workers)
+    if note and reports_errors():
+        print(note, file=sys.stderr)
+    return replace(cfg, workers=workers)
 
 
 def check_resume_folder(args: argparse.Namespace) -> None:
@@ -252,6 +294,7 @@ def check_resume_folder(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime import cpu_out_of_memory
     from ..training.loop import train
     from ..training.run_folder import missing_state_advice, run_left_without_state
 
@@ -261,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except BadValue as e:
         raise as_flag(e, args) from None
+    refuse_unused_flags(args, cfg)
+    cfg = bounded_config_workers(cfg)
     if not cfg.data:
         out = Path(cfg.output)
         if args.config is not None:
@@ -298,6 +343,9 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as e:
         if type(e).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA's)
             print(out_of_memory_message(cfg, str(e)), file=sys.stderr)
+            return 1
+        if failed := cpu_out_of_memory(e):  # a 63-line traceback ended in "can't allocate memory"
+            print(out_of_memory_message(cfg, failed, gpu=False), file=sys.stderr)
             return 1
         if str(e).startswith(STALLED):
             print(worker_stalled_message(cfg), file=sys.stderr)

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 from ..errors import plural, some_names
-from .files import (FRAMES_HINT, IMAGE_EXTENSIONS, MissingVideos, VideoSample, broken_link, find_files,
+from .files import (FRAMES_HINT, MissingVideos, VideoSample, broken_link, find_files,
                     has_video_ext, not_found)
 from .published import read_samples, read_split_folder, split_folder_kind
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform, default_scale_size
-from .video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
+from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, av_reason, not_a_video_file, read_frames
 
 __all__ = [
     "BadSample",

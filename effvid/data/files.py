@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from .video import not_a_video_file
+from .video import IMAGE_EXTENSIONS, not_a_video_file
 
 __all__ = [
     "VideoSample",
@@ -47,7 +47,6 @@ def has_video_ext(path: str | Path, extensions: Sequence[str]) -> bool:
     return Path(path).suffix.lower() in extensions
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 FRAMES_HINT = "; effvid decodes video files, not folders of extracted frames: point it at the videos themselves"
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Sequence
 
 from .files import MissingVideo, MissingVideos, VideoSample, not_found, read_text
 from .lists import find_class_file, read_class_file, read_list_file
-from .video import VIDEO_EXTENSIONS
+from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
     "read_something_annotations",
@@ -448,6 +448,9 @@ def read_samples(path: str | os.PathLike, root: str | os.PathLike | None = None,
     if suffix in VIDEO_EXTENSIONS:  # it was read as a list file: "is not UTF-8 text"
         raise ValueError(f"{str(path)!r} is a video: the data is a folder of class folders, a list file "
                          "or an annotation file (effvid predict classifies single videos)")
+    if suffix in IMAGE_EXTENSIONS:  # the same; FFmpeg's image demuxer would read it as a video
+        raise ValueError(f"{str(path)!r} is an image, not a video: the data is a folder of class folders "
+                         "of videos, a list file or an annotation file")
     if class_numbers is None and (found := find_class_file(path)) is not None:
         class_numbers = read_class_file(found)
     if suffix == ".csv":

@@ -34,7 +34,9 @@ import torch
 from ..errors import not_a_regular_file
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "an_image",
     "VideoDecodeError",
     "VideoInfo",
     "probe_video",
@@ -48,6 +50,21 @@ __all__ = [
 # and ASF/WMV. Not .ogv: FFmpeg here cannot write Theora, so the usual .ogv is untested.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg",
                     ".ts", ".mts", ".m2ts", ".3gp", ".flv", ".wmv", ".asf")
+
+# Still images (and GIFs): FFmpeg's image demuxers decode one as a one-frame "video", which a
+# model then classified as if it were one (a .jpg failed as "no frame could be decoded")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def an_image(path: str | os.PathLike) -> str | None:
+    """Why ``path``, named like an image, is refused where a video is expected, else None
+    (a name, not the file's content, decides: it is never opened)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        return None
+    return (f"{path} is an image ({suffix}), not a video: effvid classifies videos "
+            f"({', '.join(VIDEO_EXTENSIONS)})")
+
 
 # Errors PyAV/FFmpeg raise for unreadable data. av.FFmpegError covers the
 # libav* error codes; the others are raised by PyAV itself on odd inputs.

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "EXPORTERS", "METADATA_KEY", "OnnxOnlineRunner", "export_offline", "export_online",
     "read_metadata", "run_offline",
@@ -247,6 +249,26 @@ def _session(path: str | Path, threads: int | None, providers: Sequence[str] | N
         raise ValueError(f"cannot load {path} in ONNX Runtime: {e}") from e
 
 
+def _float_input(x, path: Path, online: bool, metadata: dict | None = None) -> np.ndarray:
+    """``x`` (numpy or torch) as float32 for ONNX Runtime. Integers are refused: raw uint8 pixels
+    were cast to floats in 0..255 and run, where the model takes normalised ones, and the
+    logits were garbage without a word."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        metadata = read_metadata(path) if metadata is None else metadata  # (only now: it reads the file)
+        view = metadata.get("preprocess", {})  # effvid export records how frames become the input
+        mean, std = (tuple(view.get(k, d)) for k, d in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)))
+        what, how = (("frames (3, H, W) or (B, 3, H, W)", "effvid.stream.preprocess_frame(frame, size) "
+                      "makes one from an RGB uint8 frame (H, W, 3)") if online else
+                     ("clips (N, T, 3, H, W)", "effvid.data.transforms.TestTransform(size, scale_size) "
+                      "makes one (T, 3, H, W) from an RGB uint8 clip (T, H, W, 3)"))
+        raise ValueError(f"{path} takes float {what}: RGB scaled to [0, 1], then normalised with mean "
+                         f"{mean} and std {std}; got {x.dtype} (raw pixels?). {how}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def run_offline(path: str | Path, video: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """Run an exported offline model on ``video`` (N, T, 3, H, W) float32; returns (N, K).
 
@@ -264,9 +286,7 @@ def run_offline(path: str | Path, video: np.ndarray, *, threads: int | None = No
                              ".offline.onnx that effvid export writes next to it")
         raise ValueError(f"{path} is not an effvid offline model: its inputs are "
                          f"{[i.name for i in inputs]}, not ['video']")
-    if isinstance(video, torch.Tensor):
-        video = video.detach().cpu().numpy()
-    video = np.ascontiguousarray(video, dtype=np.float32)
+    video = _float_input(video, path, online=False)
     expected = inputs[0].shape  # [batch name, T, 3, H, W]: named (dynamic) axes are free
     if video.ndim != len(expected) or any(isinstance(e, int) and e != g
                                           for e, g in zip(expected, video.shape)):
@@ -319,9 +339,7 @@ class OnnxOnlineRunner:
         self.frames_seen = 0
 
     def step(self, frame) -> np.ndarray:
-        if isinstance(frame, torch.Tensor):
-            frame = frame.detach().cpu().numpy()
-        frame = np.ascontiguousarray(frame, dtype=np.float32)
+        frame = _float_input(frame, self.path, online=True, metadata=self.metadata)
         given = frame.shape  # the error names what was passed, not the batch of one made of it
         single = frame.ndim == 3
         if single:

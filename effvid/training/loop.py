@@ -177,7 +177,7 @@ def data_wait_hint(data_wait: float, device: torch.device, workers: int, epoch: 
     if device.type != "cuda" or data_wait < 0.5:
         return None
     return (f"note: the GPU waited for data {100 * data_wait:.0f}% of epoch {epoch + 1}: decoding "
-            f"is the bottleneck. More --workers (now {workers}; this machine has {os.cpu_count()} "
+            f"is the bottleneck. More --workers (now {workers}; this process can use {runtime.usable_cpus()} "
             "CPUs) or a copy of the videos at training size (effvid prepare) feed it faster")
 
 
