@@ -101,8 +101,17 @@ def weights_not_found(path: Path) -> FileNotFoundError:
     return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}")
 
 
+def strip_module_prefix(state: dict) -> dict:
+    """``state`` without the ``module.`` that DataParallel and DistributedDataParallel put before
+    every key (the original TSM release files have it too); unchanged unless every key has it."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Return (state_dict, metadata) of an effvid safetensors file."""
+    """Return (state_dict, metadata) of an effvid safetensors file. Keys saved from a
+    DataParallel or DistributedDataParallel model lose their ``module.`` prefix."""
     path = Path(path)
     if path.is_dir():
         hint = next((f" such as {path / n}" for n in ("best.safetensors", "last.safetensors")
@@ -125,7 +134,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                 f"original TSM release checkpoint with {command_line('effvid', 'convert', path, 'model.safetensors')} "
                 "--classes CLASS_FILE, or fine-tune from it with effvid train --init-weights") from e
         raise ValueError(f"{path} is not a readable safetensors file: {_safetensors_reason(e)}") from e
-    return state, json.loads(header.get(METADATA_KEY, "{}"))
+    return strip_module_prefix(state), json.loads(header.get(METADATA_KEY, "{}"))
 
 
 def _safetensors_reason(error: Exception) -> str:
@@ -269,7 +278,8 @@ def load_torch_file(path: str | Path, mmap: bool = False):
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local .safetensors, or .pth/.pt file (loaded with weights_only)."""
+    """A state dict from a local .safetensors, or .pth/.pt file (loaded with weights_only),
+    without DataParallel's ``module.`` prefix."""
     path = Path(path)
     if not path.is_file():
         raise weights_not_found(path)
@@ -280,7 +290,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
-    return obj
+    return strip_module_prefix(obj)
 
 
 def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
