@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import effvid
 from effvid.cli import main
@@ -48,6 +48,67 @@ def _train(data, tmp_path, *flags):
 
 def _last_error(capsys) -> str:
     return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# 1 ------------------------------------------------------------------------------------------
+
+
+def test_weights_given_to_the_wrong_flag_say_which_flag_takes_them(data, video, tiny, tmp_path, capsys):
+    from test_tsm_checkpoint import _save_original
+
+    from effvid.models.resnet_tiny import ResNetTiny
+
+    # torchvision's ResNet layout (conv1, bn1, layer1.., fc), as an ImageNet file holds it
+    imagenet = tmp_path / "resnet_tiny_imagenet.pth"
+    torch.save(ResNetTiny().state_dict(), imagenet)
+    # the original TSM code's layout: module.base_model.*, module.new_fc.*
+    release = _save_original(effvid.create_model("tsm_resnet_tiny", num_classes=3, num_segments=4),
+                             tmp_path / "TSM_kinetics_RGB_resnet_tiny_shift8_blockres_avg_segment4_e50.pth")
+    # an effvid checkpoint as ImageNet weights: a list of missing and unexpected keys was all it said
+    assert main(_train(data, tmp_path, "--imagenet-weights", str(tiny))) == 2
+    assert _last_error(capsys) == (
+        f"effvid train: error: {tiny} is an effvid checkpoint, not ImageNet weights for --imagenet-weights: "
+        "effvid train --init-weights fine-tunes from it, and eval, predict, export and stream take it "
+        "with --checkpoint")
+    # an original TSM checkpoint as ImageNet weights: the same list of keys
+    assert main(_train(data, tmp_path, "--imagenet-weights", str(release))) == 2
+    assert _last_error(capsys) == (
+        f"effvid train: error: {release} is an original TSM release checkpoint, not ImageNet weights for "
+        "--imagenet-weights: effvid train --init-weights fine-tunes from its backbone, and effvid convert "
+        "makes an effvid checkpoint of it for the other commands")
+    # ImageNet weights to start from: "this is not a checkpoint of the original TSM code"
+    assert main(_train(data, tmp_path, "--init-weights", str(imagenet))) == 2
+    assert _last_error(capsys) == (
+        f"effvid train: error: {imagenet} is torchvision ImageNet weights, not an original TSM release "
+        "checkpoint: effvid train --imagenet-weights takes them")
+    # ImageNet weights to classify with: it said to convert them with effvid convert
+    assert main(["predict", str(video), "-c", str(imagenet)]) == 2
+    assert _last_error(capsys) == (
+        f"effvid predict: error: {imagenet} is torchvision ImageNet weights, not an effvid checkpoint: "
+        "effvid train --imagenet-weights takes them")
+    # the same as a .safetensors file: "has no effvid model configuration in its metadata", and
+    # for --init-weights a list of keys
+    imagenet_st = tmp_path / "resnet_tiny_imagenet.safetensors"
+    save_file(ResNetTiny().state_dict(), str(imagenet_st))
+    assert main(["predict", str(video), "-c", str(imagenet_st)]) == 2
+    assert _last_error(capsys) == (
+        f"effvid predict: error: {imagenet_st} is torchvision ImageNet weights, not an effvid checkpoint: "
+        "effvid train --imagenet-weights takes them")
+    assert main(_train(data, tmp_path, "--init-weights", str(imagenet_st))) == 2
+    assert _last_error(capsys) == (
+        f"effvid train: error: {imagenet_st} is torchvision ImageNet weights, not an effvid checkpoint: "
+        "effvid train --imagenet-weights takes them")
+    # where they belong, they load
+    model = effvid.create_model("tsn_resnet_tiny", num_classes=2, num_segments=4, imagenet_weights=imagenet_st)
+    assert torch.equal(model.backbone.conv1.weight, load_file(str(imagenet_st))["conv1.weight"])
+    # the kinds, as told from the keys (and an effvid file's metadata)
+    from effvid.models.weights import load_weights, read_state_dict, weights_kind
+
+    assert weights_kind(*load_weights(tiny)) == "effvid"
+    assert weights_kind(read_state_dict(imagenet)) == "imagenet"
+    assert weights_kind(read_state_dict(release)) == "tsm_release"
+    assert weights_kind({"module." + k: v for k, v in ResNetTiny().state_dict().items()}) == "imagenet"
+    assert weights_kind({"encoder.weight": torch.zeros(1)}) is None
 
 
 # 3 ------------------------------------------------------------------------------------------

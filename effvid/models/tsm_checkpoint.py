@@ -44,7 +44,8 @@ import torch
 
 from ..errors import BadValue, check_positive_ints, plural
 from .recognizer import Recognizer
-from .weights import is_resume_state, load_torch_file, resume_state_error, strip_module_prefix
+from .weights import (is_resume_state, load_torch_file, resume_state_error, strip_module_prefix, weights_kind,
+                      wrong_weights)
 
 __all__ = [
     "TSMCheckpointInfo",
@@ -282,6 +283,8 @@ def _parse_file_name(name: str) -> dict:
 
 def _arch_from_keys(keys: list[str], where: str) -> str:
     base = [k[len("base_model."):] for k in keys if k.startswith("base_model.")]
+    if not base and (kind := weights_kind(keys)) in ("effvid", "imagenet"):
+        raise TSMCheckpointError(str(wrong_weights(where, kind, "an original TSM release checkpoint")))
     if not base:
         raise TSMCheckpointError(
             f"{where}: no 'base_model.*' keys; this is not a checkpoint of the original TSM code "

@@ -109,6 +109,61 @@ def strip_module_prefix(state: dict) -> dict:
     return dict(state)
 
 
+# What a weights file holds (weights_kind): in words, and what takes it
+WEIGHTS_KINDS = {
+    "effvid": ("an effvid checkpoint", "effvid train --init-weights fine-tunes from it, and eval, predict, "
+               "export and stream take it with --checkpoint"),
+    "imagenet": ("torchvision ImageNet weights", "effvid train --imagenet-weights takes them"),
+    "tsm_release": ("an original TSM release checkpoint", "effvid train --init-weights fine-tunes from its "
+                    "backbone, and effvid convert makes an effvid checkpoint of it for the other commands"),
+}
+
+
+def weights_kind(state, meta: dict | None = None) -> str | None:
+    """Which of :data:`WEIGHTS_KINDS` a state dict (or its keys) holds: "effvid" (an effvid
+    recogniser: ``backbone.*`` and ``fc.*``, or ``meta``, an effvid file's metadata, naming its
+    model), "tsm_release" (the original TSM code's ``base_model.*`` and ``new_fc.*``), "imagenet"
+    (a torchvision ResNet or MobileNetV2 as a 2D network: ``conv1.*`` and ``layer1.*``, or
+    ``features.*`` and ``classifier.1.*``); None for anything else. DataParallel's ``module.``
+    prefix is looked through."""
+    if meta and "name" in meta:
+        return "effvid"
+    keys = list(strip_module_prefix(dict.fromkeys(state)))
+    if any(k.startswith(("base_model.", "new_fc.")) for k in keys):
+        return "tsm_release"
+    if any(k.startswith("backbone.") for k in keys) and all(k.startswith(("backbone.", "fc.")) for k in keys):
+        return "effvid"
+    if (("conv1.weight" in keys and any(k.startswith("layer1.") for k in keys))
+            or ("features.0.0.weight" in keys and "classifier.1.weight" in keys)):
+        return "imagenet"
+    return None
+
+
+def file_weights_kind(path: str | Path) -> str | None:
+    """:func:`weights_kind` of the file ``path``: from a safetensors header, or a PyTorch file's
+    keys (its tensors mapped, not read); None for a file that is neither."""
+    if safetensors_problem(path) is None:
+        with safe_open(str(path), framework="pt") as f:
+            return weights_kind(f.keys(), json.loads((f.metadata() or {}).get(METADATA_KEY, "{}")))
+    content = None
+    for mmap in (True, False):  # mmap reads only zip files, not the format before PyTorch 1.6
+        try:
+            content = load_torch_file(path, mmap=mmap)
+            break
+        except ValueError:
+            pass
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        content = content["state_dict"]
+    return weights_kind(content) if isinstance(content, dict) else None
+
+
+def wrong_weights(path: str | Path, kind: str, wanted: str) -> ValueError:
+    """The error for weights of ``kind`` (see :func:`weights_kind`) given where ``wanted`` ones
+    are: what the file is, and which flag takes it."""
+    what, use = WEIGHTS_KINDS[kind]
+    return ValueError(f"{path} is {what}, not {wanted}: {use}")
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return (state_dict, metadata) of an effvid safetensors file. Keys saved from a
     DataParallel or DistributedDataParallel model lose their ``module.`` prefix."""
@@ -128,6 +183,9 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except (SafetensorError, OSError) as e:
         if _starts_like_torch_save(path):  # safetensors says "header too large"
             from ..errors import command_line
+
+            if file_weights_kind(path) == "imagenet":
+                raise wrong_weights(path, "imagenet", "an effvid checkpoint") from e
 
             raise ValueError(
                 f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "
@@ -187,6 +245,8 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
 
     state, meta = load_weights(path)
     if "name" not in meta:
+        if (kind := weights_kind(state)) not in ("effvid", None):
+            raise wrong_weights(path, kind, "an effvid checkpoint")
         raise ValueError(f"{path} has no effvid model configuration in its metadata")
     kwargs = _factory_kwargs(meta)
     # overrides are not filtered: a misspelt one (num_segmnts=16) must raise create_model's
@@ -299,6 +359,8 @@ def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
     classifier is skipped. Files saved before PyTorch 0.4.1 (such as the classic
     ``resnet50-19c8e357.pth``) have no BatchNorm ``num_batches_tracked``; that is accepted."""
     state = read_state_dict(path)
+    if (kind := weights_kind(state)) in ("effvid", "tsm_release"):
+        raise wrong_weights(path, kind, "ImageNet weights for --imagenet-weights")
     head = ("fc.", "classifier.")
     state = {k: v for k, v in state.items() if not k.startswith(head)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..models.weights import METADATA_KEY, check_state_dict_fits, load_weights
+from ..models.weights import METADATA_KEY, check_state_dict_fits, load_weights, weights_kind, wrong_weights
 
 
 def match_shift_wrappers(state: dict, own: dict) -> dict:
@@ -45,6 +45,8 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
         return (f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
                 + _release_file_differences(info, config))
     state, meta = load_weights(path)
+    if (kind := weights_kind(state, meta)) not in ("effvid", None):
+        raise wrong_weights(path, kind, "an effvid checkpoint")
     state = match_shift_wrappers(state, model.state_dict())
     kept = keeps_classifier(path, classes)
     if not kept:
