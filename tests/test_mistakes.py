@@ -111,6 +111,20 @@ def test_weights_given_to_the_wrong_flag_say_which_flag_takes_them(data, video, 
     assert weights_kind({"encoder.weight": torch.zeros(1)}) is None
 
 
+# 2 ------------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_of_another_architecture_is_named_by_its_metadata(data, tiny, tmp_path, capsys):
+    # fine-tuning a ResNet-18 from a ResNet-tiny checkpoint listed missing, unexpected and
+    # wrong-shape keys; the checkpoint's metadata says what it holds
+    flags = _train(data, tmp_path, "--init-weights", str(tiny))
+    flags[flags.index("tsm_resnet_tiny")] = "tsn_resnet18"
+    assert main(flags) == 2
+    assert _last_error(capsys) == (
+        f"effvid train: error: {tiny} holds a tsm_resnet_tiny (as its metadata records), not the "
+        "tsn_resnet18 being trained: fine-tune it with --model tsn_resnet_tiny")
+
+
 # 3 ------------------------------------------------------------------------------------------
 
 
