@@ -150,3 +150,15 @@ def test_weights_saved_from_a_data_parallel_model_load(tiny, video, tmp_path, ca
     said = load_init_weights(fresh, str(wrapped), CLASSES, "tsm_resnet_tiny")
     assert said == f"starting from {wrapped}: all its weights, classifier included"
     assert torch.equal(fresh.backbone.conv1.weight, plain.backbone.conv1.weight)
+
+
+# 4 ------------------------------------------------------------------------------------------
+
+
+def test_converting_an_effvid_checkpoint_says_it_is_one_already(tiny, tmp_path, capsys):
+    # it said "no 'base_model.*' keys; this is not a checkpoint of the original TSM code (first keys: [...])"
+    assert main(["convert", str(tiny), str(tmp_path / "out.safetensors")]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid convert: error: {tiny} is already an effvid checkpoint: there is nothing to convert; eval, "
+        "predict, export, stream and info take it as it is\n")
+    assert not (tmp_path / "out.safetensors").exists()

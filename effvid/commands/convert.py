@@ -20,10 +20,14 @@ from ..cli import HelpFormatter, UserError, plural, positive_int
 
 def run(args: argparse.Namespace) -> int:
     from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint, tsn_segments_note
+    from ..models.weights import file_weights_kind
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
         raise UserError(f"checkpoint not found: {src}")
+    if file_weights_kind(src) == "effvid":
+        raise UserError(f"{src} is already an effvid checkpoint: there is nothing to convert; eval, predict, "
+                        "export, stream and info take it as it is")
     if dst.suffix != ".safetensors":
         raise UserError(f"the output must be a .safetensors file, got {dst}")
     if dst.exists() and not args.overwrite:
