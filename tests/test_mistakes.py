@@ -162,3 +162,23 @@ def test_converting_an_effvid_checkpoint_says_it_is_one_already(tiny, tmp_path, 
         f"effvid convert: error: {tiny} is already an effvid checkpoint: there is nothing to convert; eval, "
         "predict, export, stream and info take it as it is\n")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+# 5 ------------------------------------------------------------------------------------------
+
+
+def test_a_config_that_is_no_json_file_is_named_in_one_line(data, tiny, tmp_path, capsys):
+    run_folder = tmp_path / "old_run"
+    run_folder.mkdir()
+    (run_folder / "config.json").write_text("{}")
+    missing = tmp_path / "nothere.json"
+    # a weights file: "'utf-8' codec can't decode byte 0x80 in position 7506" named no file; a
+    # folder: a traceback of IsADirectoryError; a missing file: "No such file or directory"
+    for config, said in ((tiny, f"config file {str(tiny)!r} is not UTF-8 text"),
+                         (run_folder, f"config file {str(run_folder)!r} is a folder, not a JSON file "
+                                      f"(the run's configuration is {run_folder / 'config.json'})"),
+                         (missing, f"config file not found: {str(missing)!r}")):
+        assert main(_train(data, tmp_path, "--config", str(config))) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(f"effvid train: error: {said}") and err.count("\n") == 1, err
+        assert "data:" not in out  # before the data is read

@@ -10,7 +10,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import BadValue
+from ..errors import BadValue, not_a_regular_file
 
 # Mixed precision's autocast dtypes on GPU (effvid.training.evaluate.amp_dtype)
 AMP_DTYPES = ("auto", "bfloat16", "float16")
@@ -199,7 +199,19 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path, redecide: bool = False) -> "TrainConfig":
-        return cls.from_json(Path(path).read_text(), f"config file {str(path)!r}", redecide)
+        """The configuration in the JSON file ``path``; a folder, a missing file or one that is no
+        text (a weights file) is refused naming it (they raised IsADirectoryError, or said
+        "'utf-8' codec can't decode byte 0x80")."""
+        from ..data.files import not_found, read_text  # here: importing config stays light (no torch)
+
+        path = Path(path)
+        if what := not_a_regular_file(path, "JSON file"):
+            saved = path / "config.json"  # a run folder given for its config.json
+            raise ValueError(f"config file {str(path)!r} is {what}"
+                             + (f" (the run's configuration is {saved})" if saved.is_file() else ""))
+        if not path.is_file():
+            raise not_found("config file", path)
+        return cls.from_json(read_text(path, "config file"), f"config file {str(path)!r}", redecide)
 
     @classmethod
     def from_json(cls, text: str, source: str, redecide: bool = False) -> "TrainConfig":
