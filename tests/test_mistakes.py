@@ -182,3 +182,32 @@ def test_a_config_that_is_no_json_file_is_named_in_one_line(data, tiny, tmp_path
         out, err = capsys.readouterr()
         assert err.startswith(f"effvid train: error: {said}") and err.count("\n") == 1, err
         assert "data:" not in out  # before the data is read
+
+
+# 13 -----------------------------------------------------------------------------------------
+
+
+def test_a_non_positive_scale_size_is_refused_as_the_flag(data, tmp_path, capsys):
+    # --scale-size 0 trained a model (0 read as "not given"), -1 failed in the first validation
+    for value in ("0", "-1"):
+        assert main(_train(data, tmp_path, "--scale-size", value)) == 2
+        out, err = capsys.readouterr()
+        assert err == f"effvid train: error: argument --scale-size: must be >= 1, got {value}\n"
+        assert "data:" not in out and not (tmp_path / "run").exists()
+    # below the crop: "scale_size (16) must be >= size (32)", by the config names, after the data scan
+    assert main(_train(data, tmp_path, "--scale-size", "16")) == 2
+    out, err = capsys.readouterr()
+    assert err == "effvid train: error: argument --scale-size: must be at least the crop size (32), got 16\n"
+    assert "data:" not in out
+    # the other settings a reason names are said as their flags too ("the folder of val_data's videos")
+    assert main(_train(data, tmp_path, "--val-data-root", str(data))) == 2
+    assert capsys.readouterr().err == (
+        f"effvid train: error: argument --val-data-root: it gives the folder of --val-data's videos, and "
+        "there is no --val-data (without it the validation videos are part of data, found with "
+        f"--data-root), got {data}\n")
+    # a config file's value keeps its config name
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"scale_size": 0}))
+    assert main(_train(data, tmp_path, "--config", str(config))) == 2
+    assert capsys.readouterr().err == (f"effvid train: error: config file {str(config)!r}: bad config value "
+                                       "scale_size=0: must be >= 1\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import typing
@@ -227,13 +228,17 @@ def out_of_memory_message(cfg: TrainConfig, error: str, gpu: bool = True) -> str
 
 def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
     """A bad value the user gave as a flag, said as that flag, as argparse says its own refusals
-    (``argument --shift-div: must be >= 2 for a bidirectional shift, got 1``); a value from a
-    --config file or a saved run keeps its config name."""
+    (``argument --shift-div: must be >= 2 for a bidirectional shift, got 1``), and the other
+    settings its reason names as their flags too (``--val-data``, not ``val_data``); a value
+    from a --config file or a saved run keeps its config name."""
     given = getattr(args, error.name, None)
     if given is None:
         return error
     shown = " ".join(map(str, given)) if isinstance(given, list) else given
-    return ValueError(f"argument --{error.name.replace('_', '-')}: {error.why}, got {shown}")
+    fields_named = {f.name for f in fields(TrainConfig) if "_" in f.name}  # "size", "data": also words
+    why = re.sub(r"\b[a-z]+(?:_[a-z]+)+\b",
+                 lambda m: "--" + m[0].replace("_", "-") if m[0] in fields_named else m[0], error.why)
+    return ValueError(f"argument --{error.name.replace('_', '-')}: {why}, got {shown}")
 
 
 def refuse_unused_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:

@@ -120,6 +120,11 @@ class TrainConfig:
         for name in ("num_segments", "epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
+        # 0 read as "not given" (test_scale_size), and a run trained with it
+        if self.scale_size is not None and self.scale_size < 1:
+            bad("scale_size", "must be >= 1")
+        if self.scale_size is not None and self.scale_size < self.size:  # the centre crop is cut from it
+            bad("scale_size", f"must be at least the crop size ({self.size})")
         if self.lr <= 0:
             bad("lr", "must be > 0")
         if not 0 <= self.dropout < 1:
