@@ -184,6 +184,32 @@ def test_a_config_that_is_no_json_file_is_named_in_one_line(data, tiny, tmp_path
         assert "data:" not in out  # before the data is read
 
 
+# 6 ------------------------------------------------------------------------------------------
+
+
+def test_a_list_file_with_a_header_line_is_refused_saying_so(data, tmp_path, capsys):
+    from effvid.data.lists import read_list_file
+
+    rows = [f"{p.relative_to(data)} {p.parent.name}" for p in sorted((data / "train").rglob("*.mp4"))]
+    spaced = data / "with_header.txt"
+    spaced.write_text("path label\n" + "\n".join(rows) + "\n")
+    commas = data / "with_csv_header.txt"
+    commas.write_text("video,label\n" + "\n".join(rows) + "\n")
+    # "unsupported video extension '' for '.../path'" with the hint on frame folders; and
+    # "cannot parse 'video,label'"
+    for lst, header in ((spaced, "path label"), (commas, "video,label")):
+        with pytest.raises(ValueError) as e:
+            read_list_file(lst)
+        assert str(e.value) == (f"{str(lst)!r} line 1: {header!r} looks like a header; a list file has no "
+                                "header line: delete it, or start it with # (a comment)")
+    assert main(_train(spaced, tmp_path)) == 2
+    assert "line 1: 'path label' looks like a header" in _last_error(capsys)
+    # without it the list reads
+    spaced.write_text("# path label\n" + "\n".join(rows) + "\n")
+    samples, classes = read_list_file(spaced)
+    assert classes == CLASSES and len(samples) == 4
+
+
 # 13 -----------------------------------------------------------------------------------------
 
 

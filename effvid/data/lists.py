@@ -59,6 +59,19 @@ def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -
                      f"{name.replace(' ', '_')!r} or use integer labels")
 
 
+# Words of a header line ("path label", "video,label"), which a list file does not have
+_HEADER_WORDS = {"path", "video", "file", "filename", "label", "class", "category", "name", "num_frames",
+                 "frames", "id"}
+
+
+def _looks_like_header(line: str) -> bool:
+    """Whether ``line`` (a list file's first) names columns rather than a video: two or three
+    words, no path or number among them, one of them a column's usual name."""
+    words = re.split(r"[\s,;]+", line)
+    return (2 <= len(words) <= 3 and all(re.fullmatch(r"[A-Za-z_]+", w) for w in words)
+            and any(w.lower() in _HEADER_WORDS for w in words))
+
+
 _NUMBERED_CLASS = re.compile(r"(\d+)\s+(\S.*)")
 
 
@@ -246,6 +259,9 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         if not line or line.startswith("#"):
             continue
         where = f"{str(list_path)!r} line {lineno}"
+        if not parsed and _looks_like_header(line):  # it was read as a video "path" of class "label"
+            raise ValueError(f"{where}: {line!r} looks like a header; a list file has no header line: "
+                             "delete it, or start it with # (a comment)")
         if has_video_ext(line, extensions):  # a path alone (UCF101's testlist)
             parsed.append((lineno, line, None, None))
             continue
