@@ -210,6 +210,35 @@ def test_a_list_file_with_a_header_line_is_refused_saying_so(data, tmp_path, cap
     assert classes == CLASSES and len(samples) == 4
 
 
+# 7 ------------------------------------------------------------------------------------------
+
+
+def test_labels_numbered_from_1_are_named_as_such(data, tiny, capsys):
+    from effvid.data.lists import read_list_file
+
+    def numbered(split, first):
+        lst = data / f"{split}_from_{first}.txt"
+        lst.write_text("".join(f"{p.relative_to(data)} {CLASSES.index(p.parent.name) + first}\n"
+                               for p in sorted((data / split).rglob("*.mp4"))))
+        return lst
+
+    # training on it made 3 classes, class "0" without a video, and said nothing
+    with pytest.raises(ValueError) as e:
+        read_list_file(numbered("train", 1))
+    assert str(e.value) == (
+        f"list file {str(data / 'train_from_1.txt')!r}: its integer labels run from 1 to 2, with no 0; "
+        "effvid numbers classes from 0, so class 0 would have no videos: number the labels from 0, or "
+        "give a class file that numbers the classes from 1 (--classes, as UCF101's classInd.txt)")
+    assert read_list_file(numbered("train", 0))[1] == ["0", "1"]
+    # evaluated with a 2-class checkpoint: "label 2 out of range for 2 classes" alone
+    lst = numbered("val", 1)
+    assert main(["eval", str(lst), "-c", str(tiny), "--workers", "0"]) == 2
+    assert _last_error(capsys) == (
+        f"effvid eval: error: {str(lst)!r} line 2: label 2 out of range for 2 classes; the labels look "
+        "numbered from 1 (none is 0): number the labels from 0, or give a class file that numbers the "
+        "classes from 1 (--classes, as UCF101's classInd.txt)")
+
+
 # 13 -----------------------------------------------------------------------------------------
 
 

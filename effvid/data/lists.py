@@ -72,6 +72,10 @@ def _looks_like_header(line: str) -> bool:
             and any(w.lower() in _HEADER_WORDS for w in words))
 
 
+# what a list numbered from 1 needs (UCF101's lists are, with classInd.txt beside them)
+_ONE_BASED_FIX = ("number the labels from 0, or give a class file that numbers the classes from 1 "
+                  "(--classes, as UCF101's classInd.txt)")
+
 _NUMBERED_CLASS = re.compile(r"(\d+)\s+(\S.*)")
 
 
@@ -293,7 +297,12 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
                              f"classInd.txt: --classes) so that its first folder names its class")
         int_labels = [_is_int(lb) for _, lb in labelled]
         if all(int_labels):
-            classes = [str(i) for i in range(max(int(lb) for _, lb in labelled) + 1)]
+            numbers = [int(lb) for _, lb in labelled]
+            if min(numbers) == 1:  # class "0" would be trained without a video
+                raise ValueError(f"list file {str(list_path)!r}: its integer labels run from 1 to {max(numbers)}, "
+                                 "with no 0; effvid numbers classes from 0, so class 0 would have no videos: "
+                                 + _ONE_BASED_FIX)
+            classes = [str(i) for i in range(max(numbers) + 1)]
         elif not any(int_labels):
             classes = sorted({lb for _, lb in labelled})
         else:
@@ -318,7 +327,10 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         elif _is_int(label):
             y = int(label)
             if not 0 <= y < len(classes):
-                raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes")
+                one_based = y == len(classes) and not any(_is_int(lb) and int(lb) == 0 for _, lb in labelled)
+                raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes"
+                                 + (f"; the labels look numbered from 1 (none is 0): {_ONE_BASED_FIX}"
+                                    if one_based else ""))
         elif label in index:
             y = index[label]
         else:
