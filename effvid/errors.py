@@ -3,8 +3,10 @@ messages (counts, lists of names, commands to paste)."""
 
 import numbers
 import os
+import re
 import shlex
 import stat
+from pathlib import PurePath
 
 
 class UserError(Exception):
@@ -60,6 +62,20 @@ def not_a_regular_file(path: str | os.PathLike, noun: str = "file") -> str | Non
                                          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
                  if test(mode)), None)
     return f"not a regular file ({kind})" if kind else "not a regular file"
+
+
+def unread_path_hint(path: str | os.PathLike) -> str:
+    """Why a path that is not there was perhaps never a local path, for its "not found" error
+    to add ("; ..."), else "": a ``~`` that the shell did not expand (the path was quoted,
+    ``'~/videos'``), or a URL (effvid downloads nothing). ``Path()`` writes ``s3://b`` as
+    ``s3:/b``: either is known."""
+    text = os.fspath(path)
+    if re.search(r"(^|/)[A-Za-z][A-Za-z0-9+.-]+:/", text):
+        return "; effvid reads local files only and downloads nothing: download it first"
+    if any(part.startswith("~") for part in PurePath(text).parts):
+        return ("; the shell did not expand this ~ (it was quoted, or not at the start of a word): write "
+                "the path out, or use $HOME")
+    return ""
 
 
 def check_positive_ints(**values) -> None:

@@ -31,7 +31,7 @@ import av
 import numpy as np
 import torch
 
-from .errors import plural
+from .errors import plural, unread_path_hint
 from .data.transforms import TestTransform, default_scale_size
 from .data.video import AV_ERRORS, VIDEO_EXTENSIONS, an_image, display_rotation, timed_frames, upright_rgb
 
@@ -84,7 +84,7 @@ def list_sources(source: str | int) -> list[str]:
     if why := an_image(path):  # FFmpeg decodes one as a one-frame video
         raise StreamError(why)
     if not path.exists():
-        raise StreamError(f"no such file, directory or camera index: {source}")
+        raise StreamError(f"no such file, directory or camera index: {source}{unread_path_hint(source)}")
     return [str(path)]
 
 

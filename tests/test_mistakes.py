@@ -239,6 +239,39 @@ def test_labels_numbered_from_1_are_named_as_such(data, tiny, capsys):
         "classes from 1 (--classes, as UCF101's classInd.txt)")
 
 
+# 8 ------------------------------------------------------------------------------------------
+
+
+def test_a_quoted_tilde_or_a_url_is_said_to_be_unread(data, video, tiny, tmp_path, capsys):
+    from pathlib import Path
+
+    tilde = ("; the shell did not expand this ~ (it was quoted, or not at the start of a word): write "
+             "the path out, or use $HOME")
+    url = "; effvid reads local files only and downloads nothing: download it first"
+    # a video, DATA, a list's video, a checkpoint and --init-weights: "not found" alone
+    assert main(["predict", "~/clips/a.mp4", "-c", str(tiny)]) == 2
+    assert _last_error(capsys) == f"effvid predict: error: video not found: ~/clips/a.mp4{tilde}"
+    assert main(["eval", "https://example.org/k400/val.csv", "-c", str(tiny)]) == 2
+    assert _last_error(capsys) == f"effvid eval: error: dataset source not found: 'https:/example.org/k400/val.csv'{url}"
+    lst = tmp_path / "list.txt"
+    lst.write_text("~/clips/a.mp4 0\n")
+    assert main(_train(lst, tmp_path)) == 2
+    assert _last_error(capsys) == (f"effvid train: error: {str(lst)!r} line 1: video not found: "
+                                   f"{str(tmp_path / '~/clips/a.mp4')!r}{tilde}")
+    assert main(["predict", str(video), "-c", "s3://bucket/best.safetensors"]) == 2
+    assert _last_error(capsys) == f"effvid predict: error: weights file not found: s3:/bucket/best.safetensors{url}"
+    assert main(_train(data, tmp_path, "--init-weights", "~/runs/a/best.safetensors")) == 2
+    assert _last_error(capsys) == (f"effvid train: error: weights file not found: "
+                                   f"{Path.cwd() / '~/runs/a/best.safetensors'}{tilde}")
+    from effvid.errors import unread_path_hint
+
+    assert unread_path_hint("~/videos/a.mp4") == tilde
+    assert unread_path_hint("/data/~/videos") == tilde
+    assert unread_path_hint("https://example.org/a.mp4") == url
+    assert unread_path_hint("s3:/bucket/w.safetensors") == url  # as Path() writes s3://
+    assert unread_path_hint("videos/a.mp4") == ""
+
+
 # 13 -----------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import HelpFormatter, UserError, plural, positive_int
+from ..errors import unread_path_hint
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
-        raise UserError(f"checkpoint not found: {src}")
+        raise UserError(f"checkpoint not found: {src}{unread_path_hint(src)}")
     if file_weights_kind(src) == "effvid":
         raise UserError(f"{src} is already an effvid checkpoint: there is nothing to convert; eval, predict, "
                         "export, stream and info take it as it is")

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..cli import HelpFormatter, UserError, plural, positive_int, results_file
+from ..errors import unread_path_hint
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +56,7 @@ def load_model_from_args(args: argparse.Namespace):
 
         path = Path(args.checkpoint)
         if not path.is_file():
-            raise UserError(f"checkpoint not found: {path}")
+            raise UserError(f"checkpoint not found: {path}{unread_path_hint(path)}")
         model, meta = load_model(path)
         classes = meta.get("classes")
     else:

@@ -42,7 +42,7 @@ from typing import Iterable
 
 import torch
 
-from ..errors import BadValue, check_positive_ints, plural
+from ..errors import BadValue, check_positive_ints, plural, unread_path_hint
 from .recognizer import Recognizer
 from .weights import (is_resume_state, load_torch_file, resume_state_error, strip_module_prefix, weights_kind,
                       wrong_weights)
@@ -194,7 +194,7 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {path}{unread_path_hint(path)}")
     if is_resume_state(path):
         raise TSMCheckpointError(str(resume_state_error(path)))
     try:

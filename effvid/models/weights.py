@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import UserError, not_a_regular_file
+from ..errors import UserError, not_a_regular_file, unread_path_hint
 
 METADATA_KEY = "effvid"
 
@@ -98,7 +98,7 @@ def weights_not_found(path: Path) -> FileNotFoundError:
     """The error for no weights file at ``path``; a FIFO or a device there is named as one
     (each was "weights file not found")."""
     what = not_a_regular_file(path, "weights file")
-    return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}")
+    return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}{unread_path_hint(path)}")
 
 
 def strip_module_prefix(state: dict) -> dict:
