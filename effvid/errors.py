@@ -1,6 +1,7 @@
 """Errors shared across effvid, the argument checks that raise them, and the helpers that word
 messages (counts, lists of names, commands to paste)."""
 
+import difflib
 import numbers
 import os
 import re
@@ -43,6 +44,13 @@ def some_names(names, shown: int = 10) -> str:
     names = [str(n) for n in names]
     more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def did_you_mean(word: str, choices) -> str:
+    """"did you mean 'X'?" for the one of ``choices`` closest to a misspelt ``word`` (as difflib
+    finds it), or "" when none is close."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
+    return f"did you mean {close[0]!r}?" if close else ""
 
 
 def not_a_regular_file(path: str | os.PathLike, noun: str = "file") -> str | None:

@@ -272,6 +272,29 @@ def test_a_quoted_tilde_or_a_url_is_said_to_be_unread(data, video, tiny, tmp_pat
     assert unread_path_hint("videos/a.mp4") == ""
 
 
+# 12 -----------------------------------------------------------------------------------------
+
+
+def test_a_misspelt_model_name_or_argument_gets_a_suggestion():
+    with pytest.raises(ValueError) as e:
+        effvid.create_model("tsm_resnet5")
+    assert str(e.value).startswith("unknown model 'tsm_resnet5'; did you mean 'tsm_resnet50'? (available: "
+                                   "tsm_mobilenet_v2, ")
+    # it said "build_recognizer() got an unexpected keyword argument 'num_segmnts'"
+    with pytest.raises(TypeError) as e:
+        effvid.create_model("tsm_resnet_tiny", num_segmnts=4)
+    assert str(e.value) == ("tsm_resnet_tiny got an unexpected keyword argument 'num_segmnts'; did you "
+                            "mean 'num_segments'?")
+    with pytest.raises(TypeError) as e:
+        effvid.create_model("tsn_resnet_tiny", pretrained=True)
+    assert str(e.value).startswith("tsn_resnet_tiny got an unexpected keyword argument 'pretrained' (it takes "
+                                   "num_classes, num_segments, ")
+    from effvid.errors import did_you_mean
+
+    assert did_you_mean("tsm_resnet5", effvid.models.list_models()) == "did you mean 'tsm_resnet50'?"
+    assert did_you_mean("vgg16", effvid.models.list_models()) == ""
+
+
 # 13 -----------------------------------------------------------------------------------------
 
 
