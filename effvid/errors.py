@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import stat
+from collections.abc import Mapping
 from pathlib import PurePath
 
 
@@ -48,9 +49,11 @@ def some_names(names, shown: int = 10) -> str:
 
 def did_you_mean(word: str, choices) -> str:
     """"did you mean 'X'?" for the one of ``choices`` closest to a misspelt ``word`` (as difflib
-    finds it), or "" when none is close."""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
-    return f"did you mean {close[0]!r}?" if close else ""
+    finds it), or "" when none is close. ``choices`` may map each name compared to what is
+    shown (a folder's name to its path)."""
+    shown = choices if isinstance(choices, Mapping) else {str(c): str(c) for c in choices}
+    close = difflib.get_close_matches(word, list(shown), n=1)
+    return f"did you mean {shown[close[0]]!r}?" if close else ""
 
 
 def not_a_regular_file(path: str | os.PathLike, noun: str = "file") -> str | None:

@@ -272,6 +272,24 @@ def test_a_quoted_tilde_or_a_url_is_said_to_be_unread(data, video, tiny, tmp_pat
     assert unread_path_hint("videos/a.mp4") == ""
 
 
+# 9 ------------------------------------------------------------------------------------------
+
+
+def test_resuming_a_run_folder_that_is_not_there_names_the_one_that_is(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    (runs / "tsm_lr0.01").mkdir(parents=True)
+    (runs / "tsm_lr0.01" / "config.json").write_text("{}")
+    (runs / "tsm_lr0.1b").mkdir()  # as close, but no run: not suggested
+    # "nothing to resume in ...: it has no config.json (the run stopped before it started)"
+    assert main(["train", "--output", str(runs / "tsm_lr0.1"), "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid train: error: nothing to resume in {runs / 'tsm_lr0.1'}: there is no such folder; "
+        f"did you mean {str(runs / 'tsm_lr0.01')!r}?\n")
+    assert main(["train", "--output", str(runs / "other"), "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid train: error: nothing to resume in {runs / 'other'}: there is no such folder\n")
+
+
 # 12 -----------------------------------------------------------------------------------------
 
 

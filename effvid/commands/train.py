@@ -20,7 +20,7 @@ from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
-from ..errors import BadValue
+from ..errors import BadValue, did_you_mean
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
 from ..training.recipes import RECIPES, recipe_values
@@ -298,6 +298,20 @@ def check_resume_folder(args: argparse.Namespace) -> None:
         raise ValueError(f"cannot resume {out}: {why}")
 
 
+def run_named_like(out: Path) -> str:
+    """"; did you mean 'runs/tsm_lr0.01'?" for a run folder beside ``out`` named like it (a
+    mistyped --output of a --resume), else ""."""
+    from ..training.run_folder import RunWriter
+
+    try:
+        runs = {p.name: str(p) for p in out.parent.iterdir()
+                if any((p / name).is_file() for name in RunWriter.RUN_FILES)}
+    except OSError:  # no such parent folder either
+        return ""
+    hint = did_you_mean(out.name, runs)
+    return f"; {hint}" if hint else ""
+
+
 def run(args: argparse.Namespace) -> int:
     from ..runtime import cpu_out_of_memory
     from ..training.loop import train
@@ -315,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(cfg.output)
         if args.config is not None:
             raise ValueError(f"no training data given: pass DATA, or 'data' in {args.config}")
+        if args.resume and not out.exists():
+            raise ValueError(f"nothing to resume in {out}: there is no such folder{run_named_like(out)}")
         if args.resume and (out / "config.json").is_file():  # train writes 'data' there always
             raise ValueError(f"cannot resume {out}: its config.json holds no 'data' (it is empty or "
                              "damaged); resume it with DATA and the run's original options")
