@@ -244,8 +244,25 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        command = commands.choices[args.command]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{checkpoint_placement_hint(command, unknown)}")
     return args
+
+
+def checkpoint_placement_hint(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """For arguments a command does not take: where its checkpoint goes, when they put one in
+    the other place. export and stream take it with --checkpoint (``effvid export
+    best.safetensors`` was "unrecognized arguments: best.safetensors"); info and convert take it
+    as an argument of their own (``effvid info --checkpoint X``)."""
+    options = {option for action in parser._actions for option in action.option_strings}
+    if "--checkpoint" in options:
+        weights = next((word for word in unknown if word.lower().endswith(WEIGHTS_SUFFIXES)), None)
+        return f" ({parser.prog} takes a checkpoint with --checkpoint: --checkpoint {weights})" if weights else ""
+    if {"--checkpoint", "-c"} & set(unknown):
+        first = next(a for a in parser._actions if not a.option_strings and a.dest != "help")
+        return (f" ({parser.prog} takes the checkpoint as its argument {first.metavar or first.dest}, "
+                "without --checkpoint)")
+    return ""
 
 
 def run_command(argv: list[str] | None) -> int:

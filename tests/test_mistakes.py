@@ -290,6 +290,35 @@ def test_resuming_a_run_folder_that_is_not_there_names_the_one_that_is(tmp_path,
         f"effvid train: error: nothing to resume in {runs / 'other'}: there is no such folder\n")
 
 
+# 10 -----------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_given_where_the_command_does_not_take_it_names_the_right_form(video, tiny, capsys):
+    def refused(argv):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        return _last_error(capsys)
+
+    # export and stream take the checkpoint with --checkpoint: "unrecognized arguments: tiny.safetensors"
+    assert refused(["export", str(tiny), "--output", "out"]) == (
+        f"effvid export: error: unrecognized arguments: {tiny} (effvid export takes a checkpoint with "
+        f"--checkpoint: --checkpoint {tiny})")
+    assert refused(["stream", str(video), str(tiny)]) == (
+        f"effvid stream: error: unrecognized arguments: {tiny} (effvid stream takes a checkpoint with "
+        f"--checkpoint: --checkpoint {tiny})")
+    # info takes it as MODEL: "unrecognized arguments: --checkpoint"
+    assert refused(["info", "--checkpoint", str(tiny)]) == (
+        "effvid info: error: unrecognized arguments: --checkpoint (effvid info takes the checkpoint as "
+        "its argument MODEL, without --checkpoint)")
+    # the checkpoint as stream's SOURCE: "give exactly one of --checkpoint PATH or --model NAME"
+    assert main(["stream", str(tiny)]) == 2
+    assert _last_error(capsys) == (
+        f"effvid stream: error: {tiny} is a weights file, not a video: stream takes the checkpoint with "
+        f"--checkpoint, and SOURCE is a video, a folder of videos or a camera (effvid stream VIDEO "
+        f"--checkpoint {tiny})")
+
+
 # 12 -----------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, plural, positive_int, results_file
+from ..cli import WEIGHTS_SUFFIXES, HelpFormatter, UserError, command_line, plural, positive_int, results_file
 from ..errors import unread_path_hint
 
 
@@ -165,6 +165,10 @@ def _refuse_overwriting_sources(outputs: list[Path], sources: list[str]) -> None
 def run(args: argparse.Namespace) -> int:
     from .. import stream as st
 
+    if args.source.lower().endswith(WEIGHTS_SUFFIXES):  # "effvid stream best.safetensors"
+        raise UserError(f"{args.source} is a weights file, not a video: stream takes the checkpoint with "
+                        "--checkpoint, and SOURCE is a video, a folder of videos or a camera "
+                        f"({command_line('effvid', 'stream', 'VIDEO', '--checkpoint', args.source)})")
     try:
         sources = st.list_sources(args.source)
     except st.StreamError as e:
