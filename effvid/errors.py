@@ -89,6 +89,21 @@ def unread_path_hint(path: str | os.PathLike) -> str:
     return ""
 
 
+def layout_hint(shape, channels_first: bool) -> str:
+    """For a frame or clip refused by its ``shape``: that its 3 colour channels are on the other
+    side of H and W than where this takes them (``channels_first``: ``(..., 3, H, W)``, as the
+    models do; else ``(..., H, W, 3)``, as decoders give frames), and how to move them; else ""."""
+    shape = tuple(shape)
+    if len(shape) >= 3 and channels_first and shape[-1] == 3 and shape[-3] != 3:
+        given, wanted, move = "last (..., H, W, 3)", "first (..., 3, H, W)", "-1, -3"
+    elif len(shape) >= 3 and not channels_first and shape[-3] == 3 and shape[-1] != 3:
+        given, wanted, move = "first (..., 3, H, W)", "last (..., H, W, 3)", "-3, -1"
+    else:
+        return ""
+    return (f": channels {given}, and this takes channels {wanted}: x.movedim({move}) "
+            f"(numpy: np.moveaxis(x, {move})) moves them")
+
+
 def check_positive_ints(**values) -> None:
     """Refuse any value that is not an integer >= 1, naming its argument: a size of 0 builds
     zero-element weights without an error (a rank-0 factorised matrix outputs just its bias)."""

@@ -319,6 +319,48 @@ def test_a_checkpoint_given_where_the_command_does_not_take_it_names_the_right_f
         f"--checkpoint {tiny})")
 
 
+# 11 -----------------------------------------------------------------------------------------
+
+
+def test_frames_in_the_other_channel_layout_are_named_as_such(tmp_path, one_thread):
+    import numpy as np
+
+    from effvid.models.online import OnlineRecognizer
+    from effvid.stream import preprocess_frame
+
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=2, num_segments=4,
+                                shift_direction="causal").eval()
+    to_first = "channels last (..., H, W, 3), and this takes channels first (..., 3, H, W): x.movedim(-1, -3) " \
+               "(numpy: np.moveaxis(x, -1, -3)) moves them"
+    # a clip as a decoder gives it, (N, T, H, W, 3): a conv's "expected input to have 3 channels"
+    with pytest.raises(ValueError) as e:
+        model(torch.rand(1, 4, 32, 32, 3))
+    assert str(e.value) == f"expected video of shape (N, T, 3, H, W), got (1, 4, 32, 32, 3): {to_first}"
+    online = OnlineRecognizer.from_model(model)
+    with pytest.raises(ValueError) as e:
+        online.step(torch.rand(32, 32, 3))
+    assert str(e.value) == f"expected a frame (3, H, W) or (B, 3, H, W), got (32, 32, 3): {to_first}"
+    # and the other way round: stream's preprocessing takes a decoded RGB frame (H, W, 3)
+    with pytest.raises(ValueError) as e:
+        preprocess_frame(np.zeros((3, 48, 64), np.uint8), 32)
+    assert str(e.value) == ("expected an RGB frame (H, W, 3), got (3, 48, 64): channels first (..., 3, H, W), "
+                            "and this takes channels last (..., H, W, 3): x.movedim(-3, -1) (numpy: "
+                            "np.moveaxis(x, -3, -1)) moves them")
+    pytest.importorskip("onnxruntime")
+    from effvid.export import OnnxOnlineRunner, export_offline, export_online, run_offline
+
+    export_online(model, tmp_path / "m.online.onnx", height=32, exporter="torchscript")
+    export_offline(model, tmp_path / "m.offline.onnx", height=32, exporter="torchscript")
+    with pytest.raises(ValueError) as e:
+        OnnxOnlineRunner(tmp_path / "m.online.onnx").step(np.zeros((32, 32, 3), np.float32))
+    assert str(e.value) == f"expected a frame (3, 32, 32) or (B, 3, 32, 32), got (32, 32, 3): {to_first}"
+    with pytest.raises(ValueError) as e:
+        run_offline(tmp_path / "m.offline.onnx", np.zeros((1, 4, 32, 32, 3), np.float32))
+    assert str(e.value) == (f"{tmp_path / 'm.offline.onnx'} takes video (N, 4, 3, 32, 32) for any N, got "
+                            f"(1, 4, 32, 32, 3): {to_first}")
+
+
 # 12 -----------------------------------------------------------------------------------------
 
 
