@@ -249,19 +249,23 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     return args
 
 
+# the commands that take a checkpoint as an argument of their own (as their usage names it),
+# not with --checkpoint
+CHECKPOINT_ARGUMENT = {"info": "MODEL", "convert": "src"}
+
+
 def checkpoint_placement_hint(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     """For arguments a command does not take: where its checkpoint goes, when they put one in
-    the other place. export and stream take it with --checkpoint (``effvid export
+    the other place. eval, predict, export and stream take it with --checkpoint (``effvid export
     best.safetensors`` was "unrecognized arguments: best.safetensors"); info and convert take it
-    as an argument of their own (``effvid info --checkpoint X``)."""
+    as an argument (``effvid info --checkpoint X``)."""
     options = {option for action in parser._actions for option in action.option_strings}
     if "--checkpoint" in options:
         weights = next((word for word in unknown if word.lower().endswith(WEIGHTS_SUFFIXES)), None)
         return f" ({parser.prog} takes a checkpoint with --checkpoint: --checkpoint {weights})" if weights else ""
-    if {"--checkpoint", "-c"} & set(unknown):
-        first = next(a for a in parser._actions if not a.option_strings and a.dest != "help")
-        return (f" ({parser.prog} takes the checkpoint as its argument {first.metavar or first.dest}, "
-                "without --checkpoint)")
+    argument = CHECKPOINT_ARGUMENT.get(parser.prog.split()[-1])
+    if argument and {"--checkpoint", "-c"} & set(unknown):
+        return f" ({parser.prog} takes the checkpoint as its argument {argument}, without --checkpoint)"
     return ""
 
 

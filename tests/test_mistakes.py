@@ -311,6 +311,8 @@ def test_a_checkpoint_given_where_the_command_does_not_take_it_names_the_right_f
     assert refused(["info", "--checkpoint", str(tiny)]) == (
         "effvid info: error: unrecognized arguments: --checkpoint (effvid info takes the checkpoint as "
         "its argument MODEL, without --checkpoint)")
+    # no hint where the command takes no checkpoint (it raised StopIteration for quickstart)
+    assert refused(["quickstart", "-c", str(tiny)]) == f"effvid quickstart: error: unrecognized arguments: -c {tiny}"
     # the checkpoint as stream's SOURCE: "give exactly one of --checkpoint PATH or --model NAME"
     assert main(["stream", str(tiny)]) == 2
     assert _last_error(capsys) == (
