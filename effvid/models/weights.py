@@ -182,10 +182,9 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         if _starts_like_torch_save(path):  # safetensors says "header too large"
-            from ..errors import command_line
-
             if file_weights_kind(path) == "imagenet":
                 raise wrong_weights(path, "imagenet", "an effvid checkpoint") from e
+            from ..errors import command_line
 
             raise ValueError(
                 f"{path} is a PyTorch checkpoint, not effvid's .safetensors weights: convert an "
