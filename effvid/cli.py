@@ -244,8 +244,29 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        command = commands.choices[args.command]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{checkpoint_placement_hint(command, unknown)}")
     return args
+
+
+# the commands that take a checkpoint as an argument of their own (as their usage names it),
+# not with --checkpoint
+CHECKPOINT_ARGUMENT = {"info": "MODEL", "convert": "src"}
+
+
+def checkpoint_placement_hint(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """For arguments a command does not take: where its checkpoint goes, when they put one in
+    the other place. eval, predict, export and stream take it with --checkpoint (``effvid export
+    best.safetensors`` was "unrecognized arguments: best.safetensors"); info and convert take it
+    as an argument (``effvid info --checkpoint X``)."""
+    options = {option for action in parser._actions for option in action.option_strings}
+    if "--checkpoint" in options:
+        weights = next((word for word in unknown if word.lower().endswith(WEIGHTS_SUFFIXES)), None)
+        return f" ({parser.prog} takes a checkpoint with --checkpoint: --checkpoint {weights})" if weights else ""
+    argument = CHECKPOINT_ARGUMENT.get(parser.prog.split()[-1])
+    if argument and {"--checkpoint", "-c"} & set(unknown):
+        return f" ({parser.prog} takes the checkpoint as its argument {argument}, without --checkpoint)"
+    return ""
 
 
 def run_command(argv: list[str] | None) -> int:

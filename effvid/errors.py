@@ -1,10 +1,14 @@
 """Errors shared across effvid, the argument checks that raise them, and the helpers that word
 messages (counts, lists of names, commands to paste)."""
 
+import difflib
 import numbers
 import os
+import re
 import shlex
 import stat
+from collections.abc import Mapping
+from pathlib import PurePath
 
 
 class UserError(Exception):
@@ -43,6 +47,15 @@ def some_names(names, shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def did_you_mean(word: str, choices) -> str:
+    """"did you mean 'X'?" for the one of ``choices`` closest to a misspelt ``word`` (as difflib
+    finds it), or "" when none is close. ``choices`` may map each name compared to what is
+    shown (a folder's name to its path)."""
+    shown = choices if isinstance(choices, Mapping) else {str(c): str(c) for c in choices}
+    close = difflib.get_close_matches(word, list(shown), n=1)
+    return f"did you mean {shown[close[0]]!r}?" if close else ""
+
+
 def not_a_regular_file(path: str | os.PathLike, noun: str = "file") -> str | None:
     """What ``path`` is when it is there but is no file to read from ("a folder, not a video
     file", "not a regular file (a FIFO)"); None for a regular file (or a link to one) and for
@@ -60,6 +73,35 @@ def not_a_regular_file(path: str | os.PathLike, noun: str = "file") -> str | Non
                                          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
                  if test(mode)), None)
     return f"not a regular file ({kind})" if kind else "not a regular file"
+
+
+def unread_path_hint(path: str | os.PathLike) -> str:
+    """Why a path that is not there was perhaps never a local path, for its "not found" error
+    to add ("; ..."), else "": a ``~`` that the shell did not expand (the path was quoted,
+    ``'~/videos'``), or a URL (effvid downloads nothing). ``Path()`` writes ``s3://b`` as
+    ``s3:/b``: either is known."""
+    text = os.fspath(path)
+    if re.search(r"(^|/)[A-Za-z][A-Za-z0-9+.-]+:/", text):
+        return "; effvid reads local files only and downloads nothing: download it first"
+    if any(part.startswith("~") for part in PurePath(text).parts):
+        return ("; the shell did not expand this ~ (it was quoted, or not at the start of a word): write "
+                "the path out, or use $HOME")
+    return ""
+
+
+def layout_hint(shape, channels_first: bool) -> str:
+    """For a frame or clip refused by its ``shape``: that its 3 colour channels are on the other
+    side of H and W than where this takes them (``channels_first``: ``(..., 3, H, W)``, as the
+    models do; else ``(..., H, W, 3)``, as decoders give frames), and how to move them; else ""."""
+    shape = tuple(shape)
+    if len(shape) >= 3 and channels_first and shape[-1] == 3 and shape[-3] != 3:
+        given, wanted, move = "last (..., H, W, 3)", "first (..., 3, H, W)", "-1, -3"
+    elif len(shape) >= 3 and not channels_first and shape[-3] == 3 and shape[-1] != 3:
+        given, wanted, move = "first (..., 3, H, W)", "last (..., H, W, 3)", "-3, -1"
+    else:
+        return ""
+    return (f": channels {given}, and this takes channels {wanted}: x.movedim({move}) "
+            f"(numpy: np.moveaxis(x, {move})) moves them")
 
 
 def check_positive_ints(**values) -> None:

@@ -31,7 +31,7 @@ import av
 import numpy as np
 import torch
 
-from .errors import plural
+from .errors import layout_hint, plural, unread_path_hint
 from .data.transforms import TestTransform, default_scale_size
 from .data.video import AV_ERRORS, VIDEO_EXTENSIONS, an_image, display_rotation, timed_frames, upright_rgb
 
@@ -84,7 +84,7 @@ def list_sources(source: str | int) -> list[str]:
     if why := an_image(path):  # FFmpeg decodes one as a one-frame video
         raise StreamError(why)
     if not path.exists():
-        raise StreamError(f"no such file, directory or camera index: {source}")
+        raise StreamError(f"no such file, directory or camera index: {source}{unread_path_hint(source)}")
     return [str(path)]
 
 
@@ -185,7 +185,8 @@ def preprocess_frame(frame: np.ndarray, size: int = 224, scale: int | None = Non
     Any input size works, so frames that change size mid-stream are simply resized.
     """
     if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"expected an RGB frame (H, W, 3), got {frame.shape}")
+        raise ValueError(f"expected an RGB frame (H, W, 3), got {frame.shape}"
+                         + layout_hint(frame.shape, channels_first=False))
     # The same test-time transform as evaluation (a one-frame clip), so streams see what
     # `effvid eval` sees.
     transform = TestTransform(size, scale or default_scale_size(size))

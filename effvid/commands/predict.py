@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..cli import (HelpFormatter, UserError, add_device_argument, command_line, plural, positive_int, results_file,
                    worker_count)
+from ..errors import unread_path_hint
 from .views import add_view_arguments
 
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             from ..data.video import not_a_video_file
 
             what = not_a_video_file(p)
-            raise UserError(f"{v} is {what}" if what else f"video not found: {v}")
+            raise UserError(f"{v} is {what}" if what else f"video not found: {v}{unread_path_hint(v)}")
     if not paths:
         raise UserError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {' '.join(args.videos)}")
     model, meta = load_recognizer(args.checkpoint, args.num_segments)

@@ -23,7 +23,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, plural, positive_int, results_file
+from ..cli import WEIGHTS_SUFFIXES, HelpFormatter, UserError, command_line, plural, positive_int, results_file
+from ..errors import unread_path_hint
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +56,7 @@ def load_model_from_args(args: argparse.Namespace):
 
         path = Path(args.checkpoint)
         if not path.is_file():
-            raise UserError(f"checkpoint not found: {path}")
+            raise UserError(f"checkpoint not found: {path}{unread_path_hint(path)}")
         model, meta = load_model(path)
         classes = meta.get("classes")
     else:
@@ -164,6 +165,10 @@ def _refuse_overwriting_sources(outputs: list[Path], sources: list[str]) -> None
 def run(args: argparse.Namespace) -> int:
     from .. import stream as st
 
+    if args.source.lower().endswith(WEIGHTS_SUFFIXES):  # "effvid stream best.safetensors"
+        raise UserError(f"{args.source} is a weights file, not a video: stream takes the checkpoint with "
+                        "--checkpoint, and SOURCE is a video, a folder of videos or a camera "
+                        f"({command_line('effvid', 'stream', 'VIDEO', '--checkpoint', args.source)})")
     try:
         sources = st.list_sources(args.source)
     except st.StreamError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import typing
@@ -19,7 +20,7 @@ from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
-from ..errors import BadValue
+from ..errors import BadValue, did_you_mean
 from ..training.config import TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
 from ..training.recipes import RECIPES, recipe_values
@@ -227,13 +228,17 @@ def out_of_memory_message(cfg: TrainConfig, error: str, gpu: bool = True) -> str
 
 def as_flag(error: BadValue, args: argparse.Namespace) -> ValueError:
     """A bad value the user gave as a flag, said as that flag, as argparse says its own refusals
-    (``argument --shift-div: must be >= 2 for a bidirectional shift, got 1``); a value from a
-    --config file or a saved run keeps its config name."""
+    (``argument --shift-div: must be >= 2 for a bidirectional shift, got 1``), and the other
+    settings its reason names as their flags too (``--val-data``, not ``val_data``); a value
+    from a --config file or a saved run keeps its config name."""
     given = getattr(args, error.name, None)
     if given is None:
         return error
     shown = " ".join(map(str, given)) if isinstance(given, list) else given
-    return ValueError(f"argument --{error.name.replace('_', '-')}: {error.why}, got {shown}")
+    fields_named = {f.name for f in fields(TrainConfig) if "_" in f.name}  # "size", "data": also words
+    why = re.sub(r"\b[a-z]+(?:_[a-z]+)+\b",
+                 lambda m: "--" + m[0].replace("_", "-") if m[0] in fields_named else m[0], error.why)
+    return ValueError(f"argument --{error.name.replace('_', '-')}: {why}, got {shown}")
 
 
 def refuse_unused_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
@@ -293,6 +298,20 @@ def check_resume_folder(args: argparse.Namespace) -> None:
         raise ValueError(f"cannot resume {out}: {why}")
 
 
+def run_named_like(out: Path) -> str:
+    """"; did you mean 'runs/tsm_lr0.01'?" for a run folder beside ``out`` named like it (a
+    mistyped --output of a --resume), else ""."""
+    from ..training.run_folder import RunWriter
+
+    try:
+        runs = {p.name: str(p) for p in out.parent.iterdir()
+                if any((p / name).is_file() for name in RunWriter.RUN_FILES)}
+    except OSError:  # no such parent folder either
+        return ""
+    hint = did_you_mean(out.name, runs)
+    return f"; {hint}" if hint else ""
+
+
 def run(args: argparse.Namespace) -> int:
     from ..runtime import cpu_out_of_memory
     from ..training.loop import train
@@ -310,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(cfg.output)
         if args.config is not None:
             raise ValueError(f"no training data given: pass DATA, or 'data' in {args.config}")
+        if args.resume and not out.exists():
+            raise ValueError(f"nothing to resume in {out}: there is no such folder{run_named_like(out)}")
         if args.resume and (out / "config.json").is_file():  # train writes 'data' there always
             raise ValueError(f"cannot resume {out}: its config.json holds no 'data' (it is empty or "
                              "damaged); resume it with DATA and the run's original options")

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+from ..errors import unread_path_hint
 from .video import IMAGE_EXTENSIONS, not_a_video_file
 
 __all__ = [
@@ -110,7 +111,7 @@ def not_found(what: str, path: str | os.PathLike) -> FileNotFoundError:
     """The error for ``what`` ("list file") not at ``path``; a broken link is named with its
     target, as a class folder's are: a list file that was a broken link said "not found"."""
     link = broken_link(path)
-    said = f"{what} {str(path)!r} is a {link}" if link else f"{what} not found: {str(path)!r}"
+    said = f"{what} {str(path)!r} is a {link}" if link else f"{what} not found: {str(path)!r}{unread_path_hint(path)}"
     return FileNotFoundError(errno.ENOENT, said, str(path))
 
 
@@ -129,7 +130,7 @@ def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) ->
     if not p.is_file():  # a broken link said "video not found", naming no target
         what = not_a_video_file(p) or (f"a {link}" if (link := broken_link(p)) else None)
         raise FileNotFoundError(errno.ENOENT, f"{where}: {str(p)!r} is {what}" if what else
-                                f"{where}: video not found: {str(p)!r}", str(p))
+                                f"{where}: video not found: {str(p)!r}{unread_path_hint(p)}", str(p))
     return str(p)
 
 

@@ -59,6 +59,23 @@ def _check_fields(path: str, line: str, where: str, extensions: Sequence[str]) -
                      f"{name.replace(' ', '_')!r} or use integer labels")
 
 
+# Words of a header line ("path label", "video,label"), which a list file does not have
+_HEADER_WORDS = {"path", "video", "file", "filename", "label", "class", "category", "name", "num_frames",
+                 "frames", "id"}
+
+
+def _looks_like_header(line: str) -> bool:
+    """Whether ``line`` (a list file's first) names columns rather than a video: two or three
+    words, no path or number among them, one of them a column's usual name."""
+    words = re.split(r"[\s,;]+", line)
+    return (2 <= len(words) <= 3 and all(re.fullmatch(r"[A-Za-z_]+", w) for w in words)
+            and any(w.lower() in _HEADER_WORDS for w in words))
+
+
+# what a list numbered from 1 needs (UCF101's lists are, with classInd.txt beside them)
+_ONE_BASED_FIX = ("number the labels from 0, or give a class file that numbers the classes from 1 "
+                  "(--classes, as UCF101's classInd.txt)")
+
 _NUMBERED_CLASS = re.compile(r"(\d+)\s+(\S.*)")
 
 
@@ -246,6 +263,9 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         if not line or line.startswith("#"):
             continue
         where = f"{str(list_path)!r} line {lineno}"
+        if not parsed and _looks_like_header(line):  # it was read as a video "path" of class "label"
+            raise ValueError(f"{where}: {line!r} looks like a header; a list file has no header line: "
+                             "delete it, or start it with # (a comment)")
         if has_video_ext(line, extensions):  # a path alone (UCF101's testlist)
             parsed.append((lineno, line, None, None))
             continue
@@ -277,7 +297,12 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
                              f"classInd.txt: --classes) so that its first folder names its class")
         int_labels = [_is_int(lb) for _, lb in labelled]
         if all(int_labels):
-            classes = [str(i) for i in range(max(int(lb) for _, lb in labelled) + 1)]
+            numbers = [int(lb) for _, lb in labelled]
+            if min(numbers) == 1:  # class "0" would be trained without a video
+                raise ValueError(f"list file {str(list_path)!r}: its integer labels run from 1 to {max(numbers)}, "
+                                 "with no 0; effvid numbers classes from 0, so class 0 would have no videos: "
+                                 + _ONE_BASED_FIX)
+            classes = [str(i) for i in range(max(numbers) + 1)]
         elif not any(int_labels):
             classes = sorted({lb for _, lb in labelled})
         else:
@@ -302,7 +327,10 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         elif _is_int(label):
             y = int(label)
             if not 0 <= y < len(classes):
-                raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes")
+                one_based = y == len(classes) and not any(_is_int(lb) and int(lb) == 0 for _, lb in labelled)
+                raise ValueError(f"{where}: label {y} out of range for {len(classes)} classes"
+                                 + (f"; the labels look numbered from 1 (none is 0): {_ONE_BASED_FIX}"
+                                    if one_based else ""))
         elif label in index:
             y = index[label]
         else:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import layout_hint
 
 __all__ = [
     "EXPORTERS", "METADATA_KEY", "OnnxOnlineRunner", "export_offline", "export_online",
@@ -291,8 +292,8 @@ def run_offline(path: str | Path, video: np.ndarray, *, threads: int | None = No
     if video.ndim != len(expected) or any(isinstance(e, int) and e != g
                                           for e, g in zip(expected, video.shape)):
         want = ", ".join(str(e) if isinstance(e, int) else "N" for e in expected)
-        hint = (" (one clip: add the batch axis, video[None])"
-                if video.ndim == len(expected) - 1 else "")
+        hint = layout_hint(video.shape, channels_first=True) or (
+            " (one clip: add the batch axis, video[None])" if video.ndim == len(expected) - 1 else "")
         raise ValueError(f"{path} takes video ({want}) for any N, got {tuple(video.shape)}{hint}")
     return sess.run(None, {"video": video})[0]
 
@@ -346,7 +347,8 @@ class OnnxOnlineRunner:
             frame = frame[None]
         if frame.ndim != 4 or frame.shape[1:] != (3, self.height, self.width):
             raise ValueError(f"expected a frame (3, {self.height}, {self.width}) or (B, 3, "
-                             f"{self.height}, {self.width}), got {given}")
+                             f"{self.height}, {self.width}), got {given}"
+                             + layout_hint(given, channels_first=True))
         if self.caches is None or self.caches and self.caches[0].shape[0] != frame.shape[0]:
             if self.caches:
                 raise ValueError("batch size changed within a stream; call reset() first")

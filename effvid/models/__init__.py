@@ -10,12 +10,13 @@ Names are ``tsm_<arch>`` (with temporal shift) and ``tsn_<arch>`` (without), for
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
-from ..errors import check_positive_ints
+from ..errors import check_positive_ints, did_you_mean
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
 from .weights import load_model, save_weights
@@ -40,7 +41,8 @@ def list_models() -> list[str]:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name; keyword arguments go to its factory."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        hint, available = did_you_mean(name, list_models()), f"available: {', '.join(list_models())}"
+        raise ValueError(f"unknown model {name!r}; " + (f"{hint} ({available})" if hint else available))
     return _REGISTRY[name](**kwargs)
 
 
@@ -87,6 +89,12 @@ def _recognizer_factory(arch: str, shift: bool) -> Callable[..., Recognizer]:
     def factory(**kwargs) -> Recognizer:
         if "shift" in kwargs:
             raise TypeError(f"{name} takes no 'shift': the name says it (tsm_{arch} shifts, tsn_{arch} does not)")
+        # by this name, with a suggestion: "build_recognizer() got an unexpected keyword argument"
+        takes = [p for p in inspect.signature(build_recognizer).parameters if p not in ("arch", "shift")]
+        if unknown := [key for key in kwargs if key not in takes]:
+            hint = did_you_mean(unknown[0], takes)
+            raise TypeError(f"{name} got an unexpected keyword argument {unknown[0]!r}"
+                            + (f"; {hint}" if hint else f" (it takes {', '.join(takes)})"))
         return build_recognizer(arch, shift=shift, **kwargs)
 
     factory.__name__ = name

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import layout_hint
 from .temporal_shift import TemporalShift, shift_modules
 
 __all__ = ["OnlineRecognizer", "OnlineShift", "OnlineStep", "check_causal", "to_online_step"]
@@ -255,11 +256,13 @@ class OnlineRecognizer:
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
+        given = tuple(frame.shape)  # the error names what was passed, not the batch of one made of it
         single = frame.dim() == 3
         if single:
             frame = frame.unsqueeze(0)
         if frame.dim() != 4 or frame.shape[1] != 3:
-            raise ValueError(f"expected a frame (3, H, W) or (B, 3, H, W), got {tuple(frame.shape)}")
+            raise ValueError(f"expected a frame (3, H, W) or (B, 3, H, W), got {given}"
+                             + layout_hint(given, channels_first=True))
         p = next(self.step_module.parameters())
         frame = frame.to(device=p.device, dtype=p.dtype)
         caches: list[torch.Tensor | None]

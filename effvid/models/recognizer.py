@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import check_dropout, check_positive_ints
+from ..errors import check_dropout, check_positive_ints, layout_hint
 from .temporal_shift import TemporalShift
 
 
@@ -49,8 +49,9 @@ class Recognizer(nn.Module):
             self._freeze_partial_bn()
 
     def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
-        if video.dim() != 5:
-            raise ValueError(f"expected video of shape (N, T, 3, H, W), got {tuple(video.shape)}")
+        hint = layout_hint(video.shape, channels_first=True)  # a decoder's (N, T, H, W, 3)
+        if video.dim() != 5 or hint:
+            raise ValueError(f"expected video of shape (N, T, 3, H, W), got {tuple(video.shape)}{hint}")
         n, t = video.shape[:2]
         # A TSM's shifts know where one clip ends only by counting frames: a clip of any other
         # length would silently exchange channels with its neighbour in the batch.

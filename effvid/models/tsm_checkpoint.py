@@ -42,9 +42,10 @@ from typing import Iterable
 
 import torch
 
-from ..errors import BadValue, check_positive_ints, plural
+from ..errors import BadValue, check_positive_ints, plural, unread_path_hint
 from .recognizer import Recognizer
-from .weights import is_resume_state, load_torch_file, resume_state_error
+from .weights import (is_resume_state, load_torch_file, resume_state_error, strip_module_prefix, weights_kind,
+                      wrong_weights)
 
 __all__ = [
     "TSMCheckpointInfo",
@@ -193,7 +194,7 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {path}{unread_path_hint(path)}")
     if is_resume_state(path):
         raise TSMCheckpointError(str(resume_state_error(path)))
     try:
@@ -234,18 +235,11 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
 # ----------------------------------------------------------------------------------------------
 
 
-def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove DataParallel's ``module.`` prefix (present in the release files) if every key has it."""
-    if all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
-
-
 def _is_online_demo(state: dict[str, torch.Tensor]) -> bool:
     """Whether ``state`` is the online demo's MobileNetV2: ``features.*`` and a plain Linear
     ``classifier`` (torchvision's MobileNetV2 has ``classifier.1.*``, the release files
     ``base_model.*``)."""
-    keys = _strip_prefix(state)
+    keys = strip_module_prefix(state)
     return "classifier.weight" in keys and all(k.startswith(("features.", "classifier.")) for k in keys)
 
 
@@ -254,7 +248,7 @@ def _online_demo_as_release(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     the first conv of each block the demo shifts wrapped (``conv.0.net.``). The demo shifts
     the blocks with a residual connection (its ``shift_block_idx``), which the keys show as an
     expansion block whose output has as many channels as its input."""
-    state = {"base_model." + k: v for k, v in _strip_prefix(state).items()}
+    state = {"base_model." + k: v for k, v in strip_module_prefix(state).items()}
     shifted = set()
     for block in _mbv2_expansion_blocks(state):
         first = state.get(f"base_model.features.{block}.conv.0.weight")
@@ -289,6 +283,8 @@ def _parse_file_name(name: str) -> dict:
 
 def _arch_from_keys(keys: list[str], where: str) -> str:
     base = [k[len("base_model."):] for k in keys if k.startswith("base_model.")]
+    if not base and (kind := weights_kind(keys)) in ("effvid", "imagenet"):
+        raise TSMCheckpointError(str(wrong_weights(where, kind, "an original TSM release checkpoint")))
     if not base:
         raise TSMCheckpointError(
             f"{where}: no 'base_model.*' keys; this is not a checkpoint of the original TSM code "
@@ -341,7 +337,7 @@ def inspect_tsm_checkpoint(
     """Infer the configuration of an original TSM checkpoint (keys first, then the file name)."""
     path = Path(path)
     state, extras = _loaded if _loaded is not None else read_tsm_checkpoint(path)
-    state = _strip_prefix(state)
+    state = strip_module_prefix(state)
     keys = list(state)
     where = str(path)
     arch = _arch_from_keys(keys, where)
@@ -456,7 +452,7 @@ def tsm_to_effvid_state_dict(
     ``num_batches_tracked`` may be absent; the model's value is kept).
     """
     prefix = "module." if all(k.startswith("module.") for k in state) else ""
-    state = _strip_prefix(state)
+    state = strip_module_prefix(state)
     expansion = _mbv2_expansion_blocks(state) if arch == "mobilenet_v2" else set()
     out: dict[str, torch.Tensor] = {}
     seen: set[str] = set()
@@ -577,7 +573,7 @@ def tsm_init_weights(path: str | Path, model: Recognizer) -> tuple[dict[str, tor
         raise TSMCheckpointError(
             f"{path} holds a {info.model_name}{shift}, not the {config.get('name')} being trained: "
             f"fine-tune it with {' '.join(flags)}")
-    backbone = {k: v for k, v in _strip_prefix(loaded[0]).items() if not k.startswith(_CLASSIFIERS)}
+    backbone = {k: v for k, v in strip_module_prefix(loaded[0]).items() if not k.startswith(_CLASSIFIERS)}
     target = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     return tsm_to_effvid_state_dict(backbone, info.arch, target, where=str(path)), info
 

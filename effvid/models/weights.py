@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import UserError, not_a_regular_file
+from ..errors import UserError, not_a_regular_file, unread_path_hint
 
 METADATA_KEY = "effvid"
 
@@ -98,11 +98,75 @@ def weights_not_found(path: Path) -> FileNotFoundError:
     """The error for no weights file at ``path``; a FIFO or a device there is named as one
     (each was "weights file not found")."""
     what = not_a_regular_file(path, "weights file")
-    return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}")
+    return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}{unread_path_hint(path)}")
+
+
+def strip_module_prefix(state: dict) -> dict:
+    """``state`` without the ``module.`` that DataParallel and DistributedDataParallel put before
+    every key (the original TSM release files have it too); unchanged unless every key has it."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+# What a weights file holds (weights_kind): in words, and what takes it
+WEIGHTS_KINDS = {
+    "effvid": ("an effvid checkpoint", "effvid train --init-weights fine-tunes from it, and eval, predict, "
+               "export and stream take it with --checkpoint"),
+    "imagenet": ("torchvision ImageNet weights", "effvid train --imagenet-weights takes them"),
+    "tsm_release": ("an original TSM release checkpoint", "effvid train --init-weights fine-tunes from its "
+                    "backbone, and effvid convert makes an effvid checkpoint of it for the other commands"),
+}
+
+
+def weights_kind(state, meta: dict | None = None) -> str | None:
+    """Which of :data:`WEIGHTS_KINDS` a state dict (or its keys) holds: "effvid" (an effvid
+    recogniser: ``backbone.*`` and ``fc.*``, or ``meta``, an effvid file's metadata, naming its
+    model), "tsm_release" (the original TSM code's ``base_model.*`` and ``new_fc.*``), "imagenet"
+    (a torchvision ResNet or MobileNetV2 as a 2D network: ``conv1.*`` and ``layer1.*``, or
+    ``features.*`` and ``classifier.1.*``); None for anything else. DataParallel's ``module.``
+    prefix is looked through."""
+    if meta and "name" in meta:
+        return "effvid"
+    keys = list(strip_module_prefix(dict.fromkeys(state)))
+    if any(k.startswith(("base_model.", "new_fc.")) for k in keys):
+        return "tsm_release"
+    if any(k.startswith("backbone.") for k in keys) and all(k.startswith(("backbone.", "fc.")) for k in keys):
+        return "effvid"
+    if (("conv1.weight" in keys and any(k.startswith("layer1.") for k in keys))
+            or ("features.0.0.weight" in keys and "classifier.1.weight" in keys)):
+        return "imagenet"
+    return None
+
+
+def file_weights_kind(path: str | Path) -> str | None:
+    """:func:`weights_kind` of the file ``path``: from a safetensors header, or a PyTorch file's
+    keys (its tensors mapped, not read); None for a file that is neither."""
+    if safetensors_problem(path) is None:
+        with safe_open(str(path), framework="pt") as f:
+            return weights_kind(f.keys(), json.loads((f.metadata() or {}).get(METADATA_KEY, "{}")))
+    content = None
+    for mmap in (True, False):  # mmap reads only zip files, not the format before PyTorch 1.6
+        try:
+            content = load_torch_file(path, mmap=mmap)
+            break
+        except ValueError:
+            pass
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        content = content["state_dict"]
+    return weights_kind(content) if isinstance(content, dict) else None
+
+
+def wrong_weights(path: str | Path, kind: str, wanted: str) -> ValueError:
+    """The error for weights of ``kind`` (see :func:`weights_kind`) given where ``wanted`` ones
+    are: what the file is, and which flag takes it."""
+    what, use = WEIGHTS_KINDS[kind]
+    return ValueError(f"{path} is {what}, not {wanted}: {use}")
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Return (state_dict, metadata) of an effvid safetensors file."""
+    """Return (state_dict, metadata) of an effvid safetensors file. Keys saved from a
+    DataParallel or DistributedDataParallel model lose their ``module.`` prefix."""
     path = Path(path)
     if path.is_dir():
         hint = next((f" such as {path / n}" for n in ("best.safetensors", "last.safetensors")
@@ -118,6 +182,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             header = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         if _starts_like_torch_save(path):  # safetensors says "header too large"
+            if file_weights_kind(path) == "imagenet":
+                raise wrong_weights(path, "imagenet", "an effvid checkpoint") from e
             from ..errors import command_line
 
             raise ValueError(
@@ -125,7 +191,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                 f"original TSM release checkpoint with {command_line('effvid', 'convert', path, 'model.safetensors')} "
                 "--classes CLASS_FILE, or fine-tune from it with effvid train --init-weights") from e
         raise ValueError(f"{path} is not a readable safetensors file: {_safetensors_reason(e)}") from e
-    return state, json.loads(header.get(METADATA_KEY, "{}"))
+    return strip_module_prefix(state), json.loads(header.get(METADATA_KEY, "{}"))
 
 
 def _safetensors_reason(error: Exception) -> str:
@@ -178,6 +244,8 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
 
     state, meta = load_weights(path)
     if "name" not in meta:
+        if (kind := weights_kind(state)) not in ("effvid", None):
+            raise wrong_weights(path, kind, "an effvid checkpoint")
         raise ValueError(f"{path} has no effvid model configuration in its metadata")
     kwargs = _factory_kwargs(meta)
     # overrides are not filtered: a misspelt one (num_segmnts=16) must raise create_model's
@@ -269,7 +337,8 @@ def load_torch_file(path: str | Path, mmap: bool = False):
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local .safetensors, or .pth/.pt file (loaded with weights_only)."""
+    """A state dict from a local .safetensors, or .pth/.pt file (loaded with weights_only),
+    without DataParallel's ``module.`` prefix."""
     path = Path(path)
     if not path.is_file():
         raise weights_not_found(path)
@@ -280,7 +349,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
-    return obj
+    return strip_module_prefix(obj)
 
 
 def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
@@ -289,6 +358,8 @@ def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
     classifier is skipped. Files saved before PyTorch 0.4.1 (such as the classic
     ``resnet50-19c8e357.pth``) have no BatchNorm ``num_batches_tracked``; that is accepted."""
     state = read_state_dict(path)
+    if (kind := weights_kind(state)) in ("effvid", "tsm_release"):
+        raise wrong_weights(path, kind, "ImageNet weights for --imagenet-weights")
     head = ("fc.", "classifier.")
     state = {k: v for k, v in state.items() if not k.startswith(head)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}

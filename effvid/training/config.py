@@ -10,7 +10,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import BadValue
+from ..errors import BadValue, not_a_regular_file
 
 # Mixed precision's autocast dtypes on GPU (effvid.training.evaluate.amp_dtype)
 AMP_DTYPES = ("auto", "bfloat16", "float16")
@@ -120,6 +120,11 @@ class TrainConfig:
         for name in ("num_segments", "epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
+        # 0 read as "not given" (test_scale_size), and a run trained with it
+        if self.scale_size is not None and self.scale_size < 1:
+            bad("scale_size", "must be >= 1")
+        if self.scale_size is not None and self.scale_size < self.size:  # the centre crop is cut from it
+            bad("scale_size", f"must be at least the crop size ({self.size})")
         if self.lr <= 0:
             bad("lr", "must be > 0")
         if not 0 <= self.dropout < 1:
@@ -199,7 +204,19 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path, redecide: bool = False) -> "TrainConfig":
-        return cls.from_json(Path(path).read_text(), f"config file {str(path)!r}", redecide)
+        """The configuration in the JSON file ``path``; a folder, a missing file or one that is no
+        text (a weights file) is refused naming it (they raised IsADirectoryError, or said
+        "'utf-8' codec can't decode byte 0x80")."""
+        from ..data.files import not_found, read_text  # here: importing config stays light (no torch)
+
+        path = Path(path)
+        if what := not_a_regular_file(path, "JSON file"):
+            saved = path / "config.json"  # a run folder given for its config.json
+            raise ValueError(f"config file {str(path)!r} is {what}"
+                             + (f" (the run's configuration is {saved})" if saved.is_file() else ""))
+        if not path.is_file():
+            raise not_found("config file", path)
+        return cls.from_json(read_text(path, "config file"), f"config file {str(path)!r}", redecide)
 
     @classmethod
     def from_json(cls, text: str, source: str, redecide: bool = False) -> "TrainConfig":

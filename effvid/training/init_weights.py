@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..models.weights import METADATA_KEY, check_state_dict_fits, load_weights
+from ..models.weights import METADATA_KEY, check_state_dict_fits, load_weights, weights_kind, wrong_weights
 
 
 def match_shift_wrappers(state: dict, own: dict) -> dict:
@@ -45,12 +45,20 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
         return (f"starting from {path}: the original TSM checkpoint's backbone, {new_fc}"
                 + _release_file_differences(info, config))
     state, meta = load_weights(path)
+    if (kind := weights_kind(state, meta)) not in ("effvid", None):
+        raise wrong_weights(path, kind, "an effvid checkpoint")
     state = match_shift_wrappers(state, model.state_dict())
     kept = keeps_classifier(path, classes)
     if not kept:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
-                          may_miss=lambda k: k in ("fc.weight", "fc.bias"))
+    try:
+        check_state_dict_fits(state, model.state_dict(), f"{path} does not match {name}",
+                              may_miss=lambda k: k in ("fc.weight", "fc.bias"))
+    except ValueError:
+        if meta.get("name") in (None, name):
+            raise
+        raise ValueError(f"{path} holds a {meta['name']} (as its metadata records), not the {name} being "
+                         f"trained: fine-tune it with --model {_same_shift(meta['name'], name)}") from None
     model.load_state_dict(state, strict=False)
     differs = [f"{k} {meta.get(k, '-')} (this run: {config.get(k, '-')})"
                for k in ("name", "shift_div", "shift_place", "shift_direction", "num_segments")
@@ -60,6 +68,15 @@ def load_init_weights(model: nn.Module, path: str, classes: list[str], name: str
         differs.append(f"size {trained_size} (this run: {size})")
     which = "all its weights, classifier included" if kept else f"its backbone, {new_fc}"
     return f"starting from {path}: {which}" + (f"; it was trained as {', '.join(differs)}" if differs else "")
+
+
+def _same_shift(trained: str, name: str) -> str:
+    """The model of ``trained``'s backbone with ``name``'s temporal shift or none (tsm_resnet18
+    for a tsn_resnet18's weights in a TSM run): its weights load either way."""
+    from ..models import list_models
+
+    ours = f"{name.split('_', 1)[0]}_{trained.split('_', 1)[-1]}"
+    return ours if ours in list_models() else trained
 
 
 def keeps_classifier(path: str, classes: list[str]) -> bool:
