@@ -278,11 +278,16 @@ def display_rotation(frame, stream) -> int:
 
 
 def _count_packets(container, stream, from_pts: int | None = None) -> int:
-    """Packets of ``stream``; with ``from_pts``, those shown from then on (and untimed ones)."""
+    """Packets of ``stream`` from where ``container`` stands (demuxed, not decoded); with
+    ``from_pts``, those shown from then on (and untimed ones). A container that breaks midway
+    counts as far as it reads."""
     n = 0
-    for packet in container.demux(stream):
-        if packet.size > 0 and (from_pts is None or packet.pts is None or packet.pts >= from_pts):
-            n += 1  # (size 0: the empty flush packet at EOF)
+    try:
+        for packet in container.demux(stream):
+            if packet.size > 0 and (from_pts is None or packet.pts is None or packet.pts >= from_pts):
+                n += 1  # (size 0: the empty flush packet at EOF)
+    except AV_ERRORS:
+        pass
     return n
 
 
@@ -354,13 +359,10 @@ def probe_open(container, path: str) -> VideoInfo:
             rewind(container)
         except AV_ERRORS:
             pass
-        try:
-            # in a transport stream cut mid-GOP the frames before its first keyframe do not
-            # decode: count from the first frame that does (_first_pts starts there too)
-            from_pts = first.pts if container.format.name == "mpegts" else None
-            num = _count_packets(container, stream, from_pts)
-        except AV_ERRORS as e:
-            raise VideoDecodeError(path, f"cannot demux packets ({av_reason(e)})") from e
+        # in a transport stream cut mid-GOP the frames before its first keyframe do not
+        # decode: count from the first frame that does (_first_pts starts there too)
+        from_pts = first.pts if container.format.name == "mpegts" else None
+        num = _count_packets(container, stream, from_pts)
         source = "packets"
     num = max(num, 1)
     if fps is None:
@@ -548,10 +550,9 @@ def counted_duration(container, stream) -> Fraction:
     count = 0
     try:
         rewind(container)
-        for packet in container.demux(stream):
-            count += packet.size > 0
+        count = _count_packets(container, stream)
     except AV_ERRORS:
-        pass  # a broken file: as far as it reads
+        pass  # a container that cannot seek back: nothing counted
     try:
         rewind(container)
     except AV_ERRORS:
