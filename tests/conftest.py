@@ -15,6 +15,7 @@ import av
 import pytest
 
 from effvid.data import index_pattern_frames, make_synthetic_dataset, write_video
+from effvid.data.video import MAX_BAD_PACKETS
 
 N_FRAMES, HEIGHT, WIDTH, FPS = 24, 48, 64, 8
 
@@ -207,3 +208,35 @@ def write_mpeg_program_stream(path: Path, n: int, b_frames: int, fps: int = 25) 
             c.mux(s.encode(f))
         c.mux(s.encode())
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged packets
+
+LONG_FRAMES = 2 * MAX_BAD_PACKETS + 4  # room for one more damaged packet than allowed, between good ones
+
+
+@pytest.fixture(scope="session")
+def long_mjpeg(video_factory):
+    """An 8-fps MJPEG index video (each packet one frame, which decodes on its own) of
+    LONG_FRAMES 16x16 frames."""
+    return video_factory("long_mjpeg.mov", index_pattern_frames(LONG_FRAMES, 16, 16), fps=FPS, codec="mjpeg")
+
+
+def damage_packets(src: Path, dst: Path, packets, kind: str = "video") -> Path:
+    """A copy of ``src`` whose ``packets`` (numbers of the non-empty packets of its first
+    ``kind`` stream, in demux order) have their payload zeroed in place, the rest of the file
+    unchanged: each is found in the file from the position the demuxer gives it (a container
+    that stores a packet in one piece: mp4/mov, mkv, avi). Zeroed, an MJPEG, H.264, MPEG-4 part
+    2, AAC or FLAC packet fails to decode."""
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as c:
+        stream = getattr(c.streams, kind)[0]
+        stored = [(p.pos, bytes(p)) for p in c.demux(stream) if p.size]
+    for k in sorted(set(packets)):
+        pos, payload = stored[k]
+        at = data.find(payload, pos)
+        assert at >= 0, f"packet {k} of {src} not found in the file"
+        data[at:at + len(payload)] = bytes(len(payload))
+    dst.write_bytes(bytes(data))
+    return dst

@@ -1,6 +1,7 @@
 """Audio pipeline of effvid.av: decoding, mel filterbank, log-mel, SpecAugment."""
 
 import math
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -9,7 +10,9 @@ import torch
 
 from effvid.av import (AudioDecodeError, LogMelSpectrogram, SpecAugment, hz_to_mel, mel_filterbank, mel_to_hz,
                        read_audio)
-from effvid.data.video import VideoDecodeError, write_video
+from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError, write_video
+
+from conftest import damage_packets
 
 SR = 16000
 
@@ -102,6 +105,46 @@ def test_bad_files(media, tmp_path):
         read_audio(tmp_path / "nope.mp4")
     with pytest.raises(ValueError):
         read_audio(media["tones"], missing_audio="ignore")
+
+
+def write_flac(path, wave, rate=SR):
+    """``wave`` as FLAC in Matroska: lossless, and each packet decodes on its own (so a damaged
+    one takes no other's audio with it, as an AAC packet's overlap would). Returns the packets'
+    length in samples."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("flac", rate=rate)
+        s.layout, s.format = "mono", "s16"
+        s.codec_context.open()
+        step = s.codec_context.frame_size
+        pcm = (wave * 32767).round().astype(np.int16)[None]
+        for pos in range(0, pcm.shape[1], step):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, pos:pos + step]), format="s16", layout="mono")
+            f.sample_rate, f.pts, f.time_base = rate, pos, Fraction(1, rate)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return step
+
+
+def test_damaged_audio_packets_lose_only_their_own_audio(tmp_path):
+    src = tmp_path / "tone.mkv"
+    step = write_flac(src, tone(440, 5))
+    bad = damage_packets(src, tmp_path / "damaged.mkv", [2, 5], "audio")
+    for start, duration in ((0.0, None), (0.1, 0.3)):
+        clean = read_audio(src, start=start, duration=duration)
+        got = read_audio(bad, start=start, duration=duration)
+        n, first = clean.decoded_samples, int(start * SR)
+        lost = [(k * step - first, min((k + 1) * step - first, n)) for k in (2, 5)]  # in the window
+        assert got.gaps == lost and got.decoded_samples == n
+        assert got.waveform.shape == clean.waveform.shape == (n,)
+        kept = torch.ones(n, dtype=torch.bool)
+        for a, b in lost:
+            kept[a:b] = False
+        assert torch.equal(got.waveform[kept], clean.waveform[kept])
+        assert not got.waveform[~kept].any() and clean.waveform[~kept].abs().max() > 0.4
+    over = damage_packets(src, tmp_path / "over.mkv", range(MAX_BAD_PACKETS + 1), "audio")
+    with pytest.raises(AudioDecodeError, match=f"more than {MAX_BAD_PACKETS} damaged audio packets") as err:
+        read_audio(over)
+    assert err.value.path == str(over) and str(over) in str(err.value)
 
 
 # -- mel filterbank -------------------------------------------------------------------------------

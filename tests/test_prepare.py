@@ -26,7 +26,10 @@ from effvid.cli import main
 from effvid.data import build_dataset, probe_video, read_all_frames, write_video
 from effvid.data.datasets import BadSample, scan_class_folders
 from effvid.data.files import broken_link
-from effvid.data.prepare import REPORT_NAME, output_size, prepare_video
+from effvid.data.prepare import REPORT_NAME, output_size, part_path, prepare_video
+from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError
+
+from conftest import FPS, N_FRAMES, damage_packets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,6 +185,24 @@ def test_small_and_odd_sized_videos_keep_their_pixels(tmp_path, name, kwargs):
     # on average; measured 1.0 (greyscale) to 3.1 (RGB); 4 is the bound.
     assert (got.float() - original[:, :46, :62].float()).abs().mean() < 4
     assert_keyframe_every(info.path, 0.5)
+
+
+def test_a_copy_of_damaged_packets_loses_only_their_frames(tmp_path, index_videos, long_mjpeg):
+    # As read_frames reads the original: the frames of a damaged packet are lost, the others
+    # keep their times; one damaged packet more than MAX_BAD_PACKETS fails the video, naming it
+    # (the copy had stopped there, its frames after that lost without a word).
+    src = damage_packets(index_videos["mov_mjpeg"], tmp_path / "damaged.mov", [3, 10])
+    kept = [i for i in range(N_FRAMES) if i not in (3, 10)]
+    info = prepare_video(src, tmp_path / "out" / "damaged.mp4", short_side=32)
+    assert frame_times(info.path) == [i / FPS for i in kept]
+    assert frame_numbers(read_all_frames(info.path), N_FRAMES) == kept
+    damaged = [2 * k + 1 for k in range(MAX_BAD_PACKETS + 1)]
+    src = damage_packets(long_mjpeg, tmp_path / "over.mov", damaged)
+    dst = tmp_path / "out" / "over.mp4"
+    with pytest.raises(VideoDecodeError, match=f"more than {MAX_BAD_PACKETS} damaged video packets") as e:
+        prepare_video(src, dst, short_side=16)
+    assert e.value.path == str(src)
+    assert not dst.exists() and not part_path(dst).exists()
 
 
 def make_collection(root: Path) -> Path:

@@ -12,8 +12,8 @@ from effvid.data import (VideoDecodeError, decode_frame_index, index_pattern_fra
                          read_all_frames, read_frames, write_video)
 from effvid.data import video as video_mod
 
-from conftest import (B_FRAME_AVI_KINDS, FPS, HEIGHT, INDEX_VIDEO_SPECS, N_FRAMES, WIDTH, mpeg_level,
-                      write_b_frame_avi, write_mpeg_program_stream)
+from conftest import (B_FRAME_AVI_KINDS, FPS, HEIGHT, INDEX_VIDEO_SPECS, LONG_FRAMES, N_FRAMES, WIDTH,
+                      damage_packets, mpeg_level, write_b_frame_avi, write_mpeg_program_stream)
 
 
 def indices_of(frames, n=N_FRAMES):
@@ -514,6 +514,30 @@ def test_corrupt_first_packets_keep_the_frames_after_them(tmp_path, index_videos
     bad.write_bytes(bytes(data))
     with pytest.raises(VideoDecodeError, match="cannot decode first frame|no decodable"):
         probe_video(bad)
+
+
+LIMIT = video_mod.MAX_BAD_PACKETS
+
+
+def test_damaged_packets_count_across_seeks_up_to_the_limit(tmp_path, long_mjpeg):
+    # Every other packet damaged, and every target one of them: each seek (seek_ahead_frames=0:
+    # one per target) meets one damaged packet and gives the frame after it. The damaged packets
+    # are counted across the seeks: one more than MAX_BAD_PACKETS fails the file, naming it (the
+    # sparse decoder had read the rest as the end of the file, and given the last frame read).
+    damaged = [2 * k + 1 for k in range(LIMIT)]
+    at_limit = damage_packets(long_mjpeg, tmp_path / "at_limit.mov", damaged)
+    stats = {}
+    got = read_frames(at_limit, damaged, seek_ahead_frames=0, stats=stats)
+    # (an MJPEG packet decodes on its own: its frame is the undamaged file's, bit for bit)
+    assert torch.equal(got, read_all_frames(long_mjpeg)[[i + 1 for i in damaged]])
+    assert stats["seeks"] >= LIMIT
+    assert video_mod.decodable_frames(at_limit) == LONG_FRAMES - LIMIT
+    over = damage_packets(long_mjpeg, tmp_path / "over.mov", damaged + [2 * LIMIT + 1])
+    for read in (lambda: read_frames(over, damaged + [2 * LIMIT + 1], seek_ahead_frames=0),
+                 lambda: video_mod.decodable_frames(over)):
+        with pytest.raises(VideoDecodeError, match=f"more than {LIMIT} damaged video packets") as e:
+            read()
+        assert e.value.path == str(over) and str(over) in str(e.value)
 
 
 def test_small_hevc_frames_encode(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError, av_reason
+from effvid.data.video import BadPackets, VideoDecodeError, av_reason, decode_packet
 
 __all__ = [
     "AudioDecodeError",
@@ -123,7 +123,9 @@ def read_audio(
             stream; ``"mask"`` returns zeros with ``has_audio=False`` so the caller can mask them.
 
     Only the needed part of the stream is decoded: the demuxer seeks to ``start`` and decoding
-    stops once the window is filled.
+    stops once the window is filled. A damaged packet loses its own audio, zero-filled where
+    the stream's timestamps say (see ``gaps``); a file with more damaged packets than
+    ``effvid.data.video.MAX_BAD_PACKETS`` raises :class:`AudioDecodeError`.
     """
     import av
 
@@ -182,32 +184,25 @@ def read_audio(
             chunks.append(arr)
             have += arr.shape[0]
 
-        def decoded():
-            # A packet that fails to decode loses its audio (a gap, if it lay inside the window),
-            # not the file's: the partial packet a seek in an MPEG program stream (.mpg) lands
-            # in failed every window that did not start at 0. Up to MAX_BAD_PACKETS, as for frames.
-            bad = 0
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError:
-                    bad += 1
-                    if bad > MAX_BAD_PACKETS:
-                        raise
-                    continue
-                yield from frames
+        def filled() -> bool:
+            return want is not None and first_time is not None and \
+                have - (t_begin - first_time) * sample_rate >= want
 
+        # A damaged packet loses its audio (a gap, if it lay inside the window), not the file's:
+        # the partial packet a seek in an MPEG program stream (.mpg) lands in failed every window
+        # that did not start at 0. Up to MAX_BAD_PACKETS, as for frames.
+        bad = BadPackets(path, AudioDecodeError)
         try:
-            for frame in decoded():
-                for out in resampler.resample(frame):
-                    place(out)
-                if want is not None and first_time is not None:
-                    if have - (t_begin - first_time) * sample_rate >= want:
-                        break
+            for packet in container.demux(stream):
+                for frame in decode_packet(packet, bad):
+                    for out in resampler.resample(frame):
+                        place(out)
+                if filled():
+                    break
             else:
                 for out in resampler.resample(None):
                     place(out)
-        except av.FFmpegError as exc:
+        except av.FFmpegError as exc:  # demuxing (a broken container) or resampling
             raise AudioDecodeError(path, f"audio decoding failed ({av_reason(exc)})") from exc
     finally:
         container.close()

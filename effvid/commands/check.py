@@ -43,7 +43,7 @@ class _Checked:
 
     def __getitem__(self, k: int):
         from ..data import BadSample
-        from ..data.video import decodable_frames
+        from ..data.video import VideoDecodeError, decodable_frames
 
         part, dataset, i = self.items[k]
         sample = dataset.samples[i]
@@ -54,7 +54,10 @@ class _Checked:
         # training would repeat an earlier frame for the segments past the cut; count the frames
         # there are (the whole file is decoded, for these few files only). A file whose frames
         # all decode is not cut: its timestamps only stray from frame number / fps (variable rate)
-        ends = decodable_frames(sample.path) if dataset.read_stats[sample.path]["past_end"] else None
+        try:
+            ends = decodable_frames(sample.path) if dataset.read_stats[sample.path]["past_end"] else None
+        except VideoDecodeError as e:  # more damaged packets in the whole file than the read met
+            return part, sample.path, sample.label, e.reason, None, None
         if ends is not None and ends >= info.num_frames:
             ends = None
         return part, sample.path, sample.label, None, (info.num_frames, info.fps, info.duration_s,

@@ -42,8 +42,8 @@ from av.video.reformatter import VideoReformatter
 from ..errors import not_a_regular_file, plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .files import broken_link, find_files
-from .video import (AV_ERRORS, MAX_BAD_PACKETS, VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo,
-                    open_video, probe_open, av_reason, probe_video, rewind)
+from .video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, VideoInfo, av_reason,
+                    decode_packet, open_video, probe_open, probe_video, rewind)
 
 __all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "prepare_video",
            "prepare_folder", "check_folders"]
@@ -301,28 +301,19 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
                          times_from_pts=container.format.name != "avi")
         audio_out = _audio_encoder(out, audio_codec, sound) if sound is not None else None
         sound_end = _end_time(sound) if sound is not None else None
-        errors = 0
+        # As read_frames and read_audio: a damaged packet loses its own frames or audio (a moment
+        # of silence), and a stream with more than MAX_BAD_PACKETS of them fails the video.
+        bad_video, bad_sound = BadPackets(container.name), BadPackets(container.name)
         try:
             for packet in container.demux(*([source] + ([sound] if sound is not None else []))):
                 if sound is not None and packet.stream.index == sound.index:
-                    try:
-                        decoded = packet.decode()
-                    except AV_ERRORS:  # a damaged audio packet: a moment of silence
-                        continue
-                    for frame in decoded:
+                    for frame in decode_packet(packet, bad_sound):
                         frame = _cut_after(frame, sound_end)
                         if frame is not None:
                             for p in audio_out.encode(frame):
                                 out.mux(p)
                     continue
-                try:
-                    decoded = packet.decode()
-                except AV_ERRORS:  # as read_frames: a damaged packet loses its frames
-                    errors += 1
-                    if errors > MAX_BAD_PACKETS:
-                        break
-                    continue
-                for frame in decoded:
+                for frame in decode_packet(packet, bad_video):
                     frames.add(frame)
         except AV_ERRORS:
             pass  # a truncated or damaged container: keep the frames it gave, as read_frames does
@@ -351,6 +342,8 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     at the stream's rate instead), unless ``fps``, below the video's
     rate, resamples it to that constant rate. The first frame at or after every
     ``keyframe_interval`` seconds is a keyframe. ``audio``: the first audio stream is kept.
+    As when the original is read, a damaged packet loses only its own frames (or audio), and a
+    stream with more than ``MAX_BAD_PACKETS`` damaged packets fails the video.
 
     ``dst`` appears only when complete (written as ``part_path(dst)``, then renamed).
     Raises FileNotFoundError, or VideoDecodeError for a file that cannot be read (naming ``src``)

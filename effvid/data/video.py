@@ -93,6 +93,45 @@ def av_reason(e: BaseException) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
+class BadPackets:
+    """The damaged packets a reader of ``path`` has met: a packet that fails to decode loses its
+    own frames (or audio), not the file's, up to ``MAX_BAD_PACKETS`` of them; one more raises
+    ``error`` (:class:`VideoDecodeError` or a subclass) naming ``path``. A packet is counted once
+    however often it is decoded (by its place in the file: readers that seek back decode some
+    twice). Only strings are kept, never an exception: its traceback would hold the reader's
+    stack frames, and the open container with them, in a reference cycle."""
+
+    def __init__(self, path: str | os.PathLike, error: type[VideoDecodeError] = VideoDecodeError):
+        self.path = path
+        self.error = error
+        self.count = 0
+        self.reason: str | None = None  # FFmpeg's message for the last one
+        self._seen: set[int] = set()  # their byte positions, where the demuxer says
+
+    def add(self, packet, reason: str) -> None:
+        """Count ``packet``, which failed to decode with ``reason``."""
+        if packet.pos is not None:
+            if packet.pos in self._seen:
+                return
+            self._seen.add(packet.pos)
+        self.count += 1
+        self.reason = reason
+        if self.count > MAX_BAD_PACKETS:
+            raise self.error(self.path, f"more than {MAX_BAD_PACKETS} damaged {packet.stream.type} "
+                                        f"packets (the last: {reason})")
+
+
+def decode_packet(packet, bad: BadPackets) -> list:
+    """The frames (video or audio) ``packet`` decodes to, or none for a damaged packet, which
+    ``bad`` counts (and refuses past ``MAX_BAD_PACKETS``). The one place readers decode a packet."""
+    try:
+        return packet.decode()
+    except AV_ERRORS as e:
+        reason = av_reason(e)
+    bad.add(packet, reason)  # outside the handler: a raise here carries no FFmpeg traceback
+    return []
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """Metadata of the first video stream.
@@ -278,34 +317,33 @@ def display_rotation(frame, stream) -> int:
 
 
 def _count_packets(container, stream, from_pts: int | None = None) -> int:
-    """Packets of ``stream``; with ``from_pts``, those shown from then on (and untimed ones)."""
+    """Packets of ``stream`` from where ``container`` stands (demuxed, not decoded); with
+    ``from_pts``, those shown from then on (and untimed ones). A container that breaks midway
+    counts as far as it reads."""
     n = 0
-    for packet in container.demux(stream):
-        if packet.size > 0 and (from_pts is None or packet.pts is None or packet.pts >= from_pts):
-            n += 1  # (size 0: the empty flush packet at EOF)
+    try:
+        for packet in container.demux(stream):
+            if packet.size > 0 and (from_pts is None or packet.pts is None or packet.pts >= from_pts):
+                n += 1  # (size 0: the empty flush packet at EOF)
+    except AV_ERRORS:
+        pass
     return n
 
 
 def _first_frame(container, stream, path: str):
-    """The first frame that decodes. Packets that fail are passed over (up to
-    ``MAX_BAD_PACKETS``), as :class:`_SparseDecoder` does when reading: a file whose first
-    packets are corrupt still has the frames after them."""
-    errors, error = 0, None
+    """The first frame that decodes. Damaged packets are passed over (:func:`decode_packet`, up
+    to ``MAX_BAD_PACKETS``), as every reader does: a file whose first packets are corrupt still
+    has the frames after them."""
+    bad = BadPackets(path)
     try:
         for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except AV_ERRORS as e:
-                errors, error = errors + 1, e
-                if errors > MAX_BAD_PACKETS:
-                    break
-                continue
+            frames = decode_packet(packet, bad)
             if frames:
                 return frames[0]
     except AV_ERRORS as e:  # the container itself is broken
-        error = e
-    if error is not None:
-        raise VideoDecodeError(path, f"cannot decode first frame ({av_reason(error)})")
+        raise VideoDecodeError(path, f"cannot decode first frame ({av_reason(e)})") from e
+    if bad.count:
+        raise VideoDecodeError(path, f"cannot decode first frame ({bad.reason})")
     raise VideoDecodeError(path, "no decodable video frame")
 
 
@@ -354,13 +392,10 @@ def probe_open(container, path: str) -> VideoInfo:
             rewind(container)
         except AV_ERRORS:
             pass
-        try:
-            # in a transport stream cut mid-GOP the frames before its first keyframe do not
-            # decode: count from the first frame that does (_first_pts starts there too)
-            from_pts = first.pts if container.format.name == "mpegts" else None
-            num = _count_packets(container, stream, from_pts)
-        except AV_ERRORS as e:
-            raise VideoDecodeError(path, f"cannot demux packets ({av_reason(e)})") from e
+        # in a transport stream cut mid-GOP the frames before its first keyframe do not
+        # decode: count from the first frame that does (_first_pts starts there too)
+        from_pts = first.pts if container.format.name == "mpegts" else None
+        num = _count_packets(container, stream, from_pts)
         source = "packets"
     num = max(num, 1)
     if fps is None:
@@ -548,10 +583,9 @@ def counted_duration(container, stream) -> Fraction:
     count = 0
     try:
         rewind(container)
-        for packet in container.demux(stream):
-            count += packet.size > 0
+        count = _count_packets(container, stream)
     except AV_ERRORS:
-        pass  # a broken file: as far as it reads
+        pass  # a container that cannot seek back: nothing counted
     try:
         rewind(container)
     except AV_ERRORS:
@@ -565,12 +599,15 @@ class _UnreliableTimestamps(Exception):
 
 class _SparseDecoder:
     """Forward decoder over one stream that can jump (seek) when a target is far ahead.
-    ``container`` must be at its beginning (frame 0's pts is read there: :func:`_first_pts`)."""
+    ``container`` must be at its beginning (frame 0's pts is read there: :func:`_first_pts`).
+    Damaged packets are passed over and counted in ``bad`` across seeks: a file with more than
+    ``MAX_BAD_PACKETS`` of them fails, however few lie between one seek and the next."""
 
     def __init__(self, container, stream, fps: float, seek_ahead_frames: int, skip_nonref: bool,
-                 check_timestamps: bool = True):
+                 bad: BadPackets, check_timestamps: bool = True):
         self.container = container
         self.stream = stream
+        self.bad = bad
         self.tb = stream.time_base or Fraction(1, 1000)
         self.frame_pts = 1.0 / (fps * float(self.tb))  # one frame in pts units
         # frame 0's pts, and how far before it an edit list starts the stream (_first_pts)
@@ -587,7 +624,6 @@ class _SparseDecoder:
         self.buffer: list = []  # frames decoded but not yet consumed
         self.last = None  # most recently consumed frame (our position)
         self.skip_below = -math.inf  # packets before this pts cannot be a target
-        self.errors = 0
         self.exhausted = False
         self.decoded = 0
         self.seeks = 0
@@ -672,13 +708,7 @@ class _SparseDecoder:
                 cc = self.stream.codec_context
                 if cc.skip_frame != want:
                     cc.skip_frame = want
-            try:
-                self.buffer.extend(packet.decode())
-            except AV_ERRORS:
-                self.errors += 1
-                if self.errors > MAX_BAD_PACKETS:
-                    self.exhausted = True
-                continue
+            self.buffer.extend(decode_packet(packet, self.bad))
             self.decoded += len(self.buffer)
             if self.check_reorder and self.buffer:
                 if counted_not_timed(self.container, self.stream):
@@ -901,14 +931,15 @@ def _read_sequential(container, stream, wanted: list[int]) -> tuple[dict[int, ob
 
 def decodable_frames(path: str | os.PathLike) -> int:
     """How many frames :func:`read_frames` can reach in ``path``, decoding it from the start
-    as it does (bad packets passed over, a broken container read as its end): fewer than
-    ``num_frames`` when the file ends early (truncated). Decodes the whole file."""
+    as it does (damaged packets passed over, a broken container read as its end): fewer than
+    ``num_frames`` when the file ends early (truncated). Decodes the whole file. Raises
+    VideoDecodeError where more than ``MAX_BAD_PACKETS`` packets are damaged."""
     container = open_video(path, "SLICE")
     try:
         stream = container.streams.video[0]
         # a count needs no timestamps (an AVI's with B-frames are wrong)
         dec = _SparseDecoder(container, stream, _stream_fps(stream) or 25.0, 0, skip_nonref=False,
-                             check_timestamps=False)
+                             bad=BadPackets(path), check_timestamps=False)
         count = 0
         while dec.next_frame() is not None:
             count += 1
@@ -941,7 +972,9 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
     non-reference frames that lie before a target (faster; never changes results
     except that a truncated file's fallback "last frame" may be a reference frame).
     ``thread_type``: PyAV decoder threading ("SLICE", "FRAME" or "AUTO"; see ``open_video``).
-    Raises FileNotFoundError, or VideoDecodeError only if no frame could be decoded.
+    A damaged packet loses its own frames: a target among them gets the next frame that decodes.
+    Raises FileNotFoundError, or VideoDecodeError if no frame could be decoded or more than
+    ``MAX_BAD_PACKETS`` of the packets decoded are damaged.
     ``stats``, if given, receives ``decoded`` (frames decoded), ``seeks``, ``sequential``
     (counted from the start: no usable timestamps) and ``past_end``: how many of the distinct
     indices lay past where the file stops and got an earlier frame instead.
@@ -961,7 +994,8 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
         wanted = sorted(set(idx))
         fps = info.fps if info.fps and info.fps > 0 else 25.0
         ahead = seek_ahead_frames if seek_ahead_frames is not None else max(16, int(2 * fps))
-        dec = _SparseDecoder(container, stream, fps, ahead, skip_nonref)
+        bad = BadPackets(path)
+        dec = _SparseDecoder(container, stream, fps, ahead, skip_nonref, bad)
         got: dict[int, object] = {}
         sequential = False
         try:
