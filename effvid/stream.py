@@ -33,7 +33,8 @@ import torch
 
 from .errors import layout_hint, plural, unread_path_hint
 from .data.transforms import TestTransform, default_scale_size
-from .data.video import AV_ERRORS, VIDEO_EXTENSIONS, an_image, display_rotation, timed_frames, upright_rgb
+from .data.video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, an_image, display_rotation,
+                         timed_frames, upright_rgb)
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -108,8 +109,9 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
     start.
 
     Raises :class:`StreamError` if the source cannot be opened or has no video stream. A
-    decoding error after the first frame ends the stream with a warning (``on_warning``), not
-    an exception: a camera unplugged or a truncated file ends the stream cleanly.
+    file's damaged packet loses its own frames. A decoding error after the first frame ends the
+    stream with a warning (``on_warning``), not an exception: a camera unplugged, a truncated
+    file or one with more damaged packets than ``MAX_BAD_PACKETS`` ends the stream cleanly.
     """
     source = str(source)
     container = _open_container(source)
@@ -126,7 +128,7 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         # a file's frames at the times they are shown, not FFmpeg's made-up ones in an AVI
         frames = (((None, frame) for frame in container.decode(stream)) if camera
-                  else timed_frames(container, stream))
+                  else timed_frames(container, stream, bad=BadPackets(source)))
         rotation = None
         index = 0
         while True:
@@ -134,10 +136,11 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
                 pts, frame = next(frames)
             except StopIteration:
                 break
-            except _AV_ERRORS as e:
+            except (*_AV_ERRORS, VideoDecodeError) as e:  # (VideoDecodeError: too many damaged packets)
+                reason = e.reason if isinstance(e, VideoDecodeError) else _describe(e)
                 if index == 0:
-                    raise StreamError(f"cannot decode video {source}: {_describe(e)}") from None
-                warn(f"{source}: stream ended after {plural(index, 'frame')}: {_describe(e)}")
+                    raise StreamError(f"cannot decode video {source}: {reason}") from None
+                warn(f"{source}: stream ended after {plural(index, 'frame')}: {reason}")
                 break
             if camera:
                 t = time.perf_counter() - start

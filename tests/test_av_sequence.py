@@ -217,6 +217,20 @@ def test_frames_at_millisecond_timestamps(tmp_path, ext, codec, src_fps):
     assert got == want
 
 
+def test_a_damaged_packet_loses_only_its_own_frame(tmp_path, index_videos):
+    # the sampler failed the file at its first damaged packet ("video decoding failed"); now
+    # the frame before a lost one is shown until the next
+    from conftest import N_FRAMES, damage_packets
+    from effvid.data import decode_frame_index
+
+    path = damage_packets(index_videos["mov_mjpeg"], tmp_path / "damaged.mov", [3, 10])
+    sampler = LongVideoSampler(num_clips=3, frames_per_clip=8, sample_rate=SR, missing_audio="mask")
+    seq = sampler(path)  # 8 fps: every frame
+    assert seq.mask.all()
+    got = [decode_frame_index(f.numpy(), N_FRAMES) for f in seq.frames.flatten(0, 1)]
+    assert got == [i - (i in (3, 10)) for i in range(N_FRAMES)]
+
+
 def test_truncated_file_masks_clips_past_its_last_frame(tmp_path):
     # The header of a cut file promises 3 s; the clips whose frames did not decode are masked
     # (they used to be valid, the last decoded frame repeated), and so is their audio.

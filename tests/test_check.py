@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from effvid.cli import main
 from effvid.data.synthetic import make_synthetic_dataset
 
@@ -229,6 +231,36 @@ def test_check_reports_videos_that_end_before_their_header_says(tmp_path, capsys
     cut.unlink()  # the whole files alone: nothing to report
     assert main(["check", str(data), "--workers", "0", "--quiet"]) == 0
     assert "end early" not in capsys.readouterr().out
+
+
+def test_check_names_a_video_that_ends_early_with_too_many_damaged_packets_unreadable(tmp_path, capsys):
+    # The frames training reads of it decode (damaged packets lie between them), but one lies
+    # past the cut, so check decodes the whole file to count what it holds: more than
+    # MAX_BAD_PACKETS damaged packets make it unreadable, as they do prepare's copy of it
+    from conftest import damage_packets
+    from effvid.data import index_pattern_frames, write_video
+    from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError, decodable_frames, read_frames
+
+    data = tmp_path / "data"
+    n, centres = 416, [26, 78, 130, 182, 234, 286, 338, 390]  # the centres of 8 segments
+    for name in ("left", "right"):
+        (data / name).mkdir(parents=True)
+        write_video(data / name / "whole.mkv", index_pattern_frames(n, 16, 16), fps=8, codec="mjpeg")
+    damaged = [c + j for c in centres[:7] for j in range(1, 9)]  # 56, after each of 7 centres
+    bad = damage_packets(data / "right" / "whole.mkv", tmp_path / "damaged.mkv", damaged).read_bytes()
+    cut = data / "right" / "cut.mkv"
+    cut.write_bytes(bad[:len(bad) * 8 // 10])  # (Matroska: its header still says 416 frames)
+    stats = {}
+    read_frames(cut, centres, stats=stats)
+    assert stats["past_end"] > 0
+    with pytest.raises(VideoDecodeError, match=f"more than {MAX_BAD_PACKETS} damaged video packets") as e:
+        decodable_frames(cut)
+    reason = e.value.reason
+
+    assert main(["check", str(data), "--workers", "0", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1:3] == ["  found 1 unreadable video(s):", f"    {cut}: {reason}"]
+    assert captured.err.splitlines()[-1] == "effvid check: 1 of 3 videos is unreadable"
 
 
 def test_fifos_devices_and_folders_named_like_videos_in_class_folders_are_named(tmp_path, capsys):

@@ -334,6 +334,25 @@ def test_frame_times_of_an_h264_avi_are_its_frames(tmp_path, ext, options):
     assert got == [(i / 8, i) for i in range(12)]
 
 
+def test_a_file_with_damaged_packets_streams_the_frames_between_them(tmp_path, index_videos, long_mjpeg):
+    # the stream ended at the first damaged packet, with a warning; now only their frames are
+    # missing, the others at their times, up to MAX_BAD_PACKETS damaged packets
+    from conftest import FPS, N_FRAMES, damage_packets
+    from effvid.data.synthetic import decode_frame_index
+    from effvid.data.video import MAX_BAD_PACKETS
+
+    warnings = []
+    path = damage_packets(index_videos["mov_mjpeg"], tmp_path / "damaged.mov", [3, 10])
+    got = [(t, decode_frame_index(frame, N_FRAMES)) for t, frame in st.open_frames(str(path), warnings.append)]
+    assert got == [(i / FPS, i) for i in range(N_FRAMES) if i not in (3, 10)] and warnings == []
+    # one more ends the stream there with a warning that says why
+    path = damage_packets(long_mjpeg, tmp_path / "over.mov", range(1, 2 * MAX_BAD_PACKETS + 2, 2))
+    got = list(st.open_frames(str(path), warnings.append))
+    assert len(got) == MAX_BAD_PACKETS + 1  # the frames before the last damaged packet
+    assert warnings == [f"{path}: stream ended after {len(got)} frames: more than {MAX_BAD_PACKETS} "
+                        f"damaged video packets (the last: Invalid data found when processing input)"]
+
+
 @pytest.mark.parametrize("kind", ["h264", "h264_open_gop", "mpeg4", "mpeg4_packed"])
 def test_frame_times_of_an_avi_with_b_frames_are_its_frames(tmp_path, kind):
     # FFmpeg makes up an AVI's timestamps in decode order: with B-frames (H.264, and DivX/Xvid's

@@ -359,7 +359,7 @@ def test_avi_h264_without_b_frames_reads_the_requested_frames(video_factory, ind
     assert st["seeks"] == 1
     # counting frames from the start (the reader's fallback for B-frames in AVI) agrees
     with av.open(str(p)) as c:
-        counted, _ = video_mod._read_sequential(c, c.streams.video[0], [0, 3, 10, 23])
+        counted, _ = video_mod._read_sequential(c, c.streams.video[0], [0, 3, 10, 23], video_mod.BadPackets(p))
     assert [decode_frame_index(video_mod.frame_to_rgb(counted[i]), N_FRAMES) for i in (0, 3, 10, 23)] \
         == [0, 3, 10, 23]
     # decoding on from the start without a seek (effvid check's count of the frames a file
@@ -540,6 +540,40 @@ def test_damaged_packets_count_across_seeks_up_to_the_limit(tmp_path, long_mjpeg
         assert e.value.path == str(over) and str(over) in str(e.value)
 
 
+def test_every_reader_passes_over_damaged_packets(tmp_path, index_videos, long_mjpeg):
+    # read_all_frames, timed_frames (effvid stream, the audio-visual sampler) and the count from
+    # the start (read_frames without timestamps) stopped at the first damaged packet: [0, 1, 2]
+    src = index_videos["mov_mjpeg"]
+    bad = damage_packets(src, tmp_path / "damaged.mov", [3, 10])
+    kept = [i for i in range(N_FRAMES) if i not in (3, 10)]
+    full = read_all_frames(src)  # (an MJPEG packet decodes on its own: the same pixels)
+    assert torch.equal(read_all_frames(bad), full[kept])
+    # by time, a target among the damaged gets the next frame; counted, the frames after them
+    # are counted one or two early (a count cannot tell a lost frame)
+    assert torch.equal(read_frames(bad, [2, 3, 4, 10, 23]), full[[2, 4, 4, 11, 23]])
+    with av.open(str(bad)) as c:
+        s = c.streams.video[0]
+        timed = list(video_mod.timed_frames(c, s, bad=video_mod.BadPackets(bad)))
+        assert [round(pts * s.time_base * FPS) for pts, _ in timed] == kept  # each at its own time
+        c.seek(0)
+        counted, n = video_mod._read_sequential(c, s, [2, 3, 10, 23], video_mod.BadPackets(bad))
+    assert torch.equal(torch.stack([torch.from_numpy(video_mod.frame_to_rgb(f)) for _, f in timed]), full[kept])
+    assert n == N_FRAMES - 2
+    assert [decode_frame_index(video_mod.frame_to_rgb(counted[i]), N_FRAMES) for i in (2, 3, 10, 23)] \
+        == [2, 4, 12, 23]
+    # past MAX_BAD_PACKETS each names the file
+    over = damage_packets(long_mjpeg, tmp_path / "over.mov", range(1, 2 * LIMIT + 2, 2))
+
+    def timed_over():
+        with av.open(str(over)) as c:
+            list(video_mod.timed_frames(c, c.streams.video[0], bad=video_mod.BadPackets(over)))
+
+    for read in (lambda: read_all_frames(over), timed_over):
+        with pytest.raises(VideoDecodeError, match=f"more than {LIMIT} damaged video packets") as e:
+            read()
+        assert e.value.path == str(over) and str(over) in str(e.value)
+
+
 def test_small_hevc_frames_encode(tmp_path):
     # libx265's CU-tree corrupted the heap on 40 and 48 px frames, and the process aborted.
     # A subprocess, so that a regression fails this test instead of killing the test run.
@@ -653,7 +687,7 @@ def test_timed_frames_after_scene_cut_keyframes_in_b_frame_avi(tmp_path):
         for target in (k, k + 2):
             with av.open(str(p)) as c:
                 s = c.streams.video[0]
-                got = list(zip(range(8), video_mod.timed_frames(c, s, target)))
+                got = list(zip(range(8), video_mod.timed_frames(c, s, target, bad=video_mod.BadPackets(p))))
                 assert video_mod.reordered_avi(c, s)
             assert got and got[0][1][0] <= target
             for _, (pts, frame) in got:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import (av_reason, counted_duration, display_rotation, program_stream, stream_duration,
-                          timed_frames, upright_rgb)
+from ..data.video import (BadPackets, av_reason, counted_duration, display_rotation, program_stream,
+                          stream_duration, timed_frames, upright_rgb)
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -227,8 +227,10 @@ class LongVideoSampler:
         # at least 0.5 ms, as such rounded times keep their error when remuxed into a finer time
         # base. (Far below a frame period, so the next frame is never taken early.)
         eps = max(float(stream.time_base) / 2, 0.0005) + 1e-9
-        # times where the frames are shown, not FFmpeg's made-up ones in an AVI (timed_frames)
-        frames = timed_frames(container, stream, (origin + start) / stream.time_base if start > 0 else None)
+        # times where the frames are shown, not FFmpeg's made-up ones in an AVI (timed_frames); a
+        # damaged packet's frames are lost, and the frame before is shown for longer
+        frames = timed_frames(container, stream, (origin + start) / stream.time_base if start > 0 else None,
+                              bad=BadPackets(path, AudioDecodeError))
         picked: list[np.ndarray | None] = [None] * len(targets)
         nxt = 0  # next target to fill
         prev, prev_t = None, None  # last decoded frame not after the current target, its time

@@ -132,6 +132,14 @@ def decode_packet(packet, bad: BadPackets) -> list:
     return []
 
 
+def decoded_frames(container, stream, bad: BadPackets):
+    """``stream``'s frames from where ``container`` stands to its end, as
+    ``container.decode(stream)`` gives them, but passing over damaged packets
+    (:func:`decode_packet`) where that stopped at the first."""
+    for packet in container.demux(stream):
+        yield from decode_packet(packet, bad)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """Metadata of the first video stream.
@@ -786,8 +794,9 @@ def seek_to_pts(container, stream, pts: float) -> None:
         container.seek(int(pts), stream=stream, backward=True, any_frame=False)
 
 
-def decode_from(container, stream, pts: float):
-    """Decoded frames of ``stream`` from the keyframe at or before ``pts`` (its time base) on.
+def decode_from(container, stream, pts: float, bad: BadPackets):
+    """Decoded frames of ``stream`` from the keyframe at or before ``pts`` (its time base) on,
+    damaged packets passed over (:func:`decoded_frames`).
 
     Some demuxers (MPEG-TS) land after the target: then seek further back, as
     :func:`read_frames` does (:func:`_seek_schedule`).
@@ -795,7 +804,7 @@ def decode_from(container, stream, pts: float):
     start = stream.start_time if stream.start_time is not None else 0
     for seek_to in _seek_schedule(pts, pts, start, 1 / float(stream.time_base)):
         seek_to_pts(container, stream, seek_to)
-        frames = container.decode(stream)
+        frames = decoded_frames(container, stream, bad)
         first = next((f for f in frames if f.pts is not None), None)
         if first is None or first.pts <= pts or seek_to <= start:
             break
@@ -809,7 +818,7 @@ def decode_from(container, stream, pts: float):
 _AVI_LANDING_SLACK = 16
 
 
-def _avi_landing(container, stream, pts: float) -> int:
+def _avi_landing(container, stream, pts: float, bad: BadPackets) -> int:
     """Seek an AVI with reordered frames (:func:`reordered_avi`) to the keyframe at or before
     ``pts`` (its time base) and return where the first frame decoded from there is shown: the
     keyframe's chunk (its dts) plus the frames it loses. Decoding starts there afterwards.
@@ -823,7 +832,8 @@ def _avi_landing(container, stream, pts: float) -> int:
     chunk is one frame, and those that gave none are the ones lost, shown first. Those are the
     chunks right after the keyframe, so at most ``has_b_frames`` + :data:`_AVI_LANDING_SLACK`
     chunks are fed, not a whole GOP (with one keyframe, the whole file). When the target is one
-    of them, the keyframe before is tried."""
+    of them, the keyframe before is tried. A damaged chunk (counted in ``bad``) gives no frame,
+    as in the decode that follows."""
     start = stream.start_time if stream.start_time is not None else 0
     cc = stream.codec_context
     limit = (cc.has_b_frames or 0) + _AVI_LANDING_SLACK  # known: a frame has decoded
@@ -840,10 +850,7 @@ def _avi_landing(container, stream, pts: float) -> int:
                 elif packet.is_keyframe or fed >= limit:
                     break
                 fed += 1
-                try:
-                    out += len(packet.decode())
-                except AV_ERRORS:
-                    pass  # a damaged packet loses its frame in the decode that follows too
+                out += len(decode_packet(packet, bad))
             out += len(cc.decode(None))
         except AV_ERRORS:
             pass  # a broken container: as far as it reads
@@ -859,7 +866,7 @@ def _avi_landing(container, stream, pts: float) -> int:
         target, last_key = (key - 1 if key < last_key else start), key
 
 
-def timed_frames(container, stream, pts: float | None = None):
+def timed_frames(container, stream, pts: float | None = None, *, bad: BadPackets):
     """``(pts, frame)`` for the decoded frames of ``stream``, from its beginning, or from the
     keyframe at or before ``pts`` (its time base); ``pts`` is where the frame is shown, in the
     stream's time base (None for a frame without a timestamp). ``container`` must be at its
@@ -875,9 +882,12 @@ def timed_frames(container, stream, pts: float | None = None):
     counted from the start, one :func:`frame_ticks` each from the first frame's timestamp, as
     :func:`read_frames` counts them; there ``pts`` does not seek: decoding starts at the
     beginning (exact, and slower the further in the frames lie).
+
+    Damaged packets are passed over (:func:`decode_packet`), their frames lost, and counted in
+    ``bad``, which raises its error past ``MAX_BAD_PACKETS``.
     """
     if program_stream(container):
-        frames = container.decode(stream)
+        frames = decoded_frames(container, stream, bad)
         first = next(frames, None)
         if first is not None:
             at = first.pts if first.pts is not None else (stream.start_time or 0)
@@ -886,7 +896,8 @@ def timed_frames(container, stream, pts: float | None = None):
                 yield at + k * ticks, frame
         return
     delay = pts_delay(container, stream)
-    frames = container.decode(stream) if pts is None else decode_from(container, stream, pts + delay)
+    frames = (decoded_frames(container, stream, bad) if pts is None
+              else decode_from(container, stream, pts + delay, bad))
     first = next(frames, None)  # has_b_frames is known once a frame has decoded
     if first is None:
         return
@@ -899,22 +910,23 @@ def timed_frames(container, stream, pts: float | None = None):
         frames = itertools.chain([first], frames)
     else:
         frames.close()
-        shown = _avi_landing(container, stream, pts)
-        frames = container.decode(stream)
+        shown = _avi_landing(container, stream, pts, bad)
+        frames = decoded_frames(container, stream, bad)
     for k, frame in enumerate(frames):
         yield shown + k, frame
 
 
-def _read_sequential(container, stream, wanted: list[int]) -> tuple[dict[int, object], int]:
-    """Fallback for streams without timestamps: count frames from the start. Returns the
-    frames and how many of them decoded (targets past that number get the last one)."""
+def _read_sequential(container, stream, wanted: list[int], bad: BadPackets) -> tuple[dict[int, object], int]:
+    """Fallback for streams without timestamps: count frames from the start, damaged packets
+    passed over (counted in ``bad``; their frames are not counted). Returns the frames and how
+    many of them decoded (targets past that number get the last one)."""
     out: dict[int, object] = {}
     targets = iter(wanted)
     tgt = next(targets, None)
     last = None
     count = 0
     try:
-        for i, frame in enumerate(container.decode(stream)):
+        for i, frame in enumerate(decoded_frames(container, stream, bad)):
             last, count = frame, i + 1
             while tgt is not None and tgt == i:
                 out[tgt] = frame
@@ -1012,7 +1024,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
                 rewind(container)
                 stream.codec_context.skip_frame = "DEFAULT"
                 sequential = True
-                got, count = _read_sequential(container, stream, wanted)
+                got, count = _read_sequential(container, stream, wanted, bad)
         except AV_ERRORS as e:
             if not got:
                 raise VideoDecodeError(path, f"decoding failed ({av_reason(e)})") from e
@@ -1047,13 +1059,15 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
 
 
 def read_all_frames(path: str | os.PathLike) -> torch.Tensor:
-    """Decode every frame of ``path`` (uint8 (T, H, W, 3), upright). For tests/baselines."""
+    """Decode every frame of ``path`` (uint8 (T, H, W, 3), upright). For tests/baselines.
+    Like every reader, passes over damaged packets (their frames lost) and raises VideoDecodeError
+    past ``MAX_BAD_PACKETS`` of them."""
     container = open_video(path)
     try:
         stream = container.streams.video[0]
         frames, rotation, size = [], 0, None
         try:
-            for frame in container.decode(stream):
+            for frame in decoded_frames(container, stream, BadPackets(path)):
                 if size is None:
                     size = (frame.width, frame.height)
                     rotation = display_rotation(frame, stream)
