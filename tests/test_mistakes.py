@@ -288,6 +288,16 @@ def test_resuming_a_run_folder_that_is_not_there_names_the_one_that_is(tmp_path,
     assert main(["train", "--output", str(runs / "other"), "--resume"]) == 2
     assert capsys.readouterr().err == (
         f"effvid train: error: nothing to resume in {runs / 'other'}: there is no such folder\n")
+    # with DATA the run starts there (resume-or-start), after a note; this DATA stops it at once
+    data = tmp_path / "data"
+    (data / "left").mkdir(parents=True)
+    assert main(["train", str(data), "--output", str(runs / "tsm_lr0.1"), "--resume"]) == 2
+    said = capsys.readouterr()
+    assert said.out.startswith(f"note: nothing to resume in {runs / 'tsm_lr0.1'}, which is not there: this run "
+                               f"starts from scratch; did you mean {str(runs / 'tsm_lr0.01')!r}?\n"), said.out
+    assert "left" in said.err  # the empty class folder, refused
+    assert main(["train", str(data), "--output", str(runs / "other"), "--resume"]) == 2
+    assert "did you mean" not in capsys.readouterr().out
 
 
 # 10 -----------------------------------------------------------------------------------------

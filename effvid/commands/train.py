@@ -345,6 +345,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"nothing to resume in {out}: it has no config.json (the run stopped "
                              "before it started); pass DATA to start it")
         raise ValueError("no training data given: pass DATA or a --config with 'data'")
+    out = Path(cfg.output)
+    if args.resume and not out.exists() and reports_errors() and (hint := run_named_like(out)):
+        # with DATA, --resume of a folder that is not there starts the run (a job script's one
+        # command for its first start and its restarts): a mistyped name started it afresh unsaid
+        print(f"note: nothing to resume in {out}, which is not there: this run starts from scratch{hint}")
     try:
         # SIGTERM (docker stop, a batch scheduler's end of job) and SIGHUP (a closed terminal)
         # stop the run as Ctrl-C does: they ended it with no word of what was saved
