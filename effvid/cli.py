@@ -189,6 +189,24 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._split_lines(plain_text(text), width)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser. It keeps the words it was given, so that its refusal of a missing
+    --checkpoint can name the checkpoint that was put among the videos: ``effvid predict a.mp4
+    best.safetensors`` took the checkpoint for a second video, and said only that --checkpoint
+    is required."""
+
+    words: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        if message.startswith("the following arguments are required") and "--checkpoint" in message:
+            message += checkpoint_placement_hint(self, self.words)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from effvid import __version__
 
@@ -196,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="effvid", description="Efficient video understanding: TSM recognisers and "
         "parameter-efficient audio-visual transformers.")
     parser.add_argument("--version", action="version", version=f"effvid {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"effvid.commands.{name}")

@@ -317,6 +317,11 @@ def test_a_checkpoint_given_where_the_command_does_not_take_it_names_the_right_f
     assert refused(["stream", str(video), str(tiny)]) == (
         f"effvid stream: error: unrecognized arguments: {tiny} (effvid stream takes a checkpoint with "
         f"--checkpoint: --checkpoint {tiny})")
+    # predict's VIDEO... took it for a video, and the parser said only that --checkpoint is required
+    assert refused(["predict", str(video), str(tiny)]) == (
+        f"effvid predict: error: the following arguments are required: --checkpoint/-c (effvid predict "
+        f"takes a checkpoint with --checkpoint: --checkpoint {tiny})")
+    assert refused(["predict", str(video)]) == "effvid predict: error: the following arguments are required: --checkpoint/-c"
     # info takes it as MODEL: "unrecognized arguments: --checkpoint"
     assert refused(["info", "--checkpoint", str(tiny)]) == (
         "effvid info: error: unrecognized arguments: --checkpoint (effvid info takes the checkpoint as "
