@@ -82,6 +82,20 @@ def test_load_model_rebuilds_exactly(tmp_path, tiny):
         load_model(path, num_segmnts=8)
 
 
+def test_a_model_wrapped_for_training_is_saved_as_the_model_inside(tmp_path, tiny):
+    # wrapped, the file held "module."/"_orig_mod." keys and no config: load_model could not rebuild it
+    for wrapped in (torch.nn.DataParallel(tiny), torch.compile(tiny), torch.nn.DataParallel(torch.compile(tiny))):
+        path = tmp_path / "wrapped.safetensors"
+        save_weights(wrapped, path, metadata={"classes": CLASSES})
+        with safe_open(str(path), framework="pt") as f:
+            assert set(f.keys()) == set(tiny.state_dict())
+        model, meta = load_model(path)
+        assert model.config == tiny.config and meta["classes"] == CLASSES
+        x = torch.randn(1, 4, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(model(x), tiny(x))
+
+
 def test_corrupt_or_foreign_file_errors_name_the_file(tmp_path, tiny):
     bad = tmp_path / "corrupt.safetensors"
     bad.write_bytes(b"\x00\x01garbage" * 50)

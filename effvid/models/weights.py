@@ -59,9 +59,24 @@ def atomic_replace(path: str | Path, write) -> None:
                     break
 
 
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel, DataParallel and torch.compile's wrapper, which
+    hide its ``config`` and put ``module.`` or ``_orig_mod.`` before every key."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
 def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
     """Save ``model``'s state dict as safetensors; ``model.config`` and ``metadata`` (e.g.
-    ``{"classes": [...]}``) are stored as JSON in the file header."""
+    ``{"classes": [...]}``) are stored as JSON in the file header. A model wrapped for training
+    (DistributedDataParallel, DataParallel, torch.compile) is saved as the model inside, which
+    :func:`load_model` rebuilds."""
+    model = unwrapped(model)
     info = dict(getattr(model, "config", {}) or {})
     info.update(metadata or {})
     # safetensors refuses shared or non-contiguous storage; clone to be safe.
