@@ -737,6 +737,34 @@ def test_sigterm_or_sighup_stops_a_run_as_ctrl_c_does_with_what_is_saved(tiny_da
     assert done < 50
 
 
+def test_a_run_whose_output_reader_leaves_stops_saying_what_is_saved(tiny_data, tmp_path):
+    # "effvid train ... | head -3": the run stopped at its next line with status 0 and no word
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "effvid", *train_args(
+        tiny_data, run, "--epochs", "50", "--workers", "2")], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]  # the data, the device, epoch 1
+        proc.stdout.close()  # as head does once it has its lines
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert lines[-1].startswith("epoch 1/50:"), lines
+    assert proc.returncode == 128 + signal.SIGPIPE, err
+    from effvid.training.run_folder import committed_history
+
+    done = len(committed_history(run))
+    assert 2 <= done < 50 and err.splitlines() == [
+        f"effvid train: stopped, the reader of its output left (broken pipe); the last completed epoch "
+        f"({done} of 50) is saved: continue with effvid train --output {run} --resume"], err
+    # which continues it
+    assert subprocess.run([sys.executable, "-m", "effvid", "train", "--output", str(run), "--resume",
+                           "--epochs", str(done + 1), "--workers", "0"], capture_output=True,
+                          timeout=120).returncode == 0
+    assert len(committed_history(run)) == done + 1
+
+
 def test_sigterm_before_the_first_epoch_says_nothing_is_saved(tiny_data, tmp_path, monkeypatch, capsys):
     import effvid.training.loop as loop
     from effvid.cli import build_parser

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import traceback
 import typing
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
@@ -157,6 +158,20 @@ def saved_epochs(cfg: TrainConfig, *options: str) -> str | None:
     done = f" ({len(history)} of {cfg.epochs})" if history else ""
     return (f"the last completed epoch{done} is saved: continue with "
             f"{command_line('effvid', 'train', '--output', out, '--resume', *options)}")
+
+
+def stdout_reader_left() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports POLLERR on such
+    a pipe's write end), which tells a BrokenPipeError of the output from one of a loader's
+    pipes."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), 0)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout replaced
+        return False
 
 
 def say(line: str) -> None:
@@ -357,6 +372,19 @@ def run(args: argparse.Namespace) -> int:
             result = train(cfg)
     except BadValue as e:  # a setting the model refuses (create_model names it as the config does)
         raise as_flag(e, args) from None
+    except BrokenPipeError as e:
+        if not stdout_reader_left():
+            raise
+        # "effvid train ... | head" or a tee that died: the run stops, as Unix programs do when
+        # the reader of their output leaves, but saying where it stands; it ended with status 0
+        # and no word, and a job script took the run for finished
+        traceback.clear_frames(e.__traceback__)  # they hold the pass's loader: end its workers now
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        saved = saved_epochs(cfg)
+        if reports_errors():
+            say("effvid train: stopped, the reader of its output left (broken pipe); "
+                + (saved or "the first epoch was not completed; nothing to resume"))
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
         why = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
