@@ -73,12 +73,27 @@ def results_file(text: str) -> str:
                                          "would overwrite it; name another file")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    # a folder that is not there is made (write_results), as stream's and train's outputs are;
+    # one that cannot be is refused now, not after the work (its results were lost)
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is in {existing}, which is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text} is in {existing}, where this user may not write")
     # a FIFO or a device (/dev/stdout) is written to, not over
     if path.is_file() and not holds_results(path):
         raise argparse.ArgumentTypeError(f"{text} holds something other than effvid's results (it is "
                                          "no earlier --json or --jsonl output), and the output would "
                                          "overwrite it; name another file")
     return text
+
+
+def write_results(path: str, text: str) -> None:
+    """Write a --json or --jsonl FILE (checked by :func:`results_file`), making its folder."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
 
 
 def run_holding(path) -> str | None:

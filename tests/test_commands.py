@@ -1067,6 +1067,8 @@ def test_json_output_never_overwrites_a_runs_files_or_an_input(trained, tmp_path
     refused[tmp_path / "v.mp4"] = ("is a video, and the JSON would overwrite it; put --json after the videos, "
                                    "or write --json=results.json" if command == "predict" else
                                    "is a video, and the output would overwrite it; name a .json file")
+    # in a "folder" that is a file: it failed as the results were written, after all the work
+    refused[tmp_path / "train.txt" / "r.json"] = f"is in {tmp_path / 'train.txt'}, which is a file, not a folder"
     flag = "--jsonl" if command == "stream" else "--json"
     for path, why in refused.items():
         before = path.read_bytes() if path.is_file() else None
@@ -1096,6 +1098,12 @@ def test_json_output_overwrites_an_earlier_results_file(trained, tmp_path, capsy
             assert [line["frame"] for line in lines] == [0, 1]
         else:
             assert shapes[command](json.loads(out.read_text())), command
+    # into a folder that is not there yet: made (the error came after all the work, which was lost)
+    for command in ("stream", "eval", "predict", "check"):
+        new = tmp_path / "new" / command / "results.json"
+        assert main([*commands[command], str(new)]) == 0, command
+        capsys.readouterr()
+        assert new.read_text().strip(), command
     # a results file in a run folder, named as the run names none of its files
     run = _copy_run(trained, tmp_path)
     assert main([*commands["eval"], str(run / "eval.json")]) == 0

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, plural, positive_int, results_file, worker_count
+from ..cli import HelpFormatter, UserError, plural, positive_int, results_file, worker_count, write_results
 from ..errors import some_names
 
 
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name + ':':<11} {plural(len(classes), 'class')}, readable videos per class {_spread(counts)}"
               + (f"; none for {len(empty)}: {some_names(empty)}" if empty else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_results(args.json, json.dumps({
             "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
             "missing": [{"path": video.path, "part": part, "listed": video.where, "reason": reason}

@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import HelpFormatter, UserError, add_device_argument, plural, positive_int, results_file, worker_count
+from ..cli import (HelpFormatter, UserError, add_device_argument, plural, positive_int, results_file, worker_count,
+                   write_results)
 from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
 from .views import add_view_arguments, check_views, mirrored_views_note
@@ -219,7 +220,7 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
                   for path, label, top in videos]
         metrics = {k: v for k, v in stats.items() if k != "bad"}
         unreadable = [{"path": path, "reason": reason} for path, reason in stats["bad"]]
-        Path(args.json).write_text(json.dumps(metrics | {"unreadable": unreadable, "classes": classes,
+        write_results(args.json, json.dumps(metrics | {"unreadable": unreadable, "classes": classes,
                                                          "videos": videos}, indent=1) + "\n")
     if stats["bad"]:
         # exit status 0 all the same (unlike check, predict and stream): the results are valid,

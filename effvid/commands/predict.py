@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import (HelpFormatter, UserError, add_device_argument, command_line, plural, positive_int, results_file,
-                   worker_count)
+                   worker_count, write_results)
 from ..errors import unread_path_hint
 from .views import add_view_arguments
 
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).write_text(text + "\n")
+            write_results(args.json, text + "\n")
             print(f"wrote {args.json}")
     if failures:  # exit status 1 as `effvid stream`: a script sees that some input failed
         print(f"effvid predict: {failures} of {plural(len(paths), 'video')} could not be read", file=sys.stderr)
