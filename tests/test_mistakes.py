@@ -428,3 +428,27 @@ def test_a_non_positive_scale_size_is_refused_as_the_flag(data, tmp_path, capsys
     assert main(_train(data, tmp_path, "--config", str(config))) == 2
     assert capsys.readouterr().err == (f"effvid train: error: config file {str(config)!r}: bad config value "
                                        "scale_size=0: must be >= 1\n")
+
+
+# 14 -----------------------------------------------------------------------------------------
+
+
+def test_a_run_folder_given_for_a_checkpoint_names_its_weights(data, video, tiny, tmp_path, capsys):
+    # train --init-weights, stream, convert and export said "checkpoint not found" of a folder
+    # that is there; predict and eval named the weights in it
+    import shutil
+
+    run = tmp_path / "myrun"
+    run.mkdir()
+    shutil.copy(tiny, run / "best.safetensors")
+    said = f"{run} is a folder: give a weights file such as {run / 'best.safetensors'}"
+    for argv in (_train(data, tmp_path, "--init-weights", str(run)),
+                 ["stream", str(video), "-c", str(run)],
+                 ["convert", str(run), str(tmp_path / "x.safetensors")],
+                 ["export", "-c", str(run), "--output", str(tmp_path / "exported")],
+                 ["predict", str(video), "-c", str(run)]):
+        assert main(argv) == 2, argv
+        assert _last_error(capsys) == f"effvid {argv[0]}: error: {said}", argv
+    # a folder without them is still named as a folder
+    assert main(["stream", str(video), "-c", str(tmp_path)]) == 2
+    assert _last_error(capsys) == f"effvid stream: error: {tmp_path} is a folder: give a weights file"

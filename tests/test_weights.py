@@ -116,7 +116,7 @@ def test_corrupt_or_foreign_file_errors_name_the_file(tmp_path, tiny):
     os.mkfifo(tmp_path / "fifo.safetensors")
     for reader, path, what in ((load_model, tmp_path / "fifo.safetensors", "not a regular file (a FIFO)"),
                                (read_state_dict, Path(os.devnull), "not a regular file (a character device)"),
-                               (load_torch_file, tmp_path, "a folder, not a weights file")):
+                               (load_torch_file, tmp_path, "a folder: give a weights file")):
         with pytest.raises(FileNotFoundError) as e:
             reader(path)
         assert str(e.value) == f"{path} is {what}"

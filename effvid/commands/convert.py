@@ -16,16 +16,15 @@ import argparse
 from pathlib import Path
 
 from ..cli import HelpFormatter, UserError, plural, positive_int
-from ..errors import unread_path_hint
 
 
 def run(args: argparse.Namespace) -> int:
     from ..models.tsm_checkpoint import assumed_settings_note, convert_tsm_checkpoint, tsn_segments_note
-    from ..models.weights import file_weights_kind
+    from ..models.weights import file_weights_kind, weights_not_found
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
-        raise UserError(f"checkpoint not found: {src}{unread_path_hint(src)}")
+        raise UserError(str(weights_not_found(src, "checkpoint")))
     if file_weights_kind(src) == "effvid":
         raise UserError(f"{src} is already an effvid checkpoint: there is nothing to convert; eval, predict, "
                         "export, stream and info take it as it is")

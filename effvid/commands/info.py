@@ -33,7 +33,6 @@ import sys
 from pathlib import Path
 
 from ..cli import HelpFormatter, UserError, command_line, plural, positive_int
-from ..errors import unread_path_hint
 
 SHARING_CHOICES = ("none", "layers", "all", "partial")
 FUSION_CHOICES = ("early", "mid", "late")
@@ -115,6 +114,7 @@ def _build(args: argparse.Namespace):
     import torch
 
     from ..models import create_model, list_models
+    from ..models.weights import weights_not_found
 
     path = Path(args.model)
     if args.shift_div is not None and (args.model in list_models() or path.suffix == ".safetensors"):
@@ -131,7 +131,7 @@ def _build(args: argparse.Namespace):
         return model, "registry", None, None, None
     if path.suffix == ".safetensors":
         if not path.is_file():
-            raise UserError(f"weights file not found: {path}{unread_path_hint(path)}")
+            raise UserError(str(weights_not_found(path)))
         from ..models.weights import load_model
 
         overrides = {}
@@ -143,7 +143,7 @@ def _build(args: argparse.Namespace):
         return model, str(path), meta.get("extra", {}).get("size"), meta.get("classes"), None
     if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
         if not path.is_file():
-            raise UserError(f"checkpoint not found: {path}{unread_path_hint(path)}")
+            raise UserError(str(weights_not_found(path, "checkpoint")))
         from ..models.tsm_checkpoint import assumed_settings_note, load_tsm_checkpoint, tsn_segments_note
 
         model = load_tsm_checkpoint(path, num_segments=args.num_segments, shift_div=args.shift_div)

@@ -24,7 +24,6 @@ from collections import Counter
 from pathlib import Path
 
 from ..cli import WEIGHTS_SUFFIXES, HelpFormatter, UserError, command_line, plural, positive_int, results_file
-from ..errors import unread_path_hint
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,11 +51,11 @@ def load_model_from_args(args: argparse.Namespace):
     if bool(args.checkpoint) == bool(args.model):
         raise UserError("give exactly one of --checkpoint PATH or --model NAME")
     if args.checkpoint:
-        from ..models.weights import load_model
+        from ..models.weights import load_model, weights_not_found
 
         path = Path(args.checkpoint)
         if not path.is_file():
-            raise UserError(f"checkpoint not found: {path}{unread_path_hint(path)}")
+            raise UserError(str(weights_not_found(path, "checkpoint")))
         model, meta = load_model(path)
         classes = meta.get("classes")
     else:

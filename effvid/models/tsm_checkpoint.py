@@ -42,10 +42,10 @@ from typing import Iterable
 
 import torch
 
-from ..errors import BadValue, check_positive_ints, plural, unread_path_hint
+from ..errors import BadValue, check_positive_ints, plural
 from .recognizer import Recognizer
 from .weights import (is_resume_state, load_torch_file, resume_state_error, strip_module_prefix, weights_kind,
-                      wrong_weights)
+                      weights_not_found, wrong_weights)
 
 __all__ = [
     "TSMCheckpointInfo",
@@ -194,7 +194,7 @@ def read_tsm_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}{unread_path_hint(path)}")
+        raise weights_not_found(path, "checkpoint")
     if is_resume_state(path):
         raise TSMCheckpointError(str(resume_state_error(path)))
     try:

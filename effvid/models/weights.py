@@ -109,11 +109,17 @@ def resume_state_error(path: str | Path) -> ValueError:
                       f"({command_line('effvid', 'train', '--output', folder, '--resume')} continues that run)")
 
 
-def weights_not_found(path: Path) -> FileNotFoundError:
-    """The error for no weights file at ``path``; a FIFO or a device there is named as one
-    (each was "weights file not found")."""
+def weights_not_found(path: str | Path, called: str = "weights file") -> FileNotFoundError:
+    """The error for no weights file at ``path`` (which a command ``called`` so): a folder is
+    named as one, with the weights of a run folder (each command said "not found" of a run
+    folder, or only some did); a FIFO or a device as what it is."""
+    path = Path(path)
+    if path.is_dir():
+        hint = next((f" such as {path / n}" for n in ("best.safetensors", "last.safetensors")
+                     if (path / n).is_file()), "")
+        return FileNotFoundError(f"{path} is a folder: give a weights file{hint}")
     what = not_a_regular_file(path, "weights file")
-    return FileNotFoundError(f"{path} is {what}" if what else f"weights file not found: {path}{unread_path_hint(path)}")
+    return FileNotFoundError(f"{path} is {what}" if what else f"{called} not found: {path}{unread_path_hint(path)}")
 
 
 def strip_module_prefix(state: dict) -> dict:
@@ -183,10 +189,6 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return (state_dict, metadata) of an effvid safetensors file. Keys saved from a
     DataParallel or DistributedDataParallel model lose their ``module.`` prefix."""
     path = Path(path)
-    if path.is_dir():
-        hint = next((f" such as {path / n}" for n in ("best.safetensors", "last.safetensors")
-                     if (path / n).is_file()), "")
-        raise FileNotFoundError(f"{path} is a folder: give a weights file{hint}")
     if not path.is_file():
         raise weights_not_found(path)
     if is_resume_state(path):
