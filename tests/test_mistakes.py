@@ -452,3 +452,28 @@ def test_a_run_folder_given_for_a_checkpoint_names_its_weights(data, video, tiny
     # a folder without them is still named as a folder
     assert main(["stream", str(video), "-c", str(tmp_path)]) == 2
     assert _last_error(capsys) == f"effvid stream: error: {tmp_path} is a folder: give a weights file"
+
+
+# 15 -----------------------------------------------------------------------------------------
+
+
+def test_a_video_or_an_onnx_export_given_for_weights_is_named_as_such(data, video, tmp_path, capsys):
+    # "is not a readable PyTorch checkpoint (...): Unsupported operand 0", or "damaged, or not a
+    # safetensors file (header too large)"
+    from effvid.export.onnx import export_offline
+
+    onnx = tmp_path / "tiny.offline.onnx"
+    export_offline(effvid.create_model("tsm_resnet_tiny", num_classes=2, num_segments=4).eval(), onnx,
+                   height=32, exporter="torchscript")
+    is_video = f"{video} is a video, not a weights file (an effvid checkpoint is a .safetensors file, such as a run's best.safetensors)"
+    is_onnx = (f"{onnx} is an ONNX export, not a weights file: ONNX Runtime runs it (effvid stream --checkpoint "
+               "takes an online one); the other commands take the .safetensors it was exported from")
+    for argv, said in ((["info", str(video)], is_video),
+                       (["predict", str(video), "-c", str(video)], is_video),
+                       (["convert", str(video), str(tmp_path / "x.safetensors")], is_video),
+                       (_train(data, tmp_path, "--imagenet-weights", str(video)), is_video),
+                       (["export", "-c", str(onnx), "--output", str(tmp_path / "out")], is_onnx),
+                       (["eval", str(data), "-c", str(onnx)], is_onnx),
+                       (_train(data, tmp_path, "--init-weights", str(onnx)), is_onnx)):
+        assert main(argv) == 2, argv
+        assert _last_error(capsys) == f"effvid {argv[0]}: error: {said}", argv

@@ -122,6 +122,23 @@ def weights_not_found(path: str | Path, called: str = "weights file") -> FileNot
     return FileNotFoundError(f"{path} is {what}" if what else f"{called} not found: {path}{unread_path_hint(path)}")
 
 
+def not_weights(path: Path) -> ValueError | None:
+    """The error for a file that its name says is a video or an ONNX export, not weights: read
+    as weights, it failed as "not a readable PyTorch checkpoint ...: Unsupported operand 0" or
+    "damaged, or not a safetensors file (header too large)"."""
+    from ..data.video import VIDEO_EXTENSIONS
+
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return ValueError(f"{path} is a video, not a weights file (an effvid checkpoint is a .safetensors "
+                          "file, such as a run's best.safetensors)")
+    if suffix == ".onnx":
+        return ValueError(f"{path} is an ONNX export, not a weights file: ONNX Runtime runs it (effvid "
+                          "stream --checkpoint takes an online one); the other commands take the "
+                          ".safetensors it was exported from")
+    return None
+
+
 def strip_module_prefix(state: dict) -> dict:
     """``state`` without the ``module.`` that DataParallel and DistributedDataParallel put before
     every key (the original TSM release files have it too); unchanged unless every key has it."""
@@ -193,6 +210,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise weights_not_found(path)
     if is_resume_state(path):
         raise resume_state_error(path)
+    if error := not_weights(path):
+        raise error
     try:
         state = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
@@ -340,6 +359,8 @@ def load_torch_file(path: str | Path, mmap: bool = False):
     path = Path(path)
     if not path.is_file():
         raise weights_not_found(path)
+    if error := not_weights(path):
+        raise error
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
