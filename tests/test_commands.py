@@ -664,7 +664,7 @@ def test_help_states_the_defaults(capsys):
     assert not silent
 
 
-def test_train_help_states_each_default_once_and_never_none():
+def test_train_help_states_each_default_once_and_never_none(capsys):
     # "(default: DATA/val, or a split of DATA) (default: None)", "(unset: --data-root serves
     # both) (default: None)"
     from effvid.cli import build_parser
@@ -678,6 +678,18 @@ def test_train_help_states_each_default_once_and_never_none():
     assert helps["--scale-size"].endswith("(default: --size x 256/224, rounded down as the original TSM "
                                           "does: 256 for 224, 292 for 256)")
     assert helps["--epochs"].endswith("(default: 50)")
+    # every flag says what it does, not only its default ("--shift-place SHIFT_PLACE (default:
+    # residual)" named no other place), and the flags of a few values list them in the usage
+    import re
+
+    assert not [o for o, h in helps.items() if not re.sub(r"\((default|unset):.*\)$", "", h).strip()]
+    choices = {a.option_strings[0]: a.choices for a in train._actions if a.choices}
+    assert choices["--schedule"] == ("cosine", "step") and choices["--optimizer"] == ("sgd", "adamw")
+    assert choices["--shift-place"] == ("residual", "inplace") and choices["--sampling"] == ("segment", "dense")
+    with pytest.raises(SystemExit):
+        main(["train", "videos", "--schedule", "cosin"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "effvid train: error: argument --schedule: invalid choice: 'cosin' (choose from 'cosine', 'step')")
 
 
 def _copy_run(trained, tmp_path, name="run"):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
 from ..errors import BadValue, did_you_mean
-from ..training.config import TrainConfig
+from ..training.config import CHOICES, TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
 from ..training.recipes import RECIPES, recipe_values
 
@@ -64,6 +64,35 @@ HELP = {
     "worker_timeout": "seconds to wait for a batch from the data-loading workers (with --workers "
                       "above 0) before the run ends as stalled; 0 waits forever (default: 600)",
     "seed": "random seed (runs with the same seed repeat exactly)",
+    "val_fraction": "the fraction of DATA held out for validation, where DATA has no val/ folder, "
+                    "--val-data or published split",
+    "num_segments": "frames per clip: one from each of this many equal parts of the video (TSN's "
+                    "segments), or this many consecutive ones with --sampling dense",
+    "shift_div": "1/shift-div of the channels shift each way in time (8: 1/8 from the past, 1/8 "
+                 "from the future; causal: 1/8 from the past)",
+    "shift_place": "residual: shift inside each block's residual branch (the paper's choice); "
+                   "inplace: shift the block's input",
+    "dropout": "dropout before the classifier",
+    "partial_bn": "freeze every BatchNorm but the first (TSN's partial BN, for fine-tuning on "
+                  "small datasets)",
+    "size": "the crop side in pixels, in training and validation",
+    "sampling": "segment: a random frame in each segment in training, segment centres in "
+                "validation (TSN); dense: --num-segments frames at a stride from a random 64-frame "
+                "window (validation: its centre)",
+    "optimizer": "sgd: SGD with momentum (TSM's recipes); adamw: AdamW (faster from scratch)",
+    "epochs": "training epochs",
+    "batch_size": "clips per step (per process under torchrun)",
+    "lr": "learning rate after warm-up (of the backbone; the classifier's: x --fc-lr-mult)",
+    "momentum": "SGD's momentum",
+    "weight_decay": "weight decay of the weights (not of BatchNorm parameters and biases)",
+    "clip_grad": "clip the gradients' total L2 norm to this; 0: no clipping",
+    "schedule": "cosine: decay to 0 over the epochs after warm-up; step: x0.1 at each of --lr-steps",
+    "lr_steps": "epochs after which --schedule step multiplies the learning rate by 0.1",
+    "warmup_epochs": "epochs (fractions too) of linear warm-up from 0 to --lr",
+    "output": "run folder: weights, training state, configuration, curves and TensorBoard logs",
+    "workers": "data-loading processes (0: load in the training process)",
+    "amp": "mixed precision (autocast) on a GPU; no effect on the CPU",
+    "progress": "a progress bar with loss, accuracy and clips/s",
 }
 
 
@@ -91,7 +120,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             item = typing.get_args(kind)[0]
             parser.add_argument(flag, type=item, nargs="+", default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, base[0]), default=None, help=help_text)
+            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, base[0]), default=None, help=help_text,
+                                choices=CHOICES.get(f.name))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

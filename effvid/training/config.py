@@ -15,6 +15,11 @@ from ..errors import BadValue, not_a_regular_file
 # Mixed precision's autocast dtypes on GPU (effvid.training.evaluate.amp_dtype)
 AMP_DTYPES = ("auto", "bfloat16", "float16")
 
+# The values a field of a few names takes (effvid train's --help shows them)
+CHOICES = {"schedule": ("cosine", "step"), "optimizer": ("sgd", "adamw"), "sampling": ("segment", "dense"),
+           "amp_dtype": AMP_DTYPES, "shift_direction": ("bidirectional", "causal"),
+           "shift_place": ("residual", "inplace")}
+
 # Fields that may differ when a run is resumed: where and how it runs, and how long. Everything
 # else defines the run (model, data transforms, optimiser, schedule) and must stay the same,
 # or "--resume continues exactly" would not hold.
@@ -156,11 +161,7 @@ class TrainConfig:
             bad("lr_steps", "must be increasing epoch numbers >= 1")
         if self.seed is not None and not 0 <= self.seed < 2**32:
             bad("seed", "must be in [0, 2**32)")
-        choices = {"schedule": ("cosine", "step"), "optimizer": ("sgd", "adamw"), "sampling": ("segment", "dense"),
-                   "amp_dtype": AMP_DTYPES,
-                   "shift_direction": ("bidirectional", "causal"),
-                   "shift_place": ("residual", "inplace")}
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"choose one of {', '.join(allowed)}")
         # A bidirectional shift moves 1/shift_div of the channels each way: 1 would move them
