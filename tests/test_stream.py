@@ -417,6 +417,15 @@ def test_stream_a_folder_twice_with_its_output_inside_and_trailing_slash_outputs
                "--output-video", f"{tmp_path / 'newdir'}/", "--plot", f"{tmp_path / 'plotdir'}/"])
     assert rc == 0
     assert (tmp_path / "newdir" / "x.mp4").is_file() and (tmp_path / "plotdir" / "x.png").is_file()
+    # a folder, outputs named as files: refused (they became folders "o.mp4" and "p.png", unsaid)
+    for flag, name, what in (("--output-video", "o.mp4", "annotated videos"), ("--plot", "p.png", "plots")):
+        capsys.readouterr()
+        assert main(["stream", str(folder), "--model", "tsm_resnet_tiny", "--size", str(SIZE),
+                     flag, str(tmp_path / name)]) == 2
+        assert capsys.readouterr().err == (
+            f"effvid stream: error: {flag} {tmp_path / name} names a file, and SOURCE {folder} is a folder: "
+            f"its {what} go into a folder, one per video; give a folder ({flag} {tmp_path / name[0]})\n")
+        assert not (tmp_path / name).exists()
 
 
 def test_a_closed_stdout_ends_the_stream_quietly(video):

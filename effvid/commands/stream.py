@@ -153,6 +153,20 @@ def _output_for(path: str | None, name: str, multi: bool, suffix: str) -> Path |
     return Path(path) if Path(path).suffix else Path(path).with_suffix(suffix)
 
 
+def _refuse_file_names_for_folders(args: argparse.Namespace) -> None:
+    """With a folder as SOURCE, --output-video and --plot are folders (one file per video): one
+    named as a file ("o.mp4") became a folder of that name, unsaid, which train and check later
+    refused as "a folder named like a video"."""
+    from ..data.video import VIDEO_EXTENSIONS
+
+    for flag, path, suffixes in (("--output-video", args.output_video, VIDEO_EXTENSIONS),
+                                 ("--plot", args.plot, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))):
+        if path and Path(path).suffix.lower() in suffixes and not Path(path).is_dir():
+            raise UserError(f"{flag} {path} names a file, and SOURCE {args.source} is a folder: its "
+                            f"{'annotated videos' if flag == '--output-video' else 'plots'} go into a "
+                            f"folder, one per video; give a folder ({flag} {Path(path).with_suffix('')})")
+
+
 def _refuse_overwriting_sources(outputs: list[Path], sources: list[str]) -> None:
     inputs = {Path(s).resolve() for s in sources}
     for out in outputs:
@@ -173,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     except st.StreamError as e:
         raise UserError(str(e)) from None
     multi = Path(args.source).is_dir() if not st.is_camera(args.source) else False
+    if multi:
+        _refuse_file_names_for_folders(args)
     names = _output_names(sources)
     outputs = {s: (_output_for(args.output_video, names[s], multi, ".mp4"),
                    _output_for(args.plot, names[s], multi, ".png")) for s in sources}
