@@ -130,11 +130,20 @@ def test_ucf101_errors_name_the_line(ucf, tmp_path):
         read_list_file(bad, root=videos, class_numbers=numbers)
     bad.write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nYoYo/v_YoYo_g01_c01.avi\n")
     with pytest.raises(ValueError, match=r"bad.txt' line 2: 'YoYo/v_YoYo_g01_c01.avi' has no label, "
-                                         r"and its first folder 'YoYo' is not one of the 3 classes"):
+                                         r"and its first folder 'YoYo' is not one of the 3 classes "
+                                         r"\(ApplyEyeMakeup, JumpingJack, JumpRope\)$"):
         read_list_file(bad, root=videos, class_numbers=numbers)
     bad.write_text("JumpRope/v_JumpRope_g01_c01.avi 3\n")  # a class the checkpoint lacks
-    with pytest.raises(ValueError, match=r"line 1: label 3 is class 'JumpRope', which is not one of the 2 classes"):
+    with pytest.raises(ValueError, match=r"line 1: label 3 is class 'JumpRope', which is not one of the 2 classes "
+                                         r"\(ApplyEyeMakeup, JumpingJack\)$"):
         read_list_file(bad, root=videos, classes=["ApplyEyeMakeup", "JumpingJack"], class_numbers=numbers)
+    # a class name the checkpoint lacks (eval): its classes listed, as for a class folder (it
+    # said "unknown class 'YoYo'" alone)
+    bad.write_text("YoYo/v_YoYo_g01_c01.avi YoYo\n")
+    with pytest.raises(ValueError) as err:
+        read_list_file(bad, root=videos, classes=[f"class{k}" for k in range(12)])
+    assert str(err.value) == (f"{str(bad)!r} line 1: class 'YoYo' is not one of the 12 classes (class0, class1, "
+                              "class2, class3, class4, class5, class6, class7, class8, class9 and 2 more)")
 
 
 @pytest.fixture
