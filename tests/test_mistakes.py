@@ -354,6 +354,11 @@ def test_frames_in_the_other_channel_layout_are_named_as_such(tmp_path, one_thre
     with pytest.raises(ValueError) as e:
         model(torch.rand(1, 4, 32, 32, 3))
     assert str(e.value) == f"expected video of shape (N, T, 3, H, W), got (1, 4, 32, 32, 3): {to_first}"
+    # a 3D CNN's (N, 3, T, H, W): "this TSM takes clips of 4 frames, got 3"
+    with pytest.raises(ValueError) as e:
+        model(torch.rand(2, 3, 4, 32, 32))
+    assert str(e.value) == ("expected video of shape (N, T, 3, H, W), got (2, 3, 4, 32, 32): this looks like "
+                            "(N, 3, T, H, W), channels before frames; x.transpose(1, 2) makes it (N, T, 3, H, W)")
     online = OnlineRecognizer.from_model(model)
     with pytest.raises(ValueError) as e:
         online.step(torch.rand(32, 32, 3))
