@@ -406,6 +406,18 @@ def test_a_misspelt_model_name_or_argument_gets_a_suggestion():
     assert did_you_mean("vgg16", effvid.models.list_models()) == ""
 
 
+
+def test_a_misspelt_config_key_gets_a_suggestion(data, tmp_path, capsys):
+    # "unknown config keys: learning_rate", and nothing more; difflib finds lr too far from it,
+    # so its words' initials are tried too, and a key spelt as its flag (lr-steps) is matched
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"learning_rate": 0.1, "lr-steps": [3], "bogus": 1}))
+    assert main(_train(data, tmp_path, "--config", str(config))) == 2
+    assert capsys.readouterr().err == (
+        f"effvid train: error: config file {str(config)!r}: unknown config keys: bogus, learning_rate (did you "
+        "mean 'lr'?), lr-steps (did you mean 'lr_steps'?)\n")
+
+
 # 13 -----------------------------------------------------------------------------------------
 
 
