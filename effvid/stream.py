@@ -34,7 +34,7 @@ import torch
 from .errors import layout_hint, plural, unread_path_hint
 from .data.transforms import TestTransform, default_scale_size
 from .data.video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, an_image, display_rotation,
-                         timed_frames, upright_rgb)
+                         timed_frames, unopenable_video, upright_rgb)
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -96,6 +96,8 @@ def _open_container(source: str):
             return av.open(device, format="v4l2")
         except _AV_ERRORS as e:
             raise StreamError(f"cannot open camera {source} ({device}): {_describe(e)}") from None
+    if why := unopenable_video(source):  # as predict, check and train say it
+        raise StreamError(f"cannot open video {source}: {why}")
     try:
         return av.open(str(source))
     except _AV_ERRORS as e:
@@ -163,7 +165,7 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
 
 def source_fps(source: str, default: float = 25.0) -> float:
     """The frame rate of a file (for the annotated video); ``default`` for cameras/unknown."""
-    if is_camera(source):
+    if is_camera(source) or unopenable_video(source):  # a FIFO would block av.open; open_frames says why
         return default
     try:
         with av.open(str(source)) as c:

@@ -130,11 +130,20 @@ def test_ucf101_errors_name_the_line(ucf, tmp_path):
         read_list_file(bad, root=videos, class_numbers=numbers)
     bad.write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nYoYo/v_YoYo_g01_c01.avi\n")
     with pytest.raises(ValueError, match=r"bad.txt' line 2: 'YoYo/v_YoYo_g01_c01.avi' has no label, "
-                                         r"and its first folder 'YoYo' is not one of the 3 classes"):
+                                         r"and its first folder 'YoYo' is not one of the 3 classes "
+                                         r"\(ApplyEyeMakeup, JumpingJack, JumpRope\)$"):
         read_list_file(bad, root=videos, class_numbers=numbers)
     bad.write_text("JumpRope/v_JumpRope_g01_c01.avi 3\n")  # a class the checkpoint lacks
-    with pytest.raises(ValueError, match=r"line 1: label 3 is class 'JumpRope', which is not one of the 2 classes"):
+    with pytest.raises(ValueError, match=r"line 1: label 3 is class 'JumpRope', which is not one of the 2 classes "
+                                         r"\(ApplyEyeMakeup, JumpingJack\)$"):
         read_list_file(bad, root=videos, classes=["ApplyEyeMakeup", "JumpingJack"], class_numbers=numbers)
+    # a class name the checkpoint lacks (eval): its classes listed, as for a class folder (it
+    # said "unknown class 'YoYo'" alone)
+    bad.write_text("YoYo/v_YoYo_g01_c01.avi YoYo\n")
+    with pytest.raises(ValueError) as err:
+        read_list_file(bad, root=videos, classes=[f"class{k}" for k in range(12)])
+    assert str(err.value) == (f"{str(bad)!r} line 1: class 'YoYo' is not one of the 12 classes (class0, class1, "
+                              "class2, class3, class4, class5, class6, class7, class8, class9 and 2 more)")
 
 
 @pytest.fixture
@@ -396,8 +405,10 @@ def test_train_and_eval_on_hmdb51_split_folder(hmdb, tmp_path, capsys):
     assert (f"--official-split picks a split of HMDB51's or UCF101's split folder (testTrainMulti_7030_splits, "
             f"ucfTrainTestlist); {videos} is not one (drop --official-split)") in capsys.readouterr().err
     assert main(["train", str(videos), "--official-split", "2", "--output", str(tmp_path / "run2")]) == 2
-    assert (f"official_split=2 picks a split of HMDB51's or UCF101's split folder (testTrainMulti_7030_splits, "
-            f"ucfTrainTestlist); {videos} is not one") in capsys.readouterr().err
+    # named as typed, as train's other refusals are (it said "official_split=2")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "effvid train: error: argument --official-split: picks a split of HMDB51's or UCF101's split folder "
+        f"(testTrainMulti_7030_splits, ucfTrainTestlist), and {videos} is not one (drop it), got 2")
     # with a split folder as --val-data, it is used
     train_set, val_set = build_datasets(TrainConfig(data=str(videos), val_data=str(splits), data_root=str(videos),
                                                       official_split=2))

@@ -271,6 +271,38 @@ def test_no_audio_mask_and_backward():
     assert model.eval()(video, spec).fused_summary.shape == (2, 64)
 
 
+@pytest.mark.parametrize("video_shape, audio_shape, masks, message", [
+    # torch said "The shape of the mask [2, 3] at index 1 does not match ..."
+    ((2, 3), (2, 4), {}, "video and audio must be the same (B, K) sequences of clips, got 3 clips for video, "
+                         "4 for audio"),
+    ((2, 3), (1, 4), {}, "video and audio must be the same (B, K) sequences of clips, got a batch of 2 for "
+                         "video, 1 for audio and 3 clips for video, 4 for audio"),
+    ((2, 3), (2, 3), {"mask": (2, 4)}, "mask must be (B, K) = (2, 3), as video is, got (2, 4)"),
+    ((2, 3), (2, 3), {"audio_mask": (3,)}, "audio_mask must be (B, K) = (2, 3), as video is, got (3,)"),
+])
+def test_video_and_audio_of_other_clip_counts_are_named(video_shape, audio_shape, masks, message):
+    model = create_av_model(**TINY)
+    masks = {name: torch.ones(shape, dtype=torch.bool) for name, shape in masks.items()}
+    with pytest.raises(ValueError) as err:
+        model(torch.randn(*video_shape, 3, 4, 32, 32), torch.randn(*audio_shape, 4000), **masks)
+    assert str(err.value) == message
+
+
+def test_contextualize_refuses_features_of_other_clip_counts():
+    # early fusion split the joined tokens at the wrong place, silently
+    model = create_av_model(fusion="early", **TINY)
+    with pytest.raises(ValueError) as err:
+        model.contextualize(torch.randn(2, 3, 32), torch.randn(2, 5, 32), torch.ones(2, 3, dtype=torch.bool))
+    assert str(err.value) == ("visual_features and audio_features must be the same (B, K) sequences of clips, "
+                              "got 3 clips for visual_features, 5 for audio_features")
+
+
+def test_video_of_other_layouts_is_refused_by_its_shape():
+    with pytest.raises(ValueError) as err:
+        create_av_model(**TINY)(torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4000))
+    assert str(err.value) == "video must be (B, K, 3, T, H, W) clips, got (2, 3, 4, 32, 32)"
+
+
 # -- clip encoders ------------------------------------------------------------------------------------
 
 

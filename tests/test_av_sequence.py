@@ -149,6 +149,32 @@ def test_missing_audio_is_checked_when_the_sampler_is_made():
     assert str(err.value) == "missing_audio must be one of ('error', 'mask'), got 'maks'"
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    # each was taken, then every video was blamed ("video decoding failed") or a bare
+    # ZeroDivisionError came when a file was read
+    (dict(size=(0, 10)), "size must be two positive ints (height, width), got (0, 10)"),
+    (dict(size=(-3, 10)), "size must be two positive ints (height, width), got (-3, 10)"),
+    (dict(size=(16,)), "size must be two positive ints (height, width), got (16,)"),
+    (dict(sample_rate=0), "sample_rate must be a positive integer, got 0"),
+    (dict(sample_rate=-16000), "sample_rate must be a positive integer, got -16000"),
+    (dict(num_clips=0), "num_clips must be a positive integer, got 0"),
+    (dict(frames_per_clip=2.5), "frames_per_clip must be a positive integer, got 2.5"),
+    (dict(clip_seconds=0), "clip_seconds must be a positive number of seconds, got 0"),
+    (dict(start=-1.5), "start must be seconds >= 0 or 'random', got -1.5"),
+    (dict(start="rnd"), "start must be seconds >= 0 or 'random', got 'rnd'"),
+])
+def test_bad_sampler_arguments_are_named_when_the_sampler_is_made(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        LongVideoSampler(**kwargs)
+    assert str(err.value) == message
+
+
+def test_a_bad_start_given_to_the_call_is_named(videos):
+    with pytest.raises(ValueError) as err:
+        LongVideoSampler(num_clips=2, frames_per_clip=4, sample_rate=SR)(videos["five"], start=-2)
+    assert str(err.value) == "start must be seconds >= 0 or 'random', got -2"
+
+
 def test_collate_names_the_samples_that_differ_and_the_remedy(videos, tmp_path):
     small = write_video(tmp_path / "small.mp4", np.full((2 * FPS, 16, 24, 3), 90, np.uint8), fps=FPS,
                         audio=signal(2), audio_rate=SR)

@@ -135,6 +135,19 @@ def test_info_user_errors(tmp_path, capsys):
     assert "tsm_resnet50" in effvid.list_models() and "av" not in effvid.list_models()
 
 
+def test_info_refuses_the_av_flags_for_another_model(tmp_path, capsys):
+    # they were ignored, and the recogniser's report printed with status 0
+    assert main(["info", "tsm_resnet50", "--fusion", "late", "--sharing", "none", "--visual-cnn", "x"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "effvid info: error: --sharing, --fusion, --visual-cnn do not apply to tsm_resnet50 (only to the "
+        "audio-visual model: effvid info av --sharing none --fusion late --visual-cnn x)")
+    assert main(["info", str(tmp_path), "--audio-cnn", "resnet_tiny"]) == 2  # a folder too
+    assert capsys.readouterr().err.strip() == (
+        f"effvid info: error: --audio-cnn does not apply to {tmp_path} (only to the audio-visual model: "
+        "effvid info av --audio-cnn resnet_tiny)")
+    assert main(["info", "tsm_resnet_tiny", "--size", "32"]) == 0  # defaults are not flags given
+
+
 def test_info_av_parameter_report(capsys):
     pytest.importorskip("effvid.av")
     # RESEARCH.md section 2: 3 transformers x 6 layers, D=768, F=3072, O=128

@@ -354,6 +354,11 @@ def test_frames_in_the_other_channel_layout_are_named_as_such(tmp_path, one_thre
     with pytest.raises(ValueError) as e:
         model(torch.rand(1, 4, 32, 32, 3))
     assert str(e.value) == f"expected video of shape (N, T, 3, H, W), got (1, 4, 32, 32, 3): {to_first}"
+    # a 3D CNN's (N, 3, T, H, W): "this TSM takes clips of 4 frames, got 3"
+    with pytest.raises(ValueError) as e:
+        model(torch.rand(2, 3, 4, 32, 32))
+    assert str(e.value) == ("expected video of shape (N, T, 3, H, W), got (2, 3, 4, 32, 32): this looks like "
+                            "(N, 3, T, H, W), channels before frames; x.transpose(1, 2) makes it (N, T, 3, H, W)")
     online = OnlineRecognizer.from_model(model)
     with pytest.raises(ValueError) as e:
         online.step(torch.rand(32, 32, 3))
@@ -399,6 +404,18 @@ def test_a_misspelt_model_name_or_argument_gets_a_suggestion():
 
     assert did_you_mean("tsm_resnet5", effvid.models.list_models()) == "did you mean 'tsm_resnet50'?"
     assert did_you_mean("vgg16", effvid.models.list_models()) == ""
+
+
+
+def test_a_misspelt_config_key_gets_a_suggestion(data, tmp_path, capsys):
+    # "unknown config keys: learning_rate", and nothing more; difflib finds lr too far from it,
+    # so its words' initials are tried too, and a key spelt as its flag (lr-steps) is matched
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"learning_rate": 0.1, "lr-steps": [3], "bogus": 1}))
+    assert main(_train(data, tmp_path, "--config", str(config))) == 2
+    assert capsys.readouterr().err == (
+        f"effvid train: error: config file {str(config)!r}: unknown config keys: bogus, learning_rate (did you "
+        "mean 'lr'?), lr-steps (did you mean 'lr_steps'?)\n")
 
 
 # 13 -----------------------------------------------------------------------------------------

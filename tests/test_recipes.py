@@ -9,6 +9,7 @@ import pytest
 
 from effvid.cli import build_parser
 from effvid.commands.train import config_from_args
+from effvid.training.loop import lr_factor
 from effvid.training.recipes import RECIPES, recipe_values
 
 
@@ -97,11 +98,22 @@ def test_fewer_epochs_move_the_decay_steps_in_proportion(capsys):
     assert cfg.epochs == 15 and cfg.lr_steps == [6, 12]
     assert ("15 epochs (yours; the recipe's 50), steps at 6 and 12 (the recipe's 20 and 40 of 50 "
             "epochs, moved in proportion)") in capsys.readouterr().out
+    # a step at epoch N lowers the rate from epoch N + 1: in E epochs, only steps 1 to E - 1 come
+    # (--epochs 2 printed and kept "steps at 1 and 2", and the step at 2 never came)
     cfg = config_from_args(parse(["train", "videos", "--recipe", "ucf101-finetune", "--epochs", "2"]))
-    assert cfg.lr_steps == [1, 2]  # 10 and 20 of 25 -> 0.8 and 1.6, rounded
+    assert cfg.lr_steps == [1]  # 10 and 20 of 25 -> 0.8 and 1.6, rounded, and 2 kept inside the run
+    assert [lr_factor(cfg, epoch * 10, 10) for epoch in (0, 1)] == [1.0, pytest.approx(0.1)]  # the last epoch
+    assert ("2 epochs (yours; the recipe's 25), steps at 1 (the recipe's 10 and 20 of 25 epochs, moved in "
+            "proportion; only 1 step fits in 2 epochs, as a step at epoch N lowers the rate from epoch N + 1)"
+            ) in capsys.readouterr().out
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "3"]))
+    assert cfg.lr_steps == [1, 2]  # 1.2 and 2.4: both come
+    assert "steps at 1 and 2 (the recipe's 20 and 40 of 50 epochs, moved in proportion), " in capsys.readouterr().out
     cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "1"]))
-    assert cfg.lr_steps == [1]  # 0.4 and 0.8: a step cannot be epoch 0, and one is enough
-    assert "1 epoch (yours; the recipe's 50), steps at 1 (the recipe's" in capsys.readouterr().out
+    assert cfg.lr_steps == []  # no step comes in one epoch
+    assert ("1 epoch (yours; the recipe's 50), no steps (the recipe's 20 and 40 of 50 epochs, moved in "
+            "proportion; none fits in 1 epoch, as a step at epoch N lowers the rate from epoch N + 1)"
+            ) in capsys.readouterr().out
     # steps given with the epochs are used as given; the recipe's own epochs keep its steps
     cfg = config_from_args(parse(["train", "videos", "--recipe", "kinetics", "--epochs", "15",
                                   "--lr-steps", "10"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,21 @@ def test_bad_sources_give_clean_errors(source, message, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind, reason", [("empty", "file is empty (0 bytes)"),
+                                          ("fifo", "path is not a regular file (a FIFO)")])
+def test_an_empty_file_or_a_fifo_is_said_as_predict_says_it(kind, reason, tmp_path, capsys, monkeypatch):
+    # FFmpeg's "Invalid data found when processing input" of an empty file, and a FIFO waited
+    # on forever for a writer
+    monkeypatch.chdir(tmp_path)
+    if kind == "empty":
+        Path("bad.mp4").write_bytes(b"")
+    else:
+        os.mkfifo("bad.mp4")
+    rc = main(["stream", "bad.mp4", "--model", "tsm_resnet_tiny", "--size", str(SIZE)])
+    assert rc == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"effvid stream: error: cannot open video bad.mp4: {reason}"
 
 
 def test_truncated_videos_end_cleanly(tmp_path, capsys):

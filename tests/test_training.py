@@ -45,8 +45,10 @@ def test_config_rejects_bad_values():
         TrainConfig(data="x", num_segments=0)
     with pytest.raises(ValueError, match="shift_direction"):
         TrainConfig(data="x", shift_direction="sideways")
-    with pytest.raises(ValueError, match="unknown config keys: bogus"):
+    with pytest.raises(ValueError, match="^unknown config keys: bogus$"):
         TrainConfig.from_dict({"bogus": 1})
+    with pytest.raises(ValueError, match=r"^unknown config keys: epoch \(did you mean 'epochs'\?\)$"):
+        TrainConfig.from_dict({"epoch": 1})
 
 
 def test_per_class_report():

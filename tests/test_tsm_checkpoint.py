@@ -230,6 +230,11 @@ def test_convert_says_1_segment_and_1_class_name(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"wrote {dst}: tsm_resnet18, 3 classes, 1 segment, shift 1/8 ")
     with pytest.raises(ValueError, match="^1 class name given but the checkpoint has 3 classes$"):
         convert_tsm_checkpoint(path, tmp_path / "x.safetensors", classes=["a"])
+    # a class file of the wrong length is named (it was "2 class names given but ...")
+    (tmp_path / "cls2.txt").write_text("a\nb\n")
+    assert main(["convert", str(path), str(tmp_path / "x.safetensors"), "--classes", str(tmp_path / "cls2.txt")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"effvid convert: error: 2 class names in {tmp_path / 'cls2.txt'} but the checkpoint has 3 classes")
 
 
 def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):

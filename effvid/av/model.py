@@ -208,6 +208,7 @@ class AVModel(nn.Module):
         """Transformers on CNN embeddings ``(B, K, C)``; the entry point for losses that modify
         the embeddings (e.g. masking) before contextualisation."""
         audio_mask = mask if audio_mask is None else audio_mask
+        _check_clips("visual_features", visual_features, "audio_features", audio_features, mask, audio_mask)
         if self._uses_parametrizations:  # compute each orthogonal S once per forward, not once per depth
             with parametrize.cached():
                 return self._contextualize(visual_features, audio_features, mask, audio_mask)
@@ -252,12 +253,33 @@ class AVModel(nn.Module):
             audio_mask: bool ``(B, K)`` for the audio side (default ``mask``); False everywhere
                 for a video without audio.
         """
+        if video.dim() != 6:
+            raise ValueError(f"video must be (B, K, 3, T, H, W) clips, got {tuple(video.shape)}")
+        _check_clips("video", video, "audio", audio, mask, audio_mask)
         b, k = video.shape[:2]
         mask = video.new_ones(b, k, dtype=torch.bool) if mask is None else mask.bool()
         audio_mask = mask if audio_mask is None else audio_mask.bool() & mask
         vf = self.encode_visual(video, mask)
         af = self.encode_audio(audio, audio_mask)
         return self.contextualize(vf, af, mask, audio_mask)
+
+
+def _check_clips(video_name: str, video: torch.Tensor, audio_name: str, audio: torch.Tensor,
+                 mask: torch.Tensor | None, audio_mask: torch.Tensor | None) -> None:
+    """Refuse video and audio (and masks) of other batch sizes or clip counts, naming both: torch
+    said only "The shape of the mask [2, 3] at index 1 does not match ...", or nothing at all
+    (early fusion split the joined tokens at the wrong place)."""
+    if video.dim() < 2 or audio.dim() < 2:
+        return  # refused by their own shape checks, which name the layout
+    (bv, kv), (ba, ka) = video.shape[:2], audio.shape[:2]
+    got = ([f"a batch of {bv} for {video_name}, {ba} for {audio_name}"] if bv != ba else []) + (
+        [f"{kv} clips for {video_name}, {ka} for {audio_name}"] if kv != ka else [])
+    if got:
+        raise ValueError(f"{video_name} and {audio_name} must be the same (B, K) sequences of clips, "
+                         f"got {' and '.join(got)}")
+    for name, m in (("mask", mask), ("audio_mask", audio_mask)):
+        if m is not None and tuple(m.shape) != (bv, kv):
+            raise ValueError(f"{name} must be (B, K) = {(bv, kv)}, as {video_name} is, got {tuple(m.shape)}")
 
 
 def create_av_model(

@@ -23,6 +23,7 @@ audio at its time).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import random
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import torch
 
 from ..data.video import (BadPackets, av_reason, counted_duration, display_rotation, program_stream,
                           stream_duration, timed_frames, upright_rgb)
+from ..errors import BadValue, check_positive_ints
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
@@ -114,10 +116,16 @@ class LongVideoSampler:
         size: tuple[int, int] | None = None,
         missing_audio: str = "error",
     ):
-        if num_clips < 1 or frames_per_clip < 1 or clip_seconds <= 0:
-            raise ValueError("num_clips, frames_per_clip must be >= 1 and clip_seconds > 0")
-        if not (start == "random" or isinstance(start, (int, float))):
-            raise ValueError(f"start must be seconds or 'random', got {start!r}")
+        # all checked here, naming the argument: a size of 0 or a rate of 0 was taken, then
+        # every video failed to decode (or a bare ZeroDivisionError) when read
+        check_positive_ints(num_clips=num_clips, frames_per_clip=frames_per_clip, sample_rate=sample_rate)
+        if not _is_number(clip_seconds) or not 0 < clip_seconds < math.inf:
+            raise BadValue("clip_seconds", clip_seconds, "must be a positive number of seconds")
+        _check_start(start)
+        if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2
+                                     and all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and v > 0
+                                             for v in size)):
+            raise BadValue("size", size, "must be two positive ints (height, width)")
         check_missing_audio(missing_audio)  # not only once the first file is read
         self.num_clips = num_clips
         self.clip_seconds = float(clip_seconds)
@@ -133,7 +141,7 @@ class LongVideoSampler:
 
     def __call__(self, path, start: float | str | None = None, rng: random.Random | None = None) -> AVSequence:
         path = os.fspath(path)
-        start = self.start if start is None else start
+        start = self.start if start is None else _check_start(start)
         try:
             return self._read(path, start, rng)
         except _PastLastFrame as e:
@@ -273,6 +281,17 @@ class LongVideoSampler:
             last = rgb(prev) if last is None else last
             picked[i] = last
         return np.stack(picked), shown, video_end
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_start(start):
+    # a negative start was refused only by read_audio, once the frames had been decoded
+    if start != "random" and not (_is_number(start) and 0 <= start < math.inf):
+        raise BadValue("start", start, "must be seconds >= 0 or 'random'")
+    return start
 
 
 def _frame_seconds(frame, stream) -> float:

@@ -57,9 +57,10 @@ def register(subparsers) -> None:
                    help="frame height and width (default: 224, or the size a checkpoint was trained at)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     g = p.add_argument_group("audio-visual model (MODEL = av)")
-    g.add_argument("--sharing", choices=SHARING_CHOICES, default="partial",
+    # defaults None, so that one given with another MODEL is known to be given (and refused)
+    g.add_argument("--sharing", choices=SHARING_CHOICES, default=None,
                    help="transformer weight sharing (default: partial)")
-    g.add_argument("--fusion", choices=FUSION_CHOICES, default="mid", help="fusion (default: mid)")
+    g.add_argument("--fusion", choices=FUSION_CHOICES, default=None, help="fusion (default: mid)")
     g.add_argument("--visual-cnn", default=None, help="visual clip encoder (default: the model's)")
     g.add_argument("--audio-cnn", default=None, help="audio clip encoder (default: the model's)")
     p.set_defaults(func=run)
@@ -78,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model == "av":
         return _run_av(args)
+    if given := av_flags_given(args):  # they were ignored, and the recogniser's report printed
+        words = [word for flag in given for word in (flag, getattr(args, flag[2:].replace("-", "_")))]
+        raise UserError(f"{_do_not_apply(given)} to {args.model} (only to the audio-visual model: "
+                        f"{command_line('effvid', 'info', 'av', *words)})")
     if Path(args.model).is_dir():
         if given := model_flags_given(args):  # they would be ignored: the run has its own model
             weights = Path(args.model) / "best.safetensors"
@@ -106,6 +111,12 @@ def model_flags_given(args: argparse.Namespace) -> list[str]:
     return [flag for flag, value in (("--num-classes", args.num_classes), ("--num-segments", args.num_segments),
                                      ("--shift-div", args.shift_div), ("--size", args.size))
             if value is not None]
+
+
+def av_flags_given(args: argparse.Namespace) -> list[str]:
+    """The flags given that describe the audio-visual model, which other MODELs refuse."""
+    return [flag for flag in ("--sharing", "--fusion", "--visual-cnn", "--audio-cnn")
+            if getattr(args, flag[2:].replace("-", "_")) is not None]
 
 
 def _build(args: argparse.Namespace):
@@ -380,7 +391,7 @@ def _run_av(args: argparse.Namespace) -> int:
     if given := model_flags_given(args):  # the report is of parameters, which do not depend on these
         raise UserError(f"{_do_not_apply(given)} to 'av' (its report counts parameters; "
                         "use --sharing, --fusion, --visual-cnn, --audio-cnn)")
-    kwargs = {"sharing": args.sharing, "fusion": args.fusion}
+    kwargs = {"sharing": args.sharing or "partial", "fusion": args.fusion or "mid"}
     if args.visual_cnn:
         kwargs["visual_cnn"] = args.visual_cnn
     if args.audio_cnn:

@@ -173,14 +173,26 @@ def not_a_video_file(path: str | os.PathLike) -> str | None:
     return not_a_regular_file(path, "video file")
 
 
+def unopenable_video(path: str | os.PathLike) -> str | None:
+    """Why ``path``, which is there, is no video file to open, asked before FFmpeg opens it (a
+    FIFO would block av.open, and of an empty file FFmpeg says only "Invalid data found"):
+    "path is a folder, not a video file", "file is empty (0 bytes)"; else None."""
+    if what := not_a_video_file(path):
+        return f"path is {what}"
+    try:
+        if os.stat(path).st_size == 0:
+            return "file is empty (0 bytes)"
+    except OSError:  # gone since, or not to be read: opening it says why
+        pass
+    return None
+
+
 def open_video(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(errno.ENOENT, "video file not found", str(p))
-    if what := not_a_video_file(p):  # a FIFO would block av.open
-        raise VideoDecodeError(p, f"path is {what}")
-    if p.stat().st_size == 0:
-        raise VideoDecodeError(p, "file is empty (0 bytes)")
+    if why := unopenable_video(p):
+        raise VideoDecodeError(p, why)
     try:
         container = av.open(str(p), mode="r")
     except AV_ERRORS as e:

@@ -50,6 +50,10 @@ class Recognizer(nn.Module):
 
     def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
         hint = layout_hint(video.shape, channels_first=True)  # a decoder's (N, T, H, W, 3)
+        if video.dim() == 5 and video.shape[1] == 3 and video.shape[2] != 3:
+            # a 3D CNN's layout: a TSM took it for clips of 3 frames, and said only that
+            hint = (": this looks like (N, 3, T, H, W), channels before frames; x.transpose(1, 2) makes it "
+                    "(N, T, 3, H, W)")
         if video.dim() != 5 or hint:
             raise ValueError(f"expected video of shape (N, T, 3, H, W), got {tuple(video.shape)}{hint}")
         n, t = video.shape[:2]

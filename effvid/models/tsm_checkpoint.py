@@ -35,6 +35,7 @@ otherwise the error lists the offending keys.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -581,14 +582,16 @@ def tsm_init_weights(path: str | Path, model: Recognizer) -> tuple[dict[str, tor
 def _read_classes(classes, num_classes: int) -> list[str] | None:
     if classes is None:
         return None
-    if isinstance(classes, (str, Path)):
+    source = "given"
+    if isinstance(classes, (str, os.PathLike)):
         from ..data import read_class_file  # the class files effvid train reads (classInd.txt too)
 
         names = list(read_class_file(classes).values())
+        source = f"in {os.fspath(classes)}"  # which file: it was not named
     else:
         names = [str(c) for c in classes]
     if len(names) != num_classes:
-        raise ValueError(f"{plural(len(names), 'class name')} given but the checkpoint has "
+        raise ValueError(f"{plural(len(names), 'class name')} {source} but the checkpoint has "
                          f"{plural(num_classes, 'class')}")
     return names
 

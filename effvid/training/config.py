@@ -10,7 +10,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import BadValue, not_a_regular_file
+from ..errors import BadValue, did_you_mean, not_a_regular_file
 
 # Mixed precision's autocast dtypes on GPU (effvid.training.evaluate.amp_dtype)
 AMP_DTYPES = ("auto", "bfloat16", "float16")
@@ -198,7 +198,8 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+            raise ValueError("unknown config keys: " + ", ".join(
+                f"{key} ({hint})" if (hint := _field_hint(key, known)) else key for key in sorted(unknown)))
         if redecide:
             values.update(dict.fromkeys(decided))
         return cls(**values)
@@ -275,3 +276,15 @@ def _has_type(value, hint) -> bool:
 
 def _type_name(hint) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _field_hint(key: str, known: set[str]) -> str:
+    """"did you mean 'lr_steps'?" for a mistyped config key, also one spelt as its flag
+    (``lr-steps``); or "did you mean 'lr'?" for words whose initials are a field
+    (``learning_rate``), which difflib finds too far apart; else ""."""
+    spelt = key.replace("-", "_")
+    if hint := did_you_mean(spelt, sorted(known)):
+        return hint
+    words = [w for w in spelt.lower().split("_") if w]
+    initials = "".join(w[0] for w in words)
+    return f"did you mean {initials!r}?" if len(words) > 1 and initials in known else ""

@@ -129,16 +129,26 @@ def recipe_values(name: str, batch_size: int, world_size: int = 1, init_weights:
     moved = ("epochs" in given and "lr_steps" not in given and used["schedule"] == "step"
              and given["epochs"] != recipe.values["epochs"])
     if moved:
+        # a step at epoch N lowers the rate from epoch N + 1 (lr_factor), so in E epochs only
+        # steps 1 to E - 1 come: --epochs 2 printed, and kept, a step at 2 that never came
+        last = given["epochs"] - 1
         values["lr_steps"] = used["lr_steps"] = sorted(
-            {max(1, round(s * given["epochs"] / recipe.values["epochs"])) for s in recipe.values["lr_steps"]})
+            {min(last, max(1, round(s * given["epochs"] / recipe.values["epochs"])))
+             for s in recipe.values["lr_steps"]} if last >= 1 else set())
 
     def named(key: str) -> str:
         before, words = _WORDS[key]
         if key == "schedule":
             ours, theirs = _schedule(used), _schedule(recipe.values)
             if moved and ours != theirs and "schedule" not in given:
+                fewer = ""
+                if len(used["lr_steps"]) < len(recipe.values["lr_steps"]):
+                    fits = (f"only {plural(len(used['lr_steps']), 'step')} fits" if used["lr_steps"]
+                            else "none fits")
+                    fewer = (f"; {fits} in {plural(given['epochs'], 'epoch')}, as a step at epoch N lowers "
+                             "the rate from epoch N + 1")
                 return (f"{ours} (the recipe's {_and(recipe.values['lr_steps'])} of "
-                        f"{recipe.values['epochs']} epochs, moved in proportion)")
+                        f"{recipe.values['epochs']} epochs, moved in proportion{fewer})")
             yours = any(k in given for k in ("schedule", "lr_steps"))
         else:
             ours, theirs = words(used[key]), words(recipe.values[key])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import find_class_file, is_something_annotations, split_folder_kind
-from ..errors import plural, some_names
+from ..errors import BadValue, plural, some_names
 from .config import TrainConfig
 
 
@@ -275,10 +275,11 @@ def build_datasets(cfg: TrainConfig, seed: int | None = None, notice=None, previ
                         has_parts, read_class_file, stratified_split)
 
     if cfg.official_split != 1 and not any(split_folder_kind(p) for p in (cfg.data, cfg.val_data) if p):
-        # it would be ignored: only these folders have published splits
-        raise ValueError(f"official_split={cfg.official_split} picks a split of HMDB51's or UCF101's "
-                         f"split folder (testTrainMulti_7030_splits, ucfTrainTestlist); {cfg.data} is "
-                         "not one (drop --official-split)")
+        # it would be ignored: only these folders have published splits. A BadValue, which train
+        # says as the flag typed ("argument --official-split: ..., got 2"), as its other refusals
+        raise BadValue("official_split", cfg.official_split,
+                       "picks a split of HMDB51's or UCF101's split folder (testTrainMulti_7030_splits, "
+                       f"ucfTrainTestlist), and {cfg.data} is not one (drop it)")
     # flip None: decided below, once the classes are known (and before a clip is read)
     train_tf = TrainTransform(cfg.size, scales=cfg.crop_scales, flip=cfg.flip is not False)
     val_tf = TestTransform(cfg.size, cfg.test_scale_size)
