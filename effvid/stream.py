@@ -34,7 +34,7 @@ import torch
 from .errors import layout_hint, plural, unread_path_hint
 from .data.transforms import TestTransform, default_scale_size
 from .data.video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, an_image, display_rotation,
-                         timed_frames, unopenable_video, upright_rgb)
+                         main_video_stream, timed_frames, unopenable_video, upright_rgb)
 
 __all__ = [
     "AnnotatedVideoWriter", "StreamError", "StreamSummary", "Smoother", "list_sources",
@@ -121,7 +121,7 @@ def open_frames(source: str | int, on_warning: Callable[[str], None] | None = No
     try:
         if not container.streams.video:
             raise StreamError(f"{source} has no video stream")
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         stream.thread_type = "AUTO"
         camera = is_camera(source)
         start = time.perf_counter()
@@ -169,8 +169,8 @@ def source_fps(source: str, default: float = 25.0) -> float:
         return default
     try:
         with av.open(str(source)) as c:
-            if c.streams.video:
-                rate = c.streams.video[0].average_rate or c.streams.video[0].guessed_rate
+            if stream := main_video_stream(c):
+                rate = stream.average_rate or stream.guessed_rate
                 if rate:
                     return float(rate)
     except _AV_ERRORS:

@@ -14,6 +14,7 @@ import torch
 
 from torch.utils.data import DataLoader, DistributedSampler
 
+from effvid.cli import main
 from effvid.data import collate_clips
 from effvid.data.synthetic import make_synthetic_dataset
 from effvid.models.weights import load_model, load_weights
@@ -21,6 +22,17 @@ from effvid.training.config import TrainConfig
 from effvid.training.distributed import DistEnv, ShardSampler, build_sampler
 from effvid.training.evaluate import evaluate
 from effvid.training.run_data import build_datasets
+
+
+def test_the_resume_command_of_a_run_on_several_machines_names_them(tmp_path):
+    from effvid.training.run_folder import resume_command
+
+    assert resume_command(tmp_path) == f"effvid train --output {tmp_path} --resume"  # no state yet
+    torch.save({"history": "[]", "world_size": 8, "local_world_size": 4}, tmp_path / "last_state.pt")
+    assert resume_command(tmp_path, "--workers", "1") == (
+        f"torchrun --nnodes 2 --nproc-per-node 4 -m effvid train --output {tmp_path} --resume --workers 1")
+    torch.save({"history": "[]", "world_size": 1}, tmp_path / "last_state.pt")
+    assert resume_command(tmp_path) == f"effvid train --output {tmp_path} --resume"
 
 
 def test_evaluation_shards_cover_every_sample_once():
@@ -31,7 +43,7 @@ def test_evaluation_shards_cover_every_sample_once():
     assert list(build_sampler(data, DistEnv(), shuffle=False, seed=0)) == data
 
 
-def test_two_process_training_with_torchrun(tmp_path):
+def test_two_process_training_with_torchrun(tmp_path, capsys):
     data = tmp_path / "data"
     make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=4,
                            videos_per_class_val=3, num_frames=8, size=32, seed=1)
@@ -93,6 +105,16 @@ def test_two_process_training_with_torchrun(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert crashed.returncode != 0 and "Crash after epoch 1" in crashed.stderr
     assert len(json.loads((half / "history.json").read_text())) == 1
+    # what continues it is said as a torchrun command of 2 processes: "effvid train --output
+    # RUN --resume", printed by every hint, was refused as a resume with 1 process
+    again = f"torchrun --nproc-per-node 2 -m effvid train --output {half} --resume"
+    assert main(["info", str(half), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == f"stopped: continue with {again}"
+    from effvid.training.run_folder import resume_command
+
+    assert resume_command(half, "--workers", "1") == again + " --workers 1"
+    assert main(["train", "--output", str(half), "--resume", "--workers", "0", "--device", "cpu"]) == 2
+    assert f"resume it with 2 ({again}), or start" in capsys.readouterr().err
     resumed = subprocess.run(torchrun + [str(driver), str(data), str(half), "resume"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -203,6 +203,35 @@ def test_mkv_whose_video_starts_late_counts_its_frames(tmp_path):
         assert indices_of(read_frames(p, [0, 11, 23], info, stats=stats)) == [0, 11, 23]
         assert stats["past_end"] == 0
 
+def test_a_thumbnail_stream_before_the_video_is_passed_over(tmp_path):
+    # an mkv whose first video stream is a one-frame 16x16 picture (a thumbnail) and whose second
+    # is the video: every reader took the thumbnail, and trained on one frame of it
+    from effvid.stream import open_frames
+
+    path = tmp_path / "thumb_first.mkv"
+    frames = index_pattern_frames(N_FRAMES)
+    with av.open(str(path), "w") as out:
+        thumb = out.add_stream("mjpeg", rate=1)
+        thumb.width = thumb.height = 16
+        thumb.pix_fmt = "yuvj420p"
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 255, np.uint8), format="rgb24")
+        for packet in [*thumb.encode(picture), *thumb.encode(None)]:
+            out.mux(packet)
+        for f in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(video.encode(None))
+    with av.open(str(path)) as c:
+        assert [s.width for s in c.streams.video] == [16, WIDTH]  # the thumbnail first
+    info = probe_video(path)
+    assert (info.num_frames, info.width, info.height) == (N_FRAMES, WIDTH, HEIGHT)
+    assert indices_of(read_frames(path, [0, 5, N_FRAMES - 1], info)) == [0, 5, N_FRAMES - 1]
+    assert indices_of(read_all_frames(path)) == list(range(N_FRAMES))
+    streamed = [frame for _, frame in open_frames(str(path))]
+    assert [decode_frame_index(f, N_FRAMES) for f in streamed] == list(range(N_FRAMES))
+
+
 def test_variable_frame_rate_mp4_with_b_frames_lasts_to_its_last_frame(tmp_path):
     # An mp4 header sums frame durations in decode order: with B-frames and a variable rate
     # the last frame shown lies past that (the header said 1.85 s for frames up to 1.9 s), so

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.video import (BadPackets, av_reason, counted_duration, display_rotation, program_stream,
-                          stream_duration, timed_frames, upright_rgb)
+from ..data.video import (BadPackets, av_reason, counted_duration, display_rotation, main_video_stream,
+                          program_stream, stream_duration, timed_frames, upright_rgb)
 from ..errors import BadValue, check_positive_ints
 from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
 
@@ -158,7 +158,7 @@ class LongVideoSampler:
         try:
             if not container.streams.video:
                 raise AudioDecodeError(path, "file has no video stream")
-            stream = container.streams.video[0]
+            stream = main_video_stream(container)
             stream.thread_type = "AUTO"
             origin = container_origin(container)
             duration = _duration_seconds(container, stream, origin)

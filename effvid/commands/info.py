@@ -255,7 +255,7 @@ def run_folder_info(folder: Path) -> dict:
     from ..models.weights import safetensors_problem
     from ..training.config import TrainConfig
     from ..training.run_folder import (absolute_bad_paths, bad_videos_list, best_epoch, check_history,
-                                       committed_history, missing_state_advice, run_left_without_state,
+                                       committed_history, missing_state_advice, resume_command, run_left_without_state,
                                        upgrade_bad_samples)
     from ..training.run_lock import run_folder_holder
 
@@ -322,7 +322,7 @@ def run_folder_info(folder: Path) -> dict:
     elif unreadable_state:
         info["state"] = f"stopped, and {unreadable_state}"
     elif has_state:
-        info["state"] = f"stopped: continue with {command_line('effvid', 'train', '--output', folder, '--resume')}"
+        info["state"] = f"stopped: continue with {resume_command(folder)}"
     elif run_left_without_state(folder):  # its epochs' files, without the state that resumes them
         info["state"] = f"stopped, and {missing_state_advice(folder)}"
     else:

@@ -176,7 +176,7 @@ def saved_epochs(cfg: TrainConfig, *options: str) -> str | None:
     """What a run that stopped can be continued from, for its last message, with the command
     (and ``options``, such as fewer --workers) that continues it; None when it stopped before
     its first epoch was completed."""
-    from ..training.run_folder import committed_history
+    from ..training.run_folder import committed_history, resume_command
 
     out = Path(cfg.output)
     try:  # the state, the commit point, counts them (history.json may be an epoch behind)
@@ -186,8 +186,7 @@ def saved_epochs(cfg: TrainConfig, *options: str) -> str | None:
     if history is None:
         return None
     done = f" ({len(history)} of {cfg.epochs})" if history else ""
-    return (f"the last completed epoch{done} is saved: continue with "
-            f"{command_line('effvid', 'train', '--output', out, '--resume', *options)}")
+    return f"the last completed epoch{done} is saved: continue with {resume_command(out, *options)}"
 
 
 def stdout_reader_left() -> bool:

@@ -43,7 +43,7 @@ from ..errors import not_a_regular_file, plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .files import broken_link, find_files
 from .video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, VideoInfo, av_reason,
-                    decode_packet, open_video, probe_open, probe_video, rewind)
+                    decode_packet, main_video_stream, open_video, probe_open, probe_video, rewind)
 
 __all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "prepare_video",
            "prepare_folder", "check_folders"]
@@ -283,7 +283,7 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
     """Write ``container``'s video (and audio) to ``tmp``; the number of frames written."""
     ext = tmp.suffix.lower()
     video_codec, audio_codec = _ENCODERS[ext]
-    source = container.streams.video[0]
+    source = main_video_stream(container)
     size = output_size(info.width, info.height, short_side)
     fps_out = fps if fps is not None and fps < info.fps else None
     rate = Fraction(fps_out if fps_out else (source.average_rate or info.fps)).limit_denominator(1001)
@@ -357,7 +357,7 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
         raise ValueError(f"short_side must be >= 2, keyframe_interval and fps > 0; got {short_side}, "
                          f"{keyframe_interval}, {fps}")
     container = open_video(src, "SLICE")
-    container.streams.video[0].codec_context.thread_count = 1
+    main_video_stream(container).codec_context.thread_count = 1
     tmp = part_path(dst)
     try:
         info = probe_open(container, str(src))

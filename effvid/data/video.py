@@ -187,6 +187,17 @@ def unopenable_video(path: str | os.PathLike) -> str | None:
     return None
 
 
+def main_video_stream(container):
+    """The video stream every reader takes: the one FFmpeg picks as the file's video
+    (av_find_best_stream: not a cover picture, and of two the one with frames to show), not
+    simply the first, which in an mkv can be a one-frame thumbnail; None without one."""
+    try:
+        best = container.streams.best("video")
+    except (AttributeError, *AV_ERRORS):  # an older PyAV without it
+        best = None
+    return best or (container.streams.video[0] if container.streams.video else None)
+
+
 def open_video(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
@@ -204,7 +215,7 @@ def open_video(path: str | os.PathLike, thread_type: str = "AUTO") -> av.contain
     # long sequential decodes; sparse reads use "SLICE": frame threading pays a pipeline
     # refill after every seek (H.264/HEVC/MPEG-4 sparse clips decode 1.1-1.8x faster with
     # SLICE, VP9 ~10% slower; benchmarks/bench_decode.py compares both).
-    container.streams.video[0].thread_type = thread_type
+    main_video_stream(container).thread_type = thread_type
     return container
 
 
@@ -368,7 +379,7 @@ def _first_frame(container, stream, path: str):
 
 
 def probe_open(container, path: str) -> VideoInfo:
-    stream = container.streams.video[0]
+    stream = main_video_stream(container)
     fps = _stream_fps(stream)
     duration = _stream_duration_s(container, stream)
     has_audio = len(container.streams.audio) > 0
@@ -960,7 +971,7 @@ def decodable_frames(path: str | os.PathLike) -> int:
     VideoDecodeError where more than ``MAX_BAD_PACKETS`` packets are damaged."""
     container = open_video(path, "SLICE")
     try:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         # a count needs no timestamps (an AVI's with B-frames are wrong)
         dec = _SparseDecoder(container, stream, _stream_fps(stream) or 25.0, 0, skip_nonref=False,
                              bad=BadPackets(path), check_timestamps=False)
@@ -1012,7 +1023,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int] | Callable[[Vide
             rewind(container)
         if callable(indices):
             idx = _check_indices(indices(info), path)
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         if not idx:
             return torch.empty((0, info.height, info.width, 3), dtype=torch.uint8)
         wanted = sorted(set(idx))
@@ -1076,7 +1087,7 @@ def read_all_frames(path: str | os.PathLike) -> torch.Tensor:
     past ``MAX_BAD_PACKETS`` of them."""
     container = open_video(path)
     try:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         frames, rotation, size = [], 0, None
         try:
             for frame in decoded_frames(container, stream, BadPackets(path)):

@@ -552,7 +552,9 @@ def run_epochs(cfg: TrainConfig, env: DistEnv, device: torch.device, seed: int, 
         # epoch differently, with other --workers or on a GPU, would then lose the best).
         writer.state({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "seed": seed, "history": json.dumps(history),
-                      "config": run_config, "world_size": env.world_size, "classes": classes},
+                      "config": run_config, "world_size": env.world_size, "classes": classes,
+                      # the processes on each machine, for the torchrun command that resumes it
+                      "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size))},
                      "last_state.pt")
         writer.epoch_files(model, history, classes, metadata, is_best)
         if env.is_main:

@@ -236,6 +236,24 @@ def check_history(history, source: Path) -> list[dict]:
     return history
 
 
+def resume_command(folder: Path, *options: str) -> str:
+    """The command that continues the run in ``folder`` (with ``options``, such as fewer
+    --workers): under torchrun with the processes its state was trained with, as a resume with
+    another number is refused (it would change the batch); every hint printed "effvid train
+    --output RUN --resume", which a run of 2 processes refused."""
+    try:
+        state = read_state(folder, mmap=True) or {}
+    except ValueError:  # damaged: its resume says so
+        state = {}
+    world = int(state.get("world_size", 1))
+    local = int(state.get("local_world_size", world))  # states before it: one machine
+    words = ("train", "--output", folder, "--resume", *options)
+    if world <= 1:
+        return command_line("effvid", *words)
+    machines = ("--nnodes", world // local) if 0 < local < world else ()
+    return command_line("torchrun", *machines, "--nproc-per-node", local, "-m", "effvid", *words)
+
+
 def committed_history(folder: Path) -> list[dict] | None:
     """The records of the epochs committed in ``folder`` (its last_state.pt's), or None when it
     has no state. history.json is written after the commit point and may be an epoch behind:
@@ -327,5 +345,5 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
         raise ValueError(f"cannot resume {out} with {env.world_size} process(es): it was trained with "
                          f"{saved_world} (effective batch {saved_world * cfg.batch_size}, now "
                          f"{env.world_size * cfg.batch_size}); resume it with {saved_world} "
-                         "(torchrun --nproc-per-node), or start a new run from its weights "
+                         f"({resume_command(out)}), or start a new run from its weights "
                          f"({command_line('--init-weights', out / 'last.safetensors')} --output NEW)")
