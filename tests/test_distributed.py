@@ -124,6 +124,55 @@ def test_two_process_training_with_torchrun(tmp_path, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_process_that_ends_leaves_the_others_one_line_not_a_traceback(tmp_path):
+    # the first process killed after its first epoch (a dead loader worker, the OOM killer): the
+    # other one printed gloo's "Connection closed by peer" as a 35-line traceback
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=4,
+                           videos_per_class_val=2, num_frames=8, size=32, seed=1)
+    driver = tmp_path / "driver.py"
+    driver.write_text(_ENDS_AFTER_EPOCH_1)
+    out = tmp_path / "run"
+    # torchrun's own check of its processes every 5 s, not 0.1 s: it would stop the other one
+    # with a SIGTERM (quietly) before it met the closed connection
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "--monitor-interval", "5", str(driver), str(data), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    again = f"torchrun --nproc-per-node 2 -m effvid train --output {out} --resume"
+    lines = [line for line in proc.stderr.splitlines() if "effvid train" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "effvid train (process 1): stopped: another process of the run ended ("), proc.stderr
+    assert lines[0].endswith(f"its own message says why. The last completed epoch (1 of 3) is saved: "
+                             f"continue with {again}."), lines[0]
+    assert "Connection closed by peer [127.0.0.1]:" in lines[0] and "pair.cc" not in lines[0]
+    # torchrun's own report of the process that failed follows, and no other traceback
+    assert "[rank1]" not in proc.stderr and proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "ChildFailedError" in proc.stderr
+
+
+_ENDS_AFTER_EPOCH_1 = """
+import os, sys
+from effvid.cli import main
+from effvid.training import loop
+
+epoch_files = loop.RunWriter.epoch_files
+
+
+def epoch_files_then_end(self, model, history, *args):
+    epoch_files(self, model, history, *args)
+    if self.enabled:  # the first process, its epoch written: killed, no Python error
+        os._exit(9)
+
+
+loop.RunWriter.epoch_files = epoch_files_then_end
+data, out = sys.argv[1:]
+sys.exit(main(["train", data, "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+               "--epochs", "3", "--batch-size", "2", "--workers", "0", "--no-progress", "--device", "cpu",
+               "--output", out]))
+"""
+
+
 # The configuration of the command above, as a script that can crash or resume.
 _CRASH_OR_RESUME = """
 import os, sys, time, types

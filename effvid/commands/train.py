@@ -241,6 +241,17 @@ def worker_died_message(cfg: TrainConfig, error: str) -> str:
             f"{cfg.batch_size}). {then}")
 
 
+def peer_ended(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective that failed because another process of a torchrun job
+    ended (its own error, a dead loader worker, a kill): gloo's "Connection closed by peer",
+    NCCL's DistBackendError."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    return isinstance(error, dist.DistError) or "closed by peer" in str(error) or "reset by peer" in str(error)
+
+
 def worker_stalled_message(cfg: TrainConfig) -> str:
     """No batch came from the data-loading workers within --worker-timeout: a worker stopped
     (kill -STOP, a debugger) or stuck (an unresponsive network disk). The run hung forever,
@@ -432,6 +443,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if str(e).startswith(STALLED):
             print(worker_stalled_message(cfg), file=sys.stderr)
+            return 1
+        if peer_ended(e):  # under torchrun: a 35-line traceback of gloo's "Connection closed by peer"
+            # gloo's "[.../pair.cc:561] Connection closed by peer [127.0.0.1]:21205. This is ... GLHF!"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]
+            say(f"effvid train{_this_process()}: stopped: another process of the run ended ({first}); "
+                f"its own message says why. {_saved_sentence(cfg)}")
             return 1
         if not str(e).startswith("DataLoader worker (pid"):
             raise
