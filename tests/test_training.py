@@ -1250,6 +1250,13 @@ def test_the_run_summarises_its_data_and_warns_of_classes_it_cannot_learn(tiny_d
         "batch size that divides 11 trains on all of them)",
         "warning: class 'lef' has 1 training video and 'left' has 4: is 'lef' a typo of 'left'? "
         "(each label is a class)"]
+    # integer labels: a 5 among 0s and 1s is not "a typo of '0'"
+    numbered = [f"{v} {0 if 'left' in v else 1}" for v in videos]
+    numbered[2] = numbered[2].rsplit(" ", 1)[0] + " 5"
+    (tmp_path / "numbered.txt").write_text("\n".join(numbered) + "\n")
+    summary = data_summary(*build_datasets(tiny_config(tmp_path / "numbered.txt", tmp_path / "r3"), 3), cfg, 3)
+    assert summary[-1] == ("warning: 3 of 6 classes have no training videos, so the model cannot learn them: "
+                           "2, 3, 4") and not any("typo" in line for line in summary), summary
     from effvid.training.run_data import ragged_batch_dropped
 
     assert [ragged_batch_dropped(n, 8, w) for n, w in ((30, 1), (32, 1), (8, 1), (5, 1), (30, 2), (33, 2))] == \

@@ -163,7 +163,10 @@ def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: in
     for c, n in zip(classes, trains):
         if n != 1:
             continue
-        near = [(o, m) for o, m in zip(classes, trains) if m > 1 and _one_edit_apart(c, o)]
+        # (not between numbers: a list's label 5 among 0s and 1s is no misspelt 0; the warning
+        # above names the classes 2 to 4 it leaves empty)
+        near = [(o, m) for o, m in zip(classes, trains)
+                if m > 1 and _one_edit_apart(c, o) and not (c.isdigit() and o.isdigit())]
         if near:
             other, m = max(near, key=lambda pair: pair[1])
             lines.append(f"warning: class {c!r} has 1 training video and {other!r} has {m}: is "
