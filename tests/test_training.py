@@ -819,6 +819,11 @@ def test_curves_use_one_colour_per_split_in_both_panels():
                 != matplotlib.colors.to_hex(loss["val"].get_color()))
         assert list(loss["val"].get_ydata()) == [2.5, 1.5]
         assert list(acc["train top-1"].get_ydata()) == pytest.approx([30.0, 40.0])
+        # whole epochs on the x axis (it showed 1.0, 1.2, 1.4, ... for 2 epochs)
+        fig.canvas.draw()
+        for ax in (ax_loss, ax_acc):
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks == [1.0, 2.0], ticks
     finally:
         plt.close(fig)
 

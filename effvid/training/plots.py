@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..models.weights import atomic_replace  # noqa: E402
 from ..plot_text import missing_glyphs_noted, shorten_label  # noqa: E402
@@ -41,6 +42,7 @@ def curves_figure(history: list[dict]):
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
     fig.tight_layout()
     return fig
 
