@@ -74,11 +74,12 @@ def results_file(text: str) -> str:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     # a folder that is not there is made (write_results), as stream's and train's outputs are;
-    # one that cannot be is refused now, not after the work (its results were lost)
+    # one that cannot be is refused now, not after the work (its results were lost). (A file
+    # that is there, /dev/stdout too, is written in place: its folder's permissions do not count.)
     existing = next(p for p in path.absolute().parents if p.exists())
-    if not existing.is_dir():
+    if not path.exists() and not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is in {existing}, which is a file, not a folder")
-    if not os.access(existing, os.W_OK):
+    if not path.exists() and not os.access(existing, os.W_OK):
         raise argparse.ArgumentTypeError(f"{text} is in {existing}, where this user may not write")
     # a FIFO or a device (/dev/stdout) is written to, not over
     if path.is_file() and not holds_results(path):
