@@ -338,7 +338,7 @@ def check_resume_folder(args: argparse.Namespace) -> None:
     """Refuse a --resume that names no run folder: an --output that is a file (it was told that
     the run "stopped before it started"), or ``effvid train --resume RUN``, where RUN, as
     --resume takes no value, became DATA (and was read as a list file or class folders)."""
-    from ..training.run_folder import run_left_without_state
+    from ..training.run_folder import resume_command, run_left_without_state
     from ..training.run_lock import why_not_a_folder
 
     given = Path(args.data) if args.data else None
@@ -346,8 +346,7 @@ def check_resume_folder(args: argparse.Namespace) -> None:
     if args.output is None and run is not None and ((run / "last_state.pt").is_file() or run_left_without_state(run)):
         what = "a run folder" if run == given else f"a file of the run in {run}"
         raise ValueError(f"{given} is {what}, not training data: --resume takes no value (it continues the "
-                         f"run in --output); {command_line('effvid', 'train', '--output', run, '--resume')} "
-                         "continues that run")
+                         f"run in --output); {resume_command(run)} continues that run")
     out = Path(args.output or TrainConfig.output)
     if why := why_not_a_folder(out):  # as a new run's --output FILE is refused
         raise ValueError(f"cannot resume {out}: {why}")

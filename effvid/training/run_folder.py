@@ -336,7 +336,7 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
         diffs = cfg.resume_differences(json.loads(resume["config"]))
         if diffs:
             raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
-                             f"resume it as it was ({command_line('effvid', 'train', '--output', out, '--resume')}), or "
+                             f"resume it as it was ({resume_command(out)}), or "
                              "start a new run with another --output")
     # --batch-size is per process: another number of processes changes the effective batch,
     # the steps per epoch and the data shards, so the run would not continue the same way
