@@ -160,6 +160,7 @@ def test_missing_audio_is_checked_when_the_sampler_is_made():
     (dict(num_clips=0), "num_clips must be a positive integer, got 0"),
     (dict(frames_per_clip=2.5), "frames_per_clip must be a positive integer, got 2.5"),
     (dict(clip_seconds=0), "clip_seconds must be a positive number of seconds, got 0"),
+    (dict(clip_seconds=1e-5, sample_rate=16000), "clip_seconds holds no audio sample at sample_rate=16000, got 1e-05"),
     (dict(start=-1.5), "start must be seconds >= 0 or 'random', got -1.5"),
     (dict(start="rnd"), "start must be seconds >= 0 or 'random', got 'rnd'"),
 ])

@@ -121,6 +121,8 @@ class LongVideoSampler:
         check_positive_ints(num_clips=num_clips, frames_per_clip=frames_per_clip, sample_rate=sample_rate)
         if not _is_number(clip_seconds) or not 0 < clip_seconds < math.inf:
             raise BadValue("clip_seconds", clip_seconds, "must be a positive number of seconds")
+        if round(clip_seconds * sample_rate) < 1:  # an empty waveform per clip, which the audio CNN refuses
+            raise BadValue("clip_seconds", clip_seconds, f"holds no audio sample at sample_rate={sample_rate}")
         _check_start(start)
         if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2
                                      and all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and v > 0
