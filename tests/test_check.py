@@ -52,6 +52,18 @@ def test_check_reports_unreadable_videos_classes_and_ranges(tmp_path, capsys):
     assert len(saved["videos_info"]) == 8 and {v["frames"] for v in saved["videos_info"]} == {8}
 
 
+def test_videos_shorter_than_a_second_are_timed_in_hundredths(tmp_path, capsys):
+    import numpy as np
+
+    from effvid.data import write_video
+
+    for name, frames in (("a", 2), ("b", 50)):  # 0.08 s and 2 s at 25 fps
+        (tmp_path / name).mkdir()
+        write_video(tmp_path / name / "v.mp4", np.full((frames, 16, 16, 3), 100, np.uint8), fps=25)
+    assert main(["check", str(tmp_path), "--workers", "0", "--quiet"]) == 0
+    assert "seconds:    0.08 to 2.00, median 1.04" in capsys.readouterr().out.splitlines()
+
+
 def test_check_lists_missing_videos_and_checks_the_others(tmp_path, capsys):
     # training stops at a list's missing videos with one error naming the first; check lists
     # them all, and reads the videos that are there

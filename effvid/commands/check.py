@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         frames, fps, duration, width, height = zip(*infos)
         print(f"frames:     {_spread(frames)}")
         print(f"fps:        {_spread(fps, '{:.1f}')}")
-        print(f"seconds:    {_spread(duration, '{:.1f}')}")
+        # hundredths below a second: a 2-frame video was "0.0" seconds long
+        print(f"seconds:    {_spread(duration, '{:.2f}' if min(duration) < 1 else '{:.1f}')}")
         print(f"size:       width {_spread(width)}; height {_spread(height)}")
     readable = Counter((part, label) for part, _, label, reason, _, _ in results if reason is None)
     for name in names:
