@@ -179,3 +179,38 @@ def test_the_av_quick_start_snippet_runs_as_written(tmp_path, monkeypatch, capsy
     assert printed == format_parameter_report(parameter_report(namespace["model"])) + "\n"
     assert main(["info", "av", "--visual-cnn", "slow_r50"]) == 0
     assert capsys.readouterr().out == printed
+
+
+def test_the_online_snippets_run_as_written(tmp_path, monkeypatch, capsys):
+    """online.md's Python blocks, run as written on the checkpoint, video and export they name:
+    they used ``frames``, ``clip`` and ``frame_np`` without making them (NameError). Each prints
+    a line per frame of the video, the PyTorch and the ONNX Runtime step the same classes."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    import effvid
+    from effvid.cli import main
+    from effvid.data.synthetic import make_synthetic_dataset
+    from effvid.models.weights import save_weights
+
+    blocks = [b for b in _blocks((ROOT / "docs" / "online.md").read_text(encoding="utf-8"), ("python",))
+              if "open_frames(" in b]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    make_synthetic_dataset(tmp_path / "data", classes=("left", "right"), videos_per_class_train=0,
+                           videos_per_class_val=1, num_frames=8, size=32, seed=3)
+    (tmp_path / "data" / "val" / "left" / "left_0000.mp4").rename(tmp_path / "clip.mp4")
+    torch.manual_seed(0)
+    model = effvid.create_model("tsm_resnet_tiny", num_classes=2, num_segments=4, shift_direction="causal")
+    save_weights(model, tmp_path / "run" / "best.safetensors",
+                 {"classes": ["left", "right"], "extra": {"size": 32, "scale_size": 36, "sampling": "segment"}})
+    assert main(["export", "-c", "run/best.safetensors", "--output", "exported", "--exporter", "torchscript"]) == 0
+    capsys.readouterr()
+    printed = []
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"online.md (Python block {i + 1})", "exec"), {})
+        printed.append(capsys.readouterr().out.splitlines())
+    torch_lines, onnx_lines = printed
+    assert len(torch_lines) == 8 and torch_lines[0].startswith(" 0.00 s  ")
+    assert {line.split()[-1] for line in torch_lines} <= {"left", "right"}
+    assert onnx_lines == torch_lines
