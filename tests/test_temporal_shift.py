@@ -171,6 +171,42 @@ def test_output_does_not_alias_input():
     assert torch.equal(temporal_shift(x, 4) + 1.0, y)
 
 
+class _LayoutRecordingConv(nn.Conv2d):
+    """A conv that notes whether its input came channels_last (not a hook: a hook on the wrapped
+    conv sends TemporalShift down its plain path)."""
+
+    def forward(self, x):
+        self.got_channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "causal"])
+def test_channels_last_activations_stay_channels_last_through_the_shift(direction):
+    # a channels_last TSM ran slower than its TSN: each shift made its input NCHW again
+    torch.manual_seed(0)
+    x = _labelled(2, 4, 16, 5, 7).float()
+    cl = x.contiguous(memory_format=torch.channels_last)
+    y = temporal_shift(cl, 4, 8, direction)
+    assert torch.equal(y, _expected(x, 4, 8, direction)) and y.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)
+    a, b = x.clone().requires_grad_(), cl.clone().requires_grad_()
+    temporal_shift(a, 4, 8, direction).backward(grad)
+    temporal_shift(b, 4, 8, direction).backward(grad.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(a.grad, b.grad)
+    # the inference paths (a shifted copy in the scratch buffer, or the input borrowed) give the
+    # conv a channels_last input, the same values, and leave the input as it was
+    for borrow in (False, True):
+        conv = _LayoutRecordingConv(16, 6, 3, padding=1).to(memory_format=torch.channels_last)
+        shift = TemporalShift(conv, 4, 8, direction, borrow_input=borrow).eval()
+        before = cl.clone()
+        with torch.inference_mode():
+            out = shift(cl)
+        assert conv.got_channels_last, borrow
+        assert torch.allclose(out, nn.functional.conv2d(_expected(x, 4, 8, direction), conv.weight, conv.bias,
+                                                        padding=1), atol=1e-5)
+        assert torch.equal(cl, before)
+
+
 # ----------------------------------------------------------------------------------------------
 # Insertion rules
 # ----------------------------------------------------------------------------------------------

@@ -109,6 +109,15 @@ def _shift_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[i
     return out.view(nt, c, h, w)
 
 
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself where it is dense in NCHW or channels_last, else an NCHW copy: the eager
+    shift works on either layout, and a channels_last model's activations stay channels_last
+    (made NCHW at every shift, its convs ran slower than a TSN's, losing channels_last's gain)."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.contiguous()
+
+
 def _shift_kernel_or_eager(x: torch.Tensor, num_segments: int, fold: int, offsets: tuple[int, ...]) -> torch.Tensor:
     """On a GPU, one Triton kernel (effvid/models/shift_kernel.py: the eager shift's five
     kernels cost launches there, not bytes); elsewhere, or without Triton, the eager shift."""
@@ -128,7 +137,7 @@ class _ShiftFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _ShiftFunction.apply(grad.contiguous(), *ctx.shift_args), None, None, None
+        return _ShiftFunction.apply(_dense(grad), *ctx.shift_args), None, None, None
 
 
 def temporal_shift(
@@ -149,7 +158,7 @@ def temporal_shift(
     fold = x.shape[1] // fold_div
     if fold == 0:
         return x
-    x = x.contiguous()
+    x = _dense(x)
     exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
     if exporting:
         return _shift(x, num_segments, fold, offsets)
@@ -173,12 +182,15 @@ class _Scratch(threading.local):
     buf: torch.Tensor | None = None
     busy: bool = False
 
-    def take(self, shape, dtype: torch.dtype) -> torch.Tensor:
+    def take(self, shape, dtype: torch.dtype, channels_last: bool = False) -> torch.Tensor:
         n = math.prod(shape)
         if self.buf is None or self.buf.dtype != dtype or self.buf.numel() < n:
             self.buf = None  # free the old one first
             with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode
                 self.buf = torch.empty(n, dtype=dtype)
+        if channels_last:  # (N, C, H, W) with channels_last strides
+            nt, c, h, w = shape
+            return self.buf[:n].view(nt, h, w, c).permute(0, 3, 1, 2)
         return self.buf[:n].view(shape)
 
 
@@ -238,7 +250,8 @@ class TemporalShift(nn.Module):
                 or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
                 or torch.onnx.is_in_onnx_export()):
             return self._net_on_shifted_copy(x)  # what autograd and tracing can see
-        borrow = (self.borrow_input and isinstance(self.net, nn.Conv2d) and x.is_contiguous()
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        borrow = (self.borrow_input and isinstance(self.net, nn.Conv2d) and (x.is_contiguous() or channels_last)
                   and (torch.is_inference_mode_enabled() or not x.is_inference()))
         if x.device.type != "cpu":  # GPU inference: in place and back where that pays off
             if borrow and shift_kernel.use_in_place(x, self.num_segments):
@@ -247,16 +260,17 @@ class TemporalShift(nn.Module):
         if _scratch.busy:
             return self._net_on_shifted_copy(x)
         if borrow:
-            return self._forward_borrowing(x)
-        # CPU inference: shift into the reusable scratch buffer (see _Scratch). Without
-        # autograd nothing keeps the shifted tensor once net has read it; busy guards against
-        # a net that itself contains a shift.
-        x = x.contiguous()
+            return self._forward_borrowing(x, channels_last)
+        # CPU inference: shift into the reusable scratch buffer (see _Scratch), in the input's
+        # layout. Without autograd nothing keeps the shifted tensor once net has read it; busy
+        # guards against a net that itself contains a shift.
+        x = _dense(x)
+        channels_last = not x.is_contiguous()
         offsets = _OFFSETS[self.direction]
         _scratch.busy = True
         try:
             shifted = _shift_eager(x, self.num_segments, x.shape[1] // self.fold_div, offsets,
-                                   out=_scratch.take(x.shape, x.dtype))
+                                   out=_scratch.take(x.shape, x.dtype, channels_last))
             y = self.net(shifted)
         finally:
             _scratch.busy = False
@@ -264,14 +278,14 @@ class TemporalShift(nn.Module):
             _scratch.buf = None  # net returned (a view of) its input: hand the buffer over to it
         return y
 
-    def _forward_borrowing(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_borrowing(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         nt, c, h, w = x.shape
         offsets = _OFFSETS[self.direction]
         fold = c // self.fold_div
         moved = x[:, :len(offsets) * fold]  # the channel groups that the shift replaces
         _scratch.busy = True
         try:
-            saved = _scratch.take(moved.shape, x.dtype).copy_(moved)
+            saved = _scratch.take(moved.shape, x.dtype, channels_last).copy_(moved)
             _shift_eager(saved, self.num_segments, fold, offsets, out=moved)
             try:
                 return self.net(x)  # a convolution: its output never aliases x
