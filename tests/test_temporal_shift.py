@@ -10,6 +10,7 @@ from torch import nn
 from torchvision import models as tvm
 
 import effvid
+from effvid.errors import BadValue
 from effvid.models.temporal_shift import (
     TemporalShift,
     insert_temporal_shift,
@@ -276,6 +277,49 @@ def test_fold_div_above_a_layers_channels_names_it_and_changes_nothing():
     with pytest.raises(ValueError, match=r"at most 16 .* of body\.2 moves none of them\), got 32$"):
         insert_temporal_shift(plain, 4, fold_div=32, modules=["head", "body.2"])
     assert shift_modules(plain) == []
+
+
+@pytest.mark.parametrize("modules,message", [
+    (["layer1.0.conv1", "layer1.0.conv1"], "modules names 'layer1.0.conv1' more than once, got "
+                                           "['layer1.0.conv1', 'layer1.0.conv1']"),
+    (["layer1.0", "layer1.0.conv1"], "modules names 'layer1.0.conv1' inside 'layer1.0': shift one or the other, "
+                                     "got ['layer1.0', 'layer1.0.conv1']"),
+    ("layer1.0.conv1", "modules must be a list of dotted module names, not a str (modules=['layer1.0.conv1'] "
+                       "for one module), got 'layer1.0.conv1'"),
+    ([], "modules names no module to shift (leave it out for the rules), got []"),
+    (["layer1.1.conv2", "layer1.0.con"], "modules names 'layer1.0.con', not a submodule of ResNet "
+                                          "(did you mean 'layer1.0.conv2'?), got ['layer1.1.conv2', 'layer1.0.con']"),
+    (["layer1.1.conv1", ""], "modules names '', not a submodule of ResNet, got ['layer1.1.conv1', '']"),
+    (["layer1.1.conv1", 3], "modules must be dotted module names (strings): 3, got ['layer1.1.conv1', 3]"),
+])
+def test_bad_modules_are_refused_by_name_before_anything_is_wrapped(modules, message):
+    # each was taken: twice shifted, or AttributeError after wrapping layer1.0, "no attribute `l`",
+    # or nothing shifted
+    model = _meta(tvm.resnet18)
+    with pytest.raises(BadValue) as e:
+        insert_temporal_shift(model, 8, modules=modules)
+    assert str(e.value) == message
+    assert shift_modules(model) == []
+
+
+def test_a_recognizer_is_refused_with_how_to_build_its_tsm():
+    # the generic rule took it (52 shifts of a TSN-ResNet50, shortcut projections included) and
+    # its clip-length check stayed off
+    tsn = effvid.create_model("tsn_resnet18", num_classes=5)
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(tsn, 8)
+    assert str(e.value) == (
+        "insert_temporal_shift does not take an effvid Recognizer (tsn_resnet18): build the TSM with "
+        "effvid.create_model('tsm_resnet18', ...) (a TSN's weights load into it: "
+        "tsm.load_state_dict(effvid.training.init_weights.match_shift_wrappers(tsn.state_dict(), "
+        "tsm.state_dict())), or effvid train --init-weights with the TSN's file), or call it on a torchvision backbone")
+    assert shift_modules(tsn) == []
+    # what it says works: every TSN weight lands in the TSM
+    from effvid.training.init_weights import match_shift_wrappers
+
+    tsm = effvid.create_model("tsm_resnet18", num_classes=5)
+    tsm.load_state_dict(match_shift_wrappers(tsn.state_dict(), tsm.state_dict()))
+    assert torch.equal(tsm.backbone.layer1[0].conv1.net.weight, tsn.backbone.layer1[0].conv1.weight)
 
 
 class _HandWrittenSE(nn.Module):

@@ -36,7 +36,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from effvid.errors import BadValue, check_positive_ints
+from effvid.errors import BadValue, check_positive_ints, did_you_mean, some_names
 from effvid.models import shift_kernel
 
 DIRECTIONS = ("bidirectional", "causal")
@@ -426,6 +426,53 @@ def _check_shifted_channels(model: nn.Module, names: list[str], fold_div: int, f
                            f"{fewest} input channels of {name} moves none of them)")
 
 
+def _refuse_recognizer(model: nn.Module) -> None:
+    """An effvid recogniser is refused: the rules would see its ``backbone.``-prefixed names
+    (a ResNet took the generic rule, shortcut projections included), and it checks clip lengths
+    against the shifts it was built with only."""
+    from effvid.models.recognizer import Recognizer  # it imports this module
+
+    if isinstance(model, Recognizer):
+        name = model.config.get("name", "")
+        tsm = f"tsm_{name.split('_', 1)[1]}" if name.startswith("tsn_") else "tsm_..."
+        raise ValueError(
+            f"insert_temporal_shift does not take an effvid Recognizer{f' ({name})' if name else ''}: "
+            f"build the TSM with effvid.create_model({tsm!r}, ...) (a TSN's weights load into it: "
+            "tsm.load_state_dict(effvid.training.init_weights.match_shift_wrappers(tsn.state_dict(), "
+            "tsm.state_dict())), or effvid train --init-weights with the TSN's file), or call it on a "
+            "torchvision backbone")
+
+
+def _check_module_names(model: nn.Module, modules) -> list[str]:
+    """``modules`` as a list, refused before anything is wrapped unless it names distinct,
+    existing submodules none of which is inside another (its shift would wrap an already
+    wrapped module, or look for a child the outer wrapper no longer has)."""
+    if isinstance(modules, str):  # iterating it gave one name per character
+        raise BadValue("modules", modules, f"must be a list of dotted module names, not a str "
+                                           f"(modules=[{modules!r}] for one module)")
+    names = list(modules)
+    if not names:
+        raise BadValue("modules", names, "names no module to shift (leave it out for the rules)")
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise BadValue("modules", names, f"must be dotted module names (strings): {some_names(map(repr, bad))}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BadValue("modules", names, f"names {some_names(map(repr, twice))} more than once")
+    own = dict(model.named_modules())
+    missing = [n for n in names if not n or n not in own]
+    if missing:
+        hints = [did_you_mean(n, list(own)) for n in missing[:1] if n]
+        hint = f" ({hints[0]})" if hints and hints[0] else ""
+        raise BadValue("modules", names, f"names {some_names(map(repr, missing))}, not a submodule of "
+                                         f"{type(model).__name__}{hint}")
+    nested = [(inner, outer) for inner in names for outer in names if inner.startswith(outer + ".")]
+    if nested:
+        inner, outer = nested[0]
+        raise BadValue("modules", names, f"names {inner!r} inside {outer!r}: shift one or the other")
+    return names
+
+
 def insert_temporal_shift(
     model: nn.Module,
     num_segments: int,
@@ -458,8 +505,10 @@ def insert_temporal_shift(
       pointwise layers are ``nn.Linear`` (ConvNeXt) need ``modules`` too.
 
     A ``fold_div`` larger than the input channels of a module to shift is refused (it would
-    shift none of them there), as is a model that already contains a shift. Nothing is changed
-    when the insertion is refused.
+    shift none of them there), as is a model that already contains a shift, an effvid
+    Recognizer (build a TSM with ``effvid.create_model("tsm_...")``), and a ``modules`` that is a
+    str, empty, names a module twice, one inside another or one that is not there. Nothing is
+    changed when the insertion is refused.
     """
     return _insert_temporal_shift(model, num_segments, fold_div, direction, placement, modules, "fold_div")
 
@@ -475,8 +524,9 @@ def _insert_temporal_shift(model: nn.Module, num_segments: int, fold_div: int, d
         raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")
     if shift_modules(model):
         raise ValueError(f"{type(model).__name__} already has a temporal shift")
+    _refuse_recognizer(model)
     if modules is not None:
-        targets = [(name, False) for name in modules]
+        targets = [(name, False) for name in _check_module_names(model, modules)]
     else:
         targets = _shift_targets(model, fold_div, placement)
     # all checked before the first is wrapped, so that a refusal leaves the model as it was
