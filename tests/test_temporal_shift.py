@@ -382,6 +382,44 @@ def test_generic_rule_still_takes_plain_cnns_and_resnet_variants():
         insert_temporal_shift(head, 4)
 
 
+def test_generic_rule_refuses_residual_blocks_and_linear_pointwise_layers():
+    # ConvNeXt took 3 shifts (its downsampling convs: a TSN in effect), RegNetX 48 (shortcut
+    # projections too), unsaid
+    how = ("pass modules=[...], the dotted names of the modules whose input to shift (for residual placement, "
+           "the first layer of each residual branch)")
+    convnext = _meta(tvm.convnext_tiny)
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(convnext, 8)
+    assert str(e.value) == (
+        "ConvNeXt has 18 residual blocks (CNBlock, such as features.1.0), whose branch and shortcut the generic "
+        "rule, for plain CNNs, cannot tell apart (it would shift 3 convs: features.2.1, features.4.1, "
+        f"features.6.1): {how}")
+    regnet = tvm.regnet_x_400mf()  # its constructor cannot run on the meta device
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(regnet, 8)
+    assert str(e.value) == (
+        "RegNet has 22 residual blocks (ResBottleneckBlock, such as trunk_output.block1.block1-0), whose branch "
+        "and shortcut the generic rule, for plain CNNs, cannot tell apart (it would shift 48 convs: "
+        "trunk_output.block1.block1-0.proj.0, trunk_output.block1.block1-0.f.a.0, "
+        f"trunk_output.block1.block1-0.f.c.0, trunk_output.block2.block2-0.proj.0 and 44 more): {how}")
+    assert shift_modules(convnext) == shift_modules(regnet) == []
+    # named, its blocks' branches are shifted
+    branches = [f"features.{s}.{b}.block" for s in (1, 3, 5, 7) for b in range(len(convnext.features[s]))]
+    assert len(shift_modules(insert_temporal_shift(convnext, 8, modules=branches))) == 18
+
+    # a hand-written network whose pointwise layers are nn.Linear; a classifier after the last conv is not one
+    linear = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Linear(16, 16), nn.Conv2d(16, 32, 2, stride=2), nn.Linear(32, 4))
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(linear, 8)
+    assert str(e.value) == ("Sequential has 1 nn.Linear layer among its convs (pointwise layers, such as 1), which "
+                            f"the generic rule does not shift (it would shift 1 conv: 2): {how}")
+    del linear[1]
+    assert len(shift_modules(insert_temporal_shift(linear, 8))) == 1
+    # multi-branch networks without a residual sum still take it
+    for build, count in ((tvm.densenet121, 119), (tvm.shufflenet_v2_x0_5, 36), (tvm.squeezenet1_0, 25)):
+        assert len(shift_modules(insert_temporal_shift(_meta(build), 8))) == count, build.__name__
+
+
 def _twin_blocks(place):
     torch.manual_seed(0)
     tsm = effvid.create_model("tsm_resnet50", num_classes=5, num_segments=4, shift_place=place).eval()

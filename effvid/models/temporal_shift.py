@@ -36,7 +36,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from effvid.errors import BadValue, check_positive_ints, did_you_mean, some_names
+from effvid.errors import BadValue, check_positive_ints, did_you_mean, plural, some_names
 from effvid.models import shift_kernel
 
 DIRECTIONS = ("bidirectional", "causal")
@@ -382,10 +382,49 @@ def _generic_rule_convs(model: nn.Module, fold_div: int) -> list[str]:
             f"(squeeze-and-excitation blocks, such as {pooled[0]}), which the generic rule would "
             "shift too: pass modules=[...], the dotted names of the modules whose input to shift "
             f"(for residual placement, the first conv of each residual branch){listed}")
+    _refuse_unknown_blocks(model, others)
     if not others:
         raise ValueError(
             f"no rule to insert a temporal shift into {type(model).__name__}: pass modules=[...]")
     return others
+
+
+def _residual_block_types() -> tuple[type, ...]:
+    """torchvision's blocks that add a branch to a shortcut, outside the ResNet and MobileNetV2
+    rules (those rules' blocks are here too: a model that the rules do not take as a whole)."""
+    from torchvision.models.convnext import CNBlock
+    from torchvision.models.mnasnet import _InvertedResidual
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.regnet import ResBottleneckBlock
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return CNBlock, _InvertedResidual, InvertedResidual, ResBottleneckBlock, BasicBlock, Bottleneck
+
+
+def _refuse_unknown_blocks(model: nn.Module, convs: list[str]) -> None:
+    """Refuse what the generic rule, for plain CNNs, would shift wrongly unsaid: residual blocks
+    it cannot tell the branch of from the shortcut (RegNetX: 48 convs, the shortcut projections
+    too), and pointwise layers that are ``nn.Linear`` among the convs (ConvNeXt: it reached
+    only the 3 downsampling convs, a TSN in effect)."""
+    kind = type(model).__name__
+    how = ("pass modules=[...], the dotted names of the modules whose input to shift (for residual "
+           "placement, the first layer of each residual branch)")
+    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, _residual_block_types())]
+    if blocks:
+        name, block = blocks[0]
+        raise ValueError(
+            f"{kind} has {len(blocks)} residual blocks ({type(block).__name__}, such as {name}), whose branch "
+            f"and shortcut the generic rule, for plain CNNs, cannot tell apart (it would shift "
+            f"{plural(len(convs), 'conv')}: {some_names(convs, 4)}): {how}")
+    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    last_conv = max((i for i, name in enumerate(names) if isinstance(model.get_submodule(name), nn.Conv2d)),
+                    default=-1)
+    linears = [n for n in names[:max(last_conv, 0)] if isinstance(model.get_submodule(n), nn.Linear)]
+    if linears:
+        raise ValueError(
+            f"{kind} has {plural(len(linears), 'nn.Linear layer')} among its convs (pointwise layers, such as "
+            f"{linears[0]}), which the generic rule does not shift (it would shift "
+            f"{plural(len(convs), 'conv')}: {some_names(convs, 4)}): {how}")
 
 
 def _shift_targets(model: nn.Module, fold_div: int, placement: str | None) -> list[tuple[str, bool]]:
@@ -501,8 +540,12 @@ def insert_temporal_shift(
       refuses networks with squeeze-and-excitation (EfficientNet, MobileNetV3, RegNetY: convs
       whose input is a globally pooled 1x1 map, found as torchvision's ``SqueezeExcitation``
       or as convs after a global adaptive pool in an ``nn.Sequential``); its error lists the
-      other convs it would have shifted, as ``modules=[...]`` to choose from. Networks whose
-      pointwise layers are ``nn.Linear`` (ConvNeXt) need ``modules`` too.
+      other convs it would have shifted, as ``modules=[...]`` to choose from. It refuses
+      networks of residual blocks the other rules do not take (torchvision's RegNetX, ConvNeXt,
+      MNASNet; RegNetX took 48 convs, shortcut projections too), whose branch and shortcut it
+      cannot tell apart, and networks with ``nn.Linear`` layers among their convs (pointwise
+      layers: it shifted only ConvNeXt's 3 downsampling convs). Multi-branch networks without a
+      residual sum (DenseNet, ShuffleNetV2, SqueezeNet) still take it.
 
     A ``fold_div`` larger than the input channels of a module to shift is refused (it would
     shift none of them there), as is a model that already contains a shift, an effvid
