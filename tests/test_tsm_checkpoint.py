@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import effvid
+from effvid.errors import BadValue
 from effvid.models.tsm_checkpoint import (
     convert_tsm_checkpoint,
     inspect_tsm_checkpoint,
@@ -971,3 +972,35 @@ def test_the_online_demo_checkpoint_note_says_what_its_segments_are_for(tmp_path
     # given, nothing was assumed: no note
     assert main(["convert", str(path), str(tmp_path / "b.safetensors"), "--num-segments", "4"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_segments=True), "num_segments must be a positive integer, got True"),
+    (dict(num_segments=8.5), "num_segments must be a positive integer, got 8.5"),
+    (dict(shift_div=8.9), "shift_div must be a positive integer, got 8.9"),
+])
+def test_a_setting_that_is_not_an_integer_is_refused_not_truncated(tmp_path, kwargs, message):
+    # int() took True as 1 segment, 8.5 as 8 and a shift_div of 8.9 as 8
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4)
+    release = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift4_blockres_avg_segment4_e50.pth")
+    for call in (load_tsm_checkpoint, lambda p, **kw: convert_tsm_checkpoint(p, tmp_path / "x.safetensors", **kw)):
+        with pytest.raises(BadValue) as e:
+            call(release, **kwargs)
+        assert str(e.value) == message
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_shift_div_for_a_tsn_release_file_is_refused(tmp_path, capsys):
+    # it was ignored, by effvid convert too (exit 0), while effvid info tsn_resnet50 --shift-div 4 refuses it
+    from effvid.cli import main
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=5)
+    release = _save_original(src, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment5_e50.pth")
+    message = f"shift_div does not apply: {release} is a TSN checkpoint (no temporal shift), got 4"
+    with pytest.raises(BadValue) as e:
+        load_tsm_checkpoint(release, shift_div=4)
+    assert str(e.value) == message
+    assert main(["convert", str(release), str(tmp_path / "x.safetensors"), "--shift-div", "4"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+    assert load_tsm_checkpoint(release).checkpoint_info.shift is False  # without it, it loads

@@ -378,8 +378,10 @@ def inspect_tsm_checkpoint(
 
     def pick(name: str, given: int | None, default: int) -> int:
         if given is not None:
+            # refused as create_model refuses it: int() took True as 1 and 8.9 as 8
+            check_positive_ints(**{name: given})
             sources[name] = "caller"
-            return int(given)
+            return int(given)  # a NumPy integer: a plain one, for the saved config's JSON
         if name in hints:
             sources[name] = "file name"
             return hints[name]
@@ -519,6 +521,8 @@ def load_tsm_checkpoint(
                                   _loaded=loaded)
     kwargs = info.create_kwargs()
     if not info.shift:
+        if shift_div is not None:  # an argument of its own, not among the overrides: it was ignored
+            raise BadValue("shift_div", shift_div, f"does not apply: {path} is a TSN checkpoint (no temporal shift)")
         for name in ("shift_div", "shift_place", "shift_direction"):
             if overrides.get(name) is not None:
                 raise ValueError(f"{path} is a TSN checkpoint (no temporal shift); {name} does not apply")
