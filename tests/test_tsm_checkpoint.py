@@ -237,6 +237,11 @@ def test_convert_says_1_segment_and_1_class_name(tmp_path, capsys):
     assert main(["convert", str(path), str(tmp_path / "x.safetensors"), "--classes", str(tmp_path / "cls2.txt")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"effvid convert: error: 2 class names in {tmp_path / 'cls2.txt'} but the checkpoint has 3 classes")
+    # it said "class file not found: '/dev/null'", and of a folder too
+    for given, what in (("/dev/null", "not a regular file (a character device)"), (tmp_path, "a folder, not a class file")):
+        assert main(["convert", str(path), str(tmp_path / "x.safetensors"), "--classes", str(given)]) == 2
+        assert capsys.readouterr().err.strip() == f"effvid convert: error: class file {str(given)!r} is {what}"
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
