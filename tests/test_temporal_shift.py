@@ -10,6 +10,7 @@ from torch import nn
 from torchvision import models as tvm
 
 import effvid
+from effvid.errors import BadValue
 from effvid.models.temporal_shift import (
     TemporalShift,
     insert_temporal_shift,
@@ -314,6 +315,49 @@ def test_fold_div_above_a_layers_channels_names_it_and_changes_nothing():
     assert shift_modules(plain) == []
 
 
+@pytest.mark.parametrize("modules,message", [
+    (["layer1.0.conv1", "layer1.0.conv1"], "modules names 'layer1.0.conv1' more than once, got "
+                                           "['layer1.0.conv1', 'layer1.0.conv1']"),
+    (["layer1.0", "layer1.0.conv1"], "modules names 'layer1.0.conv1' inside 'layer1.0': shift one or the other, "
+                                     "got ['layer1.0', 'layer1.0.conv1']"),
+    ("layer1.0.conv1", "modules must be a list of dotted module names, not a str (modules=['layer1.0.conv1'] "
+                       "for one module), got 'layer1.0.conv1'"),
+    ([], "modules names no module to shift (leave it out for the rules), got []"),
+    (["layer1.1.conv2", "layer1.0.con"], "modules names 'layer1.0.con', not a submodule of ResNet "
+                                          "(did you mean 'layer1.0.conv2'?), got ['layer1.1.conv2', 'layer1.0.con']"),
+    (["layer1.1.conv1", ""], "modules names '', not a submodule of ResNet, got ['layer1.1.conv1', '']"),
+    (["layer1.1.conv1", 3], "modules must be dotted module names (strings): 3, got ['layer1.1.conv1', 3]"),
+])
+def test_bad_modules_are_refused_by_name_before_anything_is_wrapped(modules, message):
+    # each was taken: twice shifted, or AttributeError after wrapping layer1.0, "no attribute `l`",
+    # or nothing shifted
+    model = _meta(tvm.resnet18)
+    with pytest.raises(BadValue) as e:
+        insert_temporal_shift(model, 8, modules=modules)
+    assert str(e.value) == message
+    assert shift_modules(model) == []
+
+
+def test_a_recognizer_is_refused_with_how_to_build_its_tsm():
+    # the generic rule took it (52 shifts of a TSN-ResNet50, shortcut projections included) and
+    # its clip-length check stayed off
+    tsn = effvid.create_model("tsn_resnet18", num_classes=5)
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(tsn, 8)
+    assert str(e.value) == (
+        "insert_temporal_shift does not take an effvid Recognizer (tsn_resnet18): build the TSM with "
+        "effvid.create_model('tsm_resnet18', ...) (a TSN's weights load into it: "
+        "tsm.load_state_dict(effvid.training.init_weights.match_shift_wrappers(tsn.state_dict(), "
+        "tsm.state_dict())), or effvid train --init-weights with the TSN's file), or call it on a torchvision backbone")
+    assert shift_modules(tsn) == []
+    # what it says works: every TSN weight lands in the TSM
+    from effvid.training.init_weights import match_shift_wrappers
+
+    tsm = effvid.create_model("tsm_resnet18", num_classes=5)
+    tsm.load_state_dict(match_shift_wrappers(tsn.state_dict(), tsm.state_dict()))
+    assert torch.equal(tsm.backbone.layer1[0].conv1.net.weight, tsn.backbone.layer1[0].conv1.weight)
+
+
 class _HandWrittenSE(nn.Module):
     """A plain CNN whose squeeze-and-excitation branch is an nn.Sequential, not torchvision's."""
 
@@ -372,6 +416,44 @@ def test_generic_rule_still_takes_plain_cnns_and_resnet_variants():
     head = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3), nn.AdaptiveAvgPool2d((1, 1)), nn.Conv2d(16, 4, 1))
     with pytest.raises(ValueError, match=r"^Sequential has 1 conv whose .* such as 3\).*other convs \(1\): modules=\['1'\]$"):
         insert_temporal_shift(head, 4)
+
+
+def test_generic_rule_refuses_residual_blocks_and_linear_pointwise_layers():
+    # ConvNeXt took 3 shifts (its downsampling convs: a TSN in effect), RegNetX 48 (shortcut
+    # projections too), unsaid
+    how = ("pass modules=[...], the dotted names of the modules whose input to shift (for residual placement, "
+           "the first layer of each residual branch)")
+    convnext = _meta(tvm.convnext_tiny)
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(convnext, 8)
+    assert str(e.value) == (
+        "ConvNeXt has 18 residual blocks (CNBlock, such as features.1.0), whose branch and shortcut the generic "
+        "rule, for plain CNNs, cannot tell apart (it would shift 3 convs: features.2.1, features.4.1, "
+        f"features.6.1): {how}")
+    regnet = tvm.regnet_x_400mf()  # its constructor cannot run on the meta device
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(regnet, 8)
+    assert str(e.value) == (
+        "RegNet has 22 residual blocks (ResBottleneckBlock, such as trunk_output.block1.block1-0), whose branch "
+        "and shortcut the generic rule, for plain CNNs, cannot tell apart (it would shift 48 convs: "
+        "trunk_output.block1.block1-0.proj.0, trunk_output.block1.block1-0.f.a.0, "
+        f"trunk_output.block1.block1-0.f.c.0, trunk_output.block2.block2-0.proj.0 and 44 more): {how}")
+    assert shift_modules(convnext) == shift_modules(regnet) == []
+    # named, its blocks' branches are shifted
+    branches = [f"features.{s}.{b}.block" for s in (1, 3, 5, 7) for b in range(len(convnext.features[s]))]
+    assert len(shift_modules(insert_temporal_shift(convnext, 8, modules=branches))) == 18
+
+    # a hand-written network whose pointwise layers are nn.Linear; a classifier after the last conv is not one
+    linear = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Linear(16, 16), nn.Conv2d(16, 32, 2, stride=2), nn.Linear(32, 4))
+    with pytest.raises(ValueError) as e:
+        insert_temporal_shift(linear, 8)
+    assert str(e.value) == ("Sequential has 1 nn.Linear layer among its convs (pointwise layers, such as 1), which "
+                            f"the generic rule does not shift (it would shift 1 conv: 2): {how}")
+    del linear[1]
+    assert len(shift_modules(insert_temporal_shift(linear, 8))) == 1
+    # multi-branch networks without a residual sum still take it
+    for build, count in ((tvm.densenet121, 119), (tvm.shufflenet_v2_x0_5, 36), (tvm.squeezenet1_0, 25)):
+        assert len(shift_modules(insert_temporal_shift(_meta(build), 8))) == count, build.__name__
 
 
 def _twin_blocks(place):

@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 import effvid
+from effvid.errors import BadValue
 from effvid.models.tsm_checkpoint import (
     convert_tsm_checkpoint,
     inspect_tsm_checkpoint,
     load_tsm_checkpoint,
+    tsm_init_state_dict,
 )
 from effvid.models.weights import load_model
 
@@ -235,6 +237,11 @@ def test_convert_says_1_segment_and_1_class_name(tmp_path, capsys):
     assert main(["convert", str(path), str(tmp_path / "x.safetensors"), "--classes", str(tmp_path / "cls2.txt")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"effvid convert: error: 2 class names in {tmp_path / 'cls2.txt'} but the checkpoint has 3 classes")
+    # it said "class file not found: '/dev/null'", and of a folder too
+    for given, what in (("/dev/null", "not a regular file (a character device)"), (tmp_path, "a folder, not a class file")):
+        assert main(["convert", str(path), str(tmp_path / "x.safetensors"), "--classes", str(given)]) == 2
+        assert capsys.readouterr().err.strip() == f"effvid convert: error: class file {str(given)!r} is {what}"
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_convert_reads_class_files_and_keeps_dense_sampling(tmp_path):
@@ -291,7 +298,7 @@ def test_fine_tune_from_original_checkpoint(tmp_path):
             assert torch.equal(value, released[key]), key
     assert torch.equal(model.fc.weight, fresh_fc)
     # another architecture, placement or fraction: the flags that fit the file
-    for other, flags in [(dict(name="tsn_resnet18"), "--model tsm_resnet18"),
+    for other, flags in [(dict(name="tsm_resnet34"), "--model tsm_resnet18"),
                          (dict(shift_place="inplace"), "--shift-place residual"),
                          (dict(shift_div=4), "--shift-div 8")]:
         kwargs = {"num_classes": 3, "num_segments": 4} | {k: v for k, v in other.items() if k != "name"}
@@ -971,3 +978,79 @@ def test_the_online_demo_checkpoint_note_says_what_its_segments_are_for(tmp_path
     # given, nothing was assumed: no note
     assert main(["convert", str(path), str(tmp_path / "b.safetensors"), "--num-segments", "4"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_segments=True), "num_segments must be a positive integer, got True"),
+    (dict(num_segments=8.5), "num_segments must be a positive integer, got 8.5"),
+    (dict(shift_div=8.9), "shift_div must be a positive integer, got 8.9"),
+])
+def test_a_setting_that_is_not_an_integer_is_refused_not_truncated(tmp_path, kwargs, message):
+    # int() took True as 1 segment, 8.5 as 8 and a shift_div of 8.9 as 8
+    src = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=4, shift_div=4)
+    release = _save_original(src, tmp_path / "TSM_kinetics_RGB_resnet18_shift4_blockres_avg_segment4_e50.pth")
+    for call in (load_tsm_checkpoint, lambda p, **kw: convert_tsm_checkpoint(p, tmp_path / "x.safetensors", **kw)):
+        with pytest.raises(BadValue) as e:
+            call(release, **kwargs)
+        assert str(e.value) == message
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_shift_div_for_a_tsn_release_file_is_refused(tmp_path, capsys):
+    # it was ignored, by effvid convert too (exit 0), while effvid info tsn_resnet50 --shift-div 4 refuses it
+    from effvid.cli import main
+
+    src = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=5)
+    release = _save_original(src, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment5_e50.pth")
+    message = f"shift_div does not apply: {release} is a TSN checkpoint (no temporal shift), got 4"
+    with pytest.raises(BadValue) as e:
+        load_tsm_checkpoint(release, shift_div=4)
+    assert str(e.value) == message
+    assert main(["convert", str(release), str(tmp_path / "x.safetensors"), "--shift-div", "4"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+    assert load_tsm_checkpoint(release).checkpoint_info.shift is False  # without it, it loads
+
+
+@pytest.mark.parametrize("place", ["residual", "inplace"])
+def test_a_release_tsn_starts_a_tsm_and_a_release_tsm_a_tsn(tmp_path, place):
+    # "holds a tsn_resnet18, not the tsm_resnet18 being trained: fine-tune it with --model tsn_resnet18",
+    # while effvid checkpoints start either from the other; the keys differ only by the shift's wrapper
+    from effvid.training.init_weights import load_init_weights
+
+    tsn = effvid.create_model("tsn_resnet18", num_classes=400, num_segments=5)
+    _randomise(tsn, seed=5)
+    tsn_file = _save_original(tsn, tmp_path / "TSN_kinetics_RGB_resnet18_avg_segment5_e50.pth")
+    tsm = effvid.create_model("tsm_resnet18", num_classes=3, num_segments=8, shift_place=place)
+    state = tsm_init_state_dict(tsn_file, tsm)
+    wrapped = "backbone.layer1.0.conv1.net.weight" if place == "residual" else "backbone.layer1.0.net.conv1.weight"
+    assert torch.equal(state[wrapped], tsn.state_dict()["backbone.layer1.0.conv1.weight"])
+    tsn_state = tsn.state_dict()
+    for key in tsm.state_dict():
+        if not key.startswith("fc."):
+            assert torch.equal(state[key], tsn_state[key.replace(".net.", ".")]), key
+    assert load_init_weights(tsm, str(tsn_file), ["a", "b", "c"], "tsm_resnet18") == (
+        f"starting from {tsn_file}: the original TSM checkpoint's backbone, a new classifier for 3 classes; "
+        "it was trained as name tsn_resnet18 (this run: tsm_resnet18)")
+    loaded = tsm.state_dict()  # into the model too
+    assert all(torch.equal(v, tsn_state[k.replace(".net.", ".")]) for k, v in loaded.items() if not k.startswith("fc."))
+
+    # a TSM's release file into a TSN: its settings that the TSN has not are named too
+    src = effvid.create_model("tsm_resnet18", num_classes=400, num_segments=8, shift_place=place)
+    _randomise(src, seed=6)
+    label = "blockres" if place == "residual" else "block"
+    tsm_file = _save_original(src, tmp_path / f"TSM_kinetics_RGB_resnet18_shift8_{label}_avg_segment8_e50.pth")
+    target = effvid.create_model("tsn_resnet18", num_classes=3, num_segments=8)
+    said = load_init_weights(target, str(tsm_file), ["a", "b", "c"], "tsn_resnet18")
+    assert said == (f"starting from {tsm_file}: the original TSM checkpoint's backbone, a new classifier for 3 "
+                    f"classes; it was trained as name tsm_resnet18 (this run: tsn_resnet18), shift_place {place} "
+                    "(this run: -), shift_direction bidirectional (this run: -), shift_div 8 (this run: -)")
+    src_state = src.state_dict()
+    for key, value in target.state_dict().items():
+        if not key.startswith("fc."):
+            wrapped = next(k for k in src_state if k.replace(".net.", ".") == key)
+            assert torch.equal(value, src_state[wrapped]), key
+    # another architecture is still refused, with this run's kind of model of the file's architecture
+    with pytest.raises(ValueError, match=r"holds a tsn_resnet18, not the tsm_resnet34 being trained: "
+                                         r"fine-tune it with --model tsm_resnet18$"):
+        tsm_init_state_dict(tsn_file, effvid.create_model("tsm_resnet34", num_classes=3))

@@ -80,6 +80,12 @@ def test_load_model_rebuilds_exactly(tmp_path, tiny):
     # a misspelt override is an error, not silently dropped (it gave a 4-segment model)
     with pytest.raises(TypeError, match="num_segmnts"):
         load_model(path, num_segmnts=8)
+    # "create_model() got multiple values for argument 'name'"
+    with pytest.raises(TypeError) as e:
+        load_model(path, name="tsn_resnet_tiny")
+    assert str(e.value) == ("load_model cannot override name ('tsn_resnet_tiny'): it builds the model the file "
+                            "holds, a tsm_resnet_tiny (to start a tsn_resnet_tiny from its weights: effvid train "
+                            f"--model tsn_resnet_tiny --init-weights {path})")
 
 
 def test_a_model_wrapped_for_training_is_saved_as_the_model_inside(tmp_path, tiny):

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from ..errors import some_names
+from ..errors import not_a_regular_file, some_names
 from .files import MissingVideos, VideoSample, has_video_ext, not_found, read_text
 from .video import VIDEO_EXTENSIONS
 
@@ -94,6 +94,8 @@ def read_class_file(path: str | os.PathLike) -> dict[int, str]:
     or an empty file raises ValueError naming the file and the line (the entry, for JSON).
     """
     path = Path(path)
+    if what := not_a_regular_file(path, "class file"):  # /dev/null, a folder: was "not found"
+        raise ValueError(f"class file {str(path)!r} is {what}")
     if not path.is_file():
         raise not_found("class file", path)
     text = read_text(path, "class file")

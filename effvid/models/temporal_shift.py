@@ -36,7 +36,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from effvid.errors import BadValue, check_positive_ints
+from effvid.errors import BadValue, check_positive_ints, did_you_mean, plural, some_names
 from effvid.models import shift_kernel
 
 DIRECTIONS = ("bidirectional", "causal")
@@ -396,10 +396,49 @@ def _generic_rule_convs(model: nn.Module, fold_div: int) -> list[str]:
             f"(squeeze-and-excitation blocks, such as {pooled[0]}), which the generic rule would "
             "shift too: pass modules=[...], the dotted names of the modules whose input to shift "
             f"(for residual placement, the first conv of each residual branch){listed}")
+    _refuse_unknown_blocks(model, others)
     if not others:
         raise ValueError(
             f"no rule to insert a temporal shift into {type(model).__name__}: pass modules=[...]")
     return others
+
+
+def _residual_block_types() -> tuple[type, ...]:
+    """torchvision's blocks that add a branch to a shortcut, outside the ResNet and MobileNetV2
+    rules (those rules' blocks are here too: a model that the rules do not take as a whole)."""
+    from torchvision.models.convnext import CNBlock
+    from torchvision.models.mnasnet import _InvertedResidual
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.regnet import ResBottleneckBlock
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return CNBlock, _InvertedResidual, InvertedResidual, ResBottleneckBlock, BasicBlock, Bottleneck
+
+
+def _refuse_unknown_blocks(model: nn.Module, convs: list[str]) -> None:
+    """Refuse what the generic rule, for plain CNNs, would shift wrongly unsaid: residual blocks
+    it cannot tell the branch of from the shortcut (RegNetX: 48 convs, the shortcut projections
+    too), and pointwise layers that are ``nn.Linear`` among the convs (ConvNeXt: it reached
+    only the 3 downsampling convs, a TSN in effect)."""
+    kind = type(model).__name__
+    how = ("pass modules=[...], the dotted names of the modules whose input to shift (for residual "
+           "placement, the first layer of each residual branch)")
+    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, _residual_block_types())]
+    if blocks:
+        name, block = blocks[0]
+        raise ValueError(
+            f"{kind} has {len(blocks)} residual blocks ({type(block).__name__}, such as {name}), whose branch "
+            f"and shortcut the generic rule, for plain CNNs, cannot tell apart (it would shift "
+            f"{plural(len(convs), 'conv')}: {some_names(convs, 4)}): {how}")
+    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    last_conv = max((i for i, name in enumerate(names) if isinstance(model.get_submodule(name), nn.Conv2d)),
+                    default=-1)
+    linears = [n for n in names[:max(last_conv, 0)] if isinstance(model.get_submodule(n), nn.Linear)]
+    if linears:
+        raise ValueError(
+            f"{kind} has {plural(len(linears), 'nn.Linear layer')} among its convs (pointwise layers, such as "
+            f"{linears[0]}), which the generic rule does not shift (it would shift "
+            f"{plural(len(convs), 'conv')}: {some_names(convs, 4)}): {how}")
 
 
 def _shift_targets(model: nn.Module, fold_div: int, placement: str | None) -> list[tuple[str, bool]]:
@@ -440,6 +479,53 @@ def _check_shifted_channels(model: nn.Module, names: list[str], fold_div: int, f
                            f"{fewest} input channels of {name} moves none of them)")
 
 
+def _refuse_recognizer(model: nn.Module) -> None:
+    """An effvid recogniser is refused: the rules would see its ``backbone.``-prefixed names
+    (a ResNet took the generic rule, shortcut projections included), and it checks clip lengths
+    against the shifts it was built with only."""
+    from effvid.models.recognizer import Recognizer  # it imports this module
+
+    if isinstance(model, Recognizer):
+        name = model.config.get("name", "")
+        tsm = f"tsm_{name.split('_', 1)[1]}" if name.startswith("tsn_") else "tsm_..."
+        raise ValueError(
+            f"insert_temporal_shift does not take an effvid Recognizer{f' ({name})' if name else ''}: "
+            f"build the TSM with effvid.create_model({tsm!r}, ...) (a TSN's weights load into it: "
+            "tsm.load_state_dict(effvid.training.init_weights.match_shift_wrappers(tsn.state_dict(), "
+            "tsm.state_dict())), or effvid train --init-weights with the TSN's file), or call it on a "
+            "torchvision backbone")
+
+
+def _check_module_names(model: nn.Module, modules) -> list[str]:
+    """``modules`` as a list, refused before anything is wrapped unless it names distinct,
+    existing submodules none of which is inside another (its shift would wrap an already
+    wrapped module, or look for a child the outer wrapper no longer has)."""
+    if isinstance(modules, str):  # iterating it gave one name per character
+        raise BadValue("modules", modules, f"must be a list of dotted module names, not a str "
+                                           f"(modules=[{modules!r}] for one module)")
+    names = list(modules)
+    if not names:
+        raise BadValue("modules", names, "names no module to shift (leave it out for the rules)")
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise BadValue("modules", names, f"must be dotted module names (strings): {some_names(map(repr, bad))}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BadValue("modules", names, f"names {some_names(map(repr, twice))} more than once")
+    own = dict(model.named_modules())
+    missing = [n for n in names if not n or n not in own]
+    if missing:
+        hints = [did_you_mean(n, list(own)) for n in missing[:1] if n]
+        hint = f" ({hints[0]})" if hints and hints[0] else ""
+        raise BadValue("modules", names, f"names {some_names(map(repr, missing))}, not a submodule of "
+                                         f"{type(model).__name__}{hint}")
+    nested = [(inner, outer) for inner in names for outer in names if inner.startswith(outer + ".")]
+    if nested:
+        inner, outer = nested[0]
+        raise BadValue("modules", names, f"names {inner!r} inside {outer!r}: shift one or the other")
+    return names
+
+
 def insert_temporal_shift(
     model: nn.Module,
     num_segments: int,
@@ -468,12 +554,18 @@ def insert_temporal_shift(
       refuses networks with squeeze-and-excitation (EfficientNet, MobileNetV3, RegNetY: convs
       whose input is a globally pooled 1x1 map, found as torchvision's ``SqueezeExcitation``
       or as convs after a global adaptive pool in an ``nn.Sequential``); its error lists the
-      other convs it would have shifted, as ``modules=[...]`` to choose from. Networks whose
-      pointwise layers are ``nn.Linear`` (ConvNeXt) need ``modules`` too.
+      other convs it would have shifted, as ``modules=[...]`` to choose from. It refuses
+      networks of residual blocks the other rules do not take (torchvision's RegNetX, ConvNeXt,
+      MNASNet; RegNetX took 48 convs, shortcut projections too), whose branch and shortcut it
+      cannot tell apart, and networks with ``nn.Linear`` layers among their convs (pointwise
+      layers: it shifted only ConvNeXt's 3 downsampling convs). Multi-branch networks without a
+      residual sum (DenseNet, ShuffleNetV2, SqueezeNet) still take it.
 
     A ``fold_div`` larger than the input channels of a module to shift is refused (it would
-    shift none of them there), as is a model that already contains a shift. Nothing is changed
-    when the insertion is refused.
+    shift none of them there), as is a model that already contains a shift, an effvid
+    Recognizer (build a TSM with ``effvid.create_model("tsm_...")``), and a ``modules`` that is a
+    str, empty, names a module twice, one inside another or one that is not there. Nothing is
+    changed when the insertion is refused.
     """
     return _insert_temporal_shift(model, num_segments, fold_div, direction, placement, modules, "fold_div")
 
@@ -489,8 +581,9 @@ def _insert_temporal_shift(model: nn.Module, num_segments: int, fold_div: int, d
         raise ValueError(f"shift placement must be one of {PLACEMENTS}, got {placement!r}")
     if shift_modules(model):
         raise ValueError(f"{type(model).__name__} already has a temporal shift")
+    _refuse_recognizer(model)
     if modules is not None:
-        targets = [(name, False) for name in modules]
+        targets = [(name, False) for name in _check_module_names(model, modules)]
     else:
         targets = _shift_targets(model, fold_div, placement)
     # all checked before the first is wrapped, so that a refusal leaves the model as it was

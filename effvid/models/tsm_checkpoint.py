@@ -378,8 +378,10 @@ def inspect_tsm_checkpoint(
 
     def pick(name: str, given: int | None, default: int) -> int:
         if given is not None:
+            # refused as create_model refuses it: int() took True as 1 and 8.9 as 8
+            check_positive_ints(**{name: given})
             sources[name] = "caller"
-            return int(given)
+            return int(given)  # a NumPy integer: a plain one, for the saved config's JSON
         if name in hints:
             sources[name] = "file name"
             return hints[name]
@@ -519,6 +521,8 @@ def load_tsm_checkpoint(
                                   _loaded=loaded)
     kwargs = info.create_kwargs()
     if not info.shift:
+        if shift_div is not None:  # an argument of its own, not among the overrides: it was ignored
+            raise BadValue("shift_div", shift_div, f"does not apply: {path} is a TSN checkpoint (no temporal shift)")
         for name in ("shift_div", "shift_place", "shift_direction"):
             if overrides.get(name) is not None:
                 raise ValueError(f"{path} is a TSN checkpoint (no temporal shift); {name} does not apply")
@@ -556,15 +560,21 @@ def tsm_init_weights(path: str | Path, model: Recognizer) -> tuple[dict[str, tor
     every backbone weight, renamed, and none of the classifier's (the file has no class names,
     so its classes cannot be matched with the new ones). A model built with another
     architecture, shift placement or shift fraction (the latter when the file name tells it) is
-    refused with the flags that match the file. Returns (state dict, what was inferred of the
-    file)."""
+    refused with the flags that match the file. A TSN's file starts a TSM of its architecture,
+    and a TSM's a TSN, as effvid checkpoints do: the same weights, the shifted convs wrapped.
+    Returns (state dict, what was inferred of the file)."""
     loaded = read_tsm_checkpoint(path)
     info = inspect_tsm_checkpoint(path, _loaded=loaded)
     config = getattr(model, "config", {})
+    name = config.get("name") or ""
+    tsm = name.startswith("tsm_")
     flags = []
-    if info.model_name != config.get("name"):
-        flags.append(f"--model {info.model_name}")
-    elif info.shift:
+    if name.partition("_")[2] != info.arch:
+        ours = f"{name.partition('_')[0]}_{info.arch}"  # this run's TSN or TSM, of the file's architecture
+        from . import list_models
+
+        flags.append(f"--model {ours if ours in list_models() else info.model_name}")
+    elif info.shift and tsm:
         if info.shift_place != config.get("shift_place"):
             flags.append(f"--shift-place {info.shift_place}")
         if info.sources["shift_div"] != "default" and info.shift_div != config.get("shift_div"):
@@ -576,7 +586,18 @@ def tsm_init_weights(path: str | Path, model: Recognizer) -> tuple[dict[str, tor
             f"fine-tune it with {' '.join(flags)}")
     backbone = {k: v for k, v in strip_module_prefix(loaded[0]).items() if not k.startswith(_CLASSIFIERS)}
     target = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
-    return tsm_to_effvid_state_dict(backbone, info.arch, target, where=str(path)), info
+    if info.shift == tsm:
+        return tsm_to_effvid_state_dict(backbone, info.arch, target, where=str(path)), info
+    # A TSN's file into a TSM or a TSM's into a TSN: the keys differ only by the shift's wrapper
+    # (conv1.net.weight, or an in-place block's layer1.0.net.conv1.weight): mapped without it,
+    # then named as the model names them.
+    from ..training.init_weights import match_shift_wrappers
+
+    def unwrapped(state: dict) -> dict:
+        return {k.replace(".net.", "."): v for k, v in state.items()}
+
+    state = tsm_to_effvid_state_dict(unwrapped(backbone), info.arch, unwrapped(target), where=str(path))
+    return match_shift_wrappers(state, target), info
 
 
 def _read_classes(classes, num_classes: int) -> list[str] | None:

@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import UserError, not_a_regular_file, unread_path_hint
+from ..errors import UserError, command_line, not_a_regular_file, unread_path_hint
 
 METADATA_KEY = "effvid"
 
@@ -274,7 +274,7 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
     train it further; :func:`effvid.create_model`, like torchvision's constructors, returns a new
     model in training mode). ``overrides`` change construction arguments, e.g.
     ``num_segments=16``; an argument that :func:`effvid.create_model` does not take raises its
-    ``TypeError``.
+    ``TypeError``, and so does ``name`` (the file's model is built).
     """
     from . import create_model
 
@@ -283,6 +283,10 @@ def load_model(path: str | Path, **overrides) -> tuple[nn.Module, dict]:
         if (kind := weights_kind(state)) not in ("effvid", None):
             raise wrong_weights(path, kind, "an effvid checkpoint")
         raise ValueError(f"{path} has no effvid model configuration in its metadata")
+    if "name" in overrides:  # create_model's own argument: "got multiple values for argument 'name'"
+        raise TypeError(f"load_model cannot override name ({overrides['name']!r}): it builds the model the "
+                        f"file holds, a {meta['name']} (to start a {overrides['name']} from its weights: "
+                        f"{command_line('effvid', 'train', '--model', overrides['name'], '--init-weights', path)})")
     kwargs = _factory_kwargs(meta)
     # overrides are not filtered: a misspelt one (num_segmnts=16) must raise create_model's
     # TypeError, not be dropped silently

@@ -95,19 +95,22 @@ def keeps_classifier(path: str, classes: list[str]) -> bool:
 def _release_file_differences(info, config: dict) -> str:
     """What an original TSM checkpoint's name or keys say it was trained with that differs from
     this run's ``config`` (the weights load either way: a model trained on 8 segments, or with a
-    bidirectional shift, fine-tuned on 4 or as a causal model computes something else at first),
-    and what its name does not say, which the weights
-    cannot tell either: "" when neither. (An architecture, shift placement or fraction that
+    bidirectional shift, fine-tuned on 4 or as a causal model computes something else at first;
+    a TSN's into a TSM), and what its name does not say, which the weights cannot tell either:
+    "" when neither. (An architecture, shift placement or fraction that
     differs was refused by tsm_init_weights.) A TSN's weights compute the same for any number
     of segments: not named."""
     named = {k: getattr(info, k) for k, source in info.sources.items()
              if k in ("num_segments", "shift_div", "shift_place", "shift_direction")
              and source in ("file name", "keys")
              and (info.shift or k != "num_segments")}
-    differs = [f"{k} {v} (this run: {config.get(k, '-')})" for k, v in named.items()
-               if k in config and v != config.get(k)]
+    other_model = info.model_name != config.get("name")  # a TSN's weights in a TSM, or a TSM's in a TSN
+    differs = [f"name {info.model_name} (this run: {config.get('name', '-')})"] if other_model else []
+    # a TSM's settings that a TSN run does not have are named too ("this run: -"), as for an effvid file
+    differs += [f"{k} {v} (this run: {config.get(k, '-')})" for k, v in named.items()
+                if (k in config or other_model) and v != config.get(k)]
     line = f"; it was trained as {', '.join(differs)}" if differs else ""
-    if unnamed := info.assumed():
+    if (unnamed := info.assumed()) and "shift_div" in config:  # a TSN run has no shift fraction to say
         from ..models.tsm_checkpoint import SETTINGS_NOT_IN_WEIGHTS as words
 
         ours = {"num_segments": f"{config.get('num_segments')} segments",
