@@ -18,9 +18,11 @@ def test_learning_rate_scales_with_the_batch_of_all_processes():
     # 0.02 at batch 128 -> 16 clips per step
     assert values["lr"] == pytest.approx(0.02 * 16 / 128) == pytest.approx(0.0025)
     assert {k: values[k] for k in ("optimizer", "epochs", "schedule", "lr_steps", "weight_decay", "dropout",
-                                   "momentum", "clip_grad", "fc_lr_mult")} == {
+                                   "momentum", "clip_grad")} == {
         "optimizer": "sgd", "epochs": 50, "schedule": "step", "lr_steps": [20, 40], "weight_decay": 1e-4,
-        "dropout": 0.5, "momentum": 0.9, "clip_grad": 20.0, "fc_lr_mult": 5.0}
+        "dropout": 0.5, "momentum": 0.9, "clip_grad": 20.0}
+    # the classifier's multiplier is the run's decision (5x new, 1x kept), as main.py's fc_lr5
+    assert "fc_lr_mult" not in values
     assert "lr 0.02 at batch 128 scaled to 0.0025 for batch 8 x 2 processes" in line
     assert "effvid's choice" not in line and "official" not in line  # all of it in RESEARCH.md
     # at the recipe's own batch, the recipe's rate
@@ -42,12 +44,16 @@ def test_fine_tuning_recipe_asks_for_the_model_it_starts_from():
     assert values["lr"] == pytest.approx(0.001 * 16 / 64)
     assert "give it with --init-weights" in line
     assert "--init-weights" not in recipe_values("ucf101-finetune", 16, init_weights="k400.safetensors")[1]
-    # the official fine-tuning script, opts.py's default weight decay, and main.py's 5x for the
-    # classifier that replaces the Kinetics one (fc_lr5), named as such (not as effvid's choice)
+    # the official fine-tuning script and opts.py's default weight decay, named as such (not as
+    # effvid's choice)
     assert ("; from the official TSM repository: lr_steps=[10, 20] (scripts/finetune_tsm_ucf101_rgb_8f.sh), "
-            "weight_decay=0.0005 (opts.py's default), fc_lr_mult=5.0 (main.py's fc_lr5, for the new "
-            "classifier);") in line
+            "weight_decay=0.0005 (opts.py's default);") in line
     assert "effvid's choice" not in line
+    # the classifier's multiplier is left to the run: 1x for a classifier --init-weights keeps
+    # (a kept one trained at 5x, with the recipe's line saying "for the new classifier")
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["train", "videos", "--recipe", "ucf101-finetune", "--init-weights", "k.safetensors"]))
+    assert cfg.fc_lr_mult is None
 
 
 def test_imagenet_recipes_ask_for_imagenet_weights():
@@ -147,6 +153,6 @@ def test_the_line_names_the_values_used_and_which_are_the_users(capsys):
                            "25 epochs, steps at 5 (yours; the recipe's: steps at 10 and 20), weight decay "
                            "5e-4, dropout 0.8, no partial BatchNorm (yours; the recipe's: partial BatchNorm);")
     # lr_steps and weight_decay: the user's
-    assert "; from the official TSM repository: fc_lr_mult=5.0 (main.py's fc_lr5, for the new classifier);" in line
+    assert "from the official TSM repository" not in line
     with pytest.raises(TypeError, match="not TrainConfig fields: wieght_decay"):
         recipe_values("kinetics", 8, wieght_decay=1e-3)

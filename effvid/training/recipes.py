@@ -29,9 +29,11 @@ class Recipe:
     fine_tunes: str | None = None   # the model it starts from, which --init-weights gives (else ImageNet's)
 
 
-# Shared by the three: SGD with momentum 0.9, gradient clipping at 20, step decay x0.1, the new
-# classifier at 5x the learning rate (10x its bias).
-_SGD = dict(optimizer="sgd", momentum=0.9, clip_grad=20.0, schedule="step", fc_lr_mult=5.0, warmup_epochs=0.0)
+# Shared by the three: SGD with momentum 0.9, gradient clipping at 20, step decay x0.1. The
+# classifier's multiplier is the run's decision, as main.py's fc_lr5 = not (tune_from and
+# dataset in tune_from): 5x (10x its bias) for a new classifier, 1x for one --init-weights keeps
+# (set here, it trained a kept classifier at 5x).
+_SGD = dict(optimizer="sgd", momentum=0.9, clip_grad=20.0, schedule="step", warmup_epochs=0.0)
 
 RECIPES = {
     "kinetics": Recipe(
@@ -49,10 +51,7 @@ RECIPES = {
         values=dict(_SGD, epochs=25, lr_steps=[10, 20], lr=0.001, weight_decay=5e-4, dropout=0.8,
                     partial_bn=True),
         official_code={"lr_steps": "scripts/finetune_tsm_ucf101_rgb_8f.sh",
-                       "weight_decay": "opts.py's default",
-                       # fc_lr5 = not (tune_from and dataset in tune_from): a Kinetics model's
-                       # classifier is replaced, and the new one learns at 5x
-                       "fc_lr_mult": "main.py's fc_lr5, for the new classifier"},
+                       "weight_decay": "opts.py's default"},
         fine_tunes="a Kinetics model (an effvid .safetensors or the original TSM_kinetics_*.pth)"),
 }
 
