@@ -1275,7 +1275,14 @@ def test_flags_the_run_would_not_use_are_refused_naming_both(tmp_path, capsys):
                                                            "process, and only worker processes time out; drop "
                                                            "--worker-timeout, or give --workers above 0 (got 30.0)"),
             (["--model", "tsn_resnet_tiny", "--shift-div", "4"], "--shift-div: --model tsn_resnet_tiny has no temporal "
-                                                                 "shift (only the tsm_ models do); drop --shift-div (got 4)")):
+                                                                 "shift (only the tsm_ models do); drop --shift-div (got 4)"),
+            # a step the run never reaches: it trained at one rate, unsaid
+            (["--schedule", "step", "--epochs", "2", "--lr-steps", "1", "5"],
+             "--lr-steps: a step at epoch 5 or later never comes in a run of 2 epochs (a step at N lowers the "
+             "rate from epoch N + 1); give steps below 2 (got 1 5)"),
+            (["--schedule", "step", "--epochs", "30"],
+             "--schedule: its default steps at 20 and 40 include 40, which never comes in a run of 30 epochs; "
+             "give --lr-steps (got step)")):
         assert main(common + flags) == 2
         assert capsys.readouterr().err == f"effvid train: error: argument {said}\n", flags
         assert not (tmp_path / "run").exists()

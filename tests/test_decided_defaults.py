@@ -62,7 +62,8 @@ def _saved(run) -> dict:
 
 def test_class_names_that_a_flip_changes():
     for named in (["Swiping Left", "Thumb Up"], ["moving_left"], ["TurnRight"], ["pan-RIGHT"],
-                  ["Turning Hand Counterclockwise"], ["rotate counter-clockwise"], ["left2right"]):
+                  ["Turning Hand Counterclockwise"], ["rotate counter-clockwise"], ["left2right"],
+                  ["swipe_rightwards"], ["Leftward"], ["roll rightward"]):
         assert flips_change_labels("data", named) is not None, named
     # "left"/"right" inside other words are no direction
     assert flips_change_labels("data", ["Leftover", "bright", "upright", "copyright", "Thumb Up"]) is None

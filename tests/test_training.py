@@ -437,6 +437,17 @@ def test_per_class_accuracy_of_a_class_without_samples_is_none():
     assert meter.summary()["per_class"] == [0.5, None, 1.0]
 
 
+def test_amp_may_change_on_resume_on_the_cpu_only():
+    # on the CPU autocast is off either way: "changed settings (amp True -> False)" protected nothing
+    import dataclasses
+
+    saved = dataclasses.asdict(TrainConfig(data="videos"))
+    resumed = TrainConfig(data="videos", amp=False)
+    assert resumed.resume_differences(saved) == ["amp True -> False"]  # on a GPU it changes the run
+    assert resumed.resume_differences(saved, on_cpu=True) == []
+    assert TrainConfig(data="videos", amp=False, lr=0.5).resume_differences(saved, on_cpu=True) == ["lr 0.01 -> 0.5"]
+
+
 def test_run_folder_is_protected(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     first = train(tiny_config(tiny_data, run, epochs=1, seed=None))

@@ -242,12 +242,13 @@ class TrainConfig:
         decided = {k: saved[k] for k in DECIDED_AT_START if getattr(self, k) is None and saved.get(k) is not None}
         return replace(self, **decided)
 
-    def resume_differences(self, saved: dict) -> list[str]:
+    def resume_differences(self, saved: dict, on_cpu: bool = False) -> list[str]:
         """The settings that differ from a saved run's (``saved``: its config as a dict) and
-        may not change on resume. A ``seed`` of None means "the run's own"."""
+        may not change on resume. A ``seed`` of None means "the run's own". ``on_cpu``: the
+        resume trains on the CPU, where ``amp`` does nothing (--no-amp was refused there)."""
         diffs = []
         for f in fields(self):
-            if f.name in RESUMABLE_CHANGES or f.name not in saved:
+            if f.name in RESUMABLE_CHANGES or f.name not in saved or (on_cpu and f.name == "amp"):
                 continue
             mine = getattr(self, f.name)
             if f.name == "seed" and mine is None:

@@ -175,8 +175,10 @@ def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: in
 
 
 # A direction that a horizontal flip reverses, as a word of a class name (lowercased, its
-# camelCase split): "Swiping Left", "moving_left", "TurnRight", "Turning Hand Counterclockwise"
-_MIRRORED_DIRECTION = re.compile(r"(?<![a-z])(left|right|clockwise|counterclockwise|anticlockwise)(?![a-z])")
+# camelCase split): "Swiping Left", "moving_left", "TurnRight", "Turning Hand Counterclockwise",
+# "swipe_rightwards"
+_MIRRORED_DIRECTION = re.compile(
+    r"(?<![a-z])(left|right|leftwards?|rightwards?|clockwise|counterclockwise|anticlockwise)(?![a-z])")
 
 
 def flips_change_labels(data: str, classes: list[str]) -> str | None:

@@ -333,7 +333,9 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
             raise ValueError(f"{out} already holds a run ({', '.join(left)}), but {missing_state_advice(out)}")
         return
     if "config" in resume:  # states written before this check existed have no config
-        diffs = cfg.resume_differences(json.loads(resume["config"]))
+        from ..runtime import resolve_device
+
+        diffs = cfg.resume_differences(json.loads(resume["config"]), on_cpu=resolve_device(cfg.device).type == "cpu")
         if diffs:
             raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
                              f"resume it as it was ({resume_command(out)}), or "
