@@ -47,6 +47,12 @@ def some_names(names, shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def the_classes(classes) -> str:
+    """"the 6 classes (down, grow, ...)": the classes a label or folder is not one of, named in
+    every such refusal (a class folder's, a list's, an annotation file's), not only counted."""
+    return f"the {len(classes)} classes ({some_names(classes)})"
+
+
 def did_you_mean(word: str, choices) -> str:
     """"did you mean 'X'?" for the one of ``choices`` closest to a misspelt ``word`` (as difflib
     finds it), or "" when none is close. ``choices`` may map each name compared to what is

@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import plural, some_names
+from ..errors import plural, some_names, the_classes
 from .files import (FRAMES_HINT, MissingVideos, VideoSample, broken_link, find_files,
                     has_video_ext, not_found)
 from .published import read_samples, read_split_folder, split_folder_kind
@@ -87,8 +87,7 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     not_videos: list[Path] = []  # files of other kinds: all named in one error, not the first alone
     for name in folders:
         if name not in index:
-            raise ValueError(f"class folder {str(root / name)!r} is not one of the {len(classes)} "
-                             f"classes ({some_names(classes)})")
+            raise ValueError(f"class folder {str(root / name)!r} is not one of {the_classes(classes)}")
         others: list[Path] = []
         files = find_files(root / name, others, extensions)
         # a FIFO or a device named like a video was left out without a word, and a folder named

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from ..errors import not_a_regular_file, some_names
+from ..errors import not_a_regular_file, the_classes
 from .files import MissingVideos, VideoSample, has_video_ext, not_found, read_text
 from .video import VIDEO_EXTENSIONS
 
@@ -189,7 +189,7 @@ def _class_of_path(path: str, index: Mapping[str, int], where: str) -> int:
                          f"class from: write 'path label', or 'class/video' relative to the root")
     if parts[0] not in index:
         raise ValueError(f"{where}: {path!r} has no label, and its first folder {parts[0]!r} is "
-                         f"not one of the {len(index)} classes ({some_names(index)})")
+                         f"not one of {the_classes(index)}")
     return index[parts[0]]
 
 
@@ -200,8 +200,8 @@ def _numbered_class(number: int, class_numbers: Mapping[int, str], index: Mappin
                          f"its {len(class_numbers)} classes {min(class_numbers)}..{max(class_numbers)}")
     name = class_numbers[number]
     if name not in index:
-        raise ValueError(f"{where}: label {number} is class {name!r}, which is not one of the "
-                         f"{len(index)} classes ({some_names(index)})")
+        raise ValueError(f"{where}: label {number} is class {name!r}, which is not one of "
+                         f"{the_classes(index)}")
     return index[name]
 
 
@@ -338,8 +338,7 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
             y = index[label]
         else:
             # the classes listed, as for a class folder that is not one (a checkpoint's, for eval)
-            raise ValueError(f"{where}: class {label!r} is not one of the {len(classes)} classes "
-                             f"({some_names(classes)})")
+            raise ValueError(f"{where}: class {label!r} is not one of {the_classes(classes)}")
         if (video := not_there.path(path, base, where, extensions)) is not None:
             samples.append(VideoSample(video, y, nf))
     not_there.raise_if_any()

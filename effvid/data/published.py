@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from ..errors import some_names
+from ..errors import the_classes
 from .files import MissingVideo, MissingVideos, VideoSample, not_found, read_text
 from .lists import find_class_file, read_class_file, read_list_file
 from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -94,8 +94,7 @@ def read_something_annotations(annotation_path: str | os.PathLike, root: str | o
                              "as the test set's, cannot be trained or evaluated on")
         label = template.replace("[", "").replace("]", "")
         if label not in index:
-            raise ValueError(f"{where}: class {label!r} is not one of the {len(classes)} classes "
-                             f"({some_names(classes)})")
+            raise ValueError(f"{where}: class {label!r} is not one of {the_classes(classes)}")
         video = f"{video_id}.webm"
         if not (base / video).is_file():  # converted videos: the same id, another container
             video = next((f"{video_id}{e}" for e in others if (base / f"{video_id}{e}").is_file()), video)
@@ -187,8 +186,7 @@ def read_split_folder(folder: str | os.PathLike, part: str, number: int = 1,
     samples, not_there = [], MissingVideos(missing)
     for path, name in zip(files, names):
         if name not in index:
-            raise ValueError(f"{str(path)!r}: class {name!r} is not one of the {len(classes)} classes "
-                             f"({some_names(classes)})")
+            raise ValueError(f"{str(path)!r}: class {name!r} is not one of {the_classes(classes)}")
         if not (base / name).is_dir():
             raise FileNotFoundError(errno.ENOENT, f"the videos of HMDB51 class {name!r} are not in "
                                     f"{str(base)!r} (--data-root gives the folder that holds the class "
@@ -392,8 +390,8 @@ def read_kinetics_annotations(csv_path: str | os.PathLike, root: str | os.PathLi
         if label not in index:
             hint = (f" (the classes name it {label.replace(' ', '_')!r})"
                     if label.replace(" ", "_") in index else "")
-            raise ValueError(f"{name} line {lineno}: label {label!r} is not one of the "
-                             f"{len(classes)} classes{hint or f' ({some_names(classes)})'}")
+            raise ValueError(f"{name} line {lineno}: label {label!r} is not one of "
+                             + (f"the {len(classes)} classes{hint}" if hint else the_classes(classes)))
 
     roots = _kinetics_roots(csv_path, root, clips[0][3])
     pairs = [(label, stem) for _, label, stem, *_ in clips]
