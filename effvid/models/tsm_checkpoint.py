@@ -591,12 +591,12 @@ def tsm_init_weights(path: str | Path, model: Recognizer) -> tuple[dict[str, tor
     # A TSN's file into a TSM or a TSM's into a TSN: the keys differ only by the shift's wrapper
     # (conv1.net.weight, or an in-place block's layer1.0.net.conv1.weight): mapped without it,
     # then named as the model names them.
-    from ..training.init_weights import match_shift_wrappers
+    from ..training.init_weights import match_shift_wrappers, without_shift_wrapper
 
-    def unwrapped(state: dict) -> dict:
-        return {k.replace(".net.", "."): v for k, v in state.items()}
+    def as_tsn(state: dict) -> dict:
+        return {without_shift_wrapper(k): v for k, v in state.items()}
 
-    state = tsm_to_effvid_state_dict(unwrapped(backbone), info.arch, unwrapped(target), where=str(path))
+    state = tsm_to_effvid_state_dict(as_tsn(backbone), info.arch, as_tsn(target), where=str(path))
     return match_shift_wrappers(state, target), info
 
 

@@ -12,16 +12,21 @@ from torch import nn
 from ..models.weights import METADATA_KEY, check_state_dict_fits, load_weights, weights_kind, wrong_weights
 
 
+def without_shift_wrapper(key: str) -> str:
+    """A state-dict key as a TSN names it: a TSM's shifted conv is ``...conv1.net.weight``
+    (TemporalShift keeps the conv as ``net``), the same conv of a TSN ``...conv1.weight``."""
+    return key.replace(".net.", ".")
+
+
 def match_shift_wrappers(state: dict, own: dict) -> dict:
     """``state``'s keys as ``own`` names them where they differ only by the temporal shift's
-    wrapper: a TSM's shifted conv is ``...conv1.net.weight`` and the same conv of a TSN
-    ``...conv1.weight``, so the weights of one start the other (a TSN's into a TSM, as TSM
-    starts from 2D weights)."""
-    own_unwrapped = {k.replace(".net.", "."): k for k in own}
+    wrapper (:func:`without_shift_wrapper`), so the weights of one start the other (a TSN's into
+    a TSM, as TSM starts from 2D weights)."""
+    own_unwrapped = {without_shift_wrapper(k): k for k in own}
     out = {}
     for key, value in state.items():
         if key not in own:  # a TSN key in a TSM, or a TSM key in a TSN
-            key = own_unwrapped.get(key.replace(".net.", "."), key)
+            key = own_unwrapped.get(without_shift_wrapper(key), key)
         out[key] = value
     return out
 
