@@ -317,14 +317,15 @@ def refuse_unused_flags(args: argparse.Namespace, cfg: TrainConfig) -> None:
            for name in ("shift_div", "shift_direction", "shift_place")},
     }
     # a step at epoch N lowers the rate from epoch N + 1 (lr_factor): one at the last epoch or
-    # later never comes, and a run of --lr-steps 5 --epochs 2 trained at one rate, unsaid
-    late = [s for s in (args.lr_steps or []) if s >= cfg.epochs]
-    if late and not unused["lr_steps"]:
+    # later never comes, and a run of --lr-steps 5 --epochs 2 trained at one rate, unsaid. The
+    # steps typed, or, for --schedule step typed alone, the defaults (not a --config's, a
+    # resumed run's or a recipe's, which the run set itself)
+    late = [s for s in cfg.lr_steps if s >= cfg.epochs] if cfg.schedule == "step" else []
+    if late and args.lr_steps:
         unused["lr_steps"] = (f"a step at epoch {late[0]} or later never comes in a run of "
                               f"{cfg.epochs} epochs (a step at N lowers the rate from epoch N + 1); give "
                               f"steps below {cfg.epochs}")
-    defaults = not (args.lr_steps or getattr(args, "config", None) or args.resume or getattr(args, "recipe", None))
-    if args.schedule == "step" and defaults and (late := [s for s in cfg.lr_steps if s >= cfg.epochs]):
+    elif late and not (getattr(args, "config", None) or args.resume or getattr(args, "recipe", None)):
         unused["schedule"] = (f"its default steps at {' and '.join(map(str, cfg.lr_steps))} include "
                               f"{late[0]}, which never comes in a run of {cfg.epochs} epochs; give --lr-steps")
     for name, why in unused.items():

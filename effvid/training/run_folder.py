@@ -236,15 +236,17 @@ def check_history(history, source: Path) -> list[dict]:
     return history
 
 
-def resume_command(folder: Path, *options: str) -> str:
+def resume_command(folder: Path, *options: str, state: dict | None = None) -> str:
     """The command that continues the run in ``folder`` (with ``options``, such as fewer
-    --workers): under torchrun with the processes its state was trained with, as a resume with
-    another number is refused (it would change the batch); every hint printed "effvid train
-    --output RUN --resume", which a run of 2 processes refused."""
-    try:
-        state = read_state(folder, mmap=True) or {}
-    except ValueError:  # damaged: its resume says so
-        state = {}
+    --workers): under torchrun with the processes its state (``state``, else read from
+    ``folder``) was trained with, as a resume with another number is refused (it would change
+    the batch); every hint printed "effvid train --output RUN --resume", which a run of 2
+    processes refused."""
+    if state is None:
+        try:
+            state = read_state(folder, mmap=True) or {}
+        except ValueError:  # damaged: its resume says so
+            state = {}
     world = int(state.get("world_size", 1))
     local = int(state.get("local_world_size", world))  # states before it: one machine
     words = ("train", "--output", folder, "--resume", *options)
@@ -338,7 +340,7 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
         diffs = cfg.resume_differences(json.loads(resume["config"]), on_cpu=resolve_device(cfg.device).type == "cpu")
         if diffs:
             raise ValueError(f"cannot resume {out} with changed settings ({'; '.join(diffs)}): "
-                             f"resume it as it was ({resume_command(out)}), or "
+                             f"resume it as it was ({resume_command(out, state=resume)}), or "
                              "start a new run with another --output")
     # --batch-size is per process: another number of processes changes the effective batch,
     # the steps per epoch and the data shards, so the run would not continue the same way
@@ -347,5 +349,5 @@ def check_run_folder(cfg: TrainConfig, resume: dict | None, env: DistEnv) -> Non
         raise ValueError(f"cannot resume {out} with {env.world_size} process(es): it was trained with "
                          f"{saved_world} (effective batch {saved_world * cfg.batch_size}, now "
                          f"{env.world_size * cfg.batch_size}); resume it with {saved_world} "
-                         f"({resume_command(out)}), or start a new run from its weights "
+                         f"({resume_command(out, state=resume)}), or start a new run from its weights "
                          f"({command_line('--init-weights', out / 'last.safetensors')} --output NEW)")
