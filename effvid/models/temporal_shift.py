@@ -264,8 +264,7 @@ class TemporalShift(nn.Module):
         # CPU inference: shift into the reusable scratch buffer (see _Scratch), in the input's
         # layout. Without autograd nothing keeps the shifted tensor once net has read it; busy
         # guards against a net that itself contains a shift.
-        x = _dense(x)
-        channels_last = not x.is_contiguous()
+        x = _dense(x)  # (a layout neither NCHW nor channels_last: made NCHW, as channels_last says)
         offsets = _OFFSETS[self.direction]
         _scratch.busy = True
         try:
@@ -430,10 +429,9 @@ def _refuse_unknown_blocks(model: nn.Module, convs: list[str]) -> None:
             f"{kind} has {len(blocks)} residual blocks ({type(block).__name__}, such as {name}), whose branch "
             f"and shortcut the generic rule, for plain CNNs, cannot tell apart (it would shift "
             f"{plural(len(convs), 'conv')}: {some_names(convs, 4)}): {how}")
-    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    last_conv = max((i for i, name in enumerate(names) if isinstance(model.get_submodule(name), nn.Conv2d)),
-                    default=-1)
-    linears = [n for n in names[:max(last_conv, 0)] if isinstance(model.get_submodule(n), nn.Linear)]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    last_conv = max((i for i, (_, m) in enumerate(layers) if isinstance(m, nn.Conv2d)), default=-1)
+    linears = [name for name, m in layers[:max(last_conv, 0)] if isinstance(m, nn.Linear)]
     if linears:
         raise ValueError(
             f"{kind} has {plural(len(linears), 'nn.Linear layer')} among its convs (pointwise layers, such as "
