@@ -23,6 +23,7 @@ import torch
 from _machine import describe_machine
 
 import effvid
+from effvid.training.init_weights import match_shift_wrappers
 
 
 def main() -> None:
@@ -42,8 +43,8 @@ def main() -> None:
     torch.manual_seed(0)
     tsn = effvid.create_model(f"tsn_{args.arch}", num_classes=400, num_segments=args.frames).eval()
     tsm = effvid.create_model(f"tsm_{args.arch}", num_classes=400, num_segments=args.frames).eval()
-    # the same weights: only the shift differs (its wrapper adds ".net" to the shifted convs' keys)
-    tsn.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
+    # the same weights: only the shift differs
+    tsn.load_state_dict(match_shift_wrappers(tsm.state_dict(), tsn.state_dict()))
     clip = torch.randn(1, args.frames, 3, args.size, args.size)
     frames = clip.view(args.frames, 3, args.size, args.size)
     inputs = {"nchw": clip, "channels_last": frames.contiguous(memory_format=torch.channels_last).view(clip.shape)}

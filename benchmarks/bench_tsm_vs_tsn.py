@@ -40,6 +40,7 @@ from _machine import check_device, describe_machine
 import effvid
 from effvid.models import shift_kernel
 from effvid.models.temporal_shift import shift_modules
+from effvid.training.init_weights import match_shift_wrappers
 
 TARGET = 1.03
 DEFAULT_REPS = {"resnet50": 21, "mobilenet_v2": 41}
@@ -107,7 +108,7 @@ def bench(arch: str, reps: int, frames: int, size: int) -> dict:
     torch.manual_seed(0)
     tsm = effvid.create_model(f"tsm_{arch}", num_classes=400, num_segments=frames).eval()
     tsn = effvid.create_model(f"tsn_{arch}", num_classes=400, num_segments=frames).eval()
-    tsn.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
+    tsn.load_state_dict(match_shift_wrappers(tsm.state_dict(), tsn.state_dict()))
     x = torch.randn(1, frames, 3, size, size)
     borrows = [m.borrow_input for m in shift_modules(tsm)]
     for m in (tsm, tsn, tsm, tsn):  # warm-up (oneDNN primitive caches, allocator)
@@ -153,7 +154,7 @@ def bench_cuda(arch: str, reps: int, frames: int, size: int, batch: int, precisi
     torch.manual_seed(0)
     tsm = effvid.create_model(f"tsm_{arch}", num_classes=400, num_segments=frames).eval().cuda()
     tsn = effvid.create_model(f"tsn_{arch}", num_classes=400, num_segments=frames).eval().cuda()
-    tsn.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
+    tsn.load_state_dict(match_shift_wrappers(tsm.state_dict(), tsn.state_dict()))
     x = torch.randn(batch, frames, 3, size, size, device="cuda")
     # autocast's weight cache cannot live across a graph capture; off for every variant alike
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False))
