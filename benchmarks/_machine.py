@@ -26,6 +26,18 @@ def describe_machine(*extra: str) -> str:
     return "; ".join(parts)
 
 
+def repetitions(text: str) -> int:
+    """argparse type of --reps / --repeats: a whole number >= 1 (0 ended in a ZeroDivisionError
+    or an empty median after all the set-up)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def check_device(parser: argparse.ArgumentParser, name: str) -> None:
     """Exit with one line where ``--device name`` is not on this machine (effvid's own check,
     resolve_device): ``cuda`` without CUDA was torch's traceback at the first tensor."""

@@ -20,7 +20,7 @@ import statistics
 import time
 
 import torch
-from _machine import describe_machine
+from _machine import describe_machine, repetitions
 
 import effvid
 from effvid.training.init_weights import match_shift_wrappers
@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--arch", default="resnet50", help="resnet50, resnet18 or mobilenet_v2")
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--reps", type=repetitions, default=15)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:

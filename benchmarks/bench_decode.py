@@ -31,7 +31,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from _machine import describe_machine
+from _machine import describe_machine, repetitions
 import torch.nn.functional as F
 
 from effvid.data import (build_dataset, collate_clips, make_synthetic_dataset, probe_video,
@@ -156,7 +156,7 @@ def bench_gop(video: Path, gop: int, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "effvid_bench"))
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=repetitions, default=5)
     ap.add_argument("--gops", type=int, nargs="+", default=[30, 60, 250],
                     help="keyframe intervals (frames) of the generated videos")
     args = ap.parse_args()

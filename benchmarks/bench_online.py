@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import describe_machine
+from _machine import describe_machine, repetitions
 
 import effvid
 from effvid.models.online import OnlineRecognizer
@@ -73,7 +73,7 @@ def ms(xs: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--repeats", type=repetitions, default=40)
     ap.add_argument("--threads", type=int, default=None, help="torch and ORT threads (default: all)")
     ap.add_argument("--window", type=int, default=8, help="sliding-window length (default: 8)")
     args = ap.parse_args()

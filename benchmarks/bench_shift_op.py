@@ -23,7 +23,7 @@ import time
 from contextlib import nullcontext
 
 import torch
-from _machine import check_device, describe_machine
+from _machine import check_device, describe_machine, repetitions
 
 from effvid.models import shift_kernel
 from effvid.models.temporal_shift import temporal_shift
@@ -86,7 +86,7 @@ def fwd_only(fn, x: torch.Tensor, t: int, inner: int = 1) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reps", type=int, default=9)
+    p.add_argument("--reps", type=repetitions, default=9)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--segments", type=int, default=8)
     p.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES))

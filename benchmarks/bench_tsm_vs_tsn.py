@@ -35,7 +35,7 @@ import time
 from contextlib import nullcontext
 
 import torch
-from _machine import check_device, describe_machine
+from _machine import check_device, describe_machine, repetitions
 
 import effvid
 from effvid.models import shift_kernel
@@ -104,6 +104,14 @@ def _per_shift_times(model, x, repeats: int = 24) -> dict:
     return totals
 
 
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles (one value's: itself; statistics.quantiles needs two)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
 def bench(arch: str, reps: int, frames: int, size: int) -> dict:
     torch.manual_seed(0)
     tsm = effvid.create_model(f"tsm_{arch}", num_classes=400, num_segments=frames).eval()
@@ -130,7 +138,7 @@ def bench(arch: str, reps: int, frames: int, size: int) -> dict:
     # machine (other VMs, frequency changes); the median of those paired ratios is the headline.
     paired = sorted(a / b for a, b in zip(t_tsm, t_tsn))
     copy_paired = [a / b for a, b in zip(t_copy, t_tsn)]
-    q1, q3 = statistics.quantiles(paired, n=4)[0], statistics.quantiles(paired, n=4)[2]
+    q1, q3 = quartiles(paired)
     return {"arch": arch, "tsm_ms": m_tsm * 1e3, "tsn_ms": m_tsn * 1e3,
             "ratio": statistics.median(paired), "ratio_q1": q1, "ratio_q3": q3,
             "ratio_of_medians": m_tsm / m_tsn,
@@ -209,8 +217,7 @@ def bench_cuda(arch: str, reps: int, frames: int, size: int, batch: int, precisi
 
     def ratio(a: str, b: str) -> tuple[float, float, float]:
         paired = sorted(p / q for p, q in zip(times[a], times[b]))
-        q = statistics.quantiles(paired, n=4)
-        return statistics.median(paired), q[0], q[2]
+        return (statistics.median(paired), *quartiles(paired))
 
     ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     return {"ms": ms, "ratio": ratio("tsm", "tsn"), "eager_shift": ratio("tsm_eager_shift", "tsn"),
@@ -256,7 +263,7 @@ def run_cuda(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", nargs="+", default=["resnet50", "mobilenet_v2"])
-    p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default: 21 / 41)")
+    p.add_argument("--reps", type=repetitions, default=None, help="interleaved repetitions (default: 21 / 41)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=None)

@@ -39,6 +39,24 @@ def test_train_flags_become_config(tmp_path):
     assert cfg.crop_scales == [1.0, 0.8] and cfg.lr_steps == [3, 5]
 
 
+def test_fewer_epochs_than_a_saved_warm_up_names_the_flag_and_the_fix(tmp_path):
+    # it said "bad config value warmup_epochs=3.0: must be in [0, epochs=2]": neither the flag
+    # typed nor where the 3 came from
+    saved = tmp_path / "config.json"
+    saved.write_text(TrainConfig(data="videos", epochs=10, warmup_epochs=3).to_json())
+    parse = build_parser().parse_args
+    with pytest.raises(ValueError) as e:
+        config_from_args(parse(["train", "--config", str(saved), "--epochs", "2"]))
+    assert str(e.value) == (f"--epochs 2 ends inside {saved}'s warm-up of 3 epochs (warmup_epochs): give "
+                            "--warmup-epochs 2 or less too, or --epochs 3 or more")
+    assert config_from_args(parse(["train", "--config", str(saved), "--epochs", "2", "--warmup-epochs", "1"])).epochs == 2
+    # a resume may not change the warm-up (it defines the run): only --epochs is offered
+    with pytest.raises(ValueError, match=r"^--epochs 2 ends inside the run's warm-up of 3 epochs "
+                                         r"\(warmup_epochs\): give --epochs 3 or more$"):
+        config_from_args(parse(["train", "--output", str(tmp_path), "--resume", "--epochs", "2"]))
+    assert config_from_args(parse(["train", "--output", str(tmp_path), "--resume", "--epochs", "3"])).epochs == 3
+
+
 def test_train_reports_bad_values_in_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--num-segments", "0"]) == 2
     # named as the flag typed, as argparse and eval's --num-segments say it

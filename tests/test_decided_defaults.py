@@ -1,7 +1,8 @@
 """Defaults a run decides when it starts: horizontal flips off where they would change the
 labels (Something-Something's annotations, classes named by a direction), and the classifier's
-learning rate at 1x when --init-weights brings it trained on the same classes; each said in one
-line, saved in config.json and kept by a resume."""
+learning rate at 1x when --init-weights brings it trained on the same classes, and the learning
+rate and weight decay of the optimiser chosen; each saved in config.json and kept by a resume (the
+first two said in one line)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from effvid.training.run_data import build_datasets, flips_change_labels
 
 TINY = ["--model", "tsm_resnet_tiny", "--num-segments", "2", "--size", "32", "--scale-size", "32",
         "--epochs", "1", "--batch-size", "2", "--workers", "0", "--no-progress"]
+
+
+ALL = ["flip", "fc_lr_mult", "lr", "weight_decay"]  # what a run decides, in config.json's order
 
 
 def _videos(paths):
@@ -166,11 +170,11 @@ def test_a_new_run_from_a_config_decides_again(tmp_path, capsys):
     run_a = tmp_path / "a"
     assert main(["train", str(swipes), *TINY, "--output", str(run_a)]) == 0
     assert "note: horizontal flips are off" in capsys.readouterr().out
-    assert (_saved(run_a)["flip"], _saved(run_a)["decided"]) == (False, ["flip", "fc_lr_mult"])
+    assert (_saved(run_a)["flip"], _saved(run_a)["decided"]) == (False, ALL)
     config = ["--config", str(run_a / "config.json")]
     assert main(["train", str(sizes), *config, "--output", str(tmp_path / "b")]) == 0
     assert "horizontal flips" not in capsys.readouterr().out
-    assert (_saved(tmp_path / "b")["flip"], _saved(tmp_path / "b")["decided"]) == (True, ["flip", "fc_lr_mult"])
+    assert (_saved(tmp_path / "b")["flip"], _saved(tmp_path / "b")["decided"]) == (True, ALL)
     # on its own data, decided again, with the note again
     assert main(["train", *config, "--output", str(tmp_path / "c")]) == 0
     assert "note: horizontal flips are off" in capsys.readouterr().out
@@ -179,8 +183,8 @@ def test_a_new_run_from_a_config_decides_again(tmp_path, capsys):
     assert main(["train", "--output", str(run_a), "--resume", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "horizontal flips" not in out and "changed settings" not in out
-    assert (_saved(run_a)["flip"], _saved(run_a)["decided"]) == (False, ["flip", "fc_lr_mult"])
-    assert json.loads(load_resume_state_plain(run_a)["config"])["decided"] == ["flip", "fc_lr_mult"]
+    assert (_saved(run_a)["flip"], _saved(run_a)["decided"]) == (False, ALL)
+    assert json.loads(load_resume_state_plain(run_a)["config"])["decided"] == ALL
     # a resume of the run from --config, on other data: its own decision, not the file's
     assert main(["train", "--output", str(tmp_path / "b"), "--resume", "--epochs", "2"]) == 0
     assert "horizontal flips" not in capsys.readouterr().out
@@ -198,13 +202,13 @@ def test_a_flip_given_is_carried_by_config(tmp_path, capsys, given):
     swipes = _class_folders(tmp_path / "swipes", ["left", "right"])
     sizes = _class_folders(tmp_path / "sizes", ["grow", "shrink"])
     assert main(["train", str(swipes), *TINY, given, "--output", str(tmp_path / "a")]) == 0
-    assert _saved(tmp_path / "a")["decided"] == ["fc_lr_mult"]
+    assert _saved(tmp_path / "a")["decided"] == ALL[1:]
     capsys.readouterr()
     for data in (sizes, swipes):  # given, it holds on either data, without a note
         out = tmp_path / f"from_{data.name}"
         assert main(["train", str(data), "--config", str(tmp_path / "a" / "config.json"), "--output", str(out)]) == 0
         assert "horizontal flips" not in capsys.readouterr().out
-        assert (_saved(out)["flip"], _saved(out)["decided"]) == (given == "--flip", ["fc_lr_mult"])
+        assert (_saved(out)["flip"], _saved(out)["decided"]) == (given == "--flip", ALL[1:])
 
 
 def test_config_files_without_the_list_hold_values_given(tmp_path):
@@ -218,6 +222,39 @@ def test_config_files_without_the_list_hold_values_given(tmp_path):
     assert TrainConfig.load(tmp_path / "new.json").flip is False  # eval, info: what the run used
     assert (TrainConfig.load(tmp_path / "new.json", redecide=True).flip,
             TrainConfig.load(tmp_path / "new.json", redecide=True).fc_lr_mult) == (None, 1.0)
-    (tmp_path / "bad.json").write_text(json.dumps({**values, "decided": ["lr"]}))
+    (tmp_path / "bad.json").write_text(json.dumps({**values, "decided": ["epochs"]}))
     with pytest.raises(ValueError, match="decided"):
         TrainConfig.load(tmp_path / "bad.json")
+
+
+def test_the_optimizer_chosen_brings_its_learning_rate_and_weight_decay(tmp_path):
+    # AdamW at SGD's 0.01 (0.05 for a new classifier) wrecks ImageNet weights, and its decoupled
+    # decay of 5e-4 is next to none: each optimiser has its own defaults, and a run's file keeps
+    # the decision only for its own optimiser
+    import torch
+
+    from effvid.models import create_model
+    from effvid.training.loop import build_optimizer
+
+    data = _class_folders(tmp_path / "sizes", ["grow", "shrink"])
+    assert main(["train", str(data), *TINY, "--optimizer", "adamw", "--output", str(tmp_path / "a")]) == 0
+    saved = _saved(tmp_path / "a")
+    assert (saved["lr"], saved["weight_decay"], saved["decided"]) == (1e-3, 0.05, ALL)
+    config = ["--config", str(tmp_path / "a" / "config.json")]
+    assert main(["train", *config, "--optimizer", "sgd", "--output", str(tmp_path / "b")]) == 0
+    assert (_saved(tmp_path / "b")["lr"], _saved(tmp_path / "b")["weight_decay"]) == (0.01, 5e-4)
+    # given, a value is the user's: carried by --config to another optimiser, and not listed
+    assert main(["train", *config, "--lr", "0.002", "--output", str(tmp_path / "c")]) == 0
+    assert main(["train", "--config", str(tmp_path / "c" / "config.json"), "--optimizer", "sgd",
+                 "--output", str(tmp_path / "d")]) == 0
+    saved = _saved(tmp_path / "d")
+    assert (saved["lr"], saved["weight_decay"], saved["decided"]) == (0.002, 5e-4, ["flip", "fc_lr_mult", "weight_decay"])
+    # a resume keeps its run's decision
+    assert main(["train", "--output", str(tmp_path / "a"), "--resume", "--epochs", "2"]) == 0
+    assert (_saved(tmp_path / "a")["lr"], _saved(tmp_path / "a")["weight_decay"]) == (1e-3, 0.05)
+    # the optimiser built from a configuration not yet settled gets the same values
+    model = create_model("tsm_resnet_tiny", num_classes=2, num_segments=2)
+    opt = build_optimizer(model, TrainConfig(data="x", optimizer="adamw"))
+    assert isinstance(opt, torch.optim.AdamW)
+    assert sorted((g["lr_mult"], round(g["lr"], 9), g["weight_decay"]) for g in opt.param_groups) == [
+        (1.0, 1e-3, 0.0), (1.0, 1e-3, 0.05), (5.0, 5e-3, 0.05), (10.0, 1e-2, 0.0)]

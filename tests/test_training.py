@@ -1353,3 +1353,10 @@ def test_a_resume_with_other_epochs_says_what_happens_to_the_learning_rate(tiny_
                         f"over {epochs} epochs instead of 100, so the learning rate goes on at 0.01 in epoch 2, "
                         f"as at the end of epoch 1, and then decays {decays}; the weights will differ from "
                         "those of a run of either length")
+    # inside the warm-up the rate rises as planned: the change comes after it (the note said the
+    # rate "rises" because of the schedule's new length)
+    history = [{"train": {"lr": 0.1 * 10 / 30}}]
+    assert epochs_change_note(TrainConfig(data="x", epochs=8, lr=0.1, warmup_epochs=3), 5, history, 10) == (
+        "note: --epochs 8 differs from the run's 5: the warm-up goes on as planned (to --lr 0.1 at epoch 3), "
+        "and the cosine schedule then decays from there to epoch 8 instead of 5; the weights will differ "
+        "from those of a run of either length")

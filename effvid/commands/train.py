@@ -11,6 +11,7 @@ run in RUN with its own saved configuration.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import signal
@@ -22,9 +23,15 @@ from pathlib import Path
 
 from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
 from ..errors import BadValue, did_you_mean
-from ..training.config import CHOICES, TrainConfig
+from ..training.config import CHOICES, OPTIMIZER_DEFAULTS, TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
-from ..training.recipes import RECIPES, recipe_values
+from ..training.recipes import RECIPES, number_text, recipe_values
+
+
+def _optimizer_default(key: str) -> str:
+    return "(default: " + ", ".join(f"{number_text(values[key])} with --optimizer {name}"
+                                    for name, values in OPTIMIZER_DEFAULTS.items()) + ")"
+
 
 HELP = {
     "data": "class-folder root (root/<class>/<video>, optionally with train/ and val/), a list "
@@ -82,9 +89,11 @@ HELP = {
     "optimizer": "sgd: SGD with momentum (TSM's recipes); adamw: AdamW (faster from scratch)",
     "epochs": "training epochs",
     "batch_size": "clips per step (per process under torchrun)",
-    "lr": "learning rate after warm-up (of the backbone; the classifier's: x --fc-lr-mult)",
+    "lr": "learning rate after warm-up (of the backbone; the classifier's: x --fc-lr-mult) "
+          + _optimizer_default("lr"),
     "momentum": "SGD's momentum",
-    "weight_decay": "weight decay of the weights (not of BatchNorm parameters and biases)",
+    "weight_decay": "weight decay of the weights (not of BatchNorm parameters and biases) "
+                    + _optimizer_default("weight_decay"),
     "clip_grad": "clip the gradients' total L2 norm to this; 0: no clipping",
     "schedule": "cosine: decay to 0 over the epochs after warm-up; step: x0.1 at each of --lr-steps",
     "lr_steps": "epochs after which --schedule step multiplies the learning rate by 0.1",
@@ -157,6 +166,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, f.name, None)
         if value is not None:
             values[f.name] = value
+    warmup = values.get("warmup_epochs") or 0
+    if args.epochs is not None and args.warmup_epochs is None and warmup > args.epochs:
+        # the warm-up of a saved configuration or recipe: "warmup_epochs=3.0 must be in [0,
+        # epochs=2]" named neither the flag given nor where the 3 came from
+        fix = (f"give --epochs {math.ceil(warmup)} or more" if args.resume else
+               f"give --warmup-epochs {args.epochs} or less too, or --epochs {math.ceil(warmup)} or more")
+        where = "the run's" if args.resume else f"{base}'s" if base else "the recipe's"
+        raise ValueError(f"--epochs {args.epochs} ends inside {where} warm-up of {warmup:g} epochs "
+                         f"(warmup_epochs): {fix}")
     return TrainConfig.from_dict(values)
 
 

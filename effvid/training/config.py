@@ -29,15 +29,19 @@ INPUT_PATHS = ("data", "val_data", "data_root", "val_data_root", "classes", "ima
 RESUMABLE_CHANGES = ("data", "val_data", "data_root", "val_data_root", "classes", "imagenet_weights",
                      "init_weights", "epochs", "output", "workers", "worker_timeout", "device", "amp_dtype", "resume",
                      "overwrite", "progress")
-# Fields whose default (None) a run decides when it starts, from its data or --init-weights;
-# config.json holds the decision, which a resume keeps (TrainConfig.with_run_decisions), and
+# Fields whose default (None) a run decides when it starts, from its data, --init-weights or
+# --optimizer; config.json holds the decision, which a resume keeps (TrainConfig.with_run_decisions), and
 # under its key DECIDED_KEY the names of those decided, not given: a new run from the file
 # (--config) decides them again, for its own data (TrainConfig.load's redecide)
-DECIDED_AT_START = ("flip", "fc_lr_mult")
+DECIDED_AT_START = ("flip", "fc_lr_mult", "lr", "weight_decay")
 DECIDED_KEY = "decided"
 # fc_lr_mult for a new classifier (TSM's 5x from ImageNet; its bias gets 2x that). A classifier
 # that --init-weights brings trained on the run's classes learns at 1x, as in the official code.
 NEW_CLASSIFIER_LR_MULT = 5.0
+# lr and weight_decay when not given: TSM's SGD settings, and AdamW's usual ones (SGD's 0.01
+# with Adam wrecked ImageNet weights, and its decoupled decay of 5e-4 is next to none)
+OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.01, "weight_decay": 5e-4},
+                      "adamw": {"lr": 1e-3, "weight_decay": 0.05}}
 
 
 @dataclass
@@ -75,9 +79,9 @@ class TrainConfig:
     optimizer: str = "sgd"         # "sgd" (TSM's recipe) or "adamw" (faster from scratch)
     epochs: int = 50
     batch_size: int = 8
-    lr: float = 0.01
+    lr: float | None = None         # None: the optimizer's (OPTIMIZER_DEFAULTS), decided at start
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None  # None: the optimizer's, as lr
     clip_grad: float | None = 20.0
     # classifier weight LR multiplier (its bias gets 2x this); None: NEW_CLASSIFIER_LR_MULT,
     # or 1 when --init-weights keeps its classifier (decided when the run starts)
@@ -130,7 +134,7 @@ class TrainConfig:
             bad("scale_size", "must be >= 1")
         if self.scale_size is not None and self.scale_size < self.size:  # the centre crop is cut from it
             bad("scale_size", f"must be at least the crop size ({self.size})")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             bad("lr", "must be > 0")
         if not 0 <= self.dropout < 1:
             bad("dropout", "must be in [0, 1)")
@@ -145,7 +149,7 @@ class TrainConfig:
             bad("workers", "must be >= 0")
         if self.worker_timeout < 0:
             bad("worker_timeout", "must be >= 0 (0: wait forever)")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             bad("weight_decay", "must be >= 0")
         if not self.crop_scales or not all(0 < c <= 1 for c in self.crop_scales):
             bad("crop_scales", "must be fractions in (0, 1]")
@@ -241,6 +245,11 @@ class TrainConfig:
         started, whatever its data would decide now."""
         decided = {k: saved[k] for k in DECIDED_AT_START if getattr(self, k) is None and saved.get(k) is not None}
         return replace(self, **decided)
+
+    def with_optimizer_defaults(self) -> "TrainConfig":
+        """This configuration with its optimizer's lr and weight_decay where they are None."""
+        defaults = OPTIMIZER_DEFAULTS[self.optimizer]
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def resume_differences(self, saved: dict, on_cpu: bool = False) -> list[str]:
         """The settings that differ from a saved run's (``saved``: its config as a dict) and

@@ -84,6 +84,7 @@ def run_seed(cfg: TrainConfig, env: DistEnv, resume: dict | None) -> int:
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (or AdamW); the new classifier learns faster (TSM: 5x weight, 10x
     bias); no weight decay on BatchNorm parameters and biases."""
+    cfg = cfg.with_optimizer_defaults()  # a run's are decided already (settle_config)
     groups = {"decay": [], "no_decay": [], "fc_weight": [], "fc_bias": []}
     fc = getattr(model, "fc", None)
     fc_params = {id(p): name for name, p in (fc.named_parameters() if fc is not None else [])}
@@ -129,6 +130,11 @@ def epochs_change_note(cfg: TrainConfig, run_epochs: int, history: list[dict], s
         return (f"{changed}: the step schedule's epochs (--lr-steps "
                 f"{' '.join(map(str, cfg.lr_steps))}) do not change; the run ends after epoch {cfg.epochs}")
     done = len(history)
+    if done < cfg.warmup_epochs:  # the rate rises as before: the change comes after the warm-up
+        return (f"{changed}: the warm-up goes on as planned (to --lr {cfg.lr:g} at epoch "
+                f"{cfg.warmup_epochs:g}), and the cosine schedule then decays from there to epoch "
+                f"{cfg.epochs} instead of {run_epochs}; the weights will differ from those of a run "
+                "of either length")
     last = history[-1]["train"].get("lr")  # the rate at the end of the last completed epoch
     now = cfg.lr * lr_factor(cfg, done * steps_per_epoch, steps_per_epoch)
     if last is None:
@@ -346,6 +352,7 @@ def settle_config(cfg: TrainConfig, resume: dict | None, out: Path,
     if saved is not None:
         cfg = cfg.with_run_decisions(saved)
         decided = [k for k in DECIDED_AT_START if k in saved.get(DECIDED_KEY, ())]
+    cfg = cfg.with_optimizer_defaults()  # a resume has its run's (with_run_decisions)
     check_run_folder(cfg, resume, env)
     if resume is None and (why := unused_val_fraction(cfg)):  # a resumed run's config may hold one
         raise ValueError(why)

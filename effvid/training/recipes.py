@@ -56,7 +56,7 @@ RECIPES = {
 }
 
 
-def _number(v) -> str:
+def number_text(v) -> str:
     """1e-4 rather than 0.0001; 0.5 and 20 as they are."""
     if isinstance(v, float) and v and abs(v) < 1e-2:
         mantissa, exponent = f"{v:e}".split("e")
@@ -81,15 +81,15 @@ def _schedule(values: dict) -> str:
 _WORDS = {
     "epochs": ("", lambda v: plural(v, "epoch")),
     "schedule": ("", None),  # with lr_steps: _schedule
-    "weight_decay": ("weight decay ", _number),
-    "dropout": ("dropout ", _number),
+    "weight_decay": ("weight decay ", number_text),
+    "dropout": ("dropout ", number_text),
     "flip": ("", lambda v: "horizontal flips" if v else "no horizontal flips"),
     "partial_bn": ("", lambda v: "partial BatchNorm" if v else "no partial BatchNorm"),
     "optimizer": ("optimizer ", str),
-    "momentum": ("momentum ", _number),
-    "clip_grad": ("gradient clip ", lambda v: "none" if v is None else _number(v)),
-    "fc_lr_mult": ("the classifier's lr x", _number),
-    "warmup_epochs": ("warm-up epochs ", _number),
+    "momentum": ("momentum ", number_text),
+    "clip_grad": ("gradient clip ", lambda v: "none" if v is None else number_text(v)),
+    "fc_lr_mult": ("the classifier's lr x", number_text),
+    "warmup_epochs": ("warm-up epochs ", number_text),
 }
 _ALWAYS_NAMED = ("epochs", "schedule", "weight_decay", "dropout", "flip", "partial_bn")
 
