@@ -21,8 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import (HelpFormatter, UserError, add_device_argument, plural, positive_int, results_file, worker_count,
-                   write_results)
+from ..cli import HelpFormatter, UserError, add_device_argument, plural, results_file, write_results
 from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
 from .views import add_view_arguments, check_views, mirrored_views_note
@@ -251,10 +250,7 @@ def register(sub) -> None:
     p.add_argument("--held-out", action="store_true",
                    help="with the DATA a run split by --val-fraction: only the videos it held out "
                         "for validation (from config.json and split.json beside the checkpoint)")
-    add_view_arguments(p)
-    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
-    p.add_argument("--workers", type=worker_count, default=2,
-                   help="decoding processes (0: decode in this one) (default: %(default)s)")
+    add_view_arguments(p)  # and --batch-size, --workers
     add_device_argument(p)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="mixed precision on a GPU, as training's (default: on; no effect on the CPU)")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli import (HelpFormatter, UserError, add_device_argument, command_line, plural, positive_int, results_file,
-                   worker_count, write_results)
+                   write_results)
 from ..errors import unread_path_hint
 from .views import add_view_arguments
 
@@ -108,10 +108,7 @@ def register(sub) -> None:
     p.add_argument("--json", nargs="?", const="-", metavar="FILE", type=json_file,
                    help="write JSON (to FILE, or to standard output with no FILE); put it after "
                    "the videos, or write --json=FILE")
-    add_view_arguments(p)
-    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
-    p.add_argument("--workers", type=worker_count, default=2,
-                   help="decoding processes (0: decode in this one) (default: %(default)s)")
+    add_view_arguments(p)  # and --batch-size, --workers
     p.add_argument("--quiet", action="store_true", help="no progress bar with --json")
     add_device_argument(p)
     p.set_defaults(func=run)

@@ -1,11 +1,11 @@
 """The test views of ``effvid eval`` and ``effvid predict``: the same options, checked the same
-way (clips x crops of each video, logits averaged)."""
+way (clips x crops of each video, logits averaged), and the same loading options."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..cli import UserError, positive_int
+from ..cli import UserError, positive_int, worker_count
 
 
 def add_view_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,9 @@ def add_view_arguments(p: argparse.ArgumentParser) -> None:
                    help="short side of the frames the crops are cut from, for any --crops (default: "
                         "as trained, or size x 256/224 rounded down with --size; --size 256 --scale-size 256 is "
                         "the original's --full_res)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: %(default)s)")
+    p.add_argument("--workers", type=worker_count, default=2,
+                   help="decoding processes (0: decode in this one) (default: %(default)s)")
 
 
 def check_views(args: argparse.Namespace, meta: dict) -> None:
