@@ -58,6 +58,12 @@ def test_fewer_epochs_than_a_saved_warm_up_names_the_flag_and_the_fix(tmp_path):
 
 
 def test_train_reports_bad_values_in_one_line(tmp_path, capsys):
+    # a setting the model refuses, named as the flag typed (it said "MobileNetV2 supports only
+    # residual shift placement"), before the data is read
+    assert main(["train", str(tmp_path / "nowhere"), "--model", "tsm_mobilenet_v2", "--shift-place", "inplace"]) == 2
+    assert capsys.readouterr().err == ("effvid train: error: argument --shift-place: must be 'residual' for "
+                                       "MobileNetV2: its blocks have no in-place rule (it is a ResNet option), "
+                                       "got inplace\n")
     assert main(["train", str(tmp_path), "--num-segments", "0"]) == 2
     # named as the flag typed, as argparse and eval's --num-segments say it
     assert capsys.readouterr().err == "effvid train: error: argument --num-segments: must be >= 1, got 0\n"

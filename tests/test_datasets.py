@@ -171,6 +171,12 @@ def test_a_video_listed_twice_is_read_once_and_said(tmp_path, index_root):
                                                     (str(index_root / "b/b0.mp4"), 1)]
     assert said == [f"note: {lst} line 4 lists b/b0.mp4 again (first on line 2), labelled 'a' there and 'b' on "
                     "line 2; each video is read once, with its first label; 2 more lines repeat a video"]
+    # a path-only line (a list of unlabelled videos, or a label forgotten): "no label", not None
+    lst.write_text("a/a0.mp4 a\na/a0.mp4\n")
+    said.clear()
+    read_list_file(lst, root=index_root, classes=["a", "b"], notice=said.append)
+    assert said == [f"note: {lst} line 2 lists a/a0.mp4 again (first on line 1), with no label there and 'a' on "
+                    "line 1; each video is read once, with its first label"]
     # a missing video listed twice is missing once
     lst.write_text("a/a0.mp4 a\nb/gone.mp4 b\nb/gone.mp4 b\n")
     missing = []

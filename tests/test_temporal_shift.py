@@ -591,6 +591,18 @@ def test_bad_model_arguments_name_the_value():
     for bad in (True, 3.0, "3"):
         with pytest.raises(ValueError, match=f"num_classes must be a positive integer, got {bad!r}"):
             effvid.create_model("tsn_resnet_tiny", num_classes=bad)
+    # a TSN takes the shift's arguments (every model takes the same), but refuses values that
+    # would change a TSM: create_model("tsn_resnet_tiny", shift_div=3000) was silently a TSN
+    for key, value in (("shift_div", 4), ("shift_direction", "causal"), ("shift_place", "inplace")):
+        with pytest.raises(ValueError, match=f"^{key} does nothing in tsn_resnet_tiny, which has no temporal "
+                                             f"shift \\(tsm_resnet_tiny has one\\), got {value!r}$"):
+            effvid.create_model("tsn_resnet_tiny", num_classes=3, **{key: value})
+    assert effvid.create_model("tsn_resnet_tiny", num_classes=3, shift_div=8, shift_place="residual")
+    with pytest.raises(ValueError, match="^shift_place must be 'residual' for MobileNetV2: its blocks have no "
+                                         "in-place rule \\(it is a ResNet option\\), got 'inplace'$"):
+        effvid.create_model("tsm_mobilenet_v2", num_classes=3, shift_place="inplace")
+    with pytest.raises(ValueError, match="effvid.av.create_av_model"):
+        effvid.create_model("av")
 
 
 @pytest.mark.filterwarnings("ignore")  # torch.jit.trace deprecation / tracer warnings

@@ -107,12 +107,20 @@ def broken_link(path: str | os.PathLike) -> str | None:
     return None
 
 
+class _NamedNotFound(FileNotFoundError):
+    """str() is the message alone, which names the path: from Python, "[Errno 2] dataset source
+    not found: '/x': '/x'" said it twice."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def not_found(what: str, path: str | os.PathLike) -> FileNotFoundError:
     """The error for ``what`` ("list file") not at ``path``; a broken link is named with its
     target, as a class folder's are: a list file that was a broken link said "not found"."""
     link = broken_link(path)
     said = f"{what} {str(path)!r} is a {link}" if link else f"{what} not found: {str(path)!r}{unread_path_hint(path)}"
-    return FileNotFoundError(errno.ENOENT, said, str(path))
+    return _NamedNotFound(errno.ENOENT, said, str(path))
 
 
 def read_text(path: Path, what: str) -> str:

@@ -222,8 +222,12 @@ def _first_of_each_video(parsed: list[tuple[int, str, str | None, int | None]], 
     if repeated and notice is not None:
         # one with another label first: one of its two labels is wrong
         (line, label), again, path, other = next((r for r in repeated if r[0][1] != r[3]), repeated[0])
-        labels = (f", labelled {other!r} there and {label!r} on line {line}; each video is read once, with "
-                  "its first label" if other != label else "; each video is read once")
+        def name(lb):  # a path-only line has none ("labelled None there")
+            return "no label" if lb is None else repr(lb)
+
+        labels = (f", {'with no label' if other is None else f'labelled {other!r}'} there and {name(label)} on "
+                  f"line {line}; each video is read once, "
+                  "with its first label" if other != label else "; each video is read once")
         more = len(repeated) - 1
         notice(f"note: {list_path} line {again} lists {path} again (first on line {line}){labels}"
                + (f"; {more:,} more {'line repeats' if more == 1 else 'lines repeat'} a video" if more else ""))

@@ -16,7 +16,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import check_positive_ints, did_you_mean
+from ..errors import BadValue, check_positive_ints, did_you_mean
 from .backbones import ARCHS, build_backbone
 from .recognizer import Recognizer
 from .weights import load_model, save_weights
@@ -39,9 +39,19 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model by name; keyword arguments go to its factory."""
+    """Build a registered model by name; keyword arguments go to its factory.
+
+    Every recogniser (``tsm_<arch>``, ``tsn_<arch>``; :func:`list_models`) takes the keyword
+    arguments of :func:`build_recognizer`: ``num_classes`` (400), ``num_segments`` (8),
+    ``dropout`` (0.5), ``partial_bn`` (False), ``imagenet_weights`` (a local torchvision file,
+    loaded before the shift is inserted), and the shift's ``shift_div`` (8),
+    ``shift_direction`` ("bidirectional" or "causal") and ``shift_place`` ("residual" or
+    "inplace"), which a ``tsn_`` model refuses at other values than these defaults.
+    The audio-visual model is not in this registry: :func:`effvid.av.create_av_model` builds it."""
     if name not in _REGISTRY:
         hint, available = did_you_mean(name, list_models()), f"available: {', '.join(list_models())}"
+        if name.lower() == "av":
+            hint = "the audio-visual model is built by effvid.av.create_av_model, not create_model"
         raise ValueError(f"unknown model {name!r}; " + (f"{hint} ({available})" if hint else available))
     return _REGISTRY[name](**kwargs)
 
@@ -66,6 +76,17 @@ def build_recognizer(
         raise ValueError(f"shift_direction must be one of {DIRECTIONS} and shift_place one of "
                          f"{PLACEMENTS}, got {shift_direction!r}, {shift_place!r}")
     _check_fold_div(shift_div, shift_direction, "shift_div")
+    if not shift:  # the same arguments for every model, but a TSN's shift settings would do nothing
+        defaults = {k: p.default for k, p in inspect.signature(build_recognizer).parameters.items()}
+        given = {"shift_div": shift_div, "shift_direction": shift_direction, "shift_place": shift_place}
+        for key, value in given.items():
+            if value != defaults[key]:
+                raise BadValue(key, value, f"does nothing in tsn_{arch}, which has no temporal shift "
+                               f"(tsm_{arch} has one)")
+    elif shift_place == "inplace" and arch == "mobilenet_v2":
+        # MobileNetV2's shift sits in the expansion conv of its residual blocks, as the paper's
+        raise BadValue("shift_place", shift_place, "must be 'residual' for MobileNetV2: its blocks "
+                       "have no in-place rule (it is a ResNet option)")
     backbone, dim = build_backbone(
         arch, num_segments=num_segments, shift=shift, shift_div=shift_div,
         shift_direction=shift_direction, shift_place=shift_place,
