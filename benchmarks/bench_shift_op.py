@@ -88,10 +88,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=repetitions, default=9)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--segments", type=int, default=8)
-    p.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES))
+    p.add_argument("--segments", type=repetitions, default=8, help="frames per clip, T (default: 8)")
+    p.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES), metavar="NTxCxHxW",
+                   help="activation shapes N*T x C x H x W; N*T a multiple of --segments, C of 8 "
+                        f"(default: {' '.join(DEFAULT_SHAPES)})")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = p.parse_args(argv)
+    for spec in args.shapes:
+        dims = spec.split("x")
+        if len(dims) != 4 or not all(d.isdigit() and int(d) > 0 for d in dims):
+            p.error(f"--shapes: expected N*TxCxHxW, four positive whole numbers, got {spec!r}")
+        if int(dims[0]) % args.segments:
+            p.error(f"--shapes {spec}: N*T={dims[0]} must be a multiple of --segments {args.segments}")
+        if int(dims[1]) < 8:
+            p.error(f"--shapes {spec}: C={dims[1]} must be at least 8 (the shift moves C // 8 channels each way)")
     check_device(p, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
