@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,8 +27,9 @@ from effvid.cli import main
 from effvid.data import build_dataset, probe_video, read_all_frames, write_video
 from effvid.data.datasets import BadSample, scan_class_folders
 from effvid.data.files import broken_link
-from effvid.data.prepare import REPORT_NAME, output_size, part_path, prepare_video
+from effvid.data.prepare import REPORT_NAME, output_size, part_path, prepare_folder, prepare_video
 from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError
+from effvid.errors import BadValue
 
 from conftest import FPS, N_FRAMES, damage_packets
 
@@ -426,3 +428,65 @@ def test_a_stopped_run_leaves_no_partial_video_and_a_rerun_finishes(tmp_path, st
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.startswith(f"prepared {8 - len(done)} of 8 videos in ")
     assert [probe_video(p).num_frames for p in sorted(dst.glob("*.mp4"))] == [240] * 8
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--short-side", "1", "must be >= 2 (the sides are made even), got 1"),
+    ("--short-side", "0", "must be >= 1, got 0"),
+    ("--keyframe-interval", "0", "must be > 0, got 0"),
+    ("--keyframe-interval", "inf", "must be > 0, got inf"),
+    ("--fps", "0.0001", "must be >= 0.001 (a frame every 1000 s), got 0.0001"),
+    ("--crf", "52", "must be 0 to 51, got 52"),
+    ("--workers", "-1", "must be >= 0, got -1"),
+])
+def test_flags_out_of_bounds_are_refused_before_anything_is_written(tmp_path, capsys, flag, value, says):
+    # --short-side 1 passed the parser; the library refused it at the first video, in its own
+    # names, after DST had its list files and a "not finished" report
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "a.mp4", named_frames(8, 48, 64), fps=8)
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", str(src), str(dst), flag, value, "--quiet"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"effvid prepare: error: argument {flag}: {says}"
+    assert not dst.exists()
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("short_side", 1, "short_side must be an integer >= 2 (the sides are made even), got 1"),
+    ("keyframe_interval", float("inf"), "keyframe_interval must be a finite number of seconds > 0, got inf"),
+    ("crf", 2.5, "crf must be an integer from 0 to 51, got 2.5"),
+    ("fps", 0, "fps must be None or a number >= 0.001, got 0"),
+])
+def test_library_settings_out_of_bounds_are_named_one_at_a_time(tmp_path, setting, value, says):
+    src, dst = write_video(tmp_path / "src" / "a.mp4", named_frames(8, 48, 64), fps=8), tmp_path / "dst"
+    with pytest.raises(BadValue) as e:
+        prepare_video(src, dst / "a.mp4", **{setting: value})
+    assert (str(e.value), e.value.name) == (says, setting)
+    with pytest.raises(BadValue, match=f"^{re.escape(says)}$"):
+        prepare_folder(src.parent, dst, **{setting: value})
+    assert not dst.exists()
+
+
+def test_a_keyframe_interval_longer_than_the_video_gives_one_keyframe(tmp_path):
+    # it overflowed the encoder's GOP size, a traceback
+    src = write_video(tmp_path / "a.mp4", named_frames(8, 48, 64), fps=8)
+    info = prepare_video(src, tmp_path / "out.mp4", short_side=32, keyframe_interval=1e12)
+    assert info.num_frames == 8 and keyframe_times(info.path) == [0.0]
+
+
+def test_prepare_under_torchrun_is_refused(tmp_path, capsys, monkeypatch):
+    # torchrun --nproc-per-node 2 ran two runs writing the same DST ("prepared 64 of 64" and
+    # "prepared 30 of 64 (34 already there)")
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "a.mp4", named_frames(8, 48, 64), fps=8)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert main(["prepare", str(src), str(dst), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "effvid prepare: error: prepare runs in one process, which starts --workers processes itself; "
+        "under torchrun (WORLD_SIZE=2) each process wrote the same DST: run it without torchrun "
+        f"(effvid prepare {src} {dst} --workers N)\n")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the others exit quietly, with the same status
+    assert main(["prepare", str(src), str(dst), "--quiet"]) == 2
+    assert capsys.readouterr().err == ""
+    assert not dst.exists()

@@ -24,6 +24,7 @@ import filecmp
 import json
 import math
 import multiprocessing
+import numbers
 import os
 import shutil
 import signal
@@ -39,7 +40,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from ..errors import not_a_regular_file, plural
+from ..errors import BadValue, not_a_regular_file, plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .files import broken_link, find_files
 from .video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, VideoInfo, av_reason,
@@ -83,6 +84,33 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     if scale == 1.0:  # kept: an odd side loses its last row or column
         return max(2, width - width % 2), max(2, height - height % 2)
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+# The lowest fps: the rate is kept as a fraction with a denominator up to 1001 (30000/1001), and a
+# lower one came out as 0 frames a second.
+MIN_FPS = 0.001
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_settings(*, short_side, keyframe_interval, crf, fps) -> None:
+    """Refuse a setting of :func:`prepare_video` out of its bounds, naming it; ``effvid prepare``
+    refuses its flags so before anything is written (a short side of 1 was found by the first
+    video, after DST was made)."""
+    if not _integer(short_side) or short_side < 2:
+        raise BadValue("short_side", short_side, "must be an integer >= 2 (the sides are made even)")
+    if not _finite_number(keyframe_interval) or keyframe_interval <= 0:
+        raise BadValue("keyframe_interval", keyframe_interval, "must be a finite number of seconds > 0")
+    if not _integer(crf) or not 0 <= crf <= 51:
+        raise BadValue("crf", crf, "must be an integer from 0 to 51")
+    if fps is not None and (not _finite_number(fps) or fps < MIN_FPS):
+        raise BadValue("fps", fps, f"must be None or a number >= {MIN_FPS}")
 
 
 def part_path(dst: str | os.PathLike) -> Path:
@@ -289,7 +317,8 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
     rate = Fraction(fps_out if fps_out else (source.average_rate or info.fps)).limit_denominator(1001)
     constant = ext in _CONSTANT_RATE
     time_base = Fraction(1, 1) / rate if constant else (source.time_base or Fraction(1, 90000))
-    gop = max(1, round(keyframe_interval * float(rate)))
+    # an int the encoders take (a --keyframe-interval longer than the video: one keyframe)
+    gop = max(1, round(min(keyframe_interval * float(rate), 2**31 - 1)))
     sound = container.streams.audio[0] if audio and container.streams.audio else None
 
     with av.open(str(tmp), mode="w") as out:
@@ -353,9 +382,7 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     ext = dst.suffix.lower()
     if ext not in _ENCODERS:
         raise ValueError(f"cannot write {str(dst)!r}: expected one of {', '.join(_ENCODERS)}")
-    if short_side < 2 or keyframe_interval <= 0 or (fps is not None and fps <= 0):
-        raise ValueError(f"short_side must be >= 2, keyframe_interval and fps > 0; got {short_side}, "
-                         f"{keyframe_interval}, {fps}")
+    check_settings(short_side=short_side, keyframe_interval=keyframe_interval, crf=crf, fps=fps)
     container = open_video(src, "SLICE")
     main_video_stream(container).codec_context.thread_count = 1
     tmp = part_path(dst)
@@ -596,6 +623,7 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
     results as they come (a progress bar). ``dst/effvid-prepare-report.txt`` records the
     settings and the outcome.
     """
+    check_settings(short_side=short_side, keyframe_interval=keyframe_interval, crf=crf, fps=fps)
     check_folders(src, dst)
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
