@@ -490,3 +490,35 @@ def test_prepare_under_torchrun_is_refused(tmp_path, capsys, monkeypatch):
     assert main(["prepare", str(src), str(dst), "--quiet"]) == 2
     assert capsys.readouterr().err == ""
     assert not dst.exists()
+
+
+def stop_after(count: int):
+    """A ``progress`` for prepare_folder that stops the run (as Ctrl-C does) once ``count``
+    videos are done."""
+    def progress(results, total):
+        results = iter(results)
+        for _ in range(count):
+            yield next(results)
+        raise KeyboardInterrupt
+    return progress
+
+
+def test_an_overwrite_with_new_settings_stopped_midway_is_finished_with_them(tmp_path, capsys):
+    # The report named the new settings from the start, and the copies of the old ones were
+    # still there: a rerun said "prepared 0 of 230 videos (224 already there)", "finished",
+    # and effvid check found 185 videos at 32x32 and 39 at 16x16
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for k in range(5):
+        write_video(src / "jump" / f"v{k}.mp4", named_frames(8, 48, 64), fps=8)
+    prepare_folder(src, dst, short_side=32)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_folder(src, dst, short_side=16, overwrite=True, progress=stop_after(1))
+    assert "status: not finished" in (dst / REPORT_NAME).read_text()
+    assert [probe_video(p).height for p in sorted(dst.glob("jump/*.mp4"))] == [16]  # no 32 left
+    assert main(["prepare", str(src), str(dst), "--short-side", "16", "--quiet", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.startswith("prepared 4 of 5 videos in ")
+    assert "status: finished" in (dst / REPORT_NAME).read_text()
+    assert [probe_video(p).height for p in sorted(dst.glob("jump/*.mp4"))] == [16] * 5
+    # and the old settings are refused now, as for any copy with other settings
+    assert main(["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]) == 2
+    assert "holds 5 videos prepared with other settings: short_side 16 (now 32)" in capsys.readouterr().err

@@ -616,7 +616,9 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
 
     ``workers`` processes (0: in this one). A video whose copy exists is skipped unless
     ``overwrite``; a rerun after an interruption thus finishes the job, and a rerun with other
-    settings than those ``dst``'s report names is refused (``overwrite`` redoes every video).
+    settings than those ``dst``'s report names is refused (``overwrite`` redoes every video,
+    first removing the copies when the settings are not the report's, so that every copy in
+    ``dst`` is always made with the settings its report names).
     An unreadable video is copied unchanged (so that ``dst`` reads as ``src``: training skips and
     counts it) and listed; a rerun tries it again. A broken link (a video or an annotation file)
     is made again in ``dst``, pointing where it points, and listed. ``progress(iterable, total)`` may wrap the
@@ -655,6 +657,12 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
         raise ValueError(f"{str(dst)!r} holds {plural(len(done), 'video')} prepared with other settings: "
                          f"{changed} ({summary.report}): rerun with those to finish it, or add "
                          "--overwrite to redo every video")
+    if overwrite and previous != settings:
+        # Removed before the report names the new settings: a run stopped midway left copies of
+        # the old ones, which a rerun counted as done (a copy of two sizes, reported finished).
+        for _, target in videos:
+            if target.is_file() or target.is_symlink():
+                target.unlink()
     dst.mkdir(parents=True, exist_ok=True)
     _write_report(summary, finished=False)
     for path, target in list(summary.copied):
