@@ -1,11 +1,13 @@
 """``effvid prepare SRC DST``: a copy of a video collection made for training.
 
-Every video under SRC is re-encoded to the same path and name under DST: short side 256 pixels
+Every video under SRC is re-encoded to the same path and name under DST (.mpg, .mpeg, .ts, .mts,
+.m2ts, .3gp, .flv, .wmv and .asf videos as mp4, named NAME.mp4): short side 256 pixels
 (TSM's scale size; never enlarged), a keyframe every second (so that reading a clip's 8 frames
 seeks near each one instead of decoding seconds of video), the rotation applied to the pixels,
 the timestamps and the audio kept. List files, class files, Kinetics' CSV and
-Something-Something's JSON (.txt, .csv, .json, .lst) are copied as they are, so DST is given to
-effvid train as SRC was. This replaces extracting frames to folders of images.
+Something-Something's JSON (.txt, .csv, .json, .lst) are copied as they are (a list file with
+the new names of the videos copied as mp4), so DST is given to effvid train as SRC was. This
+replaces extracting frames to folders of images.
 
 Long runs: --workers processes; each video appears under its name only when complete, so a run
 stopped by Ctrl-C is finished by running the same command again (videos already there are
@@ -96,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"copied {len(summary.copied):,} annotation file(s)"
           + (f"; left out {len(summary.left_out):,} other file(s), e.g. {summary.left_out[0]}"
              if summary.left_out else ""))
+    if summary.renamed:  # a container prepare does not write, or .mpg (see effvid.data.prepare.copy_name)
+        source, copy = summary.renamed[0]
+        print(f"  {len(summary.renamed):,} video(s) copied as .mp4 under a new name, e.g. {source} -> {copy}"
+              + (f"; rewrote {len(summary.rewritten):,} list file(s) with the new names"
+                 if summary.rewritten else ""))
     full_list = f"all in {summary.report}"
     if summary.skipped:
         print(bad_videos_report(summary.skipped, when=", copied unchanged", verb="found", full_list=full_list))
