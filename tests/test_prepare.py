@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,10 +27,11 @@ from effvid.cli import main
 from effvid.data import build_dataset, probe_video, read_all_frames, write_video
 from effvid.data.datasets import BadSample, scan_class_folders
 from effvid.data.files import broken_link
-from effvid.data.prepare import REPORT_NAME, output_size, part_path, prepare_video
+from effvid.data.prepare import REPORT_NAME, output_size, part_path, prepare_folder, prepare_video
 from effvid.data.video import MAX_BAD_PACKETS, VideoDecodeError
+from effvid.errors import BadValue
 
-from conftest import FPS, N_FRAMES, damage_packets
+from conftest import FPS, N_FRAMES, damage_packets, mpeg_level, write_mpeg_program_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -426,3 +428,217 @@ def test_a_stopped_run_leaves_no_partial_video_and_a_rerun_finishes(tmp_path, st
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.startswith(f"prepared {8 - len(done)} of 8 videos in ")
     assert [probe_video(p).num_frames for p in sorted(dst.glob("*.mp4"))] == [240] * 8
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--short-side", "1", "must be >= 2 (the sides are made even), got 1"),
+    ("--short-side", "0", "must be >= 1, got 0"),
+    ("--keyframe-interval", "0", "must be > 0, got 0"),
+    ("--keyframe-interval", "inf", "must be > 0, got inf"),
+    ("--fps", "0.0001", "must be >= 0.001 (a frame every 1000 s), got 0.0001"),
+    ("--crf", "52", "must be 0 to 51, got 52"),
+    ("--workers", "-1", "must be >= 0, got -1"),
+])
+def test_flags_out_of_bounds_are_refused_before_anything_is_written(tmp_path, capsys, flag, value, says):
+    # --short-side 1 passed the parser; the library refused it at the first video, in its own
+    # names, after DST had its list files and a "not finished" report
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "a.mp4", named_frames(8, 48, 64), fps=8)
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", str(src), str(dst), flag, value, "--quiet"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"effvid prepare: error: argument {flag}: {says}"
+    assert not dst.exists()
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("short_side", 1, "short_side must be an integer >= 2 (the sides are made even), got 1"),
+    ("keyframe_interval", float("inf"), "keyframe_interval must be a finite number of seconds > 0, got inf"),
+    ("crf", 2.5, "crf must be an integer from 0 to 51, got 2.5"),
+    ("fps", 0, "fps must be None or a number >= 0.001, got 0"),
+])
+def test_library_settings_out_of_bounds_are_named_one_at_a_time(tmp_path, setting, value, says):
+    src, dst = write_video(tmp_path / "src" / "a.mp4", named_frames(8, 48, 64), fps=8), tmp_path / "dst"
+    with pytest.raises(BadValue) as e:
+        prepare_video(src, dst / "a.mp4", **{setting: value})
+    assert (str(e.value), e.value.name) == (says, setting)
+    with pytest.raises(BadValue, match=f"^{re.escape(says)}$"):
+        prepare_folder(src.parent, dst, **{setting: value})
+    assert not dst.exists()
+
+
+def test_a_keyframe_interval_longer_than_the_video_gives_one_keyframe(tmp_path):
+    # it overflowed the encoder's GOP size, a traceback
+    src = write_video(tmp_path / "a.mp4", named_frames(8, 48, 64), fps=8)
+    info = prepare_video(src, tmp_path / "out.mp4", short_side=32, keyframe_interval=1e12)
+    assert info.num_frames == 8 and keyframe_times(info.path) == [0.0]
+
+
+def test_prepare_under_torchrun_is_refused(tmp_path, capsys, monkeypatch):
+    # torchrun --nproc-per-node 2 ran two runs writing the same DST ("prepared 64 of 64" and
+    # "prepared 30 of 64 (34 already there)")
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "a.mp4", named_frames(8, 48, 64), fps=8)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert main(["prepare", str(src), str(dst), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "effvid prepare: error: prepare runs in one process, which starts --workers processes itself; "
+        "under torchrun (WORLD_SIZE=2) each process wrote the same DST: run it without torchrun "
+        f"(effvid prepare {src} {dst} --workers N)\n")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the others exit quietly, with the same status
+    assert main(["prepare", str(src), str(dst), "--quiet"]) == 2
+    assert capsys.readouterr().err == ""
+    assert not dst.exists()
+
+
+def stop_after(count: int):
+    """A ``progress`` for prepare_folder that stops the run (as Ctrl-C does) once ``count``
+    videos are done."""
+    def progress(results, total):
+        results = iter(results)
+        for _ in range(count):
+            yield next(results)
+        raise KeyboardInterrupt
+    return progress
+
+
+def test_an_overwrite_with_new_settings_stopped_midway_is_finished_with_them(tmp_path, capsys):
+    # The report named the new settings from the start, and the copies of the old ones were
+    # still there: a rerun said "prepared 0 of 230 videos (224 already there)", "finished",
+    # and effvid check found 185 videos at 32x32 and 39 at 16x16
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for k in range(5):
+        write_video(src / "jump" / f"v{k}.mp4", named_frames(8, 48, 64), fps=8)
+    prepare_folder(src, dst, short_side=32)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_folder(src, dst, short_side=16, overwrite=True, progress=stop_after(1))
+    assert "status: not finished" in (dst / REPORT_NAME).read_text()
+    assert [probe_video(p).height for p in sorted(dst.glob("jump/*.mp4"))] == [16]  # no 32 left
+    assert main(["prepare", str(src), str(dst), "--short-side", "16", "--quiet", "--workers", "0"]) == 0
+    assert capsys.readouterr().out.startswith("prepared 4 of 5 videos in ")
+    assert "status: finished" in (dst / REPORT_NAME).read_text()
+    assert [probe_video(p).height for p in sorted(dst.glob("jump/*.mp4"))] == [16] * 5
+    # and the old settings are refused now, as for any copy with other settings
+    assert main(["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]) == 2
+    assert "holds 5 videos prepared with other settings: short_side 16 (now 32)" in capsys.readouterr().err
+
+
+def test_videos_in_containers_prepare_does_not_write_are_copied_as_mp4_and_listed_so(tmp_path, capsys):
+    # A .ts (or .mts, .m2ts, .3gp, .flv, .wmv, .asf) stopped the whole run at the first one:
+    # "cannot write 'a/ok.ts'"; an .mpg was copied as an MPEG program stream, which is read by
+    # counting its frames from its start, so its new keyframes did not speed reading it up
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    n = 16
+    write_video(src / "jump" / "a.ts", named_frames(n, 48, 64), fps=8, codec="libx264")  # B-frames
+    write_mpeg_program_stream(src / "jump" / "b.mpg", 75, b_frames=2)  # some frames mistimed by FFmpeg
+    write_video(src / "run" / "c.flv", named_frames(n, 48, 64), fps=8, codec="flv")
+    write_video(src / "run" / "d.mp4", named_frames(n, 48, 64), fps=8)
+    (src / "train.txt").write_text("jump/a.ts 1\r\n  jump/b.mpg 75 1\r\n# jump/a.ts 1\r\nrun/c.flv 2\r\n"
+                                   "run/d.mp4 2\r\n")
+    (src / "testlist.txt").write_text("jump/a.ts\nrun/c.flv\n")  # paths alone (UCF101's)
+    (src / "absolute.txt").write_text(f"{src / 'jump/a.ts'} 1\n")  # names the original, still there
+    (src / "classInd.txt").write_text("1 jump\n2 run\n")
+    args = ["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("prepared 4 of 4 videos in ")
+    assert out[1:3] == ["copied 4 annotation file(s)",
+                        f"  3 video(s) copied as .mp4 under a new name, e.g. {src / 'jump/a.ts'} -> "
+                        f"{dst / 'jump/a.mp4'}; rewrote 2 list file(s) with the new names"]
+    written = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert written == sorted([REPORT_NAME, "absolute.txt", "classInd.txt", "testlist.txt", "train.txt",
+                              "jump/a.mp4", "jump/b.mp4", "run/c.mp4", "run/d.mp4"])
+    assert (dst / "train.txt").read_text() == ("jump/a.mp4 1\n  jump/b.mp4 75 1\n# jump/a.ts 1\nrun/c.mp4 2\n"
+                                               "run/d.mp4 2\n")
+    assert (dst / "train.txt").read_bytes().count(b"\r\n") == 5  # its line ends kept
+    assert (dst / "testlist.txt").read_text() == "jump/a.mp4\nrun/c.mp4\n"
+    for name in ("absolute.txt", "classInd.txt"):
+        assert (dst / name).read_bytes() == (src / name).read_bytes()
+    for video, seconds in (("jump/a.mp4", 2), ("jump/b.mp4", 3), ("run/c.mp4", 2)):
+        with av.open(str(dst / video)) as c:
+            assert "mp4" in c.format.name and c.streams.video[0].codec_context.name == "h264"
+        start = frame_times(dst / video)[0]  # the .ts starts at 0.25 s, and its copy too
+        assert set(range(seconds)) <= {round(t - start, 4) for t in keyframe_times(dst / video)}
+    # the frames as read_frames reads the originals: in order, each at its time
+    for video in ("jump/a.mp4", "run/c.mp4"):
+        times = frame_times(dst / video)
+        assert [round(t - times[0], 4) for t in times] == [i / 8 for i in range(n)]
+        assert frame_numbers(read_all_frames(dst / video), n) == list(range(n))
+    assert frame_times(dst / "jump/b.mp4") == [round(i / 25, 4) for i in range(75)]  # FFmpeg's went back
+    levels = read_all_frames(dst / "jump/b.mp4").float().mean(dim=(1, 2, 3))
+    assert (levels - torch.tensor([mpeg_level(i) for i in range(75)])).abs().max() < 2
+    report = (dst / REPORT_NAME).read_text().splitlines()
+    assert report[4] == ("videos copied as .mp4 under a new name (NAME.mp4 for NAME.mpg, NAME.ts, ...): 3; "
+                         "list files rewritten with the new names: 2")
+    assert report[-3:] == ["list files rewritten with the new names:", f"  {src / 'testlist.txt'}",
+                           f"  {src / 'train.txt'}"]
+
+    # the list file trains on the copies, and effvid check finds every one of them
+    dataset = build_dataset(dst / "train.txt", split="all", num_segments=4, train=False, size=32)
+    assert [s.path for s in dataset.samples] == [str(dst / v) for v in (
+        "jump/a.mp4", "jump/b.mp4", "run/c.mp4", "run/d.mp4")]
+    assert dataset.classes == ["jump", "run"] and dataset[1]["video"].shape == (4, 3, 32, 32)
+    assert main(["check", str(dst / "train.txt"), "--json", str(tmp_path / "check.json"), "--quiet"]) == 0
+    found = json.loads((tmp_path / "check.json").read_text())
+    assert found["missing"] == [] and found["unreadable"] == []
+    capsys.readouterr()
+
+    # a rerun finds them there; an .mpg copy an earlier effvid wrote as .mpg is replaced, not kept
+    # beside the .mp4 (class folders would read both)
+    (dst / "jump/b.mp4").rename(dst / "jump/b.mpg")
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("prepared 1 of 4 videos in ")
+    assert sorted(p.name for p in (dst / "jump").iterdir()) == ["a.mp4", "b.mp4"]
+    # prepare_video writes the containers it names; the others it refuses, saying what prepare does
+    with pytest.raises(ValueError, match=re.escape(f"cannot write {str(tmp_path / 'x.mpg')!r}: expected one "
+                                                   "of .mp4, .m4v, .mov, .mkv, .webm, .avi (effvid prepare "
+                                                   "writes a .mpg video as NAME.mp4)")):
+        prepare_video(src / "run/d.mp4", tmp_path / "x.mpg")
+
+
+def test_two_videos_whose_copies_would_share_a_name_are_refused_naming_both(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for name in ("x.ts", "x.mp4", "y.mts", "y.m2ts"):
+        write_video(src / "a" / name, named_frames(8, 48, 64), fps=8, codec="libx264")
+    assert main(["prepare", str(src), str(dst), "--short-side", "32", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"effvid prepare: error: {str(src / 'a/x.mp4')!r} and {str(src / 'a/x.ts')!r} would both be "
+        f"copied to {str(dst / 'a/x.mp4')!r} (a .ts video is written as .mp4); 1 more pair of videos "
+        "too: rename one of them, and the list files that name it\n")
+    assert not dst.exists()
+
+
+def test_an_unreadable_or_linked_video_copied_as_mp4_is_named_so_and_tried_again(tmp_path, capsys):
+    # the copies of the videos that could not be prepared take the same new names, so that the
+    # list files, rewritten with them, still name them, and a rerun tries them again
+    src, dst, moved = tmp_path / "src", tmp_path / "dst", tmp_path / "moved"
+    write_video(src / "jump" / "a.mp4", named_frames(8, 48, 64), fps=8)
+    (src / "jump" / "bad.ts").write_bytes(b"not a video" * 100)
+    os.symlink(moved / "gone.wmv", src / "jump" / "gone.wmv")
+    (src / "all.txt").write_text("jump/a.mp4 0\njump/bad.ts 0\njump/gone.wmv 0\n")
+    args = ["prepare", str(src), str(dst), "--short-side", "32", "--quiet", "--workers", "0"]
+    assert main(args) == 1
+    assert capsys.readouterr().out.splitlines()[2:7] == [
+        f"  2 video(s) copied as .mp4 under a new name, e.g. {src / 'jump/bad.ts'} -> "
+        f"{dst / 'jump/bad.mp4'}; rewrote 1 list file(s) with the new names",
+        "  found 1 unreadable video(s), copied unchanged:",
+        f"    {src / 'jump/bad.ts'}: cannot open container (Invalid data found when processing input)",
+        "  found 1 video(s) that are broken links, made again as links:",
+        f"    {src / 'jump/gone.wmv'}: broken link to {moved / 'gone.wmv'}"]
+    assert (dst / "jump/bad.mp4").read_bytes() == (src / "jump/bad.ts").read_bytes()
+    assert broken_link(dst / "jump/gone.mp4") == f"broken link to {moved / 'gone.wmv'}"
+    assert sorted(p.name for p in (dst / "jump").iterdir()) == ["a.mp4", "bad.mp4", "gone.mp4"]
+    assert (dst / "all.txt").read_text() == "jump/a.mp4 0\njump/bad.mp4 0\njump/gone.mp4 0\n"
+    assert main(["check", str(dst / "all.txt"), "--json", str(tmp_path / "check.json"), "--quiet"]) == 1
+    found = json.loads((tmp_path / "check.json").read_text())
+    capsys.readouterr()
+    assert [v["path"] for v in found["unreadable"]] == [str(dst / "jump/bad.mp4")]
+    assert [v["path"] for v in found["missing"]] == [str(dst / "jump/gone.mp4")]
+
+    write_video(src / "jump" / "bad.ts", named_frames(8, 48, 64), fps=8, codec="libx264")  # mended
+    write_video(moved / "gone.wmv", named_frames(8, 48, 64), fps=8, codec="wmv2")  # back
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("prepared 2 of 3 videos in ")
+    for name in ("bad.mp4", "gone.mp4"):
+        assert not os.path.islink(dst / "jump" / name) and probe_video(dst / "jump" / name).height == 32

@@ -1,11 +1,13 @@
 """``effvid prepare SRC DST``: a copy of a video collection made for training.
 
-Every video under SRC is re-encoded to the same path and name under DST: short side 256 pixels
+Every video under SRC is re-encoded to the same path and name under DST (.mpg, .mpeg, .ts, .mts,
+.m2ts, .3gp, .flv, .wmv and .asf videos as mp4, named NAME.mp4): short side 256 pixels
 (TSM's scale size; never enlarged), a keyframe every second (so that reading a clip's 8 frames
 seeks near each one instead of decoding seconds of video), the rotation applied to the pixels,
 the timestamps and the audio kept. List files, class files, Kinetics' CSV and
-Something-Something's JSON (.txt, .csv, .json, .lst) are copied as they are, so DST is given to
-effvid train as SRC was. This replaces extracting frames to folders of images.
+Something-Something's JSON (.txt, .csv, .json, .lst) are copied as they are (a list file with
+the new names of the videos copied as mp4), so DST is given to effvid train as SRC was. This
+replaces extracting frames to folders of images.
 
 Long runs: --workers processes; each video appears under its name only when complete, so a run
 stopped by Ctrl-C is finished by running the same command again (videos already there are
@@ -21,9 +23,10 @@ is then 1 too.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from ..cli import HelpFormatter, nonnegative_int, plural, positive_int, worker_count
+from ..cli import HelpFormatter, UserError, command_line, nonnegative_int, plural, positive_int, worker_count
 from ..runtime import usable_cpus
 
 
@@ -34,6 +37,22 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def short_side_value(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (the sides are made even), got {value}")
+    return value
+
+
+def fps_value(text: str) -> float:
+    from ..data.prepare import MIN_FPS
+
+    value = positive_float(text)
+    if value < MIN_FPS:
+        raise argparse.ArgumentTypeError(f"must be >= {MIN_FPS} (a frame every {1 / MIN_FPS:g} s), got {text}")
     return value
 
 
@@ -58,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
     from ..training.evaluate import bad_videos_report
     from ..training.progress import progress_bar
 
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # every process wrote the same DST: one prepared the videos, the other found some there
+        raise UserError(f"prepare runs in one process, which starts --workers processes itself; under "
+                        f"torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}) each process wrote the same DST: "
+                        f"run it without torchrun ({command_line('effvid', 'prepare', args.src, args.dst)} "
+                        "--workers N)")
+
     def progress(results, total):
         return progress_bar(results, desc="prepare", unit="video", total=total)
 
@@ -72,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"copied {len(summary.copied):,} annotation file(s)"
           + (f"; left out {len(summary.left_out):,} other file(s), e.g. {summary.left_out[0]}"
              if summary.left_out else ""))
+    if summary.renamed:  # a container prepare does not write, or .mpg (see effvid.data.prepare.copy_name)
+        source, copy = summary.renamed[0]
+        print(f"  {len(summary.renamed):,} video(s) copied as .mp4 under a new name, e.g. {source} -> {copy}"
+              + (f"; rewrote {len(summary.rewritten):,} list file(s) with the new names"
+                 if summary.rewritten else ""))
     full_list = f"all in {summary.report}"
     if summary.skipped:
         print(bad_videos_report(summary.skipped, when=", copied unchanged", verb="found", full_list=full_list))
@@ -112,14 +143,14 @@ def register(sub) -> None:
     p.add_argument("src", help="the folder of the videos (class folders, or videos with their list, "
                                "split or annotation files)")
     p.add_argument("dst", help="the folder for the copy (made if needed; outside SRC)")
-    p.add_argument("--short-side", type=positive_int, default=256,
+    p.add_argument("--short-side", type=short_side_value, default=256,
                    help="short side of the frames in pixels; smaller videos keep their size (default: 256)")
     p.add_argument("--keyframe-interval", type=positive_float, default=1.0,
                    help="seconds between keyframes (default: 1.0)")
     p.add_argument("--crf", type=crf_value, default=23,
                    help="quality of H.264 (mp4, mov, mkv) and VP9 (webm): lower is better and "
                         "larger (default: 23)")
-    p.add_argument("--fps", type=positive_float,
+    p.add_argument("--fps", type=fps_value,
                    help="resample to this constant frame rate, dropping frames (videos at a lower "
                         "rate keep theirs; default: keep every frame and its timestamp)")
     p.add_argument("--no-audio", action="store_true", help="leave the audio out (default: kept)")

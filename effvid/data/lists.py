@@ -234,6 +234,23 @@ def _first_of_each_video(parsed: list[tuple[int, str, str | None, int | None]], 
     return kept
 
 
+def split_list_line(line: str, extensions: Sequence[str] = VIDEO_EXTENSIONS
+                    ) -> tuple[str, int | None, str | None] | None:
+    """``(path, num_frames, label)`` of a list file's ``line`` (stripped; not blank, not a
+    comment): a path alone (UCF101's testlist) has neither number nor label, TSM's
+    "path num_frames label" both, "path label" a label; None for a line that is none of these.
+    Paths may contain spaces: the fields are taken from the end of the line."""
+    if has_video_ext(line, extensions):
+        return line, None, None
+    parts = line.rsplit(None, 2)
+    if len(parts) == 3 and _is_int(parts[1]) and (_is_int(parts[2]) or has_video_ext(parts[0], extensions)):
+        # TSM: path num_frames label; the label may be a class name, as in 'path label'
+        # (the path ends in a video extension, so the number cannot be part of it)
+        return parts[0], int(parts[1]), parts[2]
+    parts = line.rsplit(None, 1)
+    return (parts[0], None, parts[1]) if len(parts) == 2 else None
+
+
 def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None = None,
                    classes: Sequence[str] | None = None,
                    extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
@@ -273,20 +290,13 @@ def read_list_file(list_path: str | os.PathLike, root: str | os.PathLike | None 
         if not parsed and _looks_like_header(line):  # it was read as a video "path" of class "label"
             raise ValueError(f"{where}: {line!r} looks like a header; a list file has no header line: "
                              "delete it, or start it with # (a comment)")
-        if has_video_ext(line, extensions):  # a path alone (UCF101's testlist)
-            parsed.append((lineno, line, None, None))
+        if (fields := split_list_line(line, extensions)) is None:
+            raise ValueError(f"{where}: cannot parse {raw!r} (expected 'path label' "
+                             f"or 'path num_frames label')")
+        path, nf, label = fields
+        if label is None:  # a path alone (UCF101's testlist)
+            parsed.append((lineno, path, None, None))
             continue
-        parts = line.rsplit(None, 2)
-        if len(parts) == 3 and _is_int(parts[1]) and (_is_int(parts[2]) or has_video_ext(parts[0], extensions)):
-            # TSM: path num_frames label; the label may be a class name, as in 'path label'
-            # (the path ends in a video extension, so the number cannot be part of it)
-            path, nf, label = parts[0], int(parts[1]), parts[2]
-        else:
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise ValueError(f"{where}: cannot parse {raw!r} (expected 'path label' "
-                                 f"or 'path num_frames label')")
-            path, nf, label = parts[0], None, parts[1]
         _check_fields(path, line, where, extensions)
         parsed.append((lineno, path, label, nf))
     if not parsed:

@@ -8,9 +8,10 @@ resizes to a 256-pixel short side anyway (docs/benchmarks.md). :func:`prepare_vi
 one video: short side ``short_side`` (never enlarged), a keyframe every ``keyframe_interval``
 seconds, the display rotation applied to the pixels, the timestamps kept (variable frame rates
 too), the audio re-encoded. :func:`prepare_folder` does it for every video under a folder,
-writing each to the same relative path and name, and copies the list and annotation files, so
-the copy is read as the original was. This replaces the frame extraction to folders of JPEGs
-that other toolboxes need.
+writing each to the same relative path and name (an mp4 named NAME.mp4 for the containers it
+does not write, :func:`copy_name`), and copies the list and annotation files (a list file with
+the new names), so the copy is read as the original was. This replaces the frame extraction to
+folders of JPEGs that other toolboxes need.
 
 Each video is written under a hidden temporary name beside its final one and renamed when
 complete: an interrupted run leaves no partial video under a video's name, and a rerun skips the
@@ -24,6 +25,7 @@ import filecmp
 import json
 import math
 import multiprocessing
+import numbers
 import os
 import shutil
 import signal
@@ -39,14 +41,16 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from ..errors import not_a_regular_file, plural
+from ..errors import BadValue, not_a_regular_file, plural
 from ..training.interrupts import ctrl_c_recorded, only_recorded, raise_if_interrupted
 from .files import broken_link, find_files
+from .lists import split_list_line
 from .video import (AV_ERRORS, VIDEO_EXTENSIONS, BadPackets, VideoDecodeError, VideoInfo, av_reason,
-                    decode_packet, main_video_stream, open_video, probe_open, probe_video, rewind)
+                    decode_packet, main_video_stream, open_video, probe_open, probe_video, program_stream,
+                    rewind)
 
-__all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "prepare_video",
-           "prepare_folder", "check_folders"]
+__all__ = ["ANNOTATION_EXTENSIONS", "REPORT_NAME", "PrepareSummary", "output_size", "copy_name",
+           "prepare_video", "prepare_folder", "check_folders"]
 
 # The small files that layouts need beside the videos: list files and class files (.txt, .lst),
 # Kinetics' CSV, Something-Something's JSON; UCF101's and HMDB51's split files are .txt.
@@ -63,12 +67,17 @@ _PART = ".effvid-part"  # ".<stem>.effvid-part<ext>": hidden, so datasets never 
 _ENCODERS = {
     ".mp4": ("libx264", "aac"), ".m4v": ("libx264", "aac"), ".mov": ("libx264", "aac"),
     ".mkv": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"),
-    ".avi": ("mpeg4", "mp2"), ".mpg": ("mpeg2video", "mp2"), ".mpeg": ("mpeg2video", "mp2"),
+    ".avi": ("mpeg4", "mp2"),
 }
+# Every other video's copy is an mp4 (copy_name): .ts, .mts, .m2ts, .3gp, .flv, .wmv and .asf,
+# which FFmpeg here writes only in part, and .mpg and .mpeg, as an MPEG program stream is read
+# by counting its frames from its start (effvid.data.video.program_stream), which its keyframes
+# cannot speed up; an mp4 is read by seeking to them, exactly.
+_COPIED_AS = ".mp4"
 # Containers that store a frame rate, not timestamps (and encoders that want 1/rate time bases):
 # their frames are numbered in order.
-_CONSTANT_RATE = (".avi", ".mpg", ".mpeg")
-# MPEG-2/4 quantizer (2 = best, 31 = worst). On the 720p benchmark video (at 456x256) MPEG-4 at
+_CONSTANT_RATE = (".avi",)
+# MPEG-4 part 2 quantizer (2 = best, 31 = worst). On the 720p benchmark video (at 456x256) MPEG-4 at
 # 3 is 35 dB PSNR from a lossless copy, where x264 at crf 23 is 32 dB, in a file 5x as large.
 _MPEG_QUANTIZER = 3
 # The 720p benchmark video's whole preparation took 2.7 s with veryfast, 4.7 s with x264's
@@ -83,6 +92,43 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     if scale == 1.0:  # kept: an odd side loses its last row or column
         return max(2, width - width % 2), max(2, height - height % 2)
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+# The lowest fps: the rate is kept as a fraction with a denominator up to 1001 (30000/1001), and a
+# lower one came out as 0 frames a second.
+MIN_FPS = 0.001
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_settings(*, short_side, keyframe_interval, crf, fps) -> None:
+    """Refuse a setting of :func:`prepare_video` out of its bounds, naming it; ``effvid prepare``
+    refuses its flags so before anything is written (a short side of 1 was found by the first
+    video, after DST was made)."""
+    if not _integer(short_side) or short_side < 2:
+        raise BadValue("short_side", short_side, "must be an integer >= 2 (the sides are made even)")
+    if not _finite_number(keyframe_interval) or keyframe_interval <= 0:
+        raise BadValue("keyframe_interval", keyframe_interval, "must be a finite number of seconds > 0")
+    if not _integer(crf) or not 0 <= crf <= 51:
+        raise BadValue("crf", crf, "must be an integer from 0 to 51")
+    if fps is not None and (not _finite_number(fps) or fps < MIN_FPS):
+        raise BadValue("fps", fps, f"must be None or a number >= {MIN_FPS}")
+
+
+def copy_name(name: str) -> str:
+    """The name of the copy of the video ``name`` (a path, as a string): its own, or, for a
+    container prepare does not write (see ``_COPIED_AS``), ``.mp4`` for its extension
+    ("a/x.ts": "a/x.mp4"). Anything not named like a video is returned as it is."""
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in VIDEO_EXTENSIONS and ext.lower() not in _ENCODERS:
+        return stem + _COPIED_AS
+    return name
 
 
 def part_path(dst: str | os.PathLike) -> Path:
@@ -104,7 +150,7 @@ def _video_encoder(out, codec: str, rate: Fraction, size: tuple[int, int], crf: 
     cc = stream.codec_context
     cc.thread_count = 1  # one process per CPU (workers) does the parallel work
     cc.gop_size = gop  # an upper bound; keyframes are placed by time (pict_type I)
-    if codec in ("mpeg4", "mpeg2video"):
+    if codec == "mpeg4":
         # a fixed quantizer: the bit rate is only a ceiling then
         cc.qmin = cc.qmax = _MPEG_QUANTIZER
         cc.bit_rate = 50_000_000
@@ -214,7 +260,7 @@ class _Frames:
         if self.rotation in (90, -90):  # the stored picture is the displayed one turned
             w, h = h, w
         # Video range everywhere: full-range (yuvj, greyscale) pictures are converted, as
-        # MPEG-2/4 cannot say they are full range.
+        # MPEG-4 part 2 cannot say they are full range.
         if (frame.width, frame.height) == (w, h):
             picture = self._convert.reformat(frame, format="yuv420p", dst_color_range="MPEG", threads=1)
         elif (frame.width - frame.width % 2, frame.height - frame.height % 2) == (w, h):
@@ -289,7 +335,8 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
     rate = Fraction(fps_out if fps_out else (source.average_rate or info.fps)).limit_denominator(1001)
     constant = ext in _CONSTANT_RATE
     time_base = Fraction(1, 1) / rate if constant else (source.time_base or Fraction(1, 90000))
-    gop = max(1, round(keyframe_interval * float(rate)))
+    # an int the encoders take (a --keyframe-interval longer than the video: one keyframe)
+    gop = max(1, round(min(keyframe_interval * float(rate), 2**31 - 1)))
     sound = container.streams.audio[0] if audio and container.streams.audio else None
 
     with av.open(str(tmp), mode="w") as out:
@@ -297,8 +344,10 @@ def _transcode(container, info: VideoInfo, tmp: Path, *, short_side: int, keyfra
         stream.codec_context.time_base = time_base
         frames = _Frames(stream, out, info.rotation, size, time_base, constant, info.fps,
                          keyframe_interval, fps_out, source.time_base or Fraction(1, 90000),
-                         # AVI has no presentation timestamps: FFmpeg's are made up
-                         times_from_pts=container.format.name != "avi")
+                         # AVI has no presentation timestamps (FFmpeg's are made up), and an MPEG
+                         # program stream's go back and jump: their frames are counted, as
+                         # read_frames counts them
+                         times_from_pts=container.format.name != "avi" and not program_stream(container))
         audio_out = _audio_encoder(out, audio_codec, sound) if sound is not None else None
         sound_end = _end_time(sound) if sound is not None else None
         # As read_frames and read_audio: a damaged packet loses its own frames or audio (a moment
@@ -333,15 +382,16 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
 
     The container follows ``dst``'s extension: mp4/mov/m4v/mkv get H.264 (libx264, ``crf``) and
     AAC, webm VP9 (``crf`` on VP9's scale, where 23 is high quality) and Opus, avi MPEG-4 part 2
-    and MP2, mpg/mpeg MPEG-2 and MP2 (the MPEG ones at a fixed high quality; MP2 starts the sound
-    about 5 ms late, its encoder's delay).
+    and MP2 (at a fixed high quality; MP2 starts the sound about 5 ms late, its encoder's delay).
+    Other extensions are refused: :func:`copy_name` names a video's copy.
     The picture is what :func:`read_frames` shows for ``src``: the display rotation is applied
     to the pixels (no rotation tag is written), then the short side is made ``short_side``
-    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (an AVI
-    source's frames, whose timestamps FFmpeg makes up, and AVI and MPEG-PS copies are numbered
-    at the stream's rate instead), unless ``fps``, below the video's
-    rate, resamples it to that constant rate. The first frame at or after every
-    ``keyframe_interval`` seconds is a keyframe. ``audio``: the first audio stream is kept.
+    (never enlarged; sides rounded to even numbers). Every frame keeps its timestamp (the
+    frames of an AVI source, whose timestamps FFmpeg makes up, of an MPEG program stream, whose
+    timestamps go back and jump, and of AVI copies are numbered at the stream's rate instead),
+    unless ``fps``, below the video's rate, resamples it to that constant rate. The first frame
+    at or after every ``keyframe_interval`` seconds is a keyframe. ``audio``: the first audio
+    stream is kept.
     As when the original is read, a damaged packet loses only its own frames (or audio), and a
     stream with more than ``MAX_BAD_PACKETS`` damaged packets fails the video.
 
@@ -352,10 +402,9 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, *, short_side:
     src, dst = Path(src), Path(dst)
     ext = dst.suffix.lower()
     if ext not in _ENCODERS:
-        raise ValueError(f"cannot write {str(dst)!r}: expected one of {', '.join(_ENCODERS)}")
-    if short_side < 2 or keyframe_interval <= 0 or (fps is not None and fps <= 0):
-        raise ValueError(f"short_side must be >= 2, keyframe_interval and fps > 0; got {short_side}, "
-                         f"{keyframe_interval}, {fps}")
+        raise ValueError(f"cannot write {str(dst)!r}: expected one of {', '.join(_ENCODERS)} "
+                         f"(effvid prepare writes a {ext} video as {copy_name('NAME' + ext)})")
+    check_settings(short_side=short_side, keyframe_interval=keyframe_interval, crf=crf, fps=fps)
     container = open_video(src, "SLICE")
     main_video_stream(container).codec_context.thread_count = 1
     tmp = part_path(dst)
@@ -417,7 +466,9 @@ class PrepareSummary:
     again as a link pointing where it points (not copied: there is nothing to copy);
     ``copied``: the annotation files copied; ``left_out``: files neither video nor annotation,
     not copied; ``not_files``: ``[(src, what)]`` for what is named like a video but is no file
-    (a FIFO, a device: never opened), left out and listed."""
+    (a FIFO, a device: never opened), left out and listed; ``renamed``: ``[(src, copy)]`` for
+    the videos whose copy has another name (:func:`copy_name`), and ``rewritten`` the list files
+    copied with those names for theirs."""
 
     src: str
     dst: str
@@ -430,6 +481,8 @@ class PrepareSummary:
     broken_links: list = field(default_factory=list)
     left_out: list = field(default_factory=list)
     not_files: list = field(default_factory=list)
+    renamed: list = field(default_factory=list)
+    rewritten: list = field(default_factory=list)
     seconds: float = 0.0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -462,6 +515,9 @@ def _write_report(summary: PrepareSummary, finished: bool) -> None:
                   f"videos: {len(summary.prepared)} written, {summary.already_there} already there, "
                   f"{len(summary.skipped)} unreadable (copied unchanged), {len(summary.linked)} broken "
                   "links (made again as links)",
+                  *([f"videos copied as {_COPIED_AS} under a new name (NAME{_COPIED_AS} for NAME.mpg, "
+                     f"NAME.ts, ...): {len(summary.renamed)}; list files rewritten with the new names: "
+                     f"{len(summary.rewritten)}"] if summary.renamed else []),
                   f"annotation files copied: {len(summary.copied)}, broken links (made again as "
                   f"links): {len(summary.broken_links)}",
                   f"other files left out: {len(summary.left_out)}",
@@ -473,6 +529,9 @@ def _write_report(summary: PrepareSummary, finished: bool) -> None:
             if items:
                 lines.append(header)
                 lines += [f"  {path}: {reason}" for path, reason in items]
+        if summary.rewritten:
+            lines.append("list files rewritten with the new names:")
+            lines += [f"  {path}" for path in summary.rewritten]
     tmp = part_path(summary.report)
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, summary.report)
@@ -565,6 +624,47 @@ def _copied_unchanged(src: Path, dst: Path, listed: set[str]) -> bool:
         return False
 
 
+def _refuse_shared_copies(videos: list[tuple[Path, Path]]) -> None:
+    """Refuse two videos whose copies would have one name ("a/x.ts" and "a/x.mp4"; see
+    :func:`copy_name`), naming both, before anything is written."""
+    first_of, shared = {}, []
+    for source, target in videos:
+        if (other := first_of.setdefault(target, source)) != source:
+            shared.append((other, source, target))
+    if shared:
+        a, b, target = shared[0]
+        renamed = a if a.name != target.name else b
+        more = f"; {plural(len(shared) - 1, 'more pair')} of videos too" if len(shared) > 1 else ""
+        raise ValueError(f"{str(a)!r} and {str(b)!r} would both be copied to {str(target)!r} (a "
+                         f"{renamed.suffix} video is written as {_COPIED_AS}){more}: rename one of "
+                         "them, and the list files that name it")
+
+
+def _list_naming_copies(path: Path) -> str | None:
+    """The text of the list file ``path`` with the videos it names by relative paths under their
+    copies' names (:func:`copy_name`: "a/x.ts 3" as "a/x.mp4 3"), or None if it names none so
+    (it is copied as it is). Kinetics' CSV and Something-Something's JSON name videos by id,
+    found under any extension; an absolute path names the original, which is still there."""
+    if path.suffix.lower() in (".csv", ".json"):  # read_samples reads every other file as a list
+        return None
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        return None  # copied as it is (an unreadable file stops the run there, naming it)
+    changed = False
+    for k, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or (fields := split_list_line(stripped)) is None:
+            continue
+        video = fields[0]  # where the stripped line starts
+        if os.path.isabs(video) or copy_name(video) == video:
+            continue
+        at = line.index(video)
+        lines[k] = line[:at] + copy_name(video) + line[at + len(video):]
+        changed = True
+    return "".join(lines) if changed else None
+
+
 def _prepare_all(pool, todo: list, summary: PrepareSummary, progress) -> None:
     results = pool.imap_unordered(_prepare_job, todo) if pool else map(_prepare_job, todo)
     if progress is not None:
@@ -584,18 +684,24 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
                    fps: float | None = None, workers: int = 0, overwrite: bool = False,
                    progress: Callable[[Iterable, int], Iterable] | None = None) -> PrepareSummary:
     """:func:`prepare_video` for every video under ``src`` (effvid's video extensions), written to
-    the same relative path under ``dst``; the annotation files (:data:`ANNOTATION_EXTENSIONS`)
-    are copied as they are; hidden files and folders are left out, as datasets do.
+    the same relative path under ``dst``, under the name :func:`copy_name` gives; the annotation
+    files (:data:`ANNOTATION_EXTENSIONS`) are copied as they are, except that a list file naming
+    a renamed video by a relative path names its copy; hidden files and folders are left out, as
+    datasets do. Two videos whose copies would have one name are refused, before anything is
+    written.
 
     ``workers`` processes (0: in this one). A video whose copy exists is skipped unless
     ``overwrite``; a rerun after an interruption thus finishes the job, and a rerun with other
-    settings than those ``dst``'s report names is refused (``overwrite`` redoes every video).
+    settings than those ``dst``'s report names is refused (``overwrite`` redoes every video,
+    first removing the copies when the settings are not the report's, so that every copy in
+    ``dst`` is always made with the settings its report names).
     An unreadable video is copied unchanged (so that ``dst`` reads as ``src``: training skips and
     counts it) and listed; a rerun tries it again. A broken link (a video or an annotation file)
     is made again in ``dst``, pointing where it points, and listed. ``progress(iterable, total)`` may wrap the
     results as they come (a progress bar). ``dst/effvid-prepare-report.txt`` records the
     settings and the outcome.
     """
+    check_settings(short_side=short_side, keyframe_interval=keyframe_interval, crf=crf, fps=fps)
     check_folders(src, dst)
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -607,7 +713,7 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
         rel = path.relative_to(src)
         suffix = path.suffix.lower()
         if suffix in VIDEO_EXTENSIONS:
-            videos.append((path, dst / rel))
+            videos.append((path, dst / copy_name(str(rel))))
         elif suffix in ANNOTATION_EXTENSIONS and rel != Path(REPORT_NAME):
             summary.copied.append((path, dst / rel))
         else:
@@ -617,6 +723,8 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
             summary.not_files.append((str(path), not_a_regular_file(path, "video file") or "not a regular file"))
         else:
             summary.left_out.append(path)
+    _refuse_shared_copies(videos)
+    summary.renamed = [(str(s), str(d)) for s, d in videos if d.name != s.name]
     unchanged_before = _copied_unchanged_before(summary.report)
     done = [(s, d) for s, d in videos
             if not overwrite and d.exists() and not _copied_unchanged(s, d, unchanged_before)]
@@ -627,6 +735,18 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
         raise ValueError(f"{str(dst)!r} holds {plural(len(done), 'video')} prepared with other settings: "
                          f"{changed} ({summary.report}): rerun with those to finish it, or add "
                          "--overwrite to redo every video")
+    if overwrite and previous != settings:
+        # Removed before the report names the new settings: a run stopped midway left copies of
+        # the old ones, which a rerun counted as done (a copy of two sizes, reported finished).
+        for _, target in videos:
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+    for source, _ in summary.renamed:
+        # a copy under the video's own name: an earlier effvid wrote .mpg copies as .mpg, which
+        # class folders would read beside the .mp4 (nothing else is copied to that name)
+        old = dst / Path(source).relative_to(src)
+        if old.is_file() or old.is_symlink():
+            old.unlink()
     dst.mkdir(parents=True, exist_ok=True)
     _write_report(summary, finished=False)
     for path, target in list(summary.copied):
@@ -634,6 +754,9 @@ def prepare_folder(src: str | os.PathLike, dst: str | os.PathLike, *, short_side
         if (reason := broken_link(path)) is not None:  # copyfile stopped the run, naming no link
             summary.broken_links.append((str(path), _copy_unchanged(path, target, reason)))
             summary.copied.remove((path, target))  # made again as a link, not copied
+        elif summary.renamed and (text := _list_naming_copies(path)) is not None:
+            target.write_bytes(text.encode("utf-8"))
+            summary.rewritten.append(str(path))
         else:
             shutil.copyfile(path, target)
     summary.already_there = len(done)
