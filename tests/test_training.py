@@ -1360,3 +1360,58 @@ def test_a_resume_with_other_epochs_says_what_happens_to_the_learning_rate(tiny_
         "note: --epochs 8 differs from the run's 5: the warm-up goes on as planned (to --lr 0.1 at epoch 3), "
         "and the cosine schedule then decays from there to epoch 8 instead of 5; the weights will differ "
         "from those of a run of either length")
+
+
+def test_tensorboard_shows_each_epoch_once_after_a_crash_before_its_commit(tiny_data, tmp_path):
+    # An epoch's scalars are logged just before its state (the commit point) is written: a run
+    # killed in between left a point that the resume logged again at the same step. Before the
+    # first commit too: purge_step was None for a run that starts at epoch 0.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    def stray_point(run, step):  # what the killed run logged of the epoch it did not commit
+        tb = SummaryWriter(str(run / "tensorboard"))
+        tb.add_scalar("train/loss", 999.0, step)
+        tb.close()
+        time.sleep(1.1)  # event files are named by the second
+
+    def losses(run):
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        return [(e.step, e.value) for e in events.Scalars("train/loss")]
+
+    run = tmp_path / "run"
+    stray_point(run, 0)
+    history = train(tiny_config(tiny_data, run, epochs=1))["history"]
+    assert losses(run) == [(0, pytest.approx(history[0]["train"]["loss"]))]
+    stray_point(run, 1)
+    history = train(tiny_config(tiny_data, run, epochs=2, resume=True))["history"]
+    assert losses(run) == [(0, pytest.approx(history[0]["train"]["loss"])),
+                           (1, pytest.approx(history[1]["train"]["loss"]))]
+
+
+def test_a_resume_with_other_workers_continues_exactly(tiny_data, tmp_path, monkeypatch):
+    # Each clip's random frames, crop and flip come from (seed, epoch, index): they came from
+    # torch's RNG, which is each worker's own, or with --workers 0 the training process's (which
+    # dropout draws from too), and the documented "--resume --workers 0" (after a worker died)
+    # trained on other clips than the uninterrupted run. Dropout on, flips on: every stream used.
+    from effvid.training import loop
+
+    settings = dict(dropout=0.5, flip=True, crop_scales=[1.0, 0.75], worker_timeout=0)
+    full = train(tiny_config(tiny_data, tmp_path / "full", workers=0, **settings))
+    real_plots = loop.RunWriter.plots
+
+    def plots_then_crash(self, history, classes):
+        real_plots(self, history, classes)
+        raise Crash()
+
+    monkeypatch.setattr(loop.RunWriter, "plots", plots_then_crash)
+    with pytest.raises(Crash):  # after the first epoch's commit
+        train(tiny_config(tiny_data, tmp_path / "half", workers=1, **settings))
+    monkeypatch.setattr(loop.RunWriter, "plots", real_plots)
+    resumed = train(tiny_config(tiny_data, tmp_path / "half", workers=0, resume=True, **settings))
+    a, _ = load_weights(tmp_path / "full" / "last.safetensors")
+    b, _ = load_weights(tmp_path / "half" / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert [h["train"]["loss"] for h in resumed["history"]] == [h["train"]["loss"] for h in full["history"]]

@@ -211,8 +211,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
       (clip-major). A single clip and single crop gives (T, 3, H, W).
     - ``transform``: called as ``transform(clip_uint8_THWC, rng)``; default
       :class:`TrainTransform` (train) / :class:`TestTransform` (test) at ``size``.
-    - Randomness: a per-item numpy generator is seeded from torch's RNG, so
-      ``torch.manual_seed`` makes it reproducible and DataLoader workers differ.
+    - Randomness: a per-item numpy generator. After :meth:`set_epoch` it is seeded by (seed,
+      epoch, index) alone, so the draws do not depend on the DataLoader workers (a run resumed
+      with other ``--workers`` draws what the uninterrupted run did); before, from torch's RNG
+      (``torch.manual_seed`` makes it reproducible, and DataLoader workers differ).
     """
 
     def __init__(self, samples: Sequence[VideoSample | tuple], classes: Sequence[str],
@@ -241,9 +243,16 @@ class VideoClipDataset(torch.utils.data.Dataset):
         # set to {} to keep read_frames' stats of each video read, by path (effvid check
         # learns from them which videos end before their header says)
         self.read_stats: dict[str, dict] | None = None
+        self.epoch_key: tuple[int, int] | None = None  # set_epoch's (seed, epoch)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """Seed each item's random draws (frames, crop, flip) by (``seed``, ``epoch``, index):
+        with torch's RNG, which differs per worker, and with no workers is the training
+        process's own (dropout's too), other --workers drew other clips."""
+        self.epoch_key = (seed, epoch)
 
     @property
     def labels(self) -> list[int]:
@@ -262,8 +271,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         sample = self.samples[i]
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        rng = np.random.default_rng(seed)
+        if self.epoch_key is not None:
+            rng = np.random.default_rng([*self.epoch_key, i])
+        else:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
         clips: list[list[int]] = []
 
         def choose(info: VideoInfo) -> list[int]:  # called once the file is open and probed

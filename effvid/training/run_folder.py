@@ -60,8 +60,9 @@ class RunWriter:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run hides the points a crashed one logged after its last
-            # checkpoint, so TensorBoard shows each epoch once
-            self.tb = SummaryWriter(str(self.folder / "tensorboard"), purge_step=start_epoch or None)
+            # checkpoint, so TensorBoard shows each epoch once (from epoch 0 too: a first run killed
+            # after logging its first epoch, before committing it)
+            self.tb = SummaryWriter(str(self.folder / "tensorboard"), purge_step=start_epoch)
 
     def text(self, name: str, content: str) -> None:
         if self.enabled:
