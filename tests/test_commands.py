@@ -336,7 +336,9 @@ def test_ten_crops_of_a_model_trained_without_flips_say_they_are_mirrored(traine
     assert main(["eval", str(data), "-c", str(ckpt), "--crops", "10", "--workers", "0", "--quiet"]) == 0
     # on stderr, as predict's (there so that the JSON on stdout stays JSON): stdout is the results
     captured = capsys.readouterr()
-    assert captured.err == note(ckpt) + "\n" and captured.out.startswith("4 videos, 10 views each")
+    # (then the note that these 10 crops of square frames are 2 views: the corners are the centre)
+    assert captured.err.startswith(note(ckpt) + "\nnote: 8 of the 40 views differ")
+    assert captured.out.startswith("4 videos, 10 views each")
     for crops in ("1", "3"):
         assert main(["eval", str(data), "-c", str(ckpt), "--crops", crops, "--workers", "0", "--quiet"]) == 0
         assert "mirror" not in capsys.readouterr().err
@@ -1219,8 +1221,8 @@ def test_eval_and_check_read_a_video_listed_twice_once(trained, tmp_path, capsys
     note = (f"note: {listed} line 5 lists {videos[1]} again (first on line 2); each video is read once")
     report = tmp_path / "e.json"
     assert main(["eval", str(listed), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert note in out and out[out.index(note) + 1].startswith("4 videos, 1 view each: top-1")
+    captured = capsys.readouterr()  # eval's notes on stderr: stdout is the results
+    assert captured.err == note + "\n" and captured.out.startswith("4 videos, 1 view each: top-1")
     assert json.loads(report.read_text())["count"] == 4
     assert main(["check", str(listed), "--workers", "0", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -1382,3 +1384,31 @@ def test_eval_of_a_folder_with_train_but_no_val_says_so_as_train_and_check_do(tr
     for command in (["eval", str(tonly), "-c", str(ckpt)], ["check", str(tonly)]):
         assert main([*command, "--workers", "0", "--quiet"]) == 2
         assert capsys.readouterr().err == f"effvid {command[0]}: error: {said}\n"
+
+
+def test_identical_views_are_computed_once_and_said(trained, tmp_path, capsys):
+    # dense sampling of 8-frame videos (under its 64-frame window): every clip is frames 0, 2, 4,
+    # 6, and the 3 crops of these square 32 px frames (--scale-size 32) are the same pixels:
+    # --clips 5 --crops 3 computed 15 views, all the same, with no word
+    from effvid.training.evaluate import distinct_views
+
+    data, ckpt = trained
+    common = ["-c", str(ckpt), "--sampling", "dense", "--workers", "0", "--quiet", "--json"]
+    assert main(["eval", str(data), *common, str(tmp_path / "one.json")]) == 0
+    assert capsys.readouterr().err == ""  # 1 view: nothing to say
+    assert main(["eval", str(data), *common, str(tmp_path / "five.json"), "--clips", "5", "--crops", "3"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("note: 4 of the 60 views differ, and each was computed once: the clips of a video "
+                            "with no more frames than the 4 segments, or under dense sampling's 64-frame window, "
+                            "are the same frames (and crops of frames no larger than the crop the same pixels)\n")
+    assert captured.out.startswith("4 videos, 15 views each")
+    one, five = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "five.json"))
+    # the average of 15 copies of a view is that view's
+    assert (five["top1"], five["confusion"]) == (one["top1"], one["confusion"])
+    assert five["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    for a, b in zip(one["videos"], five["videos"]):
+        assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]], abs=2e-6)
+    # identical views found by their values, a mirror image told apart
+    a, b = torch.rand(2, 4, 3, 8, 8)
+    assert distinct_views(torch.stack([a, b, a, a.flip(-1), b, a.clone()])) == ([0, 1, 3], [0, 1, 0, 2, 1, 0])

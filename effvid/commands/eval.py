@@ -197,8 +197,10 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         sampler=build_sampler(dataset, env, shuffle=False, seed=0), collate_fn=collate_clips)
     videos: list = []
+    computed: list = []
     stats = evaluate(model.to(device), loader, device, len(classes), env=env, amp=args.amp,
-                     amp_dtype=args.amp_dtype, progress=not args.quiet, per_video=videos)  # the metrics: of all processes
+                     amp_dtype=args.amp_dtype, progress=not args.quiet, per_video=videos,
+                     computed=computed)  # the metrics: of all processes
     # the lists: each process has its shard's, in the order of the data
     order = {s.path: k for k, s in enumerate(samples)}
     stats["bad"] = sorted((b for part in all_gather_objects(stats["bad"], env) for b in part),
@@ -209,6 +211,11 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     if not env.is_main:
         return 0
     protocol = view_protocol(args, meta, model.num_segments)
+    if computed[0] < stats["count"] * protocol["views"]:  # the protocol did not do what it says
+        notice(f"note: {computed[0]:,} of the {stats['count'] * protocol['views']:,} views differ, and each was "
+               f"computed once: the clips of a video with no more frames than the {model.num_segments} segments, "
+               "or under dense sampling's 64-frame window, are the same frames (and crops of frames no larger "
+               "than the crop the same pixels)")
     if args.json:
         # written before anything is printed: a reader of standard output that leaves (| head)
         # must not cost the file. Each video's label and top-5, to find the ones that were
