@@ -1164,13 +1164,21 @@ def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
               "--workers", "0", "--no-progress"]
     why = "the run's files (tensorboard/, ...) would be read as data by the next run on it; write the run " \
           "outside it (--output runs/NAME)"
-    for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {flat}"),
+    # the data quoted ("is inside the training data data" read as a doubled word), and the part named
+    for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {str(flat)!r}"),
                        ([str(flat), "--output", str(flat / "runs" / "x")],
-                        f"--output {flat / 'runs' / 'x'} is inside the training data {flat}"),
+                        f"--output {flat / 'runs' / 'x'} is inside the training data {str(flat)!r}"),
                        ([str(data), "--output", str(data / "val")],
-                        f"--output {data / 'val'} is inside the training data {data}"),
+                        f"--output {data / 'val'} is {str(data / 'val')!r}, the validation part of the training "
+                        f"data {str(data)!r}"),
+                       ([str(data), "--output", str(data / "train" / "x")],
+                        f"--output {data / 'train' / 'x'} is inside {str(data / 'train')!r}, the training part of "
+                        f"the training data {str(data)!r}"),
+                       ([str(data), "--output", str(data / "runs")],
+                        f"--output {data / 'runs'} is inside the training data {str(data)!r}"),
                        ([str(flat), "--val-data", str(data), "--output", str(data / "val" / "r")],
-                        f"--output {data / 'val' / 'r'} is inside the validation data (--val-data) {data}")):
+                        f"--output {data / 'val' / 'r'} is inside {str(data / 'val')!r}, the validation part of "
+                        f"the validation data (--val-data) {str(data)!r}")):
         assert main(["train", *args, *common]) == 2
         out, err = capsys.readouterr()
         assert err == f"effvid train: error: {said}: {why}\n"
@@ -1179,7 +1187,7 @@ def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(flat)
     assert main(["train", ".", *common]) == 2
     assert capsys.readouterr().err == ("effvid train: error: --output runs/effvid (the default, in the working "
-                                       f"folder) is inside the training data .: {why}\n")
+                                       f"folder) is inside the training data '.': {why}\n")
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, not even a lock file
 
 
