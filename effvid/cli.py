@@ -314,10 +314,13 @@ def run_command(argv: list[str] | None) -> int:
         # Ctrl-C stops every command also when it comes as one forks its workers (interrupts.py)
         with ctrl_c_recorded():
             result = args.func(args)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when started with standard output closed (>&-)
+            sys.stdout.flush()
     except BrokenPipeError:  # "effvid stream ... | head": the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
-        return 0
+        # eval's and check's printed results (and their last lines' counts) were cut: 141 (128 +
+        # SIGPIPE) as train's, not 0; stream and predict have shown what a pager asked for
+        return 141 if args.command in ("eval", "check") else 0
     except RuntimeError as e:
         from effvid.runtime import cpu_out_of_memory
 

@@ -232,7 +232,7 @@ def test_train_eval_predict_on_ucf101_files(ucf, capsys):
     # its own class (the rows of the confusion matrix are the true classes)
     assert main(["eval", str(lists / "trainlist01.txt"), "-c", str(run / "best.safetensors"),
                  "--data-root", str(videos), "--workers", "0", "--quiet", "--json", str(ucf / "e.json")]) == 0
-    assert f"class numbers from {lists / 'classInd.txt'}, found beside the data" in capsys.readouterr().out
+    assert f"class numbers from {lists / 'classInd.txt'}, found beside the data" in capsys.readouterr().err
     stats = json.loads((ucf / "e.json").read_text())
     assert stats["classes"] == UCF_CLASSES and [sum(row) for row in stats["confusion"]] == [2, 2, 2]
     # the same list elsewhere needs --classes to be read with classInd's numbers
@@ -280,7 +280,8 @@ def test_a_class_file_found_beside_the_data_is_named_before_an_error_about_its_n
     save_weights(create_model("tsm_resnet_tiny", num_classes=3, num_segments=2), weights, {"classes": UCF_CLASSES})
     assert main(["eval", str(zero_based), "-c", str(weights), "--data-root", str(videos), "--quiet"]) == 2
     out, err = capsys.readouterr()
-    assert out == f"class numbers from {lists / 'classInd.txt'}, found beside the data (--classes FILE to give another)\n"
+    assert out == "" and err.startswith(f"class numbers from {lists / 'classInd.txt'}, found beside the data "
+                                        "(--classes FILE to give another)\n")
     assert "mine.txt' line 1: label 0 is not a class number" in err
     assert not (ucf / "run").exists()
 

@@ -319,7 +319,7 @@ def test_ten_crops_of_a_model_trained_without_flips_say_they_are_mirrored(traine
     data, flipped = trained
     assert load_weights(flipped)[1]["extra"]["flip"] is True
     assert main(["eval", str(data), "-c", str(flipped), "--crops", "10", "--workers", "0", "--quiet"]) == 0
-    assert "mirror" not in capsys.readouterr().out
+    assert "mirror" not in capsys.readouterr().err
     run = tmp_path / "noflip"
     assert main(["train", str(data), "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
                  "--scale-size", "32", "--no-flip", "--epochs", "1", "--batch-size", "4", "--workers", "0",
@@ -334,12 +334,14 @@ def test_ten_crops_of_a_model_trained_without_flips_say_they_are_mirrored(traine
 
     capsys.readouterr()
     assert main(["eval", str(data), "-c", str(ckpt), "--crops", "10", "--workers", "0", "--quiet"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == note(ckpt) and out[1].startswith("4 videos, 10 views each")
+    # on stderr, as predict's (there so that the JSON on stdout stays JSON): stdout is the results
+    captured = capsys.readouterr()
+    # (then the note that these 10 crops of square frames are 2 views: the corners are the centre)
+    assert captured.err.startswith(note(ckpt) + "\nnote: 8 of the 40 views differ")
+    assert captured.out.startswith("4 videos, 10 views each")
     for crops in ("1", "3"):
         assert main(["eval", str(data), "-c", str(ckpt), "--crops", crops, "--workers", "0", "--quiet"]) == 0
-        assert "mirror" not in capsys.readouterr().out
-    # predict: on stderr, so that the JSON on stdout stays JSON
+        assert "mirror" not in capsys.readouterr().err
     video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
     assert main(["predict", video, "-c", str(ckpt), "--crops", "10", "--json", "-", "--workers", "0",
                  "--quiet"]) == 0
@@ -578,13 +580,15 @@ def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_p
     capsys.readouterr()
     common = ["-c", str(run / "best.safetensors"), "--workers", "0", "--quiet"]
     assert main(["eval", str(flat), *common]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"note: {run} trained on most of these videos (it held out 34% of each class "
-                          "for validation): --held-out evaluates only the held-out ones\n12 videos")
+    captured = capsys.readouterr()  # notes on stderr: stdout is the results
+    assert captured.err == (f"note: {run} trained on most of these videos (it held out 34% of each class "
+                            "for validation): --held-out evaluates only the held-out ones\n")
+    assert captured.out.startswith("12 videos")
     report = tmp_path / "e.json"
     assert main(["eval", str(flat), *common, "--held-out", "--json", str(report)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"the 4 videos {run} held out of {flat} for validation (split.json)\n4 videos")
+    captured = capsys.readouterr()
+    assert captured.err == f"the 4 videos {run} held out of {flat} for validation (split.json)\n"
+    assert captured.out.startswith("4 videos")
     assert [v["video"] for v in json.loads(report.read_text())["videos"]] == held_out
     # the run's own validation: the same accuracy as its last epoch
     history = json.loads((run / "history.json").read_text())
@@ -595,7 +599,7 @@ def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_p
     assert main(["eval", str(moved), *common, "--held-out", "--json", str(report)]) == 0
     assert [v["video"] for v in json.loads(report.read_text())["videos"]] == [
         p.replace(str(flat), str(moved)) for p in held_out]
-    assert "note:" not in capsys.readouterr().out
+    assert "note:" not in capsys.readouterr().err
 
     # errors: no run beside the checkpoint, a run that held nothing out, an older run
     elsewhere = tmp_path / "copy.safetensors"
@@ -607,7 +611,7 @@ def test_eval_held_out_evaluates_only_the_videos_the_run_held_out(trained, tmp_p
     assert (f"--held-out: {ckpt.parent} held out nothing of its data, it validated on the validation "
             f"part of {data} (its val/ folder or published split)") in capsys.readouterr().err
     assert main(["eval", str(data / "train"), "-c", str(ckpt)]) == 0  # not its DATA: no note
-    assert "note:" not in capsys.readouterr().out
+    assert "note:" not in capsys.readouterr().err
     assert main(["info", str(run), "--json"]) == 0
     assert "note" not in json.loads(capsys.readouterr().out)
     (run / "split.json").unlink()
@@ -1160,13 +1164,21 @@ def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
               "--workers", "0", "--no-progress"]
     why = "the run's files (tensorboard/, ...) would be read as data by the next run on it; write the run " \
           "outside it (--output runs/NAME)"
-    for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {flat}"),
+    # the data quoted ("is inside the training data data" read as a doubled word), and the part named
+    for args, said in (([str(flat), "--output", str(flat)], f"--output {flat} is the training data {str(flat)!r}"),
                        ([str(flat), "--output", str(flat / "runs" / "x")],
-                        f"--output {flat / 'runs' / 'x'} is inside the training data {flat}"),
+                        f"--output {flat / 'runs' / 'x'} is inside the training data {str(flat)!r}"),
                        ([str(data), "--output", str(data / "val")],
-                        f"--output {data / 'val'} is inside the training data {data}"),
+                        f"--output {data / 'val'} is {str(data / 'val')!r}, the validation part of the training "
+                        f"data {str(data)!r}"),
+                       ([str(data), "--output", str(data / "train" / "x")],
+                        f"--output {data / 'train' / 'x'} is inside {str(data / 'train')!r}, the training part of "
+                        f"the training data {str(data)!r}"),
+                       ([str(data), "--output", str(data / "runs")],
+                        f"--output {data / 'runs'} is inside the training data {str(data)!r}"),
                        ([str(flat), "--val-data", str(data), "--output", str(data / "val" / "r")],
-                        f"--output {data / 'val' / 'r'} is inside the validation data (--val-data) {data}")):
+                        f"--output {data / 'val' / 'r'} is inside {str(data / 'val')!r}, the validation part of "
+                        f"the validation data (--val-data) {str(data)!r}")):
         assert main(["train", *args, *common]) == 2
         out, err = capsys.readouterr()
         assert err == f"effvid train: error: {said}: {why}\n"
@@ -1175,7 +1187,7 @@ def test_train_refuses_an_output_in_its_data(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(flat)
     assert main(["train", ".", *common]) == 2
     assert capsys.readouterr().err == ("effvid train: error: --output runs/effvid (the default, in the working "
-                                       f"folder) is inside the training data .: {why}\n")
+                                       f"folder) is inside the training data '.': {why}\n")
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, not even a lock file
 
 
@@ -1217,8 +1229,8 @@ def test_eval_and_check_read_a_video_listed_twice_once(trained, tmp_path, capsys
     note = (f"note: {listed} line 5 lists {videos[1]} again (first on line 2); each video is read once")
     report = tmp_path / "e.json"
     assert main(["eval", str(listed), "-c", str(ckpt), "--workers", "0", "--quiet", "--json", str(report)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert note in out and out[out.index(note) + 1].startswith("4 videos, 1 view each: top-1")
+    captured = capsys.readouterr()  # eval's notes on stderr: stdout is the results
+    assert captured.err == note + "\n" and captured.out.startswith("4 videos, 1 view each: top-1")
     assert json.loads(report.read_text())["count"] == 4
     assert main(["check", str(listed), "--workers", "0", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -1318,3 +1330,93 @@ def test_flags_the_run_would_not_use_are_refused_naming_both(tmp_path, capsys):
                   ["--worker-timeout", "30"], ["--shift-div", "4"], ["--config", str(saved)]):
         assert main(common + flags) == 2
         assert "missing" in capsys.readouterr().err, flags
+
+
+def test_eval_and_check_write_their_json_when_the_reader_of_their_output_leaves(trained, tmp_path):
+    # "effvid eval ... --json out.json | true": no out.json and status 0; with standard output
+    # closed (>&-), out.json and then a traceback at the last flush
+    import subprocess
+    import sys
+
+    data, ckpt = trained
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for command in (["eval", str(data), "-c", str(ckpt)], ["check", str(data)]):
+        out = tmp_path / f"{command[0]}.json"
+        read, write = os.pipe()
+        os.close(read)  # the reader left before the first line
+        try:
+            proc = subprocess.run([sys.executable, "-m", "effvid", *command, "--workers", "0", "--quiet",
+                                   "--json", str(out)], stdout=write, stderr=subprocess.PIPE, text=True,
+                                  env=env, timeout=120)
+        finally:
+            os.close(write)
+        assert proc.returncode == 141, proc.stderr  # 128 + SIGPIPE, as train's
+        assert json.loads(out.read_text())["classes"] == ["grow", "left"]
+        out.unlink()
+        proc = subprocess.run(["/bin/bash", "-c", '"$@" >&-', "bash", sys.executable, "-m", "effvid", *command,
+                               "--workers", "0", "--quiet", "--json", str(out)],
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert json.loads(out.read_text())["classes"] == ["grow", "left"]
+
+
+def test_eval_and_predict_json_record_the_checkpoint_and_the_protocol(trained, tmp_path, capsys):
+    data, ckpt = trained
+    report = tmp_path / "e.json"
+    assert main(["eval", str(data), "-c", str(ckpt), "--clips", "2", "--twice", "--crops", "3",
+                 "--workers", "0", "--quiet", "--json", str(report)]) == 0
+    # the fixture's run: 4 segments, 32 px crops of frames scaled to 32, segment sampling
+    protocol = {"clips": 2, "crops": 3, "twice": True, "sampling": "segment", "num_segments": 4,
+                "size": 32, "scale_size": 32, "views": 9}
+    stats = json.loads(report.read_text())
+    assert (stats["checkpoint"], stats["data"], stats["protocol"]) == (str(ckpt), str(data), protocol)
+    assert stats["count"] == 4 and len(stats["videos"]) == 4  # the keys of before, as they were
+    capsys.readouterr()
+    video = str(sorted((data / "val" / "left").glob("*.mp4"))[0])
+    assert main(["predict", video, "-c", str(ckpt), "--size", "24", "--num-segments", "2", "--sampling", "dense",
+                 "--json", "-", "--workers", "0", "--quiet"]) == 0
+    entry, = json.loads(capsys.readouterr().out)
+    assert entry["video"] == video and len(entry["top"]) == 2
+    assert (entry["checkpoint"], entry["protocol"]) == (str(ckpt), {
+        "clips": 1, "crops": 1, "twice": False, "sampling": "dense", "num_segments": 2, "size": 24,
+        "scale_size": 27, "views": 1})  # a new size: its scale size 24 x 256/224 rounded down
+
+
+def test_eval_of_a_folder_with_train_but_no_val_says_so_as_train_and_check_do(trained, tmp_path, capsys):
+    # eval said "class folder '.../train' is not one of the 2 classes (grow, left)"
+    data, ckpt = trained
+    tonly = tmp_path / "tonly"
+    shutil.copytree(data / "train", tonly / "train")
+    said = (f"{str(tonly)!r} has a train/ folder but no val/ folder: add val/, or point at "
+            f"{str(tonly / 'train')!r} to split it")
+    for command in (["eval", str(tonly), "-c", str(ckpt)], ["check", str(tonly)]):
+        assert main([*command, "--workers", "0", "--quiet"]) == 2
+        assert capsys.readouterr().err == f"effvid {command[0]}: error: {said}\n"
+
+
+def test_identical_views_are_computed_once_and_said(trained, tmp_path, capsys):
+    # dense sampling of 8-frame videos (under its 64-frame window): every clip is frames 0, 2, 4,
+    # 6, and the 3 crops of these square 32 px frames (--scale-size 32) are the same pixels:
+    # --clips 5 --crops 3 computed 15 views, all the same, with no word
+    from effvid.training.evaluate import distinct_views
+
+    data, ckpt = trained
+    common = ["-c", str(ckpt), "--sampling", "dense", "--workers", "0", "--quiet", "--json"]
+    assert main(["eval", str(data), *common, str(tmp_path / "one.json")]) == 0
+    assert capsys.readouterr().err == ""  # 1 view: nothing to say
+    assert main(["eval", str(data), *common, str(tmp_path / "five.json"), "--clips", "5", "--crops", "3"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("note: 4 of the 60 views differ, and each was computed once: the clips of a video "
+                            "with no more frames than the 4 segments, or under dense sampling's 64-frame window, "
+                            "are the same frames (and crops of frames no larger than the crop the same pixels)\n")
+    assert captured.out.startswith("4 videos, 15 views each")
+    one, five = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "five.json"))
+    # the average of 15 copies of a view is that view's
+    assert (five["top1"], five["confusion"]) == (one["top1"], one["confusion"])
+    assert five["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    for a, b in zip(one["videos"], five["videos"]):
+        assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]], abs=2e-6)
+    # identical views found by their values, a mirror image told apart
+    a, b = torch.rand(2, 4, 3, 8, 8)
+    assert distinct_views(torch.stack([a, b, a, a.flip(-1), b, a.clone()])) == ([0, 1, 3], [0, 1, 0, 2, 1, 0])

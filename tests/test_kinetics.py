@@ -221,11 +221,11 @@ def test_train_eval_resume_on_kinetics_csv(k400, tmp_path, monkeypatch, capsys):
     # eval on the validation CSV, with the checkpoint's classes
     assert main(["eval", "annotations/validate.csv", "-c", str(run / "best.safetensors"), "--data-root",
                  "val", "--workers", "0", "--quiet", "--json", str(tmp_path / "e.json")]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     val_note = ("annotations/validate.csv: 1 of 4 listed videos not found under val (skipped; "
                 "the first: val/v3333333333_000008_000018.mp4)")  # eval's: as typed
-    assert out.startswith(val_note + "\n")  # before the results
-    assert "3 videos, 1 view each" in out
+    assert err == val_note + "\n"  # on stderr: stdout is the results
+    assert out.startswith("3 videos, 1 view each")
     stats = json.loads((tmp_path / "e.json").read_text())
     assert stats["classes"] == LABELS and [sum(row) for row in stats["confusion"]] == [1, 1, 1]
     # --resume from elsewhere: the saved absolute paths find the CSVs and videos again

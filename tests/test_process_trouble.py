@@ -586,7 +586,7 @@ def test_gpu_out_of_memory_is_one_line_with_what_to_change(tiny_data, tmp_path, 
         f"effvid train --output {run} --resume once the memory is free (a resume keeps the batch size), "
         "or start a new run with a smaller --batch-size.")
 
-    def out_of_memory(model, video):
+    def out_of_memory(model, video, computed=None):
         raise torch.OutOfMemoryError(oom)
 
     monkeypatch.setattr(evaluate_module, "predict_views", out_of_memory)

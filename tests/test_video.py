@@ -822,3 +822,33 @@ def test_mpeg_ts_cut_mid_gop_starts_at_its_first_keyframe(tmp_path):
     info = probe_video(end)
     got = [decode_frame_index(f.numpy(), 40) for f in read_frames(end, [0, 3, 1000], info)]
     assert got == [k, k + 3, last[-1]]
+
+
+def test_an_mp4_cut_inside_its_header_is_said_to_be_truncated(tmp_path):
+    # "head -c 1500 ok.mp4 > cut.mp4" of a file with its header first (faststart): FFmpeg opens
+    # it with no stream, which was "no video stream in container", as for an audio file
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = 32
+        for k in range(16):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 16 * k, np.uint8))))
+        container.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:100])
+    with pytest.raises(VideoDecodeError) as e:
+        video_mod.open_video(cut)
+    assert e.value.reason == ("no readable stream in container (100 bytes): the file is likely truncated, "
+                              "or a download that did not finish")
+    # an audio file has no video stream indeed
+    sound = tmp_path / "sound.mp4"
+    with av.open(str(sound), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for k in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, 1024 * k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(VideoDecodeError) as e:
+        video_mod.open_video(sound)
+    assert e.value.reason == "no video stream in container"

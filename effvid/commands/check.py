@@ -152,10 +152,24 @@ def run(args: argparse.Namespace) -> int:
     infos = [info for *_, info, _ in results if info is not None]
     names = [name for name, _ in parts]
     per_part = Counter(part for part, *_ in results)
+    why = [why_missing(video) for _, video in missing]
+    readable = Counter((part, label) for part, _, label, reason, _, _ in results if reason is None)
+    if args.json:  # before anything is printed: a reader of standard output that leaves (| head) must not cost it
+        write_results(args.json, json.dumps({
+            "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
+            "unreadable": [{"path": p, "reason": r} for p, r in bad],
+            "missing": [{"path": video.path, "part": part, "listed": video.where, "reason": reason}
+                        for (part, video), reason in zip(missing, why)],
+            "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
+                           for part, path, frames, ends in early],
+            "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
+            "videos_info": [{"path": path, "part": part, "frames": info[0], "fps": info[1], "seconds": info[2],
+                             "width": info[3], "height": info[4],
+                             **({"decodable_frames": ends} if ends is not None else {})}
+                            for part, path, _, _, info, ends in results if info is not None]}, indent=1) + "\n")
     print(f"checked {plural(len(results), 'video')}" + (" (" + ", ".join(f"{n} {per_part[n]:,}" for n in names) + ")"
                                                if len(names) > 1 else "") + f" in {seconds:.0f} s")
     full_list = f"all in {args.json}" if args.json else "--json FILE lists them all"
-    why = [why_missing(video) for _, video in missing]
     # "listed video(s) missing" where every one is a list's, not a link, not a class folder's
     listed = "" if any(broken_link(video.path) or found_in_class_folder(video.where)
                        for _, video in missing) else "listed "
@@ -178,25 +192,12 @@ def run(args: argparse.Namespace) -> int:
         # hundredths below a second: a 2-frame video was "0.0" seconds long
         print(f"seconds:    {_spread(duration, '{:.2f}' if min(duration) < 1 else '{:.1f}')}")
         print(f"size:       width {_spread(width)}; height {_spread(height)}")
-    readable = Counter((part, label) for part, _, label, reason, _, _ in results if reason is None)
     for name in names:
         counts = [readable[name, k] for k in range(len(classes))]
         empty = [c for c, n in zip(classes, counts) if n == 0]
         print(f"{name + ':':<11} {plural(len(classes), 'class')}, readable videos per class {_spread(counts)}"
               + (f"; none for {len(empty)}: {some_names(empty)}" if empty else ""))
     if args.json:
-        write_results(args.json, json.dumps({
-            "data": str(args.data), "videos": len(results), "seconds": round(seconds, 1), "classes": classes,
-            "unreadable": [{"path": p, "reason": r} for p, r in bad],
-            "missing": [{"path": video.path, "part": part, "listed": video.where, "reason": reason}
-                        for (part, video), reason in zip(missing, why)],
-            "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
-                           for part, path, frames, ends in early],
-            "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
-            "videos_info": [{"path": path, "part": part, "frames": info[0], "fps": info[1], "seconds": info[2],
-                             "width": info[3], "height": info[4],
-                             **({"decodable_frames": ends} if ends is not None else {})}
-                            for part, path, _, _, info, ends in results if info is not None]}, indent=1) + "\n")
         print(f"wrote {args.json}")
     trouble = ([f"{plural(len(missing), listed + 'video')} {are(missing)} missing"] if missing else []) + (
         [f"{len(bad):,} of {plural(len(results), 'video')} {are(bad)} unreadable"] if bad else []) + (

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..cli import HelpFormatter, UserError, add_device_argument, plural, results_file, write_results
 from ..errors import some_names
 from ..training.config import AMP_DTYPES, TrainConfig
-from .views import add_view_arguments, check_views, mirrored_views_note
+from .views import add_view_arguments, check_views, mirrored_views_note, view_protocol
 
 
 def eval_samples(source: str, classes: list[str], root: str | None, class_file: str | None = None,
@@ -32,7 +32,8 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
     """The samples of DATA, labelled with the checkpoint's ``classes``; ``notice`` (e.g.
     ``print``) is told of the listed videos a Kinetics CSV's download lacks. ``official_split``
     (default 1) is for a split folder only."""
-    from ..data import read_class_file, read_samples, read_split_folder, scan_class_folders, split_folder_kind
+    from ..data import (has_split_folders, read_class_file, read_samples, read_split_folder, scan_class_folders,
+                        split_folder_kind)
     from ..data.files import not_found
 
     src = Path(source)
@@ -55,7 +56,7 @@ def eval_samples(source: str, classes: list[str], root: str | None, class_file: 
                         f"{named_by} (drop --classes)")
     if kind is not None:  # HMDB51's or UCF101's published splits: the test part
         return read_split_folder(src, "test", official_split or 1, root=root, classes=classes)[0]
-    if (src / "val").is_dir():
+    if (src / "val").is_dir() or has_split_folders(src):  # which refuses a train/ without val/
         src = src / "val"
     return scan_class_folders(src, classes=classes)[0]
 
@@ -167,7 +168,11 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     from ..training.evaluate import bad_videos_report, evaluate, no_readable_clips
 
     device = process_device(args.device, env)
-    say = print if env.is_main else None  # notices and results: once
+
+    def notice(line: str) -> None:  # on stderr, as predict's: standard output is the results
+        print(line, file=sys.stderr)
+
+    say = notice if env.is_main else None  # once
     model, meta = load_recognizer(args.checkpoint, args.num_segments)
     classes = meta["classes"]
     check_views(args, meta)  # before reading the data, which may take minutes
@@ -192,8 +197,10 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         sampler=build_sampler(dataset, env, shuffle=False, seed=0), collate_fn=collate_clips)
     videos: list = []
+    computed: list = []
     stats = evaluate(model.to(device), loader, device, len(classes), env=env, amp=args.amp,
-                     amp_dtype=args.amp_dtype, progress=not args.quiet, per_video=videos)  # the metrics: of all processes
+                     amp_dtype=args.amp_dtype, progress=not args.quiet, per_video=videos,
+                     computed=computed)  # the metrics: of all processes
     # the lists: each process has its shard's, in the order of the data
     order = {s.path: k for k, s in enumerate(samples)}
     stats["bad"] = sorted((b for part in all_gather_objects(stats["bad"], env) for b in part),
@@ -203,7 +210,26 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
         raise no_readable_clips("evaluated", f"video in {args.data}", stats["bad"])
     if not env.is_main:
         return 0
-    views = (args.clips + int(args.twice)) * args.crops
+    protocol = view_protocol(args, meta, model.num_segments)
+    if computed[0] < stats["count"] * protocol["views"]:  # the protocol did not do what it says
+        notice(f"note: {computed[0]:,} of the {stats['count'] * protocol['views']:,} views differ, and each was "
+               f"computed once: the clips of a video with no more frames than the {model.num_segments} segments, "
+               "or under dense sampling's 64-frame window, are the same frames (and crops of frames no larger "
+               "than the crop the same pixels)")
+    if args.json:
+        # written before anything is printed: a reader of standard output that leaves (| head)
+        # must not cost the file. Each video's label and top-5, to find the ones that were
+        # wrong; the unreadable ones as effvid check lists them
+        videos = [{"video": path, "label": classes[label], "correct": top[0][0] == label,
+                   "top": [{"label": classes[c], "score": round(p, 6)} for c, p in top]}
+                  for path, label, top in videos]
+        metrics = {k: v for k, v in stats.items() if k != "bad"}
+        unreadable = [{"path": path, "reason": reason} for path, reason in stats["bad"]]
+        write_results(args.json, json.dumps(metrics | {"unreadable": unreadable, "classes": classes,
+                                                         "videos": videos, "data": str(args.data),
+                                                         "checkpoint": str(args.checkpoint),
+                                                         "protocol": protocol}, indent=1) + "\n")
+    views = protocol["views"]
     print(f"{plural(stats['count'], 'video')}, {plural(views, 'view')} each: top-1 {100 * stats['top1']:.2f}%"
           + (f", top-5 {100 * stats['top5']:.2f}%" if "top5" in stats else "")
           + (f" ({env.world_size} processes)" if env.distributed else ""))
@@ -211,16 +237,6 @@ def evaluate_command(args: argparse.Namespace, env) -> int:
     if stats["bad"]:
         print(bad_videos_report(stats["bad"], when="", full_list="--json FILE lists them all"
                                 if not args.json else f"all in {args.json}"))
-    if args.json:
-        # each video's label and top-5, to find the ones that were wrong; the unreadable ones as
-        # effvid check lists them
-        videos = [{"video": path, "label": classes[label], "correct": top[0][0] == label,
-                   "top": [{"label": classes[c], "score": round(p, 6)} for c, p in top]}
-                  for path, label, top in videos]
-        metrics = {k: v for k, v in stats.items() if k != "bad"}
-        unreadable = [{"path": path, "reason": reason} for path, reason in stats["bad"]]
-        write_results(args.json, json.dumps(metrics | {"unreadable": unreadable, "classes": classes,
-                                                         "videos": videos}, indent=1) + "\n")
     if stats["bad"]:
         # exit status 0 all the same (unlike check, predict and stream): the results are valid,
         # for the videos that were read, and this line says they are not of all

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.video import VIDEO_EXTENSIONS, an_image
     from ..inference import load_recognizer, predict_paths, test_dataset
     from ..errors import some_names
-    from .views import check_views, mirrored_views_note
+    from .views import check_views, mirrored_views_note, view_protocol
 
     paths = []
     for v in args.videos:
@@ -68,17 +68,19 @@ def run(args: argparse.Namespace) -> int:
                            sampling=args.sampling, size=args.size, scale_size=args.scale_size)
     failures = 0
     results = []
+    # in each entry: the JSON is a list of them, and a key around it would break its readers
+    produced_by = {"checkpoint": str(args.checkpoint), "protocol": view_protocol(args, meta, model.num_segments)}
     # Text output streams one result per video; for JSON a progress bar (stderr) shows the work.
     for path, out in predict_paths(model, dataset, batch_size=args.batch_size, workers=args.workers,
                                    device=args.device, progress=bool(args.json) and not args.quiet):
         if isinstance(out, str):
             failures += 1
             print(f"effvid predict: cannot read {path}: {out}", file=sys.stderr)
-            results.append({"video": path, "error": out})
+            results.append({"video": path, "error": out, **produced_by})
             continue
         scores, idx = out.topk(min(args.topk, len(classes)))
         top = [{"label": classes[i], "score": round(float(s), 6)} for s, i in zip(scores, idx.tolist())]
-        results.append({"video": path, "top": top})
+        results.append({"video": path, "top": top, **produced_by})
         if not args.json:
             print(path)
             # the scores in a column after the longest name shown, up to 60 characters (long

@@ -43,6 +43,17 @@ def check_views(args: argparse.Namespace, meta: dict) -> None:
                         "(--size): the short side must be at least the crop's")
 
 
+def view_protocol(args: argparse.Namespace, meta: dict, num_segments: int) -> dict:
+    """The test protocol as --json records it (eval's and predict's): the views' options with
+    the checkpoint's values for those not given, and the views each video gets."""
+    from ..inference import test_view
+
+    view = test_view(meta, size=args.size, scale_size=args.scale_size, sampling=args.sampling)
+    return {"clips": args.clips, "crops": args.crops, "twice": args.twice, "sampling": view["sampling"],
+            "num_segments": num_segments, "size": view["size"], "scale_size": view["scale_size"],
+            "views": (args.clips + int(args.twice)) * args.crops}
+
+
 def trained_with_flips(checkpoint: str, meta: dict) -> bool | None:
     """Whether the checkpoint was trained with random horizontal flips: as its metadata says,
     else (a checkpoint from before that was recorded) its run folder's config.json; None when

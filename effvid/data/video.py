@@ -198,6 +198,9 @@ def main_video_stream(container):
     return best or (container.streams.video[0] if container.streams.video else None)
 
 
+TRUNCATED = ": the file is likely truncated, or a download that did not finish"
+
+
 def open_video(path: str | os.PathLike, thread_type: str = "AUTO") -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
@@ -207,10 +210,15 @@ def open_video(path: str | os.PathLike, thread_type: str = "AUTO") -> av.contain
     try:
         container = av.open(str(p), mode="r")
     except AV_ERRORS as e:
-        raise VideoDecodeError(p, f"cannot open container ({av_reason(e)})") from e
+        ends = isinstance(e, EOFError)  # the file ended before its header did
+        raise VideoDecodeError(p, f"cannot open container ({av_reason(e)})" + (TRUNCATED if ends else "")) from e
     if not container.streams.video:
+        # an mp4 cut inside its header opens with no stream, or a codec-less one; an audio file
+        # (or subtitles) has no video stream indeed
+        complete = container.streams.audio or container.streams.subtitles
         container.close()
-        raise VideoDecodeError(p, "no video stream in container")
+        raise VideoDecodeError(p, "no video stream in container" if complete else
+                               f"no readable stream in container ({os.path.getsize(p):,} bytes){TRUNCATED}")
     # Must be set before the decoder is opened. Frame threading ("AUTO" = frame + slice) suits
     # long sequential decodes; sparse reads use "SLICE": frame threading pays a pipeline
     # refill after every seek (H.264/HEVC/MPEG-4 sparse clips decode 1.1-1.8x faster with

@@ -250,9 +250,17 @@ def output_in_data(cfg: TrainConfig) -> str | None:
         if os.path.commonpath([out, folder]) == folder:
             given = (f"--output {cfg.output} (the default, in the working folder)"
                      if cfg.output == TrainConfig.output else f"--output {cfg.output}")
-            return (f"{given} is {'' if out == folder else 'inside '}the {what} {source}: the run's "
-                    "files (tensorboard/, ...) would be read as data by the next run on it; write the "
-                    "run outside it (--output runs/NAME)")
+            # quoted: "inside the training data data" read as a doubled word; and the part it is
+            # in named (DATA/val/x is in the validation videos)
+            parts = [Path(source) / name for name in ("train", "val")]
+            part = next((p for p in parts if all(q.is_dir() for q in parts)
+                         and os.path.commonpath([out, os.path.realpath(p)]) == os.path.realpath(p)), None)
+            where = f"the {what} {str(source)!r}"
+            if part is not None:
+                where = f"{str(part)!r}, the {'training' if part.name == 'train' else 'validation'} part of {where}"
+            inside = "" if out in (folder, part and os.path.realpath(part)) else "inside "
+            return (f"{given} is {inside}{where}: the run's files (tensorboard/, ...) would be read as data "
+                    "by the next run on it; write the run outside it (--output runs/NAME)")
     return None
 
 
