@@ -108,8 +108,19 @@ def test_info_on_safetensors_file(tmp_path, capsys):
     save_weights(effvid.create_model("tsm_resnet_tiny", num_classes=12, num_segments=4), path,
                  metadata={"classes": names})
     assert main(["info", str(path), "--size", "32"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("classes"))
+    out = capsys.readouterr().out.splitlines()
+    line = next(x for x in out if x.startswith("classes"))
     assert line.endswith("class 8, class 9, ... and 2 more (all in --json)")
+    assert not any(x.startswith("trained") for x in out)  # the file holds none
+    # how the run read its videos (a run's checkpoint holds it): eval and predict view videos so
+    save_weights(model, path, metadata={"classes": [str(i) for i in range(7)],
+                                        "extra": {"size": 64, "scale_size": 72, "sampling": "dense", "flip": False}})
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "trained      64 px crops of frames resized to a 72 px short side, dense sampling, without flips (eval " \
+           "and predict view videos so)" in out
+    assert out[out.index(next(x for x in out if x.startswith("trained"))) + 1].startswith("input        1 x 4 x 3 x 64 x 64")
+    assert _info_json(capsys, str(path))["trained"] == {"size": 64, "scale_size": 72, "sampling": "dense", "flip": False}
 
 
 def test_info_user_errors(tmp_path, capsys):

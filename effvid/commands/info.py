@@ -91,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
         info = run_folder_info(Path(args.model))
         print(json.dumps(info, indent=2) if args.json else format_run_folder(info))
         return 0
-    model, source, trained_size, classes, note = _build(args)
-    info = describe(model, num_segments=args.num_segments, size=args.size or trained_size or 224)
+    model, source, trained, classes, note = _build(args)
+    info = describe(model, num_segments=args.num_segments, size=args.size or trained.get("size") or 224)
     info["source"] = source
+    if trained:  # an effvid file's: how its run read the videos, which eval and predict repeat
+        info["trained"] = trained
     if classes:
         info["classes"] = classes
     if note:
@@ -120,8 +122,9 @@ def av_flags_given(args: argparse.Namespace) -> list[str]:
 
 
 def _build(args: argparse.Namespace):
-    """(model, source description, the frame size it was trained at and its class names, if
-    known, and a note on settings that were assumed) for a model name or a weights file."""
+    """(model, source description, how it was trained to see videos (an effvid file's size,
+    scale_size, sampling and flip; else empty), its class names if known, and a note on settings
+    that were assumed) for a model name or a weights file."""
     import torch
 
     from ..models import create_model, list_models
@@ -139,7 +142,7 @@ def _build(args: argparse.Namespace):
                 model = create_model(args.model, **kwargs)
         except (RuntimeError, NotImplementedError):
             model = create_model(args.model, **kwargs)
-        return model, "registry", None, None, None
+        return model, "registry", {}, None, None
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise UserError(str(weights_not_found(path)))
@@ -151,7 +154,7 @@ def _build(args: argparse.Namespace):
         if args.num_classes is not None:
             raise UserError("--num-classes does not apply to a weights file (it has its own)")
         model, meta = load_model(path, **overrides)
-        return model, str(path), meta.get("extra", {}).get("size"), meta.get("classes"), None
+        return model, str(path), meta.get("extra", {}), meta.get("classes"), None
     if path.suffix in (".pth", ".pt", ".tar") or path.is_file():
         if not path.is_file():
             raise UserError(str(weights_not_found(path, "checkpoint")))
@@ -166,7 +169,7 @@ def _build(args: argparse.Namespace):
         # no class names inside; what its name does not give was assumed
         kind = "original TSM online demo checkpoint" if ci.online_demo else "original TSM checkpoint"
         # (a TSN's number of segments is never assumed: its note is the other one)
-        return (model, f"{path} ({kind}{about})", None, None,
+        return (model, f"{path} ({kind}{about})", {}, None,
                 assumed_settings_note(ci) or tsn_segments_note(ci))
     raise UserError(
         f"unknown model {args.model!r}: not a registered name ({', '.join(list_models())}), "
@@ -226,6 +229,13 @@ def format_info(info: dict) -> str:
     if info.get("classes"):
         names, more = info["classes"][:10], len(info["classes"]) - 10
         lines.append(f"classes      {', '.join(names)}" + (f", ... and {more} more (all in --json)" if more > 0 else ""))
+    if trained := info.get("trained"):
+        from ..inference import test_view
+
+        view = test_view({"extra": trained})  # its defaults for what an older file does not hold
+        flips = {True: ", with flips", False: ", without flips"}.get(trained.get("flip"), "")
+        lines.append(f"trained      {view['size']} px crops of frames resized to a {view['scale_size']} px "
+                     f"short side, {view['sampling']} sampling{flips} (eval and predict view videos so)")
     lines += [
         f"input        {shape}  (clips x frames x channels x height x width)",
         f"parameters   {info['parameters']:,}  ({info['parameters'] / 1e6:.2f} M)",
