@@ -35,6 +35,28 @@ def test_the_resume_command_of_a_run_on_several_machines_names_them(tmp_path):
     assert resume_command(tmp_path) == f"effvid train --output {tmp_path} --resume"
 
 
+def test_the_epoch_note_says_what_the_processes_train():
+    from effvid.training.run_data import epoch_coverage_note
+
+    # 47 videos on 2 processes, as DistributedSampler deals them: 2 x 24, one video twice
+    shares = [list(DistributedSampler(range(47), num_replicas=2, rank=r, shuffle=True, seed=0)) for r in (0, 1)]
+    assert [len(s) for s in shares] == [24, 24] and len(set(shares[0] + shares[1])) == 47
+    assert epoch_coverage_note(47, 5, 2) == (
+        "note: 2 processes share the 47 training videos as 24 each, 1 of them repeated to make 48 (the "
+        "sampler pads the shares to one size), so each epoch trains 1 video twice (a different one each "
+        "time), and batches of 5 leave 4 training videos per process out of it (a different 4 each time); "
+        "a batch size that divides 24 trains on every video, 1 of them twice; each video exactly once "
+        "needs a number of processes that divides 47")
+    assert epoch_coverage_note(46, 4, 4) == (
+        "note: 4 processes share the 46 training videos as 12 each, 2 of them repeated to make 48 (the "
+        "sampler pads the shares to one size), so each epoch trains 2 videos twice (different ones each "
+        "time); each video exactly once needs a number of processes that divides 46")
+    assert epoch_coverage_note(48, 5, 2) == (
+        "note: batches of 5 leave 4 training videos per process out of each epoch (a different 4 each "
+        "time; a batch size that divides 24, each process's share, trains on each video once)")
+    assert epoch_coverage_note(48, 8, 2) is None and epoch_coverage_note(48, 8, 1) is None
+
+
 def test_evaluation_shards_cover_every_sample_once():
     data = list(range(5))
     shards = [list(build_sampler(data, DistEnv(rank, 2), shuffle=False, seed=0)) for rank in range(2)]
