@@ -80,10 +80,10 @@ def check_validation_source(saved: TrainConfig, cfg: TrainConfig, held_out: bool
     if before is None or now is None or before[1] == now[1] or before[0] == now[0] == "held out":
         return None
     from ..errors import command_line
+    from .run_folder import resume_command
 
     out = Path(cfg.output)
-    keep = command_line("effvid", "train", saved.data, *(["--val-data", saved.val_data] if saved.val_data else []),
-                        "--output", out, "--resume")
+    keep = resume_command(out, data=(saved.data, *(["--val-data", saved.val_data] if saved.val_data else [])))
     if before[0] == now[0]:  # the same layout elsewhere: moved, perhaps
         return (f"the run validated on {before[2]}; this resume validates on {now[2]} (moved? the same "
                 f"videos keep the epochs' accuracies comparable; to validate as before: {keep})")
