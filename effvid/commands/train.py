@@ -21,7 +21,7 @@ import typing
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
-from ..cli import HelpFormatter, command_line, device_name, reports_errors, torchrun_processes, worker_count
+from ..cli import HelpFormatter, device_name, reports_errors, torchrun_processes, worker_count
 from ..errors import BadValue, did_you_mean
 from ..training.config import CHOICES, OPTIMIZER_DEFAULTS, TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
