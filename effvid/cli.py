@@ -248,9 +248,32 @@ def reports_errors() -> bool:
     each machine reports it (another machine's files may differ), the others exit quietly with
     the same status. Outside a multi-process job (WORLD_SIZE unset or 1) every process reports:
     a RANK left in the environment by something else must not silence it."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+    if torchrun_processes() <= 1:
         return True
     return os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) == "0"
+
+
+def torchrun_processes() -> int:
+    """The processes of the torchrun job this one belongs to (its WORLD_SIZE); 1 outside one."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+# the commands that share their work among torchrun's processes; prepare refuses torchrun itself
+SHARED_UNDER_TORCHRUN = ("train", "eval", "prepare")
+
+
+def refuse_torchrun(command: str) -> None:
+    """Refuse a command that runs in one process, under torchrun: each process ran all of it,
+    and printed and wrote everything once each (`torchrun ... -m effvid check` twice over)."""
+    if torchrun_processes() > 1 and command not in SHARED_UNDER_TORCHRUN:
+        own = OWN_PROCESSES.get(command)
+        raise UserError(f"{command} runs in one process{f' ({own})' if own else ''}: run it without "
+                        "torchrun (only train and eval share their work among torchrun's processes)")
+
+
+OWN_PROCESSES = {"check": "it uses --workers decoding processes itself",
+                 "predict": "it uses --workers decoding processes itself",
+                 "quickstart": "its training uses --workers data-loading processes itself"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,6 +334,7 @@ def run_command(argv: list[str] | None) -> int:
     from effvid.training.interrupts import ctrl_c_recorded
 
     try:
+        refuse_torchrun(args.command)
         # Ctrl-C stops every command also when it comes as one forks its workers (interrupts.py)
         with ctrl_c_recorded():
             result = args.func(args)

@@ -35,6 +35,50 @@ def test_the_resume_command_of_a_run_on_several_machines_names_them(tmp_path):
     assert resume_command(tmp_path) == f"effvid train --output {tmp_path} --resume"
 
 
+def test_the_epoch_note_says_what_the_processes_train():
+    from effvid.training.run_data import epoch_coverage_note
+
+    # 47 videos on 2 processes, as DistributedSampler deals them: 2 x 24, one video twice
+    shares = [list(DistributedSampler(range(47), num_replicas=2, rank=r, shuffle=True, seed=0)) for r in (0, 1)]
+    assert [len(s) for s in shares] == [24, 24] and len(set(shares[0] + shares[1])) == 47
+    assert epoch_coverage_note(47, 5, 2) == (
+        "note: 2 processes share the 47 training videos as 24 each, 1 of them repeated to make 48 (the "
+        "sampler pads the shares to one size), so each epoch trains 1 video twice (a different one each "
+        "time), and batches of 5 leave 4 training videos per process out of it (a different 4 each time); "
+        "a batch size that divides 24 trains on every video, 1 of them twice; each video exactly once "
+        "needs a number of processes that divides 47")
+    assert epoch_coverage_note(46, 4, 4) == (
+        "note: 4 processes share the 46 training videos as 12 each, 2 of them repeated to make 48 (the "
+        "sampler pads the shares to one size), so each epoch trains 2 videos twice (different ones each "
+        "time); each video exactly once needs a number of processes that divides 46")
+    assert epoch_coverage_note(48, 5, 2) == (
+        "note: batches of 5 leave 4 training videos per process out of each epoch (a different 4 each "
+        "time; a batch size that divides 24, each process's share, trains on each video once)")
+    assert epoch_coverage_note(48, 8, 2) is None and epoch_coverage_note(48, 8, 1) is None
+
+
+def test_the_hints_for_a_run_of_several_processes_are_torchrun_commands(tmp_path, capsys):
+    # eval given a 2-process run's resume state suggested "effvid train --output RUN --resume",
+    # which train refuses for that run
+    torch.save({"history": "[]", "world_size": 2, "model": {}, "optimizer": {}}, tmp_path / "last_state.pt")
+    (tmp_path / "last.safetensors").write_bytes(b"")
+    assert main(["eval", str(tmp_path), "-c", str(tmp_path / "last_state.pt"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"(torchrun --nproc-per-node 2 -m effvid train --output {tmp_path} --resume continues that run)")
+
+
+def test_commands_of_one_process_refuse_torchrun(tmp_path):
+    # `torchrun --nproc-per-node 2 -m effvid check DATA` checked DATA twice and printed it all twice
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "effvid", "check", str(tmp_path / "missing"), "--workers", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "exitcode: 2" in proc.stderr and proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("effvid check")]
+    assert lines == ["effvid check: error: check runs in one process (it uses --workers decoding processes "
+                     "itself): run it without torchrun (only train and eval share their work among "
+                     "torchrun's processes)"], proc.stderr  # once: by the first process
+
+
 def test_evaluation_shards_cover_every_sample_once():
     data = list(range(5))
     shards = [list(build_sampler(data, DistEnv(rank, 2), shuffle=False, seed=0)) for rank in range(2)]
@@ -149,6 +193,49 @@ def test_a_process_that_ends_leaves_the_others_one_line_not_a_traceback(tmp_path
     # torchrun's own report of the process that failed follows, and no other traceback
     assert "[rank1]" not in proc.stderr and proc.stderr.count("Traceback") == 1, proc.stderr
     assert "ChildFailedError" in proc.stderr
+
+
+def test_torchruns_sigterm_after_another_process_ended_says_so(tmp_path):
+    # torchrun ends the other processes with SIGTERM when one ends: "stopped by SIGTERM" read as
+    # if someone had stopped the run from outside
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=4,
+                           videos_per_class_val=2, num_frames=8, size=32, seed=1)
+    driver = tmp_path / "driver.py"
+    driver.write_text(_SECOND_ENDS_AFTER_EPOCH_1)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(driver), str(data), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    again = f"torchrun --nproc-per-node 2 -m effvid train --output {out} --resume"
+    lines = [line for line in proc.stderr.splitlines() if "effvid train" in line]
+    assert lines == ["effvid train: stopped by torchrun (SIGTERM), typically because another process of the "
+                     "run ended (its own message, or torchrun's report, says why), or by the job system; the "
+                     f"last completed epoch (1 of 3) is saved: continue with {again}"], proc.stderr
+    assert "exitcode  : 143" in proc.stderr and proc.stderr.count("Traceback") == 1, proc.stderr
+
+
+_SECOND_ENDS_AFTER_EPOCH_1 = """
+import os, sys, time
+from effvid.cli import main
+from effvid.training import loop
+
+epoch_files = loop.RunWriter.epoch_files
+
+
+def epoch_files_then_end(self, model, history, *args):
+    epoch_files(self, model, history, *args)
+    if not self.enabled:  # the second process, after the first epoch: killed, no Python error
+        os._exit(9)
+    time.sleep(60)  # the first waits (in no collective) for torchrun's SIGTERM
+
+
+loop.RunWriter.epoch_files = epoch_files_then_end
+data, out = sys.argv[1:]
+sys.exit(main(["train", data, "--model", "tsm_resnet_tiny", "--num-segments", "4", "--size", "32",
+               "--epochs", "3", "--batch-size", "2", "--workers", "0", "--no-progress", "--device", "cpu",
+               "--output", out]))
+"""
 
 
 _ENDS_AFTER_EPOCH_1 = """

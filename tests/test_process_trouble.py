@@ -416,6 +416,35 @@ def test_ctrl_c_stops_a_run_after_a_run_nested_in_it_ended():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_stop_signal_during_a_finalizer_is_raised_after_it_not_printed(monkeypatch):
+    from effvid.training.interrupts import Stopped, ctrl_c_recorded
+
+    # torchrun's SIGTERM (another process had ended) came as a DataLoader iterator's __del__
+    # joined its workers: raised there, Python printed it ("Exception ignored in:
+    # <function _MultiProcessingDataLoaderIter.__del__>", a traceback) above the stop line
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+    went_on = False
+    with pytest.raises(Stopped) as raised, ctrl_c_recorded(also_on=(signal.SIGTERM,)):
+        _SignalInFinalizer(signal.SIGTERM)  # dropped at once: its __del__ runs here
+        went_on = True
+    assert printed == [] and went_on and raised.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+class _SignalInFinalizer:
+    """Sends ``signum`` to its process as it is dropped, and waits for the handler there."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        os.kill(os.getpid(), self.signum)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:  # the handler runs by now
+            pass
+
+
 class _SigintInWorker:
     """Three items; loading each sends a Ctrl-C to the worker that loads it."""
 

@@ -1277,9 +1277,14 @@ def test_the_run_summarises_its_data_and_warns_of_classes_it_cannot_learn(tiny_d
 
     assert [ragged_batch_dropped(n, 8, w) for n, w in ((30, 1), (32, 1), (8, 1), (5, 1), (30, 2), (33, 2))] == \
         [6, 0, 0, 0, 7, 1]
+    # 11 videos on 2 processes: DistributedSampler pads them to 2 x 6, training one twice ("a
+    # batch size that divides 6 trains on all of them" said nothing of it)
     assert data_summary(*build_datasets(cfg, 3), cfg, 3, world_size=2)[1] == (
-        "note: batches of 4 leave 2 training videos per process out of each epoch (a different 2 each "
-        "time; a batch size that divides 6 trains on all of them)")
+        "note: 2 processes share the 11 training videos as 6 each, 1 of them repeated to make 12 (the "
+        "sampler pads the shares to one size), so each epoch trains 1 video twice (a different one each "
+        "time), and batches of 4 leave 2 training videos per process out of it (a different 2 each time); "
+        "a batch size that divides 6 trains on every video, 1 of them twice; each video exactly once "
+        "needs a number of processes that divides 11")
 
 
 def test_unreadable_videos_are_listed_once_across_a_resume(tiny_data, tmp_path, monkeypatch, capsys):

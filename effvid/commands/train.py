@@ -21,7 +21,7 @@ import typing
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
-from ..cli import HelpFormatter, command_line, device_name, reports_errors, worker_count
+from ..cli import HelpFormatter, device_name, reports_errors, torchrun_processes, worker_count
 from ..errors import BadValue, did_you_mean
 from ..training.config import CHOICES, OPTIMIZER_DEFAULTS, TrainConfig
 from ..training.interrupts import STALLED, Stopped, ctrl_c_recorded, worker_deaths_ignored
@@ -156,7 +156,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)
                  if f.name not in ("batch_size", "init_weights", "imagenet_weights")}
         recipe, line = recipe_values(args.recipe, args.batch_size or TrainConfig.batch_size,
-                                     int(os.environ.get("WORLD_SIZE", "1")),
+                                     torchrun_processes(),
                                      init_weights=args.init_weights, imagenet_weights=args.imagenet_weights,
                                      **given)
         values.update(recipe)
@@ -265,9 +265,22 @@ def peer_ended(error: RuntimeError) -> bool:
     NCCL's DistBackendError."""
     import torch.distributed as dist
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+    if torchrun_processes() <= 1:
         return False
     return isinstance(error, dist.DistError) or "closed by peer" in str(error) or "reset by peer" in str(error)
+
+
+def stop_reason(signum: int) -> str:
+    """What the stop line says of the signal that stopped the run. Under torchrun a SIGTERM is
+    most often torchrun's own: it ends the other processes so when one of them ended (a kill, a
+    dead loader worker, an error), and "stopped by SIGTERM" read as if someone had stopped the
+    run from outside (a job system's SIGTERM reaches torchrun, which passes it on, the same way)."""
+    if signum == signal.SIGINT:
+        return "interrupted"
+    if signum == signal.SIGTERM and torchrun_processes() > 1:
+        return ("stopped by torchrun (SIGTERM), typically because another process of the run ended "
+                "(its own message, or torchrun's report, says why), or by the job system")
+    return f"stopped by {signal.Signals(signum).name}"
 
 
 def worker_stalled_message(cfg: TrainConfig) -> str:
@@ -399,7 +412,7 @@ def run_named_like(out: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..runtime import cpu_out_of_memory
     from ..training.loop import train
-    from ..training.run_folder import missing_state_advice, run_left_without_state
+    from ..training.run_folder import missing_state_advice, resume_command, run_left_without_state
 
     if args.resume:
         check_resume_folder(args)
@@ -422,7 +435,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"cannot resume {out}: its config.json is missing, and its last_state.pt "
                              "(from an older effvid) does not hold the configuration; resume it with "
                              "DATA and the run's original options: "
-                             f"{command_line('effvid', 'train', 'DATA', '--output', out, '--resume')} ...")
+                             f"{resume_command(out, data=('DATA',))} ...")
         if args.resume and run_left_without_state(out):
             raise ValueError(f"cannot resume {out}: {missing_state_advice(out)}")
         if args.resume:
@@ -456,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
         return 128 + signal.SIGPIPE
     except KeyboardInterrupt as e:
         signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
-        why = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        why = stop_reason(signum)
         with worker_deaths_ignored():  # the signal may have reached the loader workers too
             saved = saved_epochs(cfg)
         if reports_errors():  # torchrun passes a Ctrl-C to every process

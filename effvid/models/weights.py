@@ -101,12 +101,12 @@ def resume_state_error(path: str | Path) -> ValueError:
     tensors", and effvid convert was suggested)."""
     folder = Path(path).parent
     found = [str(folder / n) for n in ("best.safetensors", "last.safetensors") if (folder / n).is_file()]
-    from ..errors import command_line
+    from ..training.run_folder import resume_command  # (it imports this module)
 
     use = (f"use {' or '.join(found)}" if found
            else f"its folder {folder} has no best.safetensors or last.safetensors")
     return ValueError(f"{path} is a run's resume state, not weights: {use} "
-                      f"({command_line('effvid', 'train', '--output', folder, '--resume')} continues that run)")
+                      f"({resume_command(folder)} continues that run)")
 
 
 def weights_not_found(path: str | Path, called: str = "weights file") -> FileNotFoundError:

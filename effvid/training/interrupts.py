@@ -59,8 +59,20 @@ def _on_stop_signal(signum, frame) -> None:
         return
     _received = _received or signum  # the first one says why the run stops
     _quiet_worker_deaths()
-    if not _deferred:
+    if not _deferred and not _in_finalizer(frame):
         raise _interruption()
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether the signal came during a ``__del__`` (a DataLoader iterator joining its workers
+    as it is dropped): Python prints an exception raised there as "Exception ignored in ..."
+    with a traceback, and drops it. Recorded only, it is raised at the next batch or as the
+    block ends (:func:`raise_if_interrupted`)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _child_ended(signum, frame) -> None:
@@ -137,6 +149,7 @@ def ctrl_c_recorded(also_on: tuple[int, ...] = ()):
     previous = {signum: signal.signal(signum, _on_stop_signal) for signum in handled}
     try:
         yield
+        raise_if_interrupted()  # one that came in a finalizer after the last check
     except KeyboardInterrupt as e:
         if _received:
             # the frames it passed through hold the pass's loader: shut its workers down now,

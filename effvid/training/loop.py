@@ -196,7 +196,10 @@ def train_one_epoch(model, loader, optimizer, scaler, precision, cfg: TrainConfi
     bad: list = []
     start, seen = time.perf_counter(), 0
     batches = TimedWait(StopsOnCtrlC(loader))
-    bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and env.is_main)
+    # under torchrun the bar's loss, accuracy and clips/s are the first process's own: an
+    # all-reduce per step would slow training, and the epoch's line gives all processes' mean
+    whose = f" (process 0 of {env.world_size})" if env.distributed else ""
+    bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}{whose}", enabled=cfg.progress and env.is_main)
     for i, batch in enumerate(bar):
         bad.extend(batch["bad"])
         # A batch whose clips were all unreadable is skipped, by every process at once: DDP

@@ -80,10 +80,10 @@ def check_validation_source(saved: TrainConfig, cfg: TrainConfig, held_out: bool
     if before is None or now is None or before[1] == now[1] or before[0] == now[0] == "held out":
         return None
     from ..errors import command_line
+    from .run_folder import resume_command
 
     out = Path(cfg.output)
-    keep = command_line("effvid", "train", saved.data, *(["--val-data", saved.val_data] if saved.val_data else []),
-                        "--output", out, "--resume")
+    keep = resume_command(out, data=(saved.data, *(["--val-data", saved.val_data] if saved.val_data else [])))
     if before[0] == now[0]:  # the same layout elsewhere: moved, perhaps
         return (f"the run validated on {before[2]}; this resume validates on {now[2]} (moved? the same "
                 f"videos keep the epochs' accuracies comparable; to validate as before: {keep})")
@@ -111,6 +111,35 @@ def ragged_batch_dropped(num_videos: int, batch_size: int, world_size: int = 1) 
     ceil(num_videos / world_size) clips."""
     per_process = math.ceil(num_videos / world_size)
     return per_process % batch_size if per_process > batch_size else 0
+
+
+def epoch_coverage_note(num_videos: int, batch_size: int, world_size: int = 1) -> str | None:
+    """The note on what an epoch trains other than each training video once, else None: a
+    ragged last batch dropped (silent, it left 20% of a small collection untrained each epoch),
+    and under torchrun DistributedSampler's padding: each process takes ceil(N / processes)
+    videos, the few missing repeated (the first of the epoch's shuffled order, so different ones
+    each epoch), which trains them twice. (No flag named: quickstart, which prints it too, has
+    no --batch-size.)"""
+    share = math.ceil(num_videos / world_size)
+    repeated = share * world_size - num_videos
+    dropped = ragged_batch_dropped(num_videos, batch_size, world_size)
+    left_out = f"batches of {batch_size} leave {dropped} training {'video' if dropped == 1 else 'videos'}"
+    if world_size == 1:
+        return (f"note: {left_out} out of each epoch (a different {dropped} each time; a batch size "
+                f"that divides {share:,} trains on all of them)") if dropped else None
+    if not repeated:
+        return (f"note: {left_out} per process out of each epoch (a different {dropped} each time; a "
+                f"batch size that divides {share:,}, each process's share, trains on each video once)"
+                ) if dropped else None
+    padding = (f"note: {world_size} processes share the {num_videos:,} training videos as {share:,} "
+               f"each, {repeated} of them repeated to make {share * world_size:,} (the sampler pads the "
+               f"shares to one size), so each epoch trains {repeated} {'video' if repeated == 1 else 'videos'} "
+               f"twice ({'a different one' if repeated == 1 else 'different ones'} each time)")
+    once = f"each video exactly once needs a number of processes that divides {num_videos:,}"
+    if not dropped:
+        return f"{padding}; {once}"
+    return (f"{padding}, and {left_out} per process out of it (a different {dropped} each time); a batch "
+            f"size that divides {share:,} trains on every video, {repeated} of them twice; {once}")
 
 
 def videos_in_both(train_set, val_set) -> list[str]:
@@ -146,14 +175,8 @@ def data_summary(train_set, val_set, cfg: TrainConfig, seed: int, world_size: in
         lines.append(f"note: {len(both):,} of the {plural(len(val_set), 'validation video')} "
                      f"{'is a training video' if len(both) == 1 else 'are training videos'} too "
                      f"({some_names(both, shown=3)}): their accuracy is not that of unseen videos")
-    if dropped := ragged_batch_dropped(len(train_set), cfg.batch_size, world_size):
-        # silent, it left 20% of a small collection untrained each epoch, without a word
-        each = " per process" if world_size > 1 else ""
-        # (no flag named: quickstart, which prints it too, has no --batch-size)
-        lines.append(f"note: batches of {cfg.batch_size} leave {dropped} training "
-                     f"{'video' if dropped == 1 else 'videos'}{each} out of each epoch (a different "
-                     f"{dropped} each time; a batch size that divides "
-                     f"{math.ceil(len(train_set) / world_size):,} trains on all of them)")
+    if note := epoch_coverage_note(len(train_set), cfg.batch_size, world_size):
+        lines.append(note)
     untrained = [c for c, n in zip(classes, trains) if n == 0]
     if untrained:
         names = some_names(untrained)

@@ -237,12 +237,12 @@ def check_history(history, source: Path) -> list[dict]:
     return history
 
 
-def resume_command(folder: Path, *options: str, state: dict | None = None) -> str:
+def resume_command(folder: Path, *options: str, state: dict | None = None, data: tuple = ()) -> str:
     """The command that continues the run in ``folder`` (with ``options``, such as fewer
-    --workers): under torchrun with the processes its state (``state``, else read from
-    ``folder``) was trained with, as a resume with another number is refused (it would change
-    the batch); every hint printed "effvid train --output RUN --resume", which a run of 2
-    processes refused."""
+    --workers, and ``data``, the words of DATA and --val-data before --output): under torchrun
+    with the processes its state (``state``, else read from ``folder``) was trained with, as a
+    resume with another number is refused (it would change the batch); every hint printed
+    "effvid train --output RUN --resume", which a run of 2 processes refused."""
     if state is None:
         try:
             state = read_state(folder, mmap=True) or {}
@@ -250,7 +250,7 @@ def resume_command(folder: Path, *options: str, state: dict | None = None) -> st
             state = {}
     world = int(state.get("world_size", 1))
     local = int(state.get("local_world_size", world))  # states before it: one machine
-    words = ("train", "--output", folder, "--resume", *options)
+    words = ("train", *data, "--output", folder, "--resume", *options)
     if world <= 1:
         return command_line("effvid", *words)
     machines = ("--nnodes", world // local) if 0 < local < world else ()
