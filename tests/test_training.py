@@ -441,7 +441,7 @@ def test_amp_may_change_on_resume_on_the_cpu_only():
     # on the CPU autocast is off either way: "changed settings (amp True -> False)" protected nothing
     import dataclasses
 
-    saved = dataclasses.asdict(TrainConfig(data="videos"))
+    saved = dataclasses.asdict(TrainConfig(data="videos").with_optimizer_defaults())  # as a run saves it
     resumed = TrainConfig(data="videos", amp=False)
     assert resumed.resume_differences(saved) == ["amp True -> False"]  # on a GPU it changes the run
     assert resumed.resume_differences(saved, on_cpu=True) == []

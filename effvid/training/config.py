@@ -253,14 +253,15 @@ class TrainConfig:
 
     def resume_differences(self, saved: dict, on_cpu: bool = False) -> list[str]:
         """The settings that differ from a saved run's (``saved``: its config as a dict) and
-        may not change on resume. A ``seed`` of None means "the run's own". ``on_cpu``: the
+        may not change on resume. A ``seed`` of None, or of a DECIDED_AT_START field, means "the
+        run's own" (what with_run_decisions gives it). ``on_cpu``: the
         resume trains on the CPU, where ``amp`` does nothing (--no-amp was refused there)."""
         diffs = []
         for f in fields(self):
             if f.name in RESUMABLE_CHANGES or f.name not in saved or (on_cpu and f.name == "amp"):
                 continue
             mine = getattr(self, f.name)
-            if f.name == "seed" and mine is None:
+            if mine is None and (f.name == "seed" or f.name in DECIDED_AT_START):
                 continue
             if mine != saved[f.name]:
                 diffs.append(f"{f.name} {saved[f.name]!r} -> {mine!r}")
