@@ -311,3 +311,30 @@ def test_fifos_devices_and_folders_named_like_videos_in_class_folders_are_named(
     assert main(["train", str(data), "--workers", "0", "--output", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"effvid train: error: dataset: {str(fifo)!r} is not a regular file (a FIFO)")
+
+
+def test_check_reports_every_file_that_is_not_a_video_and_checks_the_videos(tmp_path, capsys):
+    # training refuses an unknown extension at start, naming them all; check stopped there too,
+    # and checked nothing else: it names them apart (they are there, not missing) and goes on
+    data = _six_videos(tmp_path)
+    notes, other = data / "train" / "left" / "notes.txt", data / "val" / "right" / "clip.xyz"
+    notes.write_text("shot on a phone\n")
+    other.write_bytes(b"\0" * 10)
+    empty = sorted((data / "train" / "right").glob("*.mp4"))[0]
+    empty.write_bytes(b"")  # and a video that is unreadable
+    report = tmp_path / "check.json"
+    assert main(["check", str(data), "--workers", "0", "--quiet", "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    reads = ".mp4, .avi, .mkv, .webm, .mov, .m4v, .mpg, .mpeg, .ts, .mts, .m2ts, .3gp, .flv, .wmv, .asf"
+    start = out.index("  found 2 file(s) that are not videos in the class folders:")
+    assert out[start + 1:start + 3] == [f"    {notes}: not a video (.txt: effvid reads {reads}); training refuses it",
+                                        f"    {other}: not a video (.xyz: effvid reads {reads}); training refuses it"]
+    assert out[0].startswith("checked 6 videos (train 4, val 2) in")
+    assert captured.err.strip().endswith("effvid check: 2 files are not videos (training refuses them); 1 of 6 "
+                                         "videos is unreadable")
+    saved = json.loads(report.read_text())
+    assert [(v["part"], v["path"]) for v in saved["not_videos"]] == [("train", str(notes)), ("val", str(other))]
+    assert saved["missing"] == [] and [u["path"] for u in saved["unreadable"]] == [str(empty)]
+    assert main(["train", str(data), "--workers", "0", "--output", str(tmp_path / "run")]) == 2
+    assert f"1 file in the class folders is not a video (expected one of {reads}): {str(notes)!r}" in capsys.readouterr().err

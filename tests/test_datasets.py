@@ -271,9 +271,10 @@ def test_broken_links_are_reported_not_dropped(tmp_path, index_root):
     missing = []
     dataset = build_dataset(index_root, split="all", missing=missing)
     assert sorted(Path(s.path).name for s in dataset.samples) == ["a0.mp4", "a1.mp4", "a2.mp4", "b0.mp4", "b1.mp4"]
-    assert missing == [(str(index_root / "a" / "moved.mp4"), f"class folder {str(index_root / 'a')!r}", None),
-                       (str(index_root / "b" / "lost.mp4"), f"class folder {str(index_root / 'b')!r}", None),
-                       (str(index_root / "b" / "sub" / "lost2.mp4"), f"class folder {str(index_root / 'b')!r}", None)]
+    assert missing == [(str(index_root / "a" / "moved.mp4"), f"class folder {str(index_root / 'a')!r}", None, False),
+                       (str(index_root / "b" / "lost.mp4"), f"class folder {str(index_root / 'b')!r}", None, False),
+                       (str(index_root / "b" / "sub" / "lost2.mp4"), f"class folder {str(index_root / 'b')!r}", None,
+                        False)]
 
 
 def test_a_train_folder_without_val_is_refused(tmp_path, index_root):

@@ -7,9 +7,11 @@ their reasons, the videos per class, and the range of lengths, frame rates and s
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
 folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
 split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links, FIFOs,
-devices and folders named like videos are reported too, and the others checked. So are videos that end before their header says (truncated): they
+devices, folders named like videos and files of other kinds (an unknown extension, which
+training refuses) are reported too, and the others checked. So are videos that end before their header says (truncated): they
 open, but the segments past the cut get the last frame that decodes, again and again. Exit
-status 1 when a video is unreadable, missing or ends early, so that scripts can stop.
+status 1 when a video is unreadable, missing or ends early, or a file is not a video, so that
+scripts can stop.
 
     effvid check /data/k400/annotations/train.csv --workers 8 --json k400_train_check.json
 """
@@ -138,9 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
     missing: list = []
     parts = data_parts(args, missing)
+    # files of other kinds in class folders: said apart from the videos that are not there
+    others = [(part, video) for part, video in missing if video.not_video]
+    missing = [(part, video) for part, video in missing if not video.not_video]
     classes = parts[0][1].classes
     checked = _Checked(parts)
-    if len(checked) == 0 and not missing:
+    if len(checked) == 0 and not missing and not others:
         raise UserError(f"no videos in {args.data}")
     start = time.perf_counter()
     loader = DataLoader(checked, batch_size=1, num_workers=args.workers, collate_fn=_first)
@@ -160,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             "unreadable": [{"path": p, "reason": r} for p, r in bad],
             "missing": [{"path": video.path, "part": part, "listed": video.where, "reason": reason}
                         for (part, video), reason in zip(missing, why)],
+            "not_videos": [{"path": video.path, "part": part, "reason": video.why} for part, video in others],
             "ends_early": [{"path": path, "part": part, "frames": frames, "decodable_frames": ends}
                            for part, path, frames, ends in early],
             "per_class": {name: {c: readable[name, k] for k, c in enumerate(classes)} for name in names},
@@ -176,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(bad_videos_report([(video.path, reason) for (_, video), reason in zip(missing, why)], when="",
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
+    if others:
+        print(bad_videos_report([(video.path, video.why) for _, video in others], when="", verb="found",
+                                what="file(s) that are not videos in the class folders", full_list=full_list))
     if bad:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
     else:
@@ -200,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(f"wrote {args.json}")
     trouble = ([f"{plural(len(missing), listed + 'video')} {are(missing)} missing"] if missing else []) + (
+        [f"{plural(len(others), 'file')} {'is not a video' if len(others) == 1 else 'are not videos'} "
+         "(training refuses them)"] if others else []) + (
         [f"{len(bad):,} of {plural(len(results), 'video')} {are(bad)} unreadable"] if bad else []) + (
         [f"{len(early):,} of {plural(len(results), 'video')} {'ends' if len(early) == 1 else 'end'} early"]
         if early else [])

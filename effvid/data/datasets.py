@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import plural, some_names, the_classes
-from .files import (FRAMES_HINT, MissingVideos, VideoSample, broken_link, find_files,
+from .files import (FRAMES_HINT, MissingVideo, MissingVideos, VideoSample, broken_link, find_files,
                     has_video_ext, not_found)
 from .published import read_samples, read_split_folder, split_folder_kind
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
@@ -68,9 +68,10 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
     ``x.mp4``, which is not searched), naming the first, the next and how many; ValueError for
     an empty class folder, a file with an unknown extension, a root without class folders, or
     (when ``classes`` is given) an unknown class folder; files of other kinds among the videos
-    are all named in one ValueError. Given a list ``missing``, each broken link and each such
-    path is appended to it as a :class:`~effvid.data.files.MissingVideo` instead and left out
-    (effvid check reports them all; see :class:`~effvid.data.files.MissingVideos`).
+    are all named in one ValueError. Given a list ``missing``, each broken link, each such
+    path and each file of another kind is appended to it as a
+    :class:`~effvid.data.files.MissingVideo` instead and left out (effvid check reports them
+    all; see :class:`~effvid.data.files.MissingVideos`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -102,7 +103,12 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
                 f.suffix.lower() in IMAGE_EXTENSIONS for f in others_here):
             raise ValueError(f"{where} holds images and no videos "
                              f"({some_names((repr(str(f)) for f in others_here), shown=1)}){FRAMES_HINT}")
-        not_videos += others_here
+        if missing is not None:  # effvid check: named with the rest, and the videos checked
+            missing += [MissingVideo(str(f), where, f"not a video ({f.suffix or 'no extension'}: effvid reads "
+                                     f"{', '.join(extensions)}); training refuses it", not_video=True)
+                        for f in others_here]
+        else:
+            not_videos += others_here
         not_file_paths = set(named_like_videos)
         for f in sorted(videos + named_like_videos):
             broken.listed += 1

@@ -42,6 +42,7 @@ class MissingVideo(NamedTuple):
     path: str  # where the video would be
     where: str  # where it is named: "'train.txt' line 3", "class folder 'data/a'"
     why: str | None = None  # what the reader knows beyond "not there", else None
+    not_video: bool = False  # there, but a file of another kind (an unknown extension)
 
 
 def has_video_ext(path: str | Path, extensions: Sequence[str]) -> bool:
