@@ -260,6 +260,10 @@ def torchrun_processes() -> int:
 
 # the commands that share their work among torchrun's processes; prepare refuses torchrun itself
 SHARED_UNDER_TORCHRUN = ("train", "eval", "prepare")
+# why a command runs in one process, where it says more than that
+OWN_PROCESSES = {"check": "it uses --workers decoding processes itself",
+                 "predict": "it uses --workers decoding processes itself",
+                 "quickstart": "its training uses --workers data-loading processes itself"}
 
 
 def refuse_torchrun(command: str) -> None:
@@ -269,11 +273,6 @@ def refuse_torchrun(command: str) -> None:
         own = OWN_PROCESSES.get(command)
         raise UserError(f"{command} runs in one process{f' ({own})' if own else ''}: run it without "
                         "torchrun (only train and eval share their work among torchrun's processes)")
-
-
-OWN_PROCESSES = {"check": "it uses --workers decoding processes itself",
-                 "predict": "it uses --workers decoding processes itself",
-                 "quickstart": "its training uses --workers data-loading processes itself"}
 
 
 def main(argv: list[str] | None = None) -> int:

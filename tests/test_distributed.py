@@ -168,23 +168,30 @@ def test_two_process_training_with_torchrun(tmp_path, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_process_that_ends_leaves_the_others_one_line_not_a_traceback(tmp_path):
-    # the first process killed after its first epoch (a dead loader worker, the OOM killer): the
-    # other one printed gloo's "Connection closed by peer" as a 35-line traceback
+def _run_with_torchrun(tmp_path, driver_source: str, *torchrun_options: str):
+    """``driver_source`` (a script of DATA and RUN) run by torchrun in 2 processes on a small
+    dataset: the finished process, the command that resumes its run, and its stderr's lines of
+    effvid train."""
     data = tmp_path / "data"
     make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=4,
                            videos_per_class_val=2, num_frames=8, size=32, seed=1)
     driver = tmp_path / "driver.py"
-    driver.write_text(_ENDS_AFTER_EPOCH_1)
+    driver.write_text(driver_source)
     out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           *torchrun_options, str(driver), str(data), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    again = f"torchrun --nproc-per-node 2 -m effvid train --output {out} --resume"
+    return proc, again, [line for line in proc.stderr.splitlines() if "effvid train" in line]
+
+
+def test_a_process_that_ends_leaves_the_others_one_line_not_a_traceback(tmp_path):
+    # the first process killed after its first epoch (a dead loader worker, the OOM killer): the
+    # other one printed gloo's "Connection closed by peer" as a 35-line traceback
     # torchrun's own check of its processes every 5 s, not 0.1 s: it would stop the other one
     # with a SIGTERM (quietly) before it met the closed connection
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "--monitor-interval", "5", str(driver), str(data), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc, again, lines = _run_with_torchrun(tmp_path, _ENDS_AFTER_EPOCH_1, "--monitor-interval", "5")
     assert proc.returncode != 0
-    again = f"torchrun --nproc-per-node 2 -m effvid train --output {out} --resume"
-    lines = [line for line in proc.stderr.splitlines() if "effvid train" in line]
     assert len(lines) == 1 and lines[0].startswith(
         "effvid train (process 1): stopped: another process of the run ended ("), proc.stderr
     assert lines[0].endswith(f"its own message says why. The last completed epoch (1 of 3) is saved: "
@@ -198,17 +205,7 @@ def test_a_process_that_ends_leaves_the_others_one_line_not_a_traceback(tmp_path
 def test_torchruns_sigterm_after_another_process_ended_says_so(tmp_path):
     # torchrun ends the other processes with SIGTERM when one ends: "stopped by SIGTERM" read as
     # if someone had stopped the run from outside
-    data = tmp_path / "data"
-    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=4,
-                           videos_per_class_val=2, num_frames=8, size=32, seed=1)
-    driver = tmp_path / "driver.py"
-    driver.write_text(_SECOND_ENDS_AFTER_EPOCH_1)
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(driver), str(data), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    again = f"torchrun --nproc-per-node 2 -m effvid train --output {out} --resume"
-    lines = [line for line in proc.stderr.splitlines() if "effvid train" in line]
+    proc, again, lines = _run_with_torchrun(tmp_path, _SECOND_ENDS_AFTER_EPOCH_1)
     assert lines == ["effvid train: stopped by torchrun (SIGTERM), typically because another process of the "
                      "run ended (its own message, or torchrun's report, says why), or by the job system; the "
                      f"last completed epoch (1 of 3) is saved: continue with {again}"], proc.stderr

@@ -23,10 +23,10 @@ is then 1 too.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from ..cli import HelpFormatter, UserError, command_line, nonnegative_int, plural, positive_int, worker_count
+from ..cli import (HelpFormatter, UserError, command_line, nonnegative_int, plural, positive_int,
+                   torchrun_processes, worker_count)
 from ..runtime import usable_cpus
 
 
@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.evaluate import bad_videos_report
     from ..training.progress import progress_bar
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if (processes := torchrun_processes()) > 1:
         # every process wrote the same DST: one prepared the videos, the other found some there
         raise UserError(f"prepare runs in one process, which starts --workers processes itself; under "
-                        f"torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}) each process wrote the same DST: "
+                        f"torchrun (WORLD_SIZE={processes}) each process wrote the same DST: "
                         f"run it without torchrun ({command_line('effvid', 'prepare', args.src, args.dst)} "
                         "--workers N)")
 

@@ -529,8 +529,7 @@ def run_epochs(cfg: TrainConfig, env: DistEnv, device: torch.device, seed: int, 
         # run repeats exactly what the uninterrupted run would have done.
         seed_everything(seed * 1000003 + epoch * 1009 + env.rank)
         set_sampler_epoch(train_sampler, epoch, seed)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch, seed)
+        train_set.set_epoch(epoch, seed)
         t0 = time.perf_counter()
         train_stats, bad = train_one_epoch(train_model, train_loader, optimizer, scaler, precision, cfg, device,
                                            epoch=epoch, steps_per_epoch=steps_per_epoch,
