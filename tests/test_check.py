@@ -131,6 +131,45 @@ def _check_finds_three_missing(data, tmp_path, capsys, missing: list) -> dict:
     return json.loads(report.read_text())
 
 
+def test_check_names_the_listed_paths_that_are_not_videos_and_checks_the_others(tmp_path, capsys):
+    # training refuses a list line naming another kind of file (a TSM list's frame folders, a
+    # .txt) at start; check stopped at the first one with that error and checked nothing else
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, classes=("left", "right"), videos_per_class_train=2, videos_per_class_val=0,
+                           num_frames=8, size=32, seed=1)
+    videos = data / "train"
+    (videos / "left" / "notes.txt").write_text("shot on a phone\n")
+    (videos / "right" / "frames_0001").mkdir()  # extracted frames, as the original TSM lists name them
+    lst = tmp_path / "train.txt"
+    lst.write_text("left/left_0000.mp4 left\nleft/notes.txt left\nleft/left_0001.mp4 left\n"
+                   "right/frames_0001 right\nright/right_0000.mp4 right\nright/right_0001.mp4 right\n")
+    report = tmp_path / "check.json"
+    assert main(["check", str(lst), "--data-root", str(videos), "--workers", "0", "--quiet",
+                 "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    reads = ".mp4, .avi, .mkv, .webm, .mov, .m4v, .mpg, .mpeg, .ts, .mts, .m2ts, .3gp, .flv, .wmv, .asf"
+    assert out[0].startswith("checked 4 videos in ")
+    assert out[1:4] == [
+        "  found 2 listed file(s) that are not videos:",
+        f"    {videos / 'left' / 'notes.txt'}: not a video (.txt: effvid reads {reads}); listed in {str(lst)!r} "
+        "line 2; training refuses it",
+        f"    {videos / 'right' / 'frames_0001'}: not a video (no extension: effvid reads {reads}); listed in "
+        f"{str(lst)!r} line 4; training refuses it; effvid decodes video files, not folders of extracted "
+        "frames: point it at the videos themselves"]
+    assert "unreadable: none" in out
+    assert captured.err.splitlines()[-1] == "effvid check: 2 files are not videos (training refuses them)"
+    saved = json.loads(report.read_text())
+    assert [v["path"] for v in saved["not_videos"]] == [str(videos / "left" / "notes.txt"),
+                                                        str(videos / "right" / "frames_0001")]
+    assert saved["videos"] == 4 and saved["missing"] == [] and saved["unreadable"] == []
+    # training still stops at the first, naming it
+    assert main(["train", str(lst), "--data-root", str(videos), "--workers", "0",
+                 "--output", str(tmp_path / "run")]) == 2
+    assert (f"{str(lst)!r} line 2: unsupported video extension '.txt' for "
+            f"{str(videos / 'left' / 'notes.txt')!r}") in capsys.readouterr().err
+
+
 def test_check_lists_every_broken_link_of_the_class_folders(tmp_path, capsys):
     # the first broken link stopped check as it stops training: the others, and every other
     # video, went unchecked

@@ -6,10 +6,10 @@ segment centres, as validation does) in worker processes and reports the unreada
 their reasons, the videos per class, and the range of lengths, frame rates and sizes. DATA is
 anything ``effvid train`` reads; both parts of a folder with train/ and val/ (or of a split
 folder) are checked. Listed videos that are not there (a list file's, an annotation file's, a
-split folder's, a Kinetics CSV's skipped ones) and a class folder's broken links, FIFOs,
-devices, folders named like videos and files of other kinds (an unknown extension, which
-training refuses) are reported too, and the others checked. So are videos that end before their header says (truncated): they
-open, but the segments past the cut get the last frame that decodes, again and again. Exit
+split folder's, a Kinetics CSV's skipped ones), a class folder's broken links, FIFOs, devices
+and folders named like videos, and the files of other kinds (an unknown extension, which
+training refuses) a class folder holds or a list names are reported too, and the others
+checked. So are videos that end before their header says (truncated): they open, but the segments past the cut get the last frame that decodes, again and again. Exit
 status 1 when a video is unreadable, missing or ends early, or a file is not a video, so that
 scripts can stop.
 
@@ -184,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
                                 verb="found", what=f"{listed}video(s) missing", full_list=full_list))
     if others:
         print(bad_videos_report([(video.path, video.why) for _, video in others], when="", verb="found",
-                                what="file(s) that are not videos in the class folders", full_list=full_list))
+                                what="file(s) that are not videos in the class folders"
+                                if found_in_class_folder(others[0][1].where) else
+                                "listed file(s) that are not videos", full_list=full_list))
     if bad:
         print(bad_videos_report(bad, when="", verb="found", full_list=full_list))
     else:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import plural, some_names, the_classes
-from .files import (FRAMES_HINT, MissingVideo, MissingVideos, VideoSample, broken_link, find_files,
-                    has_video_ext, not_found)
+from .files import (FRAMES_HINT, MissingVideos, VideoSample, broken_link, find_files, has_video_ext,
+                    not_a_video, not_found)
 from .published import read_samples, read_split_folder, split_folder_kind
 from .sampling import dense_indices, dense_test_clips, segment_indices, test_clips
 from .transforms import TestTransform, TrainTransform, default_scale_size
@@ -104,9 +104,7 @@ def scan_class_folders(root: str | os.PathLike, extensions: Sequence[str] = VIDE
             raise ValueError(f"{where} holds images and no videos "
                              f"({some_names((repr(str(f)) for f in others_here), shown=1)}){FRAMES_HINT}")
         if missing is not None:  # effvid check: named with the rest, and the videos checked
-            missing += [MissingVideo(str(f), where, f"not a video ({f.suffix or 'no extension'}: effvid reads "
-                                     f"{', '.join(extensions)}); training refuses it", not_video=True)
-                        for f in others_here]
+            missing += [not_a_video(f, extensions, where) for f in others_here]
         else:
             not_videos += others_here
         not_file_paths = set(named_like_videos)

@@ -52,16 +52,29 @@ def has_video_ext(path: str | Path, extensions: Sequence[str]) -> bool:
 FRAMES_HINT = "; effvid decodes video files, not folders of extracted frames: point it at the videos themselves"
 
 
-def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
-    if has_video_ext(path, extensions):
-        return
-    hint = ""
+def _frames_hint(path: Path) -> str:
     # the lists made for the original TSM code name folders of extracted frames (there, or
     # not extracted on this machine: a path without an extension), or the frames themselves
     if path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS or (not path.suffix and not path.exists()):
-        hint = FRAMES_HINT
-    raise ValueError(f"{where}: unsupported video extension {path.suffix!r} for {str(path)!r} "
-                     f"(expected one of {', '.join(extensions)}){hint}")
+        return FRAMES_HINT
+    return ""
+
+
+def _check_ext(path: Path, where: str, extensions: Sequence[str]) -> None:
+    if not has_video_ext(path, extensions):
+        raise ValueError(f"{where}: unsupported video extension {path.suffix!r} for {str(path)!r} "
+                         f"(expected one of {', '.join(extensions)}){_frames_hint(path)}")
+
+
+def not_a_video(path: Path, extensions: Sequence[str], where: str, listed: bool = False) -> MissingVideo:
+    """A file of another kind (an unknown extension) that a dataset holds (in ``where``, a class
+    folder) or names (``listed`` on ``where``, a list's line), as effvid check reports it beside
+    the videos; training refuses it at start."""
+    return MissingVideo(str(path), where,
+                        f"not a video ({path.suffix or 'no extension'}: effvid reads {', '.join(extensions)})"
+                        + (f"; listed in {where}; training refuses it{_frames_hint(path)}" if listed
+                           else "; training refuses it"),
+                        not_video=True)
 
 
 def _file_or_broken_link(path: str) -> bool:
@@ -131,10 +144,13 @@ def read_text(path: Path, what: str) -> str:
         raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from e
 
 
-def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) -> str:
+def _listed_path(path: str, base: Path) -> Path:
     p = Path(path)
-    if not p.is_absolute():
-        p = base / p
+    return p if p.is_absolute() else base / p
+
+
+def _video_path(path: str, base: Path, where: str, extensions: Sequence[str]) -> str:
+    p = _listed_path(path, base)
     _check_ext(p, where, extensions)
     if not p.is_file():  # a broken link said "video not found", naming no target
         what = not_a_video_file(p) or (f"a {link}" if (link := broken_link(p)) else None)
@@ -161,8 +177,13 @@ class MissingVideos:
         self.errors.append((error, where))
 
     def path(self, path: str, base: Path, where: str, extensions: Sequence[str]) -> str | None:
-        """:func:`_video_path`, or None for a video that is not there (noted)."""
+        """:func:`_video_path`, or None for a video that is not there (noted). Given a
+        ``missing`` list, a path of another kind (an unknown extension) is added to it, and
+        left out, as a class folder's are: effvid check stopped at it and checked nothing."""
         self.listed += 1
+        if self.missing is not None and not has_video_ext(path, extensions):
+            self.missing.append(not_a_video(_listed_path(path, base), extensions, where, listed=True))
+            return None
         try:
             return _video_path(path, base, where, extensions)
         except FileNotFoundError as e:
