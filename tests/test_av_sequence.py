@@ -244,6 +244,31 @@ def test_frames_at_millisecond_timestamps(tmp_path, ext, codec, src_fps):
     assert got == want
 
 
+@pytest.mark.parametrize("name,codec", [("mpeg4.avi", "mpeg4"), ("h264.avi", "libx264"), ("h264.mp4", "libx264")])
+@pytest.mark.parametrize("start", [0.0, 0.5])
+def test_25_fps_frames_are_the_ones_on_screen_whatever_the_time_base(tmp_path, name, codec, start):
+    # An AVI's time base is one frame (1/25 s): the tolerance was half a tick, 20 ms, and the
+    # sampler took the nearest frame, up to half a frame early ([0, 2, 3, 5, ...] for
+    # [0, 1, 3, 4, ...]); the mp4 (time base 1/12800) was right. UCF101 and HMDB51 are AVIs.
+    import av
+
+    from effvid.data import decode_frame_index, index_pattern_frames
+
+    n = 2 * 25  # index_pattern_frames tells up to ~50 frames apart through a lossy codec
+    path = write_video(tmp_path / name, index_pattern_frames(n, 32, 48), fps=25, codec=codec)
+    with av.open(str(path)) as c:  # the case under test: a time base of one frame, or finer
+        assert c.streams.video[0].time_base == (Fraction(1, 25) if name.endswith(".avi") else Fraction(1, 12800))
+    clips = 2 if start == 0.0 else 1  # (and from 0.5 s, after a seek)
+    seq = LongVideoSampler(num_clips=clips, frames_per_clip=FPS, sample_rate=SR, missing_audio="mask")(path, start=start)
+    assert seq.mask.all()
+    got = [[decode_frame_index(seq.frames[k, j].numpy(), n) for j in range(FPS)] for k in range(clips)]
+    # frame i is shown from i/25 s: the one on screen at start + k + j/16 is floor(25 (start + k + j/16))
+    want = [[math.floor((start + k + j / FPS) * 25 + 1e-6) for j in range(FPS)] for k in range(clips)]
+    if start == 0.0:
+        assert want[0] == [0, 1, 3, 4, 6, 7, 9, 10, 12, 14, 15, 17, 18, 20, 21, 23]  # the report's
+    assert got == want
+
+
 def test_a_damaged_packet_loses_only_its_own_frame(tmp_path, index_videos):
     # the sampler failed the file at its first damaged packet ("video decoding failed"); now
     # the frame before a lost one is shown until the next

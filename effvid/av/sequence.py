@@ -232,11 +232,6 @@ class LongVideoSampler:
 
         step = self.clip_seconds / self.frames_per_clip
         targets = [start + i * step for i in range(num_valid * self.frames_per_clip)]
-        # A frame stored at up to half a tick after a target counts as displayed at it: Matroska
-        # and WebM round times to milliseconds, so the frame at 1/16 s is stored as 62 or 63 ms;
-        # at least 0.5 ms, as such rounded times keep their error when remuxed into a finer time
-        # base. (Far below a frame period, so the next frame is never taken early.)
-        eps = max(float(stream.time_base) / 2, 0.0005) + 1e-9
         # times where the frames are shown, not FFmpeg's made-up ones in an AVI (timed_frames); a
         # damaged packet's frames are lost, and the frame before is shown for longer
         frames = timed_frames(container, stream, (origin + start) / stream.time_base if start > 0 else None,
@@ -262,7 +257,7 @@ class LongVideoSampler:
                         h, w = self.size
                         frame_size = (h, w) if rotation in (90, -90) else (w, h)
                 t = float(pts * stream.time_base) - origin
-                while nxt < len(targets) and t > targets[nxt] + eps:
+                while nxt < len(targets) and t > targets[nxt] + _SHOWN_TOLERANCE:
                     if prev is None:  # the first frame comes after the target: use it anyway
                         prev, prev_t = frame, t
                     picked[nxt] = rgb(prev)
@@ -277,12 +272,20 @@ class LongVideoSampler:
         shown, video_end = len(targets), math.inf
         if nxt < len(targets):  # the stream ended first: the last frame shows until its end
             video_end = prev_t + _frame_seconds(prev, stream)
-            shown = nxt + sum(1 for t in targets[nxt:] if t < video_end - eps)
+            shown = nxt + sum(1 for t in targets[nxt:] if t < video_end - _SHOWN_TOLERANCE)
         last = None
         for i in range(nxt, len(targets)):  # targets after the last frame: hold the last frame
             last = rgb(prev) if last is None else last
             picked[i] = last
         return np.stack(picked), shown, video_end
+
+
+# A frame stored at up to 0.5 ms after a target counts as displayed at it: Matroska and WebM
+# round times to milliseconds (the frame at 1/16 s is stored as 62 or 63 ms), and such times keep
+# that error when remuxed into a finer time base. Not half a tick of the time base: an AVI's tick
+# is a frame (1/25 s), and half of it took the next frame up to 20 ms early. 0.5 ms is an eightieth
+# of a 25-fps frame. (1e-9: the float error of the targets.)
+_SHOWN_TOLERANCE = 0.0005 + 1e-9
 
 
 def _is_number(value) -> bool:
