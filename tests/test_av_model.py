@@ -1,5 +1,7 @@
 """AV transformer model of effvid.av: factorised linear, sharing, parameter counts, masks."""
 
+import copy
+
 import pytest
 import torch
 
@@ -47,6 +49,62 @@ def test_S_stays_orthogonal_under_adamw():
     assert not torch.allclose(s, before, atol=1e-3)  # it did train
     assert torch.allclose(s.T @ s, torch.eye(12), atol=1e-5)
     assert torch.allclose(s @ s.T, torch.eye(12), atol=1e-5)
+
+
+def trained_partial_model():
+    """A tiny partial-sharing model after one AdamW step (so each S has moved from its base), in
+    eval mode, and a batch for it."""
+    torch.manual_seed(0)
+    model = create_av_model(sharing="partial", **TINY)
+    video, audio = torch.randn(2, 3, 3, 4, 32, 32), torch.randn(2, 3, 4000) * 0.1
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(video, audio).fused_summary.pow(2).mean().backward()
+    opt.step()
+    S = model.visual_transformer.layers[0].query.S
+    assert (S.weight - S.parametrizations.weight[0].base).abs().max() > 1e-5  # S trained
+    return model.eval(), video, audio
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.bfloat16, 0.1), (torch.float16, 0.02)])
+def test_a_trained_partial_model_runs_in_half_precision(dtype, atol):
+    # torch.matrix_exp gives NaN in bfloat16/float16 on the CPU: every output of a trained model
+    # cast with .bfloat16() or .half() was NaN. S is computed in float32, then cast.
+    model, video, audio = trained_partial_model()
+    with torch.no_grad():
+        want = model(video, audio)
+        got = copy.deepcopy(model).to(dtype)(video.to(dtype), audio.to(dtype))
+    for name in ("fused_summary", "visual_tokens", "audio_tokens", "fused_visual_tokens", "fused_audio_tokens"):
+        out = getattr(got, name)
+        assert out.dtype == dtype and torch.isfinite(out).all(), name
+        torch.testing.assert_close(out.float(), getattr(want, name), atol=atol, rtol=0.05, msg=name)
+    S = model.to(dtype).audio_transformer.layers[0].ffn_in.S.weight
+    assert S.dtype == dtype
+    torch.testing.assert_close((S.T @ S).float(), torch.eye(8), atol=0.03, rtol=0)
+
+
+def test_S_of_a_float64_model_is_computed_in_float64():
+    model, _, _ = trained_partial_model()
+    S = model.double().audio_transformer.layers[0].ffn_in.S.weight
+    assert S.dtype == torch.float64  # not rounded to float32
+    torch.testing.assert_close(S.T @ S, torch.eye(8, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_a_partial_model_trains_under_autocast():
+    model, video, audio = trained_partial_model()
+    with torch.no_grad():
+        want = model(video, audio).fused_summary
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        S = model.visual_transformer.layers[0].query.S.weight
+        out = model(video, audio).fused_summary
+    # S is computed in float32 under autocast too (its product with the base is not run in bfloat16)
+    assert S.dtype == torch.float32
+    torch.testing.assert_close(S.T @ S, torch.eye(8), atol=1e-5, rtol=0)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), want, atol=0.1, rtol=0.05)
+    out.float().pow(2).mean().backward()
+    grad = model.visual_transformer.layers[0].query.S.parametrizations.weight.original.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().max() > 0  # gradients reach S
 
 
 # -- sharing ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _Orthogonal
 
 from .audio import LogMelSpectrogram, SpecAugment
 from .encoders import build_audio_encoder, build_visual_encoder
@@ -352,7 +353,7 @@ def _orthogonal_free(module: nn.Module) -> dict[int, int]:
         if not parametrize.is_parametrized(m):
             continue
         for name, plist in m.parametrizations.items():
-            if any(type(p).__name__ == "_Orthogonal" for p in plist):
+            if any(isinstance(p, _Orthogonal) for p in plist):  # torch's, or effvid's float32 one
                 original = plist.original
                 n, k = max(original.shape[-2:]), min(original.shape[-2:])
                 batch = original[..., 0, 0].numel()

@@ -2,8 +2,9 @@
 
 * :class:`TransformerLayer`: a post-LN BERT encoder layer (self-attention, GELU FFN, dropout).
 * :class:`FactorizedLinear`: ``W = U·S·V`` with ``U`` (out×rank, with the bias) shareable
-  between modules, ``S`` (rank×rank) kept orthogonal by
-  :func:`torch.nn.utils.parametrizations.orthogonal`, ``V`` (rank×in); the rank-dim code
+  between modules, ``S`` (rank×rank) kept orthogonal by the parametrisation of
+  :func:`torch.nn.utils.parametrizations.orthogonal` (computed in float32 in a half-precision
+  model), ``V`` (rank×in); the rank-dim code
   ``V·x`` is L2-normalised before ``S`` (as in the paper; ``normalize=False`` gives the plain
   linear map ``U·S·V·x + b``).
 * :class:`TransformerEncoder`: ``depth`` applications of a list of layers, cycling through it
@@ -26,7 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import orthogonal
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _Orthogonal, _OrthMaps
 
 from ..errors import check_dropout, check_positive_ints
 
@@ -42,6 +44,32 @@ SHARING_MODES = ("none", "layers", "all", "partial")
 _MATRICES = ("query", "key", "value", "output", "ffn_in", "ffn_out")
 
 
+class _Float32Orthogonal(_Orthogonal):
+    """torch's orthogonal parametrisation (``base · matrix_exp(A)``, ``A`` skew-symmetric from
+    the strict lower triangle of ``original``), computed in at least float32 and returned in the
+    weight's dtype: ``torch.matrix_exp`` gives NaN in bfloat16 and float16 on the CPU, and a
+    trained model cast with ``.bfloat16()`` or ``.half()`` output NaN everywhere. The state
+    (``original``, ``base``) and ``right_inverse`` are torch's."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        dtype = torch.promote_types(X.dtype, torch.float32)  # float64 stays float64
+        # autocast would run the product with base in bfloat16 again
+        with torch.autocast(X.device.type, enabled=False):
+            A = X.to(dtype).tril()
+            Q = self.base.to(dtype) @ torch.matrix_exp(A - A.mT)
+        return Q.to(X.dtype)
+
+
+def _orthogonal_linear(features: int) -> nn.Linear:
+    """A square bias-free ``nn.Linear`` whose weight is kept orthogonal as
+    :func:`torch.nn.utils.parametrizations.orthogonal` keeps it (its matrix exponential map, the
+    same state_dict keys), but computed in float32 (:class:`_Float32Orthogonal`)."""
+    linear = nn.Linear(features, features, bias=False)
+    parametrize.register_parametrization(linear, "weight", _Float32Orthogonal(linear.weight, _OrthMaps.matrix_exp),
+                                         unsafe=True)
+    return linear
+
+
 class FactorizedLinear(nn.Module):
     """``y = U · S · normalize(V · x) + b``, a rank-``rank`` factorisation of an out×in matrix.
 
@@ -53,7 +81,8 @@ class FactorizedLinear(nn.Module):
         normalize: L2-normalise ``V·x`` over its ``rank`` features (the paper's choice).
 
     ``S`` is ``self.S.weight``, parametrised orthogonal (matrix exponential of a skew-symmetric
-    matrix, times a fixed orthogonal base): torch stores it as a full rank×rank ``original``
+    matrix, times a fixed orthogonal base; computed in float32 in a half-precision model, see
+    :func:`_orthogonal_linear`): torch stores it as a full rank×rank ``original``
     tensor of which only the strict lower triangle is used (``rank·(rank-1)/2`` free values).
     """
 
@@ -66,7 +95,7 @@ class FactorizedLinear(nn.Module):
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
         self.normalize = normalize
         self.V = nn.Linear(in_features, rank, bias=False)
-        self.S = orthogonal(nn.Linear(rank, rank, bias=False))
+        self.S = _orthogonal_linear(rank)
         self.U = shared if shared is not None else nn.Linear(rank, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
