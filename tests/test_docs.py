@@ -175,6 +175,9 @@ def test_the_av_quick_start_snippet_runs_as_written(tmp_path, monkeypatch, capsy
     namespace: dict = {}
     exec(compile(block, "av.md (Quick start)", "exec"), namespace)
     assert namespace["out"].fused_summary.shape == (2, 1536)
+    # features, as it says: no dropout or batch statistics (it ran in training mode, two calls
+    # differed), and no autograd graph kept (tens of GB for a 30-clip video)
+    assert not namespace["model"].training and not namespace["out"].fused_summary.requires_grad
     printed = capsys.readouterr().out
     assert printed == format_parameter_report(parameter_report(namespace["model"])) + "\n"
     assert main(["info", "av", "--visual-cnn", "slow_r50"]) == 0
