@@ -2,6 +2,7 @@
 messages (counts, lists of names, commands to paste)."""
 
 import difflib
+import math
 import numbers
 import os
 import re
@@ -108,6 +109,19 @@ def layout_hint(shape, channels_first: bool) -> str:
         return ""
     return (f": channels {given}, and this takes channels {wanted}: x.movedim({move}) "
             f"(numpy: np.moveaxis(x, {move})) moves them")
+
+
+def check_seconds(name: str, value, *, positive: bool = False, why: str | None = None):
+    """Refuse a time that is not a finite number of seconds, >= 0 (> 0 if ``positive``), naming
+    its argument (``why`` words the refusal); returns ``value``. NaN fails no comparison, and a
+    NaN or infinite time failed later, as "cannot convert float NaN to integer" or an
+    OverflowError; a bool is no number of seconds."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and (0 < value if positive else 0 <= value) and value < math.inf)
+    if not ok:
+        raise BadValue(name, value, why or ("must be a positive number of seconds" if positive
+                                            else "must be a number of seconds >= 0"))
+    return value
 
 
 def check_positive_ints(**values) -> None:

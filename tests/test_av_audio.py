@@ -93,6 +93,35 @@ def test_missing_audio_error_and_mask(media):
     assert not w.has_audio and w.waveform.shape == (SR,) and w.waveform.abs().sum() == 0
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    # each failed late and unnamed ("cannot convert float NaN to integer", an OverflowError, a
+    # TypeError) or was taken (a NaN start read from 0, a rate of 16000.5 Hz)
+    (dict(start=math.nan), "start must be a number of seconds >= 0, got nan"),
+    (dict(start=math.inf), "start must be a number of seconds >= 0, got inf"),
+    (dict(start=-0.5), "start must be a number of seconds >= 0, got -0.5"),
+    (dict(start="1.0"), "start must be a number of seconds >= 0, got '1.0'"),
+    (dict(duration=math.inf), "duration must be a number of seconds >= 0, got inf"),
+    (dict(duration=math.nan), "duration must be a number of seconds >= 0, got nan"),
+    (dict(duration=-1.0), "duration must be a number of seconds >= 0, got -1.0"),
+    (dict(sample_rate="16000"), "sample_rate must be a positive integer, got '16000'"),
+    (dict(sample_rate=16000.5), "sample_rate must be a positive integer, got 16000.5"),
+    (dict(sample_rate=0), "sample_rate must be a positive integer, got 0"),
+    (dict(sample_rate=True), "sample_rate must be a positive integer, got True"),
+])
+@pytest.mark.parametrize("file", ["tones", "silent"])
+def test_read_audio_names_a_bad_argument(media, kwargs, message, file):
+    # the same checks as LongVideoSampler's, before the file is opened (with or without audio)
+    with pytest.raises(ValueError) as err:
+        read_audio(media[file], missing_audio="mask", **kwargs)
+    assert str(err.value) == message
+
+
+def test_read_audio_takes_numpy_numbers_and_a_zero_duration(media):
+    w = read_audio(media["tones"], start=np.float32(1.0), duration=np.float64(0.5), sample_rate=np.int64(8000))
+    assert w.waveform.shape == (4000,) and abs(dominant_hz(w.waveform.numpy(), 8000) - 1000) < 4
+    assert read_audio(media["tones"], start=1, duration=0).waveform.shape == (0,)
+
+
 def test_bad_files(media, tmp_path):
     with pytest.raises(AudioDecodeError) as err:
         read_audio(media["corrupt"])

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from effvid.data.video import BadPackets, VideoDecodeError, av_reason, decode_packet
+from effvid.errors import BadValue, check_positive_ints, check_seconds
 
 __all__ = [
     "AudioDecodeError",
@@ -53,6 +54,20 @@ class AudioDecodeError(VideoDecodeError):
     def __init__(self, path, reason: str):
         super().__init__(path, reason)
         self.args = (f"cannot read {self.path!r}: {self.reason}",)  # audio or frames, not "video"
+
+
+def clip_samples(clip_seconds, sample_rate) -> int:
+    """The samples in a clip's waveform, ``round(clip_seconds * sample_rate)``, as
+    :class:`effvid.av.LongVideoSampler` cuts them and :class:`effvid.av.AVModel` expects them.
+    Refuses, naming the argument, a ``clip_seconds`` that is not a positive number of seconds or
+    holds no sample (the audio CNN refuses an empty waveform), and a ``sample_rate`` that is not a
+    positive integer."""
+    check_positive_ints(sample_rate=sample_rate)
+    check_seconds("clip_seconds", clip_seconds, positive=True)
+    samples = round(clip_seconds * sample_rate)
+    if samples < 1:
+        raise BadValue("clip_seconds", clip_seconds, f"holds no audio sample at sample_rate={sample_rate}")
+    return samples
 
 
 def open_media(path):
@@ -129,13 +144,14 @@ def read_audio(
     """
     import av
 
+    # as LongVideoSampler checks them: NaN and inf failed later as "cannot convert float NaN to
+    # integer" or an OverflowError (or a NaN start read from 0), a str rate as a TypeError, and a
+    # rate of 16000.5 Hz was taken
     check_missing_audio(missing_audio)
-    if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
-    if duration is not None and duration < 0:
-        raise ValueError(f"duration must be >= 0, got {duration}")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    check_seconds("start", start)
+    if duration is not None:
+        check_seconds("duration", duration)
+    check_positive_ints(sample_rate=sample_rate)
     want = None if duration is None else int(round(duration * sample_rate))
     container = open_media(path)
     try:

@@ -33,8 +33,9 @@ import torch
 
 from ..data.video import (BadPackets, av_reason, counted_duration, display_rotation, main_video_stream,
                           program_stream, stream_duration, timed_frames, upright_rgb)
-from ..errors import BadValue, check_positive_ints
-from .audio import AudioDecodeError, check_missing_audio, container_origin, open_media, read_audio
+from ..errors import BadValue, check_positive_ints, check_seconds
+from .audio import (AudioDecodeError, check_missing_audio, clip_samples, container_origin, open_media,
+                    read_audio)
 
 __all__ = ["AVSequence", "LongVideoSampler", "collate_av_sequences", "frames_to_clips"]
 
@@ -119,10 +120,7 @@ class LongVideoSampler:
         # all checked here, naming the argument: a size of 0 or a rate of 0 was taken, then
         # every video failed to decode (or a bare ZeroDivisionError) when read
         check_positive_ints(num_clips=num_clips, frames_per_clip=frames_per_clip, sample_rate=sample_rate)
-        if not _is_number(clip_seconds) or not 0 < clip_seconds < math.inf:
-            raise BadValue("clip_seconds", clip_seconds, "must be a positive number of seconds")
-        if round(clip_seconds * sample_rate) < 1:  # an empty waveform per clip, which the audio CNN refuses
-            raise BadValue("clip_seconds", clip_seconds, f"holds no audio sample at sample_rate={sample_rate}")
+        clip_samples(clip_seconds, sample_rate)
         _check_start(start)
         if size is not None and not (isinstance(size, (tuple, list)) and len(size) == 2
                                      and all(not isinstance(v, bool) and isinstance(v, numbers.Integral) and v > 0
@@ -139,7 +137,7 @@ class LongVideoSampler:
 
     @property
     def samples_per_clip(self) -> int:
-        return int(round(self.clip_seconds * self.sample_rate))
+        return clip_samples(self.clip_seconds, self.sample_rate)
 
     def __call__(self, path, start: float | str | None = None, rng: random.Random | None = None) -> AVSequence:
         path = os.fspath(path)
@@ -288,14 +286,10 @@ class LongVideoSampler:
 _SHOWN_TOLERANCE = 0.0005 + 1e-9
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_start(start):
     # a negative start was refused only by read_audio, once the frames had been decoded
-    if start != "random" and not (_is_number(start) and 0 <= start < math.inf):
-        raise BadValue("start", start, "must be seconds >= 0 or 'random'")
+    if start != "random":
+        check_seconds("start", start, why="must be seconds >= 0 or 'random'")
     return start
 
 
