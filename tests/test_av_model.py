@@ -9,7 +9,9 @@ from effvid.av import (FactorizedLinear, TransformerLayer, build_transformers, c
                        format_parameter_report, parameter_report)
 from effvid.av.encoders import ResNet3D, build_audio_encoder, build_visual_encoder
 
-TINY = dict(visual_cnn="slow_tiny", audio_cnn="resnet_tiny", width=32, heads=4, ffn=64, rank=8, layers=3)
+# clips of 4 frames and 0.25 s (4000 samples at 16 kHz)
+TINY = dict(visual_cnn="slow_tiny", audio_cnn="resnet_tiny", width=32, heads=4, ffn=64, rank=8, layers=3,
+            frames_per_clip=4, clip_seconds=0.25)
 MATRICES = ("query", "key", "value", "output", "ffn_in", "ffn_out")
 
 
@@ -264,6 +266,18 @@ def test_create_av_model_refuses_sizes_below_one(name, value):
     assert str(err.value) == f"{name} must be a positive integer, got {value!r}"
 
 
+@pytest.mark.parametrize("value, message", [
+    (0, "clip_seconds must be a positive number of seconds, got 0"),
+    (float("nan"), "clip_seconds must be a positive number of seconds, got nan"),
+    ("1", "clip_seconds must be a positive number of seconds, got '1'"),
+    (1e-5, "clip_seconds holds no audio sample at sample_rate=16000, got 1e-05"),
+])
+def test_create_av_model_refuses_clip_seconds_as_the_sampler_does(value, message):
+    with pytest.raises(ValueError) as err:
+        create_av_model(**{**TINY, "clip_seconds": value})
+    assert str(err.value) == message
+
+
 @pytest.mark.parametrize("value", [1.0, -0.1, 1.5, "0.1"])
 def test_create_av_model_refuses_dropout_outside_0_1(value):
     with pytest.raises(ValueError) as err:
@@ -361,6 +375,90 @@ def test_video_of_other_layouts_is_refused_by_its_shape():
     assert str(err.value) == "video must be (B, K, 3, T, H, W) clips, got (2, 3, 4, 32, 32)"
 
 
+def _bad_inputs():
+    """name -> (video, audio, the message) for TINY models: each was taken, or failed deep in a CNN."""
+    video, audio = torch.randn(1, 2, 3, 4, 32, 32), torch.randn(1, 2, 4000) * 0.1
+    frames = torch.randint(0, 256, (1, 2, 4, 32, 32, 3), dtype=torch.uint8)
+    return {
+        # a 40-mel spectrogram ran, as did a waveform of 8-kHz audio, as one of 16 kHz
+        "mel bins": (video, torch.randn(1, 2, 40, 26),
+                     "audio spectrograms must have the model's n_mels=80 mel bins, (B, K, 80, frames), got 40 in "
+                     "(1, 2, 40, 26)"),
+        "samples": (video, torch.randn(1, 2, 2000),
+                    "audio waveforms must have 4000 samples per clip (the model's clip_seconds=0.25 at "
+                    "sample_rate=16000), got 2000 in (1, 2, 2000): read them with LongVideoSampler("
+                    "clip_seconds=0.25, sample_rate=16000), or build the model with the clip length and rate they have"),
+        # taken for spectrograms of 1 mel bin and 4000 frames
+        "waveform channel": (video, audio[:, :, None],
+                             "audio must be (B, K, samples) waveforms or (B, K, n_mels, frames) log-mels, got "
+                             "(1, 2, 1, 4000): waveforms with a channel dimension, taken for spectrograms of one mel "
+                             "bin? audio.squeeze(2) takes it off"),
+        # a 3D CNN ran on them
+        "frames per clip": (video[:, :, :, :2], audio,
+                            "video must have the model's frames_per_clip=4 frames per clip, (B, K, 3, 4, H, W), got 2 "
+                            "in (1, 2, 3, 2, 32, 32): sample clips with LongVideoSampler(frames_per_clip=4), or build "
+                            "the model with frames_per_clip=2"),
+        # "Given groups=1, weight of size [4, 3, 1, 7, 7], expected input[2, 4, 32, 32, 3] to have 3 channels"
+        "sampler layout": (frames, audio,
+                           "video must be (B, K, 3, T, H, W) normalised float clips, got (1, 2, 4, 32, 32, 3) "
+                           "torch.uint8, the layout of LongVideoSampler's frames (B, K, T, H, W, 3): "
+                           "effvid.av.frames_to_clips(frames) converts them"),
+        # "expected scalar type Byte but found Float"
+        "uint8 clips": (frames.permute(0, 1, 5, 2, 3, 4), audio,
+                        "video must be normalised float clips, as effvid.av.frames_to_clips makes them "
+                        "(torch.float32, as the model's weights are), got torch.uint8"),
+        # "expected scalar type Double but found Float"
+        "float64 video": (video.double(), audio,
+                          "video must be torch.float32, as the model's weights are, got torch.float64: "
+                          "video.to(torch.float32)"),
+        "float64 spectrograms": (video, torch.randn(1, 2, 80, 26, dtype=torch.float64),
+                                 "audio must be torch.float32, as the model's weights are, got torch.float64: "
+                                 "audio.to(torch.float32)"),
+        # taken as floats 32768 times too loud
+        "int16 waveforms": (video, (audio * 32767).to(torch.int16),
+                            "audio must be float waveforms in [-1, 1] (as read_audio and LongVideoSampler give them) "
+                            "or float log-mel spectrograms, got torch.int16; int16 PCM: audio / 32768"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+@pytest.mark.parametrize("visual_cnn", ["slow_tiny", "tsm_resnet_tiny"])
+def test_wrong_inputs_are_refused_before_the_cnns_run(case, visual_cnn):
+    model = create_av_model(**{**TINY, "visual_cnn": visual_cnn, "layers": 1})
+    ran = []
+    for cnn in (model.visual_cnn, model.audio_cnn):
+        cnn.register_forward_pre_hook(lambda module, args: ran.append(module))
+    video, audio, message = _bad_inputs()[case]
+    with pytest.raises(ValueError) as err:
+        model(video, audio)
+    assert str(err.value) == message
+    assert ran == []  # refused early, not once the visual CNN had run
+
+
+def test_the_inputs_the_checks_let_through_give_the_same_features():
+    torch.manual_seed(0)
+    model = create_av_model(**TINY).eval()
+    video, audio = torch.randn(1, 2, 3, 4, 32, 32), torch.randn(1, 2, 4000) * 0.1
+    with torch.no_grad():
+        want = model(video, audio).fused_summary
+        # float64 waveforms: the log-mel frontend computes in float32 whatever it is given
+        torch.testing.assert_close(model(video, audio.double()).fused_summary, want)
+        # log-mels of the model's own frontend, in place of the waveforms
+        torch.testing.assert_close(model(video, model.spectrogram(audio)).fused_summary, want)
+        # under autocast, inputs of another float dtype than the weights' are cast by autocast
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(video.bfloat16(), audio).fused_summary
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+    # an AVModel made without frames_per_clip or clip_seconds checks neither
+    from effvid.av import AVModel
+
+    transformers = {name.removesuffix("_transformer"): t for name, t in model.transformers().items()}
+    free = AVModel(model.visual_cnn, model.audio_cnn, transformers, width=32, audio_frontend=model.audio_frontend).eval()
+    assert (free.frames_per_clip, free.samples_per_clip, free.n_mels) == (None, None, 80)
+    with torch.no_grad():
+        assert free(video[:, :, :, :2], audio[..., :2000]).fused_summary.shape == (1, 64)
+
+
 # -- clip encoders ------------------------------------------------------------------------------------
 
 
@@ -381,7 +479,7 @@ def test_clip_encoders():
     assert torch.allclose(feats, per_frame.mean(1), atol=1e-5)
     with pytest.raises(ValueError):
         tsm(torch.randn(1, 3, 8, 32, 32))
-    model = create_av_model(visual_cnn="tsm_resnet_tiny", audio_cnn="resnet_tiny", frames_per_clip=4,
+    model = create_av_model(visual_cnn="tsm_resnet_tiny", audio_cnn="resnet_tiny", frames_per_clip=4, clip_seconds=0.25,
                             sharing="all", width=32, heads=4, ffn=64, layers=2)
     assert model(torch.randn(1, 2, 3, 4, 32, 32), torch.randn(1, 2, 4000)).fused_summary.shape == (1, 64)
     with pytest.raises(ValueError):

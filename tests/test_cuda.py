@@ -289,7 +289,7 @@ def test_av_model_trains_on_cuda_in_bfloat16():
 
     torch.manual_seed(0)
     model = create_av_model(visual_cnn="slow_tiny", audio_cnn="resnet_tiny", width=32, heads=4, ffn=64,
-                            rank=8, layers=3, sharing="partial").cuda()
+                            rank=8, layers=3, sharing="partial", frames_per_clip=4, clip_seconds=0.25).cuda()
     video = torch.randn(2, 3, 3, 4, 32, 32, device="cuda")
     audio = torch.randn(2, 3, 4000, device="cuda")
     model.eval()

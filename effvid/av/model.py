@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _Orthogonal
 
-from .audio import LogMelSpectrogram, SpecAugment
+from .audio import LogMelSpectrogram, SpecAugment, clip_samples
 from .encoders import build_audio_encoder, build_visual_encoder
 from ..errors import check_dropout, check_positive_ints
 from .transformer import SHARING_MODES, TransformerEncoder, build_transformers
@@ -133,11 +133,17 @@ class AVModel(nn.Module):
     ``audio_transformer`` (mid, late), ``multimodal_transformer`` (early, mid). With
     ``sharing="all"`` the transformer attributes are one object. ``audio_frontend`` (log-mel,
     optional SpecAugment) turns waveforms into spectrograms inside the model, on its device.
+
+    :meth:`forward` refuses inputs of another layout or dtype, and clips of other than
+    ``frames_per_clip`` frames (default: the visual CNN's own, a TSM encoder's) or waveforms of
+    other than ``clip_seconds`` at the frontend's sample rate, naming what it expected (None: not
+    checked).
     """
 
     def __init__(self, visual_cnn: nn.Module, audio_cnn: nn.Module, transformers: dict[str, TransformerEncoder], *,
                  width: int, fusion: str = "mid", max_clips: int = 64, dropout: float = 0.1,
-                 audio_frontend: nn.Module | None = None, sharing: str = "custom"):
+                 audio_frontend: nn.Module | None = None, sharing: str = "custom",
+                 frames_per_clip: int | None = None, clip_seconds: float | None = None):
         super().__init__()
         if fusion not in FUSION_MODES:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
@@ -158,6 +164,15 @@ class AVModel(nn.Module):
             setattr(self, f"{name}_transformer", module)
         self._transformer_names = [f"{n}_transformer" for n in ("visual", "audio", "multimodal") if n in transformers]
         self._uses_parametrizations = any(parametrize.is_parametrized(m) for m in self.modules())
+        # what forward checks its inputs against (None: not checked)
+        logmel = next((m for m in audio_frontend.modules() if isinstance(m, LogMelSpectrogram)), None) \
+            if audio_frontend is not None else None
+        self.frames_per_clip = frames_per_clip if frames_per_clip is not None else getattr(visual_cnn, "frames_per_clip", None)
+        self.clip_seconds = clip_seconds
+        self.sample_rate = logmel.sample_rate if logmel is not None else None
+        self.n_mels = logmel.n_mels if logmel is not None else None
+        self.samples_per_clip = (clip_samples(clip_seconds, self.sample_rate)
+                                 if clip_seconds is not None and self.sample_rate is not None else None)
 
     @property
     def out_dim(self) -> int:
@@ -178,11 +193,13 @@ class AVModel(nn.Module):
     def spectrogram(self, audio: torch.Tensor) -> torch.Tensor:
         """Waveforms ``(B, K, samples)`` → ``(B, K, n_mels, frames)`` with the audio frontend;
         4-D input is taken to be spectrograms already."""
-        if audio.dim() == 4:
-            return audio
-        if audio.dim() != 3 or self.audio_frontend is None:
-            raise ValueError(f"audio must be (B, K, samples) waveforms (needs audio_frontend) or (B, K, n_mels, frames), got {tuple(audio.shape)}")
-        return self.audio_frontend(audio)
+        self._check_audio_layout(audio)
+        return audio if audio.dim() == 4 else self.audio_frontend(audio)
+
+    def _check_audio_layout(self, audio: torch.Tensor) -> None:
+        if audio.dim() != 4 and (audio.dim() != 3 or self.audio_frontend is None):
+            raise ValueError(f"audio must be (B, K, samples) waveforms (needs audio_frontend) or (B, K, n_mels, frames), "
+                             f"got {tuple(audio.shape)}")
 
     @staticmethod
     def _per_clip(cnn: nn.Module, clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -254,15 +271,69 @@ class AVModel(nn.Module):
             audio_mask: bool ``(B, K)`` for the audio side (default ``mask``); False everywhere
                 for a video without audio.
         """
-        if video.dim() != 6:
-            raise ValueError(f"video must be (B, K, 3, T, H, W) clips, got {tuple(video.shape)}")
-        _check_clips("video", video, "audio", audio, mask, audio_mask)
+        self._check_inputs(video, audio, mask, audio_mask)
         b, k = video.shape[:2]
         mask = video.new_ones(b, k, dtype=torch.bool) if mask is None else mask.bool()
         audio_mask = mask if audio_mask is None else audio_mask.bool() & mask
         vf = self.encode_visual(video, mask)
         af = self.encode_audio(audio, audio_mask)
         return self.contextualize(vf, af, mask, audio_mask)
+
+
+    def _check_inputs(self, video: torch.Tensor, audio: torch.Tensor, mask, audio_mask) -> None:
+        """Refuse what :meth:`forward` cannot take, before any CNN runs, naming the argument, what
+        the model expects and what it got; shapes and dtypes only, so it costs nothing. Torch
+        failed deep in a CNN ("expected scalar type Double but found Float") or, worse, ran: a
+        (B, K, 1, samples) waveform as a spectrogram of one mel bin, 8-kHz audio as 16-kHz, int16
+        PCM as floats 32768 times too loud, 8 frames per clip in a model built for 16."""
+        shape = tuple(video.shape)
+        if video.dim() == 6 and shape[2] != 3 and shape[-1] == 3:
+            raise ValueError(f"video must be (B, K, 3, T, H, W) normalised float clips, got {shape} {video.dtype}, "
+                             "the layout of LongVideoSampler's frames (B, K, T, H, W, 3): "
+                             "effvid.av.frames_to_clips(frames) converts them")
+        if video.dim() != 6 or shape[2] != 3:
+            raise ValueError(f"video must be (B, K, 3, T, H, W) clips, got {shape}")
+        _check_dtype("video", video, self.visual_cnn, "normalised float clips, as effvid.av.frames_to_clips makes them")
+        if self.frames_per_clip is not None and shape[3] != self.frames_per_clip:
+            raise ValueError(f"video must have the model's frames_per_clip={self.frames_per_clip} frames per clip, "
+                             f"(B, K, 3, {self.frames_per_clip}, H, W), got {shape[3]} in {shape}: sample clips with "
+                             f"LongVideoSampler(frames_per_clip={self.frames_per_clip}), or build the model with "
+                             f"frames_per_clip={shape[3]}")
+
+        shape = tuple(audio.shape)
+        if not audio.is_floating_point():
+            pcm = "; int16 PCM: audio / 32768" if audio.dtype == torch.int16 else ""
+            raise ValueError("audio must be float waveforms in [-1, 1] (as read_audio and LongVideoSampler give them) "
+                             f"or float log-mel spectrograms, got {audio.dtype}{pcm}")
+        if audio.dim() == 4 and shape[2] == 1 and self.n_mels != 1:
+            raise ValueError(f"audio must be (B, K, samples) waveforms or (B, K, n_mels, frames) log-mels, got {shape}: "
+                             "waveforms with a channel dimension, taken for spectrograms of one mel bin? "
+                             "audio.squeeze(2) takes it off")
+        self._check_audio_layout(audio)
+        if audio.dim() == 4:
+            if self.n_mels is not None and shape[2] != self.n_mels:
+                raise ValueError(f"audio spectrograms must have the model's n_mels={self.n_mels} mel bins, "
+                                 f"(B, K, {self.n_mels}, frames), got {shape[2]} in {shape}")
+            _check_dtype("audio", audio, self.audio_cnn, "float log-mel spectrograms")
+        elif self.samples_per_clip is not None and shape[2] != self.samples_per_clip:
+            raise ValueError(f"audio waveforms must have {self.samples_per_clip} samples per clip (the model's "
+                             f"clip_seconds={self.clip_seconds} at sample_rate={self.sample_rate}), got {shape[2]} "
+                             f"in {shape}: read them with LongVideoSampler(clip_seconds={self.clip_seconds}, "
+                             f"sample_rate={self.sample_rate}), or build the model with the clip length and rate "
+                             "they have")
+        _check_clips("video", video, "audio", audio, mask, audio_mask)
+
+
+def _check_dtype(name: str, x: torch.Tensor, module: nn.Module, what: str) -> None:
+    """Refuse ``x`` unless it is floating point and of the dtype of ``module``'s weights; under
+    autocast, which casts the others for itself, only float64 (which it leaves as it is)."""
+    weight = next(module.parameters(), None)
+    want = weight.dtype if weight is not None else torch.get_default_dtype()
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be {what} ({want}, as the model's weights are), got {x.dtype}")
+    cast = torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64
+    if weight is not None and x.dtype != want and not cast:
+        raise ValueError(f"{name} must be {want}, as the model's weights are, got {x.dtype}: {name}.to({want})")
 
 
 def _check_clips(video_name: str, video: torch.Tensor, audio_name: str, audio: torch.Tensor,
@@ -297,6 +368,7 @@ def create_av_model(
     dropout: float = 0.1,
     max_clips: int = 64,
     frames_per_clip: int = 16,
+    clip_seconds: float = 1.0,
     sample_rate: int = 16000,
     n_mels: int = 80,
     spec_augment: bool = False,
@@ -314,6 +386,8 @@ def create_av_model(
     (the paper's slow-only 3D ResNet-50) or ``slow_tiny``. ``audio_cnn``: ``resnet50_half``
     (paper) or ``resnet_tiny``. ``sharing``: ``none``/``layers``/``all``/``partial``.
     ``spec_augment`` adds SpecAugment masks to the frontend (active in training mode only).
+    ``frames_per_clip``, ``clip_seconds`` and ``sample_rate`` are the clips the model takes, as
+    :class:`effvid.av.LongVideoSampler` cuts them: ``forward`` refuses clips of other lengths.
     """
     if sharing not in SHARING_MODES:
         raise ValueError(f"sharing must be one of {SHARING_MODES}, got {sharing!r}")
@@ -323,6 +397,7 @@ def create_av_model(
     check_positive_ints(width=width, heads=heads, layers=layers, ffn=ffn, rank=rank, max_clips=max_clips,
                         frames_per_clip=frames_per_clip, sample_rate=sample_rate, n_mels=n_mels)
     check_dropout(dropout)
+    clip_samples(clip_seconds, sample_rate)
     names = {"early": ["multimodal"], "mid": ["visual", "audio", "multimodal"], "late": ["visual", "audio"]}[fusion]
     transformers = build_transformers(names, sharing=sharing, width=width, heads=heads, depth=layers, ffn=ffn,
                                       dropout=dropout, rank=rank, normalize_factors=normalize_factors)
@@ -334,6 +409,7 @@ def create_av_model(
         build_audio_encoder(audio_cnn, **(audio_kwargs or {})),
         transformers,
         width=width, fusion=fusion, max_clips=max_clips, dropout=dropout, audio_frontend=frontend, sharing=sharing,
+        frames_per_clip=frames_per_clip, clip_seconds=clip_seconds,
     )
     # named in parameter_report: its total is the paper model's only with the paper's CNNs
     model.visual_cnn_name, model.audio_cnn_name = visual_cnn, audio_cnn
