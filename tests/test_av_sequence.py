@@ -346,10 +346,11 @@ def test_audio_shorter_than_video_is_masked_where_it_ends(tmp_path):
     assert read_audio(path, start=0.5, duration=1.0, sample_rate=SR).decoded_samples == SR
 
 
-def write_late_audio_video(path, seconds, audio_start, gap=None):
+def write_late_audio_video(path, seconds, audio_start, gaps=()):
     """A video of ``seconds`` whose AAC audio track (the test signal from ``audio_start`` on)
     begins ``audio_start`` seconds after the first frame: the audio frames' pts start there.
-    ``gap=(a, b)``: the audio frames of the seconds [a, b) are left out (their time skipped)."""
+    ``gaps=[(a, b), ...]``: the audio frames (1024 samples, 64 ms) starting in the seconds
+    [a, b) are left out (their time skipped)."""
     import av
 
     frames = np.stack([np.full((32, 48, 3), LEVELS[i // FPS % 5], np.uint8) for i in range(seconds * FPS)])
@@ -368,7 +369,7 @@ def write_late_audio_video(path, seconds, audio_start, gap=None):
             container.mux(packet)
         step = audio.codec_context.frame_size or 1024
         for pos in range(0, len(wav), step):
-            if gap and gap[0] * SR <= int(audio_start * SR) + pos < gap[1] * SR:
+            if any(a * SR <= int(audio_start * SR) + pos < b * SR for a, b in gaps):
                 continue
             aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[None, pos:pos + step]), format="fltp",
                                                 layout="mono")
@@ -419,7 +420,7 @@ def test_a_gap_in_the_audio_track_is_masked_and_the_audio_after_it_stays_in_time
     # heard the tones of seconds 2-3, out of step with their frames, and were marked valid.
     from effvid.av import read_audio
 
-    path = write_late_audio_video(tmp_path / f"gap.{ext}", 5, audio_start=0.0, gap=(1.5, 2.5))
+    path = write_late_audio_video(tmp_path / f"gap.{ext}", 5, audio_start=0.0, gaps=[(1.5, 2.5)])
     seq = LongVideoSampler(num_clips=5, frames_per_clip=4, sample_rate=SR)(path)
     assert seq.mask.tolist() == [True] * 5
     assert seq.audio_mask.tolist() == [True, False, False, True, True]
@@ -435,6 +436,25 @@ def test_a_gap_in_the_audio_track_is_masked_and_the_audio_after_it_stays_in_time
     assert abs(gap_from - SR // 2) <= 1024 and abs(gap_to - 3 * SR // 2) <= 1024
     assert window.waveform[gap_from:gap_to].abs().max() == 0
     assert read_audio(path, start=3.0, duration=1.0, sample_rate=SR).gaps == []
+
+
+@pytest.mark.parametrize("gaps, seconds_lost, audio_mask", [
+    # one AAC frame lost inside clip 2: 64 ms, less than a tenth (it masked clip 2)
+    ([(2.49, 2.5)], [(2.496, 2.56)], [True] * 5),
+    # one lost across clips 2 and 3: 56 ms of clip 2 and 8 ms of clip 3
+    ([(2.94, 2.95)], [(2.944, 3.008)], [True] * 5),
+    # both: 64 + 56 = 120 ms of clip 2, more than a tenth together; clip 3 still loses 8 ms
+    ([(2.49, 2.5), (2.94, 2.95)], [(2.496, 2.56), (2.944, 3.008)], [True, True, False, True, True]),
+])
+def test_audio_gaps_mask_a_clip_when_they_cover_more_than_a_tenth_of_it(tmp_path, gaps, seconds_lost, audio_mask):
+    # the mask was whether a gap reached more than a tenth of a clip into it, whatever its length
+    from effvid.av import read_audio
+
+    path = write_late_audio_video(tmp_path / "gaps.mp4", 5, audio_start=0.0, gaps=gaps)
+    assert read_audio(path, duration=5.0).gaps == [(round(a * SR), round(b * SR)) for a, b in seconds_lost]
+    seq = LongVideoSampler(num_clips=5, frames_per_clip=4, sample_rate=SR)(path)
+    assert seq.mask.tolist() == [True] * 5
+    assert seq.audio_mask.tolist() == audio_mask
 
 
 def test_variable_frame_rate_mp4_with_b_frames_reaches_its_last_second(tmp_path):

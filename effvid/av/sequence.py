@@ -99,7 +99,9 @@ class LongVideoSampler:
     stays valid, holding the last frame, when at least its first instant decoded. ``audio_mask``
     marks the valid clips whose window the decoded audio covers but for a tenth of a clip at
     either end (codec frame edges; for a single short clip, up to where its frames end): clips
-    before an audio track that starts late or past one that ends early are masked. A missing file raises
+    before an audio track that starts late or past one that ends early are masked, and so are
+    clips that gaps in the track (time its timestamps skip) cover more than a tenth of, their
+    overlaps summed. A missing file raises
     ``FileNotFoundError``; unreadable files, files without video (or without audio when
     ``missing_audio="error"``) raise :class:`effvid.av.audio.AudioDecodeError`, a
     ``VideoDecodeError`` naming the file. Display-rotation metadata is applied, as in
@@ -207,9 +209,14 @@ class LongVideoSampler:
         tolerance = 0.1 * self.clip_seconds
         covered = ((audio_begin <= clip_starts + tolerance)
                    & (audio_end >= torch.clamp(clip_ends, max=video_end) - tolerance))
-        for gap_from, gap_to in audio.gaps:  # time the audio track skips, zero-filled
-            covered &= ~((start + gap_from / self.sample_rate < clip_ends - tolerance)
-                         & (start + gap_to / self.sample_rate > clip_starts + tolerance))
+        # Time the track skips (gaps, zero-filled) costs a clip its audio when its gaps cover more
+        # than a tenth of it together, as the ends may lack a tenth. (Asking whether a gap reached
+        # a tenth into the clip masked one for a single 64-ms AAC frame lost mid-clip.)
+        in_gaps = torch.zeros(K, dtype=torch.float64)
+        for gap_from, gap_to in audio.gaps:
+            gap_start, gap_end = start + gap_from / self.sample_rate, start + gap_to / self.sample_rate
+            in_gaps += (torch.clamp(clip_ends, max=gap_end) - torch.clamp(clip_starts, min=gap_start)).clamp(min=0)
+        covered &= in_gaps <= tolerance
         return AVSequence(
             frames=out_frames,
             audio=out_audio,
