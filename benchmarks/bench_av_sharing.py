@@ -7,12 +7,13 @@ For each sharing mode (none, layers, all, partial) at the paper's transformer co
 * parameters (transformers and whole model, shared weights counted once);
 * AdamW optimizer state bytes after one step;
 * peak memory of one training step (forward + backward + AdamW) on a batch of ``--batch``
-  sequences of 30 one-second clips (16 frames of 32×32, 16 kHz audio): peak RSS during the step
-  minus RSS before it (the first step, so it includes allocating the optimizer state);
-* inference throughput of the whole model (log-mel, both CNNs, three transformers) on one
-  30-second video (30 clips × 16 frames), best of ``--repeats`` runs.
+  sequences of ``--clips`` one-second clips (30; 16 frames of 32×32, 16 kHz audio): peak RSS
+  during the step minus RSS before it (the first step, so it includes allocating the optimizer
+  state); it varies by a few MB between runs;
+* inference time of the whole model (log-mel, both CNNs, three transformers) on one video of
+  ``--clips`` seconds (``--clips`` clips × 16 frames), best of ``--repeats`` runs.
 
-Run: ``python benchmarks/bench_av_sharing.py`` (about a minute on 2 CPU cores).
+Run: ``python benchmarks/bench_av_sharing.py`` (1–1.5 minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -110,13 +111,14 @@ def main(argv=None) -> int:
     import torch
 
     from _machine import describe_machine
+    from effvid.errors import plural
 
     print(f"# effvid AV sharing benchmark — {describe_machine()}")
     print(f"# transformers: 6 layers, width 768, 12 heads, FFN 3072, rank 128, mid fusion; CNNs: "
-          f"{args.visual_cnn} / {args.audio_cnn}; train batch {args.batch} x {args.clips} clips x 16 frames "
+          f"{args.visual_cnn} / {args.audio_cnn}; train batch {args.batch} x {plural(args.clips, 'clip')} x 16 frames "
           f"{args.size}x{args.size} + 1 s audio; AdamW (amsgrad)")
     header = (f"{'sharing':<9}{'transformer params':>20}{'model params':>14}{'AdamW state MB':>16}"
-              f"{'step peak MB':>14}{'step s':>8}{'30-s video s':>14}{'clips/s':>9}")
+              f"{'step peak MB':>14}{'step s':>8}{f'{args.clips}-s video s':>14}{'clips/s':>9}")
     print(header)
     rows = []
     for mode in args.modes:
