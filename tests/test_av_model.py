@@ -387,7 +387,8 @@ def _bad_inputs():
         "samples": (video, torch.randn(1, 2, 2000),
                     "audio waveforms must have 4000 samples per clip (the model's clip_seconds=0.25 at "
                     "sample_rate=16000), got 2000 in (1, 2, 2000): read them with LongVideoSampler("
-                    "clip_seconds=0.25, sample_rate=16000), or build the model with the clip length and rate they have"),
+                    "clip_seconds=0.25, sample_rate=16000), or build the model with the clip length and rate "
+                    "they have"),
         # taken for spectrograms of 1 mel bin and 4000 frames
         "waveform channel": (video, audio[:, :, None],
                              "audio must be (B, K, samples) waveforms or (B, K, n_mels, frames) log-mels, got "
@@ -453,7 +454,8 @@ def test_the_inputs_the_checks_let_through_give_the_same_features():
     from effvid.av import AVModel
 
     transformers = {name.removesuffix("_transformer"): t for name, t in model.transformers().items()}
-    free = AVModel(model.visual_cnn, model.audio_cnn, transformers, width=32, audio_frontend=model.audio_frontend).eval()
+    free = AVModel(model.visual_cnn, model.audio_cnn, transformers, width=32,
+                   audio_frontend=model.audio_frontend).eval()
     assert (free.frames_per_clip, free.samples_per_clip, free.n_mels) == (None, None, 80)
     with torch.no_grad():
         assert free(video[:, :, :, :2], audio[..., :2000]).fused_summary.shape == (1, 64)

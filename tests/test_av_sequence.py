@@ -259,7 +259,8 @@ def test_25_fps_frames_are_the_ones_on_screen_whatever_the_time_base(tmp_path, n
     with av.open(str(path)) as c:  # the case under test: a time base of one frame, or finer
         assert c.streams.video[0].time_base == (Fraction(1, 25) if name.endswith(".avi") else Fraction(1, 12800))
     clips = 2 if start == 0.0 else 1  # (and from 0.5 s, after a seek)
-    seq = LongVideoSampler(num_clips=clips, frames_per_clip=FPS, sample_rate=SR, missing_audio="mask")(path, start=start)
+    sampler = LongVideoSampler(num_clips=clips, frames_per_clip=FPS, sample_rate=SR, missing_audio="mask")
+    seq = sampler(path, start=start)
     assert seq.mask.all()
     got = [[decode_frame_index(seq.frames[k, j].numpy(), n) for j in range(FPS)] for k in range(clips)]
     # frame i is shown from i/25 s: the one on screen at start + k + j/16 is floor(25 (start + k + j/16))

@@ -165,9 +165,11 @@ class AVModel(nn.Module):
         self._transformer_names = [f"{n}_transformer" for n in ("visual", "audio", "multimodal") if n in transformers]
         self._uses_parametrizations = any(parametrize.is_parametrized(m) for m in self.modules())
         # what forward checks its inputs against (None: not checked)
-        logmel = next((m for m in audio_frontend.modules() if isinstance(m, LogMelSpectrogram)), None) \
-            if audio_frontend is not None else None
-        self.frames_per_clip = frames_per_clip if frames_per_clip is not None else getattr(visual_cnn, "frames_per_clip", None)
+        logmel = next((m for m in (audio_frontend.modules() if audio_frontend is not None else ())
+                       if isinstance(m, LogMelSpectrogram)), None)
+        if frames_per_clip is None:
+            frames_per_clip = getattr(visual_cnn, "frames_per_clip", None)  # a TSM encoder's
+        self.frames_per_clip = frames_per_clip
         self.clip_seconds = clip_seconds
         self.sample_rate = logmel.sample_rate if logmel is not None else None
         self.n_mels = logmel.n_mels if logmel is not None else None
@@ -198,8 +200,8 @@ class AVModel(nn.Module):
 
     def _check_audio_layout(self, audio: torch.Tensor) -> None:
         if audio.dim() != 4 and (audio.dim() != 3 or self.audio_frontend is None):
-            raise ValueError(f"audio must be (B, K, samples) waveforms (needs audio_frontend) or (B, K, n_mels, frames), "
-                             f"got {tuple(audio.shape)}")
+            raise ValueError("audio must be (B, K, samples) waveforms (needs audio_frontend) or "
+                             f"(B, K, n_mels, frames), got {tuple(audio.shape)}")
 
     @staticmethod
     def _per_clip(cnn: nn.Module, clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -279,7 +281,6 @@ class AVModel(nn.Module):
         af = self.encode_audio(audio, audio_mask)
         return self.contextualize(vf, af, mask, audio_mask)
 
-
     def _check_inputs(self, video: torch.Tensor, audio: torch.Tensor, mask, audio_mask) -> None:
         """Refuse what :meth:`forward` cannot take, before any CNN runs, naming the argument, what
         the model expects and what it got; shapes and dtypes only, so it costs nothing. Torch
@@ -306,9 +307,9 @@ class AVModel(nn.Module):
             raise ValueError("audio must be float waveforms in [-1, 1] (as read_audio and LongVideoSampler give them) "
                              f"or float log-mel spectrograms, got {audio.dtype}{pcm}")
         if audio.dim() == 4 and shape[2] == 1 and self.n_mels != 1:
-            raise ValueError(f"audio must be (B, K, samples) waveforms or (B, K, n_mels, frames) log-mels, got {shape}: "
-                             "waveforms with a channel dimension, taken for spectrograms of one mel bin? "
-                             "audio.squeeze(2) takes it off")
+            raise ValueError(f"audio must be (B, K, samples) waveforms or (B, K, n_mels, frames) log-mels, got "
+                             f"{shape}: waveforms with a channel dimension, taken for spectrograms of one mel "
+                             "bin? audio.squeeze(2) takes it off")
         self._check_audio_layout(audio)
         if audio.dim() == 4:
             if self.n_mels is not None and shape[2] != self.n_mels:
